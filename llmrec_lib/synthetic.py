@@ -1,0 +1,159 @@
+"""A seeded synthetic world with planted interests: ground truth for tests and lessons.
+
+Real data never tells us *why* a user clicked. Here we know: each user has a few planted
+interests (topics); each day they are shown a slate of items (impressions) and click the ones
+that match an interest with high probability, others rarely. The world is returned in the
+same layout as MovieLens (``ratings``, ``movies``, ``tags``) so that every split, model and
+metric of the book runs on it unchanged:
+
+* a click becomes a rating of 5.0 (a positive, >= ``data.POSITIVE_MIN``);
+* an impression without a click becomes a rating of 1.0 (seen but disliked, <= ``NEGATIVE_MAX``),
+  the analogue of LinkedIn's "shown but not engaged" hard negatives.
+
+It builds in well under a second for the default size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import MovieLens
+
+TOPICS = (
+    ("space", "Sci-Fi", ["galactic", "orbital", "alien", "starship", "cosmic"]),
+    ("heist", "Crime", ["daring", "midnight", "bank", "diamond", "perfect"]),
+    ("romance", "Romance", ["summer", "paris", "second-chance", "wedding", "secret"]),
+    ("horror", "Horror", ["haunted", "cursed", "midnight", "silent", "bloody"]),
+    ("animation", "Animation", ["talking", "magical", "tiny", "brave", "singing"]),
+    ("war", "War", ["frontline", "winter", "naval", "resistance", "desert"]),
+    ("western", "Western", ["dusty", "outlaw", "frontier", "lonesome", "gold-rush"]),
+    ("documentary", "Documentary", ["true", "wild", "hidden", "ocean", "mountain"]),
+)
+CORES = {
+    "space": ["odyssey", "colony", "invasion", "voyage"],
+    "heist": ["job", "caper", "robbery", "score"],
+    "romance": ["affair", "love story", "letters", "promise"],
+    "horror": ["house", "curse", "night", "woods"],
+    "animation": ["adventure", "kingdom", "friends", "journey"],
+    "war": ["battalion", "siege", "escape", "front"],
+    "western": ["showdown", "trail", "ranch", "bounty"],
+    "documentary": ["planet", "lives", "story", "expedition"],
+}
+
+
+@dataclass
+class World:
+    """The synthetic data set and its ground truth."""
+
+    ml: MovieLens
+    impressions: pd.DataFrame  # user_id, item_id, timestamp, clicked
+    user_interests: dict[int, list[int]]  # user_id -> planted topic indices
+    item_topic: pd.Series  # item_id -> topic index
+    topics: list[str]
+
+    def interest_names(self, user_id: int) -> list[str]:
+        return [self.topics[t] for t in self.user_interests[user_id]]
+
+
+def make_world(
+    n_users: int = 200,
+    n_items: int = 400,
+    n_days: int = 30,
+    slate_size: int = 8,
+    interests_per_user: tuple[int, int] = (1, 3),
+    p_click_interest: float = 0.6,
+    p_click_other: float = 0.03,
+    share_interest_in_slate: float = 0.4,
+    seed: int = 0,
+) -> World:
+    """Build a world: items with text, users with planted interests, impressions and clicks.
+
+    Each user is active on a random subset of days; on each active day they see a slate with
+    about ``share_interest_in_slate`` items from their interests and the rest at random.
+    """
+    if n_items < len(TOPICS) or n_users < 1 or slate_size < 1:
+        raise ValueError(f"need n_items >= {len(TOPICS)}, n_users >= 1 and slate_size >= 1")
+    rng = np.random.default_rng(seed)
+    n_topics = len(TOPICS)
+    topic_names = [t[0] for t in TOPICS]
+
+    # Items: a topic each (Zipf-ish popularity inside the topic), a title from a modifier and a
+    # core word, a year, the topic's genre plus sometimes a second one, and a user tag.
+    item_ids = np.arange(1, n_items + 1)
+    item_topic = rng.integers(0, n_topics, size=n_items)
+    popularity = rng.zipf(1.6, size=n_items).clip(max=50).astype(float)
+    titles, genres, years = [], [], []
+    for i, t in enumerate(item_topic):
+        name, genre, mods = TOPICS[t]
+        mod = mods[rng.integers(len(mods))]
+        core = CORES[name][rng.integers(len(CORES[name]))]
+        year = int(rng.integers(1970, 2020))
+        titles.append(f"The {mod.title()} {core.title()} {i + 1} ({year})")
+        extra = TOPICS[(t + 1 + rng.integers(n_topics - 1)) % n_topics][1]
+        genres.append([genre] + ([extra] if rng.random() < 0.3 else []))
+        years.append(year)
+    movies = pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "title": titles,
+            "name": [t.rsplit(" (", 1)[0] for t in titles],
+            "year": pd.array(years, dtype="Int64"),
+            "genres": genres,
+        }
+    )
+    by_topic = [item_ids[item_topic == t] for t in range(n_topics)]
+    pop_by_topic = [popularity[item_topic == t] / popularity[item_topic == t].sum() for t in range(n_topics)]
+
+    # Users: planted interests, then impressions day by day.
+    lo, hi = interests_per_user
+    interests = {}
+    rows = []
+    t0 = 1_500_000_000
+    for u in range(1, n_users + 1):
+        k = int(rng.integers(lo, hi + 1))
+        mine = sorted(rng.choice(n_topics, size=min(k, n_topics), replace=False).tolist())
+        interests[u] = mine
+        days = np.sort(rng.choice(n_days, size=max(2, int(rng.integers(2, n_days + 1))), replace=False))
+        seen: set[int] = set()
+        for d in days:
+            n_int = int(rng.binomial(slate_size, share_interest_in_slate))
+            slate = []
+            for _ in range(n_int):
+                t = mine[rng.integers(len(mine))]
+                slate.append(int(rng.choice(by_topic[t], p=pop_by_topic[t])) if len(by_topic[t]) else None)
+            slate += rng.choice(item_ids, size=slate_size - n_int).tolist()
+            slate = [i for i in dict.fromkeys(s for s in slate if s is not None) if i not in seen]
+            for j, item in enumerate(slate):
+                seen.add(item)
+                hit = item_topic[item - 1] in mine
+                clicked = rng.random() < (p_click_interest if hit else p_click_other)
+                rows.append((u, item, t0 + int(d) * 86_400 + j * 60 + int(rng.integers(60)), clicked))
+    imp = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "clicked"])
+    ratings = pd.DataFrame(
+        {
+            "user_id": imp["user_id"].astype("int64"),
+            "item_id": imp["item_id"].astype("int64"),
+            "rating": np.where(imp["clicked"], 5.0, 1.0).astype("float32"),
+            "timestamp": imp["timestamp"].astype("int64"),
+        }
+    ).sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
+    tags = pd.DataFrame(
+        {
+            "user_id": np.ones(n_items, dtype="int64"),
+            "item_id": item_ids,
+            "tag": [TOPICS[t][0] for t in item_topic],
+            "timestamp": np.full(n_items, t0, dtype="int64"),
+        }
+    )
+    ml = MovieLens(ratings=ratings, movies=movies, tags=tags, links=None, path=Path("<synthetic>"))
+    return World(
+        ml=ml,
+        impressions=imp,
+        user_interests=interests,
+        item_topic=pd.Series(item_topic, index=item_ids, name="topic"),
+        topics=topic_names,
+    )

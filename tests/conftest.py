@@ -1,0 +1,41 @@
+"""Shared fixtures. Real-data tests skip with a clear reason when the MovieLens folder is absent."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    from llmrec_lib import config
+
+    folder = config.data_dir()
+    if not (folder / "ratings.csv").is_file():
+        pytest.skip(f"MovieLens not found at {folder}: set LLMREC_DATA_DIR (see README)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ml(data_dir):
+    from llmrec_lib import data
+
+    return data.load_movielens(data_dir)
+
+
+@pytest.fixture(scope="session")
+def split(ml):
+    from llmrec_lib import data
+
+    return data.per_user_split(ml.ratings)
+
+
+@pytest.fixture(scope="session")
+def world():
+    from llmrec_lib import synthetic
+
+    return synthetic.make_world(seed=0)
