@@ -1,0 +1,207 @@
+"""Contrastive losses for retrieval: InfoNCE with in-batch and hard negatives, BCE, Matryoshka.
+
+All losses take L2-normalised embeddings, so a dot product is a cosine similarity:
+
+* ``users``  (B, d): one row per training pair (the member prompt),
+* ``items``  (B, d): the positive item of each pair (the next engaged item),
+* ``hard``   (B, k, d), optional: k hard negatives per pair (shown-but-not-engaged items; in
+  this book, seen-but-disliked movies).
+
+LinkedIn (arXiv 2510.14223) trains with InfoNCE and in-batch negatives shared across GPUs,
+adds hard negatives (+1 per member: +2.0% Recall@10, +2: +3.6%), compares against BCE, and
+shrinks the embedding with Matryoshka training. sentence-transformers calls the same InfoNCE
+``MultipleNegativesRankingLoss`` (scale 20 = temperature 0.05) and the nested version
+``MatryoshkaLoss``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "InfoNCE",
+    "BCELoss",
+    "MatryoshkaLoss",
+    "false_negative_mask",
+    "gather_with_grad",
+]
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Concatenate ``x`` from every rank, keeping gradients (the global batch of negatives).
+
+    Returns the gathered tensor and the offset of this rank's rows in it. Without an
+    initialised process group this is the identity with offset 0.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    from torch.distributed.nn.functional import all_gather
+
+    parts = all_gather(x.contiguous())  # autograd-aware: gradients flow back to every rank
+    return torch.cat(parts, dim=0), dist.get_rank() * x.shape[0]
+
+
+def false_negative_mask(
+    row_items: torch.Tensor,
+    col_items: torch.Tensor,
+    row_offset: int = 0,
+    user_positives: Sequence[set[int]] | None = None,
+) -> torch.Tensor:
+    """(B, N) True where column j must not count as a negative for row i.
+
+    A column is a false negative if it holds the same item as row i's positive (the same
+    movie twice in a batch) or an item row i's user already liked (``user_positives``). Row
+    i's own positive, column ``row_offset + i``, is never masked.
+    """
+    same = row_items[:, None] == col_items[None, :]  # (B, N)
+    if user_positives is not None:
+        if len(user_positives) != len(row_items):
+            raise ValueError("user_positives needs one set per row")
+        cols = col_items.tolist()
+        liked = torch.tensor([[c in s for c in cols] for s in user_positives], dtype=torch.bool,
+                             device=same.device)
+        same = same | liked
+    own = torch.arange(len(row_items), device=same.device) + row_offset
+    same[torch.arange(len(row_items), device=same.device), own] = False
+    return same
+
+
+class _Temperature(nn.Module):
+    """A fixed temperature, or a learned one (as CLIP's log-scale, clamped to [0.01, 1])."""
+
+    def __init__(self, temperature: float = 0.05, learn: bool = False):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        value = torch.tensor(math.log(1.0 / temperature))
+        if learn:
+            self.log_scale = nn.Parameter(value)
+        else:
+            self.register_buffer("log_scale", value)
+
+    @property
+    def temperature(self) -> float:
+        return float(1.0 / self.scale())
+
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.clamp(0.0, math.log(100.0)).exp()
+
+
+class InfoNCE(_Temperature):
+    """InfoNCE with in-batch negatives and optional hard negatives.
+
+        L = -1/B sum_i log( exp(s(u_i, v_i)/t) / (sum_j exp(s(u_i, v_j)/t) + sum_h exp(s(u_i, h_ih)/t)) )
+
+    where j runs over the positives of the whole (global) batch and h over row i's own hard
+    negatives. Masked columns (false negatives) are removed from the denominator.
+
+    Example::
+
+        loss_fn = InfoNCE(temperature=0.05)
+        loss = loss_fn(users, items, hard=hard, item_ids=ids)
+    """
+
+    def forward(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        hard: torch.Tensor | None = None,
+        item_ids: torch.Tensor | None = None,
+        user_positives: Sequence[set[int]] | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        _check(users, items, hard)
+        all_items, offset = gather_with_grad(items)  # (N, d), N = global batch
+        scale = self.scale()
+        logits = scale * users @ all_items.T  # (B, N)
+        if mask is None and item_ids is not None:
+            all_ids, _ = gather_with_grad(item_ids)
+            mask = false_negative_mask(item_ids, all_ids, offset, user_positives)
+        if mask is not None:
+            logits = logits.masked_fill(mask, float("-inf"))
+        if hard is not None:
+            hard_logits = scale * torch.einsum("bd,bkd->bk", users, hard)  # (B, k)
+            logits = torch.cat([logits, hard_logits], dim=1)
+        labels = torch.arange(users.shape[0], device=users.device) + offset
+        return F.cross_entropy(logits.float(), labels)
+
+
+class BCELoss(_Temperature):
+    """Binary cross-entropy on sigmoid(s/t - bias): each positive against each negative.
+
+    The alternative LinkedIn compares with InfoNCE (Recall@10 0.394 vs 0.424 [S]). Positives
+    and negatives are weighted equally (mean over positives + mean over negatives), so the
+    loss does not change scale with the batch size. ``bias`` shifts the decision threshold:
+    cosine similarities live in [-1, 1], so sigmoid(s/t) alone could never say "no".
+    """
+
+    def __init__(self, temperature: float = 0.05, learn: bool = False, bias: float = 0.5):
+        super().__init__(temperature, learn)
+        self.bias = bias
+
+    def forward(self, users, items, hard=None, item_ids=None, user_positives=None, mask=None):
+        _check(users, items, hard)
+        all_items, offset = gather_with_grad(items)
+        scale = self.scale()
+        logits = scale * (users @ all_items.T - self.bias)  # (B, N)
+        n_rows = users.shape[0]
+        pos_mask = torch.zeros_like(logits, dtype=torch.bool)
+        pos_mask[torch.arange(n_rows), torch.arange(n_rows) + offset] = True
+        if mask is None and item_ids is not None:
+            all_ids, _ = gather_with_grad(item_ids)
+            mask = false_negative_mask(item_ids, all_ids, offset, user_positives)
+        neg_mask = ~pos_mask if mask is None else ~pos_mask & ~mask
+        pos = F.binary_cross_entropy_with_logits(logits[pos_mask].float(), torch.ones(n_rows, device=logits.device))
+        neg_logits = logits[neg_mask]
+        if hard is not None:
+            hard_logits = scale * (torch.einsum("bd,bkd->bk", users, hard) - self.bias)
+            neg_logits = torch.cat([neg_logits, hard_logits.reshape(-1)])
+        if neg_logits.numel() == 0:
+            return pos
+        neg = F.binary_cross_entropy_with_logits(neg_logits.float(), torch.zeros_like(neg_logits.float()))
+        return pos + neg
+
+
+class MatryoshkaLoss(nn.Module):
+    """L = sum_k w_k * base(first d_k dimensions, re-normalised).
+
+    Training every nested prefix at once makes the first d_k dimensions a usable embedding
+    on their own (Kusupati et al., 2022); LinkedIn keeps 512 of 3072 dimensions at -0.8%
+    Recall@10 [S].
+    """
+
+    def __init__(self, base: nn.Module, dims: Sequence[int], weights: Sequence[float] | None = None):
+        super().__init__()
+        if not dims or any(d <= 0 for d in dims):
+            raise ValueError("dims must be positive integers")
+        self.base = base
+        self.dims = sorted(set(int(d) for d in dims), reverse=True)
+        w = [1.0] * len(self.dims) if weights is None else [float(x) for x in weights]
+        if len(w) != len(self.dims):
+            raise ValueError("one weight per dimension")
+        self.weights = w
+
+    def forward(self, users, items, hard=None, **kwargs):
+        if self.dims[0] > users.shape[-1]:
+            raise ValueError(f"largest Matryoshka dim {self.dims[0]} exceeds embedding size {users.shape[-1]}")
+        total = users.new_zeros((), dtype=torch.float32)
+        for d, w in zip(self.dims, self.weights):
+            u = F.normalize(users[..., :d], dim=-1)
+            v = F.normalize(items[..., :d], dim=-1)
+            h = None if hard is None else F.normalize(hard[..., :d], dim=-1)
+            total = total + w * self.base(u, v, hard=h, **kwargs)
+        return total / sum(self.weights)
+
+
+def _check(users: torch.Tensor, items: torch.Tensor, hard: torch.Tensor | None) -> None:
+    if users.ndim != 2 or items.shape != users.shape:
+        raise ValueError(f"users and items must both be (B, d); got {tuple(users.shape)} and {tuple(items.shape)}")
+    if hard is not None and (hard.ndim != 3 or hard.shape[0] != users.shape[0] or hard.shape[2] != users.shape[1]):
+        raise ValueError(f"hard negatives must be (B, k, d); got {tuple(hard.shape)}")

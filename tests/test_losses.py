@@ -1,0 +1,91 @@
+"""Losses checked against plain loops written from their formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llmrec_lib.losses import BCELoss, InfoNCE, MatryoshkaLoss, false_negative_mask
+
+
+def _emb(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(*shape, generator=g), dim=-1)
+
+
+def _infonce_loop(u, v, h, t, mask=None):
+    total = 0.0
+    for i in range(len(u)):
+        num = math.exp(float(u[i] @ v[i]) / t)
+        den = sum(math.exp(float(u[i] @ v[j]) / t) for j in range(len(v)) if mask is None or not mask[i, j])
+        if h is not None:
+            den += sum(math.exp(float(u[i] @ h[i, k]) / t) for k in range(h.shape[1]))
+        total += -math.log(num / den)
+    return total / len(u)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_infonce_matches_formula(k):
+    u, v = _emb(6, 8, seed=1), _emb(6, 8, seed=2)
+    h = _emb(6, k, 8, seed=3) if k else None
+    got = InfoNCE(temperature=0.1)(u, v, hard=h)
+    assert got.item() == pytest.approx(_infonce_loop(u, v, h, 0.1), rel=1e-5)
+
+
+def test_hard_negatives_raise_the_loss():
+    u, v = _emb(4, 8, seed=1), _emb(4, 8, seed=2)
+    h = _emb(4, 2, 8, seed=3)
+    loss = InfoNCE(0.1)
+    assert loss(u, v, hard=h) > loss(u, v)
+
+
+def test_duplicate_item_in_batch_is_masked():
+    u, v = _emb(4, 8, seed=1), _emb(4, 8, seed=2)
+    v[3] = v[1]  # the same movie twice: for row 1, column 3 is not a negative
+    ids = torch.tensor([10, 11, 12, 11])
+    mask = false_negative_mask(ids, ids)
+    assert mask.tolist() == [[False] * 4, [False, False, False, True], [False] * 4,
+                             [False, True, False, False]]
+    got = InfoNCE(0.1)(u, v, item_ids=ids)
+    assert got.item() == pytest.approx(_infonce_loop(u, v, None, 0.1, mask), rel=1e-5)
+
+
+def test_users_own_positives_are_masked():
+    ids = torch.tensor([1, 2, 3])
+    mask = false_negative_mask(ids, ids, user_positives=[{2}, set(), {1, 3}])
+    assert mask.tolist() == [[False, True, False], [False, False, False], [True, False, False]]
+
+
+def test_learned_temperature_gets_a_gradient():
+    loss = InfoNCE(0.07, learn=True)
+    u, v = _emb(5, 8, seed=1), _emb(5, 8, seed=2)
+    loss(u, v).backward()
+    assert loss.log_scale.grad is not None and loss.temperature == pytest.approx(0.07, rel=1e-4)
+
+
+def test_bce_prefers_aligned_pairs():
+    u = _emb(4, 8, seed=1)
+    aligned = BCELoss(0.1)(u, u.clone())
+    random = BCELoss(0.1)(u, _emb(4, 8, seed=5))
+    assert aligned < random
+
+
+def test_matryoshka_is_weighted_mean_of_prefix_losses():
+    u, v = _emb(5, 16, seed=1), _emb(5, 16, seed=2)
+    base = InfoNCE(0.1)
+    m = MatryoshkaLoss(base, dims=[16, 8, 4], weights=[1.0, 1.0, 2.0])
+    want = sum(w * base(F.normalize(u[:, :d], dim=-1), F.normalize(v[:, :d], dim=-1))
+               for d, w in [(16, 1.0), (8, 1.0), (4, 2.0)]) / 4.0
+    assert m(u, v).item() == pytest.approx(want.item(), rel=1e-6)
+    with pytest.raises(ValueError):
+        MatryoshkaLoss(base, dims=[32])(u, v)
+
+
+def test_shape_errors_are_clear():
+    with pytest.raises(ValueError, match=r"\(B, d\)"):
+        InfoNCE()(_emb(4, 8), _emb(3, 8))
+    with pytest.raises(ValueError, match=r"\(B, k, d\)"):
+        InfoNCE()(_emb(4, 8), _emb(4, 8), hard=_emb(4, 8))
