@@ -88,7 +88,7 @@ class _Temperature(nn.Module):
 
     @property
     def temperature(self) -> float:
-        return float(1.0 / self.scale())
+        return float(1.0 / self.scale().detach())
 
     def scale(self) -> torch.Tensor:
         return self.log_scale.clamp(0.0, math.log(100.0)).exp()
