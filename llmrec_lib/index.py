@@ -1,0 +1,320 @@
+"""faiss indexes behind one small wrapper: build, search, save / load, size, ANN recall.
+
+Retrieval serves a user by nearest-neighbour search over item vectors. An exact index
+(``flat``) compares the query with every item; approximate ones trade a little recall for
+speed or memory:
+
+=========  ==============================================================  ==================
+kind       idea                                                            knobs
+=========  ==============================================================  ==================
+flat       exact brute force                                               none
+ivf        k-means the items into ``nlist`` cells, search ``nprobe`` cells  nlist, nprobe
+hnsw       a navigable small-world graph, greedy search                    M, ef_construction, ef_search
+pq         product quantisation: each vector as ``pq_m`` one-byte codes     pq_m, nbits
+ivfpq      IVF cells holding PQ codes (the classic billion-scale recipe)   nlist, nprobe, pq_m, nbits
+=========  ==============================================================  ==================
+
+Metrics: ``"ip"`` (inner product), ``"cosine"`` (vectors *and queries* L2-normalised, then
+inner product) and ``"l2"``. :meth:`VectorIndex.search` always returns scores where
+**higher is better**: the similarity for ip / cosine, the *negative squared* distance for l2.
+
+Defaults suit the book's catalogue (about 10k vectors): nlist = round(sqrt(n)),
+nprobe = 10 (capped at nlist), HNSW M = 32, efConstruction = 200, efSearch = 128,
+pq_m = d / 8 sub-quantisers (8 dimensions each) of 8 bits. k-means training uses ``seed``.
+faiss uses as many threads as this process may run on (``LLMREC_THREADS`` or
+``OMP_NUM_THREADS`` override), never more.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["KINDS", "METRICS", "VectorIndex", "build_index", "load_index", "ann_recall", "set_threads"]
+
+KINDS = ("flat", "ivf", "hnsw", "pq", "ivfpq")
+METRICS = ("ip", "cosine", "l2")
+FORMAT = "llmrec-index/1"
+
+
+def _faiss():
+    # OpenMP threads that spin while waiting make faiss 10x slower when other processes share
+    # the cores (measured on the project's 2-core machines); passive waiting costs nothing
+    # measurable otherwise. Read once, when faiss's OpenMP runtime loads: so set it first.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import faiss  # imported lazily: `import llmrec_lib.index` stays cheap
+
+    return faiss
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set faiss's OpenMP threads: ``n``, else LLMREC_THREADS / OMP_NUM_THREADS, else the
+    CPUs this process may use. Returns the number set."""
+    if n is None:
+        env = os.environ.get("LLMREC_THREADS") or os.environ.get("OMP_NUM_THREADS")
+        try:
+            available = len(os.sched_getaffinity(0))
+        except AttributeError:  # macOS, Windows
+            available = os.cpu_count() or 1
+        n = int(env) if env else available
+        n = min(n, available)
+    n = max(1, int(n))
+    _faiss().omp_set_num_threads(n)
+    return n
+
+
+def _as_matrix(x, dim: int | None, what: str) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor
+        x = x.detach().float().cpu().numpy()
+    a = np.asarray(x)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[0] == 0:
+        raise ValueError(f"{what} must be a non-empty 2-D array (n, d), got shape {np.shape(x)}")
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{what} must be numeric, got dtype {a.dtype}")
+    if dim is not None and a.shape[1] != dim:
+        raise ValueError(f"{what} have dimension {a.shape[1]}, the index has {dim}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} hold NaN or inf values")
+    return a
+
+
+def _normalise(a: np.ndarray, what: str) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError(f"{what}: {int((norms == 0).sum())} zero vectors have no direction; cosine is undefined")
+    return np.ascontiguousarray(a / norms, dtype=np.float32)
+
+
+def _default_pq_m(d: int) -> int:
+    """Largest divisor of d that is at most d / 8 (8 dims per sub-quantiser), at least 1."""
+    target = max(1, d // 8)
+    return max(m for m in range(1, target + 1) if d % m == 0)
+
+
+@dataclass
+class VectorIndex:
+    """A faiss index with the facts needed to use it correctly later."""
+
+    kind: str
+    metric: str
+    dim: int
+    params: dict = field(default_factory=dict)
+    index: object = field(default=None, repr=False)  # the faiss.Index
+
+    @property
+    def n(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, vectors) -> None:
+        """Add vectors (ids continue from ``n``); trained kinds must already be trained."""
+        x = _as_matrix(vectors, self.dim, "vectors")
+        if self.metric == "cosine":
+            x = _normalise(x, "vectors")
+        set_threads()
+        self.index.add(x)
+
+    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Change the recall / speed knob after building: ``nprobe`` (ivf, ivfpq: cells
+        searched) or ``ef_search`` (hnsw: candidate list size)."""
+        faiss = _faiss()
+        if nprobe is not None:
+            if self.kind not in ("ivf", "ivfpq"):
+                raise ValueError(f"nprobe applies to ivf / ivfpq indexes, not {self.kind!r}")
+            ivf = faiss.extract_index_ivf(self.index)
+            ivf.nprobe = int(min(max(1, nprobe), ivf.nlist))
+            self.params["nprobe"] = int(ivf.nprobe)
+        if ef_search is not None:
+            if self.kind != "hnsw":
+                raise ValueError(f"ef_search applies to hnsw indexes, not {self.kind!r}")
+            self.index.hnsw.efSearch = int(max(1, ef_search))
+            self.params["ef_search"] = int(self.index.hnsw.efSearch)
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k per query: ``(scores float32 (nq, k), ids int64 (nq, k))``, best first.
+
+        Scores: higher is better (similarity for ip / cosine, -squared distance for l2).
+        When fewer than k items are found (small nprobe, k > n) ids are -1, scores -inf.
+        """
+        if int(k) < 1:
+            raise ValueError("k must be at least 1")
+        q = _as_matrix(queries, self.dim, "queries")
+        if self.metric == "cosine":
+            q = _normalise(q, "queries")
+        set_threads()
+        scores, ids = self.index.search(q, int(k))
+        if self.metric == "l2":
+            scores = -scores
+        scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+        return scores, ids.astype(np.int64)
+
+    def memory_bytes(self) -> int:
+        """Bytes of the serialised index: vectors or codes, plus centroids / graph links."""
+        return int(_faiss().serialize_index(self.index).nbytes)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the faiss file at ``path`` and its metadata at ``path + ".json"``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        faiss = _faiss()
+        faiss.write_index(self.index, str(path))
+        meta = {
+            "format": FORMAT,
+            "kind": self.kind,
+            "metric": self.metric,
+            "dim": self.dim,
+            "n": self.n,
+            "params": self.params,
+            "faiss_version": getattr(faiss, "__version__", "unknown"),
+        }
+        _meta_path(path).write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, dim: int | None = None, metric: str | None = None, kind: str | None = None
+    ) -> "VectorIndex":
+        """Read an index written by :meth:`save`. ``dim`` / ``metric`` / ``kind``: what the
+        caller expects; a mismatch raises instead of returning wrong neighbours."""
+        path = Path(path)
+        meta_path = _meta_path(path)
+        if not path.is_file() or not meta_path.is_file():
+            raise FileNotFoundError(
+                f"need both {path} and {meta_path}; build the index and call .save(path) first"
+            )
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path} is not {FORMAT} metadata (format={meta.get('format')!r})")
+        for key, want in (("dim", dim), ("metric", metric), ("kind", kind)):
+            if want is not None and meta[key] != want:
+                raise ValueError(
+                    f"index at {path} has {key}={meta[key]!r} but {want!r} was expected: it was "
+                    "built for other vectors; rebuild it with the current encoder"
+                )
+        faiss = _faiss()
+        index = faiss.read_index(str(path))
+        want_type = faiss.METRIC_L2 if meta["metric"] == "l2" else faiss.METRIC_INNER_PRODUCT
+        if index.d != meta["dim"] or index.ntotal != meta["n"] or index.metric_type != want_type:
+            raise ValueError(
+                f"{path} (d={index.d}, n={index.ntotal}) does not match its metadata "
+                f"(d={meta['dim']}, n={meta['n']}, metric={meta['metric']}): the files are from "
+                "different builds; rebuild and save again"
+            )
+        return cls(kind=meta["kind"], metric=meta["metric"], dim=int(meta["dim"]), params=meta["params"], index=index)
+
+    def __repr__(self) -> str:
+        return f"VectorIndex(kind={self.kind!r}, metric={self.metric!r}, dim={self.dim}, n={self.n}, params={self.params})"
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def load_index(path, dim: int | None = None, metric: str | None = None, kind: str | None = None) -> VectorIndex:
+    """Same as :meth:`VectorIndex.load`."""
+    return VectorIndex.load(path, dim=dim, metric=metric, kind=kind)
+
+
+def build_index(
+    vectors,
+    kind: str = "flat",
+    metric: str = "ip",
+    *,
+    nlist: int | None = None,
+    nprobe: int = 10,
+    M: int = 32,
+    ef_construction: int = 200,
+    ef_search: int = 128,
+    pq_m: int | None = None,
+    nbits: int | None = None,
+    seed: int = 0,
+) -> VectorIndex:
+    """Build an index over ``vectors`` (n, d); row i gets id i (the catalogue column).
+
+    See the module docstring for the kinds and their knobs. ``nbits`` defaults to 8, lowered
+    for tiny inputs so k-means has at least as many points as centroids (2**nbits <= n).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    faiss = _faiss()
+    x = _as_matrix(vectors, None, "vectors")
+    if metric == "cosine":
+        x = _normalise(x, "vectors")
+    n, d = x.shape
+    faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    params: dict = {}
+    if kind in ("ivf", "ivfpq"):
+        nlist = int(nlist) if nlist is not None else max(1, int(round(math.sqrt(n))))
+        if not 1 <= nlist <= n:
+            raise ValueError(f"nlist={nlist} must be between 1 and the number of vectors ({n})")
+        params.update(nlist=nlist, nprobe=int(min(max(1, nprobe), nlist)))
+    if kind in ("pq", "ivfpq"):
+        pq_m = int(pq_m) if pq_m is not None else _default_pq_m(d)
+        if pq_m < 1 or d % pq_m:
+            raise ValueError(f"pq_m={pq_m} must divide the dimension {d}")
+        nbits = int(nbits) if nbits is not None else max(1, min(8, int(math.floor(math.log2(n)))))
+        if 2**nbits > n:
+            raise ValueError(f"nbits={nbits} needs at least {2**nbits} training vectors, got {n}")
+        params.update(pq_m=pq_m, nbits=nbits)
+    if kind == "hnsw":
+        params.update(M=int(M), ef_construction=int(ef_construction), ef_search=int(ef_search))
+    params["seed"] = int(seed)
+
+    desc = {
+        "flat": "Flat",
+        "ivf": f"IVF{params.get('nlist')},Flat",
+        "hnsw": f"HNSW{params.get('M')}",
+        # "np": no polysemous training (a 40x slower extra step for Hamming-filtered
+        # search, which we never use)
+        "pq": f"PQ{params.get('pq_m')}x{params.get('nbits')}np",
+        "ivfpq": f"IVF{params.get('nlist')},PQ{params.get('pq_m')}x{params.get('nbits')}np",
+    }[kind]
+    set_threads()
+    index = faiss.index_factory(d, desc, faiss_metric)
+    if kind in ("ivf", "ivfpq"):
+        index.cp.seed = int(seed)
+        index.nprobe = params["nprobe"]
+    if kind in ("pq", "ivfpq"):
+        index.pq.cp.seed = int(seed)
+    if kind == "hnsw":
+        index.hnsw.efConstruction = params["ef_construction"]
+        index.hnsw.efSearch = params["ef_search"]
+    if not index.is_trained:
+        index.train(x)
+    index.add(x)
+    return VectorIndex(kind=kind, metric=metric, dim=d, params=params, index=index)
+
+
+def ann_recall(approx_ids, exact_ids, per_query: bool = False):
+    """Share of the exact neighbours that the approximate search also returned.
+
+    ``approx_ids`` (nq, ka) and ``exact_ids`` (nq, ke) row-aligned; -1 entries are empty
+    (never matched, and not counted in the exact denominator). ka > ke measures
+    "R@ke within ka", the usual re-ranking setting. Returns the mean over queries
+    (or the per-query array).
+    """
+    a = np.asarray(approx_ids)
+    e = np.asarray(exact_ids)
+    if a.ndim != 2 or e.ndim != 2 or a.shape[0] != e.shape[0]:
+        raise ValueError(f"need two (n_queries, k) id arrays with the same rows, got {a.shape} and {e.shape}")
+    a = a.astype(np.int64)
+    e = e.astype(np.int64)
+    m = int(max(a.max(initial=-1), e.max(initial=-1))) + 1
+    rows = np.arange(a.shape[0], dtype=np.int64)[:, None]
+    keys_a = (rows * m + a)[a >= 0]
+    found = np.isin(rows * m + e, keys_a) & (e >= 0)  # (nq, ke)
+    n_exact = (e >= 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = np.where(n_exact > 0, found.sum(axis=1) / np.maximum(n_exact, 1), np.nan)
+    if per_query:
+        return per
+    return float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
