@@ -7,15 +7,25 @@ alternative the paper ablates), for any :class:`~llmrec_lib.backbones.Backbone`.
 Speed matters even for a pocket-sized catalogue: padding every batch to its longest text
 wastes compute on pad tokens, so :func:`embed_texts` sorts texts by token length first
 (length bucketing) and pads each batch only to its own longest member.
+
+:class:`DualEncoder` is the trainable version (chapter 03): one shared LLM for users and items
+with LoRA adapters, saved and loaded as safetensors. :func:`encode_catalogue` caches item
+vectors on disk keyed by model, adapter and texts, so no chapter encodes a catalogue twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from llmrec_lib import config
 
@@ -161,3 +171,214 @@ def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     bn = an if b is a else b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return an @ bn.T
+
+
+# --------------------------------------------------------------------------------------------
+# The LinkedIn-style dual encoder: one shared LLM for users and items
+# --------------------------------------------------------------------------------------------
+
+# LoRA targets by architecture: attention projections (LinkedIn fine-tunes the whole LLM; LoRA
+# on q, k, v, o is the pocket-scale stand-in, about 0.3% of SmolLM2's weights at r=8).
+LORA_TARGETS = {
+    "decoder": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "encoder": ("query", "key", "value", "dense"),
+}
+
+
+@dataclass
+class EncoderConfig:
+    """What defines a dual encoder; saved beside its adapter so a reload rebuilds the same model."""
+
+    backbone: str = "smollm2-135m"
+    n_layers: int | None = 8
+    pooling: str = "mean"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] | None = None  # None: LORA_TARGETS[kind]
+    full_finetune: bool = False
+    gradient_checkpointing: bool = False
+    user_max_tokens: int = 128
+    item_max_tokens: int = 32
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["lora_targets"] = list(self.lora_targets) if self.lora_targets else None
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncoderConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown encoder settings {sorted(unknown)}: was this adapter saved by a newer version?")
+        d = dict(d)
+        if d.get("lora_targets") is not None:
+            d["lora_targets"] = tuple(d["lora_targets"])
+        return cls(**d)
+
+
+class DualEncoder(nn.Module):
+    """One LLM encodes both sides: ``encode(texts) -> (B, d)`` L2-normalised vectors.
+
+    The backbone's weights stay frozen; LoRA adapters (peft) on the attention projections are
+    trained, unless ``full_finetune``. Users and items share every weight, as in LinkedIn's
+    design: the model learns one space in which "this member" sits near "posts they engage with".
+    """
+
+    def __init__(self, cfg: EncoderConfig, backbone=None, device: str | None = None):
+        super().__init__()
+        from llmrec_lib import backbones, text
+
+        if cfg.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {cfg.pooling!r}")
+        self.cfg = cfg
+        self.backbone = backbone or backbones.load_backbone(cfg.backbone, n_layers=cfg.n_layers, device=device)
+        self.tokenizer = self.backbone.tokenizer
+        # The marker tokens are new rows of the (frozen) embedding matrix. Start each from the
+        # words it stands for, so a reload rebuilds exactly the same rows without saving them.
+        text.init_marker_embeddings(self.backbone)
+        body = self.backbone.body
+        if cfg.gradient_checkpointing and hasattr(self.backbone.model, "gradient_checkpointing_enable"):
+            self.backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.backbone.model.config.use_cache = False
+        if cfg.full_finetune:
+            self.body = body
+        else:
+            from peft import LoraConfig, get_peft_model
+
+            for p in body.parameters():
+                p.requires_grad_(False)
+            targets = list(cfg.lora_targets or LORA_TARGETS[self.backbone.kind])
+            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                              target_modules=targets, bias="none")
+            # peft injects the LoRA layers into `body` in place, so backbone.hidden_states (and
+            # embed_texts) run through the adapters too
+            self.body = get_peft_model(body, lora)
+        if not cfg.full_finetune:
+            self.backbone.model.get_input_embeddings().weight.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.body.parameters()).device
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.body.parameters() if p.requires_grad]
+
+    def tokenize(self, texts: Sequence[str], max_tokens: int) -> dict[str, torch.Tensor]:
+        """Right-padded ``input_ids`` and ``attention_mask`` (B, T), T <= ``max_tokens``."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_tokens,
+                               return_tensors="pt")
+        return {"input_ids": batch["input_ids"].to(self.device),
+                "attention_mask": batch["attention_mask"].to(self.device)}
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) tokens -> (B, D) pooled, L2-normalised vectors (with gradients)."""
+        hidden = self.backbone.hidden_states(input_ids, attention_mask)  # (B, T, D)
+        return F.normalize(pool(hidden.float(), attention_mask, self.cfg.pooling), dim=-1)
+
+    def forward(self, users: dict, items: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both towers in one call (one forward per step, as DDP expects): (B_u, D), (B_i, D)."""
+        return self.embed(**users), self.embed(**items)
+
+    def encode(self, texts: Sequence[str], max_tokens: int) -> torch.Tensor:
+        return self.embed(**self.tokenize(texts, max_tokens))
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str], max_tokens: int, batch_size: int = 64,
+                     progress: bool = True) -> np.ndarray:
+        """Inference: length-bucketed batches (:func:`embed_texts`) through the adapted model."""
+        was_training = self.training
+        self.eval()
+        try:
+            return embed_texts(self.backbone, texts, batch_size=batch_size, max_length=max_tokens,
+                               pooling=self.cfg.pooling, progress=progress)
+        finally:
+            self.train(was_training)
+
+    # ---- adapters ---------------------------------------------------------------------------
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """The trained weights only: LoRA matrices (or, with ``full_finetune``, everything)."""
+        if self.cfg.full_finetune:
+            return {k: v.detach() for k, v in self.body.state_dict().items()}
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach() for k, v in get_peft_model_state_dict(self.body).items()}
+
+    def save_adapter(self, path: str | Path, dtype: torch.dtype = torch.bfloat16, meta: dict | None = None) -> Path:
+        """``path/adapter.safetensors`` + ``path/encoder.json`` (the config that rebuilds it)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.to(dtype).contiguous().cpu() for k, v in self.adapter_state().items()}
+        save_file(state, str(path / "adapter.safetensors"))
+        info = {"encoder": self.cfg.to_dict(), "meta": meta or {},
+                "n_tensors": len(state), "n_params": int(sum(v.numel() for v in state.values()))}
+        (path / "encoder.json").write_text(json.dumps(info, indent=1))
+        return path
+
+    def load_adapter(self, path: str | Path) -> "DualEncoder":
+        """Load weights saved by :meth:`save_adapter` into this model (configs must agree)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / "adapter.safetensors").is_file():
+            raise FileNotFoundError(f"no adapter at {path}: expected adapter.safetensors and encoder.json")
+        saved = EncoderConfig.from_dict(json.loads((path / "encoder.json").read_text())["encoder"])
+        if saved != self.cfg:
+            diff = {k: (v, getattr(self.cfg, k)) for k, v in asdict(saved).items() if getattr(self.cfg, k) != v}
+            raise ValueError(f"adapter at {path} was trained with other settings (saved, current): {diff}")
+        state = load_file(str(path / "adapter.safetensors"))
+        mine = self.adapter_state()
+        if set(state) != set(mine) or any(state[k].shape != mine[k].shape for k in mine):
+            raise ValueError(f"adapter at {path} does not fit this model's LoRA layout")
+        if self.cfg.full_finetune:
+            self.body.load_state_dict({k: v.float() for k, v in state.items()})
+        else:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.body, {k: v.float() for k, v in state.items()})
+        return self
+
+    @classmethod
+    def from_adapter(cls, path: str | Path, device: str | None = None) -> "DualEncoder":
+        """Rebuild the model an adapter was trained with, then load the adapter."""
+        cfg = EncoderConfig.from_dict(json.loads((Path(path) / "encoder.json").read_text())["encoder"])
+        return cls(cfg, device=device).load_adapter(path)
+
+
+def _digest(obj) -> str:
+    h = hashlib.sha256()
+    if isinstance(obj, dict):
+        for k in sorted(obj):
+            h.update(k.encode())
+            v = obj[k]
+            h.update(v.float().cpu().numpy().tobytes() if torch.is_tensor(v) else json.dumps(v).encode())
+    else:
+        for t in obj:
+            h.update(t.encode())
+            h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def encode_catalogue(model: "DualEncoder", texts: pd.Series, *, max_tokens: int | None = None,
+                     batch_size: int = 64, cache: bool = True, progress: bool = True) -> np.ndarray:
+    """Vectors of every item text (rows in the order of ``texts``), cached on disk.
+
+    The cache key covers the encoder settings, the adapter's weights and every text, so a
+    changed prompt, adapter or model never reuses stale vectors.
+    """
+    max_tokens = max_tokens or model.cfg.item_max_tokens
+    values = [str(t) for t in texts.tolist()]
+    key = _digest({"cfg": json.dumps(model.cfg.to_dict(), sort_keys=True), "max": max_tokens,
+                   "texts": _digest(values), "adapter": _digest(model.adapter_state())})
+    path = config.cache_dir("embeddings") / f"{model.cfg.backbone.replace('/', '_')}-{key}.npy"
+    if cache and path.is_file():
+        return np.load(path)
+    out = model.encode_texts(values, max_tokens, batch_size=batch_size, progress=progress)
+    if cache:
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(path)
+    return out

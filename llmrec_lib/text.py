@@ -79,6 +79,40 @@ def add_markers(tokenizer_or_backbone, n_buckets: int = N_BUCKETS) -> int:
     return backbones.register_special_tokens(tokenizer_or_backbone, tokens)
 
 
+MARKER_WORDS = {ITEM: "movie", GENRES: "genres", TAGS: "tags", POP: "popularity", USER: "user",
+                HISTORY: "history", RATED: "rated"}
+
+
+def marker_words(token: str, n_buckets: int = N_BUCKETS) -> str:
+    """The plain words a marker stands for (``[POP_7]`` -> ``popularity 7 of 10``)."""
+    if token in MARKER_WORDS:
+        return MARKER_WORDS[token]
+    match = re.fullmatch(r"\[POP_(\d+)\]", token)
+    if not match:
+        raise ValueError(f"{token!r} is not a marker of this module")
+    return f"popularity {match.group(1)} of {n_buckets}"
+
+
+def init_marker_embeddings(backbone, n_buckets: int = N_BUCKETS) -> int:
+    """Register the markers (see :func:`add_markers`) and set each new embedding row to the
+    mean embedding of the words it stands for.
+
+    Deterministic, so a model rebuilt later has exactly the same rows, and meaningful from the
+    first step: a frozen embedding matrix (LoRA training) keeps them, and ``[POP_3]`` and
+    ``[POP_8]`` start as different vectors. Returns how many tokens were new.
+    """
+    import torch
+
+    added = add_markers(backbone, n_buckets)
+    tok = backbone.tokenizer
+    emb = backbone.model.get_input_embeddings().weight
+    with torch.no_grad():
+        for token in marker_tokens(n_buckets):
+            ids = tok(" " + marker_words(token, n_buckets), add_special_tokens=False)["input_ids"]
+            emb[tok.convert_tokens_to_ids(token)] = emb[ids].mean(0)
+    return added
+
+
 def count_tokens(tokenizer, texts: Sequence[str], add_special_tokens: bool = True) -> np.ndarray:
     """Token count of each text (with the tokenizer's own [CLS]/[SEP]/BOS when
     ``add_special_tokens``, i.e. what the model sees)."""

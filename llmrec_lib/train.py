@@ -1,0 +1,472 @@
+"""Training the dual encoder: pairs, batches, a resumable trainer, distributed negatives.
+
+A training example is a pair (member prompt, next engaged item), as in LinkedIn's recipe:
+
+* the **user prompt** renders the user's positives made *strictly before* the target's time
+  (never the target itself, never anything later), newest kept under a token budget;
+* the **item** is the next positive; its text is the item prompt of chapter 01;
+* **hard negatives** are items the same user saw and disliked (rating <= 2), the book's stand-in
+  for "shown but not engaged" impressions.
+
+Only ``split.train`` rows are used, so validation and test targets never leak into training.
+
+The :class:`Trainer` runs a plain loop a reader can follow top to bottom: a progress bar,
+periodic validation Recall@K, early stopping, and checkpoints with everything needed to resume
+(adapter, optimizer, scheduler, RNG states, position in the data) so an interrupted run
+continues with no lost and no repeated steps. Under ``torchrun`` the same loop runs with DDP,
+and each rank's in-batch negatives are gathered from every rank (gradients flow through the
+gather), so the negatives per step grow with the number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llmrec_lib import config, data
+
+# --------------------------------------------------------------------------------------------
+# Pairs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pairs:
+    """Training pairs, one row per (user, next positive item).
+
+    ``hist_start[i]:hist_end[i]`` indexes the user's chronological rows in ``history`` (the
+    ratings allowed as input for pair i: strictly earlier than the target); ``negatives`` holds
+    each user's seen-but-disliked items.
+    """
+
+    user_id: np.ndarray  # (P,)
+    item_id: np.ndarray  # (P,) the target
+    timestamp: np.ndarray  # (P,)
+    hist_start: np.ndarray  # (P,) row range into `history`
+    hist_end: np.ndarray  # (P,)
+    history: pd.DataFrame  # the ratings histories are drawn from, sorted by user and time
+    negatives: dict[int, np.ndarray]  # user_id -> disliked item ids
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+    def subset(self, index: np.ndarray) -> "Pairs":
+        index = np.asarray(index)
+        return Pairs(self.user_id[index], self.item_id[index], self.timestamp[index],
+                     self.hist_start[index], self.hist_end[index], self.history, self.negatives)
+
+
+def training_pairs(
+    train: pd.DataFrame,
+    *,
+    positive_only: bool = True,
+    min_history: int = 1,
+    max_pairs_per_user: int | None = None,
+    seed: int = config.DEFAULT_SEED,
+) -> Pairs:
+    """All (history before t, positive at t) pairs from training ratings.
+
+    Args:
+        train: ``split.train``.
+        positive_only: histories hold positives only (LinkedIn's best setting); False keeps
+            every rating (the "full history" ablation; prompts then show the rating).
+        min_history: skip targets with fewer earlier history rows than this.
+        max_pairs_per_user: cap per user (a random, seeded subset) so heavy raters do not
+            dominate an epoch.
+    """
+    data._require_columns(train)
+    r = train.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
+    hist = (r[r["rating"] >= data.POSITIVE_MIN] if positive_only else r).reset_index(drop=True)
+    pos = r[r["rating"] >= data.POSITIVE_MIN]
+
+    users = hist["user_id"].to_numpy()
+    times = hist["timestamp"].to_numpy()
+    # start row of each user's block in `hist`
+    u_start = pd.Series(np.arange(len(hist)), index=users).groupby(level=0).min()
+    u_end = pd.Series(np.arange(len(hist)), index=users).groupby(level=0).max() + 1
+
+    rng = np.random.default_rng(seed)
+    out_u, out_i, out_t, out_s, out_e = [], [], [], [], []
+    for user, grp in pos.groupby("user_id", sort=True):
+        if user not in u_start.index:
+            continue
+        s, e = int(u_start[user]), int(u_end[user])
+        # history rows strictly earlier than each target: searchsorted on the user's times
+        ends = s + np.searchsorted(times[s:e], grp["timestamp"].to_numpy(), side="left")
+        keep = ends - s >= min_history
+        idx = np.flatnonzero(keep)
+        if max_pairs_per_user is not None and len(idx) > max_pairs_per_user:
+            idx = np.sort(rng.choice(idx, size=max_pairs_per_user, replace=False))
+        out_u.append(np.full(len(idx), user))
+        out_i.append(grp["item_id"].to_numpy()[idx])
+        out_t.append(grp["timestamp"].to_numpy()[idx])
+        out_s.append(np.full(len(idx), s))
+        out_e.append(ends[idx])
+    neg = r[r["rating"] <= data.NEGATIVE_MAX]
+    negatives = {int(u): g["item_id"].to_numpy() for u, g in neg.groupby("user_id")}
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+    return Pairs(cat(out_u, np.int64), cat(out_i, np.int64), cat(out_t, np.int64),
+                 cat(out_s, np.int64), cat(out_e, np.int64), hist, negatives)
+
+
+def sample_hard_negatives(pairs: Pairs, index: np.ndarray, k: int, rng: np.random.Generator,
+                          fallback: np.ndarray) -> np.ndarray:
+    """(len(index), k) item ids: each pair's user's disliked items, drawn with replacement;
+    users with none get random catalogue items from ``fallback`` (then they are plain random
+    negatives, which the chapter counts)."""
+    out = np.empty((len(index), k), dtype=np.int64)
+    for row, i in enumerate(index):
+        pool = pairs.negatives.get(int(pairs.user_id[i]))
+        src = pool if pool is not None and len(pool) else fallback
+        out[row] = rng.choice(src, size=k, replace=True)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """How to train; saved in every checkpoint and checked on resume."""
+
+    steps: int = 200
+    batch_size: int = 16  # pairs per step on each process
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    hard_negatives: int = 0
+    loss: str = "infonce"  # "infonce" | "bce"
+    temperature: float = 0.05
+    learn_temperature: bool = False
+    matryoshka_dims: tuple[int, ...] | None = None
+    mask_false_negatives: bool = True
+    positive_only: bool = True
+    user_budget: int = 128
+    history_items: int = 20  # at most this many most recent history items in a prompt
+    eval_every: int = 0  # 0: only at the end
+    patience: int = 0  # evaluations without improvement before stopping; 0: never stop early
+    checkpoint_every: int = 50
+    seed: int = config.DEFAULT_SEED
+    use_autocast: bool = True
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["matryoshka_dims"] = list(self.matryoshka_dims) if self.matryoshka_dims else None
+        return out
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    best_metric: float = -math.inf
+    best_step: int = -1
+    evals_without_improvement: int = 0
+    history: list = field(default_factory=list)  # [{"step", "loss", "seconds", ...}]
+
+
+def _rng_state() -> dict:
+    return {
+        "python": list(random.getstate()[1]) + [random.getstate()[2] or 0],
+        "torch": torch.get_rng_state(),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((3, tuple(int(x) for x in py[:-1]), None))
+    torch.set_rng_state(state["torch"])
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int, rank: int = 0, world: int = 1) -> np.ndarray:
+    """The pair indices of global step ``step``: a seeded permutation per epoch, sliced.
+
+    A pure function of (step, seed), so a resumed run draws exactly the batches the
+    interrupted one would have, and each rank takes its own slice of the global batch.
+    """
+    global_bs = batch_size * world
+    per_epoch = n // global_bs
+    if per_epoch == 0:
+        raise ValueError(f"{n} pairs cannot fill one global batch of {global_bs}")
+    epoch, pos = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    start = pos * global_bs + rank * batch_size
+    return perm[start : start + batch_size]
+
+
+def linear_warmup_cosine(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / max(warmup, 1)
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class Trainer:
+    """Fine-tunes a :class:`~llmrec_lib.encoders.DualEncoder` on :class:`Pairs`.
+
+    Args:
+        model: the dual encoder (its trainable parameters are the LoRA adapters).
+        pairs: training pairs from :func:`training_pairs`.
+        item_text: item_id -> item prompt (the text the model encodes for an item).
+        history_text: item_id -> the shorter text used inside user prompts.
+        cfg: :class:`TrainConfig`.
+        out_dir: where checkpoints go; an existing checkpoint there is resumed.
+        evaluate_fn: ``model -> {"metric": value, ...}``, called every ``eval_every`` steps and
+            at the end; its first key is the early-stopping metric (higher is better).
+        catalogue: item ids hard negatives fall back to for users with no disliked items.
+    """
+
+    def __init__(self, model, pairs: Pairs, item_text: pd.Series, history_text: pd.Series,
+                 cfg: TrainConfig, out_dir: str | Path | None = None,
+                 evaluate_fn: Callable | None = None, catalogue: np.ndarray | None = None,
+                 progress: bool = True):
+        from llmrec_lib import losses
+
+        self.model, self.pairs, self.cfg = model, pairs, cfg
+        self.item_text, self.history_text = item_text, history_text
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.evaluate_fn, self.progress = evaluate_fn, progress
+        self.catalogue = np.asarray(catalogue if catalogue is not None else item_text.index.to_numpy())
+        self.rank, self.world = _dist_info()
+        base = (losses.InfoNCE if cfg.loss == "infonce" else losses.BCELoss)(
+            cfg.temperature, learn=cfg.learn_temperature)
+        if cfg.loss not in ("infonce", "bce"):
+            raise ValueError(f"loss must be 'infonce' or 'bce', got {cfg.loss!r}")
+        self.loss_fn = losses.MatryoshkaLoss(base, cfg.matryoshka_dims) if cfg.matryoshka_dims else base
+        params = model.trainable_parameters() + [p for p in self.loss_fn.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        self.params = params
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: linear_warmup_cosine(s, cfg.warmup_steps, cfg.steps))
+        self.state = TrainState()
+        train = pairs.history
+        liked = train[train["rating"] >= data.POSITIVE_MIN]
+        self.user_liked = {int(u): set(g.tolist()) for u, g in liked.groupby("user_id")["item_id"]}
+        self.resumed_from = self._maybe_resume()
+
+    # ---- batches -------------------------------------------------------------------------
+    def user_prompts_for(self, index: np.ndarray) -> list[str]:
+        """Prompts of the pairs ``index``: each pair's last ``history_items`` earlier items."""
+        from llmrec_lib import text
+
+        p, cfg = self.pairs, self.cfg
+        rows = []
+        for j, i in enumerate(index):
+            s = max(int(p.hist_start[i]), int(p.hist_end[i]) - cfg.history_items)
+            chunk = p.history.iloc[s : int(p.hist_end[i])]
+            rows.append(chunk.assign(user_id=j))
+        mini = pd.concat(rows, ignore_index=True)
+        out = text.user_prompts(mini, self.history_text, self.model.tokenizer, budget=cfg.user_budget,
+                                positive_only=cfg.positive_only, show_rating=not cfg.positive_only,
+                                users=range(len(index)))
+        return out["prompt"].tolist()
+
+    def make_batch(self, step: int) -> dict:
+        cfg, p = self.cfg, self.pairs
+        idx = batch_indices(len(p), cfg.batch_size, step, cfg.seed, self.rank, self.world)
+        rng = np.random.default_rng([cfg.seed, step, self.rank, 7])
+        items = p.item_id[idx]
+        hard = (sample_hard_negatives(p, idx, cfg.hard_negatives, rng, self.catalogue)
+                if cfg.hard_negatives else np.zeros((len(idx), 0), dtype=np.int64))
+        return {
+            "index": idx,
+            "users": self.user_prompts_for(idx),
+            "items": [self.item_text[i] for i in items],
+            "hard": [self.item_text[i] for i in hard.reshape(-1)],
+            "item_ids": torch.as_tensor(items),
+            "user_positives": [self.user_liked.get(int(u), set()) for u in p.user_id[idx]],
+        }
+
+    # ---- one step ------------------------------------------------------------------------
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        cfg, m = self.cfg, self.model
+        k = cfg.hard_negatives
+        with config.autocast(m.device.type, enabled=cfg.use_autocast):
+            users, items = m(m.tokenize(batch["users"], m.cfg.user_max_tokens),
+                             m.tokenize(batch["items"] + batch["hard"], m.cfg.item_max_tokens))
+        b = len(batch["users"])
+        pos, hard = items[:b], (items[b:].reshape(b, k, -1) if k else None)
+        return self.loss_fn(users, pos, hard=hard,
+                            item_ids=batch["item_ids"] if cfg.mask_false_negatives else None,
+                            user_positives=batch["user_positives"] if cfg.mask_false_negatives else None)
+
+    def step(self) -> float:
+        self.model.train()
+        batch = self.make_batch(self.state.step)
+        loss = self.compute_loss(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1:
+            _average_gradients(self.params, self.world)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.state.step += 1
+        return float(loss.detach())
+
+    # ---- the loop ------------------------------------------------------------------------
+    def fit(self, max_seconds: float | None = None) -> TrainState:
+        """Train until ``cfg.steps`` (or ``max_seconds``, or early stopping); resumable."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        start = time.perf_counter()
+        bar = tqdm(total=cfg.steps, initial=self.state.step, desc="train", disable=not self.progress or self.rank)
+        stopped = False
+        while self.state.step < cfg.steps and not stopped:
+            t0 = time.perf_counter()
+            loss = self.step()
+            record = {"step": self.state.step, "loss": loss, "seconds": time.perf_counter() - t0,
+                      "lr": self.sched.get_last_lr()[0]}
+            self.state.history.append(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+            s = self.state.step
+            if self.evaluate_fn and cfg.eval_every and s % cfg.eval_every == 0 and s < cfg.steps:
+                stopped = self._evaluate()
+            if self.out_dir and cfg.checkpoint_every and s % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                break
+        bar.close()
+        if self.evaluate_fn and not stopped and self.state.step >= cfg.steps:
+            self._evaluate()
+        if self.out_dir:
+            self.save_checkpoint()
+        return self.state
+
+    def _evaluate(self) -> bool:
+        self.model.eval()
+        metrics = self.evaluate_fn(self.model)
+        key = next(iter(metrics))
+        self.state.history[-1].update({f"eval_{k}": float(v) for k, v in metrics.items()})
+        if metrics[key] > self.state.best_metric:
+            self.state.best_metric, self.state.best_step = float(metrics[key]), self.state.step
+            self.state.evals_without_improvement = 0
+            if self.out_dir and self.rank == 0:
+                self.model.save_adapter(self.out_dir / "best")
+        else:
+            self.state.evals_without_improvement += 1
+        return bool(self.cfg.patience) and self.state.evals_without_improvement >= self.cfg.patience
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        """Write the adapter, optimizer, scheduler, RNG and loop state; atomic rename."""
+        if self.rank != 0 or self.out_dir is None:
+            return None
+        final = self.out_dir / "checkpoint"
+        tmp = self.out_dir / "checkpoint.tmp"
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        self.model.save_adapter(tmp / "adapter", dtype=torch.float32)  # exact resume
+        torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                    "loss": self.loss_fn.state_dict(), "rng": _rng_state()}, tmp / "trainer.pt")
+        (tmp / "state.json").write_text(json.dumps({"train_config": self.cfg.to_dict(),
+                                                     "state": asdict(self.state)}, indent=1))
+        if final.exists():
+            import shutil
+
+            old = self.out_dir / "checkpoint.old"
+            if old.exists():
+                shutil.rmtree(old)
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+        return final
+
+    def _maybe_resume(self) -> int | None:
+        ckpt = self.out_dir / "checkpoint" if self.out_dir else None
+        if ckpt is None or not (ckpt / "state.json").exists():
+            return None
+        saved = json.loads((ckpt / "state.json").read_text())
+        mine = json.loads(json.dumps(self.cfg.to_dict()))
+        diff = {k for k in mine if k not in ("steps", "eval_every", "checkpoint_every", "patience")
+                and saved["train_config"].get(k) != mine[k]}
+        if diff:
+            raise ValueError(
+                f"{ckpt} was written with different settings ({sorted(diff)}); resume with the same "
+                "TrainConfig, or pass a fresh out_dir to start over.")
+        self.model.load_adapter(ckpt / "adapter")
+        blob = torch.load(ckpt / "trainer.pt", weights_only=True)
+        self.opt.load_state_dict(blob["optimizer"])
+        self.sched.load_state_dict(blob["scheduler"])
+        self.loss_fn.load_state_dict(blob["loss"])
+        _set_rng_state(blob["rng"])
+        st = saved["state"]
+        self.state = TrainState(**st)
+        return self.state.step
+
+    def throughput(self) -> dict:
+        """Examples per second over the recorded steps (the first few are warm-up)."""
+        secs = np.array([h["seconds"] for h in self.state.history[3:]] or [np.nan])
+        per_step = float(np.nanmedian(secs))
+        ex = self.cfg.batch_size * self.world
+        return {"seconds_per_step": per_step, "pairs_per_second": ex / per_step}
+
+
+def _dist_info() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(params: Sequence[torch.nn.Parameter], world: int) -> None:
+    """What DDP does after backward: average every gradient over the processes."""
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= world
+
+
+# --------------------------------------------------------------------------------------------
+# Throughput: model FLOPs and utilisation against the measured matmul peak
+# --------------------------------------------------------------------------------------------
+
+
+def transformer_flops(n_params: int, n_tokens: int, n_layers: int, hidden: int, seq_len: int,
+                      trainable_weights: bool = False) -> float:
+    """FLOPs of one forward + backward over ``n_tokens`` tokens (Kaplan et al. / PaLM appendix).
+
+    Forward: 2 FLOPs per weight per token, plus attention scores and values
+    (2 * 2 * seq_len * hidden per token per layer). Backward: twice the forward for the
+    activation gradients; the weight gradients (another forward's worth) only when the weights
+    themselves train. With LoRA they are frozen, so training costs about 2x, not 3x, a forward.
+    """
+    forward = 2.0 * n_params * n_tokens + 4.0 * n_layers * seq_len * hidden * n_tokens
+    return forward * (3.0 if trainable_weights else 2.0)
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repeats: int = 10) -> float:
+    """Measured GFLOP/s of an n x n matmul on this machine (the denominator of MFU)."""
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    secs = (time.perf_counter() - start) / repeats
+    return 2 * n**3 / secs / 1e9

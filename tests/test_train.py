@@ -1,0 +1,161 @@
+"""Training pairs never leak the future; the trainer resumes exactly; 2 processes = 1 process."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from llmrec_lib import data, synthetic, text, train
+from llmrec_lib.encoders import DualEncoder, EncoderConfig
+
+
+@pytest.fixture(scope="module")
+def world_split():
+    w = synthetic.make_world(n_users=60, n_items=120, seed=3)
+    return w, data.per_user_split(w.ml.ratings)
+
+
+def test_pairs_use_only_strictly_earlier_positives(world_split):
+    _, split = world_split
+    pairs = train.training_pairs(split.train)
+    assert len(pairs) > 100
+    h = pairs.history
+    for i in np.random.default_rng(0).choice(len(pairs), 200, replace=False):
+        rows = h.iloc[pairs.hist_start[i] : pairs.hist_end[i]]
+        assert (rows["user_id"] == pairs.user_id[i]).all()
+        assert (rows["timestamp"] < pairs.timestamp[i]).all()
+        assert (rows["rating"] >= data.POSITIVE_MIN).all()
+        # and nothing earlier was left out
+        before = h[(h["user_id"] == pairs.user_id[i]) & (h["timestamp"] < pairs.timestamp[i])]
+        assert len(before) == len(rows)
+    # only training rows: no validation or test target is ever a training target
+    held = set(zip(split.valid_window["user_id"], split.valid_window["item_id"])) | set(
+        zip(split.test_window["user_id"], split.test_window["item_id"]))
+    assert not held & set(zip(pairs.user_id, pairs.item_id))
+
+
+def test_full_history_pairs_include_disliked(world_split):
+    _, split = world_split
+    full = train.training_pairs(split.train, positive_only=False)
+    assert (full.history["rating"] <= data.NEGATIVE_MAX).any()
+
+
+def test_batches_are_a_pure_function_of_the_step():
+    a = [train.batch_indices(100, 8, s, seed=1) for s in range(30)]
+    b = [train.batch_indices(100, 8, s, seed=1) for s in range(30)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    # one epoch (12 steps of 8 out of 100) never repeats a pair
+    assert len(set(np.concatenate(a[:12]).tolist())) == 96
+    # two ranks split the global batch without overlap
+    r0, r1 = train.batch_indices(100, 4, 5, 1, 0, 2), train.batch_indices(100, 4, 5, 1, 1, 2)
+    assert not set(r0) & set(r1) and np.array_equal(np.concatenate([r0, r1]), train.batch_indices(100, 8, 5, 1))
+
+
+def _trainer(world_split, tmp_path, steps, **kw):
+    w, split = world_split
+    torch.manual_seed(0)
+    model = DualEncoder(EncoderConfig(backbone="tiny-llama", n_layers=None, user_max_tokens=96,
+                                      item_max_tokens=32))
+    items = text.item_texts(w.ml.movies, fields=("title", "genres"))
+    cfg = train.TrainConfig(steps=steps, batch_size=4, lr=1e-3, warmup_steps=2, hard_negatives=1,
+                            checkpoint_every=3, user_budget=96, history_items=5, seed=5, **kw)
+    return train.Trainer(model, train.training_pairs(split.train), items, items, cfg,
+                         out_dir=tmp_path, progress=False)
+
+
+def test_resume_gives_the_same_run_as_no_interruption(world_split, tmp_path):
+    straight = _trainer(world_split, tmp_path / "a", steps=6)
+    straight.fit()
+    first = _trainer(world_split, tmp_path / "b", steps=6)
+    first.fit(max_seconds=0.0)  # "interrupted" after one step; checkpoint written at the end
+    assert first.state.step == 1
+    resumed = _trainer(world_split, tmp_path / "b", steps=6)
+    assert resumed.resumed_from == 1
+    resumed.fit()
+    want = [h["loss"] for h in straight.state.history]
+    got = [h["loss"] for h in resumed.state.history]
+    assert len(got) == 6  # no lost and no repeated steps
+    np.testing.assert_allclose(got, want, rtol=2e-3)
+    a, b = straight.model.adapter_state(), resumed.model.adapter_state()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=2e-3, atol=2e-5)
+
+
+def test_resume_refuses_other_settings(world_split, tmp_path):
+    _trainer(world_split, tmp_path, steps=2).fit()
+    with pytest.raises(ValueError, match="different settings"):
+        _trainer(world_split, tmp_path, steps=2, temperature=0.1)
+
+
+def test_adapter_roundtrip_and_mismatch(world_split, tmp_path):
+    t = _trainer(world_split, tmp_path, steps=2)
+    t.fit()
+    path = t.model.save_adapter(tmp_path / "adapter")
+    again = DualEncoder.from_adapter(path)
+    texts = ["[ITEM] The Galactic Odyssey 1 (1999)"]
+    torch.testing.assert_close(again.encode(texts, 32), t.model.encode(texts, 32), rtol=2e-2, atol=2e-2)
+    other = DualEncoder(EncoderConfig(backbone="tiny-llama", n_layers=None, lora_r=4))
+    with pytest.raises(ValueError, match="other settings"):
+        other.load_adapter(path)
+
+
+# ---- distributed: 2 CPU processes on the same global batch as 1 process -----------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _one_step(batch_size: int) -> tuple[float, dict]:
+    """One Trainer step on a fixed synthetic batch; returns the loss and the (averaged) grads."""
+    w = synthetic.make_world(n_users=60, n_items=120, seed=3)
+    split = data.per_user_split(w.ml.ratings)
+    torch.manual_seed(0)
+    model = DualEncoder(EncoderConfig(backbone="tiny-llama", n_layers=None, user_max_tokens=64,
+                                      item_max_tokens=24))
+    with torch.no_grad():  # LoRA's B starts at zero; make it non-zero so every grad is informative
+        g = torch.Generator().manual_seed(1)
+        for name, p in model.body.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    items = text.item_texts(w.ml.movies, fields=("title", "genres"))
+    cfg = train.TrainConfig(steps=1, batch_size=batch_size, lr=1e-3, warmup_steps=0, user_budget=64,
+                            history_items=4, seed=5, use_autocast=False)
+    t = train.Trainer(model, train.training_pairs(split.train), items, items, cfg, progress=False)
+    loss = t.step()
+    grads = {n: p.grad.detach().clone() for n, p in model.body.named_parameters() if p.requires_grad}
+    return loss, grads
+
+
+def _worker(rank, world, port, out_dir):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        loss, grads = _one_step(batch_size=4)
+        torch.save({"loss": loss, "grads": grads}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_match_one(tmp_path):
+    import torch.multiprocessing as mp
+
+    one_loss, one_grads = _one_step(batch_size=8)
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    # the global batch's loss is the mean of the ranks' losses (each saw every rank's items as
+    # negatives), and the averaged gradients equal the single process's
+    assert np.mean([r["loss"] for r in ranks]) == pytest.approx(one_loss, rel=1e-4)
+    assert any(g.abs().sum() > 0 for g in one_grads.values())
+    for k, g in one_grads.items():
+        torch.testing.assert_close(ranks[0]["grads"][k], g, rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(ranks[1]["grads"][k], g, rtol=1e-3, atol=1e-6)
