@@ -9,20 +9,22 @@ wastes compute on pad tokens, so :func:`embed_texts` sorts texts by token length
 (length bucketing) and pads each batch only to its own longest member.
 
 :class:`DualEncoder` is the trainable version (chapter 03): one shared LLM for users and items
-with LoRA adapters, saved and loaded as safetensors. :func:`encode_catalogue` caches item
-vectors on disk keyed by model, adapter and texts, so no chapter encodes a catalogue twice.
+with LoRA adapters, saved and loaded as safetensors. peft injects the adapters into the
+backbone in place, so :func:`embed_texts` and the cached encoders of :mod:`baselines` run
+through them too (their cache key hashes the weights, adapters included).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -173,6 +175,63 @@ def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     return an @ bn.T
 
 
+def backbone_fingerprint(backbone) -> str:
+    """A short hash of a backbone's weights, so a cache never serves vectors of a model that
+    has since been fine-tuned or truncated (name, layers and per-tensor sums are hashed)."""
+    h = hashlib.sha256()
+    h.update(f"{backbone.name}|{backbone.n_layers}|{backbone.hidden_size}".encode())
+    with torch.no_grad():
+        for name, p in backbone.model.named_parameters():
+            flat = p.detach().reshape(-1)
+            h.update(name.encode())
+            h.update(np.float64(flat.double().sum().item()).tobytes())
+            h.update(flat[:8].double().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def embed_cached(
+    backbone,
+    texts: Sequence[str],
+    *,
+    cache: bool = True,
+    tag: str = "",
+    **embed_kwargs,
+) -> np.ndarray:
+    """:func:`embed_texts` with an on-disk cache under ``config.cache_dir("embeddings")``.
+
+    The key hashes the backbone (:func:`backbone_fingerprint`), the encoding arguments and the
+    texts themselves, so a changed text, model or pooling gives a new entry instead of stale
+    vectors. Writes are atomic (temporary file then rename).
+    """
+    texts = list(texts)
+    if not cache:
+        return embed_texts(backbone, texts, **embed_kwargs)
+    h = hashlib.sha256()
+    h.update(backbone_fingerprint(backbone).encode())
+    h.update(json.dumps({k: embed_kwargs[k] for k in sorted(embed_kwargs) if k != "progress"},
+                        default=str).encode())
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\x1e")
+    safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone.name)[-40:]
+    path = config.cache_dir("embeddings") / f"{safe_name}{'-' + tag if tag else ''}-{h.hexdigest()[:24]}.npy"
+    if path.is_file():
+        vectors = np.load(path)
+        if vectors.shape == (len(texts), backbone.hidden_size):
+            return vectors
+    vectors = embed_texts(backbone, texts, **embed_kwargs)
+    fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, vectors)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is an ordinary folder
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return vectors
+
+
 # --------------------------------------------------------------------------------------------
 # The LinkedIn-style dual encoder: one shared LLM for users and items
 # --------------------------------------------------------------------------------------------
@@ -303,7 +362,10 @@ class DualEncoder(nn.Module):
             return {k: v.detach() for k, v in self.body.state_dict().items()}
         from peft import get_peft_model_state_dict
 
-        return {k: v.detach() for k, v in get_peft_model_state_dict(self.body).items()}
+        # save_embedding_layers=False: the marker rows are rebuilt from words (not trained), so
+        # the 28M-weight embedding matrix never needs to travel with a 0.5 MB adapter
+        state = get_peft_model_state_dict(self.body, save_embedding_layers=False)
+        return {k: v.detach() for k, v in state.items()}
 
     def save_adapter(self, path: str | Path, dtype: torch.dtype = torch.bfloat16, meta: dict | None = None) -> Path:
         """``path/adapter.safetensors`` + ``path/encoder.json`` (the config that rebuilds it)."""
@@ -347,38 +409,3 @@ class DualEncoder(nn.Module):
         cfg = EncoderConfig.from_dict(json.loads((Path(path) / "encoder.json").read_text())["encoder"])
         return cls(cfg, device=device).load_adapter(path)
 
-
-def _digest(obj) -> str:
-    h = hashlib.sha256()
-    if isinstance(obj, dict):
-        for k in sorted(obj):
-            h.update(k.encode())
-            v = obj[k]
-            h.update(v.float().cpu().numpy().tobytes() if torch.is_tensor(v) else json.dumps(v).encode())
-    else:
-        for t in obj:
-            h.update(t.encode())
-            h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-def encode_catalogue(model: "DualEncoder", texts: pd.Series, *, max_tokens: int | None = None,
-                     batch_size: int = 64, cache: bool = True, progress: bool = True) -> np.ndarray:
-    """Vectors of every item text (rows in the order of ``texts``), cached on disk.
-
-    The cache key covers the encoder settings, the adapter's weights and every text, so a
-    changed prompt, adapter or model never reuses stale vectors.
-    """
-    max_tokens = max_tokens or model.cfg.item_max_tokens
-    values = [str(t) for t in texts.tolist()]
-    key = _digest({"cfg": json.dumps(model.cfg.to_dict(), sort_keys=True), "max": max_tokens,
-                   "texts": _digest(values), "adapter": _digest(model.adapter_state())})
-    path = config.cache_dir("embeddings") / f"{model.cfg.backbone.replace('/', '_')}-{key}.npy"
-    if cache and path.is_file():
-        return np.load(path)
-    out = model.encode_texts(values, max_tokens, batch_size=batch_size, progress=progress)
-    if cache:
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(path)
-    return out

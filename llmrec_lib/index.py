@@ -43,10 +43,7 @@ FORMAT = "llmrec-index/1"
 
 
 def _faiss():
-    # OpenMP threads that spin while waiting make faiss 10x slower when other processes share
-    # the cores (measured on the project's 2-core machines); passive waiting costs nothing
-    # measurable otherwise. Read once, when faiss's OpenMP runtime loads: so set it first.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OMP_WAIT_POLICY=PASSIVE is set by llmrec_lib/__init__.py before faiss's OpenMP loads
     import faiss  # imported lazily: `import llmrec_lib.index` stays cheap
 
     return faiss
