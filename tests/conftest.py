@@ -39,3 +39,23 @@ def world():
     from llmrec_lib import synthetic
 
     return synthetic.make_world(seed=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """The models in the tests are tiny: one thread avoids OpenMP hand-offs that cost more
+    than the maths when other processes share the 2 cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The random tiny Llama: no package, no download."""
+    from llmrec_lib import backbones
+
+    return backbones.load_backbone("tiny-llama", device="cpu")

@@ -12,21 +12,6 @@ import torch
 from llmrec_lib import backbones as B
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models here are tiny: one thread avoids OpenMP hand-offs that cost more than the
-    maths when other processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return B.load_backbone("tiny-llama", device="cpu")
-
-
 def _batch(tokenizer, texts):
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]

@@ -19,14 +19,6 @@ from llmrec_lib import generation as G
 PROMPTS = ["hello there", "a much longer prompt about movies, actors and directors", "x", "List 3 genres"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """tiny-llama with larger random weights: its default init greedily repeats one
