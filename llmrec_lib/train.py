@@ -252,6 +252,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: linear_warmup_cosine(s, cfg.warmup_steps, cfg.steps))
         self.state = TrainState()
+        self.last_tokens = self.last_user_len = 0
         train = pairs.history
         liked = train[train["rating"] >= data.POSITIVE_MIN]
         self.user_liked = {int(u): set(g.tolist()) for u, g in liked.groupby("user_id")["item_id"]}
@@ -294,9 +295,12 @@ class Trainer:
     def compute_loss(self, batch: dict) -> torch.Tensor:
         cfg, m = self.cfg, self.model
         k = cfg.hard_negatives
+        user_tok = m.tokenize(batch["users"], m.cfg.user_max_tokens)  # (B, T_u), padded to the longest
+        item_tok = m.tokenize(batch["items"] + batch["hard"], m.cfg.item_max_tokens)  # (B * (1 + k), T_i)
+        self.last_tokens = int(user_tok["input_ids"].numel() + item_tok["input_ids"].numel())
+        self.last_user_len = int(user_tok["input_ids"].shape[1])
         with config.autocast(m.device.type, enabled=cfg.use_autocast):
-            users, items = m(m.tokenize(batch["users"], m.cfg.user_max_tokens),
-                             m.tokenize(batch["items"] + batch["hard"], m.cfg.item_max_tokens))
+            users, items = m(user_tok, item_tok)
         b = len(batch["users"])
         pos, hard = items[:b], (items[b:].reshape(b, k, -1) if k else None)
         return self.loss_fn(users, pos, hard=hard,
@@ -318,8 +322,12 @@ class Trainer:
         return float(loss.detach())
 
     # ---- the loop ------------------------------------------------------------------------
-    def fit(self, max_seconds: float | None = None) -> TrainState:
-        """Train until ``cfg.steps`` (or ``max_seconds``, or early stopping); resumable."""
+    def fit(self, max_seconds: float | None = None, stop_at: int | None = None) -> TrainState:
+        """Train until ``cfg.steps`` (or ``max_seconds``, ``stop_at`` steps, or early stopping).
+
+        Stopping early (``max_seconds``, ``stop_at``, an interrupt) leaves a checkpoint from which
+        a new Trainer on the same ``out_dir`` continues; the schedule still runs to ``cfg.steps``.
+        """
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -330,7 +338,8 @@ class Trainer:
             t0 = time.perf_counter()
             loss = self.step()
             record = {"step": self.state.step, "loss": loss, "seconds": time.perf_counter() - t0,
-                      "lr": self.sched.get_last_lr()[0]}
+                      "lr": self.sched.get_last_lr()[0], "tokens": self.last_tokens,
+                      "user_len": self.last_user_len}
             self.state.history.append(record)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
@@ -340,6 +349,8 @@ class Trainer:
             if self.out_dir and cfg.checkpoint_every and s % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                break
+            if stop_at is not None and s >= stop_at:
                 break
         bar.close()
         if self.evaluate_fn and not stopped and self.state.step >= cfg.steps:
@@ -415,11 +426,17 @@ class Trainer:
         return self.state.step
 
     def throughput(self) -> dict:
-        """Examples per second over the recorded steps (the first few are warm-up)."""
-        secs = np.array([h["seconds"] for h in self.state.history[3:]] or [np.nan])
+        """Pairs and tokens (padding included: it is computed too) per second over the recorded
+        steps of this process; the first few steps are warm-up and skipped."""
+        hist = [h for h in self.state.history[3:] if "tokens" in h] or self.state.history[3:]
+        secs = np.array([h["seconds"] for h in hist] or [np.nan])
         per_step = float(np.nanmedian(secs))
-        ex = self.cfg.batch_size * self.world
-        return {"seconds_per_step": per_step, "pairs_per_second": ex / per_step}
+        out = {"seconds_per_step": per_step, "pairs_per_second": self.cfg.batch_size * self.world / per_step}
+        if hist and "tokens" in hist[0]:
+            out["tokens_per_step"] = float(np.median([h["tokens"] for h in hist]))
+            out["user_len_per_step"] = float(np.median([h["user_len"] for h in hist]))
+            out["tokens_per_second"] = out["tokens_per_step"] * self.world / per_step
+        return out
 
 
 def _dist_info() -> tuple[int, int]:
@@ -470,3 +487,21 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repea
         a @ b
     secs = (time.perf_counter() - start) / repeats
     return 2 * n**3 / secs / 1e9
+
+
+def utilisation(trainer: Trainer, peak_gflops: float) -> dict:
+    """The trainer's throughput plus achieved GFLOP/s and MFU against ``peak_gflops``.
+
+    FLOPs are counted over the tokens each step really computed (padding included), for the
+    transformer layers only (embedding look-ups are not matmuls), with frozen base weights
+    unless the encoder is fully fine-tuned.
+    """
+    tp = trainer.throughput()
+    backbone = trainer.model.backbone
+    n_params = sum(p.numel() for n, p in backbone.model.named_parameters()
+                   if "embed" not in n and "lm_head" not in n and "lora" not in n)
+    flops = transformer_flops(n_params, tp["tokens_per_step"], backbone.n_layers, backbone.hidden_size,
+                              seq_len=int(tp["user_len_per_step"]),
+                              trainable_weights=trainer.model.cfg.full_finetune)
+    achieved = flops / tp["seconds_per_step"] / 1e9
+    return {**tp, "achieved_gflops": achieved, "peak_gflops": peak_gflops, "mfu": achieved / peak_gflops}

@@ -1,0 +1,198 @@
+"""Named training recipes for the dual-encoder chapters, and the command that reproduces them.
+
+A recipe is an :class:`~llmrec_lib.encoders.EncoderConfig` plus a
+:class:`~llmrec_lib.train.TrainConfig`. The chapters run each recipe twice over:
+
+* **quick** (CI, a first read): a short live run that shows the mechanics (loss falling, a
+  checkpoint written and resumed) in a minute or two;
+* **full**: the run whose adapter is committed under ``artifacts/adapters/<recipe>/`` and
+  loaded by the quick mode, regenerated with::
+
+      python -m llmrec_lib.recipes train <recipe> --mode full
+
+Everything a recipe needs (split, pairs, prompts, evaluation) is built here once, so a chapter
+and the command line train exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmrec_lib import config, data, text
+from llmrec_lib.encoders import EncoderConfig
+from llmrec_lib.train import TrainConfig
+
+ARTIFACTS = config.PROJECT_ROOT / "artifacts" / "adapters"
+ITEM_FIELDS = ("title", "genres", "pop")  # the item prompt (tags come from all time: left out)
+HISTORY_FIELDS = ("title", "genres")  # the shorter item text inside a user prompt
+
+_BASE_ENC = EncoderConfig(backbone="smollm2-135m", n_layers=8, pooling="mean", lora_r=8, lora_alpha=16,
+                          user_max_tokens=128, item_max_tokens=40)
+_BASE_TRAIN = TrainConfig(batch_size=16, lr=3e-4, warmup_steps=30, temperature=0.05, user_budget=128,
+                          history_items=20, checkpoint_every=50)
+
+RECIPES: dict[str, tuple[EncoderConfig, TrainConfig]] = {
+    "infonce": (_BASE_ENC, _BASE_TRAIN),
+}
+
+# steps of the live quick run and of the full run, per recipe
+STEPS = {"quick": 24, "full": 1600}
+
+
+@dataclass
+class Setting:
+    """Everything a run needs, built once from the data."""
+
+    ml: data.MovieLens
+    split: data.Split
+    item_text: pd.Series
+    history_text: pd.Series
+
+
+def build_setting(data_dir=None) -> Setting:
+    ml = data.load_movielens(data_dir)
+    split = data.per_user_split(ml.ratings)
+    pop = text.popularity_counts(split.train, ml.item_ids)
+    item_text = text.item_texts(ml.movies, fields=ITEM_FIELDS, popularity=pop)
+    history_text = text.item_texts(ml.movies, fields=HISTORY_FIELDS)
+    return Setting(ml, split, item_text, history_text)
+
+
+def recipe(name: str, mode: str) -> tuple[EncoderConfig, TrainConfig]:
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+    enc, tr = RECIPES[name]
+    return enc, replace(tr, steps=STEPS[config.get_mode(mode)])
+
+
+def dual_encoder_system(model, setting: Setting, stage: str, *, cache: bool = True, progress: bool = True,
+                        name: str = "dual encoder"):
+    """The fine-tuned (or zero-shot) dual encoder as an evaluable system for ``stage``:
+    items encoded from their item prompts, users from their marker prompts."""
+    from llmrec_lib import baselines
+
+    backbone = model.backbone
+    items = baselines.item_text_embeddings(backbone, setting.item_text, setting.ml.item_ids,
+                                           max_length=model.cfg.item_max_tokens, cache=cache,
+                                           progress=progress)
+    encode_users = baselines.prompt_user_encoder(backbone, setting.history_text,
+                                                 budget=model.cfg.user_max_tokens, markers=True,
+                                                 cache=cache, progress=progress)
+    return baselines.PromptRetrieval(setting.ml.item_ids, items, encode_users, name=name).fit().for_stage(
+        setting.split, stage)
+
+
+def validation_fn(setting: Setting, n_users: int = 150, k: int = 50, seed: int = 0):
+    """``model -> {"recall@50": ...}`` on a fixed sample of validation users (full catalogue)."""
+    from llmrec_lib import evaluate
+
+    users = setting.split.users("valid")
+    users = np.sort(np.random.default_rng(seed).choice(users, size=min(n_users, len(users)), replace=False))
+    eval_data = evaluate.EvalData.from_split(setting.split, "valid", setting.ml.item_ids).subset(users)
+
+    def fn(model) -> dict:
+        system = dual_encoder_system(model, setting, "valid", cache=False, progress=False)
+        res = evaluate.evaluate(system, eval_data, ks=(k,))
+        return {f"recall@{k}": res.mean(f"recall@{k}")}
+
+    return fn
+
+
+def train_recipe(name: str, mode: str = "quick", *, setting: Setting | None = None,
+                 out_dir: str | Path | None = None, max_seconds: float | None = None,
+                 stop_at: int | None = None, evaluate_every: int = 0, progress: bool = True):
+    """Train recipe ``name``; returns the Trainer (its model holds the adapter).
+
+    Checkpoints go to ``out_dir`` (default ``.cache/runs/<name>-<mode>``): rerunning the same
+    command after an interruption resumes where it stopped.
+    """
+    from llmrec_lib import train
+    from llmrec_lib.encoders import DualEncoder
+
+    setting = setting or build_setting()
+    enc, tr = recipe(name, mode)
+    if evaluate_every:
+        tr = replace(tr, eval_every=evaluate_every)
+    config.seed_everything(tr.seed)
+    model = DualEncoder(enc)
+    pairs = train.training_pairs(setting.split.train, positive_only=tr.positive_only)
+    out = Path(out_dir) if out_dir else config.cache_dir("runs") / f"{name}-{config.get_mode(mode)}"
+    trainer = train.Trainer(model, pairs, setting.item_text, setting.history_text, tr, out_dir=out,
+                            evaluate_fn=validation_fn(setting) if evaluate_every else None,
+                            catalogue=setting.ml.item_ids, progress=progress)
+    trainer.fit(max_seconds=max_seconds, stop_at=stop_at)
+    return trainer
+
+
+def publish(trainer, name: str, seconds: float, command: str) -> Path:
+    """Save the trained adapter (bf16) under ``artifacts/adapters/<name>`` with how it was made."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=config.PROJECT_ROOT).stdout.strip()
+    except OSError:  # pragma: no cover
+        commit = "unknown"
+    meta = {
+        "recipe": name,
+        "command": command,
+        "train_config": trainer.cfg.to_dict(),
+        "steps_done": trainer.state.step,
+        "pairs_seen": trainer.state.step * trainer.cfg.batch_size * trainer.world,
+        "n_pairs": len(trainer.pairs),
+        "wall_seconds": round(seconds, 1),  # of the last process; a resumed run spans several
+        "train_seconds_all_steps": round(sum(h["seconds"] for h in trainer.state.history), 1),
+        "throughput": trainer.throughput(),
+        "loss_first_50": float(np.mean([h["loss"] for h in trainer.state.history[:50]])),
+        "loss_last_50": float(np.mean([h["loss"] for h in trainer.state.history[-50:]])),
+        "evals": [h for h in trainer.state.history if any(k.startswith("eval_") for k in h)],
+        "hardware": f"{platform.machine()} {platform.processor() or ''} cpus={_cpus()}",
+        "git_commit": commit,
+    }
+    path = ARTIFACTS / name
+    trainer.model.save_adapter(path, meta=meta)
+    loss_curve = pd.DataFrame(trainer.state.history)[["step", "loss"]]
+    loss_curve.to_csv(path / "loss.csv", index=False, float_format="%.4f")
+    return path
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmrec_lib.recipes")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a recipe; full mode publishes its adapter to artifacts/")
+    t.add_argument("name", choices=sorted(RECIPES))
+    t.add_argument("--mode", default="full", choices=config.MODES)
+    t.add_argument("--eval-every", type=int, default=0)
+    t.add_argument("--max-seconds", type=float, default=None)
+    sub.add_parser("list", help="list the recipes")
+    args = parser.parse_args(argv)
+    if args.cmd == "list":
+        for n, (enc, tr) in RECIPES.items():
+            print(n, json.dumps(enc.to_dict()), json.dumps(tr.to_dict()))
+        return 0
+    start = time.perf_counter()
+    trainer = train_recipe(args.name, args.mode, evaluate_every=args.eval_every, max_seconds=args.max_seconds)
+    secs = time.perf_counter() - start
+    print(json.dumps({"steps": trainer.state.step, "seconds": round(secs, 1), **trainer.throughput()}))
+    if args.mode == "full" and trainer.state.step >= trainer.cfg.steps:
+        cmd = "python -m llmrec_lib.recipes " + " ".join(argv if argv is not None else sys.argv[1:])
+        print("published", publish(trainer, args.name, secs, cmd))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
