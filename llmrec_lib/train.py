@@ -177,15 +177,13 @@ class TrainState:
 
 
 def _rng_state() -> dict:
-    return {
-        "python": list(random.getstate()[1]) + [random.getstate()[2] or 0],
-        "torch": torch.get_rng_state(),
-    }
+    # NumPy draws in training come from generators seeded by (seed, step), so they need no state
+    return {"python": random.getstate(), "torch": torch.get_rng_state()}
 
 
 def _set_rng_state(state: dict) -> None:
-    py = state["python"]
-    random.setstate((3, tuple(int(x) for x in py[:-1]), None))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
 
 
@@ -239,10 +237,10 @@ class Trainer:
         self.evaluate_fn, self.progress = evaluate_fn, progress
         self.catalogue = np.asarray(catalogue if catalogue is not None else item_text.index.to_numpy())
         self.rank, self.world = _dist_info()
-        base = (losses.InfoNCE if cfg.loss == "infonce" else losses.BCELoss)(
-            cfg.temperature, learn=cfg.learn_temperature)
         if cfg.loss not in ("infonce", "bce"):
             raise ValueError(f"loss must be 'infonce' or 'bce', got {cfg.loss!r}")
+        base = (losses.InfoNCE if cfg.loss == "infonce" else losses.BCELoss)(
+            cfg.temperature, learn=cfg.learn_temperature)
         self.loss_fn = losses.MatryoshkaLoss(base, cfg.matryoshka_dims) if cfg.matryoshka_dims else base
         params = model.trainable_parameters() + [p for p in self.loss_fn.parameters() if p.requires_grad]
         if not params:
