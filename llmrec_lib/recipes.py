@@ -9,6 +9,7 @@ A recipe is an :class:`~llmrec_lib.encoders.EncoderConfig` plus a
   loaded by the quick mode, regenerated with::
 
       python -m llmrec_lib.recipes train <recipe> --mode full
+      torchrun --nproc_per_node 2 -m llmrec_lib.recipes train <recipe> --mode full   # 2 processes
 
 Everything a recipe needs (split, pairs, prompts, evaluation) is built here once, so a chapter
 and the command line train exactly the same thing.
@@ -164,6 +165,30 @@ def publish(trainer, name: str, seconds: float, command: str) -> Path:
     return path
 
 
+def _init_distributed() -> bool:
+    """Under ``torchrun --nproc_per_node N`` (WORLD_SIZE is set): join the process group, gloo
+    on CPU and nccl on GPUs. Each process then trains on its slice of every global batch and
+    sees the whole global batch's items as negatives (see :mod:`llmrec_lib.train`)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend)
+    return True
+
+
+def trainer_rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def _cpus() -> int:
     import os
 
@@ -184,11 +209,18 @@ def main(argv=None) -> int:
         for n, (enc, tr) in RECIPES.items():
             print(n, json.dumps(enc.to_dict()), json.dumps(tr.to_dict()))
         return 0
+    distributed = _init_distributed()
     start = time.perf_counter()
-    trainer = train_recipe(args.name, args.mode, evaluate_every=args.eval_every, max_seconds=args.max_seconds)
+    trainer = train_recipe(args.name, args.mode, evaluate_every=args.eval_every, max_seconds=args.max_seconds,
+                           progress=trainer_rank() == 0)
     secs = time.perf_counter() - start
-    print(json.dumps({"steps": trainer.state.step, "seconds": round(secs, 1), **trainer.throughput()}))
-    if args.mode == "full" and trainer.state.step >= trainer.cfg.steps:
+    if trainer_rank() == 0:
+        print(json.dumps({"steps": trainer.state.step, "seconds": round(secs, 1), **trainer.throughput()}))
+    if distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    if args.mode == "full" and trainer.state.step >= trainer.cfg.steps and trainer_rank() == 0:
         cmd = "python -m llmrec_lib.recipes " + " ".join(argv if argv is not None else sys.argv[1:])
         print("published", publish(trainer, args.name, secs, cmd))
     return 0
