@@ -44,6 +44,8 @@ _BASE_TRAIN = TrainConfig(batch_size=16, lr=3e-4, warmup_steps=30, temperature=0
 
 RECIPES: dict[str, tuple[EncoderConfig, TrainConfig]] = {
     "infonce": (_BASE_ENC, _BASE_TRAIN),
+    # chapter 05: every nested prefix of the 576-d vector trained at once, down to 1/16
+    "matryoshka": (_BASE_ENC, replace(_BASE_TRAIN, matryoshka_dims=(576, 288, 144, 72, 36))),
 }
 
 # steps of the live quick run and of the full run, per recipe
