@@ -11,7 +11,7 @@ On MovieLens this module stands in for what Taobao has and we do not:
 
 * **Item tags** (:func:`item_tags`): phrases built from an item's own metadata, a genre as
   the core word and a decade, another genre or a popular user tag as the modifier ("90s
-  comedy", "animated comedy", "atmospheric drama"). They describe items in the same language
+  comedy", "comic animation", "atmospheric crime film"). They describe items in the same language
   the LLM is asked to write, so chapter 08's tag tower can learn from them.
 * **Categories** (:data:`TAG_CATEGORIES`, :func:`tag_category`): the MovieLens genres (IMAX
   left out: it is a screen format, not a kind of film, and never an item's only genre). The
@@ -22,19 +22,23 @@ On MovieLens this module stands in for what Taobao has and we do not:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from llmrec_lib import data
+
 # --------------------------------------------------------------------------------------------
 # Categories and the tag-to-category map
 # --------------------------------------------------------------------------------------------
 
 #: The categories of HR@K: MovieLens genres, most specific (rarest in the catalogue) first.
-#: This order also decides which genre is the modifier and which the core word of a pair tag:
-#: the rarer genre modifies the commoner one ("animated comedy", "crime drama").
+#: This order decides an item's one category (:func:`item_category`: its most specific genre)
+#: and so the core word of a pair tag: the commoner genre modifies the rarer one ("comic
+#: animation", "dramatic war film"), so that a tag's head is the item's category.
 TAG_CATEGORIES: tuple[str, ...] = (
     "Film-Noir", "Western", "Musical", "War", "Documentary", "Mystery", "Animation", "Children",
     "Fantasy", "Horror", "Sci-Fi", "Crime", "Adventure", "Romance", "Action", "Thriller",
@@ -167,6 +171,15 @@ def item_categories(genres: Iterable[str]) -> list[str]:
     return [c for c in TAG_CATEGORIES if c in genres]
 
 
+def item_category(genres: Iterable[str]) -> str | None:
+    """An item's one category for HR@K: its most specific genre (first in
+    :data:`TAG_CATEGORIES`, i.e. rarest in the catalogue), None without genres. RecGPT's items
+    each have one leaf category; a film listed as Animation|Children|Comedy is an animation
+    first, and a tag "comedy" should not count as finding it."""
+    cats = item_categories(genres)
+    return cats[0] if cats else None
+
+
 def training_tags(tags: pd.DataFrame, train_ratings: pd.DataFrame) -> pd.DataFrame:
     """The user tags a model trained on ``train_ratings`` may know: each tag written no later
     than its author's last training rating (authors with no training rating lose all tags).
@@ -185,10 +198,14 @@ def training_tags(tags: pd.DataFrame, train_ratings: pd.DataFrame) -> pd.DataFra
     return tags[limit.notna() & (tags["timestamp"] <= limit)].reset_index(drop=True)
 
 
+_GENERIC_RE = re.compile(r"\b(?:film|films|movie|movies)\b")
+
+
 def _tag_modifiers(tags: pd.DataFrame | None, min_users: int, max_words: int) -> dict[int, list[str]]:
     """item_id -> user tags usable as modifiers: used by >= ``min_users`` distinct users on that
     item, at most ``max_words`` words, naming no category (those are genres already), letters,
-    digits, spaces and hyphens only; most used first, then alphabetical."""
+    digits, spaces and hyphens only, not saying "film" or "movie" (a modifier, not a noun);
+    most used first, then alphabetical."""
     if tags is None or len(tags) == 0:
         return {}
     need = {"user_id", "item_id", "tag"}
@@ -201,7 +218,7 @@ def _tag_modifiers(tags: pd.DataFrame | None, min_users: int, max_words: int) ->
     n = n[n["n"] >= min_users]
     ok = n["tag"].str.fullmatch(r"[a-z0-9][a-z0-9 \-]*") & (n["tag"].str.split().str.len() <= max_words)
     n = n[ok.fillna(False)]
-    n = n[[not tag_categories(x) for x in n["tag"]]]
+    n = n[[not tag_categories(x) and not _GENERIC_RE.search(x) for x in n["tag"]]]
     n = n.sort_values(["item_id", "n", "tag"], ascending=[True, False, True])
     return {int(i): list(g) for i, g in n.groupby("item_id")["tag"]}
 
@@ -218,16 +235,17 @@ def item_tags(
     """Each item as a list of "modifier + core word" tag phrases, from its own metadata.
 
     For an item with categories c1..cn (its genres, most specific first, see
-    :func:`item_categories`) and decade d, in this order:
+    :func:`item_categories`; c1 is :func:`item_category`) and decade d, in this order:
 
-    1. ``"{d} {core(ci)}"`` for each category ("90s comedy"), when the year is known;
-    2. ``"{modifier(ci)} {core(cj)}"`` for each pair i < j: the rarer genre modifies the
-       commoner one ("animated comedy", "crime drama", "romantic comedy");
-    3. ``"{user tag} {core(cn)}"`` for up to ``max_user_tags`` user tags of the item
+    1. ``"{d} {core(c1)}"`` ("90s animation"), when the year is known;
+    2. ``"{modifier(cj)} {core(c1)}"`` for each other genre cj: the commoner genre modifies
+       the most specific one ("comic animation", "dramatic crime film", "action sci-fi");
+    3. ``"{user tag} {core(c1)}"`` for up to ``max_user_tags`` user tags of the item
        (``tags``; see :func:`_tag_modifiers` for which qualify), the core word being the
-       item's commonest genre ("atmospheric drama", "pixar comedy").
+       item's category ("atmospheric crime film", "quirky animation").
 
-    Every phrase's :func:`tag_category` is one of the item's own categories. Items without
+    Every phrase's :func:`tag_category` is the item's category c1: a tag says what kind of
+    film the item is first of all, the other genres refine it. Items without
     categories get an empty list. Deterministic: the same frames give the same tags.
 
     Args:
@@ -257,10 +275,9 @@ def item_tags(
         if cats:
             d = decade_label(year)
             if d is not None:
-                phrases += [f"{d} {GENRE_CORE[c]}" for c in cats]
-            phrases += [f"{GENRE_MODIFIER[a]} {GENRE_CORE[b]}"
-                        for i, a in enumerate(cats) for b in cats[i + 1:]]
-            phrases += [f"{m} {GENRE_CORE[cats[-1]]}" for m in modifiers.get(int(item_id), [])[:max_user_tags]]
+                phrases.append(f"{d} {GENRE_CORE[cats[0]]}")
+            phrases += [f"{GENRE_MODIFIER[b]} {GENRE_CORE[cats[0]]}" for b in cats[1:]]
+            phrases += [f"{m} {GENRE_CORE[cats[0]]}" for m in modifiers.get(int(item_id), [])[:max_user_tags]]
         seen: set[str] = set()
         uniq = [p for p in phrases if not (p in seen or seen.add(p))]
         out.append(uniq[:max_tags] if max_tags is not None else uniq)
@@ -323,3 +340,531 @@ def load_predicted_tags(path=None, source: str | None = "fine-tuned") -> dict[in
             raise ValueError(f"{path}: user {uid} appears twice for source {src!r}")
         out[uid] = tags
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Behaviour compression (RecGPT section 3: item-level and sequence-level)
+# --------------------------------------------------------------------------------------------
+
+#: RecGPT keeps "reliable" behaviours (purchase, cart, favourite...) and drops plain clicks.
+#: The book's analogue: a rating of 4 or more is "liked", 2 or less "disliked", and the
+#: lukewarm middle (2.5-3.5), the closest thing MovieLens has to a click without commitment,
+#: is dropped.
+LIKED_MIN = 4.0
+DISLIKED_MAX = 2.0
+
+
+def _require(df, columns, what):
+    missing = set(columns) - set(getattr(df, "columns", ()))
+    if missing:
+        raise ValueError(f"{what} must have columns {sorted(columns)}; missing {sorted(missing)}")
+
+
+def reliable_behaviours(ratings: pd.DataFrame, liked_min: float = LIKED_MIN,
+                        disliked_max: float = DISLIKED_MAX) -> pd.DataFrame:
+    """The ratings that say something clear: liked (>= ``liked_min``) or disliked
+    (<= ``disliked_max``), with a ``liked`` bool column; the lukewarm middle is dropped."""
+    _require(ratings, {"user_id", "item_id", "rating", "timestamp"}, "ratings")
+    if disliked_max >= liked_min:
+        raise ValueError(f"disliked_max ({disliked_max}) must be below liked_min ({liked_min})")
+    keep = (ratings["rating"] >= liked_min) | (ratings["rating"] <= disliked_max)
+    out = ratings[keep].copy()
+    out["liked"] = out["rating"] >= liked_min
+    return out.reset_index(drop=True)
+
+
+def raw_item_texts(movies: pd.DataFrame, tags: pd.DataFrame | None = None, k_tags: int = 5) -> pd.Series:
+    """The uncompressed description of each item: full title, every genre and up to
+    ``k_tags`` user tags, as plain sentences (``text.item_texts`` without markers). This is
+    the "long item title" that item-level compression shortens."""
+    from llmrec_lib import text
+
+    fields = ("title", "genres") + (("tags",) if tags is not None and len(tags) else ())
+    top = text.top_tags(tags, k=k_tags) if "tags" in fields else None
+    return text.item_texts(movies, fields=fields, tags=top, markers=False)
+
+
+_ALT_TITLE = re.compile(r"\s*\([^)]*\)\s*$")
+
+
+def short_item_texts(movies: pd.DataFrame, max_words: int = 8, max_genres: int = 2) -> pd.Series:
+    """Item-level compression: a short canonical text per item, ``name 'yy (g1/g2)``.
+
+    The name loses alternate titles in parentheses ("City of Lost Children, The (Cité des
+    enfants perdus, La)" -> "The City of Lost Children") and is cut to ``max_words`` words;
+    the year becomes two digits; only the ``max_genres`` most specific genres stay, as their
+    core words. RecGPT shortens keyword-stuffed Taobao titles with an LLM; MovieLens titles
+    are already short, so here the genre list is where the tokens are saved.
+    """
+    _require(movies, {"item_id", "name", "year", "genres"}, "movies")
+    out = []
+    for name, year, genres in zip(movies["name"].astype(str), movies["year"], movies["genres"]):
+        short = name
+        while _ALT_TITLE.search(short) and _ALT_TITLE.sub("", short).strip():
+            short = _ALT_TITLE.sub("", short)
+        words = short.split()
+        short = " ".join(words[:max_words]) + ("..." if len(words) > max_words else "")
+        short = data.parse_title(short)[0]  # "City of Lost Children, The" -> "The City of..."
+        if year is not None and not pd.isna(year):
+            short += f" '{int(year) % 100:02d}"
+        cats = item_categories(genres)[:max_genres]
+        if cats:
+            short += " (" + "/".join(GENRE_CORE[c] for c in cats) + ")"
+        out.append(short)
+    return pd.Series(out, index=pd.Index(movies["item_id"].to_numpy(), name="item_id"), name="short_text")
+
+
+def _fmt_rating(r: float) -> str:
+    return f"{float(r):g}"
+
+
+def raw_history_texts(ratings: pd.DataFrame, item_text: pd.Series, users=None) -> pd.Series:
+    """Each user's history uncompressed: one line per rating, oldest first,
+    ``2016-05-01 14:03 rated 4.5: <item text>``. user_id -> text."""
+    _require(ratings, {"user_id", "item_id", "rating", "timestamp"}, "ratings")
+    r = ratings if users is None else ratings[ratings["user_id"].isin(list(users))]
+    r = r.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    when = pd.to_datetime(r["timestamp"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
+    lines = when + " rated " + r["rating"].map(_fmt_rating) + ": " + r["item_id"].map(item_text).astype(str)
+    return lines.groupby(r["user_id"]).agg("\n".join).rename("text")
+
+
+def time_buckets(timestamps, now: int, day_window: int = 30, month_window: int = 365) -> np.ndarray:
+    """Sequence-level buckets, relative to ``now`` (the end of the visible history): a day
+    ("2018-09-14") for the last ``day_window`` days, a month ("2018-07") for the last
+    ``month_window`` days, a year ("2015") before that. Recent behaviour stays precise,
+    old behaviour is summarised, as RecGPT does for lifelong histories."""
+    ts = np.asarray(timestamps, dtype=np.int64)
+    age_days = (int(now) - ts) / 86400.0
+    dt = pd.to_datetime(ts, unit="s")
+    day, month, year = dt.strftime("%Y-%m-%d"), dt.strftime("%Y-%m"), dt.strftime("%Y")
+    return np.where(age_days <= day_window, day, np.where(age_days <= month_window, month, year))
+
+
+def compressed_history_lines(user_ratings: pd.DataFrame, item_text: pd.Series, *,
+                             now: int | None = None, day_window: int = 30,
+                             month_window: int = 365) -> list[str]:
+    """Sequence-level compression of one user's (reliable) ratings, oldest bucket first.
+
+    One line per time bucket (:func:`time_buckets`): ``2015 liked: A; B. disliked: C`` with
+    items aggregated per bucket (an item rated several times in a bucket is listed once,
+    ``x2``; each rating keeps its own line in the raw form). ``liked`` comes from
+    :func:`reliable_behaviours`; a frame without it counts ratings >= :data:`LIKED_MIN` as liked.
+    """
+    if len(user_ratings) == 0:
+        return []
+    r = user_ratings.sort_values(["timestamp", "item_id"], kind="stable")
+    liked = r["liked"].to_numpy() if "liked" in r.columns else (r["rating"] >= LIKED_MIN).to_numpy()
+    now = int(r["timestamp"].max()) if now is None else int(now)
+    buckets = time_buckets(r["timestamp"].to_numpy(), now, day_window, month_window)
+    items = r["item_id"].to_numpy()
+    lines, order = [], list(dict.fromkeys(buckets))  # buckets in time order
+    for b in order:
+        sel = buckets == b
+        parts = []
+        for flag, word in ((True, "liked"), (False, "disliked")):
+            ids = items[sel & (liked == flag)]
+            if len(ids):
+                uniq, counts = np.unique(ids, return_counts=True)
+                first = {i: k for k, i in reversed(list(enumerate(ids)))}
+                uniq = sorted(uniq, key=first.__getitem__)
+                names = [str(item_text[i]) + (f" x{c}" if c > 1 else "")
+                         for i, c in zip(uniq, counts[np.searchsorted(np.unique(ids), uniq)])]
+                parts.append(f"{word}: " + "; ".join(names))
+        lines.append(f"{b} " + ". ".join(parts))
+    return lines
+
+
+def compressed_history_texts(ratings: pd.DataFrame, item_text: pd.Series, users=None, **kw) -> pd.Series:
+    """:func:`compressed_history_lines` for every user, joined by newlines. user_id -> text."""
+    _require(ratings, {"user_id", "item_id", "rating", "timestamp"}, "ratings")
+    r = ratings if users is None else ratings[ratings["user_id"].isin(list(users))]
+    out = {int(u): "\n".join(compressed_history_lines(g, item_text, **kw)) for u, g in r.groupby("user_id")}
+    return pd.Series(out, name="text").rename_axis("user_id")
+
+
+def history_prompt_text(user_ratings: pd.DataFrame, item_text: pd.Series, tokenizer, budget: int,
+                        **kw) -> str:
+    """One user's compressed history (:func:`compressed_history_lines`) within ``budget``
+    tokens: the newest ratings that fit, oldest dropped first, never half an item; buckets
+    stay relative to the newest rating. Empty when not even one item fits."""
+    from llmrec_lib import text
+
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1, got {budget}")
+    r = user_ratings.sort_values(["timestamp", "item_id"], kind="stable")
+    if len(r) == 0:
+        return ""
+    kw.setdefault("now", int(r["timestamp"].max()))
+
+    def render(k: int) -> str:
+        return "\n".join(compressed_history_lines(r.iloc[len(r) - k:], item_text, **kw))
+
+    def fits(k: int) -> bool:
+        return int(text.count_tokens(tokenizer, [render(k)], add_special_tokens=False)[0]) <= budget
+
+    if fits(len(r)):
+        return render(len(r))
+    lo, hi = 0, len(r)  # fits(lo) (or lo == 0), not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return render(lo) if lo else ""
+
+
+def compression_stats(ratings: pd.DataFrame, movies: pd.DataFrame, tokenizer, *,
+                      tags: pd.DataFrame | None = None, users=None,
+                      budgets: Sequence[int] = (2048, 4096, 8192)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Token counts of every user's whole history at each compression stage, measured with
+    ``tokenizer``:
+
+    ``raw`` (every rating, one line each, long item text), ``reliable`` (lukewarm ratings
+    dropped), ``item-level`` (plus short item text), ``sequence-level`` (plus time buckets,
+    items aggregated per bucket). Returns (per-user token table, fit table: share of users
+    whose whole history fits each budget at each stage)."""
+    from llmrec_lib import text
+
+    raw_text = raw_item_texts(movies, tags)
+    short = short_item_texts(movies)
+    rel = reliable_behaviours(ratings)
+    if users is None:
+        users = np.sort(ratings["user_id"].unique())
+    users = np.asarray(list(users))
+    stages = {
+        "raw": raw_history_texts(ratings, raw_text, users),
+        "reliable": raw_history_texts(rel, raw_text, users),
+        "item-level": raw_history_texts(rel, short, users),
+        "sequence-level": compressed_history_texts(rel, short, users),
+    }
+    table = pd.DataFrame(index=pd.Index(users, name="user_id"))
+    for name, s in stages.items():
+        s = s.reindex(users).fillna("")
+        table[name] = text.count_tokens(tokenizer, s.tolist(), add_special_tokens=False)
+    fit = pd.DataFrame({b: (table <= b).mean() for b in budgets}).T
+    fit.index.name = "budget"
+    return table, fit
+
+
+# --------------------------------------------------------------------------------------------
+# The teacher: a transparent miner standing in for RecGPT's large reasoning model
+# --------------------------------------------------------------------------------------------
+
+
+def phrase_base_rates(positives: pd.DataFrame, itags: pd.Series) -> pd.Series:
+    """Share of the positive ratings in ``positives`` whose item carries each tag phrase
+    (pass training positives only). The teacher's "what everybody likes" reference."""
+    _require(positives, {"item_id"}, "positives")
+    counts: dict[str, int] = {}
+    per_item = positives["item_id"].value_counts()
+    for item_id, n in per_item.items():
+        for p in itags.get(item_id, ()):
+            counts[p] = counts.get(p, 0) + int(n)
+    return (pd.Series(counts, dtype=np.float64) / max(len(positives), 1)).rename("base_rate").sort_index()
+
+
+def _diverse(ranked: Iterable[str], n: int, max_per_category: int) -> list[str]:
+    """The first ``n`` phrases of ``ranked``, at most ``max_per_category`` per head category
+    (unmapped phrases count as one category of their own), repeats skipped."""
+    out: list[str] = []
+    per_cat: dict[str, int] = {}
+    for p in ranked:
+        if p in out:
+            continue
+        c = tag_category(p)
+        if per_cat.get(c, 0) >= max_per_category:
+            continue
+        per_cat[c] = per_cat.get(c, 0) + 1
+        out.append(p)
+        if len(out) == n:
+            break
+    return out
+
+
+def teacher_interests(items: Sequence[int], itags: pd.Series, base_rate: pd.Series, *, n: int = 5,
+                      min_support: int = 3, max_per_category: int = 2) -> list[str]:
+    """RecGPT's LLM_UI teacher, replaced by counting: the user's interests are the tag
+    phrases their liked items carry *more often than everybody's do*.
+
+    For each phrase p on the user's liked ``items`` (ids; each item counted once):
+    ``score(p) = count(p) - len(items) * base_rate(p)``, the excess over what an average user
+    with as many likes would show. Phrases with ``count >= min_support`` are ranked by score
+    (then count, then alphabetically) and picked greedily with at most ``max_per_category``
+    per category (the paper balances its tag data the same way); if fewer than ``n`` qualify
+    the rest are filled by count alone. Deterministic; every interest is grounded in at least
+    one liked item by construction.
+    """
+    items = list(dict.fromkeys(int(i) for i in items))
+    counts: dict[str, int] = {}
+    for i in items:
+        for p in itags.get(i, ()):
+            counts[p] = counts.get(p, 0) + 1
+    if not counts:
+        return []
+    rows = [(p, c, c - len(items) * float(base_rate.get(p, 0.0))) for p, c in counts.items()]
+    strong = sorted([r for r in rows if r[1] >= min_support], key=lambda r: (-r[2], -r[1], r[0]))
+    picked = _diverse([r[0] for r in strong], n, max_per_category)
+    if len(picked) < n:
+        rest = sorted(rows, key=lambda r: (-r[1], -r[2], r[0]))
+        picked = _diverse(picked + [r[0] for r in rest], n, max_per_category)
+    return picked
+
+
+def target_tags(next_items: Sequence[int], history_items: Sequence[int], itags: pd.Series, *,
+                n: int = 6, max_per_category: int = 2) -> list[str]:
+    """LLM_IT's training target: tags of the items the user *actually liked next* (RecGPT
+    trains on the titles of clicked items). Phrases of ``next_items`` ranked by how many of
+    them carry it, then by how often the earlier ``history_items`` did (the phrase fits the
+    user), then alphabetically; at most ``max_per_category`` per category."""
+    nxt: dict[str, int] = {}
+    for i in dict.fromkeys(int(x) for x in next_items):
+        for p in itags.get(i, ()):
+            nxt[p] = nxt.get(p, 0) + 1
+    hist: dict[str, int] = {}
+    for i in dict.fromkeys(int(x) for x in history_items):
+        for p in itags.get(i, ()):
+            hist[p] = hist.get(p, 0) + 1
+    ranked = sorted(nxt, key=lambda p: (-nxt[p], -hist.get(p, 0), p))
+    return _diverse(ranked, n, max_per_category)
+
+
+def popular_tags(positives: pd.DataFrame, movies: pd.DataFrame, itags: pd.Series, *, n: int = 6) -> list[str]:
+    """The same tags for everyone (no LLM, no user): the ``n`` categories most often the
+    category (:func:`item_category`) of a liked item in ``positives`` (training only), each
+    as its most frequent phrase there. HR@K's popularity baseline."""
+    _require(positives, {"item_id"}, "positives")
+    genres = movies.set_index("item_id")["genres"]
+    cat_count: dict[str, int] = {}
+    phrase_count: dict[str, dict[str, int]] = {}
+    for item_id, k in positives["item_id"].value_counts().items():
+        c = item_category(genres[item_id])
+        if c is None:
+            continue
+        cat_count[c] = cat_count.get(c, 0) + int(k)
+        for p in itags.get(item_id, ()):
+            if tag_category(p) == c:
+                phrase_count.setdefault(c, {})[p] = phrase_count.setdefault(c, {}).get(p, 0) + int(k)
+    out = []
+    for c in sorted(cat_count, key=lambda c: (-cat_count[c], c)):
+        if phrase_count.get(c):
+            out.append(min(phrase_count[c], key=lambda p: (-phrase_count[c][p], p)))
+        if len(out) == n:
+            break
+    return out
+
+
+def _by_category(phrase_score: dict, cat_score: dict, n: int, max_per_category: int) -> list[str]:
+    """Categories in order of ``cat_score``; round r takes each category's r-th best phrase
+    (by ``phrase_score``), so the first tags cover as many categories as possible."""
+    per: dict[str, list[str]] = {}
+    for p in sorted(phrase_score, key=lambda p: (-phrase_score[p], p)):
+        per.setdefault(tag_category(p), []).append(p)
+    cats = sorted(per, key=lambda c: (-cat_score.get(c, 0.0), c))
+    out: list[str] = []
+    for r in range(max_per_category):
+        for c in cats:
+            if len(per[c]) > r:
+                out.append(per[c][r])
+                if len(out) == n:
+                    return out
+    return out
+
+
+def recent_tags(items: Sequence[int], itags: pd.Series, *, n: int = 6, last: int = 50,
+                max_per_category: int = 2) -> list[str]:
+    """A rule-based tag predictor (no LLM): the categories of the user's ``last`` liked
+    items, most frequent first (newer items break ties), each as its most frequent phrase
+    there; a second phrase per category only once every category has one. The baseline any
+    tag model has to beat."""
+    items = [int(i) for i in items][-last:]
+    phrase_score: dict[str, float] = {}
+    cat_score: dict[str, float] = {}
+    for rank, i in enumerate(items):
+        w = 1.0 + rank * 1e-6  # a count; recency only breaks ties
+        for p in itags.get(i, ()):
+            phrase_score[p] = phrase_score.get(p, 0.0) + w
+        if len(itags.get(i, ())):
+            c = tag_category(itags[i][0])
+            cat_score[c] = cat_score.get(c, 0.0) + w
+    return _by_category(phrase_score, cat_score, n, max_per_category)
+
+
+# --------------------------------------------------------------------------------------------
+# Prompts (RecGPT style, sized for a 135M model)
+# --------------------------------------------------------------------------------------------
+
+INTEREST_PROMPT = (
+    "A movie fan's ratings, grouped by date, oldest first. Each film is written as title 'year "
+    "(kinds of film).\n{history}\n\n"
+    "List {n} interests of this fan. Each interest is a short phrase, a modifier and a kind of "
+    "film, like \"90s sci-fi\", \"animated comedy\" or \"crime drama\". One per line, no "
+    "explanations."
+)
+TAG_PROMPT = (
+    "A movie fan's ratings, grouped by date, oldest first. Each film is written as title 'year "
+    "(kinds of film).\n{history}\n\nTheir interests: {interests}.\n\n"
+    "Suggest {n} tags for movies this fan will like next. Each tag is a modifier and a kind of "
+    "film, like \"90s sci-fi\" or \"romantic comedy\". Cover different kinds of film and do not "
+    "name films they already rated. One per line."
+)
+
+
+def interest_prompt(history_text: str, n: int = 5) -> str:
+    """LLM_UI's prompt: the compressed history, then the task (a list of ``n`` phrases)."""
+    if not history_text.strip():
+        raise ValueError("history_text is empty: a user needs at least one rating to mine interests from")
+    return INTEREST_PROMPT.format(history=history_text, n=n)
+
+
+def tag_prompt(history_text: str, interests: Sequence[str], n: int = 6) -> str:
+    """LLM_IT's prompt: compressed history, the mined interests, the task with its
+    constraints (diverse, fresh)."""
+    if not history_text.strip():
+        raise ValueError("history_text is empty: a user needs at least one rating to predict tags from")
+    shown = ", ".join(interests) if interests else "unknown"
+    return TAG_PROMPT.format(history=history_text, interests=shown, n=n)
+
+
+def format_answer(phrases: Sequence[str]) -> str:
+    """A target answer as the model should write it: a numbered list, one phrase a line."""
+    return "\n".join(f"{i}. {p}" for i, p in enumerate(phrases, 1))
+
+
+def parse_phrases(text: str, n: int):
+    """Parse a generated list of phrases (:func:`generation.parse_list`, at most ``n``, at
+    most 5 words each); returns the ParseResult."""
+    from llmrec_lib import generation
+
+    return generation.parse_list(text, max_items=n, min_items=1, max_words=5)
+
+
+# --------------------------------------------------------------------------------------------
+# Judges (measured rates standing in for RecGPT's LLM judges)
+# --------------------------------------------------------------------------------------------
+
+_DECADE_RE = re.compile(r"(?<![\w'])'?((?:1[89]|20)?\d0)s\b")
+_STOP = frozenset("movie movies film films cinema kind kinds genre genres type types style the and "
+                  "with for from about like likes of a an in on to fan fans".split())
+
+
+
+@dataclass
+class ItemFacts:
+    """What the judges may check a phrase against, per item: its categories, its decade, and
+    the content words of its name and (training-time) user tags."""
+
+    cats: dict
+    decade: dict
+    words: dict
+    names: dict
+    primary: dict
+
+    @classmethod
+    def build(cls, movies: pd.DataFrame, tags: pd.DataFrame | None = None) -> "ItemFacts":
+        _require(movies, {"item_id", "name", "year", "genres"}, "movies")
+        tag_words: dict[int, set] = {}
+        if tags is not None and len(tags):
+            for i, t in zip(tags["item_id"].tolist(), tags["tag"].astype(str).str.casefold()):
+                tag_words.setdefault(int(i), set()).update(_content_words(t))
+        cats, dec, words, names, primary = {}, {}, {}, {}, {}
+        for i, name, year, genres in zip(movies["item_id"].tolist(), movies["name"].astype(str),
+                                         movies["year"], movies["genres"]):
+            cats[i] = frozenset(item_categories(genres))
+            dec[i] = decade_label(year)
+            words[i] = frozenset(_content_words(name.casefold()) | tag_words.get(i, set()))
+            names[i] = name.casefold()
+            primary[i] = item_category(genres)
+        return cls(cats, dec, words, names, primary)
+
+
+def _content_words(s: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9][a-z0-9'\-]+", s) if len(w) >= 3 and w not in _STOP}
+
+
+def phrase_decade(phrase: str) -> str | None:
+    """The decade a phrase names, as :func:`decade_label` writes it ("90s", "1990s" and "'90s"
+    -> "90s"; "00s" -> "2000s"), or None."""
+    m = _DECADE_RE.search(phrase.casefold())
+    if not m:
+        return None
+    d = m.group(1)
+    year = int(d) if len(d) == 4 else (1900 + int(d) if int(d) >= 20 else 2000 + int(d))
+    return decade_label(year)
+
+
+def supports(phrase: str, item: int, facts: ItemFacts) -> bool:
+    """Does ``item`` have what ``phrase`` says? Every category the phrase names is one of the
+    item's, and its decade (if it names one) is the item's; a phrase naming neither is
+    supported when it shares a content word with the item's name or user tags."""
+    cats = tag_categories(phrase)
+    dec = phrase_decade(phrase)
+    if cats or dec:
+        return set(cats) <= facts.cats.get(item, frozenset()) and (dec is None or facts.decade.get(item) == dec)
+    words = _content_words(phrase.casefold())
+    return bool(words & facts.words.get(item, frozenset()))
+
+
+def judge_interests(interests: dict, history: dict, future: dict, facts: ItemFacts, *, n_requested: int,
+                    min_support: int = 3) -> pd.DataFrame:
+    """Per-user judge rates of mined interests (RecGPT uses LLM judges trained on human
+    labels; these are rules anyone can re-run):
+
+    * ``grounding``: share of the interests supported (:func:`supports`) by at least
+      ``min_support`` of the user's liked history items (fewer if the history is shorter);
+    * ``hallucination``: share supported by *no* history item;
+    * ``predictiveness``: share of the user's future liked items (a judging window, never
+      shown to the model) whose category (:func:`item_category`) is an interest's category
+      (:func:`tag_category`);
+    * ``diversity``: distinct categories among the interests / ``n_requested``.
+
+    A user with no parsed interest scores grounding 0, hallucination 1, predictiveness 0 and
+    diversity 0: an empty answer is a failed answer, not a missing one.
+
+    Args: ``interests`` user -> phrases; ``history`` user -> liked item ids (what the model
+    could see); ``future`` user -> liked item ids of the judging window. Users are those of
+    ``interests``.
+    """
+    rows = []
+    for u, phrases in interests.items():
+        hist = list(dict.fromkeys(history.get(u, ())))
+        fut = list(future.get(u, ()))
+        need = max(1, min(min_support, len(hist)))
+        if not phrases:
+            rows.append((u, 0, 0.0, 1.0, 0.0, 0.0))
+            continue
+        support = [sum(supports(p, i, facts) for i in hist) for p in phrases]
+        heads = {tag_category(p) for p in phrases} - {UNMAPPED}
+        pred = np.mean([facts.primary.get(i) in heads for i in fut]) if fut else np.nan
+        rows.append((u, len(phrases), float(np.mean([s >= need for s in support])),
+                     float(np.mean([s == 0 for s in support])), float(pred), len(heads) / n_requested))
+    return pd.DataFrame(rows, columns=["user_id", "n", "grounding", "hallucination", "predictiveness",
+                                       "diversity"]).set_index("user_id")
+
+
+def judge_tags(tags: dict, future: dict, recent: dict, facts: ItemFacts, *, k: int,
+               n_requested: int) -> pd.DataFrame:
+    """Per-user rates of predicted tags:
+
+    * ``hr@k``: share of the user's future liked items whose category (:func:`item_category`)
+      is the category (:func:`tag_category`) of one of the first ``k`` tags: RecGPT's HR@30,
+      averaged over all the window's items instead of only the next one (less noise);
+    * ``stale``: share of tags that name a film the user rated recently (``recent``: user ->
+      item ids), the freshness constraint broken;
+    * ``unmapped``: share of tags that name no category (can never hit);
+    * ``diversity``: distinct categories among the tags / ``n_requested``.
+    """
+    rows = []
+    for u, phrases in tags.items():
+        fut = list(future.get(u, ()))
+        top = phrases[:k]
+        heads = {tag_category(p) for p in top} - {UNMAPPED}
+        hr = np.mean([facts.primary.get(i) in heads for i in fut]) if fut else np.nan
+        names = [facts.names[i] for i in recent.get(u, ()) if len(facts.names.get(i, "")) >= 4]
+        low = [p.casefold() for p in phrases]
+        stale = np.mean([any(nm in p for nm in names) for p in low]) if phrases else 0.0
+        unm = np.mean([tag_category(p) == UNMAPPED for p in phrases]) if phrases else 1.0
+        div = len({tag_category(p) for p in phrases} - {UNMAPPED}) / n_requested
+        rows.append((u, len(phrases), float(hr), float(stale), float(unm), div))
+    return pd.DataFrame(rows, columns=["user_id", "n", f"hr@{k}", "stale", "unmapped", "diversity"]).set_index("user_id")
