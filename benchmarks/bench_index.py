@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmrec_lib.index import ann_recall, build_index, set_threads  # noqa: E402
+from llmrec_lib.index import compare_indexes, set_threads  # noqa: E402
 
 
 def clustered(n: int, d: int, n_clusters: int = 100, noise: float = 0.6, seed: int = 0) -> np.ndarray:
@@ -55,41 +54,9 @@ def main() -> None:
         x = clustered(args.n, d, seed=d)
         q = clustered(args.nq, d, seed=d + 1)
         print(f"\nd={d}  (float32 vectors: {x.nbytes / 2**20:.1f} MiB)")
-        wide = f"in {10 * args.k}"
-        print(f"{'index':<26} {'build s':>8} {'batch us/q':>10} {'single us/q':>11} {'memory MiB':>10} "
-              f"{'recall@' + str(args.k):>9} {wide:>7}")
-        exact = None
-        built: dict[tuple, object] = {}
-        for kind, params in configs:
-            build_params = {key: v for key, v in params.items() if key not in ("nprobe", "ef_search")}
-            key = (kind, tuple(sorted(build_params.items())))
-            t0 = time.perf_counter()
-            if key not in built:  # knobs that only affect search reuse the built index
-                built[key] = build_index(x, kind, "cosine", seed=0, **build_params)
-                build_s = time.perf_counter() - t0
-            else:
-                build_s = float("nan")
-            index = built[key]
-            if "nprobe" in params or "ef_search" in params:
-                index.set_search_params(nprobe=params.get("nprobe"), ef_search=params.get("ef_search"))
-            t0 = time.perf_counter()
-            _, ids = index.search(q, args.k)
-            batch_us = (time.perf_counter() - t0) / len(q) * 1e6
-            n_single = min(200, len(q))
-            t0 = time.perf_counter()
-            for i in range(n_single):
-                index.search(q[i : i + 1], args.k)
-            single_us = (time.perf_counter() - t0) / n_single * 1e6
-            if exact is None:
-                exact = ids
-            # the re-ranking recipe: fetch 10k candidates, re-score them exactly, keep k
-            _, ids_wide = index.search(q, 10 * args.k)
-            label = kind + (" " + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
-            print(
-                f"{label:<26} {build_s:8.2f} {batch_us:10.1f} {single_us:11.1f} "
-                f"{index.memory_bytes() / 2**20:10.2f} {ann_recall(ids, exact):9.3f} {ann_recall(ids_wide, exact):7.3f}"
-            )
-
+        table = compare_indexes(x, q, configs, k=args.k, n_single=200)
+        table["memory MiB"] = table.pop("memory_bytes") / 2**20
+        print(table.drop(columns=["kind", "dim"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 if __name__ == "__main__":
     main()

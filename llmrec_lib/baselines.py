@@ -797,8 +797,9 @@ def item_text_embeddings(
     batch_size: int = 64,
     cache: bool = True,
     progress: bool = True,
+    pooling: str = "mean",
 ) -> np.ndarray:
-    """(n_items, hidden) L2-normalised, mean-pooled vectors of every catalogue item's text.
+    """(n_items, hidden) L2-normalised, pooled (mean by default) vectors of every catalogue item's text.
 
     ``item_texts`` maps item id -> text (``text.item_texts(ml.movies, ...)``) and must cover
     the whole catalogue: a text model can embed an item nobody has rated yet.
@@ -811,7 +812,7 @@ def item_text_embeddings(
                          "build item texts over ml.movies")
     texts = series.reindex(item_ids).astype(str).tolist()
     return embed_cached(backbone, texts, cache=cache, tag="items", max_length=max_length,
-                        batch_size=batch_size, pooling="mean", normalize=True, progress=progress)
+                        batch_size=batch_size, pooling=pooling, normalize=True, progress=progress)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -928,9 +929,14 @@ def prompt_user_encoder(
     markers: bool = False,
     cache: bool = True,
     progress: bool = True,
+    pooling: str = "mean",
+    positive_only: bool = True,
 ) -> Callable[[pd.DataFrame, np.ndarray], np.ndarray]:
     """An ``encode_users`` for :class:`PromptRetrieval`: chapter 01's positive-only prompt
     (``text.user_prompts``, most recent items within ``budget`` tokens), mean-pooled.
+
+    ``positive_only=False`` renders every rating with its score (the "full history" ablation
+    of chapter 04); ``pooling="last"`` takes the last token's state instead of the mean.
 
     ``markers=False`` by default: an un-tuned model has never seen the marker tokens, so plain
     sentences ("Movies this user liked, oldest first: ...") suit zero-shot use better.
@@ -939,12 +945,13 @@ def prompt_user_encoder(
 
     def encode(history: pd.DataFrame, users: np.ndarray) -> np.ndarray:
         prompts = text.user_prompts(history, item_text, backbone.tokenizer, budget=budget,
-                                    markers=markers, users=users)
+                                    markers=markers, users=users, positive_only=positive_only,
+                                    show_rating=not positive_only)
         if (prompts["n_items"] == 0).any():
             bad = prompts.loc[prompts["n_items"] == 0, "user_id"].tolist()[:5]
             raise ValueError(f"users {bad} got an empty prompt (no positive fits the budget of {budget})")
         return embed_cached(backbone, prompts["prompt"].tolist(), cache=cache, tag="users",
-                            max_length=budget, batch_size=batch_size, pooling="mean",
+                            max_length=budget, batch_size=batch_size, pooling=pooling,
                             normalize=True, progress=progress)
 
     return encode

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -40,7 +41,7 @@ import pandas as pd
 
 from . import metrics as M
 
-__all__ = ["EvalData", "EvalResult", "MatrixScorer", "evaluate", "sampled_hit_rate", "top_k"]
+__all__ = ["EvalData", "EvalResult", "MatrixScorer", "StoredRanking", "evaluate", "sampled_hit_rate", "save_ranking", "top_k"]
 
 SEGMENTS = ("cold", "warm", "scoreable", "unscoreable")
 
@@ -386,6 +387,62 @@ class MatrixScorer:
         if not (self.user_ids[rows] == user_ids).all():
             raise KeyError("MatrixScorer has no row for some requested users")
         return self.scores[rows]
+
+
+def save_ranking(result: "EvalResult", item_ids, path, *, meta: dict | None = None) -> Path:
+    """Save the top-K lists of ``result`` (as item ids, seen items already removed) to ``path``
+    (a compressed ``.npz``), so a later chapter can re-measure the system without its model.
+
+    :class:`StoredRanking` loads it back as a system; evaluating that system on the same
+    ``EvalData`` reproduces every metric at k <= the saved K, segments included.
+    """
+    import json
+
+    item_ids = np.asarray(item_ids, dtype=np.int64)
+    ids = np.where(result.topk >= 0, item_ids[np.clip(result.topk, 0, None)], -1).astype(np.int32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"name": result.name, "stage": result.stage, "ks": list(result.ks), **(meta or {})}
+    np.savez_compressed(path, user_ids=result.user_ids.astype(np.int64), item_ids=ids,
+                        meta=np.array(json.dumps(info)))
+    return path
+
+
+class StoredRanking:
+    """A system that replays the top-K lists written by :func:`save_ranking`.
+
+    ``recommend(user_ids, k)`` returns the stored lists (column indices into ``item_ids``);
+    asking for a user that was not saved, or for a deeper list than was saved, raises.
+    """
+
+    def __init__(self, path, item_ids):
+        import json
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no stored ranking at {path}: run the command that writes it "
+                                    "(python -m llmrec_lib.recipes evaluate NAME)")
+        with np.load(path) as z:
+            self.user_ids = z["user_ids"]
+            ids = z["item_ids"].astype(np.int64)
+            self.meta = json.loads(str(z["meta"]))
+        self.name = self.meta.get("name", path.stem)
+        self.depth = ids.shape[1]
+        cols = np.full(ids.shape, -1, dtype=np.int64)
+        valid = ids >= 0
+        cols[valid] = _column_lookup(np.asarray(item_ids, dtype=np.int64), ids[valid], "stored ranking")
+        self._cols = cols
+        self._row = {int(u): i for i, u in enumerate(self.user_ids)}
+
+    def recommend(self, user_ids, k: int) -> np.ndarray:
+        missing = [int(u) for u in user_ids if int(u) not in self._row]
+        if missing:
+            raise KeyError(f"the stored ranking has no list for users {missing[:5]}")
+        rows = np.array([self._row[int(u)] for u in user_ids], dtype=np.int64)
+        out = np.full((len(rows), k), -1, dtype=np.int64)
+        width = min(k, self.depth)
+        out[:, :width] = self._cols[rows, :width]
+        return out
 
 
 def _resolve(system: Any, method: str) -> tuple[str, Callable]:

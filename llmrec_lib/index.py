@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["KINDS", "METRICS", "VectorIndex", "build_index", "load_index", "ann_recall", "set_threads"]
+__all__ = ["KINDS", "METRICS", "VectorIndex", "build_index", "load_index", "ann_recall", "compare_indexes",
+           "set_threads"]
 
 KINDS = ("flat", "ivf", "hnsw", "pq", "ivfpq")
 METRICS = ("ip", "cosine", "l2")
@@ -315,3 +316,65 @@ def ann_recall(approx_ids, exact_ids, per_query: bool = False):
     if per_query:
         return per
     return float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
+
+
+# the index configurations the book compares (chapter 05, benchmarks/bench_index.py)
+STANDARD_CONFIGS = (
+    ("flat", {}),
+    ("ivf", {"nprobe": 10}),
+    ("hnsw", {"M": 32, "ef_search": 128}),
+    ("pq", {}),
+    ("ivfpq", {"nprobe": 10}),
+)
+
+
+def compare_indexes(items, queries, configs=STANDARD_CONFIGS, *, k: int = 10, metric: str = "cosine",
+                    n_single: int = 100, seed: int = 0, exact_ids=None):
+    """Build each ``(kind, params)`` index over ``items`` and measure it on ``queries``.
+
+    Returns a DataFrame, one row per configuration: build seconds, batch and single-query
+    latency (microseconds per query), index memory (bytes, :meth:`VectorIndex.memory_bytes`),
+    ``recall@k`` = share of the exact top-k returned (:func:`ann_recall`), and ``recall@k in
+    10k`` = the share found among its top ``10 * k`` (what survives exact re-scoring of a
+    wider candidate list, the usual way to use PQ). The exact top-k is ``exact_ids`` if given,
+    else brute force over ``items`` (a Flat index). Search-only knobs (``nprobe``,
+    ``ef_search``) reuse an index already built with the same build knobs.
+    """
+    import time
+
+    import pandas as pd
+
+    items = _as_matrix(items, None, "items")
+    queries = _as_matrix(queries, items.shape[1], "queries")
+    if exact_ids is None:
+        _, exact_ids = build_index(items, "flat", metric).search(queries, k)
+    built: dict = {}
+    rows = []
+    for kind, params in configs:
+        build_params = {key: v for key, v in params.items() if key not in ("nprobe", "ef_search")}
+        key = (kind, tuple(sorted(build_params.items())))
+        t0 = time.perf_counter()
+        if key not in built:
+            built[key] = build_index(items, kind, metric, seed=seed, **build_params)
+            build_s = time.perf_counter() - t0
+        else:
+            build_s = float("nan")
+        index = built[key]
+        if "nprobe" in params or "ef_search" in params:
+            index.set_search_params(nprobe=params.get("nprobe"), ef_search=params.get("ef_search"))
+        t0 = time.perf_counter()
+        _, ids = index.search(queries, k)
+        batch_us = (time.perf_counter() - t0) / len(queries) * 1e6
+        n1 = min(n_single, len(queries))
+        t0 = time.perf_counter()
+        for i in range(n1):
+            index.search(queries[i : i + 1], k)
+        single_us = (time.perf_counter() - t0) / max(n1, 1) * 1e6
+        _, wide = index.search(queries, 10 * k)
+        rows.append({
+            "index": kind + (" " + ",".join(f"{a}={b}" for a, b in params.items()) if params else ""),
+            "kind": kind, "dim": items.shape[1], "build_s": build_s, "batch_us_per_query": batch_us,
+            "single_us_per_query": single_us, "memory_bytes": index.memory_bytes(),
+            f"recall@{k}": ann_recall(ids, exact_ids), f"recall@{k} in {10 * k}": ann_recall(wide, exact_ids),
+        })
+    return pd.DataFrame(rows)

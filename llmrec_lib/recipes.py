@@ -46,10 +46,20 @@ RECIPES: dict[str, tuple[EncoderConfig, TrainConfig]] = {
     "infonce": (_BASE_ENC, _BASE_TRAIN),
     # chapter 05: every nested prefix of the 576-d vector trained at once, down to 1/16
     "matryoshka": (_BASE_ENC, replace(_BASE_TRAIN, matryoshka_dims=(576, 288, 144, 72, 36))),
+    # chapter 04: the paper's ablations, one change each against "ablate-base". Shorter runs
+    # (ABLATION_STEPS) so that all six fit in about an hour and a half of 2 CPU cores.
+    "ablate-base": (_BASE_ENC, _BASE_TRAIN),
+    "ablate-hard1": (_BASE_ENC, replace(_BASE_TRAIN, hard_negatives=1)),
+    "ablate-hard2": (_BASE_ENC, replace(_BASE_TRAIN, hard_negatives=2)),
+    "ablate-bce": (_BASE_ENC, replace(_BASE_TRAIN, loss="bce")),
+    "ablate-full-history": (_BASE_ENC, replace(_BASE_TRAIN, positive_only=False)),
+    "ablate-last-token": (replace(_BASE_ENC, pooling="last"), _BASE_TRAIN),
 }
+ABLATIONS = [n for n in RECIPES if n.startswith("ablate-")]
 
 # steps of the live quick run and of the full run, per recipe
 STEPS = {"quick": 24, "full": 1600}
+ABLATION_STEPS = 400
 
 
 @dataclass
@@ -75,24 +85,115 @@ def recipe(name: str, mode: str) -> tuple[EncoderConfig, TrainConfig]:
     if name not in RECIPES:
         raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     enc, tr = RECIPES[name]
-    return enc, replace(tr, steps=STEPS[config.get_mode(mode)])
+    mode = config.get_mode(mode)
+    steps = ABLATION_STEPS if mode == "full" and name in ABLATIONS else STEPS[mode]
+    return enc, replace(tr, steps=steps)
 
 
 def dual_encoder_system(model, setting: Setting, stage: str, *, cache: bool = True, progress: bool = True,
-                        name: str = "dual encoder"):
+                        name: str = "dual encoder", positive_only: bool = True):
     """The fine-tuned (or zero-shot) dual encoder as an evaluable system for ``stage``:
-    items encoded from their item prompts, users from their marker prompts."""
+    items encoded from their item prompts, users from their marker prompts, both pooled the way
+    the model was trained (``model.cfg.pooling``). ``positive_only=False`` writes user prompts
+    from every rating with its score, as the "full history" recipe was trained."""
     from llmrec_lib import baselines
 
     backbone = model.backbone
     items = baselines.item_text_embeddings(backbone, setting.item_text, setting.ml.item_ids,
                                            max_length=model.cfg.item_max_tokens, cache=cache,
-                                           progress=progress)
+                                           progress=progress, pooling=model.cfg.pooling)
     encode_users = baselines.prompt_user_encoder(backbone, setting.history_text,
                                                  budget=model.cfg.user_max_tokens, markers=True,
-                                                 cache=cache, progress=progress)
+                                                 cache=cache, progress=progress, pooling=model.cfg.pooling,
+                                                 positive_only=positive_only)
     return baselines.PromptRetrieval(setting.ml.item_ids, items, encode_users, name=name).fit().for_stage(
         setting.split, stage)
+
+
+def world_setting(world) -> Setting:
+    """A :class:`Setting` over a synthetic world (:func:`llmrec_lib.synthetic.make_world`):
+    per-user split, items and history written as title + genres."""
+    split = data.per_user_split(world.ml.ratings)
+    item_text = text.item_texts(world.ml.movies, fields=("title", "genres"))
+    return Setting(world.ml, split, item_text, item_text)
+
+
+def train_and_evaluate(setting: Setting, enc: EncoderConfig, tr: TrainConfig, *, stage: str = "test",
+                       ks=(10, 50), progress: bool = False):
+    """Train a fresh dual encoder with ``(enc, tr)`` on ``setting`` (no checkpoints), then
+    evaluate it on ``stage``; returns (trainer, EvalResult). For small experiments such as
+    chapter 04's synthetic check; the committed models go through :func:`train_recipe`."""
+    from llmrec_lib import evaluate, train
+    from llmrec_lib.encoders import DualEncoder
+
+    config.seed_everything(tr.seed)
+    model = DualEncoder(enc)
+    pairs = train.training_pairs(setting.split.train, positive_only=tr.positive_only)
+    trainer = train.Trainer(model, pairs, setting.item_text, setting.history_text, replace(tr, checkpoint_every=0),
+                            catalogue=setting.ml.item_ids, progress=progress)
+    trainer.fit()
+    system = dual_encoder_system(model, setting, stage, cache=False, progress=False, positive_only=tr.positive_only)
+    result = evaluate.evaluate(system, evaluate.EvalData.from_split(setting.split, stage, setting.ml.item_ids), ks=ks)
+    return trainer, result
+
+
+def load_published(name: str, device: str | None = None):
+    """The committed full-mode model of recipe ``name`` and the TrainConfig it was trained with."""
+    from llmrec_lib.encoders import DualEncoder
+
+    path = ARTIFACTS / name
+    if not (path / "encoder.json").is_file():
+        raise FileNotFoundError(f"no committed adapter at {path}; run: "
+                                f"python -m llmrec_lib.recipes train {name} --mode full")
+    _, tr = recipe(name, "full")
+    return DualEncoder.from_adapter(path, device=device), tr
+
+
+def ranking_path(name: str, stage: str = "test") -> Path:
+    """Where ``evaluate`` stores the committed adapter's top-100 lists for ``stage``."""
+    return ARTIFACTS / name / f"ranking_{stage}.npz"
+
+
+def evaluate_published(name: str, setting: Setting | None = None, stage: str = "test", *,
+                       ks=(10, 50, 100), users=None, save: bool = False, cache: bool = True,
+                       progress: bool = True):
+    """Evaluate the committed adapter of ``name`` on ``stage`` (full catalogue, all of the
+    stage's users or ``users``); ``save`` writes its top-100 lists to :func:`ranking_path`."""
+    from llmrec_lib import evaluate
+
+    setting = setting or build_setting()
+    model, tr = load_published(name)
+    data_ = evaluate.EvalData.from_split(setting.split, stage, setting.ml.item_ids)
+    if users is not None:
+        data_ = data_.subset(users)
+    system = dual_encoder_system(model, setting, stage, name=name, positive_only=tr.positive_only,
+                                 cache=cache, progress=progress)
+    result = evaluate.evaluate(system, data_, ks=ks)
+    if save:
+        if users is not None:
+            raise ValueError("save=True stores the whole stage: leave users=None")
+        evaluate.save_ranking(result, setting.ml.item_ids, ranking_path(name, stage),
+                              meta={"recipe": name, "adapter_sha": _sha(ARTIFACTS / name / "adapter.safetensors")})
+    return result
+
+
+def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 100)):
+    """The committed adapter's metrics re-measured from its stored top-100 lists (seconds)."""
+    from llmrec_lib import evaluate
+
+    path = ranking_path(name, stage)
+    ranking = evaluate.StoredRanking(path, setting.ml.item_ids)
+    if ranking.meta.get("adapter_sha") != _sha(ARTIFACTS / name / "adapter.safetensors"):
+        raise ValueError(f"{path} was made with another adapter; rerun: "
+                         f"python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
+    data_ = evaluate.EvalData.from_split(setting.split, stage, setting.ml.item_ids)
+    return evaluate.evaluate(ranking, data_, ks=ks, name=name)
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def validation_fn(setting: Setting, n_users: int = 150, k: int = 50, seed: int = 0):
@@ -205,11 +306,19 @@ def main(argv=None) -> int:
     t.add_argument("--mode", default="full", choices=config.MODES)
     t.add_argument("--eval-every", type=int, default=0)
     t.add_argument("--max-seconds", type=float, default=None)
+    e = sub.add_parser("evaluate", help="evaluate a committed adapter; store its top-100 lists beside it")
+    e.add_argument("name", choices=sorted(RECIPES))
+    e.add_argument("--stage", default="test", choices=("valid", "test"))
     sub.add_parser("list", help="list the recipes")
     args = parser.parse_args(argv)
     if args.cmd == "list":
         for n, (enc, tr) in RECIPES.items():
             print(n, json.dumps(enc.to_dict()), json.dumps(tr.to_dict()))
+        return 0
+    if args.cmd == "evaluate":
+        res = evaluate_published(args.name, stage=args.stage, save=True)
+        print(res.summary().round(4).to_string())
+        print("saved", ranking_path(args.name, args.stage))
         return 0
     distributed = _init_distributed()
     start = time.perf_counter()

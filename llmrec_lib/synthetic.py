@@ -58,6 +58,18 @@ class World:
     def interest_names(self, user_id: int) -> list[str]:
         return [self.topics[t] for t in self.user_interests[user_id]]
 
+    def interest_precision(self, user_ids, topk_item_ids, k: int) -> np.ndarray:
+        """Per user, the share of the top ``k`` items whose topic is one of the user's planted
+        interests: a ground truth no real data set has. ``topk_item_ids`` (n_users, >= k) item
+        ids, -1 = empty slot (counts as a miss)."""
+        ids = np.asarray(topk_item_ids)[:, :k]
+        topic = self.item_topic.reindex(ids.ravel()).to_numpy().reshape(ids.shape)
+        out = np.empty(len(ids))
+        for row, u in enumerate(np.asarray(user_ids)):
+            mine = set(self.user_interests[int(u)])
+            out[row] = np.mean([t in mine for t in topic[row]]) if k else np.nan
+        return out
+
 
 def make_world(
     n_users: int = 200,

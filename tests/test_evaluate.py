@@ -343,3 +343,21 @@ def test_sampled_hit_rate():
         sampled_hit_rate(AsRecommender(const), data)
     with pytest.raises(ValueError, match="fewer than"):
         sampled_hit_rate(const, data, n_negatives=390, k=10)
+
+
+def test_stored_ranking_replays_every_metric(tmp_path):
+    from llmrec_lib.evaluate import StoredRanking, save_ranking
+
+    data = random_data(seed=3)
+    scores = np.random.default_rng(4).normal(size=(data.n_users, data.n_items)).astype(np.float32)
+    ref = evaluate(MatrixScorer(scores, data.user_ids), data, ks=(5, 20), name="m")
+    path = save_ranking(ref, data.item_ids, tmp_path / "r.npz", meta={"note": "x"})
+    stored = StoredRanking(path, data.item_ids)
+    assert stored.meta["note"] == "x" and stored.name == "m"
+    again = evaluate(stored, data, ks=(5, 20))
+    np.testing.assert_array_equal(again.topk, ref.topk)
+    pd.testing.assert_frame_equal(again.per_user, ref.per_user)
+    with pytest.raises(KeyError, match="no list for users"):
+        stored.recommend(np.array([10_000]), 5)
+    with pytest.raises(FileNotFoundError, match="recipes evaluate"):
+        StoredRanking(tmp_path / "missing.npz", data.item_ids)

@@ -173,3 +173,16 @@ def test_defaults_for_every_kind():
         build_index(x, "pq", pq_m=5)
     with pytest.raises(ValueError, match="training vectors"):
         build_index(x[:100], "pq", nbits=8)
+
+
+def test_compare_indexes_table():
+    from llmrec_lib.index import compare_indexes
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 32)).astype(np.float32)
+    q = rng.normal(size=(40, 32)).astype(np.float32)
+    t = compare_indexes(x, q, [("flat", {}), ("hnsw", {"ef_search": 64}), ("pq", {})], k=5, n_single=5)
+    assert list(t["kind"]) == ["flat", "hnsw", "pq"]
+    assert t.loc[0, "recall@5"] == 1.0  # flat is the exact reference
+    assert t.loc[2, "memory_bytes"] < t.loc[0, "memory_bytes"]  # PQ codes are smaller than floats
+    assert (t["recall@5 in 50"] >= t["recall@5"] - 1e-9).all()  # a wider list never finds fewer

@@ -36,3 +36,16 @@ def test_world_flows_through_the_split(world):
     assert set(world.ml.ratings["rating"].unique()) == {1.0, 5.0}
     assert (world.ml.ratings["rating"] <= data.NEGATIVE_MAX).sum() == (~world.impressions["clicked"]).sum()
     assert world.ml.movies["genres"].map(len).min() >= 1
+
+
+def test_interest_precision_counts_planted_topics():
+    from llmrec_lib.synthetic import make_world
+
+    w = make_world(n_users=5, n_items=40, seed=1)
+    u = 1
+    mine = set(w.user_interests[u])
+    on = [i for i, t in w.item_topic.items() if t in mine][:3]
+    off = [i for i, t in w.item_topic.items() if t not in mine][:1]
+    top = np.array([on + off + [-1]])
+    np.testing.assert_allclose(w.interest_precision([u], top, 4), [0.75])
+    np.testing.assert_allclose(w.interest_precision([u], top, 5), [0.6])  # an empty slot is a miss
