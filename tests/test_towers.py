@@ -1,0 +1,343 @@
+"""The three-tower model (chapter 08): features without leaks, losses against loops written
+from the formulas, seeded and resumable training that learns, fusion, recent tags, and the
+explanation judges and lookup table (the committed one included)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from llmrec_lib import data, evaluate, generation, towers
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------
+
+
+class WordTokenizer:
+    """A whitespace tokenizer over a fixed vocabulary (what token_embedding_vectors needs)."""
+
+    def __init__(self, words):
+        self.vocab = {w: i for i, w in enumerate(words)}
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [[self.vocab[w] for w in t.split() if w in self.vocab] for t in texts]}
+
+
+def genre_tags(movies: pd.DataFrame) -> pd.Series:
+    """Tags for a synthetic world: "<decade> <genre>" and the first title word + genre."""
+    out = {}
+    for r in movies.itertuples():
+        g = r.genres[0].lower()
+        out[r.item_id] = [f"{int(r.year) // 10 * 10}s {g}", f"{r.name.split()[1].lower()} {g}"]
+    return pd.Series(out)
+
+
+def genre_category(tag: str):
+    for g in ("Sci-Fi", "Crime", "Romance", "Horror", "Animation", "War", "Western", "Documentary"):
+        if tag.endswith(g.lower()):
+            return g
+    return None
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from llmrec_lib import synthetic
+
+    ml = synthetic.make_world(n_users=80, n_items=120, n_days=20, seed=0).ml
+    split = data.per_user_split(ml.ratings)
+    feats = towers.ItemFeatures.build(ml.movies, split.train, ml.item_ids)
+    item_tags = genre_tags(ml.movies)
+    words = sorted({w for ts in item_tags for t in ts for w in t.split()})
+    table = torch.randn(len(words), 16, generator=torch.Generator().manual_seed(0))
+    vocab = towers.TagVocab.build([t for ts in item_tags for t in ts], WordTokenizer(words), table)
+    return ml, split, feats, item_tags, vocab
+
+
+CFG = dict(dim=16, hidden=32, epochs=3, batch_size=64, max_history=20, num_threads=1)
+
+
+def fitted(setup, **kw):
+    ml, split, feats, item_tags, vocab = setup
+    cfg = towers.TowerConfig(**{**CFG, **kw})
+    return towers.ThreeTowerModel(feats, vocab, item_tags, genre_category, cfg)
+
+
+# --------------------------------------------------------------------------------------
+# Features and inputs
+# --------------------------------------------------------------------------------------
+
+
+def test_item_features_use_training_ratings_only(ml, split):
+    feats = towers.ItemFeatures.build(ml.movies, split.train, ml.item_ids)
+    warm = set(split.train["item_id"])
+    cold_cols = [i for i, iid in enumerate(ml.item_ids) if iid not in warm]
+    assert (feats.id_index[cold_cols] == 0).all() and (np.delete(feats.id_index, cold_cols) > 0).all()
+    assert feats.n_warm == len(warm)
+    toy = feats.columns([1])[0]  # Toy Story (1995): Adventure|Animation|Children|Comedy|Fantasy
+    assert {feats.genre_names[j] for j in np.flatnonzero(feats.genres[toy])} == {
+        "Adventure", "Animation", "Children", "Comedy", "Fantasy"}
+    assert feats.decades[feats.decade[toy]] == "1990s"
+    # a rating outside train (the test window) must not move any popularity bucket
+    more = pd.concat([split.train, split.test_window], ignore_index=True)
+    leaky = towers.ItemFeatures.build(ml.movies, more, ml.item_ids)
+    assert not np.array_equal(leaky.pop, feats.pop)  # the leak would be visible...
+    assert np.array_equal(towers.ItemFeatures.build(ml.movies, split.train, ml.item_ids).pop, feats.pop)
+
+
+def test_item_features_reject_bad_input(ml, split):
+    with pytest.raises(ValueError, match="genres"):
+        towers.ItemFeatures.build(ml.movies.drop(columns=["genres"]), split.train, ml.item_ids)
+    with pytest.raises(ValueError, match="not in movies"):
+        towers.ItemFeatures.build(ml.movies, split.train, np.append(ml.item_ids, 10**9))
+
+
+def test_token_embedding_vectors_are_means_of_token_rows():
+    tok = WordTokenizer(["dark", "comedy", "war"])
+    table = torch.tensor([[1.0, 0.0], [0.0, 2.0], [4.0, 4.0]])
+    v = towers.token_embedding_vectors(["dark comedy", "war", "unknown words"], tok, table)
+    np.testing.assert_allclose(v, [[0.5, 1.0], [4.0, 4.0], [0.0, 0.0]])
+    vocab = towers.TagVocab.build(["Dark Comedy.", "war"], tok, table)
+    assert vocab.tags == ["dark comedy", "war"]  # normalised spelling
+    np.testing.assert_allclose(vocab.vectors_for(["dark  comedy", "comedy war"]), [[0.5, 1.0], [2.0, 3.0]])
+    with pytest.raises(KeyError, match="vectors_for"):
+        vocab.rows(["comedy war"])
+
+
+def test_training_pairs_never_see_the_target_or_the_future(setup):
+    ml, split, feats, _, _ = setup
+    pairs = towers.training_pairs(split.train, feats, max_history=5)
+    pos = split.train[split.train["rating"] >= data.POSITIVE_MIN].sort_values(["user_id", "timestamp", "item_id"])
+    n_expected = int((pos.groupby("user_id").size() - 1).clip(lower=0).sum())
+    assert len(pairs) == n_expected
+    assert pairs.hist.shape == (len(pairs), 5)
+    u0 = pairs.user_ids[pairs.user[0]]
+    seq = feats.id_index[feats.columns(pos[pos["user_id"] == u0]["item_id"].to_numpy())]
+    rows = np.flatnonzero(pairs.user == pairs.user[0])
+    for k, r in enumerate(rows, start=1):  # pair k: target = k-th positive, history = the ones before
+        assert feats.id_index[pairs.target[r]] == seq[k]
+        h = pairs.hist[r][pairs.hist[r] > 0]
+        np.testing.assert_array_equal(h, seq[max(0, k - 5) : k])
+
+
+# --------------------------------------------------------------------------------------
+# Losses, against loops written from the formulas
+# --------------------------------------------------------------------------------------
+
+
+def _loop_loss(scores, positives_of, negatives_of):
+    total = 0.0
+    for i in range(len(scores)):
+        num = sum(np.exp(scores[i, j]) for j in positives_of(i))
+        den = num + sum(np.exp(scores[i, j]) for j in negatives_of(i))
+        total += -np.log(num / den)
+    return total / len(scores)
+
+
+def test_tower_losses_match_the_formulas():
+    g = torch.Generator().manual_seed(3)
+    b, d, tau = 6, 4, 0.5
+    h_u, h_t, h_v = (torch.nn.functional.normalize(torch.randn(b, d, generator=g), dim=1) for _ in range(3))
+    target = torch.tensor([0, 1, 1, 2, 3, 4])  # rows 1 and 2 hold the same item
+    tag_row = torch.tensor([0, 1, 2, 1, -1, 3])  # rows 1 and 3 hold the same tag; row 4 has none
+    tag_cat = torch.tensor([0, 1, -1, 1, -1, 0])
+    genres = torch.tensor([[1, 0], [0, 1], [0, 1], [1, 1], [0, 0], [1, 0]], dtype=torch.float32)
+    log_q = torch.log(torch.tensor([0.1, 0.2, 0.2, 0.05, 0.3, 0.15]))
+    out = towers.tower_losses(h_u, h_t, h_v, target, tag_row, tag_cat, genres, tau, log_q)
+    su = (h_u @ h_v.T / tau - log_q[None, :]).numpy()
+    st = (h_t @ h_v.T / tau - log_q[None, :]).numpy()
+    t, tr, tc = target.numpy(), tag_row.numpy(), tag_cat.numpy()
+    col = _loop_loss(su, lambda i: [i], lambda i: [j for j in range(b) if t[j] != t[i]])
+    rows = [i for i in range(b) if tr[i] >= 0]
+
+    def restricted(fn):
+        return lambda sub_i: fn(rows[sub_i])
+
+    tag = _loop_loss(st[rows], restricted(lambda i: [i]),
+                     restricted(lambda i: [j for j in range(b) if t[j] != t[i] and tr[j] != tr[i]]))
+    in_cat = lambda i: [j for j in range(b) if j == i or (tc[i] >= 0 and genres[j, tc[i]] > 0)]
+    cate = _loop_loss(st[rows], restricted(in_cat),
+                      restricted(lambda i: [j for j in range(b) if j not in in_cat(i) and t[j] != t[i]]))
+    assert out["col"].item() == pytest.approx(col, rel=1e-5)
+    assert out["tag"].item() == pytest.approx(tag, rel=1e-5)
+    assert out["cate"].item() == pytest.approx(cate, rel=1e-5)
+
+
+def test_tower_losses_without_tags_are_zero_and_differentiable():
+    h = torch.nn.functional.normalize(torch.randn(3, 4), dim=1).requires_grad_()
+    out = towers.tower_losses(h, h, h, torch.arange(3), torch.full((3,), -1), torch.full((3,), -1),
+                              torch.zeros(3, 2), 0.1)
+    assert out["tag"].item() == 0.0 and out["cate"].item() == 0.0
+    (out["col"] + out["tag"]).backward()
+    assert h.grad is not None
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+
+
+def test_fit_is_seeded(setup):
+    a = fitted(setup, epochs=1).fit(setup[1].train, progress=False)
+    b = fitted(setup, epochs=1).fit(setup[1].train, progress=False)
+    c = fitted(setup, epochs=1, seed=1).fit(setup[1].train, progress=False)
+    np.testing.assert_array_equal(a.item_vectors(), b.item_vectors())
+    assert not np.allclose(a.item_vectors(), c.item_vectors())
+
+
+def test_fit_resumes_exactly(setup, tmp_path):
+    train = setup[1].train
+    whole = fitted(setup).fit(train, progress=False)
+    first = fitted(setup).fit(train, progress=False, checkpoint=tmp_path, stop_at=1)
+    assert first.stopped_early and json.loads((tmp_path / "state.json").read_text())["epochs_done"] == 1
+    resumed = fitted(setup).fit(train, progress=False, checkpoint=tmp_path)
+    assert resumed.resumed_from == 1 and [h["epoch"] for h in resumed.train_log] == [0, 1, 2]
+    np.testing.assert_allclose(resumed.item_vectors(), whole.item_vectors(), atol=1e-6)
+    with pytest.raises(ValueError, match="another TowerConfig"):
+        fitted(setup, dim=8).fit(train, progress=False, checkpoint=tmp_path)
+
+
+def test_training_learns_and_fusion_works(setup):
+    ml, split, feats, item_tags, _ = setup
+    model = fitted(setup, epochs=6).fit(split.train, progress=False)
+    log = model.train_log
+    assert log[-1]["col"] < log[0]["col"] and log[-1]["tag"] < log[0]["tag"]
+    ed = evaluate.EvalData.from_split(split, "test", ml.item_ids)
+    tags = towers.recent_tags(split.history("test"), item_tags, users=split.users("test"))
+    system = model.system(split, "test", tags, b=1.0)
+    user_only = evaluate.evaluate(system, ed, ks=(20,))
+    tag_only = evaluate.evaluate(system.with_b(0.0), ed, ks=(20,))
+    chance = 20 / ml.movies.shape[0]
+    assert user_only.mean("recall@20") > 3 * chance and tag_only.mean("recall@20") > 3 * chance
+    # b = 1 is the user tower alone, b = 0 the tag tower alone
+    u = split.users("test")[:3]
+    h_v = model.item_vectors()
+    np.testing.assert_allclose(system.score(u), system.h_u[:3] @ h_v.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(system.with_b(0.0).score(u), system.h_t[:3] @ h_v.T, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="b must be"):
+        system.with_b(1.5)
+
+
+def test_user_without_tags_falls_back_to_the_user_tower(setup):
+    _, split, *_ = setup
+    model = fitted(setup, epochs=1).fit(split.train, progress=False)
+    system = model.system(split, "valid", {}, b=0.3)
+    assert not system.has_tags.any()
+    u = split.users("valid")[:4]
+    np.testing.assert_allclose(system.score(u), 0.3 * system.h_u[:4] @ system.h_v.T, rtol=1e-5, atol=1e-6)
+
+
+def test_unfitted_model_says_so(setup):
+    with pytest.raises(RuntimeError, match="fit"):
+        fitted(setup).item_vectors()
+    with pytest.raises(ValueError, match="alpha"):
+        towers.TowerConfig(alpha=1.5)
+
+
+# --------------------------------------------------------------------------------------
+# Tags of recent positives
+# --------------------------------------------------------------------------------------
+
+
+def test_recent_tags_counts_recent_positives_only():
+    history = pd.DataFrame({
+        "user_id": [1, 1, 1, 1, 2],
+        "item_id": [10, 11, 12, 13, 10],
+        "rating": [5.0, 4.0, 1.0, 4.5, 4.0],
+        "timestamp": [1, 2, 3, 4, 1],
+    })
+    item_tags = {10: ["90s comedy", "dark comedy"], 11: ["dark comedy"], 12: ["war film"], 13: ["heist thriller"]}
+    out = towers.recent_tags(history, item_tags, n_items=2)
+    # user 1's two latest positives are 13 then 11 (12 was disliked): ties by recency
+    assert out[1] == ["heist thriller", "dark comedy"]
+    assert towers.recent_tags(history, item_tags, n_items=3)[1][0] == "dark comedy"  # twice
+    assert out[2] == ["90s comedy", "dark comedy"]
+
+
+# --------------------------------------------------------------------------------------
+# Explanations and their judges
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, genres, decades", [
+    ("A funny 90s romantic comedy", {"Comedy", "Romance"}, {1990}),
+    ("Classic 1994 crime story from the eighties", {"Crime"}, {1990, 1980}),
+    ("Sci-fi adventure of the 2000s", {"Sci-Fi", "Adventure"}, {2000}),
+    ("Warm tale, nothing else", set(), set()),
+])
+def test_mentions(text, genres, decades):
+    assert towers.mentioned_genres(text) == genres
+    assert towers.mentioned_decades(text) == decades
+
+
+def test_judges():
+    assert towers.judge_relevant("dark comedy", ["Comedy", "Drama"], lambda t: "Comedy")
+    assert not towers.judge_relevant("space opera", ["Comedy"], lambda t: "Sci-Fi")
+    assert not towers.judge_relevant("anything", ["Comedy"], lambda t: None)
+    ok, bad = towers.judge_faithful("A scary 80s comedy", ["Comedy"], 1994)
+    assert not ok and bad == ["genre Horror", "decade 1980s"]
+    assert towers.judge_faithful("A 90s comedy classic", ["Comedy"], 1994) == (True, [])
+    # the item's own title names no genre and no decade
+    assert towers.judge_faithful("2001: A Space Odyssey is a slow epic", ["Sci-Fi"], 1968,
+                                 "2001: A Space Odyssey (1968)")[0]
+
+
+@pytest.mark.parametrize("raw, expect, ok", [
+    ("Reason: \"A tense heist thriller.\"\nMore text", "A tense heist thriller.", True),
+    ("- fits your love of westerns", "fits your love of westerns", True),
+    ("", "", False),
+    (" ".join(["word"] * 20), " ".join(["word"] * 12), False),
+])
+def test_clean_explanation(raw, expect, ok):
+    text, good, reason = towers.clean_explanation(raw)
+    assert (text, good) == (expect, ok) and reason
+
+
+class EchoGenerator(generation.Generator):
+    """Answers with the item line of the prompt: deterministic, no model."""
+
+    config = generation.GenerationConfig()
+
+    @property
+    def identity(self) -> str:
+        return "echo"
+
+    def _generate(self, messages, cfg, progress):
+        return [m[-1]["content"].splitlines()[1] for m in messages]
+
+
+def test_explanation_table_round_trip_and_staleness(ml, tmp_path):
+    pairs = pd.DataFrame({"tag": ["90s comedy", "dark thriller"], "item_id": [1, 2]})
+    table = towers.ExplanationTable.generate(EchoGenerator(), pairs, ml.movies, meta={"command": "test"}, progress=False)
+    assert table.rows["ok"].all() and table.lookup("90s comedy", 1).startswith("Movie: Toy Story")
+    path = table.save(tmp_path / "e.json")
+    again = towers.ExplanationTable.load(path)
+    pd.testing.assert_frame_equal(again.rows, table.rows)
+    assert again.meta["generator"] == "echo" and again.stale_rows(ml.movies).empty
+    judged = again.judged(ml.movies, lambda t: "Comedy" if "comedy" in t else "Thriller")
+    assert judged["relevant"].tolist() == [True, False]  # Jumanji is no thriller
+    again.rows.loc[0, "prompt_hash"] = "0" * 16
+    assert len(again.stale_rows(ml.movies)) == 1
+    with pytest.raises(FileNotFoundError, match="regenerate"):
+        towers.ExplanationTable.load(tmp_path / "missing.json")
+
+
+def test_committed_explanations_match_current_code(ml):
+    """The table chapter 08 loads was generated from the prompts this code writes, and the
+    judges' verdicts recorded with it are what the judges say now."""
+    from llmrec_lib import recgpt
+
+    path = towers.explanations_path()
+    if not path.is_file():
+        pytest.skip(f"{path} not generated yet: python -m llmrec_lib.towers explain")
+    table = towers.ExplanationTable.load(path)
+    assert table.stale_rows(ml.movies).empty, "prompts changed: regenerate with the command in meta"
+    judged = table.judged(ml.movies, recgpt.tag_category)
+    assert judged["relevant"].mean() == pytest.approx(table.meta["judges"]["relevant"])
+    assert judged["faithful"].mean() == pytest.approx(table.meta["judges"]["faithful"])
+    assert "python -m llmrec_lib.towers explain" in table.meta["command"]
