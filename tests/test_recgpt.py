@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -162,3 +164,226 @@ def test_load_predicted_tags(tmp_path):
     p.write_text('{"user_id": 1}\n')
     with pytest.raises(ValueError, match=":1 is not"):
         R.load_predicted_tags(p)
+
+
+# --------------------------------------------------------------------------------------------
+# Behaviour compression
+# --------------------------------------------------------------------------------------------
+
+DAY = 86400
+
+
+def _r(rows):
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+def test_reliable_behaviours_drop_the_lukewarm_middle():
+    r = _r([(1, 1, 5.0, 0), (1, 2, 3.0, 1), (1, 3, 2.0, 2), (1, 4, 4.0, 3), (1, 5, 2.5, 4)])
+    rel = R.reliable_behaviours(r)
+    assert rel["item_id"].tolist() == [1, 3, 4] and rel["liked"].tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="below"):
+        R.reliable_behaviours(r, liked_min=3.0, disliked_max=3.0)
+
+
+def test_short_item_texts():
+    movies = MOVIES.copy()
+    movies.loc[0, "name"] = "City of Lost Children, The (Cité des enfants perdus, La)"
+    short = R.short_item_texts(movies, max_words=5)
+    assert short[1] == "The City of Lost Children '95 (animation/comedy)"
+    assert short[2] == "Jumanji '95 (fantasy)" and short[4] == "Untitled (drama)" and short[5] == "Old '15"
+    long = MOVIES.assign(name=["One Two Three Four Five Six Seven"] * 5)
+    assert R.short_item_texts(long, max_words=3)[1].startswith("One Two Three...")
+
+
+def test_time_buckets_day_month_year():
+    now = int(pd.Timestamp("2018-09-30").timestamp())
+    ts = [now - 2 * DAY, now - 100 * DAY, now - 800 * DAY]
+    assert R.time_buckets(ts, now).tolist() == ["2018-09-28", "2018-06", "2016"]
+
+
+def test_compressed_lines_group_by_bucket_and_aggregate_items():
+    now = int(pd.Timestamp("2018-09-30").timestamp())
+    old = now - 800 * DAY
+    r = _r([(1, 1, 5.0, old), (1, 2, 1.0, old + 60), (1, 1, 4.0, old + 120), (1, 3, 4.0, now)])
+    lines = R.compressed_history_lines(r, pd.Series({1: "A", 2: "B", 3: "C"}))
+    assert lines == ["2016 liked: A x2. disliked: B", "2018-09-30 liked: C"]
+    assert R.compressed_history_lines(r.iloc[:0], pd.Series(dtype=str)) == []
+
+
+def test_history_prompt_text_keeps_the_newest_whole_items(tiny):
+    tok = tiny.tokenizer  # bytes: one token per character
+    r = _r([(1, i, 5.0, i * 400 * DAY) for i in range(1, 6)])
+    text = pd.Series({i: f"item{i}" for i in range(1, 6)})
+    full = R.history_prompt_text(r, text, tok, 10_000)
+    assert full.count("item") == 5
+    budget = len("\n".join(full.splitlines()[-2:]))
+    cut, shown = R.history_prompt_text(r, text, tok, budget, return_items=True)
+    assert cut == "\n".join(full.splitlines()[-2:]) and shown == [4, 5]
+    fast = R.history_prompt_text(r, text, tok, budget, item_len=pd.Series({i: 5 for i in range(1, 6)}))
+    assert fast == cut  # the estimated cut, checked by one real count, agrees
+    assert R.history_prompt_text(r, text, tok, 3) == ""
+
+
+def test_compression_saves_tokens_and_fits_more_users(ml, split):
+    from llmrec_lib import backbones as B
+
+    tok = B.build_byte_tokenizer()  # bytes: a stable, model-free measure
+    users = split.users("test")[:15]
+    table, fit = R.compression_stats(split.history("test"), ml.movies, tok, users=users, budgets=(2000, 8000))
+    assert list(table.columns) == ["raw", "reliable", "item-level", "sequence-level"]
+    # every stage shortens every history, and sequence-level saves at least half overall
+    assert (table.diff(axis=1).iloc[:, 1:] <= 0).all().all()
+    assert table["sequence-level"].sum() < 0.5 * table["raw"].sum()
+    assert (fit["sequence-level"] >= fit["raw"]).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Teacher, targets, baselines
+# --------------------------------------------------------------------------------------------
+
+ITAGS = pd.Series({
+    1: ["90s animation", "comic animation"], 2: ["90s animation", "family animation"],
+    3: ["90s sci-fi", "action sci-fi"], 4: ["80s sci-fi", "action sci-fi"], 5: ["90s drama"],
+    6: ["70s western"],
+})
+
+
+def test_teacher_interests_prefer_what_the_user_likes_more_than_everyone():
+    base = pd.Series({"90s drama": 0.9, "90s animation": 0.1, "action sci-fi": 0.1, "comic animation": 0.05,
+                      "family animation": 0.05, "90s sci-fi": 0.1, "80s sci-fi": 0.05})
+    got = R.teacher_interests([1, 2, 3, 4, 5, 5], ITAGS, base, n=3, min_support=2)
+    # support >= 2 first (ties alphabetical), then filled by count; everybody likes 90s drama,
+    # so this user's one 90s drama says nothing about them
+    assert got == ["90s animation", "action sci-fi", "80s sci-fi"] and "90s drama" not in got
+    assert R.teacher_interests([], ITAGS, base) == []
+    # at most max_per_category per category
+    assert R.teacher_interests([1, 2], ITAGS, base, n=3, min_support=1, max_per_category=1) == ["90s animation"]
+
+
+def test_target_tags_come_from_the_next_items():
+    got = R.target_tags([3, 4, 6], [3], ITAGS, n=3)
+    assert got[0] == "action sci-fi"  # on 2 of the 3 next items
+    assert set(got) <= {p for i in (3, 4, 6) for p in ITAGS[i]}
+    assert all(R.tag_category(t) in {"Sci-Fi", "Western"} for t in got)
+
+
+def test_recent_tags_cover_categories_first():
+    got = R.recent_tags([1, 2, 3, 6], ITAGS, n=3)
+    assert [R.tag_category(t) for t in got] == ["Animation", "Western", "Sci-Fi"]  # newer breaks ties
+    assert got[0] == "90s animation"
+
+
+def test_prompts_and_answers_round_trip():
+    p = R.interest_prompt("2015 liked: A '95 (comedy)", n=5)
+    assert "2015 liked" in p and "5 interests" in p
+    t = R.tag_prompt("2015 liked: A", ["90s comedy"], n=6)
+    assert "90s comedy" in t and "6 tags" in t
+    ans = R.format_answer(["90s comedy", "comic animation"])
+    assert ans == "1. 90s comedy\n2. comic animation"
+    assert R.parse_phrases(ans, 5).items == ["90s comedy", "comic animation"]
+    with pytest.raises(ValueError, match="empty"):
+        R.interest_prompt("  ")
+
+
+# --------------------------------------------------------------------------------------------
+# Judges
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def facts():
+    tags = pd.DataFrame({"user_id": [1], "item_id": [3], "tag": ["cyberpunk classic"], "timestamp": [0]})
+    return R.ItemFacts.build(MOVIES, tags)
+
+
+def test_phrase_decade():
+    assert R.phrase_decade("90s comedy") == "90s" and R.phrase_decade("1990s comedy") == "90s"
+    assert R.phrase_decade("'90s comedy") == "90s" and R.phrase_decade("00s drama") == "2000s"
+    assert R.phrase_decade("comedy") is None
+
+
+def test_supports(facts):
+    assert R.supports("90s sci-fi", 3, facts) and R.supports("action thriller", 3, facts)
+    assert not R.supports("80s sci-fi", 3, facts)  # wrong decade
+    assert not R.supports("romantic sci-fi", 3, facts)  # a category the item lacks
+    assert R.supports("classics", 3, facts) is False  # "classics" != the tag word "classic"
+    assert R.supports("cyberpunk vibes", 3, facts)  # no category: a user-tag word matches
+    assert not R.supports("matrix vibes", 1, facts)
+
+
+def test_judge_interests_rates(facts):
+    interests = {1: ["90s sci-fi", "90s animation", "romantic western", "nonsense words"], 2: []}
+    history = {1: [1, 3, 3, 3], 2: [1]}
+    future = {1: [3, 1, 4], 2: [1]}
+    j = R.judge_interests(interests, history, future, facts, n_requested=4, min_support=2)
+    # 90s sci-fi: item 3 only (listed thrice, counted once) -> support 1 < 2: not grounded
+    assert j.loc[1, "grounding"] == 0.0
+    assert j.loc[1, "hallucination"] == 0.5  # romantic western and nonsense words
+    # future items' categories: 3 -> Sci-Fi, 1 -> Animation, 4 -> Drama: 2 of 3 covered
+    assert j.loc[1, "predictiveness"] == pytest.approx(2 / 3)
+    assert j.loc[1, "diversity"] == pytest.approx(3 / 4)  # Sci-Fi, Animation, Western
+    assert j.loc[2].tolist() == [0, 0.0, 1.0, 0.0, 0.0]  # an empty answer fails every judge
+    j1 = R.judge_interests(interests, history, future, facts, n_requested=4, min_support=1)
+    assert j1.loc[1, "grounding"] == 0.5
+
+
+def test_judge_tags_rates(facts):
+    tags = {1: ["action sci-fi", "toy story sequel", "comic animation", "gibberish"]}
+    j = R.judge_tags(tags, {1: [3, 1, 4]}, {1: [1]}, facts, k=1, n_requested=4)
+    assert j.loc[1, "hr@1"] == pytest.approx(1 / 3)  # only item 3 (Sci-Fi)
+    assert j.loc[1, "stale"] == pytest.approx(1 / 4)  # names Toy Story, rated recently
+    assert j.loc[1, "unmapped"] == pytest.approx(2 / 4)
+    j3 = R.judge_tags(tags, {1: [3, 1, 4]}, {1: [1]}, facts, k=3, n_requested=4)
+    assert j3.loc[1, "hr@3"] == pytest.approx(2 / 3)
+
+
+def test_popular_tags(ml, split):
+    it = R.item_tags(ml.movies)
+    pos = split.train[split.train["rating"] >= 4]
+    pop = R.popular_tags(pos, ml.movies, it, n=6)
+    cats = [R.tag_category(p) for p in pop]
+    assert len(pop) == 6 and len(set(cats)) == 6
+
+
+# --------------------------------------------------------------------------------------------
+# The full pipeline, end to end on tiny-llama
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def setting(data_dir):
+    return R.build_setting(data_dir)
+
+
+def test_sft_examples_use_training_data_only(setting):
+    users = np.sort(setting.split.train["user_id"].unique())[:8].tolist()
+    ex = R.sft_examples(setting, users=users)
+    assert set(ex["task"]) == {"interests", "tags"} and set(ex["user_id"]) <= set(users)
+    last_train = setting.split.train.groupby("user_id")["timestamp"].max()
+    assert (ex["cut"] <= ex["user_id"].map(last_train)).all()  # every cut inside training time
+    row = ex[ex["task"] == "tags"].iloc[0]
+    shown = R.parse_phrases(ex[(ex["user_id"] == row.user_id) & (ex["cut"] == row.cut) &
+                               (ex["task"] == "interests")].iloc[0]["answer"], 5).items
+    assert all(p in row.prompt for p in shown)  # LLM_IT reads LLM_UI's answer
+    assert ex.equals(R.sft_examples(setting, users=users))  # deterministic
+
+
+def test_run_full_on_tiny_llama(setting, tmp_path):
+    meta = R.run_full(n_users=2, steps=2, seed=0, out=tmp_path / "out", work=tmp_path / "work",
+                      command="test", backbone="tiny-llama", example_users=4, setting=setting,
+                      sft_overrides={"batch_size": 2, "max_len": 2048, "save_every": 1})
+    out = tmp_path / "out"
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    gen = R.read_generations(out / "generations.jsonl")
+    assert len(gen) == 2 * 2 * 2  # 2 users x 2 tasks x 2 sources
+    assert set(gen["source"]) == {"zero-shot", "fine-tuned"}
+    tags = R.load_predicted_tags(out / "tags_test.jsonl", source="rule-based")
+    assert set(tags) == set(int(u) for u in setting.split.users("test"))  # every test user
+    assert set(R.load_predicted_tags(out / "tags_test.jsonl", source="fine-tuned")) == set(meta["users"])
+    assert meta["n_users"] == 2 and meta["command"] == "test"
+    # resumable: a second run trains nothing more and regenerates nothing
+    again = R.run_full(n_users=2, steps=2, seed=0, out=out, work=tmp_path / "work", command="test",
+                       backbone="tiny-llama", example_users=4, setting=setting,
+                       sft_overrides={"batch_size": 2, "max_len": 2048, "save_every": 1})
+    assert again["timings_s"]["sft"] < meta["timings_s"]["sft"] + 60
+    assert R.read_generations(out / "generations.jsonl")["text"].tolist() == gen["text"].tolist()
