@@ -1,0 +1,353 @@
+"""Scaling out (chapter 10): data-parallel training, an index at a million items, inference cost.
+
+Three measurements and one calculation, each small enough for two CPU cores:
+
+* :func:`launch_ddp` runs the book's dual-encoder trainer (:class:`llmrec_lib.train.Trainer`,
+  unchanged) under ``torchrun`` with 1 or more processes on the **same global batch**, and
+  returns each run's per-step losses, step times, the time of one gradient all-reduce and the
+  trained adapter, so that "2 processes train the same model" and "what the communication costs"
+  are both measured. On CPUs the processes talk through gloo; on GPUs the same command uses nccl
+  (:func:`llmrec_lib.recipes._init_distributed` picks it).
+* :func:`index_at_scale` builds a faiss IVF-PQ index (:func:`llmrec_lib.index.build_index`)
+  over ``n`` synthetic unit vectors (:func:`clustered_vectors`) and measures build time,
+  latency, memory and recall against exact search (:func:`exact_topk`) on a sample of queries.
+* :func:`encoding_throughput` times batch inference of an encoder over real prompts
+  (:func:`llmrec_lib.encoders.embed_texts`) and counts its FLOPs (:func:`forward_flops`).
+* :func:`project` turns measured FLOPs per item and per user into GPUs per day at an assumed
+  peak and utilisation, and :func:`index_bytes` an index size, for production-scale counts that
+  the caller states as assumptions.
+
+The worker is a module entry point, so the chapter and a terminal run the same thing::
+
+    torchrun --standalone --nproc_per_node 2 -m llmrec_lib.scaling ddp-worker --out /tmp/ddp2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ddp_configs", "launch_ddp", "ddp_summary", "clustered_vectors", "exact_topk", "index_at_scale",
+           "matmul_params", "forward_flops", "encoding_throughput", "project", "index_bytes"]
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Data-parallel training
+# --------------------------------------------------------------------------------------------
+
+
+def ddp_configs(world: int, *, global_batch: int = 16, steps: int = 12, n_layers: int | None = 4,
+                recipe_name: str = "infonce", backbone: str | None = None):
+    """The recipe ``recipe_name`` cut down for a throughput measurement: ``n_layers`` layers,
+    ``steps`` steps, a short warm-up (so the adapter moves and any mismatch between runs shows),
+    no checkpoints, and ``global_batch / world`` pairs per process so every run sees the same
+    global batch (and so the same negatives) at every step. ``backbone`` swaps the model (the
+    tests use ``"tiny-llama"``); ``n_layers=None`` keeps all of its layers."""
+    from llmrec_lib import recipes
+
+    if world < 1 or global_batch % world:
+        raise ValueError(f"global_batch={global_batch} must split evenly over world={world} processes")
+    enc, tr = recipes.recipe(recipe_name, "quick")
+    enc = replace(enc, n_layers=n_layers, **({"backbone": backbone} if backbone else {}))
+    tr = replace(tr, steps=steps, batch_size=global_batch // world, warmup_steps=min(2, steps),
+                 checkpoint_every=0, eval_every=0)
+    return enc, tr
+
+
+def _ddp_worker(out: Path, global_batch: int, steps: int, n_layers: int | None, threads: int, comm_repeats: int,
+                backbone: str | None = None) -> None:
+    """One process of a run: train, time the all-reduce, write ``rank<r>.json`` (+ adapter)."""
+    import torch
+
+    from llmrec_lib import config, recipes, train
+    from llmrec_lib.encoders import DualEncoder
+
+    torch.set_num_threads(threads)
+    distributed = recipes._init_distributed()
+    rank, world = train._dist_info()
+    try:
+        enc, tr = ddp_configs(world, global_batch=global_batch, steps=steps, n_layers=n_layers, backbone=backbone)
+        setting = recipes.build_setting()
+        pairs = train.training_pairs(setting.split.train, positive_only=tr.positive_only)
+        config.seed_everything(tr.seed)
+        model = DualEncoder(enc)
+        trainer = train.Trainer(model, pairs, setting.item_text, setting.history_text, tr,
+                                catalogue=setting.ml.item_ids, progress=False)
+        t0 = time.perf_counter()
+        trainer.fit()
+        fit_s = time.perf_counter() - t0
+        comm = []
+        if distributed:  # the gradient all-reduce each step does, timed on its own
+            import torch.distributed as dist
+
+            for _ in range(comm_repeats):
+                dist.barrier()
+                t0 = time.perf_counter()
+                train._average_gradients(trainer.params, world)
+                comm.append(time.perf_counter() - t0)
+        record = {
+            "rank": rank, "world": world, "threads": threads, "global_batch": global_batch,
+            "per_process_batch": tr.batch_size, "n_layers": n_layers, "fit_seconds": fit_s,
+            "loss": [h["loss"] for h in trainer.state.history],
+            "step_seconds": [h["seconds"] for h in trainer.state.history],
+            "tokens": [h["tokens"] for h in trainer.state.history],
+            "allreduce_seconds": comm,
+            "grad_values": int(sum(p.numel() for p in trainer.params)),
+            "backend": "nccl" if torch.cuda.is_available() else ("gloo" if distributed else "none"),
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"rank{rank}.json").write_text(json.dumps(record))
+        if rank == 0:
+            flat = torch.cat([p.detach().float().reshape(-1) for p in trainer.params]).numpy()
+            np.save(out / "adapter.npy", flat)
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def launch_ddp(nproc: int, out_dir, *, threads_per_process: int = 1, global_batch: int = 16, steps: int = 12,
+               n_layers: int | None = 4, comm_repeats: int = 10, backbone: str | None = None,
+               timeout: float = 900) -> dict:
+    """Run :func:`_ddp_worker` under ``torchrun --nproc_per_node nproc`` and collect its output.
+
+    Returns ``{"ranks": [record per rank], "adapter": flat trained weights, "wall_seconds",
+    "command"}``. Raises with torchrun's output when a process fails.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("rank*.json"):
+        old.unlink()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "llmrec_lib.scaling", "ddp-worker", "--out", str(out), "--global-batch", str(global_batch),
+           "--steps", str(steps), "--n-layers", str(n_layers or 0), "--threads", str(threads_per_process),
+           "--comm-repeats", str(comm_repeats)] + (["--backbone", backbone] if backbone else [])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process), "TOKENIZERS_PARALLELISM": "false"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"torchrun failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(nproc)]
+    shown = "torchrun --standalone --nproc_per_node " + " ".join([str(nproc)] + cmd[5:])
+    return {"ranks": ranks, "adapter": np.load(out / "adapter.npy"), "wall_seconds": wall, "command": shown}
+
+
+def ddp_summary(run: dict, skip: int = 3) -> dict:
+    """Throughput of one :func:`launch_ddp` run over the steps after the first ``skip``.
+
+    A step ends only when every process has its averaged gradients, so the step time is the
+    slowest rank's (the median over steps of the per-step maximum). The global loss of a step is
+    the mean of the ranks' losses (each rank's loss covers its own rows, against every rank's
+    items as negatives).
+    """
+    ranks = run["ranks"]
+    world, gb = ranks[0]["world"], ranks[0]["global_batch"]
+    secs = np.max([r["step_seconds"] for r in ranks], axis=0)[skip:]
+    if len(secs) == 0:
+        raise ValueError(f"need more than skip={skip} steps to measure throughput")
+    per_step = float(np.median(secs))
+    tokens = np.sum([r["tokens"] for r in ranks], axis=0)[skip:]
+    comm = [s for r in ranks for s in r["allreduce_seconds"]]
+    return {
+        "processes": world, "threads_per_process": ranks[0]["threads"], "backend": ranks[0]["backend"],
+        "global_batch": gb, "seconds_per_step": per_step, "examples_per_second": gb / per_step,
+        "tokens_per_second": float(np.median(tokens)) / per_step,
+        "allreduce_ms": float(np.median(comm)) * 1e3 if comm else 0.0,
+        "grad_values": ranks[0]["grad_values"],
+        "loss": np.mean([r["loss"] for r in ranks], axis=0).tolist(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 2. An index at a million items
+# --------------------------------------------------------------------------------------------
+
+
+def clustered_vectors(n: int, d: int, *, n_clusters: int = 1000, noise: float = 0.6, seed: int = 0,
+                      sample: int = 0, chunk: int = 100_000) -> np.ndarray:
+    """``n`` unit vectors (float32) around ``n_clusters`` random centres: topical clusters, like
+    a catalogue's embeddings. ``seed`` fixes the centres, ``sample`` the draws around them (items
+    and queries: same ``seed``, different ``sample``). Made in chunks so a million 576-d vectors
+    need 2.3 GB, not twice that."""
+    if n < 1 or d < 1 or n_clusters < 1:
+        raise ValueError(f"n, d and n_clusters must be >= 1, got {n}, {d}, {n_clusters}")
+    centres = np.random.default_rng(seed).standard_normal((n_clusters, d), dtype=np.float32) / np.float32(np.sqrt(d))
+    rng = np.random.default_rng([seed, sample])
+    out = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        x = centres[rng.integers(0, n_clusters, m)]
+        x += (noise / np.sqrt(d)) * rng.standard_normal((m, d), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[s : s + m] = x
+    return out
+
+
+def exact_topk(items: np.ndarray, queries: np.ndarray, k: int, chunk: int = 100_000) -> tuple[np.ndarray, float]:
+    """Exact inner-product top-k ids (nq, k) by brute force over ``items`` in chunks, and the
+    seconds it took: what a Flat index does, without copying the items into one."""
+    import torch
+
+    if items.ndim != 2 or queries.ndim != 2 or items.shape[1] != queries.shape[1]:
+        raise ValueError(f"need (n, d) items and (nq, d) queries, got {items.shape} and {queries.shape}")
+    if not 1 <= k <= len(items):
+        raise ValueError(f"k={k} must be between 1 and the number of items ({len(items)})")
+    t0 = time.perf_counter()
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    best_s = torch.full((len(q), 0), -math.inf)
+    best_i = torch.zeros((len(q), 0), dtype=torch.long)
+    for s in range(0, len(items), chunk):
+        block = torch.from_numpy(np.ascontiguousarray(items[s : s + chunk], dtype=np.float32))
+        sc, ix = torch.topk(q @ block.T, min(k, len(block)), dim=1)
+        cand_s = torch.cat([best_s, sc], dim=1)
+        cand_i = torch.cat([best_i, ix + s], dim=1)
+        top = torch.topk(cand_s, min(k, cand_s.shape[1]), dim=1)
+        best_s, best_i = top.values, torch.gather(cand_i, 1, top.indices)
+    return best_i.numpy().astype(np.int64), time.perf_counter() - t0
+
+
+def index_at_scale(n: int, d: int = 576, *, n_queries: int = 1000, k: int = 10, nprobes=(8, 32, 128),
+                   nlist: int | None = None, pq_m: int | None = None, n_clusters: int = 1000, seed: int = 0):
+    """IVF-PQ over ``n`` synthetic items (:func:`clustered_vectors`) against exact search.
+
+    Returns ``(table, facts)``: the table has one row per ``nprobe`` (from
+    :func:`llmrec_lib.index.compare_indexes`: build seconds, batch and single-query latency,
+    memory, recall@k and recall@k within the top 10k); ``facts`` has the sizes, the exact search's
+    seconds per query, and the float32 bytes the vectors themselves take (a Flat index's size).
+    """
+    from llmrec_lib import index as ix
+
+    t0 = time.perf_counter()
+    items = clustered_vectors(n, d, n_clusters=n_clusters, seed=seed)
+    queries = clustered_vectors(n_queries, d, n_clusters=n_clusters, seed=seed, sample=1)  # same centres
+    make_s = time.perf_counter() - t0
+    exact, exact_s = exact_topk(items, queries, k)
+    build = {}
+    if nlist is not None:
+        build["nlist"] = nlist
+    if pq_m is not None:
+        build["pq_m"] = pq_m
+    configs = [("ivfpq", {**build, "nprobe": int(p)}) for p in nprobes]
+    table = ix.compare_indexes(items, queries, configs, k=k, metric="ip", n_single=100, seed=seed, exact_ids=exact)
+    table.insert(1, "nprobe", [int(p) for p in nprobes])
+    facts = {"n_items": n, "dim": d, "n_queries": n_queries, "k": k, "n_clusters": n_clusters,
+             "vectors_bytes": int(items.nbytes), "make_seconds": make_s,
+             "exact_us_per_query": exact_s / n_queries * 1e6}
+    return table, facts
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Batch inference and its FLOPs
+# --------------------------------------------------------------------------------------------
+
+
+def matmul_params(backbone) -> int:
+    """Weights a token multiplies through: the transformer's, without embeddings, the LM head
+    and LoRA adapters (the same count as :func:`llmrec_lib.train.utilisation`)."""
+    return int(sum(p.numel() for n, p in backbone.model.named_parameters()
+                   if "embed" not in n and "lm_head" not in n and "lora" not in n))
+
+
+def forward_flops(n_params: int, n_tokens: float, n_layers: int, hidden: int, seq_len: float) -> float:
+    """FLOPs of one forward pass over ``n_tokens`` tokens in sequences of ``seq_len``.
+
+    :func:`llmrec_lib.train.transformer_flops` counts forward + backward with frozen weights,
+    which is two forwards; half of it is the forward: 2 per weight per token plus attention.
+    """
+    from llmrec_lib import train
+
+    return train.transformer_flops(n_params, n_tokens, n_layers, hidden, seq_len, trainable_weights=False) / 2.0
+
+
+def encoding_throughput(backbone, texts, *, max_length: int, batch_size: int = 32, peak_gflops: float | None = None,
+                        repeats: int = 1) -> dict:
+    """Time :func:`llmrec_lib.encoders.embed_texts` over ``texts`` (after one warm-up batch)
+    and count its FLOPs over the real tokens; per text: tokens, FLOPs; overall: texts/s,
+    achieved GFLOP/s and, with ``peak_gflops``, the utilisation (MFU). The best of ``repeats``."""
+    from llmrec_lib import encoders
+
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty: nothing to time")
+    ids = backbone.tokenizer(texts, truncation=True, max_length=max_length, verbose=False)["input_ids"]
+    lengths = np.array([len(x) for x in ids], dtype=np.float64)
+    encoders.embed_texts(backbone, texts[:batch_size], batch_size=batch_size, max_length=max_length,
+                         progress=False)  # warm-up
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        encoders.embed_texts(backbone, texts, batch_size=batch_size, max_length=max_length, progress=False)
+        best = min(best, time.perf_counter() - t0)
+    n_params = matmul_params(backbone)
+    # attention: each token attends over its own text's length
+    flops = float(sum(forward_flops(n_params, t, backbone.n_layers, backbone.hidden_size, t) for t in lengths))
+    out = {"texts": len(texts), "seconds": best, "texts_per_second": len(texts) / best,
+           "tokens_per_text": float(lengths.mean()), "matmul_params": n_params,
+           "flops_per_text": flops / len(texts), "achieved_gflops": flops / best / 1e9}
+    if peak_gflops:
+        out["peak_gflops"] = float(peak_gflops)
+        out["mfu"] = out["achieved_gflops"] / peak_gflops
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 4. A projection on paper
+# --------------------------------------------------------------------------------------------
+
+
+def project(flops_per_item: float, flops_per_user: float, *, items_per_day: float, users_per_day: float,
+            gpu_peak_flops: float, mfu: float) -> dict:
+    """GPU-hours and GPUs (running all day) to embed ``items_per_day`` items and
+    ``users_per_day`` users at ``mfu`` of a GPU's ``gpu_peak_flops`` (FLOP/s)."""
+    if not 0 < mfu <= 1:
+        raise ValueError(f"mfu is a share of the peak, in (0, 1], got {mfu}")
+    if gpu_peak_flops <= 0 or min(items_per_day, users_per_day, flops_per_item, flops_per_user) < 0:
+        raise ValueError("peak must be positive and counts / FLOPs non-negative")
+    item_flops = flops_per_item * items_per_day
+    user_flops = flops_per_user * users_per_day
+    rate = gpu_peak_flops * mfu
+    gpu_seconds = (item_flops + user_flops) / rate
+    return {"item_flops_per_day": item_flops, "user_flops_per_day": user_flops,
+            "gpu_hours_per_day": gpu_seconds / 3600, "gpus_all_day": gpu_seconds / 86400,
+            "items_per_gpu_second": rate / flops_per_item if flops_per_item else math.inf}
+
+
+def index_bytes(n_items: float, dim: int, bytes_per_value: float) -> float:
+    """Bytes of ``n_items`` vectors of ``dim`` values, ``bytes_per_value`` each (4 float32,
+    2 bf16; a PQ code with d/8 one-byte sub-quantisers is 1/8 byte per value)."""
+    return float(n_items) * dim * bytes_per_value
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m llmrec_lib.scaling")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("ddp-worker", help="one process of a data-parallel run (launch with torchrun)")
+    w.add_argument("--out", required=True)
+    w.add_argument("--global-batch", type=int, default=16)
+    w.add_argument("--steps", type=int, default=12)
+    w.add_argument("--n-layers", type=int, default=4, help="0: all of the backbone's layers")
+    w.add_argument("--backbone", default=None, help="default: the recipe's (smollm2-135m)")
+    w.add_argument("--threads", type=int, default=1)
+    w.add_argument("--comm-repeats", type=int, default=10)
+    args = ap.parse_args(argv)
+    _ddp_worker(Path(args.out), args.global_batch, args.steps, args.n_layers or None, args.threads,
+                args.comm_repeats, args.backbone)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""Scaling out: data-parallel runs through torchrun, the index at scale, FLOPs and the projection."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from llmrec_lib import scaling, train
+
+
+def test_ddp_configs_keep_the_global_batch():
+    enc1, tr1 = scaling.ddp_configs(1, global_batch=16, steps=5, n_layers=2)
+    enc2, tr2 = scaling.ddp_configs(2, global_batch=16, steps=5, n_layers=2)
+    assert tr1.batch_size == 16 and tr2.batch_size == 8 and tr1.steps == tr2.steps == 5
+    assert enc1 == enc2 and enc1.n_layers == 2 and tr1.checkpoint_every == 0
+    # the same pairs in every global step, whatever the number of processes
+    n = 1000
+    one = train.batch_indices(n, 16, 3, tr1.seed)
+    two = np.concatenate([train.batch_indices(n, 8, 3, tr2.seed, rank=r, world=2) for r in range(2)])
+    np.testing.assert_array_equal(one, two)
+    with pytest.raises(ValueError, match="split evenly"):
+        scaling.ddp_configs(3, global_batch=16)
+
+
+def test_two_torchrun_processes_train_the_same_model_as_one(data_dir, tmp_path):
+    """The module entry point under torchrun (gloo): same global losses, same adapter."""
+    kw = dict(global_batch=8, steps=4, n_layers=None, backbone="tiny-llama", comm_repeats=3)
+    one = scaling.launch_ddp(1, tmp_path / "one", threads_per_process=1, **kw)
+    two = scaling.launch_ddp(2, tmp_path / "two", threads_per_process=1, **kw)
+    s1, s2 = scaling.ddp_summary(one, skip=1), scaling.ddp_summary(two, skip=1)
+    assert s1["processes"] == 1 and s2["processes"] == 2 and s2["backend"] == "gloo"
+    assert [r["per_process_batch"] for r in two["ranks"]] == [4, 4]
+    np.testing.assert_allclose(s2["loss"], s1["loss"], rtol=2e-2)
+    assert np.linalg.norm(two["adapter"] - one["adapter"]) < 0.05 * np.linalg.norm(one["adapter"])
+    assert s2["allreduce_ms"] > 0 and s1["allreduce_ms"] == 0
+    assert "--nproc_per_node 2" in two["command"]
+
+
+def test_ddp_summary_takes_the_slowest_rank():
+    ranks = [{"world": 2, "global_batch": 8, "threads": 1, "backend": "gloo", "grad_values": 10,
+              "step_seconds": [9, 1, 2, 1], "tokens": [10, 10, 10, 10], "loss": [2, 2, 2, 2],
+              "allreduce_seconds": [0.001]},
+             {"world": 2, "global_batch": 8, "threads": 1, "backend": "gloo", "grad_values": 10,
+              "step_seconds": [9, 2, 1, 2], "tokens": [20, 20, 20, 20], "loss": [4, 4, 4, 4],
+              "allreduce_seconds": [0.003]}]
+    s = scaling.ddp_summary({"ranks": ranks}, skip=1)
+    assert s["seconds_per_step"] == 2 and s["examples_per_second"] == 4 and s["tokens_per_second"] == 15
+    assert s["loss"] == [3, 3, 3, 3] and s["allreduce_ms"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="more than skip"):
+        scaling.ddp_summary({"ranks": ranks}, skip=4)
+
+
+def test_clustered_vectors_are_unit_seeded_and_chunk_free():
+    a = scaling.clustered_vectors(1000, 16, n_clusters=10, seed=1, chunk=300)
+    b = scaling.clustered_vectors(1000, 16, n_clusters=10, seed=1, chunk=300)
+    q = scaling.clustered_vectors(50, 16, n_clusters=10, seed=1, sample=1)
+    assert a.dtype == np.float32 and a.shape == (1000, 16)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(a, b)
+    assert not np.isin(q[:, 0], a[:, 0]).any()  # queries are new draws, not copies of items
+    # clustered: a query's best item is far closer than a typical one
+    sims = q @ a.T
+    assert np.median(sims.max(axis=1)) > np.median(sims) + 0.3
+    with pytest.raises(ValueError):
+        scaling.clustered_vectors(0, 16)
+
+
+def test_exact_topk_matches_a_full_sort():
+    rng = np.random.default_rng(0)
+    items = rng.standard_normal((1037, 8)).astype(np.float32)
+    queries = rng.standard_normal((20, 8)).astype(np.float32)
+    ids, secs = scaling.exact_topk(items, queries, 5, chunk=100)
+    np.testing.assert_array_equal(ids, np.argsort(-(queries @ items.T), axis=1)[:, :5])
+    assert secs >= 0
+    with pytest.raises(ValueError):
+        scaling.exact_topk(items, queries, 0)
+
+
+def test_index_at_scale_trades_recall_for_memory():
+    table, facts = scaling.index_at_scale(20_000, 32, n_queries=200, nprobes=(1, 16), n_clusters=50, pq_m=8)
+    assert list(table["nprobe"]) == [1, 16] and (table["kind"] == "ivfpq").all()
+    assert facts["vectors_bytes"] == 20_000 * 32 * 4
+    assert (table["memory_bytes"] < facts["vectors_bytes"] / 4).all()  # 8 bytes of code vs 128 of floats
+    lo, hi = table["recall@10"].to_numpy()
+    assert 0 <= lo < hi <= 1  # more cells searched, more neighbours found
+    assert (table["recall@10 in 100"] >= table["recall@10"]).all()
+
+
+def test_forward_flops_are_half_of_training_with_frozen_weights():
+    f = scaling.forward_flops(1_000_000, 100, n_layers=2, hidden=64, seq_len=100)
+    assert f == pytest.approx(2 * 1_000_000 * 100 + 4 * 2 * 100 * 64 * 100)
+    assert 2 * f == pytest.approx(train.transformer_flops(1_000_000, 100, 2, 64, 100))
+
+
+def test_encoding_throughput_counts_real_tokens(tiny):
+    texts = ["a short one", "a somewhat longer text about films", "x" * 40] * 4
+    out = scaling.encoding_throughput(tiny, texts, max_length=32, batch_size=4, peak_gflops=1e6)
+    lengths = [len(x) for x in tiny.tokenizer(texts, truncation=True, max_length=32)["input_ids"]]
+    assert out["texts"] == 12 and out["tokens_per_text"] == pytest.approx(np.mean(lengths))
+    n = scaling.matmul_params(tiny)
+    assert 0 < n < sum(p.numel() for p in tiny.model.parameters())  # embeddings are not matmuls
+    want = np.mean([scaling.forward_flops(n, t, tiny.n_layers, tiny.hidden_size, t) for t in lengths])
+    assert out["flops_per_text"] == pytest.approx(want)
+    assert out["texts_per_second"] > 0 and 0 < out["mfu"] < 1
+    with pytest.raises(ValueError, match="empty"):
+        scaling.encoding_throughput(tiny, [], max_length=8)
+
+
+def test_project_is_plain_arithmetic():
+    p = scaling.project(1e9, 4e9, items_per_day=1e6, users_per_day=1e6, gpu_peak_flops=1e12, mfu=0.5)
+    assert p["item_flops_per_day"] == 1e15 and p["user_flops_per_day"] == 4e15
+    assert p["gpu_hours_per_day"] == pytest.approx(5e15 / 5e11 / 3600)
+    assert p["gpus_all_day"] == pytest.approx(p["gpu_hours_per_day"] / 24)
+    assert p["items_per_gpu_second"] == pytest.approx(500)
+    with pytest.raises(ValueError, match="share of the peak"):
+        scaling.project(1, 1, items_per_day=1, users_per_day=1, gpu_peak_flops=1, mfu=1.5)
+    assert scaling.index_bytes(1e6, 512, 2) == 1.024e9
+    assert math.isclose(1 - scaling.index_bytes(1, 512, 4) / scaling.index_bytes(1, 3072, 4), 5 / 6)
