@@ -509,6 +509,18 @@ path.write_text(json.dumps(out, indent=2, default=float))
 print(f"wrote {path} ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
+# Chapter 09 compares every system of the book user by user. So that it does not refit these
+# baselines, each one's test-stage top-100 lists are stored too (`evaluate.save_ranking`, about
+# 100 KB each); chapter 09 re-measures them with the same protocol.
+
+# %%
+rank_dir = config.results_dir() / "rankings"
+for name, by_stage in results.items():
+    evaluate.save_ranking(by_stage["test"], ml.item_ids, rank_dir / f"ch02-{evaluate.slug(name)}.npz",
+                          meta={"chapter": "02", "mode": cfg.mode, "fit_seconds": fitted[name].fit_seconds})
+print(f"stored {len(results)} rankings in {rank_dir}")
+
+# %% [markdown]
 # ## Summary
 #
 # 1. Random is the floor (Recall@10 about 0.1%); popularity is a strong, cheap baseline.

@@ -41,7 +41,7 @@ import pandas as pd
 
 from . import metrics as M
 
-__all__ = ["EvalData", "EvalResult", "MatrixScorer", "StoredRanking", "evaluate", "sampled_hit_rate", "save_ranking", "top_k"]
+__all__ = ["EvalData", "EvalResult", "MatrixScorer", "StoredRanking", "evaluate", "sampled_hit_rate", "save_ranking", "slug", "top_k"]
 
 SEGMENTS = ("cold", "warm", "scoreable", "unscoreable")
 
@@ -387,6 +387,16 @@ class MatrixScorer:
         if not (self.user_ids[rows] == user_ids).all():
             raise KeyError("MatrixScorer has no row for some requested users")
         return self.scores[rows]
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of a system name: ``"popular (1095 d)"`` -> ``"popular-1095-d"``."""
+    import re
+
+    out = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not out:
+        raise ValueError(f"cannot make a file name from {name!r}")
+    return out
 
 
 def save_ranking(result: "EvalResult", item_ids, path, *, meta: dict | None = None) -> Path:
