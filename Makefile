@@ -8,12 +8,19 @@ STAMP    := $(VENV)/.llmrec-setup
 CHAPTERS := $(sort $(wildcard chapters/[0-9][0-9]_*.py))
 NB_DIR   := _build/notebooks
 NOTEBOOKS := $(patsubst chapters/%.py,$(NB_DIR)/%.ipynb,$(CHAPTERS))
+# nbval executes each chapter once; tools/nbval_save.py keeps the executed notebooks here,
+# and the book is rendered from them (tools/stage_book.py), so no chapter runs twice.
+EXEC_DIR := _build/executed
+EXECUTED := $(patsubst chapters/%.py,$(EXEC_DIR)/%.ipynb,$(CHAPTERS))
+NBVAL    := PYTHONPATH=tools $(BIN)/python -m pytest -q -p no:cacheprovider -p nbval_save --nbval-lax --nbval-cell-timeout=900 --nbval-save-dir $(EXEC_DIR)
+ASSIGN_DIR := _build/assignments
+MASTERS  := $(sort $(wildcard assignments/[0-9][0-9]_*.py))
 # Quick mode unless the caller says otherwise (LLMREC_MODE=full make book).
 export LLMREC_MODE ?= quick
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test test-lib test-chapters book lab data notebooks bench clean
+.PHONY: help setup test test-lib test-chapters test-assignments book lab data notebooks executed assignments bench clean
 
 help:
 	@echo "make book   run every chapter (quick mode) and render the HTML book into _build/html"
@@ -21,6 +28,7 @@ help:
 	@echo "make lab    JupyterLab on chapters/"
 	@echo "make data   download and verify MovieLens ml-latest-small into data/ (needs internet)"
 	@echo "make bench  the speed benchmarks (scripts that print figures and ratios)"
+	@echo "make assignments  student versions and autograders of every assignment, in $(ASSIGN_DIR)"
 
 setup: $(STAMP)
 
@@ -47,18 +55,37 @@ notebooks: $(NOTEBOOKS)
 
 test: setup notebooks
 	$(BIN)/python -m pytest -q tests
-	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-cell-timeout=900 $(NOTEBOOKS)
+	$(NBVAL) $(NOTEBOOKS)
 
 test-lib: setup
 	$(BIN)/python -m pytest -q tests
 
 test-chapters: setup notebooks
-	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-cell-timeout=900 $(NOTEBOOKS)
+	$(NBVAL) $(NOTEBOOKS)
 
-# Jupyter Book 1 executes the py:percent chapters itself (nb_custom_formats in _config.yml);
-# nb_execution_raise_on_error makes a failing cell fail the build, -W makes warnings fail it.
-book: setup
-	$(BIN)/jupyter-book build --all -W -n --keep-going .
+# A chapter whose executed notebook is missing or older than its source runs here (nbval);
+# after `make test` nothing runs again. A failing chapter is never written to $(EXEC_DIR),
+# so the book cannot be rendered from a stale copy.
+$(EXEC_DIR)/%.ipynb: $(NB_DIR)/%.ipynb
+	$(NBVAL) $<
+
+executed: setup $(EXECUTED)
+
+# The book is rendered from the executed notebooks (execute_notebooks: off in the staged copy
+# of _config.yml); -W -n make every warning and every broken reference fail the build.
+# (`jupyter-book build .` still works on its own: it executes the py:percent chapters itself.)
+book: setup executed
+	$(BIN)/python tools/stage_book.py $(EXEC_DIR) _build/book-src
+	$(BIN)/jupyter-book build --all -W -n --keep-going --path-output . _build/book-src
+	@echo "the book: _build/html/index.html"
+
+# One master per chapter (assignments/NN_*.py, otter-grader's format) -> a student notebook
+# (solutions replaced by placeholders, public tests) and an autograder (hidden tests too).
+assignments: setup
+	$(BIN)/python tools/build_assignments.py --out $(ASSIGN_DIR) $(MASTERS)
+
+test-assignments: setup
+	$(BIN)/python -m pytest -q tests/test_assignments.py
 
 lab: setup
 	$(BIN)/jupyter lab chapters/
