@@ -12,7 +12,7 @@ NOTEBOOKS := $(patsubst chapters/%.py,$(NB_DIR)/%.ipynb,$(CHAPTERS))
 # and the book is rendered from them (tools/stage_book.py), so no chapter runs twice.
 EXEC_DIR := _build/executed
 EXECUTED := $(patsubst chapters/%.py,$(EXEC_DIR)/%.ipynb,$(CHAPTERS))
-NBVAL    := PYTHONPATH=tools $(BIN)/python -m pytest -q -p no:cacheprovider -p nbval_save --nbval-lax --nbval-cell-timeout=900 --nbval-save-dir $(EXEC_DIR)
+NBVAL    := PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q -p no:cacheprovider -p nbval_save --nbval-lax --nbval-cell-timeout=900 --nbval-save-dir $(EXEC_DIR)
 ASSIGN_DIR := _build/assignments
 MASTERS  := $(sort $(wildcard assignments/[0-9][0-9]_*.py))
 # Quick mode unless the caller says otherwise (LLMREC_MODE=full make book).
