@@ -890,6 +890,31 @@ def judge_tags(tags: dict, future: dict, recent: dict, facts: ItemFacts, *, k: i
     return pd.DataFrame(rows, columns=["user_id", "n", f"hr@{k}", "stale", "unmapped", "diversity"]).set_index("user_id")
 
 
+def rate_table(judged: dict, columns: Sequence[str] | None = None, n_boot: int = 1000,
+               seed: int = 0) -> pd.DataFrame:
+    """Mean and 95% bootstrap interval (:func:`metrics.bootstrap_ci`, users resampled) of
+    each judge column, for each system: a long table system, judge, mean, lo, hi, n_users.
+    Users whose rate is undefined (NaN: e.g. no future positives) are left out."""
+    from llmrec_lib import metrics
+
+    rows = []
+    for name, df in judged.items():
+        for col in (columns or [c for c in df.columns if c != "n"]):
+            ci = metrics.bootstrap_ci(df[col].to_numpy(float), n_boot=n_boot, seed=seed, nan_policy="omit")
+            rows.append({"system": name, "judge": col, "mean": ci.mean, "lo": ci.lo, "hi": ci.hi,
+                         "n_users": int(df[col].notna().sum())})
+    return pd.DataFrame(rows)
+
+
+def history_before(ratings: pd.DataFrame, cutoff: dict) -> pd.DataFrame:
+    """Each user's ratings strictly before their own ``cutoff`` timestamp (user -> ts); users
+    without a cutoff are dropped. The staleness experiment mines interests from
+    ``history_before(h, window_start - k weeks)`` instead of the whole history ``h``."""
+    _require(ratings, {"user_id", "timestamp"}, "ratings")
+    limit = ratings["user_id"].map(cutoff)
+    return ratings[limit.notna() & (ratings["timestamp"] < limit)].reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------------------------
 # The pipeline: data, fine-tuning examples, generation, artifacts
 # --------------------------------------------------------------------------------------------

@@ -387,3 +387,39 @@ def test_run_full_on_tiny_llama(setting, tmp_path):
                        sft_overrides={"batch_size": 2, "max_len": 2048, "save_every": 1})
     assert again["timings_s"]["sft"] < meta["timings_s"]["sft"] + 60
     assert R.read_generations(out / "generations.jsonl")["text"].tolist() == gen["text"].tolist()
+
+
+def test_rate_table_and_history_before():
+    df = pd.DataFrame({"grounding": [1.0, 0.0, 1.0, np.nan], "n": [1, 1, 1, 1]})
+    t = R.rate_table({"a": df})
+    assert t.loc[0, "judge"] == "grounding" and t.loc[0, "mean"] == pytest.approx(2 / 3)
+    assert t.loc[0, "n_users"] == 3 and t.loc[0, "lo"] <= t.loc[0, "mean"] <= t.loc[0, "hi"]
+    r = _r([(1, 1, 5.0, 10), (1, 2, 5.0, 20), (2, 3, 5.0, 5)])
+    assert R.history_before(r, {1: 15})["item_id"].tolist() == [1]
+
+
+def test_committed_artifacts_match_the_code(setting):
+    from llmrec_lib import sft
+
+    art = R.artifacts_dir()
+    if not (art / R.META).is_file():
+        pytest.skip("no committed RecGPT artifacts: run `python -m llmrec_lib.recgpt full` (artifacts/recgpt/README.md)")
+    meta = json.loads((art / R.META).read_text())
+    gen = R.read_generations(art / R.GENERATIONS)
+    users = meta["users"][:3]
+    inputs = setting.stage_inputs("test", users=users)
+    for u in users:
+        for src in ("zero-shot", "fine-tuned"):
+            rows = gen[(gen["user_id"] == u) & (gen["source"] == src)].set_index("task")
+            assert rows.loc["interests", "prompt_sha"] == R._sha(R.interest_prompt(inputs["history_text"][u], R.N_INTERESTS))
+            interests = R.parse_phrases(rows.loc["interests", "text"], R.N_INTERESTS).items
+            assert rows.loc["tags", "prompt_sha"] == R._sha(R.tag_prompt(inputs["history_text"][u], interests, R.N_TAGS))
+    log = json.loads((art / R.ADAPTER / "sft.json").read_text())
+    assert log["config"] == meta["sft_config"] and log["steps_done"] == meta["sft_config"]["steps"]
+    assert set(log["config"]) == set(sft._cfg_dict(R.default_sft_config("full")))
+    assert (art / R.ADAPTER / "adapter_model.safetensors").stat().st_size < 4_000_000
+    rule = R.load_predicted_tags(art / "tags_test.jsonl", source="rule-based")
+    assert set(rule) == set(int(u) for u in setting.split.users("test"))
+    full_inputs = setting.stage_inputs("test", users=users)
+    for u in users:
+        assert rule[u] == R.recent_tags(full_inputs["liked"][u], setting.itags, n=R.N_TAGS)
