@@ -174,21 +174,32 @@ def ddp_summary(run: dict, skip: int = 3) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def clustered_vectors(n: int, d: int, *, n_clusters: int = 1000, noise: float = 0.6, seed: int = 0,
-                      sample: int = 0, chunk: int = 100_000) -> np.ndarray:
-    """``n`` unit vectors (float32) around ``n_clusters`` random centres: topical clusters, like
-    a catalogue's embeddings. ``seed`` fixes the centres, ``sample`` the draws around them (items
-    and queries: same ``seed``, different ``sample``). Made in chunks so a million 576-d vectors
-    need 2.3 GB, not twice that."""
-    if n < 1 or d < 1 or n_clusters < 1:
-        raise ValueError(f"n, d and n_clusters must be >= 1, got {n}, {d}, {n_clusters}")
-    centres = np.random.default_rng(seed).standard_normal((n_clusters, d), dtype=np.float32) / np.float32(np.sqrt(d))
+def clustered_vectors(n: int, d: int, *, n_clusters: int = 100, rank: int | None = 32, noise: float = 0.6,
+                      seed: int = 0, sample: int = 0, chunk: int = 100_000) -> np.ndarray:
+    """``n`` unit vectors (float32) in ``n_clusters`` topical clusters, like a catalogue's embeddings.
+
+    A point is a cluster centre plus Gaussian noise (``noise`` relative to the centres' spread)
+    in a random ``rank``-dimensional subspace of the ``d`` dimensions, plus a little isotropic
+    noise (5%): trained embeddings vary along far fewer directions than they have (chapter 05's
+    PCA compression relies on it). ``rank=None`` puts the clusters and noise in all ``d``
+    dimensions, the hardest case for product quantisation. ``seed`` fixes the subspace and
+    centres, ``sample`` the draws (items and queries: same ``seed``, different ``sample``).
+    Made in chunks, so a million 576-d vectors need their 2.3 GB and little more.
+    """
+    r = d if rank is None else int(rank)
+    if n < 1 or d < 1 or n_clusters < 1 or not 1 <= r <= d:
+        raise ValueError(f"need n, d, n_clusters >= 1 and 1 <= rank <= d, got {n}, {d}, {n_clusters}, {rank}")
+    g = np.random.default_rng(seed)
+    basis = (np.linalg.qr(g.standard_normal((d, r)))[0] if rank is not None else np.eye(d)).astype(np.float32)
+    centres = g.standard_normal((n_clusters, r), dtype=np.float32)
+    iso = np.float32(0.05 * np.sqrt(r / d))  # 5% of a latent coordinate's scale, spread over d dims
     rng = np.random.default_rng([seed, sample])
     out = np.empty((n, d), dtype=np.float32)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
-        x = centres[rng.integers(0, n_clusters, m)]
-        x += (noise / np.sqrt(d)) * rng.standard_normal((m, d), dtype=np.float32)
+        z = centres[rng.integers(0, n_clusters, m)] + np.float32(noise) * rng.standard_normal((m, r), dtype=np.float32)
+        x = z @ basis.T if rank is not None else z
+        x += iso * rng.standard_normal((m, d), dtype=np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         out[s : s + m] = x
     return out
@@ -217,8 +228,9 @@ def exact_topk(items: np.ndarray, queries: np.ndarray, k: int, chunk: int = 100_
     return best_i.numpy().astype(np.int64), time.perf_counter() - t0
 
 
-def index_at_scale(n: int, d: int = 576, *, n_queries: int = 1000, k: int = 10, nprobes=(8, 32, 128),
-                   nlist: int | None = None, pq_m: int | None = None, n_clusters: int = 1000, seed: int = 0):
+def index_at_scale(n: int, d: int = 576, *, n_queries: int = 1000, k: int = 10, nprobes=(1, 8, 32),
+                   nlist: int | None = None, pq_m: int | None = None, n_clusters: int = 100, rank: int | None = 32,
+                   seed: int = 0):
     """IVF-PQ over ``n`` synthetic items (:func:`clustered_vectors`) against exact search.
 
     Returns ``(table, facts)``: the table has one row per ``nprobe`` (from
@@ -229,8 +241,8 @@ def index_at_scale(n: int, d: int = 576, *, n_queries: int = 1000, k: int = 10, 
     from llmrec_lib import index as ix
 
     t0 = time.perf_counter()
-    items = clustered_vectors(n, d, n_clusters=n_clusters, seed=seed)
-    queries = clustered_vectors(n_queries, d, n_clusters=n_clusters, seed=seed, sample=1)  # same centres
+    items = clustered_vectors(n, d, n_clusters=n_clusters, rank=rank, seed=seed)
+    queries = clustered_vectors(n_queries, d, n_clusters=n_clusters, rank=rank, seed=seed, sample=1)  # same centres
     make_s = time.perf_counter() - t0
     exact, exact_s = exact_topk(items, queries, k)
     build = {}
@@ -241,7 +253,7 @@ def index_at_scale(n: int, d: int = 576, *, n_queries: int = 1000, k: int = 10, 
     configs = [("ivfpq", {**build, "nprobe": int(p)}) for p in nprobes]
     table = ix.compare_indexes(items, queries, configs, k=k, metric="ip", n_single=100, seed=seed, exact_ids=exact)
     table.insert(1, "nprobe", [int(p) for p in nprobes])
-    facts = {"n_items": n, "dim": d, "n_queries": n_queries, "k": k, "n_clusters": n_clusters,
+    facts = {"n_items": n, "dim": d, "n_queries": n_queries, "k": k, "n_clusters": n_clusters, "rank": rank,
              "vectors_bytes": int(items.nbytes), "make_seconds": make_s,
              "exact_us_per_query": exact_s / n_queries * 1e6}
     return table, facts

@@ -53,9 +53,9 @@ def test_ddp_summary_takes_the_slowest_rank():
 
 
 def test_clustered_vectors_are_unit_seeded_and_chunk_free():
-    a = scaling.clustered_vectors(1000, 16, n_clusters=10, seed=1, chunk=300)
-    b = scaling.clustered_vectors(1000, 16, n_clusters=10, seed=1, chunk=300)
-    q = scaling.clustered_vectors(50, 16, n_clusters=10, seed=1, sample=1)
+    a = scaling.clustered_vectors(1000, 16, n_clusters=10, rank=None, seed=1, chunk=300)
+    b = scaling.clustered_vectors(1000, 16, n_clusters=10, rank=None, seed=1, chunk=300)
+    q = scaling.clustered_vectors(50, 16, n_clusters=10, rank=None, seed=1, sample=1)
     assert a.dtype == np.float32 and a.shape == (1000, 16)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
     np.testing.assert_array_equal(a, b)
@@ -63,8 +63,14 @@ def test_clustered_vectors_are_unit_seeded_and_chunk_free():
     # clustered: a query's best item is far closer than a typical one
     sims = q @ a.T
     assert np.median(sims.max(axis=1)) > np.median(sims) + 0.3
+    # low rank: almost all the variance lies in `rank` directions
+    lo = scaling.clustered_vectors(2000, 64, n_clusters=10, rank=8, seed=2)
+    var = np.linalg.svd(lo - lo.mean(0), compute_uv=False) ** 2
+    assert var[:8].sum() > 0.95 * var.sum()
     with pytest.raises(ValueError):
         scaling.clustered_vectors(0, 16)
+    with pytest.raises(ValueError):
+        scaling.clustered_vectors(10, 16, rank=32)
 
 
 def test_exact_topk_matches_a_full_sort():
@@ -79,10 +85,10 @@ def test_exact_topk_matches_a_full_sort():
 
 
 def test_index_at_scale_trades_recall_for_memory():
-    table, facts = scaling.index_at_scale(20_000, 32, n_queries=200, nprobes=(1, 16), n_clusters=50, pq_m=8)
+    table, facts = scaling.index_at_scale(20_000, 64, n_queries=200, nprobes=(1, 16), n_clusters=50, rank=16, pq_m=8)
     assert list(table["nprobe"]) == [1, 16] and (table["kind"] == "ivfpq").all()
-    assert facts["vectors_bytes"] == 20_000 * 32 * 4
-    assert (table["memory_bytes"] < facts["vectors_bytes"] / 4).all()  # 8 bytes of code vs 128 of floats
+    assert facts["vectors_bytes"] == 20_000 * 64 * 4
+    assert (table["memory_bytes"] < facts["vectors_bytes"] / 8).all()  # 8 bytes of code vs 256 of floats
     lo, hi = table["recall@10"].to_numpy()
     assert 0 <= lo < hi <= 1  # more cells searched, more neighbours found
     assert (table["recall@10 in 100"] >= table["recall@10"]).all()
