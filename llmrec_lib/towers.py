@@ -70,6 +70,14 @@ __all__ = [
     "mentioned_genres",
     "mentioned_decades",
     "ExplanationTable",
+    "MODES",
+    "BETAS",
+    "EXPLAIN_CONFIG",
+    "explanations_path",
+    "best_tags",
+    "build",
+    "explanation_pairs",
+    "run_explain",
 ]
 
 UNKNOWN_DECADE = 0
