@@ -43,3 +43,17 @@ def test_adapter_loads_into_the_current_model(name):
             assert tuple(f.get_slice(k).get_shape()) == tuple(fresh[k].shape)
     model.load_adapter(recipes.ARTIFACTS / name)
     assert any(float(v.abs().sum()) > 0 for k, v in model.adapter_state().items() if "lora_B" in k)
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_stored_ranking_belongs_to_the_committed_adapter(name):
+    """Chapters 04, 05 and 09 re-measure each adapter from its stored top-100 lists; those
+    lists must come from the adapter that is committed now (else: recipes evaluate NAME)."""
+    import numpy as np
+
+    path = recipes.ranking_path(name, "test")
+    assert path.is_file(), f"run: python -m llmrec_lib.recipes evaluate {name}"
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        assert z["item_ids"].shape[1] == 100 and len(z["user_ids"]) == z["item_ids"].shape[0]
+    assert meta["adapter_sha"] == recipes._sha(recipes.ARTIFACTS / name / "adapter.safetensors")
