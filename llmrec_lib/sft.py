@@ -277,6 +277,11 @@ class SFTTrainer:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(path), safe_serialization=True)
+        (path / "README.md").unlink(missing_ok=True)  # peft's empty model card
+        conf = path / "adapter_config.json"  # the base by name, not by this machine's path
+        c = json.loads(conf.read_text())
+        c["base_model_name_or_path"] = self.backbone.name
+        conf.write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
         f = path / "adapter_model.safetensors"
         state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(str(f)).items()}
         save_file(state, str(f), metadata={"format": "pt"})

@@ -101,6 +101,8 @@ def test_saved_adapter_is_bf16_safetensors_and_generates(tmp_path):
     gen = G.LocalGenerator(fresh(), adapter_id=str(path), config=G.GenerationConfig(max_new_tokens=4))
     assert isinstance(gen.generate(["Say cat."], progress=False)[0], str)
     assert "adapter" in gen.identity
+    assert json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-llama"
+    assert not (path / "README.md").exists()
 
 
 def test_config_validation():
