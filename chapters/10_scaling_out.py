@@ -153,10 +153,11 @@ tp
 # a second process is a second worker: this is the scaling a second GPU gives, minus the
 # communication. Against **one process with two threads**, the second process brings no new
 # hardware: both runs use the same two cores, and the only question is whether two processes
-# use them better than PyTorch's threads inside one. They cannot do better than the two cores
-# allow (under 2x, asserted below). When this chapter was written, on a machine shared with other
-# jobs, two processes came out 1.2-1.4x ahead and the second thread added almost nothing over
-# one: the ratio says more about threads than about data parallelism. A likely reason is that a
+# use them better than PyTorch's threads inside one. When this chapter was written, on a machine
+# shared with other jobs, two processes came out 1.2-1.9x ahead, because the process with two
+# threads was no faster than one thread, and in some runs slower: the ratio says more about
+# threads than about data parallelism. Two workers, though, can never more than double one
+# worker's rate (asserted below, with a little room for timing noise). A likely reason is that a
 # second thread splits each small matrix product of a step and waits for its partner at every
 # operation (slowly, when other programs hold the cores), while each process runs its half-batch
 # alone and meets the other once per step. On GPUs the question does not arise: each process has
@@ -169,7 +170,8 @@ comm_share = float(tp.loc["2 processes x 1 thread", "allreduce share of step"])
 print(f"2 processes vs 1 worker: {speedup_workers:.2f}x; vs 1 process on the same 2 cores: "
       f"{speedup_same_cores:.2f}x; all-reduce {comm_share:.1%} of a step")
 assert speedup_workers > 1.1  # a second worker adds throughput (1.2-1.5x measured on a busy machine)
-assert speedup_same_cores < 2.0  # but not more than the same two cores allow
+assert speedup_workers < 2.2  # but two workers cannot more than double one worker's rate
+assert speedup_same_cores > 0.8  # on CPUs, processes use the same cores at least about as well as threads
 assert comm_share < 0.1  # communicating LoRA gradients is cheap
 
 # %% [markdown]
@@ -404,14 +406,15 @@ print(f"wrote results/ch10.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 #
 # 1. `torchrun` runs the book's trainer as several processes that share one global batch and
 #    its negatives; two processes train the same model as one, up to rounding.
-# 2. A second worker adds throughput; on two cores, a second process cannot add hardware, and
-#    the LoRA all-reduce costs a small share of a step.
+# 2. A second worker adds throughput, at most 2x; on two cores a second process adds no
+#    hardware, and the LoRA all-reduce costs a small share of a step.
 # 3. IVF-PQ stores a large catalogue in a twentieth of the memory; `nprobe` trades speed for
 #    recall, and re-scoring a wider candidate list recovers most of the exact neighbours.
 # 4. FLOPs per prompt predict inference throughput across prompt lengths to within 2x here;
 #    users cost several items each.
-# 5. At production scale the user side dominates; a 3B encoder needs GPUs by the dozen for
-#    inference alone, and the index by the Matryoshka or PQ factor less memory.
+# 5. Under the stated assumptions the user side dominates the inference bill, a 3B encoder
+#    costs over a hundred times our small one in GPUs, and Matryoshka or PQ codes cut the
+#    index's memory by their factor.
 #
 # ## Exercises
 #
