@@ -1139,7 +1139,8 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
     """The full-mode run behind chapters 06 and 07, resumable at every stage:
 
     1. fine-tuning examples from training data (:func:`sft_examples`), split by user;
-    2. LoRA SFT of SmolLM2 on both tasks (checkpoints in ``work``; a rerun resumes);
+    2. LoRA SFT of SmolLM2 on both tasks (checkpoints in a folder of ``work`` named after the
+       config and examples; a rerun with the same settings resumes, other settings start anew);
     3. answer loss on held-out users, base vs fine-tuned;
     4. zero-shot and fine-tuned LLM_UI -> LLM_IT for ``n_users`` test users (cached on disk
        by :class:`generation.CachedGenerator`, so a rerun regenerates nothing);
@@ -1185,7 +1186,9 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
     timings["val_base"] = time.perf_counter() - t
     print(f"validation answer loss, base model: {base_val:.3f}", flush=True)
     t = time.perf_counter()
-    trainer = sft.SFTTrainer(bb, list(zip(tr["prompt"], tr["answer"])), cfg, work).train()
+    # one checkpoint folder per (config, examples): a run with other settings starts its own
+    run_dir = work / _sha(json.dumps(sft._cfg_dict(cfg), sort_keys=True) + _sha("".join(tr["prompt"] + tr["answer"])))
+    trainer = sft.SFTTrainer(bb, list(zip(tr["prompt"], tr["answer"])), cfg, run_dir).train()
     timings["sft"] = time.perf_counter() - t
     tuned_val = sft.answer_loss(trainer.model, bb.tokenizer, val_pairs, max_len=cfg.max_len)
     print(f"validation answer loss, fine-tuned: {tuned_val:.3f}", flush=True)
