@@ -559,6 +559,18 @@ out = {
 print(f"wrote results/ch08.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
+# Chapter 09 compares every system user by user; the test-stage top-100 lists of the two fused
+# models are stored for it (`evaluate.save_ranking`).
+
+# %%
+rank_dir = config.results_dir() / "rankings"
+for key, res_, secs in [("ch08-three-towers", fused, models[(a_star, 0)].fit_seconds),
+                        ("ch08-three-towers-no-user-id", f2, noid.fit_seconds)]:
+    evaluate.save_ranking(res_, ml.item_ids, rank_dir / f"{key}.npz",
+                          meta={"chapter": "08", "mode": cfg.mode, "fit_seconds": secs, "system": res_.name})
+print(f"stored 2 rankings in {rank_dir}")
+
+# %% [markdown]
 # ## Summary
 #
 # 1. Three towers share one item tower: collaborative scores from the user tower, semantic

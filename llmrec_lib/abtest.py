@@ -116,6 +116,9 @@ def load_rankings(paths: Mapping[str, str | Path], data: E.EvalData, ks=(10, 50,
     out = {}
     for name, path in paths.items():
         ranking = E.StoredRanking(path, data.item_ids)
+        if ranking.depth < max(ks):
+            raise ValueError(f"{path} stores top-{ranking.depth} lists; Recall@{max(ks)} needs at least "
+                             f"{max(ks)}: evaluate that system with ks including {max(ks)} before saving")
         out[name] = E.evaluate(ranking, data, ks=ks, name=name)
     return out
 
