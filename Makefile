@@ -20,7 +20,7 @@ export LLMREC_MODE ?= quick
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test test-lib test-chapters test-assignments book lab data notebooks executed assignments bench clean
+.PHONY: reproduce help setup test test-lib test-chapters test-assignments book lab data notebooks executed assignments bench clean
 
 help:
 	@echo "make book   run every chapter (quick mode) and render the HTML book into _build/html"
@@ -86,6 +86,17 @@ assignments: setup
 
 test-assignments: setup
 	$(BIN)/python -m pytest -q tests/test_assignments.py
+
+# Every chapter in full mode, in order (hours on 2 CPU cores: it retrains and republishes the
+# committed adapters and RecGPT artifacts). Results go to results/full/ and the executed
+# notebooks to _build/full/, so the quick-mode results of `make test` are left alone.
+reproduce: setup notebooks
+	mkdir -p _build/full results/full
+	for nb in $(NOTEBOOKS); do \
+	  LLMREC_MODE=full LLMREC_RESULTS_DIR=$(CURDIR)/results/full $(BIN)/jupyter nbconvert --to notebook \
+	    --execute --ExecutePreprocessor.timeout=-1 --output-dir _build/full $$nb || exit 1; \
+	done
+	@echo "full-mode results: results/full/ (executed notebooks: _build/full/)"
 
 lab: setup
 	$(BIN)/jupyter lab chapters/
