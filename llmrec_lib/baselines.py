@@ -628,17 +628,8 @@ class SASRec(Baseline):
     def fit(self, train: Any, progress: bool = True) -> "SASRec":
         # A private torch RNG: the same seed gives the same model, and the caller's random
         # state is left as it was.
-        threads = torch.get_num_threads()
-        try:
-            if self.cfg.num_threads is not None:
-                # A small model on a busy machine: every op waits for the slowest of its
-                # threads, so one thread can be many times faster than two.
-                torch.set_num_threads(self.cfg.num_threads)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.cfg.seed)
-                return self._fit(train, progress)
-        finally:
-            torch.set_num_threads(threads)
+        with config.private_torch_rng(self.cfg.seed, self.cfg.num_threads):
+            return self._fit(train, progress)
 
     def _fit(self, train: Any, progress: bool) -> "SASRec":
         cfg = self.cfg

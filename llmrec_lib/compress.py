@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["nested_dims", "truncate", "PCAProjection", "index_bytes_per_vector"]
+__all__ = ["nested_dims", "truncate", "PCAProjection"]
 
 
 def _check(x, what: str = "vectors") -> np.ndarray:
@@ -84,11 +84,3 @@ class PCAProjection:
             raise ValueError(f"vectors have dim {a.shape[1]}, the projection was fitted on {self.components.shape[1]}")
         return _normalise((a - self.mean) @ self.components.T)
 
-
-def index_bytes_per_vector(d: int, kind: str = "flat", pq_m: int | None = None) -> int:
-    """Storage per item of a float32 flat index (4 d bytes) or a PQ code (``pq_m`` bytes)."""
-    if kind == "flat":
-        return 4 * d
-    if kind == "pq":
-        return int(pq_m or max(1, d // 8))
-    raise ValueError("kind must be 'flat' or 'pq'")

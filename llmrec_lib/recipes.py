@@ -179,15 +179,14 @@ def evaluate_published(name: str, setting: Setting | None = None, stage: str = "
 
 def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 100)):
     """The committed adapter's metrics re-measured from its stored top-100 lists (seconds)."""
-    from llmrec_lib import evaluate
+    from llmrec_lib import abtest, evaluate
 
     path = ranking_path(name, stage)
-    ranking = evaluate.StoredRanking(path, setting.ml.item_ids)
-    if ranking.meta.get("adapter_sha") != _sha(ARTIFACTS / name / "adapter.safetensors"):
+    if evaluate.StoredRanking(path, setting.ml.item_ids).meta.get("adapter_sha") != _sha(ARTIFACTS / name / "adapter.safetensors"):
         raise ValueError(f"{path} was made with another adapter; rerun: "
                          f"python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
     data_ = evaluate.EvalData.from_split(setting.split, stage, setting.ml.item_ids)
-    return evaluate.evaluate(ranking, data_, ks=ks, name=name)
+    return abtest.load_rankings({name: path}, data_, ks=ks)[name]
 
 
 def _sha(path: Path) -> str:

@@ -503,15 +503,8 @@ class ThreeTowerModel:
             train = getattr(train, "train", None)
             if not isinstance(train, pd.DataFrame):
                 raise TypeError("fit() needs the training ratings: split.train")
-        threads = torch.get_num_threads()
-        try:
-            if self.cfg.num_threads is not None:
-                torch.set_num_threads(self.cfg.num_threads)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.cfg.seed)
-                return self._fit(train, progress, checkpoint, stop_at)
-        finally:
-            torch.set_num_threads(threads)
+        with config.private_torch_rng(self.cfg.seed, self.cfg.num_threads):
+            return self._fit(train, progress, checkpoint, stop_at)
 
     def _fit(self, train: pd.DataFrame, progress: bool, checkpoint, stop_at: int | None) -> "ThreeTowerModel":
         from tqdm.auto import tqdm

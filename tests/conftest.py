@@ -59,3 +59,20 @@ def tiny():
     from llmrec_lib import backbones
 
     return backbones.load_backbone("tiny-llama", device="cpu")
+
+
+def noisy_tiny_llama():
+    """tiny-llama with larger random weights (std 0.2): at its default init (0.02) it greedily
+    repeats one whitespace byte for every prompt and its residual stream carries almost
+    nothing for LoRA to steer, which would make generation and fine-tuning tests vacuous."""
+    import torch
+
+    from llmrec_lib import backbones
+
+    backbone = backbones.load_backbone("tiny-llama", device="cpu")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in backbone.model.parameters():
+            if p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return backbone

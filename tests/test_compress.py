@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmrec_lib.compress import PCAProjection, index_bytes_per_vector, nested_dims, truncate
+from llmrec_lib.compress import PCAProjection, nested_dims, truncate
 
 
 def test_nested_dims():
@@ -44,7 +44,3 @@ def test_pca_finds_the_planted_subspace():
     with pytest.raises(ValueError, match="fitted on 16"):
         p.transform(x[:, :8])
 
-
-def test_index_bytes():
-    assert index_bytes_per_vector(576) == 2304
-    assert index_bytes_per_vector(576, "pq") == 72

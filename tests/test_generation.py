@@ -11,6 +11,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.conftest import noisy_tiny_llama
 import torch
 
 from llmrec_lib import backbones as B
@@ -21,15 +23,7 @@ PROMPTS = ["hello there", "a much longer prompt about movies, actors and directo
 
 @pytest.fixture(scope="module")
 def tiny():
-    """tiny-llama with larger random weights: its default init greedily repeats one
-    whitespace byte for every prompt, which would make the comparisons below vacuous."""
-    backbone = B.load_backbone("tiny-llama", device="cpu")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in backbone.model.parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return backbone
+    return noisy_tiny_llama()
 
 
 def cfg(**kw) -> G.GenerationConfig:

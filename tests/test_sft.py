@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+
+from tests.conftest import noisy_tiny_llama
 import torch
 
-from llmrec_lib import backbones as B
 from llmrec_lib import generation as G
 from llmrec_lib import sft
 
@@ -16,15 +17,7 @@ EXAMPLES = [("Say cat.", "cat"), ("Say dog.", "dog"), ("Say owl.", "owl"), ("Say
 
 
 def fresh():
-    """tiny-llama with larger random weights (as in test_generation): at its default init
-    (std 0.02) the residual stream carries almost nothing for LoRA to steer."""
-    backbone = B.load_backbone("tiny-llama", device="cpu")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in backbone.model.parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return backbone
+    return noisy_tiny_llama()
 
 
 def cfg(**kw):
