@@ -90,13 +90,10 @@ test-assignments: setup
 # Every chapter in full mode, in order (hours on 2 CPU cores: it retrains and republishes the
 # committed adapters and RecGPT artifacts). Results go to results/full/ and the executed
 # notebooks to _build/full/, so the quick-mode results of `make test` are left alone.
+# Every chapter in full mode (hours on 2 CPU cores). Resumable: run it again after an
+# interruption and finished chapters are skipped (see tools/reproduce.py).
 reproduce: setup notebooks
-	mkdir -p _build/full results/full
-	for nb in $(NOTEBOOKS); do \
-	  LLMREC_MODE=full LLMREC_RESULTS_DIR=$(CURDIR)/results/full $(BIN)/jupyter nbconvert --to notebook \
-	    --execute --ExecutePreprocessor.timeout=-1 --output-dir _build/full $$nb || exit 1; \
-	done
-	@echo "full-mode results: results/full/ (executed notebooks: _build/full/)"
+	$(BIN)/python tools/reproduce.py $(NOTEBOOKS)
 
 lab: setup
 	$(BIN)/jupyter lab chapters/
