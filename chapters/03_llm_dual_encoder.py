@@ -153,6 +153,7 @@ if cfg.mode == "full":
     trainer = recipes.train_recipe(recipe_name, "full", setting=setting, evaluate_every=400)
     recipes.publish(trainer, recipe_name, time.perf_counter() - t0,
                     f"python -m llmrec_lib.recipes train {recipe_name} --mode full --eval-every 400")
+    recipes.evaluate_published(recipe_name, setting, "test", save=True)  # chapter 09's top-100 lists
 meta = json.loads((adapter_dir / "encoder.json").read_text())["meta"]
 print(meta["command"])
 print({k: meta[k] for k in ("steps_done", "pairs_seen", "n_pairs", "wall_seconds", "hardware")})

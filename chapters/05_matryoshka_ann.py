@@ -104,6 +104,7 @@ if cfg.mode == "full":
         tr = recipes.train_recipe(name, "full", setting=setting, evaluate_every=800)
         recipes.publish(tr, name, time.perf_counter() - t0,
                         f"python -m llmrec_lib.recipes train {name} --mode full --eval-every 800")
+        recipes.evaluate_published(name, setting, "test", save=True)  # chapter 09's top-100 lists
 metas = {}
 for name in NAMES:
     metas[name] = json.loads((recipes.ARTIFACTS / name / "encoder.json").read_text())["meta"]

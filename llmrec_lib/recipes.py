@@ -177,14 +177,25 @@ def evaluate_published(name: str, setting: Setting | None = None, stage: str = "
     return result
 
 
+def verified_ranking_path(name: str, stage: str = "test") -> Path:
+    """:func:`ranking_path`, after checking that the stored lists were made by the adapter
+    committed now (a retrained adapter makes them stale: a clear error, never old numbers)."""
+    path = ranking_path(name, stage)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; run: python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
+    with np.load(path) as z:
+        made_by = json.loads(str(z["meta"])).get("adapter_sha") if "meta" in z.files else None
+    if made_by != _sha(ARTIFACTS / name / "adapter.safetensors"):
+        raise ValueError(f"{path} was made with another adapter; rerun: "
+                         f"python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
+    return path
+
+
 def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 100)):
     """The committed adapter's metrics re-measured from its stored top-100 lists (seconds)."""
     from llmrec_lib import abtest, evaluate
 
-    path = ranking_path(name, stage)
-    if evaluate.StoredRanking(path, setting.ml.item_ids).meta.get("adapter_sha") != _sha(ARTIFACTS / name / "adapter.safetensors"):
-        raise ValueError(f"{path} was made with another adapter; rerun: "
-                         f"python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
+    path = verified_ranking_path(name, stage)
     data_ = evaluate.EvalData.from_split(setting.split, stage, setting.ml.item_ids)
     return abtest.load_rankings({name: path}, data_, ks=ks)[name]
 

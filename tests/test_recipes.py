@@ -51,9 +51,23 @@ def test_stored_ranking_belongs_to_the_committed_adapter(name):
     lists must come from the adapter that is committed now (else: recipes evaluate NAME)."""
     import numpy as np
 
-    path = recipes.ranking_path(name, "test")
-    assert path.is_file(), f"run: python -m llmrec_lib.recipes evaluate {name}"
+    path = recipes.verified_ranking_path(name, "test")
     with np.load(path) as z:
-        meta = json.loads(str(z["meta"]))
         assert z["item_ids"].shape[1] == 100 and len(z["user_ids"]) == z["item_ids"].shape[0]
-    assert meta["adapter_sha"] == recipes._sha(recipes.ARTIFACTS / name / "adapter.safetensors")
+
+
+def test_a_ranking_of_another_adapter_is_refused(tmp_path, monkeypatch):
+    """A retrained adapter (full mode) makes the stored lists stale: an error that says what to run."""
+    import shutil
+
+    name = PUBLISHED[0]
+    shutil.copytree(recipes.ARTIFACTS / name, tmp_path / name)
+    monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path)
+    assert recipes.verified_ranking_path(name) == tmp_path / name / "ranking_test.npz"
+    with open(tmp_path / name / "adapter.safetensors", "ab") as f:
+        f.write(b"retrained")
+    with pytest.raises(ValueError, match=f"recipes evaluate {name}"):
+        recipes.verified_ranking_path(name)
+    (tmp_path / name / "ranking_test.npz").unlink()
+    with pytest.raises(FileNotFoundError, match=f"recipes evaluate {name}"):
+        recipes.verified_ranking_path(name)
