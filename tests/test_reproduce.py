@@ -32,7 +32,7 @@ def project(tmp_path):
 def _fake(calls, fail=()):
     def executor(nb, build_dir, env):
         calls.append((nb.stem, env["LLMREC_MODE"]))
-        (build_dir / nb.name).write_text("{}")
+        nbformat.write(nbformat.v4.new_notebook(), build_dir / nb.name)
         return 1 if nb.stem in fail else 0
     return executor
 
@@ -86,9 +86,14 @@ def test_a_missing_notebook_says_how_to_build_it(project):
 
 def test_executes_a_real_notebook_with_the_full_mode_environment(tmp_path):
     code = ("import os, pathlib\n"
-            "pathlib.Path(os.environ['LLMREC_RESULTS_DIR'], 'mode.txt').write_text(os.environ['LLMREC_MODE'])")
+            "pathlib.Path(os.environ['LLMREC_RESULTS_DIR'], 'mode.txt').write_text(os.environ['LLMREC_MODE'])\n"
+            "import matplotlib.pyplot as plt\n"
+            "plt.plot([0, 1]); plt.show()")
     nb = _notebook(tmp_path / "00_env.ipynb", code)
     (tmp_path / "llmrec_lib").mkdir()
     m = reproduce.run([nb], tmp_path / "res", tmp_path / "build", lib_dir=tmp_path / "llmrec_lib", root=tmp_path)
     assert (tmp_path / "res" / "mode.txt").read_text() == "full"
     assert (tmp_path / "build" / "00_env.ipynb").is_file() and m["chapters"]["00_env"]["status"] == "done"
+    figures = list((tmp_path / "res" / "figures").glob("00_env-*.png"))
+    assert m["chapters"]["00_env"]["figures"] == len(figures) == 1
+    assert figures[0].read_bytes().startswith(b"\x89PNG")

@@ -2,7 +2,7 @@
 
 Each notebook is executed with ``LLMREC_MODE=full`` and ``LLMREC_RESULTS_DIR`` pointing at
 ``--results-dir`` (default ``results/full``); the executed notebooks go to ``--build-dir``
-(default ``_build/full``). A manifest, ``reproduce.json`` in the results folder, records the
+(default ``_build/full``) and the PNG figures they show to ``figures/`` in the results folder. A manifest, ``reproduce.json`` in the results folder, records the
 machine, the commit, and for each chapter its wall seconds, when it finished and the hashes of
 the code it ran (the chapter's source and the library).
 
@@ -106,6 +106,29 @@ def execute(notebook: Path, build_dir: Path, env: dict) -> int:
     return subprocess.run(cmd, env=env).returncode
 
 
+def export_figures(executed: Path, out_dir: Path) -> list[Path]:
+    """Write every PNG an executed notebook shows to ``out_dir/<stem>-<cell>-<n>.png``."""
+    import base64
+
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob(f"{executed.stem}-*.png"):
+        old.unlink()  # figures of an earlier run of this chapter
+    paths = []
+    for ci, cell in enumerate(nb.cells):
+        n = 0
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                path = out_dir / f"{executed.stem}-{ci:03d}-{n}.png"
+                path.write_bytes(base64.b64decode(png))
+                paths.append(path)
+                n += 1
+    return paths
+
+
 def run(notebooks: list[Path], results_dir: Path, build_dir: Path, *, force: bool = False,
         lib_dir: Path = ROOT / "llmrec_lib", root: Path = ROOT, executor=execute) -> dict:
     """Execute ``notebooks`` in order in full mode; returns the manifest (also written)."""
@@ -143,7 +166,10 @@ def run(notebooks: list[Path], results_dir: Path, build_dir: Path, *, force: boo
         _write(path, manifest)
         if rc != 0:
             raise SystemExit(f"{key} failed in full mode (exit {rc}); fix it and rerun: finished chapters are skipped")
-        print(f"== {key}: {chapters[key]['seconds']:.0f} s", flush=True)
+        figures = export_figures(build_dir / nb.name, results_dir / "figures") if (build_dir / nb.name).is_file() else []
+        chapters[key]["figures"] = len(figures)
+        _write(path, manifest)
+        print(f"== {key}: {chapters[key]['seconds']:.0f} s, {len(figures)} figures", flush=True)
     manifest["total_seconds"] = round(sum(c.get("seconds", 0) for c in chapters.values()), 1)
     _write(path, manifest)
     return manifest
