@@ -153,6 +153,9 @@ def run(notebooks: list[Path], results_dir: Path, build_dir: Path, *, force: boo
         if (not force and done.get("status") == "done" and done.get("source_sha") == src_sha
                 and done.get("library_sha") == lib_sha and (build_dir / nb.name).is_file()):
             print(f"== {key}: done earlier with the same code ({done['seconds']:.0f} s); skipped", flush=True)
+            if "figures" not in done:  # finished by an older runner that did not export them
+                done["figures"] = len(export_figures(build_dir / nb.name, results_dir / "figures"))
+                _write(path, manifest)
             continue
         print(f"== {key}: running in full mode", flush=True)
         chapters[key] = {"status": "running", "started": dt.datetime.now().isoformat(timespec="seconds"),
