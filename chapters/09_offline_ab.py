@@ -72,9 +72,9 @@ SOURCES = {  # arm -> (design, where its ranking comes from)
     "popularity": ("classic", rank_dir / f"ch02-{evaluate.slug(pop_name)}.npz"),
     "item-kNN": ("classic", rank_dir / "ch02-item-knn.npz"),
     "SASRec": ("classic", rank_dir / "ch02-sasrec-style.npz"),
-    "LLM dual encoder": ("LinkedIn", recipes.ranking_path("infonce")),
-    "LLM dual encoder + Matryoshka": ("LinkedIn", recipes.ranking_path("matryoshka")),
-    "LLM dual encoder, 2 hard negatives (400 steps)": ("LinkedIn", recipes.ranking_path("ablate-hard2")),
+    "LLM dual encoder": ("LinkedIn", recipes.verified_ranking_path("infonce")),
+    "LLM dual encoder + Matryoshka": ("LinkedIn", recipes.verified_ranking_path("matryoshka")),
+    "LLM dual encoder, 2 hard negatives (400 steps)": ("LinkedIn", recipes.verified_ranking_path("ablate-hard2")),
     "three towers (b chosen on validation)": ("RecGPT", rank_dir / "ch08-three-towers.npz"),
     "three towers, no user ID": ("RecGPT", rank_dir / "ch08-three-towers-no-user-id.npz"),
 }
@@ -356,18 +356,72 @@ ledger
 assert (ledger["verdict"] != "").all() and len(ledger) >= 8
 
 # %% [markdown]
-# ## 6. Which numbers are reference results
+# ## 6. This run beside the reference full-mode run
 #
-# The LinkedIn arms above are the committed full-mode adapters (trained with the commands shown
-# in chapters 03-05, on this book's 2-core CPU machine; their training seconds are in the cost
-# table), so quick and full mode report the same numbers for them. The classic and RecGPT arms
-# were fitted in this run, in the mode printed at the top. `make reproduce` reruns every chapter
-# in full mode and writes its own `results/`; this chapter then reads those.
+# Quick mode refits the classic and RecGPT arms briefly; the LinkedIn arms are the committed
+# full-mode adapters in both modes. So that a reader who runs only quick mode still sees what
+# full mode says, the book commits one full-mode run of every chapter: `make reproduce`
+# (`tools/reproduce.py`) wrote `results/full/`, including this chapter's readout and a manifest,
+# `results/full/reproduce.json`, with the machine, the commit, and each chapter's wall time.
+# Running `make reproduce` yourself overwrites those files with your own, and `git diff
+# results/full` shows what changed.
 
 # %%
-print(f"this run: {cfg.mode} mode; LinkedIn arms from committed full-mode adapters:",
-      {a: json.loads((SOURCES[a][1].parent / 'encoder.json').read_text())['meta']['hardware']
-       for a in results if design[a] == "LinkedIn"})
+ref_dir = config.PROJECT_ROOT / "results" / "full"
+this_is_the_reference = config.results_dir().resolve() == ref_dir.resolve()  # make reproduce, now
+needed = ["reproduce.json"] + ([] if this_is_the_reference else ["ch09.json"])
+for f in needed:
+    if not (ref_dir / f).is_file():
+        raise FileNotFoundError(f"{ref_dir / f} is missing: restore it (git checkout results/full) or run make reproduce")
+manifest = json.loads((ref_dir / "reproduce.json").read_text())
+ref09 = None if this_is_the_reference else json.loads((ref_dir / "ch09.json").read_text())
+assert manifest["mode"] == "full" and (ref09 is None or ref09["mode"] == "full")
+hw = manifest["hardware"]
+chapter_hours = sum(c.get("seconds", 0) for c in manifest["chapters"].values()) / 3600
+print(f"reference run: {manifest['command']} at commit {manifest['commit']}; {hw['cpu']}, {hw['logical_cpus']} logical CPUs, "
+      f"{hw.get('ram_gb', '?')} GB, GPU: {hw.get('gpu') or 'none'}; {chapter_hours:.1f} h of chapters"
+      + (" so far (this is that run)" if this_is_the_reference else ""))
+pd.DataFrame({k: {"seconds": v.get("seconds"), "finished": v.get("finished"), "status": v["status"]}
+              for k, v in manifest["chapters"].items()}).T
+
+# %% [markdown]
+# The chapter times above are wall-clock seconds of each full-mode chapter. The LLM training
+# runs inside chapters 03-06 resume from their checkpoints, so a run that found them finished
+# spends its time on evaluation; what the training itself took is recorded with each adapter:
+
+# %%
+adapter_seconds = {n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
+                   for n in sorted(p.name for p in recipes.ARTIFACTS.iterdir() if (p / "encoder.json").is_file())}
+recgpt_meta = json.loads((config.PROJECT_ROOT / "artifacts" / "recgpt" / "meta.json").read_text())
+training = pd.DataFrame(
+    [{"run": n, "command": m["command"], "training s": m["train_seconds_all_steps"], "hardware": m["hardware"]}
+     for n, m in adapter_seconds.items()]
+    + [{"run": "recgpt (chapters 06-07)", "command": recgpt_meta["command"], "training s": recgpt_meta["timings_s"]["sft"],
+        "hardware": recgpt_meta["hardware"]}]).set_index("run")
+print(f"LLM training behind the committed adapters: {training['training s'].sum() / 3600:.1f} h")
+training
+
+# %% [markdown]
+# Now the readout of section 2, side by side: this run (mode printed at the top) and the
+# reference full-mode run.
+
+# %%
+adapter_sha = {a: recipes._sha(SOURCES[a][1].parent / "adapter.safetensors") for a in results if design[a] == "LinkedIn"}
+cols = [metric, "relative lift", "verdict"]
+if ref09 is None:
+    print("this run is the reference run: nothing to compare it with")
+    side = board[cols]
+else:
+    ref_board = pd.DataFrame(ref09["readout"]).set_index("arm")
+    side = pd.concat({f"this run ({cfg.mode})": board[cols], "reference (full)": ref_board.reindex(board.index)[cols]}, axis=1)
+side
+
+# %%
+if ref09 is not None:
+    same_adapters = [a for a in adapter_sha if ref09.get("adapter_sha", {}).get(a) == adapter_sha[a]]
+    for a in same_adapters:  # the same committed adapter scores the same in both runs
+        assert abs(ref_board.loc[a, metric] - board.loc[a, metric]) < 1e-9, a
+    print(f"{len(same_adapters)} of {len(adapter_sha)} LinkedIn arms use the same adapter in both runs")
 
 # %% [markdown]
 # ## Results
@@ -376,6 +430,7 @@ print(f"this run: {cfg.mode} mode; LinkedIn arms from committed full-mode adapte
 out = {
     "chapter": "09", "mode": cfg.mode, "control": control, "metric": metric,
     "sources": {a: str(p) for a, (_, p) in SOURCES.items()},
+    "adapter_sha": adapter_sha,
     "readout": board.reset_index().replace({np.nan: None}).to_dict(orient="records"),
     "segments": seg_table.replace({np.nan: None}).to_dict(orient="records"),
     "costs": costs.reset_index().replace({np.nan: None}).to_dict(orient="records"),
