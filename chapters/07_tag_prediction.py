@@ -177,17 +177,24 @@ assert t.loc[f"hr@{recgpt.N_TAGS}", "lo"] > z.loc[f"hr@{recgpt.N_TAGS}", "hi"]  
 assert t.loc["hr@3", "lo"] > z.loc["hr@3", "hi"]
 assert t.loc["unmapped", "mean"] < z.loc["unmapped", "mean"]  # fine-tuned tags name categories
 assert t.loc["stale", "mean"] < z.loc["stale", "mean"]  # and do not name films just rated
-assert r.loc["hr@3", "lo"] > t.loc["hr@3", "hi"]  # but the counting rule is still clearly better
+assert r.loc["hr@3", "lo"] < t.loc["hr@3", "hi"]  # at 3 tags the counting rule's lead is within noise
+assert r.loc[f"hr@{recgpt.N_TAGS}", "lo"] > t.loc[f"hr@{recgpt.N_TAGS}", "hi"]  # at 6 it is clear
+assert t.loc["diversity", "hi"] < r.loc["diversity", "lo"]  # the student repeats itself
+if cfg.mode == "quick":  # the prose below quotes the committed run, which quick mode reads
+    assert np.allclose([z.loc["hr@3", "mean"], t.loc["hr@3", "mean"], r.loc["hr@3", "mean"], t.loc[f"hr@{recgpt.N_TAGS}", "mean"],
+                        r.loc[f"hr@{recgpt.N_TAGS}", "mean"], t.loc["diversity", "mean"], t.loc["unmapped", "mean"]],
+                       [0.02, 0.335, 0.40, 0.37, 0.62, 0.54, 0.18], atol=0.006)
 
 # %% [markdown]
 # Zero-shot, SmolLM2 almost never writes a usable tag: it repeats titles from the prompt
 # (which also breaks the freshness constraint for about a third of its tags) or the prompt
-# itself, and HR@3 is about 0.01. Fine-tuned, its tags name categories and never a film just
-# rated, and HR@3 rises to about 0.22 with intervals apart. Yet the counting rule of section 3
-# stays clearly ahead (about 0.42 on the same users): after 40 LoRA steps the student leans on
-# a few generic phrases ("90s sci-fi", a decade alone), about a quarter of its tags name no
-# category, and it covers fewer categories than the rule. That is the honest result of this
-# run; more steps and RecGPT's judge-filtered data are the levers the paper pulls.
+# itself, and HR@3 is about 0.02. Fine-tuned, its tags name categories and never a film just
+# rated, and HR@3 rises to 0.335, with intervals apart. Its first three tags come close to the
+# counting rule of section 3 (0.40; the intervals overlap), but over all six the rule stays
+# clearly ahead (HR@6 0.62 vs 0.37): the student repeats itself (diversity 0.54 against the
+# rule's 0.98; "2010s action" twice), and 18% of its tags name no category, some of them cut off
+# by the token limit ("2010"). That is the honest result of this run; more steps, a larger
+# model and RecGPT's judge-filtered data are the levers the paper pulls.
 
 # %% [markdown]
 # ## 5. Staleness: interests mined weeks before the window
@@ -270,7 +277,7 @@ print(f"wrote results/ch07.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 # 1. Tags are "modifier + core word" phrases; a transparent head-noun map turns them into categories.
 # 2. Targets are the tags of what users liked next, from training time only.
 # 3. HR@K through the map: popularity is strong on 18 categories; fine-tuning makes SmolLM2 a
-#    tag predictor at all (zero-shot it is not), but a counting rule still predicts better.
+#    tag predictor at all (zero-shot it is not), but over six tags a counting rule predicts better.
 # 4. Staleness is measurable; on MovieLens categories two weeks cost nothing we can detect.
 #
 # ## Exercises
