@@ -38,12 +38,13 @@ from llmrec_lib import config, data, evaluate, plots, recipes, train
 from llmrec_lib.encoders import DualEncoder
 
 chapter_t0 = time.perf_counter()
-enc_cfg, live_cfg = recipes.recipe(recipe_name, mode)
+enc_cfg, live_cfg = recipes.recipe(recipe_name, "quick")  # the live demos are short in both modes
 _, full_cfg = recipes.recipe(recipe_name, "full")
 cfg = config.settings("03", mode, seed=seed, backbone=f"{enc_cfg.backbone}, first {enc_cfg.n_layers} layers, LoRA r={enc_cfg.lora_r}",
                       quick={"live training steps": live_cfg.steps, "evaluated model": "committed full-mode adapter",
                              "pairs per step": live_cfg.batch_size},
-                      full={"training steps": full_cfg.steps, "evaluated model": "the adapter trained in this run",
+                      full={"live training steps": live_cfg.steps, "training steps": full_cfg.steps,
+                            "evaluated model": "the adapter trained in this run",
                             "pairs per step": full_cfg.batch_size})
 cfg.show()
 
@@ -116,8 +117,8 @@ import tempfile
 
 run_dir = tempfile.mkdtemp(prefix="ch03-live-")
 half = live_cfg.steps // 2
-first = recipes.train_recipe(recipe_name, cfg.mode, setting=setting, out_dir=run_dir, stop_at=half)
-resumed = recipes.train_recipe(recipe_name, cfg.mode, setting=setting, out_dir=run_dir)
+first = recipes.train_recipe(recipe_name, "quick", setting=setting, out_dir=run_dir, stop_at=half)
+resumed = recipes.train_recipe(recipe_name, "quick", setting=setting, out_dir=run_dir)
 steps_seen = [h["step"] for h in resumed.state.history]
 print(f"first run stopped at step {first.state.step}; resumed from {resumed.resumed_from}; "
       f"steps recorded {steps_seen[0]}..{steps_seen[-1]}")
