@@ -94,7 +94,8 @@ assert abs(mat - np.mean(list(per_dim.values()))) < 1e-5  # equal weights: the m
 # Both adapters were trained by full mode with the same data, steps, batch and seed; only the
 # loss differs. `infonce` is chapter 03's model, trained on its full 576-d vector alone;
 # `matryoshka` was trained on all five prefixes at once. Quick mode loads them (about 0.5 MB each);
-# full mode retrains both here first (about 30 minutes each on two CPU cores).
+# full mode retrains both here first (about 30 minutes each on two CPU cores; `infonce` shares
+# its checkpoint folder with chapter 03, so after that chapter's full run it resumes finished).
 
 # %%
 NAMES = {"infonce": "InfoNCE (no Matryoshka)", "matryoshka": "InfoNCE + Matryoshka"}

@@ -386,8 +386,12 @@ pd.DataFrame({k: {"seconds": v.get("seconds"), "finished": v.get("finished"), "s
 
 # %% [markdown]
 # The chapter times above are wall-clock seconds of each full-mode chapter. The LLM training
-# runs inside chapters 03-06 resume from their checkpoints, so a run that found them finished
-# spends its time on evaluation; what the training itself took is recorded with each adapter:
+# runs inside chapters 03-06 resume from their checkpoints, so a run that finds them finished
+# spends its time on evaluation. The committed reference run did: it was made in a fresh clone
+# given the finished checkpoints of the runs that trained the committed adapters
+# (`results/full/README.md` tells how, and what it checked: the retrained adapters came out
+# byte-identical). What the training itself took is recorded with each adapter, and a
+# `make reproduce` from nothing adds it:
 
 # %%
 adapter_seconds = {n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
@@ -400,6 +404,10 @@ training = pd.DataFrame(
         "hardware": recgpt_meta["hardware"]}]).set_index("run")
 print(f"LLM training behind the committed adapters: {training['training s'].sum() / 3600:.1f} h")
 training
+
+# %%
+if not this_is_the_reference:  # the reference resumed finished training: chapter 03 took less than its training
+    assert manifest["chapters"]["03_llm_dual_encoder"]["seconds"] < training.loc["infonce", "training s"]
 
 # %% [markdown]
 # Now the readout of section 2, side by side: this run (mode printed at the top) and the
@@ -419,9 +427,20 @@ side
 # %%
 if ref09 is not None:
     same_adapters = [a for a in adapter_sha if ref09.get("adapter_sha", {}).get(a) == adapter_sha[a]]
-    for a in same_adapters:  # the same committed adapter scores the same in both runs
-        assert abs(ref_board.loc[a, metric] - board.loc[a, metric]) < 1e-9, a
+    for a in same_adapters:  # the same committed adapter scores the same in both runs, up to the few
+        # near-ties that re-encoding in bf16 can reorder (measured: 99.98% of top-100 slots identical)
+        assert abs(ref_board.loc[a, metric] - board.loc[a, metric]) < 0.002, a
     print(f"{len(same_adapters)} of {len(adapter_sha)} LinkedIn arms use the same adapter in both runs")
+    if cfg.mode == "quick":  # the claim below
+        assert (side[(f"this run ({cfg.mode})", "verdict")] == side[("reference (full)", "verdict")]).all()
+        assert (side[(f"this run ({cfg.mode})", metric)] - side[("reference (full)", metric)]).abs().max() < 0.01
+
+# %% [markdown]
+# In quick mode every arm gets the same verdict as in the reference full-mode run. The LinkedIn
+# arms are the same adapters; full mode's wider grids for the classic baselines and its longer
+# sweeps for the three towers move their Recall@50 by less than a hundredth, well inside the
+# intervals. So at this scale quick mode previews full mode faithfully. What full mode adds is
+# the training itself (the hours above) and numbers you made on your own machine.
 
 # %% [markdown]
 # ## Results
