@@ -468,6 +468,8 @@ print(f"wrote results/ch09.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 #    they also win on the long tail; the ID arms win the popular head, and with it the total.
 # 3. The LLM's per-user cost is orders of magnitude above an ID model's; its payoff is freshness.
 # 4. The ledger separates what our measurements support, contradict, or cannot test.
+# 5. The committed full-mode reference run (`make reproduce`) gives every arm the same verdict
+#    as quick mode; its manifest says on what machine and in how long.
 #
 # ## Exercises
 #
