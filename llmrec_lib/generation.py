@@ -371,7 +371,10 @@ class LocalGenerator(Generator):
     def identity(self) -> str:
         if self._identity is not None:
             return self._identity
-        adapter = f"+{self.adapter_id}" if self.adapter_id else ""
+        # the weights' fingerprint identifies the adapter; its folder's name is only a readable
+        # label, so moving or cloning the project keeps its cached answers
+        label = Path(self.adapter_id).name if self.adapter_id and Path(self.adapter_id).is_dir() else self.adapter_id
+        adapter = f"+{label}" if self.adapter_id else ""
         return f"local:{self.backbone.name}{adapter}#{self._fingerprint()[:16]}"
 
     def _fingerprint(self) -> str:

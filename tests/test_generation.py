@@ -143,8 +143,17 @@ def test_adapter_changes_identity_and_answers(tiny, tmp_path):
         for p, q in zip(fresh.model.parameters(), tiny.model.parameters()):
             p.copy_(q)
     adapted = G.LocalGenerator(fresh, str(tmp_path / "adapter"), config=cfg(), use_autocast=False)
-    assert adapted.identity != base_id and str(tmp_path / "adapter") in adapted.identity
+    assert adapted.identity != base_id and "+adapter#" in adapted.identity and str(tmp_path) not in adapted.identity
     assert adapted.generate(PROMPTS, progress=False) != base_out
+    import shutil  # the same adapter in a moved project: the same identity, so its cache still hits
+
+    shutil.copytree(tmp_path / "adapter", tmp_path / "moved" / "adapter")
+    again = B.load_backbone("tiny-llama", device="cpu")
+    with torch.no_grad():
+        for p, q in zip(again.model.parameters(), tiny.model.parameters()):
+            p.copy_(q)
+    moved = G.LocalGenerator(again, str(tmp_path / "moved" / "adapter"), config=cfg(), use_autocast=False)
+    assert moved.identity == adapted.identity
     with pytest.raises(OSError, match="adapter_config.json"):
         G.LocalGenerator(B.load_backbone("tiny-llama", device="cpu"), str(tmp_path / "missing"))
 
