@@ -475,16 +475,21 @@ def transformer_flops(n_params: int, n_tokens: int, n_layers: int, hidden: int, 
 
 
 def matmul_peak_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repeats: int = 10) -> float:
-    """Measured GFLOP/s of an n x n matmul on this machine (the denominator of MFU)."""
+    """Measured GFLOP/s of an n x n matmul on this machine (the denominator of MFU).
+
+    The fastest of ``repeats`` timed matmuls: a peak is the best the machine does, and the
+    minimum is not dragged down by another process waking up during one of them (a mean is,
+    which on a shared machine could make an MFU come out above 1)."""
     a = torch.randn(n, n, dtype=dtype)
     b = torch.randn(n, n, dtype=dtype)
     for _ in range(2):
         a @ b
-    start = time.perf_counter()
+    best = float("inf")
     for _ in range(repeats):
+        start = time.perf_counter()
         a @ b
-    secs = (time.perf_counter() - start) / repeats
-    return 2 * n**3 / secs / 1e9
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
 
 
 def utilisation(trainer: Trainer, peak_gflops: float) -> dict:
