@@ -414,7 +414,7 @@ if not this_is_the_reference:  # the reference resumed finished training: chapte
 # reference full-mode run.
 
 # %%
-adapter_sha = {a: recipes._sha(SOURCES[a][1].parent / "adapter.safetensors") for a in results if design[a] == "LinkedIn"}
+adapter_sha = {a: recipes.adapter_sha(SOURCES[a][1].parent.name) for a in results if design[a] == "LinkedIn"}
 cols = [metric, "relative lift", "verdict"]
 if ref09 is None:
     print("this run is the reference run: nothing to compare it with")

@@ -1231,12 +1231,6 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
     return meta
 
 
-def _file_sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import shlex

@@ -173,7 +173,7 @@ def evaluate_published(name: str, setting: Setting | None = None, stage: str = "
         if users is not None:
             raise ValueError("save=True stores the whole stage: leave users=None")
         evaluate.save_ranking(result, setting.ml.item_ids, ranking_path(name, stage),
-                              meta={"recipe": name, "adapter_sha": _sha(ARTIFACTS / name / "adapter.safetensors")})
+                              meta={"recipe": name, "adapter_sha": adapter_sha(name)})
     return result
 
 
@@ -185,7 +185,7 @@ def verified_ranking_path(name: str, stage: str = "test") -> Path:
         raise FileNotFoundError(f"{path} is missing; run: python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
     with np.load(path) as z:
         made_by = json.loads(str(z["meta"])).get("adapter_sha") if "meta" in z.files else None
-    if made_by != _sha(ARTIFACTS / name / "adapter.safetensors"):
+    if made_by != adapter_sha(name):
         raise ValueError(f"{path} was made with another adapter; rerun: "
                          f"python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
     return path
@@ -198,6 +198,11 @@ def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 
     path = verified_ranking_path(name, stage)
     data_ = evaluate.EvalData.from_split(setting.split, stage, setting.ml.item_ids)
     return abtest.load_rankings({name: path}, data_, ks=ks)[name]
+
+
+def adapter_sha(name: str) -> str:
+    """SHA-256 prefix of the committed adapter of ``name``: what its stored rankings are tied to."""
+    return _sha(ARTIFACTS / name / "adapter.safetensors")
 
 
 def _sha(path: Path) -> str:
