@@ -48,6 +48,7 @@ def test_ddp_summary_takes_the_slowest_rank():
     s = scaling.ddp_summary({"ranks": ranks}, skip=1)
     assert s["seconds_per_step"] == 2 and s["examples_per_second"] == 4 and s["tokens_per_second"] == 15
     assert s["loss"] == [3, 3, 3, 3] and s["allreduce_ms"] == pytest.approx(2.0)
+    assert s["allreduce_best_ms"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="more than skip"):
         scaling.ddp_summary({"ranks": ranks}, skip=4)
 
