@@ -65,21 +65,31 @@ chapter_t0 = time.perf_counter()
 # **training** side of the split: a popularity count that included test ratings would whisper
 # the answers into every item's text. We take the per-user chronological split of chapter 00;
 # `split.train` holds every rating a model may see.
+#
+# User tags are dated too, and here the rule bites hardest. A handful of users wrote all of
+# MovieLens's tags, mostly late in their own histories, often on the very movies they rated in
+# the windows we hold out; a tag written there names a test answer. `text.training_tags` keeps
+# a tag only when its author wrote it no later than their last training rating. (Other users'
+# later tags would be the per-user split's usual leak of other people's future, measured in
+# chapter 00; this rule is the per-user one.)
 
 # %%
 ml = data.load_movielens(cfg.data_dir)
 split = data.per_user_split(ml.ratings)
 train = split.train
 counts = text.popularity_counts(train, ml.item_ids)  # training ratings per movie, 0 if none
-tags = text.top_tags(ml.tags, k=3)
+known_tags = text.training_tags(ml.tags, train)  # written before their author's held-out window
+tags = text.top_tags(known_tags, k=3)
 print(f"{len(train):,} training ratings from {train.user_id.nunique()} users; "
-      f"{(counts > 0).sum():,} of {len(counts):,} movies have a training rating; "
-      f"{len(tags):,} movies have user tags")
+      f"{(counts > 0).sum():,} of {len(counts):,} movies have a training rating")
+print(f"user tags: {len(known_tags):,} of {len(ml.tags):,} written in training time, on {len(tags):,} movies "
+      f"(all tags: {ml.tags.item_id.nunique():,} movies)")
 
 # %%
 assert int(counts.sum()) == len(train)  # popularity counts training rows, nothing else
 leaked = text.popularity_counts(ml.ratings, ml.item_ids)
 assert (leaked >= counts).all() and (leaked > counts).sum() > 1000  # the test windows would add these
+assert len(known_tags) < 0.5 * len(ml.tags)  # most tags were written after their author's training ratings
 
 # %% [markdown]
 # ## 2. An item as text, with and without markers
@@ -87,7 +97,8 @@ assert (leaked >= counts).all() and (leaked > counts).sum() > 1000  # the test w
 # LinkedIn writes each feature behind a **marker**: a short tag such as `[GENRES]` added to the
 # tokenizer as a single special token. Compare the same movie in three renderings: plain
 # labelled text, the marker text as a tokenizer that does not know the markers sees it, and the
-# marker text once `text.add_markers` has registered them.
+# marker text once `text.add_markers` has registered them. The example is the most-rated movie
+# that has a training-time tag.
 
 # %%
 # Two copies of each tokenizer: markers go into one, the other stays as shipped.
@@ -99,10 +110,11 @@ for tok in toks.values():
 
 marked = text.item_texts(ml.movies, tags=tags, popularity=counts)
 plain = text.item_texts(ml.movies, tags=tags, popularity=counts, markers=False)
-print(marked[1])
-print(plain[1])
-print("SmolLM2, markers unknown:", raw_tok["SmolLM2"].tokenize(marked[1])[:12], "...")
-print("SmolLM2, markers added:  ", smol_tok.tokenize(marked[1])[:12], "...")
+example = next(i for i in counts.sort_values(ascending=False, kind="stable").index if i in tags)
+print(marked[example])
+print(plain[example])
+print("SmolLM2, markers unknown:", raw_tok["SmolLM2"].tokenize(marked[example])[:12], "...")
+print("SmolLM2, markers added:  ", smol_tok.tokenize(marked[example])[:12], "...")
 
 # %% [markdown]
 # Registered markers are one token each, and, because they are *special* tokens, WordPiece

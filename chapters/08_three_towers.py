@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import backbones, config, data, evaluate, generation, metrics, plots, recgpt, towers
+from llmrec_lib import backbones, config, data, evaluate, generation, metrics, plots, recgpt, text, towers
 
 chapter_t0 = time.perf_counter()
 run = towers.MODES[config.get_mode(mode)]
@@ -78,7 +78,7 @@ cfg.show()
 # %%
 ml = data.load_movielens(cfg.data_dir)
 split = data.per_user_split(ml.ratings)
-item_tags = recgpt.item_tags(ml.movies, recgpt.training_tags(ml.tags, split.train))
+item_tags = recgpt.item_tags(ml.movies, text.training_tags(ml.tags, split.train))
 feats = towers.ItemFeatures.build(ml.movies, split.train, ml.item_ids)
 stages = {s: evaluate.EvalData.from_split(split, s, ml.item_ids) for s in ("valid", "test")}
 probe = feats.columns([1, 2571, 296])

@@ -180,24 +180,6 @@ def item_category(genres: Iterable[str]) -> str | None:
     return cats[0] if cats else None
 
 
-def training_tags(tags: pd.DataFrame, train_ratings: pd.DataFrame) -> pd.DataFrame:
-    """The user tags a model trained on ``train_ratings`` may know: each tag written no later
-    than its author's last training rating (authors with no training rating lose all tags).
-
-    Per-user splits have no single cut-off date, so "before the test window" means before
-    *the tagging user's* window; what other users tag later is the future for everyone.
-    To be strict across users as well, pass ``tags[tags.timestamp <= cutoff]`` instead.
-    """
-    need = {"user_id", "item_id", "tag", "timestamp"}
-    if need - set(getattr(tags, "columns", ())):
-        raise ValueError(f"tags must have columns {sorted(need)} (ml.tags)")
-    if {"user_id", "timestamp"} - set(getattr(train_ratings, "columns", ())):
-        raise ValueError("train_ratings must have user_id and timestamp columns (split.train)")
-    last = train_ratings.groupby("user_id")["timestamp"].max()
-    limit = tags["user_id"].map(last)
-    return tags[limit.notna() & (tags["timestamp"] <= limit)].reset_index(drop=True)
-
-
 _GENERIC_RE = re.compile(r"\b(?:film|films|movie|movies)\b")
 
 
@@ -210,7 +192,7 @@ def _tag_modifiers(tags: pd.DataFrame | None, min_users: int, max_words: int) ->
         return {}
     need = {"user_id", "item_id", "tag"}
     if need - set(tags.columns):
-        raise ValueError(f"tags must have columns {sorted(need)}; pass ml.tags or training_tags(...)")
+        raise ValueError(f"tags must have columns {sorted(need)}; pass ml.tags or text.training_tags(...)")
     t = tags[["user_id", "item_id"]].copy()
     t["tag"] = tags["tag"].astype(str).str.casefold().str.split().str.join(" ")
     t = t.drop_duplicates()
@@ -251,7 +233,7 @@ def item_tags(
     Args:
         movies: item_id, genres (list of str) and year (nullable), as in ``ml.movies``.
         tags: user tags (user_id, item_id, tag), or None for metadata-only tags. Pass only
-            what was written in training time (:func:`training_tags`): a tag written after a
+            what was written in training time (:func:`llmrec_lib.text.training_tags`): a tag written after a
             user's test window is information from the future.
         min_tag_users: a user tag qualifies when at least this many users gave it to the item.
         max_tag_words: longer user tags are sentences, not modifiers.
@@ -979,11 +961,11 @@ class Setting:
 def build_setting(data_dir=None, tokenizer=None) -> Setting:
     """Load MovieLens, split it per user (the book's split), and derive tags, base rates and
     judge facts from training-time data only."""
-    from llmrec_lib import backbones
+    from llmrec_lib import backbones, text
 
     ml = data.load_movielens(data_dir)
     split = data.per_user_split(ml.ratings)
-    tt = training_tags(ml.tags, split.train)
+    tt = text.training_tags(ml.tags, split.train)
     itags = item_tags(ml.movies, tt)
     pos = split.train[split.train["rating"] >= data.POSITIVE_MIN]
     tok = tokenizer if tokenizer is not None else backbones.load_tokenizer("smollm2-135m")

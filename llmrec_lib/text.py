@@ -214,6 +214,24 @@ def top_tags(tags: pd.DataFrame, k: int = 3) -> dict[int, list[str]]:
     return {int(i): list(g) for i, g in top.groupby("item_id")["tag"]}
 
 
+def training_tags(tags: pd.DataFrame, train_ratings: pd.DataFrame) -> pd.DataFrame:
+    """The user tags a model trained on ``train_ratings`` may know: each tag written no later
+    than its author's last training rating (authors with no training rating lose all tags).
+
+    Per-user splits have no single cut-off date, so "before the test window" means before
+    *the tagging user's* window; what other users tag later is the future for everyone.
+    To be strict across users as well, pass ``tags[tags.timestamp <= cutoff]`` instead.
+    """
+    need = {"user_id", "item_id", "tag", "timestamp"}
+    if need - set(getattr(tags, "columns", ())):
+        raise ValueError(f"tags must have columns {sorted(need)} (ml.tags)")
+    if {"user_id", "timestamp"} - set(getattr(train_ratings, "columns", ())):
+        raise ValueError("train_ratings must have user_id and timestamp columns (split.train)")
+    last = train_ratings.groupby("user_id")["timestamp"].max()
+    limit = tags["user_id"].map(last)
+    return tags[limit.notna() & (tags["timestamp"] <= limit)].reset_index(drop=True)
+
+
 def _title(name: str, year) -> str:
     return f"{name} ({int(year)})" if year is not None and not pd.isna(year) else str(name)
 

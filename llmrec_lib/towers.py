@@ -979,7 +979,7 @@ def run_explain(mode: str = "full", out: str | os.PathLike | None = None, progre
     settings = MODES[mode]
     ml = data.load_movielens(config.data_dir())
     split = data.per_user_split(ml.ratings)
-    item_tags = recgpt.item_tags(ml.movies, recgpt.training_tags(ml.tags, split.train))
+    item_tags = recgpt.item_tags(ml.movies, text.training_tags(ml.tags, split.train))
     model = build(ml, split, item_tags, backbones.load_backbone("minilm-l6"), settings["config"], recgpt.tag_category)
     model.fit(split.train, progress=progress)
     user_tags = recent_tags(split.history("test"), item_tags, users=split.users("test"))

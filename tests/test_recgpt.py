@@ -121,15 +121,6 @@ def test_item_tags_user_tag_modifiers():
     assert R.item_tags(MOVIES, t, max_user_tags=0).equals(R.item_tags(MOVIES))
 
 
-def test_training_tags_drop_the_future():
-    train = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 1], "rating": [4.0, 3.0, 5.0],
-                          "timestamp": [10, 20, 5]})
-    t = pd.DataFrame({"user_id": [1, 1, 2, 3], "item_id": [1, 1, 1, 1],
-                      "tag": ["a", "b", "c", "d"], "timestamp": [20, 21, 5, 1]})
-    kept = R.training_tags(t, train)
-    assert kept["tag"].tolist() == ["a", "c"]  # b: after user 1's last rating; d: unknown user
-
-
 def test_item_tags_bad_input():
     with pytest.raises(ValueError, match="genres"):
         R.item_tags(MOVIES.drop(columns="genres"))

@@ -319,3 +319,12 @@ def test_fit_shares():
     assert T.fit_shares([100, 200, 300, 2000], (128, 256, 1024)) == {128: 0.25, 256: 0.5, 1024: 0.75}
     with pytest.raises(ValueError):
         T.fit_shares([])
+
+
+def test_training_tags_drop_the_future():
+    train = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 1], "rating": [4.0, 3.0, 5.0],
+                          "timestamp": [10, 20, 5]})
+    t = pd.DataFrame({"user_id": [1, 1, 2, 3], "item_id": [1, 1, 1, 1],
+                      "tag": ["a", "b", "c", "d"], "timestamp": [20, 21, 5, 1]})
+    kept = T.training_tags(t, train)
+    assert kept["tag"].tolist() == ["a", "c"]  # b: after user 1's last rating; d: unknown user
