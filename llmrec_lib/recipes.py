@@ -255,6 +255,8 @@ def train_recipe(name: str, mode: str = "quick", *, setting: Setting | None = No
 
 def publish(trainer, name: str, seconds: float, command: str) -> Path:
     """Save the trained adapter (bf16) under ``artifacts/adapters/<name>`` with how it was made."""
+    import torch
+
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=config.PROJECT_ROOT).stdout.strip()
@@ -273,7 +275,8 @@ def publish(trainer, name: str, seconds: float, command: str) -> Path:
         "loss_first_50": float(np.mean([h["loss"] for h in trainer.state.history[:50]])),
         "loss_last_50": float(np.mean([h["loss"] for h in trainer.state.history[-50:]])),
         "evals": [h for h in trainer.state.history if any(k.startswith("eval_") for k in h)],
-        "hardware": f"{platform.machine()} {platform.processor() or ''} cpus={_cpus()}",
+        # the thread count fixes the order of float sums, so runs with other counts differ in bits
+        "hardware": f"{platform.machine()} {platform.processor() or ''} cpus={_cpus()} threads={torch.get_num_threads()}",
         "git_commit": commit,
     }
     path = ARTIFACTS / name

@@ -161,3 +161,20 @@ def test_two_processes_match_one(tmp_path):
     for k, g in one_grads.items():
         torch.testing.assert_close(ranks[0]["grads"][k], g, rtol=1e-3, atol=1e-6)
         torch.testing.assert_close(ranks[1]["grads"][k], g, rtol=1e-3, atol=1e-6)
+
+
+def test_publish_records_how_the_adapter_was_made(world_split, tmp_path, monkeypatch):
+    """The adapter's meta carries what it takes to remake it, the thread count included:
+    other counts sum floats in another order, so a retrained adapter differs in its bits."""
+    import json
+
+    from llmrec_lib import recipes
+
+    trainer = _trainer(world_split, tmp_path / "run", steps=2)
+    trainer.fit()
+    monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path / "artifacts")
+    path = recipes.publish(trainer, "tiny", seconds=1.0, command="python -m llmrec_lib.recipes train tiny")
+    meta = json.loads((path / "encoder.json").read_text())["meta"]
+    assert meta["steps_done"] == 2 and meta["command"].endswith("train tiny")
+    assert f"threads={torch.get_num_threads()}" in meta["hardware"]
+    assert list(pd.read_csv(path / "loss.csv").columns) == ["step", "loss"]
