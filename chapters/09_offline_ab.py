@@ -381,17 +381,25 @@ chapter_hours = sum(c.get("seconds", 0) for c in manifest["chapters"].values()) 
 print(f"reference run: {manifest['command']} at commit {manifest['commit']}; {hw['cpu']}, {hw['logical_cpus']} logical CPUs, "
       f"{hw.get('ram_gb', '?')} GB, GPU: {hw.get('gpu') or 'none'}; {chapter_hours:.1f} h of chapters"
       + (" so far (this is that run)" if this_is_the_reference else ""))
-pd.DataFrame({k: {"seconds": v.get("seconds"), "finished": v.get("finished"), "status": v["status"]}
-              for k, v in manifest["chapters"].items()}).T
+times = pd.DataFrame({k: {"seconds": v.get("seconds"), "finished": v.get("finished"), "status": v["status"]}
+                      for k, v in manifest["chapters"].items()}).T
+scratch_path = ref_dir / "from-nothing.json"  # the manifest of a second run, from a clone with no checkpoints
+scratch = json.loads(scratch_path.read_text()) if scratch_path.is_file() else None
+if scratch is not None:
+    times["from nothing, s"] = pd.Series({k: v.get("seconds") for k, v in scratch["chapters"].items()})
+    print(f"from nothing: {scratch['command']} at commit {scratch['commit']}, "
+          f"{times['from nothing, s'].sum() / 3600:.1f} h of chapters, training included")
+times
 
 # %% [markdown]
 # The chapter times above are wall-clock seconds of each full-mode chapter. The LLM training
 # runs inside chapters 03-06 resume from their checkpoints, so a run that finds them finished
 # spends its time on evaluation. The committed reference run did: it was made in a fresh clone
 # given the finished checkpoints of the runs that trained the committed adapters
-# (`results/full/README.md` tells how, and what it checked: the retrained adapters came out
-# byte-identical). What the training itself took is recorded with each adapter, and a
-# `make reproduce` from nothing adds it:
+# (`results/full/README.md` tells how, and what it checked). The column "from nothing", where
+# present, is a second `make reproduce` in a fresh clone given nothing, so its chapters 03-06
+# include their training; the README lists what it matched and where its clock was paused.
+# What the training of the committed adapters took is recorded with each adapter:
 
 # %%
 adapter_seconds = {n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
@@ -408,6 +416,8 @@ training
 # %%
 if not this_is_the_reference:  # the reference resumed finished training: chapter 03 took less than its training
     assert manifest["chapters"]["03_llm_dual_encoder"]["seconds"] < training.loc["infonce", "training s"]
+if scratch is not None:  # and the run from nothing trained: its chapter 03 took longer than the reference's
+    assert times.loc["03_llm_dual_encoder", "from nothing, s"] > 5 * times.loc["03_llm_dual_encoder", "seconds"]
 
 # %% [markdown]
 # Now the readout of section 2, side by side: this run (mode printed at the top) and the

@@ -97,3 +97,24 @@ def test_executes_a_real_notebook_with_the_full_mode_environment(tmp_path):
     figures = list((tmp_path / "res" / "figures").glob("00_env-*.png"))
     assert m["chapters"]["00_env"]["figures"] == len(figures) == 1
     assert figures[0].read_bytes().startswith(b"\x89PNG")
+
+
+def test_commit_is_marked_only_when_code_differs(tmp_path):
+    """Full mode rewrites artifacts/ and results/; only other changes mean the code is not HEAD's."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for d in ("artifacts", "results", "llmrec_lib"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "f.txt").write_text("a")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = reproduce.git_commit(tmp_path)
+    (tmp_path / "artifacts" / "f.txt").write_text("retrained")
+    (tmp_path / "results" / "f.txt").write_text("rerun")
+    assert reproduce.git_commit(tmp_path) == clean and "+" not in clean
+    (tmp_path / "llmrec_lib" / "f.txt").write_text("edited")
+    assert reproduce.git_commit(tmp_path) == clean + "+uncommitted changes"

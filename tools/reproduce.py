@@ -75,9 +75,13 @@ def hardware() -> dict:
 
 
 def git_commit(root: Path = ROOT) -> str:
+    """HEAD's short hash, marked when tracked files other than ``artifacts/`` and ``results/``
+    differ from it: full mode rewrites those two itself, so only other changes mean that the
+    code that ran is not the commit's."""
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)artifacts", ":(exclude)results"], cwd=root,
                                capture_output=True, text=True).stdout.strip()
     except OSError:
         return "unknown"
