@@ -367,7 +367,7 @@ assert (ledger["verdict"] != "").all() and len(ledger) >= 8
 # results/full` shows what changed.
 
 # %%
-ref_dir = config.PROJECT_ROOT / "results" / "full"
+ref_dir = config.REFERENCE_RESULTS
 this_is_the_reference = config.results_dir().resolve() == ref_dir.resolve()  # make reproduce, now
 needed = ["reproduce.json"] + ([] if this_is_the_reference else ["ch09.json"])
 for f in needed:

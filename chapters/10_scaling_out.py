@@ -173,7 +173,7 @@ tp
 speedup_workers = two["examples_per_second"] / summary["1 process x 1 thread"]["examples_per_second"]
 speedup_same_cores = two["examples_per_second"] / ref["examples_per_second"]
 comm_share = float(tp.loc["2 processes x 1 thread", "allreduce share of step"])
-ref10_path = config.PROJECT_ROOT / "results" / "full" / "ch10.json"
+ref10_path = config.REFERENCE_RESULTS / "ch10.json"
 ref10 = json.loads(ref10_path.read_text()) if ref10_path.is_file() else {}
 print(f"this run ({cfg.mode} mode): 2 processes vs 1 worker {speedup_workers:.2f}x; vs 1 process on the same "
       f"2 cores {speedup_same_cores:.2f}x; all-reduce {comm_share:.1%} of a step")

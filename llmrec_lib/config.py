@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_RESULTS = PROJECT_ROOT / "results" / "full"  # the committed make reproduce run (tools/reproduce.py)
 MODES = ("quick", "full")
 DEFAULT_SEED = 20251016
 

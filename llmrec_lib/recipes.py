@@ -34,7 +34,7 @@ from llmrec_lib.encoders import EncoderConfig
 from llmrec_lib.train import TrainConfig
 
 ARTIFACTS = config.PROJECT_ROOT / "artifacts" / "adapters"
-ITEM_FIELDS = ("title", "genres", "pop")  # the item prompt (no tags: 69% were written after their author's training ratings, see text.training_tags)
+ITEM_FIELDS = ("title", "genres", "pop")  # the item prompt; no tags: most postdate their author's training (text.training_tags)
 HISTORY_FIELDS = ("title", "genres")  # the shorter item text inside a user prompt
 
 _BASE_ENC = EncoderConfig(backbone="smollm2-135m", n_layers=8, pooling="mean", lora_r=8, lora_alpha=16,
