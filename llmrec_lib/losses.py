@@ -182,11 +182,20 @@ class MatryoshkaLoss(nn.Module):
         if not dims or any(d <= 0 for d in dims):
             raise ValueError("dims must be positive integers")
         self.base = base
-        self.dims = sorted(set(int(d) for d in dims), reverse=True)
-        w = [1.0] * len(self.dims) if weights is None else [float(x) for x in weights]
-        if len(w) != len(self.dims):
-            raise ValueError("one weight per dimension")
-        self.weights = w
+        dims = [int(d) for d in dims]
+        w = [1.0] * len(dims) if weights is None else [float(x) for x in weights]
+        if len(w) != len(dims):
+            raise ValueError(f"one weight per dimension: {len(dims)} dims, {len(w)} weights")
+        if len(set(dims)) != len(dims):
+            dup = sorted({d for d in dims if dims.count(d) > 1})
+            raise ValueError(
+                f"Matryoshka dims {dup} appear more than once; give each prefix size once "
+                "(with one weight), so it is clear which weight it gets."
+            )
+        # Largest prefix first; each weight travels with its own dimension.
+        pairs = sorted(zip(dims, w), key=lambda p: p[0], reverse=True)
+        self.dims = [d for d, _ in pairs]
+        self.weights = [x for _, x in pairs]
 
     def forward(self, users, items, hard=None, **kwargs):
         if self.dims[0] > users.shape[-1]:

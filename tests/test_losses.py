@@ -84,6 +84,20 @@ def test_matryoshka_is_weighted_mean_of_prefix_losses():
         MatryoshkaLoss(base, dims=[32])(u, v)
 
 
+def test_matryoshka_weights_follow_their_dims_in_any_order():
+    # ascending dims with unequal weights: 4 keeps weight 2.0 however the dims are listed
+    u, v = _emb(5, 16, seed=1), _emb(5, 16, seed=2)
+    base = InfoNCE(0.1)
+    ascending = MatryoshkaLoss(base, dims=[4, 8, 16], weights=[2.0, 1.0, 0.5])
+    descending = MatryoshkaLoss(base, dims=[16, 8, 4], weights=[0.5, 1.0, 2.0])
+    assert ascending.dims == [16, 8, 4] and ascending.weights == [0.5, 1.0, 2.0]
+    assert ascending(u, v).item() == pytest.approx(descending(u, v).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="more than once"):
+        MatryoshkaLoss(base, dims=[16, 8, 16], weights=[1.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="one weight per dimension"):
+        MatryoshkaLoss(base, dims=[16, 8], weights=[1.0])
+
+
 def test_shape_errors_are_clear():
     with pytest.raises(ValueError, match=r"\(B, d\)"):
         InfoNCE()(_emb(4, 8), _emb(3, 8))
