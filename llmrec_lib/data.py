@@ -87,8 +87,12 @@ def verify_files(folder: str | Path, manifest: str | Path = MANIFEST) -> None:
     expected = read_manifest(manifest)
     bad = []
     for name, digest in expected.items():
-        got = file_sha256(Path(folder) / name)
-        if got != digest:
+        path = Path(folder) / name
+        if not path.is_file():
+            bad.append(f"{name}: missing")
+        elif path.stat().st_size == 0:
+            bad.append(f"{name}: empty (0 bytes)")
+        elif (got := file_sha256(path)) != digest:
             bad.append(f"{name}: expected {digest[:12]}..., got {got[:12]}...")
     if bad:
         raise ChecksumError(
@@ -117,8 +121,22 @@ def _resolve_folder(path: str | Path | None) -> Path:
 
 
 def _read_csv(path: Path, name: str) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
     want = _COLUMNS[name]
+    optional = name in ("tags.csv", "links.csv")  # the loader runs without these two
+    restore = (
+        "Restore it from the 2018 ml-latest-small release (`make data` downloads and verifies "
+        "it), or, for your own data, write it in the ml-latest-small layout "
+        f"({', '.join(want)}, with a header row)"
+        + (f"; {name} is optional, so deleting it loads the other files without it." if optional else ".")
+    )
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as exc:
+        raise SchemaError(f"{path} is empty (no header, no rows): the file was truncated or "
+                          f"not copied. {restore}") from exc
+    except pd.errors.ParserError as exc:
+        raise SchemaError(f"{path} cannot be parsed as CSV ({str(exc).strip()}): the file is cut "
+                          f"short or corrupted, e.g. it ends inside a quoted field. {restore}") from exc
     missing = [c for c in want if c not in df.columns]
     if missing:
         raise SchemaError(

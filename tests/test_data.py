@@ -97,6 +97,31 @@ def test_unknown_item_id(copy):
         data.load_movielens(copy, verify=False)
 
 
+def test_truncated_file_names_it_and_says_restore(copy):
+    # cut movies.csv in the middle of a quoted title: pandas alone says "EOF inside string"
+    raw = (copy / "movies.csv").read_bytes()
+    cut = raw.index(b'"American President')
+    (copy / "movies.csv").write_bytes(raw[: cut + 10])
+    with pytest.raises(data.SchemaError, match="movies.csv") as err:
+        data.load_movielens(copy, verify=False)
+    assert str(copy / "movies.csv") in str(err.value) and "make data" in str(err.value)
+    with pytest.raises(data.ChecksumError, match="movies.csv"):
+        data.load_movielens(copy)
+
+
+def test_empty_file_names_it_and_says_restore(copy):
+    (copy / "tags.csv").write_bytes(b"")
+    with pytest.raises(data.ChecksumError, match=r"tags.csv: empty \(0 bytes\)"):
+        data.load_movielens(copy)  # the reference layout, checksums on
+    with pytest.raises(data.SchemaError, match="empty") as err:
+        data.load_movielens(copy, verify=False)
+    assert str(copy / "tags.csv") in str(err.value) and "make data" in str(err.value)
+    (copy / "tags.csv").unlink()  # tags.csv is optional: without it the rest still loads
+    assert len(data.load_movielens(copy, verify=False).tags) == 0
+    with pytest.raises(data.ChecksumError, match="tags.csv: missing"):
+        data.load_movielens(copy)
+
+
 # ---- splits ---------------------------------------------------------------------------------
 
 def test_per_user_split_is_chronological_and_disjoint(ml, split):
