@@ -50,6 +50,29 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     return PROJECT_ROOT / "data" / "ml-latest-small"
 
 
+def relative_to_root(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """``path`` as a results file or manifest should record it: never an absolute machine path.
+
+    Inside the project (``root``, default :data:`PROJECT_ROOT`): relative to it, e.g.
+    ``results/full/rankings/ch02-item-knn.npz``. Inside the MovieLens folder (:func:`data_dir`,
+    which usually lives outside the project): its name and the rest, e.g. ``ml-latest-small``.
+    Anywhere else: relative to the project (``../...``), or only the name when no relative
+    path exists (another drive). Forward slashes on every OS, so the JSON reads the same.
+    """
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    base = Path(os.path.abspath(Path(root).expanduser() if root is not None else PROJECT_ROOT))
+    data = Path(os.path.abspath(data_dir()))
+    for anchor, prefix in ((base, Path()), (data, Path(data.name))):
+        try:
+            return (prefix / p.relative_to(anchor)).as_posix()
+        except ValueError:
+            continue
+    try:
+        return Path(os.path.relpath(p, base)).as_posix()
+    except ValueError:  # Windows: another drive
+        return p.name
+
+
 def cache_dir(sub: str | None = None) -> Path:
     """Where model copies and embedding caches live (created on demand)."""
     root = Path(os.environ.get("LLMREC_CACHE_DIR", PROJECT_ROOT / ".cache")).expanduser()
@@ -150,7 +173,7 @@ class Settings:
 
     def as_dict(self) -> dict:
         out = asdict(self)
-        out["data_dir"] = str(self.data_dir)
+        out["data_dir"] = relative_to_root(self.data_dir)  # no absolute machine path in results
         return out
 
 

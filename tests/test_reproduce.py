@@ -46,6 +46,7 @@ def test_runs_in_order_in_full_mode_and_records_each_chapter(project):
     assert saved == m and set(m["chapters"]) == {"01_ch", "02_ch"}
     assert all(c["status"] == "done" and c["seconds"] >= 0 for c in m["chapters"].values())
     assert m["hardware"]["logical_cpus"] >= 1 and m["mode"] == "full"
+    assert (m["results_dir"], m["build_dir"]) == ("res", "build")  # relative: no machine path
 
 
 def test_a_rerun_skips_finished_chapters_unless_the_code_changed(project):

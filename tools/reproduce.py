@@ -32,6 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = "reproduce.json"
 
+sys.path.insert(0, str(ROOT))  # the library, also when run from a checkout without pip install -e
+from llmrec_lib.config import relative_to_root  # noqa: E402
+
 
 def _sha_files(paths) -> str:
     h = hashlib.sha256()
@@ -147,7 +150,8 @@ def run(notebooks: list[Path], results_dir: Path, build_dir: Path, *, force: boo
     chapters = manifest.setdefault("chapters", {})
     manifest.update({
         "command": "make reproduce", "mode": "full", "hardware": hardware(), "commit": git_commit(root),
-        "library_sha": lib_sha, "results_dir": str(results_dir), "build_dir": str(build_dir),
+        "library_sha": lib_sha,  # the folders relative to the project: no absolute machine path
+        "results_dir": relative_to_root(results_dir, root), "build_dir": relative_to_root(build_dir, root),
     })
     env = {**os.environ, "LLMREC_MODE": "full", "LLMREC_RESULTS_DIR": str(results_dir.resolve())}
     for nb in notebooks:
