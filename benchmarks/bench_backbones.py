@@ -2,7 +2,7 @@
 
 Not a test: a script that prints a table. Run it from the project root:
 
-    LLMREC_DATA_DIR=/work/shared/data/ml-latest-small .venv/bin/python benchmarks/bench_backbones.py
+    LLMREC_DATA_DIR=../shared/data/ml-latest-small .venv/bin/python benchmarks/bench_backbones.py
     ... bench_backbones.py --fresh   # also time SmolLM2's first load from the GGUF (about 15 s),
                                      # into a temporary cache, and check it equals the cached copy
 

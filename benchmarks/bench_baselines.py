@@ -2,7 +2,7 @@
 
 Not a test: a script that prints a table. Run it from the project root:
 
-    LLMREC_DATA_DIR=/work/shared/data/ml-latest-small .venv/bin/python benchmarks/bench_baselines.py
+    LLMREC_DATA_DIR=../shared/data/ml-latest-small .venv/bin/python benchmarks/bench_baselines.py
     ... bench_baselines.py --threads   # also time SASRec epochs in subprocesses with 1 and 2
                                        # threads and OMP_WAIT_POLICY active vs passive
 

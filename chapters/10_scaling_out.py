@@ -429,7 +429,7 @@ print(f"wrote results/ch10.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 #
 # ## Exercises
 #
-# 1. **Four processes.** Run `scaling.launch_ddp(4, "/tmp/ddp4", global_batch=16, steps=8)` on a
+# 1. **Four processes.** Run `scaling.launch_ddp(4, f"{ddp_dir}/4x1", global_batch=16, steps=8)` on a
 #    machine with 4 cores or more, and compare it with 2 processes. *Check:* the losses still
 #    match the 1-process run's within 1%, and you can say how far from 2x the speed-up is.
 # 2. **nprobe at a million.** Run `scaling.index_at_scale(1_000_000, 576, nprobes=(1, 8, 32))`.

@@ -98,10 +98,10 @@ def test_saved_adapter_is_bf16_safetensors_and_generates(tmp_path):
     assert not (path / "README.md").exists()
 
 
-def test_config_validation():
+def test_config_validation(tmp_path):
     with pytest.raises(ValueError, match="steps"):
         sft.SFTConfig(steps=0)
     with pytest.raises(ValueError, match="warmup"):
         sft.SFTConfig(steps=5, warmup=5)
     with pytest.raises(ValueError, match="causal LM"):
-        sft.SFTTrainer(object(), EXAMPLES, cfg(), "/tmp/unused")
+        sft.SFTTrainer(object(), EXAMPLES, cfg(), tmp_path / "unused")
