@@ -11,8 +11,8 @@ import pytest
 from llmrec_lib import config
 
 ROOT = Path(__file__).resolve().parents[1]
-# An absolute path on someone's machine, as a quoted string or JSON value ("/work/...",
-# '/tmp/...') or a shell assignment in a usage line (LLMREC_DATA_DIR=/home/...).
+# An absolute path on someone's machine (under /work, /tmp, /home, /root or /Users) that opens a
+# quoted string or JSON value, or follows "=" in a shell usage line (LLMREC_DATA_DIR=...).
 MACHINE_PATH = re.compile(r"""["'=]/(work|tmp|home|root|Users)/""")
 
 
@@ -52,8 +52,9 @@ def test_no_tracked_file_holds_an_absolute_machine_path():
 
 
 def test_the_scan_sees_what_it_must():
-    assert MACHINE_PATH.search('"data_dir": "/work/shared/data/ml-latest-small"')
-    assert MACHINE_PATH.search("LLMREC_DATA_DIR=/home/me/ml .venv/bin/python x.py")
+    home, work = "/" + "home/me/ml", "/" + "work/shared/data/ml-latest-small"  # split: this file is scanned too
+    assert MACHINE_PATH.search(f'"data_dir": "{work}"') and MACHINE_PATH.search(f"x = '{work}'")
+    assert MACHINE_PATH.search(f"LLMREC_DATA_DIR={home} .venv/bin/python x.py")
     assert not MACHINE_PATH.search('"data_dir": "ml-latest-small"')
     assert not MACHINE_PATH.search("LLMREC_DATA_DIR=../shared/data/ml-latest-small")
 
