@@ -20,7 +20,7 @@ export LLMREC_MODE ?= quick
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: reproduce help setup test test-lib test-chapters test-assignments book lab data notebooks executed assignments bench clean
+.PHONY: reproduce help setup browser test test-lib test-chapters test-assignments book lab data notebooks executed assignments bench clean
 
 help:
 	@echo "make book   run every chapter (quick mode) and render the HTML book into _build/html"
@@ -29,6 +29,7 @@ help:
 	@echo "make data   download and verify MovieLens ml-latest-small into data/ (needs internet)"
 	@echo "make bench  the speed benchmarks (scripts that print figures and ratios)"
 	@echo "make assignments  student versions and autograders of every assignment, in $(ASSIGN_DIR)"
+	@echo "make browser  headless Chromium for tests/test_book_render.py (apt-get, as root, if none is found)"
 
 setup: $(STAMP)
 
@@ -43,6 +44,19 @@ $(STAMP): pyproject.toml requirements-models.txt
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' > $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $(STAMP)
+
+# Headless Chromium for tests/test_book_render.py, which opens the rendered book with the network
+# off and checks that MathJax (served from the book's _static) typeset every equation. A Chromium
+# already on PATH is used as it is (no apt-get needed); otherwise, as root with apt-get, Debian's
+# chromium-headless-shell is installed. The test skips without one, but fails when CI is set.
+BROWSERS := chromium-headless-shell chromium chromium-browser google-chrome
+browser:
+	@found=$$(for b in $(BROWSERS); do command -v $$b && break; done); \
+	if [ -n "$$found" ]; then echo "browser: $$found"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell \
+	  && echo "browser: $$(command -v chromium-headless-shell)"; \
+	else echo "browser: no Chromium found (looked for $(BROWSERS)); as root on Debian: apt-get install chromium-headless-shell" >&2; exit 1; fi
 
 data:
 	$(BIN)/python -m llmrec_lib.data download || $(PYTHON) -c "print('make data needs the venv: run make setup first')"

@@ -41,6 +41,22 @@ def toc_files(toc: dict) -> list[str]:
     return out
 
 
+def book_config() -> dict:
+    """The book's _config.yml as staged: nothing executes (the chapters come executed)."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    # the staged chapters are .ipynb files: no jupytext format needed
+    config.get("sphinx", {}).get("config", {}).pop("nb_custom_formats", None)
+    return config
+
+
+def write_config(dest: Path) -> Path:
+    """Write the staged _config.yml into ``dest`` (also used by tests/test_book_render.py)."""
+    path = dest / "_config.yml"
+    path.write_text(yaml.safe_dump(book_config(), sort_keys=False))
+    return path
+
+
 def stage(executed: Path, dest: Path) -> list[str]:
     if dest.exists():
         shutil.rmtree(dest)
@@ -51,11 +67,7 @@ def stage(executed: Path, dest: Path) -> list[str]:
             shutil.copytree(src, dest / name)
         elif src.exists():
             shutil.copy2(src, dest / name)
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config.setdefault("execute", {})["execute_notebooks"] = "off"
-    # the staged chapters are .ipynb files: no jupytext format needed
-    config.get("sphinx", {}).get("config", {}).pop("nb_custom_formats", None)
-    (dest / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_config(dest)
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     missing, staged = [], []
     for entry in toc_files(toc):
