@@ -162,3 +162,60 @@ def test_unmodified_student_version_gets_no_marks(built, master, needs_data):
     cases = _case_results(results)
     passed = [name for name, ok in cases if ok]
     assert cases and not passed and results.total == 0, f"the blank student notebook passes {passed}"
+
+
+# A plausible wrong answer per assignment: one exact piece of the reference solution, what a
+# student might write instead, and the mistake it stands for. The reference notebook with that
+# one edit must lose marks: the tests catch the mistakes students make, not only blanks.
+WRONG_ANSWERS = {
+    "04_hard_negatives_ablations": (
+        'masked_fill(mask, float("-inf"))', "masked_fill(mask, 0.0)",
+        "a masked column gets a logit of 0 instead of leaving the denominator"),
+    "06_interest_mining": (
+        "need = max(1, min(min_support, len(items)))", "need = min_support",
+        "a short history still has to support an interest min_support times"),
+    "07_tag_prediction": (
+        "for t in user_tags[:k]}", "for t in user_tags}",
+        "every tag counts, not only the first k"),
+    "09_offline_ab": (
+        "means = d[idx].mean(axis=1)",
+        "means = np.asarray(a, dtype=float)[idx].mean(axis=1) - "
+        "np.asarray(b, dtype=float)[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)",
+        "an unpaired bootstrap: the two arms resampled with different users"),
+    "10_scaling_out": (
+        "return weights + attention", "return weights",
+        "FLOPs without the attention term"),
+}
+# Masters written before this check; every newer master must define a wrong answer above.
+NO_WRONG_ANSWER_YET = {"00_introduction", "01_text_featurization", "02_baselines", "03_llm_dual_encoder",
+                       "05_matryoshka_ann", "08_three_towers"}
+WRONG = [m for m in MASTERS if m.stem in WRONG_ANSWERS]
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=IDS)
+def test_masters_have_a_plausible_wrong_answer(master):
+    if master.stem in NO_WRONG_ANSWER_YET:
+        pytest.skip("written before the wrong-answer check; none defined yet")
+    assert master.stem in WRONG_ANSWERS, f"{master.name}: define a plausible wrong answer in WRONG_ANSWERS"
+    right = WRONG_ANSWERS[master.stem][0]
+    secret, _ = _solution_and_other_lines(master)
+    assert sum(right in s for s in secret) == 1, f"{right!r} is not exactly one solution line of {master.name}"
+
+
+@pytest.mark.grading
+@pytest.mark.parametrize("master", WRONG, ids=[m.stem for m in WRONG])
+def test_plausible_wrong_answer_loses_marks(built, master, needs_data, tmp_path):
+    right, wrong, mistake = WRONG_ANSWERS[master.stem]
+    dest = built[master.stem]
+    nb = json.loads((dest / "autograder" / f"{master.stem}.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert sum("".join(c["source"]).count(right) for c in code) == 1, f"{right!r} not once in the reference notebook"
+    for c in code:
+        src = "".join(c["source"])
+        if right in src:
+            c["source"] = src.replace(right, wrong)
+    submission = tmp_path / f"{master.stem}.ipynb"
+    submission.write_text(json.dumps(nb))
+    results = _grade(submission, dest / "autograder" / "autograder.zip")
+    failed = [name for name, ok in _case_results(results) if not ok]
+    assert failed and results.total < results.possible, f"{mistake} still gets full marks"
