@@ -85,6 +85,29 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str = "mea
     raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
+def prefix_pool(hidden: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
+                ends: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
+    """Pooled states of prompt prefixes, many per row: ``(B, T, D) -> (P, D)``.
+
+    Pair p pools tokens ``[0, ends[p])`` of row ``rows[p]``. In a causal decoder token t
+    attends only to tokens <= t, so the states of a prefix are the same whether or not more
+    text follows: the mean over the first L states of a long prompt *is* the embedding of the
+    L-token prompt. One forward of a member's history therefore gives the member's embedding
+    at every item boundary (every-position training). Not valid for bidirectional encoders.
+    """
+    _check_pool_inputs(hidden, attention_mask)
+    rows, ends = torch.as_tensor(rows).long(), torch.as_tensor(ends).long()
+    lengths = attention_mask.sum(dim=1)
+    if rows.shape != ends.shape or (ends < 1).any() or (ends > lengths[rows]).any():
+        raise ValueError("each prefix needs 1 <= end <= its row's attended length")
+    if pooling == "last":
+        return hidden[rows, ends - 1]
+    if pooling != "mean":
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    csum = (hidden * attention_mask.to(hidden.dtype).unsqueeze(-1)).cumsum(dim=1)  # (B, T, D)
+    return csum[rows, ends - 1] / ends.to(hidden.dtype).unsqueeze(-1)
+
+
 def batch_order(lengths: np.ndarray, batch_size: int, bucket: bool = True) -> list[np.ndarray]:
     """Index batches: longest-first by token length when ``bucket`` (ties by position, so the
     order is deterministic), else the texts' own order.
@@ -339,6 +362,16 @@ class DualEncoder(nn.Module):
     def forward(self, users: dict, items: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Both towers in one call (one forward per step, as DDP expects): (B_u, D), (B_i, D)."""
         return self.embed(**users), self.embed(**items)
+
+    def embed_prefixes(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       rows: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """One forward, many prefix embeddings (:func:`prefix_pool`): (P, D), normalised."""
+        if self.backbone.kind != "decoder":
+            raise ValueError("prefix embeddings need a causal decoder; "
+                             f"{self.backbone.name} attends both ways")
+        hidden = self.backbone.hidden_states(input_ids, attention_mask)  # (B, T, D)
+        pooled = prefix_pool(hidden.float(), attention_mask, rows, ends, self.cfg.pooling)
+        return F.normalize(pooled, dim=-1)
 
     def encode(self, texts: Sequence[str], max_tokens: int) -> torch.Tensor:
         return self.embed(**self.tokenize(texts, max_tokens))

@@ -25,6 +25,8 @@ from torch import nn
 
 __all__ = [
     "InfoNCE",
+    "CatalogueSoftmax",
+    "log_q",
     "BCELoss",
     "MatryoshkaLoss",
     "false_negative_mask",
@@ -102,6 +104,14 @@ class InfoNCE(_Temperature):
     where j runs over the positives of the whole (global) batch and h over row i's own hard
     negatives. Masked columns (false negatives) are removed from the denominator.
 
+    **log-Q correction** (Yi et al., RecSys 2019). In-batch negatives are the positives of
+    other rows, so an item turns up as a negative in proportion to its popularity q_j. Without
+    a correction the softmax learns s(u, v) ~ log p(v | u) - log q_v: "specific to this user",
+    which pushes the popular head down. Passing ``log_q`` (one log-probability per column,
+    :func:`log_q`) scores every in-batch column as s/t - log q_j, so the trained s/t estimates
+    log p(v | u) itself and keeps popularity. Hard negatives are not sampled by popularity and
+    are left uncorrected.
+
     Example::
 
         loss_fn = InfoNCE(temperature=0.05)
@@ -116,11 +126,17 @@ class InfoNCE(_Temperature):
         item_ids: torch.Tensor | None = None,
         user_positives: Sequence[set[int]] | None = None,
         mask: torch.Tensor | None = None,
+        log_q: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _check(users, items, hard)
         all_items, offset = gather_with_grad(items)  # (N, d), N = global batch
         scale = self.scale()
         logits = scale * users @ all_items.T  # (B, N)
+        if log_q is not None:
+            all_log_q, _ = gather_with_grad(log_q.to(logits.dtype))  # (N,)
+            if all_log_q.shape != (all_items.shape[0],):
+                raise ValueError(f"log_q needs one value per batch item, got {tuple(log_q.shape)}")
+            logits = logits - all_log_q[None, :]
         if mask is None and item_ids is not None:
             all_ids, _ = gather_with_grad(item_ids)
             mask = false_negative_mask(item_ids, all_ids, offset, user_positives)
@@ -131,6 +147,57 @@ class InfoNCE(_Temperature):
             logits = torch.cat([logits, hard_logits], dim=1)
         labels = torch.arange(users.shape[0], device=users.device) + offset
         return F.cross_entropy(logits.float(), labels)
+
+
+def log_q(counts: torch.Tensor | Sequence[float], smoothing: float = 1.0) -> torch.Tensor:
+    """log of each item's in-batch sampling probability, estimated from training counts:
+    log((c + smoothing) / sum(c + smoothing)). ``smoothing`` keeps items seen once or never
+    finite. Index the result by each batch item's catalogue column."""
+    c = torch.as_tensor(counts, dtype=torch.float64)
+    if c.ndim != 1 or (c < 0).any():
+        raise ValueError("counts must be a 1-d array of non-negative numbers")
+    c = c + smoothing
+    return (c / c.sum()).log().float()
+
+
+class CatalogueSoftmax(_Temperature):
+    """Softmax over the whole catalogue, with cached negatives and live positives.
+
+        L = -1/B sum_i log( exp(s(u_i, v_i)/t) / sum_{j in catalogue} exp(s(u_i, c_j)/t) )
+
+    ``table`` (N, d) holds every item's embedding from a recent snapshot of the model (no
+    gradient; refresh it every few hundred steps: stale vectors drift from the live ones).
+    Row i's own positive is scored with its live vector ``items[i]`` (with gradient) in place
+    of its cached row, so the item side still learns. Every catalogue item is a negative,
+    each exactly once, so no item is over-sampled and no log-Q correction is needed: the model
+    learns log p(v | u), popularity included. With 9.7k items the (B, N) logit matrix is cheap.
+
+    Example::
+
+        loss_fn = CatalogueSoftmax(temperature=0.05)
+        loss = loss_fn(users, items, table=table, columns=cols, mask=seen)
+    """
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, *, table: torch.Tensor,
+                columns: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        _check(users, items, None)
+        if table.ndim != 2 or table.shape[1] != users.shape[1]:
+            raise ValueError(f"table must be (n_items, {users.shape[1]}), got {tuple(table.shape)}")
+        columns = torch.as_tensor(columns, device=users.device).long()
+        if columns.shape != (users.shape[0],) or columns.min() < 0 or columns.max() >= table.shape[0]:
+            raise ValueError("columns needs one catalogue row per positive, inside the table")
+        scale = self.scale()
+        rows = torch.arange(users.shape[0], device=users.device)
+        logits = scale * users.float() @ table.to(users.device, torch.float32).T  # (B, N)
+        live = scale * (users.float() * items.float()).sum(-1)  # (B,)
+        logits = logits.index_put((rows, columns), live)
+        if mask is not None:
+            if mask.shape != logits.shape:
+                raise ValueError(f"mask must be {tuple(logits.shape)}, got {tuple(mask.shape)}")
+            keep_own = torch.zeros_like(mask)
+            keep_own[rows, columns] = True
+            logits = logits.masked_fill(mask & ~keep_own, float("-inf"))
+        return F.cross_entropy(logits, columns)
 
 
 class BCELoss(_Temperature):

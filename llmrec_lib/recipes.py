@@ -57,9 +57,21 @@ RECIPES: dict[str, tuple[EncoderConfig, TrainConfig]] = {
 }
 ABLATIONS = [n for n in RECIPES if n.startswith("ablate-")]
 
+# The popularity-aware recipe (chapter 03, issue of the second edition): a softmax over the
+# whole catalogue (cached item table, live positives), every-position pairs from one member
+# forward of up to 256 history tokens, users drawn uniformly, several epochs of pairs.
+_SEQ_ENC = replace(_BASE_ENC, user_max_tokens=256)
+_SEQ_TRAIN = replace(_BASE_TRAIN, batch_size=8, positions=8, user_budget=256, objective="catalogue",
+                     refresh_every=100, warmup_steps=50, checkpoint_every=25)
+RECIPES["catalogue"] = (_SEQ_ENC, _SEQ_TRAIN)
+# the same pairs with in-batch negatives and log-Q instead of the catalogue softmax
+RECIPES["logq"] = (_SEQ_ENC, replace(_SEQ_TRAIN, objective="in_batch", log_q=True))
+
 # steps of the live quick run and of the full run, per recipe
 STEPS = {"quick": 24, "full": 1600}
 ABLATION_STEPS = 400
+# every-position recipes: steps of 8 users (about 50 pairs each), so fewer steps do more
+SEQUENCE_STEPS = {"quick": 12, "full": 1200}
 
 
 @dataclass
@@ -86,7 +98,10 @@ def recipe(name: str, mode: str) -> tuple[EncoderConfig, TrainConfig]:
         raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     enc, tr = RECIPES[name]
     mode = config.get_mode(mode)
-    steps = ABLATION_STEPS if mode == "full" and name in ABLATIONS else STEPS[mode]
+    if tr.positions:
+        steps = SEQUENCE_STEPS[mode]
+    else:
+        steps = ABLATION_STEPS if mode == "full" and name in ABLATIONS else STEPS[mode]
     return enc, replace(tr, steps=steps)
 
 
@@ -246,9 +261,10 @@ def train_recipe(name: str, mode: str = "quick", *, setting: Setting | None = No
     model = DualEncoder(enc)
     pairs = train.training_pairs(setting.split.train, positive_only=tr.positive_only)
     out = Path(out_dir) if out_dir else config.cache_dir("runs") / f"{name}-{config.get_mode(mode)}"
-    trainer = train.Trainer(model, pairs, setting.item_text, setting.history_text, tr, out_dir=out,
-                            evaluate_fn=validation_fn(setting) if evaluate_every else None,
-                            catalogue=setting.ml.item_ids, progress=progress)
+    cls = train.SequenceTrainer if tr.positions else train.Trainer
+    trainer = cls(model, pairs, setting.item_text, setting.history_text, tr, out_dir=out,
+                  evaluate_fn=validation_fn(setting) if evaluate_every else None,
+                  catalogue=setting.ml.item_ids, progress=progress)
     trainer.fit(max_seconds=max_seconds, stop_at=stop_at)
     return trainer
 

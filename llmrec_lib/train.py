@@ -160,6 +160,15 @@ class TrainConfig:
     checkpoint_every: int = 50
     seed: int = config.DEFAULT_SEED
     use_autocast: bool = True
+    # Popularity-aware objectives (chapter 03). "in_batch": the other rows' positives are the
+    # negatives, with log-Q correction when ``log_q``; "catalogue": every catalogue item is a
+    # negative, scored against a cached item table refreshed every ``refresh_every`` steps.
+    objective: str = "in_batch"
+    log_q: bool = False
+    refresh_every: int = 100
+    # Every-position training: > 0 makes a step take ``batch_size`` *users*, one forward each
+    # over a window of their history, and up to ``positions`` next-item targets per window.
+    positions: int = 0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -254,6 +263,12 @@ class Trainer:
         train = pairs.history
         liked = train[train["rating"] >= data.POSITIVE_MIN]
         self.user_liked = {int(u): set(g.tolist()) for u, g in liked.groupby("user_id")["item_id"]}
+        if cfg.objective not in ("in_batch", "catalogue"):
+            raise ValueError(f"objective must be 'in_batch' or 'catalogue', got {cfg.objective!r}")
+        self.column = pd.Series(np.arange(len(self.catalogue)), index=self.catalogue)
+        counts = liked["item_id"].value_counts().reindex(self.catalogue, fill_value=0)
+        self.item_log_q = losses.log_q(counts.to_numpy()) if cfg.log_q else None
+        self.table = None  # the cached catalogue embeddings of the "catalogue" objective
         self.resumed_from = self._maybe_resume()
 
     # ---- batches -------------------------------------------------------------------------
@@ -301,9 +316,13 @@ class Trainer:
             users, items = m(user_tok, item_tok)
         b = len(batch["users"])
         pos, hard = items[:b], (items[b:].reshape(b, k, -1) if k else None)
+        extra = {}
+        if self.item_log_q is not None:
+            extra["log_q"] = self.item_log_q[self.column.reindex(batch["item_ids"].numpy()).to_numpy()]
         return self.loss_fn(users, pos, hard=hard,
                             item_ids=batch["item_ids"] if cfg.mask_false_negatives else None,
-                            user_positives=batch["user_positives"] if cfg.mask_false_negatives else None)
+                            user_positives=batch["user_positives"] if cfg.mask_false_negatives else None,
+                            **extra)
 
     def step(self) -> float:
         self.model.train()
@@ -435,6 +454,139 @@ class Trainer:
             out["user_len_per_step"] = float(np.median([h["user_len"] for h in hist]))
             out["tokens_per_second"] = out["tokens_per_step"] * self.world / per_step
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# Every-position training over a cached catalogue
+# --------------------------------------------------------------------------------------------
+
+
+def prefix_boundaries(times: np.ndarray, start: int, stop: int, targets: np.ndarray) -> np.ndarray:
+    """For each target row j of one user's time-sorted sequence, how many rows of the window
+    ``[start, stop)`` its history may use: the rows strictly earlier in time than row j (the
+    library's one tie rule, as in :func:`training_pairs`: same-second rows are not history)."""
+    return np.searchsorted(times[start:stop], times[targets], side="left")
+
+
+class SequenceTrainer(Trainer):
+    """Every-position training: one member forward, a (prefix -> next item) pair at every
+    item boundary (see :func:`llmrec_lib.encoders.prefix_pool`).
+
+    A step draws ``batch_size`` users uniformly (so every member counts the same, as in the
+    metric, however many ratings they have), and for each a window of consecutive positives
+    that fits ``user_budget`` tokens, ending at a random target. Up to ``positions`` targets
+    inside the window (always its last one) are paired with the prefix strictly before them.
+    With ``objective="catalogue"`` the loss is a softmax over the whole catalogue
+    (:class:`~llmrec_lib.losses.CatalogueSoftmax`); the user's other training positives are
+    masked out of the negatives (false negatives), as the in-batch loss does.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from llmrec_lib import losses, text
+
+        cfg, h = self.cfg, self.pairs.history
+        if cfg.positions < 1:
+            raise ValueError("SequenceTrainer needs TrainConfig.positions >= 1")
+        if cfg.hard_negatives or cfg.matryoshka_dims or not cfg.positive_only:
+            raise ValueError("SequenceTrainer trains positive-only histories without hard "
+                             "negatives or Matryoshka; use Trainer for those ablations")
+        if cfg.objective == "catalogue":
+            self.loss_fn = losses.CatalogueSoftmax(cfg.temperature)
+        h = h[h["rating"] >= data.POSITIVE_MIN].sort_values(["user_id", "timestamp", "item_id"],
+                                                            ignore_index=True)
+        self.seq_items = h["item_id"].to_numpy(np.int64)
+        self.seq_times = h["timestamp"].to_numpy(np.int64)
+        users, first, count = np.unique(h["user_id"].to_numpy(), return_index=True, return_counts=True)
+        keep = count >= 2  # a target needs one earlier positive
+        self.seq_users, self.seq_start, self.seq_count = users[keep], first[keep], count[keep]
+        tok = self.model.tokenizer
+        pieces = self.history_text.reindex(np.unique(self.seq_items)).astype(str)
+        self.piece_len = pd.Series(text.count_tokens(tok, pieces.tolist(), add_special_tokens=False),
+                                   index=pieces.index)
+        self.prefix_len = int(text.count_tokens(tok, [text.HISTORY])[0])
+        self.item_token = tok.convert_tokens_to_ids(text.ITEM)
+
+    def windows(self, step: int) -> list[tuple[int, int, int, np.ndarray]]:
+        """(user, start, stop, targets) per drawn user: rows ``[start, stop)`` of the sequence
+        arrays form the prompt and ``targets`` are rows in ``(start, stop]``. A pure function
+        of (seed, step, rank), so a resumed run draws the same windows."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, step, self.rank, 11])
+        room = cfg.user_budget - self.prefix_len
+        out = []
+        for u in rng.choice(len(self.seq_users), size=cfg.batch_size, replace=True):
+            s0, n = int(self.seq_start[u]), int(self.seq_count[u])
+            stop = s0 + int(rng.integers(1, n))  # the last target's row
+            lens = self.piece_len.reindex(self.seq_items[s0:stop]).to_numpy()
+            fit = int(np.searchsorted(np.cumsum(lens[::-1]), room, side="right"))
+            start = stop - max(fit, 1)
+            cand = np.arange(start + 1, stop + 1)
+            cand = cand[prefix_boundaries(self.seq_times, start, stop, cand) > 0]
+            if len(cand) == 0:
+                continue
+            others = cand[:-1]
+            pick = rng.choice(others, size=min(len(others), cfg.positions - 1), replace=False)
+            out.append((int(self.seq_users[u]), start, stop, np.sort(np.append(pick, cand[-1]))))
+        return out
+
+    def make_batch(self, step: int) -> dict:
+        from llmrec_lib import text
+
+        wins = self.windows(step)
+        frames, rows, n_items, targets = [], [], [], []
+        for r, (_, start, stop, tgt) in enumerate(wins):
+            frames.append(pd.DataFrame({"user_id": r, "item_id": self.seq_items[start:stop],
+                                        "rating": 5.0, "timestamp": self.seq_times[start:stop]}))
+            b = prefix_boundaries(self.seq_times, start, stop, tgt)
+            rows += [r] * len(tgt)
+            n_items += b.tolist()
+            targets += self.seq_items[tgt].tolist()
+        prompts = text.user_prompts(pd.concat(frames, ignore_index=True), self.history_text,
+                                    self.model.tokenizer, budget=None, users=range(len(wins)))
+        items = np.asarray(targets, dtype=np.int64)
+        return {"users": prompts["prompt"].tolist(), "rows": np.asarray(rows), "n_items": np.asarray(n_items),
+                "items": [self.item_text[i] for i in items], "item_ids": torch.as_tensor(items),
+                "user_ids": [wins[r][0] for r in rows]}
+
+    def refresh_table(self) -> None:
+        """Re-encode the whole catalogue with the current weights (no gradient)."""
+        vecs = self.model.encode_texts(self.item_text.reindex(self.catalogue).tolist(),
+                                       self.model.cfg.item_max_tokens, progress=False)
+        self.table = torch.from_numpy(vecs)
+
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        cfg, m = self.cfg, self.model
+        user_tok = m.tokenize(batch["users"], cfg.user_budget)  # (B, T), nothing cut: windows fit
+        item_tok = m.tokenize(batch["items"], m.cfg.item_max_tokens)  # (P, T_i)
+        ids = user_tok["input_ids"]
+        # the token position where each item starts; a prefix of n items ends before item n+1
+        starts = [torch.nonzero(row == self.item_token).flatten() for row in ids]
+        lengths = user_tok["attention_mask"].sum(dim=1)
+        ends = torch.tensor([int(starts[r][n]) if n < len(starts[r]) else int(lengths[r])
+                             for r, n in zip(batch["rows"], batch["n_items"])])
+        self.last_tokens = int(ids.numel() + item_tok["input_ids"].numel())
+        self.last_user_len = int(ids.shape[1])
+        with config.autocast(m.device.type, enabled=cfg.use_autocast):
+            users = m.embed_prefixes(**user_tok, rows=torch.as_tensor(batch["rows"]), ends=ends)
+            items = m.embed(**item_tok)
+        cols = torch.from_numpy(self.column.reindex(batch["item_ids"].numpy()).to_numpy(np.int64, copy=True))
+        if cfg.objective == "in_batch":
+            extra = {} if self.item_log_q is None else {"log_q": self.item_log_q[cols]}
+            liked = [self.user_liked.get(u, set()) for u in batch["user_ids"]] if cfg.mask_false_negatives else None
+            return self.loss_fn(users, items, item_ids=batch["item_ids"], user_positives=liked, **extra)
+        mask = None
+        if cfg.mask_false_negatives:
+            mask = torch.zeros((len(cols), len(self.catalogue)), dtype=torch.bool)
+            for p, u in enumerate(batch["user_ids"]):
+                liked = self.column.reindex(list(self.user_liked.get(u, ()))).dropna().to_numpy(np.int64)
+                mask[p, liked] = True
+        return self.loss_fn(users, items, table=self.table, columns=cols, mask=mask)
+
+    def step(self) -> float:
+        if self.cfg.objective == "catalogue" and (self.table is None or self.state.step % self.cfg.refresh_every == 0):
+            self.refresh_table()
+        return super().step()
 
 
 def _dist_info() -> tuple[int, int]:

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from llmrec_lib import losses
 from llmrec_lib.losses import BCELoss, InfoNCE, MatryoshkaLoss, false_negative_mask
 
 
@@ -103,3 +104,38 @@ def test_shape_errors_are_clear():
         InfoNCE()(_emb(4, 8), _emb(3, 8))
     with pytest.raises(ValueError, match=r"\(B, k, d\)"):
         InfoNCE()(_emb(4, 8), _emb(4, 8), hard=_emb(4, 8))
+
+
+# ---- log-Q and the catalogue softmax ----------------------------------------------------------
+
+def test_log_q_subtracts_the_sampling_log_probability():
+    torch.manual_seed(0)
+    u = F.normalize(torch.randn(5, 8), dim=-1)
+    v = F.normalize(torch.randn(5, 8), dim=-1)
+    lq = losses.log_q([10, 1, 1, 100, 3])
+    assert torch.allclose(lq.exp().sum(), torch.tensor(1.0))
+    got = losses.InfoNCE(0.1)(u, v, log_q=lq)
+    logits = u @ v.T / 0.1 - lq[None, :]
+    want = F.cross_entropy(logits, torch.arange(5))
+    assert torch.allclose(got, want, atol=1e-5)
+    # a uniform q is a constant shift: the loss does not move
+    flat = losses.InfoNCE(0.1)(u, v, log_q=losses.log_q([4, 4, 4, 4, 4]))
+    assert torch.allclose(flat, losses.InfoNCE(0.1)(u, v), atol=1e-5)
+
+
+def test_catalogue_softmax_is_cross_entropy_over_the_table_with_live_positives():
+    torch.manual_seed(0)
+    table = F.normalize(torch.randn(50, 8), dim=-1)
+    users = F.normalize(torch.randn(4, 8), dim=-1)
+    cols = torch.tensor([3, 7, 7, 40])
+    live = F.normalize(table[cols] + 0.3 * torch.randn(4, 8), dim=-1)
+    mask = torch.zeros(4, 50, dtype=torch.bool)
+    mask[0, [1, 3]] = True  # the own column is never masked
+    got = losses.CatalogueSoftmax(0.05)(users, live, table=table, columns=cols, mask=mask)
+    logits = users @ table.T / 0.05
+    logits[torch.arange(4), cols] = (users * live).sum(-1) / 0.05
+    logits[0, 1] = float("-inf")
+    want = F.cross_entropy(logits, cols)
+    assert torch.allclose(got, want, atol=1e-4)
+    with pytest.raises(ValueError, match="columns"):
+        losses.CatalogueSoftmax(0.05)(users, live, table=table, columns=torch.tensor([0, 1, 2, 50]))

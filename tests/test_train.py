@@ -178,3 +178,103 @@ def test_publish_records_how_the_adapter_was_made(world_split, tmp_path, monkeyp
     assert meta["steps_done"] == 2 and meta["command"].endswith("train tiny")
     assert f"threads={torch.get_num_threads()}" in meta["hardware"]
     assert list(pd.read_csv(path / "loss.csv").columns) == ["step", "loss"]
+
+
+# ---- every-position training and the catalogue softmax ----------------------------------------
+
+def _sequence_trainer(world_split, tmp_path, steps, **kw):
+    w, split = world_split
+    torch.manual_seed(0)
+    model = DualEncoder(EncoderConfig(backbone="tiny-llama", n_layers=None, user_max_tokens=160,
+                                      item_max_tokens=32))
+    items = text.item_texts(w.ml.movies, fields=("title", "genres"))
+    cfg = train.TrainConfig(steps=steps, batch_size=3, lr=1e-3, warmup_steps=2, checkpoint_every=3,
+                            user_budget=160, positions=4, seed=5, use_autocast=False, **kw)
+    return train.SequenceTrainer(model, train.training_pairs(split.train), items, items, cfg,
+                                 out_dir=tmp_path, catalogue=w.ml.item_ids, progress=False)
+
+
+def test_prefix_of_a_long_forward_is_the_short_prompt(world_split, tmp_path):
+    """Every-position training rests on causal attention: the mean of the first L states of a
+    long prompt equals the embedding of the L-token prompt on its own."""
+    t = _sequence_trainer(world_split, tmp_path, steps=1)
+    m = t.model
+    with torch.no_grad():  # non-zero LoRA so the adapters are part of the check
+        for name, p in m.body.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)
+    batch = t.make_batch(0)
+    tok = m.tokenize(batch["users"], t.cfg.user_budget)
+    starts = [torch.nonzero(r == t.item_token).flatten() for r in tok["input_ids"]]
+    rows, ends, shorts = [], [], []
+    for r, n in zip(batch["rows"], batch["n_items"]):
+        full = batch["users"][r]
+        end = int(starts[r][n]) if n < len(starts[r]) else int(tok["attention_mask"][r].sum())
+        rows.append(r)
+        ends.append(end)
+        shorts.append(m.tokenizer.decode(tok["input_ids"][r][:end]))
+        assert full.startswith(shorts[-1])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        long = m.embed_prefixes(**tok, rows=torch.tensor(rows), ends=torch.tensor(ends))
+        own = m.encode(shorts, t.cfg.user_budget)
+    assert len(rows) >= 4
+    torch.testing.assert_close(long, own, atol=3e-2, rtol=0)  # bf16 tolerance
+    # and it is not trivially true: the full prompt's embedding differs from its prefixes'
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        whole = m.encode([batch["users"][rows[0]]], t.cfg.user_budget)
+    if ends[0] < int(tok["attention_mask"][rows[0]].sum()):
+        assert (whole[0] - long[0]).abs().max() > 3e-2
+
+
+def test_sequence_windows_keep_the_tie_rule_and_the_budget(world_split, tmp_path):
+    t = _sequence_trainer(world_split, tmp_path, steps=1)
+    for step in range(5):
+        for user, start, stop, targets in t.windows(step):
+            assert 0 < stop - start and len(targets) <= t.cfg.positions
+            assert stop in targets  # the window ends at a target
+            b = train.prefix_boundaries(t.seq_times, start, stop, targets)
+            for j, n in zip(targets, b):
+                prefix_times = t.seq_times[start : start + n]
+                assert n >= 1 and (prefix_times < t.seq_times[j]).all()  # strictly earlier
+                # nothing of the window strictly earlier than the target was left out
+                assert (t.seq_times[start + n : stop] >= t.seq_times[j]).all()
+    batch = t.make_batch(0)
+    lens = text.count_tokens(t.model.tokenizer, batch["users"])
+    assert (lens <= t.cfg.user_budget).all()
+    assert len(batch["items"]) == len(batch["rows"]) > len(batch["users"])
+
+
+def test_windows_are_user_balanced(world_split, tmp_path):
+    t = _sequence_trainer(world_split, tmp_path, steps=1)
+    drawn = [u for s in range(200) for u, *_ in t.windows(s)]
+    counts = pd.Series(drawn).value_counts()
+    n_pos = pd.Series(t.seq_count, index=t.seq_users)
+    # heavy raters are drawn no more often than light ones (uniform over users)
+    heavy, light = n_pos.nlargest(10).index, n_pos.nsmallest(10).index
+    assert abs(counts.reindex(heavy).fillna(0).mean() - counts.reindex(light).fillna(0).mean()) < 4
+
+
+def test_sequence_trainer_resumes_exactly_with_the_catalogue_loss(world_split, tmp_path):
+    kw = dict(objective="catalogue", refresh_every=2)
+    straight = _sequence_trainer(world_split, tmp_path / "a", steps=5, **kw)
+    straight.fit()
+    first = _sequence_trainer(world_split, tmp_path / "b", steps=5, **kw)
+    first.fit(stop_at=2)
+    resumed = _sequence_trainer(world_split, tmp_path / "b", steps=5, **kw)
+    assert resumed.resumed_from == 2
+    resumed.fit()
+    want = [h["loss"] for h in straight.state.history]
+    got = [h["loss"] for h in resumed.state.history]
+    np.testing.assert_allclose(got, want, rtol=2e-3)
+    # a full softmax over 120 items starts near log(120), above any in-batch loss here
+    assert abs(want[0] - np.log(len(straight.catalogue))) < 1.0
+
+
+def test_log_q_reaches_the_in_batch_loss(world_split, tmp_path):
+    a = _sequence_trainer(world_split, tmp_path / "a", steps=1)
+    b = _sequence_trainer(world_split, tmp_path / "b", steps=1, log_q=True)
+    batch = a.make_batch(0)
+    with torch.no_grad():
+        la, lb = float(a.compute_loss(batch)), float(b.compute_loss(batch))
+    assert b.item_log_q is not None and a.item_log_q is None
+    assert abs(la - lb) > 1e-3
