@@ -1,0 +1,145 @@
+"""What serving adds on top of a retriever: a popularity prior, several candidate sources in
+one list, and the rule that picks their knobs on validation (chapter 03).
+
+* :class:`PopularityPrior` adds ``beta * log(1 + training count)`` to any system's scores: the
+  cheap, after-the-fact fix for a model trained without a popularity-aware objective, and the
+  serving-time counterpart of log-Q (Yi et al., RecSys 2019).
+* :class:`MultiSource` fills one list from two retrievers with a fixed share of slots each.
+  LinkedIn's LLM retrieval is one candidate source among several in production; a share chosen
+  on validation is the simplest honest way to combine them.
+* :func:`choose_on_validation` evaluates a grid in a declared order of preference and keeps
+  the first value within ``tol`` of the best, so the tie rule is fixed before anyone looks.
+
+Every class here is a system in :func:`llmrec_lib.evaluate.evaluate`'s sense: ``score(user_ids)
+-> (batch, n_items)``, ``can_score_items``, ``name``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PopularityPrior", "MultiSource", "choose_on_validation", "slot_pattern",
+           "popularity_percentiles"]
+
+
+def _scores(system: Any, user_ids: np.ndarray) -> np.ndarray:
+    s = system.score(user_ids)
+    s = s.detach().cpu().numpy() if hasattr(s, "detach") else np.asarray(s)
+    return s.astype(np.float32, copy=True)
+
+
+class PopularityPrior:
+    """``score(u, i) = system(u, i) + beta * log(1 + count_i)``.
+
+    ``counts`` (n_items,) are training counts in catalogue order
+    (:func:`llmrec_lib.text.popularity_counts`). A cold item's count is 0, so it gets no
+    bonus: a large ``beta`` turns any model into the popularity list and drops cold items.
+    """
+
+    def __init__(self, system: Any, counts: Sequence[float], beta: float, name: str | None = None):
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.ndim != 1 or (counts < 0).any():
+            raise ValueError("counts must be one non-negative number per catalogue item")
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self.system, self.beta = system, float(beta)
+        self.prior = (self.beta * np.log1p(counts)).astype(np.float32)
+        self.name = name or f"{getattr(system, 'name', 'system')} + {beta:g}·log(1+count)"
+
+    @property
+    def can_score_items(self):
+        return getattr(self.system, "can_score_items", None)
+
+    def score(self, user_ids) -> np.ndarray:
+        s = _scores(self.system, np.asarray(user_ids))
+        if s.shape[1] != len(self.prior):
+            raise ValueError(f"system scores {s.shape[1]} items, counts cover {len(self.prior)}")
+        return s + self.prior[None, :]
+
+
+def slot_pattern(n: int, share: float) -> np.ndarray:
+    """(n,) bool: True where list position p goes to the second source. Any prefix of
+    length K holds ``floor(share * K)`` such slots, so the share holds at every K."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    p = np.arange(1, n + 1)
+    return np.floor(p * share + 1e-9) > np.floor((p - 1) * share + 1e-9)
+
+
+class MultiSource:
+    """One list from two sources: ``share`` of the slots from ``second``, the rest from
+    ``first``, each source in its own order, an item already placed skipped.
+
+    Both sources are bound systems of the same stage; the first one's ``histories`` (the
+    user's positives) are removed from both lists before merging, so a seen item never takes
+    a slot. ``depth`` items are drawn from each source; the merged list's scores decrease
+    with position, and items beyond it are -inf (never recommended).
+    """
+
+    def __init__(self, first: Any, second: Any, share: float, depth: int = 300,
+                 name: str | None = None):
+        slot_pattern(1, share)  # validates share
+        self.first, self.second, self.share, self.depth = first, second, float(share), int(depth)
+        self.name = name or (f"{getattr(first, 'name', 'first')} + "
+                             f"{getattr(second, 'name', 'second')} ({share:.0%} of slots)")
+
+    def score(self, user_ids) -> np.ndarray:
+        user_ids = np.asarray(user_ids)
+        a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
+        hist = getattr(self.first, "histories", None)
+        for row, u in enumerate(user_ids):
+            if hist is not None:
+                a[row, hist[u]] = -np.inf
+                b[row, hist[u]] = -np.inf
+        depth = min(self.depth, a.shape[1])
+        top_a = np.argsort(-a, axis=1, kind="stable")[:, :depth]
+        top_b = np.argsort(-b, axis=1, kind="stable")[:, :depth]
+        pattern = slot_pattern(2 * depth, self.share)
+        out = np.full(a.shape, -np.inf, dtype=np.float32)
+        for row in range(len(user_ids)):
+            lists = [[c for c in top_a[row] if np.isfinite(a[row, c])],
+                     [c for c in top_b[row] if np.isfinite(b[row, c])]]
+            ptr, placed, merged = [0, 0], set(), []
+            for use_b in pattern:
+                src = int(use_b)
+                if ptr[src] >= len(lists[src]):
+                    src = 1 - src  # this source is exhausted: the other fills the slot
+                while ptr[src] < len(lists[src]) and lists[src][ptr[src]] in placed:
+                    ptr[src] += 1
+                if ptr[src] >= len(lists[src]):
+                    if all(ptr[s] >= len(lists[s]) for s in (0, 1)):
+                        break
+                    continue
+                c = lists[src][ptr[src]]
+                ptr[src] += 1
+                placed.add(c)
+                merged.append(c)
+            out[row, merged] = np.arange(len(merged), 0, -1, dtype=np.float32)
+        return out
+
+
+def choose_on_validation(grid: Sequence[Any], metric_of: Callable[[Any], float], tol: float = 0.0,
+                         ) -> tuple[Any, pd.DataFrame]:
+    """Evaluate ``metric_of(value)`` for each value of ``grid`` and keep the **first** value
+    (in the grid's order, the order of preference declared before looking) whose metric is
+    within ``tol`` of the best. Returns (chosen value, table of every value's metric)."""
+    grid = list(grid)
+    if not grid:
+        raise ValueError("the grid is empty")
+    values = [float(metric_of(g)) for g in grid]
+    best = max(values)
+    chosen = next(g for g, v in zip(grid, values) if v >= best - tol)
+    table = pd.DataFrame({"value": grid, "metric": values, "chosen": [g == chosen for g in grid]})
+    return chosen, table
+
+
+def popularity_percentiles(cols: np.ndarray, counts: Sequence[float]) -> np.ndarray:
+    """Popularity percentile (0 = least rated, 1 = most rated item of the catalogue) of each
+    catalogue column in ``cols`` (-1 entries, empty slots, are dropped)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    ranks = pd.Series(counts).rank(method="average", pct=True).to_numpy()
+    cols = np.asarray(cols).ravel()
+    return ranks[cols[cols >= 0]]
