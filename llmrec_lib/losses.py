@@ -112,6 +112,11 @@ class InfoNCE(_Temperature):
     log p(v | u) itself and keeps popularity. Hard negatives are not sampled by popularity and
     are left uncorrected.
 
+    **Mixed negatives** (Yang et al., WWW 2020): ``shared`` (M, d) are extra negatives every
+    row sees, such as catalogue items drawn uniformly, encoded live like the positives. With
+    ``shared_log_q`` they are corrected the same way; a shared item that is row i's positive or
+    an item its user liked (``shared_ids``, ``user_positives``) is masked.
+
     Example::
 
         loss_fn = InfoNCE(temperature=0.05)
@@ -127,6 +132,9 @@ class InfoNCE(_Temperature):
         user_positives: Sequence[set[int]] | None = None,
         mask: torch.Tensor | None = None,
         log_q: torch.Tensor | None = None,
+        shared: torch.Tensor | None = None,
+        shared_ids: torch.Tensor | None = None,
+        shared_log_q: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _check(users, items, hard)
         all_items, offset = gather_with_grad(items)  # (N, d), N = global batch
@@ -142,6 +150,13 @@ class InfoNCE(_Temperature):
             mask = false_negative_mask(item_ids, all_ids, offset, user_positives)
         if mask is not None:
             logits = logits.masked_fill(mask, float("-inf"))
+        if shared is not None:  # negatives shared by every row (e.g. uniform catalogue samples)
+            extra = scale * users @ shared.T  # (B, M)
+            if shared_log_q is not None:
+                extra = extra - shared_log_q.to(extra.dtype)[None, :]
+            if shared_ids is not None and item_ids is not None:
+                extra = extra.masked_fill(_shared_mask(item_ids, shared_ids, user_positives), float("-inf"))
+            logits = torch.cat([logits, extra], dim=1)
         if hard is not None:
             hard_logits = scale * torch.einsum("bd,bkd->bk", users, hard)  # (B, k)
             logits = torch.cat([logits, hard_logits], dim=1)
@@ -166,9 +181,12 @@ class CatalogueSoftmax(_Temperature):
         L = -1/B sum_i log( exp(s(u_i, v_i)/t) / sum_{j in catalogue} exp(s(u_i, c_j)/t) )
 
     ``table`` (N, d) holds every item's embedding from a recent snapshot of the model (no
-    gradient; refresh it every few hundred steps: stale vectors drift from the live ones).
-    Row i's own positive is scored with its live vector ``items[i]`` (with gradient) in place
-    of its cached row, so the item side still learns. Every catalogue item is a negative,
+    gradient; refresh it every few hundred steps). Row i's positive is *valued* at its cached
+    row, like every negative, but its gradient flows into the live vector ``items[i]``
+    (a straight-through estimate), so the item side still learns. Scoring the positive with
+    its live vector instead looks natural and fails: the model learns to tell live vectors
+    from stale ones, whatever the user. Measured on the book's data, such a loss fell from
+    9.0 (about log 9742) to 0.27 in 59 steps between two refreshes. Every catalogue item is a negative,
     each exactly once, so no item is over-sampled and no log-Q correction is needed: the model
     learns log p(v | u), popularity included. With 9.7k items the (B, N) logit matrix is cheap.
 
@@ -189,8 +207,9 @@ class CatalogueSoftmax(_Temperature):
         scale = self.scale()
         rows = torch.arange(users.shape[0], device=users.device)
         logits = scale * users.float() @ table.to(users.device, torch.float32).T  # (B, N)
-        live = scale * (users.float() * items.float()).sum(-1)  # (B,)
-        logits = logits.index_put((rows, columns), live)
+        cached = table.to(users.device, torch.float32)[columns]  # (B, d)
+        positive = cached + (items.float() - items.float().detach())  # value cached, gradient live
+        logits = logits.index_put((rows, columns), scale * (users.float() * positive).sum(-1))
         if mask is not None:
             if mask.shape != logits.shape:
                 raise ValueError(f"mask must be {tuple(logits.shape)}, got {tuple(mask.shape)}")
@@ -274,6 +293,17 @@ class MatryoshkaLoss(nn.Module):
             h = None if hard is None else F.normalize(hard[..., :d], dim=-1)
             total = total + w * self.base(u, v, hard=h, **kwargs)
         return total / sum(self.weights)
+
+
+def _shared_mask(row_items: torch.Tensor, shared_ids: torch.Tensor,
+                 user_positives: Sequence[set[int]] | None) -> torch.Tensor:
+    """(B, M) True where a shared negative is row i's own positive or an item its user liked."""
+    same = row_items[:, None] == shared_ids[None, :]
+    if user_positives is not None:
+        cols = shared_ids.tolist()
+        same = same | torch.tensor([[c in s for c in cols] for s in user_positives], dtype=torch.bool,
+                                   device=same.device)
+    return same
 
 
 def _check(users: torch.Tensor, items: torch.Tensor, hard: torch.Tensor | None) -> None:

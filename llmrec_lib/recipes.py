@@ -57,21 +57,21 @@ RECIPES: dict[str, tuple[EncoderConfig, TrainConfig]] = {
 }
 ABLATIONS = [n for n in RECIPES if n.startswith("ablate-")]
 
-# The popularity-aware recipe (chapter 03, issue of the second edition): a softmax over the
-# whole catalogue (cached item table, live positives), every-position pairs from one member
-# forward of up to 256 history tokens, users drawn uniformly, several epochs of pairs.
+# The popularity-aware recipe (chapter 03, second edition): every-position pairs from one
+# member forward of up to 256 history tokens, members drawn uniformly, several epochs of
+# pairs; negatives are the batch's positives plus 64 catalogue items drawn uniformly, all
+# encoded live, with the mixed log-Q correction.
 _SEQ_ENC = replace(_BASE_ENC, user_max_tokens=256)
-_SEQ_TRAIN = replace(_BASE_TRAIN, batch_size=8, positions=8, user_budget=256, objective="catalogue",
-                     refresh_every=100, warmup_steps=50, checkpoint_every=25)
-RECIPES["catalogue"] = (_SEQ_ENC, _SEQ_TRAIN)
-# the same pairs with in-batch negatives and log-Q instead of the catalogue softmax
-RECIPES["logq"] = (_SEQ_ENC, replace(_SEQ_TRAIN, objective="in_batch", log_q=True))
+_SEQ_TRAIN = replace(_BASE_TRAIN, batch_size=8, positions=8, user_budget=256, objective="in_batch",
+                     log_q=True, uniform_negatives=64, warmup_steps=50, checkpoint_every=25,
+                     patience=2)
+RECIPES["mixed"] = (_SEQ_ENC, _SEQ_TRAIN)
 
 # steps of the live quick run and of the full run, per recipe
 STEPS = {"quick": 24, "full": 1600}
 ABLATION_STEPS = 400
 # every-position recipes: steps of 8 users (about 50 pairs each), so fewer steps do more
-SEQUENCE_STEPS = {"quick": 12, "full": 1200}
+SEQUENCE_STEPS = {"quick": 12, "full": 1500}
 
 
 @dataclass
@@ -270,8 +270,15 @@ def train_recipe(name: str, mode: str = "quick", *, setting: Setting | None = No
 
 
 def publish(trainer, name: str, seconds: float, command: str) -> Path:
-    """Save the trained adapter (bf16) under ``artifacts/adapters/<name>`` with how it was made."""
+    """Save the trained adapter (bf16) under ``artifacts/adapters/<name>`` with how it was made.
+
+    A run that validated during training publishes its validation-best weights (the
+    ``best/`` adapter the trainer kept), not the last ones; ``best_step`` says which."""
     import torch
+
+    best = trainer.out_dir / "best" if trainer.out_dir else None
+    if trainer.state.best_step > 0 and best is not None and (best / "adapter.safetensors").is_file():
+        trainer.model.load_adapter(best)
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -283,7 +290,7 @@ def publish(trainer, name: str, seconds: float, command: str) -> Path:
         "command": command,
         "train_config": trainer.cfg.to_dict(),
         "steps_done": trainer.state.step,
-        "pairs_seen": trainer.state.step * trainer.cfg.batch_size * trainer.world,
+        "pairs_seen": _pairs_seen(trainer),
         "n_pairs": len(trainer.pairs),
         "wall_seconds": round(seconds, 1),  # of the last process; a resumed run spans several
         "train_seconds_all_steps": round(sum(h["seconds"] for h in trainer.state.history), 1),
@@ -291,6 +298,7 @@ def publish(trainer, name: str, seconds: float, command: str) -> Path:
         "loss_first_50": float(np.mean([h["loss"] for h in trainer.state.history[:50]])),
         "loss_last_50": float(np.mean([h["loss"] for h in trainer.state.history[-50:]])),
         "evals": [h for h in trainer.state.history if any(k.startswith("eval_") for k in h)],
+        "best_step": trainer.state.best_step,
         # the thread count fixes the order of float sums, so runs with other counts differ in bits
         "hardware": f"{platform.machine()} {platform.processor() or ''} cpus={_cpus()} threads={torch.get_num_threads()}",
         "git_commit": commit,
@@ -300,6 +308,14 @@ def publish(trainer, name: str, seconds: float, command: str) -> Path:
     loss_curve = pd.DataFrame(trainer.state.history)[["step", "loss"]]
     loss_curve.to_csv(path / "loss.csv", index=False, float_format="%.4f")
     return path
+
+
+def _pairs_seen(trainer) -> int:
+    """Training pairs over all steps done. An every-position step holds a varying number of
+    pairs; its windows are a pure function of (seed, step), so they are replayed and counted."""
+    if not getattr(trainer.cfg, "positions", 0):
+        return trainer.state.step * trainer.cfg.batch_size * trainer.world
+    return int(sum(len(w[3]) for s in range(trainer.state.step) for w in trainer.windows(s))) * trainer.world
 
 
 def _init_distributed() -> bool:
@@ -365,7 +381,9 @@ def main(argv=None) -> int:
         import torch.distributed as dist
 
         dist.destroy_process_group()
-    if args.mode == "full" and trainer.state.step >= trainer.cfg.steps and trainer_rank() == 0:
+    done = trainer.state.step >= trainer.cfg.steps or (
+        trainer.cfg.patience and trainer.state.evals_without_improvement >= trainer.cfg.patience)
+    if args.mode == "full" and done and trainer_rank() == 0:
         cmd = "python -m llmrec_lib.recipes " + " ".join(argv if argv is not None else sys.argv[1:])
         print("published", publish(trainer, args.name, secs, cmd))
     return 0

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["PopularityPrior", "MultiSource", "choose_on_validation", "slot_pattern",
-           "popularity_percentiles"]
+           "popularity_percentiles", "tune_prior", "tune_share"]
 
 
 def _scores(system: Any, user_ids: np.ndarray) -> np.ndarray:
@@ -143,3 +143,31 @@ def popularity_percentiles(cols: np.ndarray, counts: Sequence[float]) -> np.ndar
     ranks = pd.Series(counts).rank(method="average", pct=True).to_numpy()
     cols = np.asarray(cols).ravel()
     return ranks[cols[cols >= 0]]
+
+
+def tune_prior(valid_system: Any, valid_data, counts, grid: Sequence[float], metric: str = "recall@50",
+               tol: float = 0.002) -> tuple[float, pd.DataFrame]:
+    """Choose :class:`PopularityPrior`'s ``beta`` on validation: the first value of ``grid``
+    (order = preference, smallest first) within ``tol`` of the best validation ``metric``."""
+    from llmrec_lib import evaluate
+
+    k = int(metric.split("@")[1])
+
+    def score(beta: float) -> float:
+        return evaluate.evaluate(PopularityPrior(valid_system, counts, beta), valid_data, ks=(k,)).mean(metric)
+
+    return choose_on_validation(grid, score, tol)
+
+
+def tune_share(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[float],
+               metric: str = "recall@50", tol: float = 0.002) -> tuple[float, pd.DataFrame]:
+    """Choose :class:`MultiSource`'s ``share`` on validation, with the same rule as
+    :func:`tune_prior` (grid order = preference)."""
+    from llmrec_lib import evaluate
+
+    k = int(metric.split("@")[1])
+
+    def score(share: float) -> float:
+        return evaluate.evaluate(MultiSource(first_valid, second_valid, share), valid_data, ks=(k,)).mean(metric)
+
+    return choose_on_validation(grid, score, tol)

@@ -166,6 +166,9 @@ class TrainConfig:
     objective: str = "in_batch"
     log_q: bool = False
     refresh_every: int = 100
+    # mixed negatives: this many catalogue items drawn uniformly per step, encoded live and
+    # shared by every row (SequenceTrainer, objective "in_batch")
+    uniform_negatives: int = 0
     # Every-position training: > 0 makes a step take ``batch_size`` *users*, one forward each
     # over a window of their history, and up to ``positions`` next-item targets per window.
     positions: int = 0
@@ -545,9 +548,18 @@ class SequenceTrainer(Trainer):
         prompts = text.user_prompts(pd.concat(frames, ignore_index=True), self.history_text,
                                     self.model.tokenizer, budget=None, users=range(len(wins)))
         items = np.asarray(targets, dtype=np.int64)
+        rng = np.random.default_rng([self.cfg.seed, step, self.rank, 13])
+        shared = rng.choice(self.catalogue, size=self.cfg.uniform_negatives, replace=False)
         return {"users": prompts["prompt"].tolist(), "rows": np.asarray(rows), "n_items": np.asarray(n_items),
                 "items": [self.item_text[i] for i in items], "item_ids": torch.as_tensor(items),
-                "user_ids": [wins[r][0] for r in rows]}
+                "user_ids": [wins[r][0] for r in rows],
+                "shared": [self.item_text[i] for i in shared], "shared_ids": torch.as_tensor(shared)}
+
+    def sampling_log_q(self, cols: np.ndarray, n_pairs: int) -> torch.Tensor:
+        """log of how often each column is expected among one step's candidates: ``n_pairs``
+        positives drawn by popularity plus the uniform draws (mixed negatives' correction)."""
+        m, n = self.cfg.uniform_negatives, len(self.catalogue)
+        return torch.log(n_pairs * self.item_log_q[cols].exp() + m / n)
 
     def refresh_table(self) -> None:
         """Re-encode the whole catalogue with the current weights (no gradient)."""
@@ -558,7 +570,7 @@ class SequenceTrainer(Trainer):
     def compute_loss(self, batch: dict) -> torch.Tensor:
         cfg, m = self.cfg, self.model
         user_tok = m.tokenize(batch["users"], cfg.user_budget)  # (B, T), nothing cut: windows fit
-        item_tok = m.tokenize(batch["items"], m.cfg.item_max_tokens)  # (P, T_i)
+        item_tok = m.tokenize(batch["items"] + batch["shared"], m.cfg.item_max_tokens)  # (P + M, T_i)
         ids = user_tok["input_ids"]
         # the token position where each item starts; a prefix of n items ends before item n+1
         starts = [torch.nonzero(row == self.item_token).flatten() for row in ids]
@@ -570,9 +582,18 @@ class SequenceTrainer(Trainer):
         with config.autocast(m.device.type, enabled=cfg.use_autocast):
             users = m.embed_prefixes(**user_tok, rows=torch.as_tensor(batch["rows"]), ends=ends)
             items = m.embed(**item_tok)
+        n_pos = len(batch["items"])
+        items, shared = items[:n_pos], items[n_pos:]
         cols = torch.from_numpy(self.column.reindex(batch["item_ids"].numpy()).to_numpy(np.int64, copy=True))
         if cfg.objective == "in_batch":
-            extra = {} if self.item_log_q is None else {"log_q": self.item_log_q[cols]}
+            extra = {}
+            if len(shared):
+                extra |= {"shared": shared, "shared_ids": batch["shared_ids"]}
+            if self.item_log_q is not None:
+                extra["log_q"] = self.sampling_log_q(cols, n_pos)
+                if len(shared):
+                    shared_cols = self.column.reindex(batch["shared_ids"].numpy()).to_numpy(np.int64)
+                    extra["shared_log_q"] = self.sampling_log_q(torch.from_numpy(shared_cols), n_pos)
             liked = [self.user_liked.get(u, set()) for u in batch["user_ids"]] if cfg.mask_false_negatives else None
             return self.loss_fn(users, items, item_ids=batch["item_ids"], user_positives=liked, **extra)
         mask = None

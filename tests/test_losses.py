@@ -133,9 +133,26 @@ def test_catalogue_softmax_is_cross_entropy_over_the_table_with_live_positives()
     mask[0, [1, 3]] = True  # the own column is never masked
     got = losses.CatalogueSoftmax(0.05)(users, live, table=table, columns=cols, mask=mask)
     logits = users @ table.T / 0.05
-    logits[torch.arange(4), cols] = (users * live).sum(-1) / 0.05
     logits[0, 1] = float("-inf")
     want = F.cross_entropy(logits, cols)
-    assert torch.allclose(got, want, atol=1e-4)
+    assert torch.allclose(got, want, atol=1e-4)  # the positive is valued at its cached row
+    # ... but its gradient reaches the live vector
+    live.requires_grad_(True)
+    losses.CatalogueSoftmax(0.05)(users, live, table=table, columns=cols).backward()
+    assert live.grad is not None and live.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="columns"):
         losses.CatalogueSoftmax(0.05)(users, live, table=table, columns=torch.tensor([0, 1, 2, 50]))
+
+
+def test_shared_negatives_join_the_denominator_with_their_correction():
+    torch.manual_seed(0)
+    u = F.normalize(torch.randn(3, 8), dim=-1)
+    v = F.normalize(torch.randn(3, 8), dim=-1)
+    sh = F.normalize(torch.randn(4, 8), dim=-1)
+    ids = torch.tensor([10, 11, 12])
+    sh_ids = torch.tensor([11, 20, 21, 22])  # 11 is row 1's own positive: masked for row 1
+    lq, slq = torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([-4.0, -4.0, -4.0, -4.0])
+    got = losses.InfoNCE(0.1)(u, v, item_ids=ids, log_q=lq, shared=sh, shared_ids=sh_ids, shared_log_q=slq)
+    logits = torch.cat([u @ v.T / 0.1 - lq[None, :], u @ sh.T / 0.1 - slq[None, :]], dim=1)
+    logits[1, 3] = float("-inf")
+    assert torch.allclose(got, F.cross_entropy(logits, torch.arange(3)), atol=1e-5)

@@ -278,3 +278,17 @@ def test_log_q_reaches_the_in_batch_loss(world_split, tmp_path):
         la, lb = float(a.compute_loss(batch)), float(b.compute_loss(batch))
     assert b.item_log_q is not None and a.item_log_q is None
     assert abs(la - lb) > 1e-3
+
+
+def test_mixed_negatives_are_shared_live_and_corrected(world_split, tmp_path):
+    t = _sequence_trainer(world_split, tmp_path, steps=1, log_q=True, uniform_negatives=16)
+    batch = t.make_batch(0)
+    assert len(batch["shared"]) == 16 and len(set(batch["shared_ids"].tolist())) == 16
+    assert np.array_equal(t.make_batch(0)["shared_ids"], batch["shared_ids"])  # a function of the step
+    cols = torch.arange(len(t.catalogue))
+    lq = t.sampling_log_q(cols, n_pairs=40)
+    # an item never rated is still drawn uniformly: its log-probability is finite, and below a hit's
+    assert torch.isfinite(lq).all() and lq.max() > lq.min()
+    loss = t.compute_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
