@@ -456,9 +456,9 @@ assert beta[TUNED] > 0 and gain.lo > 0  # the prior helps, and the interval says
 new_dir = recipes.ARTIFACTS / new_recipe
 if cfg.mode == "full":
     t0 = time.perf_counter()
-    new_trainer = recipes.train_recipe(new_recipe, "full", setting=setting, evaluate_every=250)
+    new_trainer = recipes.train_recipe(new_recipe, "full", setting=setting, evaluate_every=200)
     recipes.publish(new_trainer, new_recipe, time.perf_counter() - t0,
-                    f"python -m llmrec_lib.recipes train {new_recipe} --mode full --eval-every 250")
+                    f"python -m llmrec_lib.recipes train {new_recipe} --mode full --eval-every 200")
     recipes.evaluate_published(new_recipe, setting, "test", save=True)
 new_meta = json.loads((new_dir / "encoder.json").read_text())["meta"]
 print(new_meta["command"])

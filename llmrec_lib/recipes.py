@@ -59,11 +59,11 @@ ABLATIONS = [n for n in RECIPES if n.startswith("ablate-")]
 
 # The popularity-aware recipe (chapter 03, second edition): every-position pairs from one
 # member forward of up to 256 history tokens, members drawn uniformly, several epochs of
-# pairs; negatives are the batch's positives plus 64 catalogue items drawn uniformly, all
+# pairs; negatives are the batch's positives plus 32 catalogue items drawn uniformly, all
 # encoded live, with the mixed log-Q correction.
 _SEQ_ENC = replace(_BASE_ENC, user_max_tokens=256)
 _SEQ_TRAIN = replace(_BASE_TRAIN, batch_size=8, positions=8, user_budget=256, objective="in_batch",
-                     log_q=True, uniform_negatives=64, warmup_steps=50, checkpoint_every=25,
+                     log_q=True, uniform_negatives=32, warmup_steps=50, checkpoint_every=25,
                      patience=2)
 RECIPES["mixed"] = (_SEQ_ENC, _SEQ_TRAIN)
 
@@ -71,7 +71,7 @@ RECIPES["mixed"] = (_SEQ_ENC, _SEQ_TRAIN)
 STEPS = {"quick": 24, "full": 1600}
 ABLATION_STEPS = 400
 # every-position recipes: steps of 8 users (about 50 pairs each), so fewer steps do more
-SEQUENCE_STEPS = {"quick": 12, "full": 1500}
+SEQUENCE_STEPS = {"quick": 12, "full": 800}
 
 
 @dataclass
