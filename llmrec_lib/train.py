@@ -353,7 +353,9 @@ class Trainer:
         cfg = self.cfg
         start = time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=self.state.step, desc="train", disable=not self.progress or self.rank)
-        stopped = False
+        # a run that already stopped early (and was resumed from its checkpoint) stays stopped
+        stopped = bool(cfg.patience) and self.state.evals_without_improvement >= cfg.patience
+        first_step = self.state.step
         while self.state.step < cfg.steps and not stopped:
             t0 = time.perf_counter()
             loss = self.step()
@@ -373,8 +375,8 @@ class Trainer:
             if stop_at is not None and s >= stop_at:
                 break
         bar.close()
-        if self.evaluate_fn and not stopped and self.state.step >= cfg.steps:
-            self._evaluate()
+        if self.evaluate_fn and not stopped and self.state.step >= cfg.steps > first_step:
+            self._evaluate()  # the final evaluation, once (not again when a finished run is resumed)
         if self.out_dir:
             self.save_checkpoint()
         return self.state

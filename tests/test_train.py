@@ -292,3 +292,20 @@ def test_mixed_negatives_are_shared_live_and_corrected(world_split, tmp_path):
     loss = t.compute_loss(batch)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_an_early_stopped_run_stays_stopped_when_resumed(world_split, tmp_path):
+    calls = []
+
+    def falling(model):  # validation that only gets worse: stop after `patience` evaluations
+        calls.append(1)
+        return {"recall@50": 1.0 / len(calls)}
+
+    t = _trainer(world_split, tmp_path, steps=12, eval_every=2, patience=2)
+    t.evaluate_fn = falling
+    t.fit()
+    assert t.state.step == 6 and len(calls) == 3  # evaluated at 2, 4, 6; stopped
+    again = _trainer(world_split, tmp_path, steps=12, eval_every=2, patience=2)
+    again.evaluate_fn = falling
+    again.fit()
+    assert again.state.step == 6 and len(calls) == 3  # no more steps, no more evaluations
