@@ -446,6 +446,24 @@ assert beta[TUNED] > 0 and gain.lo > 0  # the prior helps, and the interval says
 #    window of up to 256 tokens of each one's history, and up to 8 targets in it. That is about
 #    40 pairs per step, for the cost of about 16 before.
 #
+# One step's batch, without training: how many members, how many pairs, and for one member
+# the window of history the forward reads and the targets paired with its prefixes.
+
+# %%
+_, seq_cfg = recipes.recipe(new_recipe, "quick")
+seq = train.SequenceTrainer(model, pairs, setting.item_text, setting.history_text, seq_cfg,
+                            catalogue=setting.ml.item_ids, progress=False)
+seq_batch = seq.make_batch(0)
+print(f"{len(seq_batch['users'])} members, {len(seq_batch['items'])} (prefix, next movie) pairs, "
+      f"{len(seq_batch['shared'])} shared uniform negatives")
+user, start, stop, targets = seq.windows(0)[0]
+titles = setting.ml.movies.set_index("item_id")["title"]
+n_prefix = train.prefix_boundaries(seq.seq_times, start, stop, targets)
+for j, n in zip(targets, n_prefix):
+    print(f"after {n:2d} history movies -> {titles[seq.seq_items[j]]}")
+assert len(seq_batch["items"]) > 2 * len(seq_batch["users"])  # several pairs per member forward
+
+# %% [markdown]
 # One tempting shortcut failed, and the library keeps the lesson. A softmax over the *whole*
 # catalogue against cached item vectors (`losses.CatalogueSoftmax`), with each positive encoded
 # live, let the model tell live vectors from stale ones whatever the member. Its loss fell from
