@@ -40,6 +40,9 @@ popularity@k      per user, mean training count of the recommended items ("avera
                   recommendation popularity", ARP; Abdollahpouri et al. 2019).
 pop_percentile@k  per user, mean popularity percentile of the recommended items in [0, 1]
                   (1 = the most popular item of the catalogue; ties share their mid-rank).
+genre_entropy@k   per user, Shannon entropy (bits) of the genre mix of the first k items, each
+                  item spreading one unit of weight evenly over its genres (intra-list
+                  diversity; 0 = one genre only, log2(n_genres) = every genre equally).
 
 Uncertainty
 -----------
@@ -70,6 +73,7 @@ __all__ = [
     "average_popularity",
     "popularity_percentile",
     "popularity_percentiles",
+    "genre_entropy",
     "CI",
     "PairedResult",
     "bootstrap_ci",
@@ -364,6 +368,30 @@ def average_popularity(topk, item_counts, k: int | None = None) -> np.ndarray:
 def popularity_percentile(topk, item_counts, k: int | None = None) -> np.ndarray:
     """Per-user mean popularity percentile of the first k recommended items (1 = top)."""
     return _per_user_mean(topk, k, popularity_percentiles(item_counts))
+
+
+def genre_entropy(topk, item_genres, k: int | None = None) -> np.ndarray:
+    """Per-user intra-list genre entropy (bits) of the first k recommended items.
+
+    ``item_genres``: (n_items, n_genres) 0/1 (or bool) matrix, one row per catalogue column.
+    Each recommended item spreads one unit of weight evenly over its genres (an item with no
+    genre adds nothing); the entropy is that of the resulting genre distribution. NaN for a
+    user whose first k items carry no genre at all. A multi-genre item is diverse on its own,
+    so a one-item list can have entropy above 0: the measure is of the list's genre *mix*.
+    """
+    g = np.asarray(item_genres, dtype=np.float64)
+    if g.ndim != 2 or ((g != 0) & (g != 1)).any():
+        raise ValueError("item_genres must be a 0/1 matrix (n_items, n_genres)")
+    sub = _valid_slice(topk, k, g.shape[0])
+    per_item = g / np.maximum(g.sum(axis=1, keepdims=True), 1.0)  # rows sum to 1 (or 0)
+    valid = sub >= 0
+    mass = (per_item[np.where(valid, sub, 0)] * valid[..., None]).sum(axis=1)  # (n_users, n_genres)
+    total = mass.sum(axis=1, keepdims=True)
+    p = _safe_divide(mass, np.broadcast_to(total, mass.shape))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0).sum(axis=1)
+    h[total[:, 0] == 0] = np.nan
+    return h + 0.0  # no -0.0
 
 
 # --------------------------------------------------------------------------------------
