@@ -24,10 +24,13 @@
 # %% [markdown]
 # # Assignment 06 · Judge mined interests
 #
-# Chapter 06 judges the interests SmolLM2 mined for each test user with four rules
-# (`recgpt.judge_interests`). Here you write three of them yourself, from a user's history and
-# future, and apply them to the interests the book's committed run mined (zero-shot and after
-# LoRA fine-tuning, `artifacts/recgpt/generations.jsonl`; no model runs here).
+# Chapter 06 judges the interests SmolLM2 mined for each test user with rules
+# (`recgpt.judge_interests`). Here you write three of the basic rates yourself, from a user's
+# history and future, and apply them to the interests the book's committed run mined (zero-shot
+# and after LoRA fine-tuning, `artifacts/recgpt/generations.jsonl`; no model runs here). The
+# chapter builds its judges on these: *grounding* is support that is also specific to the user
+# (above the population's base rate), and predictiveness is reported as precision, recall and
+# their lift over the population's base rates.
 #
 # What the judges read, per test user: `liked[u]`, the movies the user rated 4 or more before
 # the test window (what the model could see, oldest first); `future[u]`, the movies the user
@@ -57,21 +60,21 @@ print(f"{len(mined['fine-tuned'])} users; user {u0}'s fine-tuned interests: {min
 # points: 3
 
 # %% [markdown]
-# **Question 1 · Grounding and hallucination.** Write `grounding_and_hallucination(phrases,
+# **Question 1 · Support and hallucination.** Write `support_and_hallucination(phrases,
 # history, facts, min_support=3)` returning a pair of floats for one user:
 #
-# - *grounding*: the share of the phrases supported (`recgpt.supports`) by at least `need` of
+# - *support* (the judge's `supported` column): the share of the phrases supported (`recgpt.supports`) by at least `need` of
 #   the user's liked history movies, where `need = max(1, min(min_support, n))` and n is the
 #   number of **distinct** movies in `history` (a short history asks for less support);
 # - *hallucination*: the share of the phrases supported by **no** history movie.
 #
-# An empty list of phrases is a failed answer: grounding 0.0, hallucination 1.0.
+# An empty list of phrases is a failed answer: support 0.0, hallucination 1.0.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 # %%
-def grounding_and_hallucination(phrases, history, facts, min_support=3):
+def support_and_hallucination(phrases, history, facts, min_support=3):
     # BEGIN SOLUTION
     items = list(dict.fromkeys(history))
     if not phrases:
@@ -88,23 +91,23 @@ def grounding_and_hallucination(phrases, history, facts, min_support=3):
 # # BEGIN TESTS
 
 # %%
-g, h = grounding_and_hallucination(mined["fine-tuned"][u0], liked[u0], facts)
+g, h = support_and_hallucination(mined["fine-tuned"][u0], liked[u0], facts)
 ref = recgpt.judge_interests({u0: mined["fine-tuned"][u0]}, liked, future, facts, n_requested=5)
-assert abs(g - ref.loc[u0, "grounding"]) < 1e-12 and abs(h - ref.loc[u0, "hallucination"]) < 1e-12
+assert abs(g - ref.loc[u0, "supported"]) < 1e-12 and abs(h - ref.loc[u0, "hallucination"]) < 1e-12
 
 # %%
 # HIDDEN
 for src in ("zero-shot", "fine-tuned"):
     ref = recgpt.judge_interests(mined[src], liked, future, facts, n_requested=5)
     for u, phrases in mined[src].items():
-        assert np.allclose(grounding_and_hallucination(phrases, liked.get(u, []), facts),
-                           ref.loc[u, ["grounding", "hallucination"]].to_numpy(float)), (src, u)
+        assert np.allclose(support_and_hallucination(phrases, liked.get(u, []), facts),
+                           ref.loc[u, ["supported", "hallucination"]].to_numpy(float)), (src, u)
 short = {u: liked[u][:2] + liked[u][:1] for u in list(mined["fine-tuned"])[:20]}  # 2 distinct films
 ref = recgpt.judge_interests({u: mined["fine-tuned"][u] for u in short}, short, future, facts, n_requested=5, min_support=3)
 for u in short:
-    assert np.allclose(grounding_and_hallucination(mined["fine-tuned"][u], short[u], facts),
-                       ref.loc[u, ["grounding", "hallucination"]].to_numpy(float)), ("short history", u)
-assert grounding_and_hallucination([], liked[u0], facts) == (0.0, 1.0)
+    assert np.allclose(support_and_hallucination(mined["fine-tuned"][u], short[u], facts),
+                       ref.loc[u, ["supported", "hallucination"]].to_numpy(float)), ("short history", u)
+assert support_and_hallucination([], liked[u0], facts) == (0.0, 1.0)
 
 # %% [raw]
 # # END TESTS
@@ -118,8 +121,8 @@ assert grounding_and_hallucination([], liked[u0], facts) == (0.0, 1.0)
 # points: 3
 
 # %% [markdown]
-# **Question 2 · Predictiveness, on real users.** Write `predictiveness(phrases, future_items,
-# facts)`: the share of the user's future liked movies whose one category
+# **Question 2 · Predictiveness (recall), on real users.** Write `predictiveness(phrases,
+# future_items, facts)`: the judge's `recall` column, the share of the user's future liked movies whose one category
 # (`facts.primary[item]`) is the category of one of the phrases (`recgpt.tag_category`; a
 # phrase mapped to `recgpt.UNMAPPED` names no category). It is `np.nan` for a user with no
 # future movie and 0.0 for an empty list of phrases. Then store the mean over the committed
@@ -161,9 +164,9 @@ assert predictiveness(["90s comedy"], [], facts) != predictiveness(["90s comedy"
 # HIDDEN
 for src, ours in (("zero-shot", pred_zero), ("fine-tuned", pred_tuned)):
     ref = recgpt.judge_interests(mined[src], liked, future, facts, n_requested=5)
-    assert abs(ours - ref["predictiveness"].mean()) < 1e-9, (src, ours)
+    assert abs(ours - ref["recall"].mean()) < 1e-9, (src, ours)
     for u, phrases in list(mined[src].items())[:60]:
-        a, b = predictiveness(phrases, future.get(u, []), facts), ref.loc[u, "predictiveness"]
+        a, b = predictiveness(phrases, future.get(u, []), facts), ref.loc[u, "recall"]
         assert (np.isnan(a) and np.isnan(b)) or abs(a - b) < 1e-12, (src, u)
 assert predictiveness([], future[u0], facts) == 0.0
 

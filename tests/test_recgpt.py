@@ -307,15 +307,123 @@ def test_judge_interests_rates(facts):
     history = {1: [1, 3, 3, 3], 2: [1]}
     future = {1: [3, 1, 4], 2: [1]}
     j = R.judge_interests(interests, history, future, facts, n_requested=4, min_support=2)
-    # 90s sci-fi: item 3 only (listed thrice, counted once) -> support 1 < 2: not grounded
-    assert j.loc[1, "grounding"] == 0.0
+    # 90s sci-fi: item 3 only (listed thrice, counted once) -> support 1 < 2: not supported
+    assert j.loc[1, "supported"] == 0.0 and j.loc[1, "grounding"] == 0.0
     assert j.loc[1, "hallucination"] == 0.5  # romantic western and nonsense words
     # future items' categories: 3 -> Sci-Fi, 1 -> Animation, 4 -> Drama: 2 of 3 covered
-    assert j.loc[1, "predictiveness"] == pytest.approx(2 / 3)
+    assert j.loc[1, "recall"] == pytest.approx(2 / 3)
+    assert j.loc[1, "precision"] == pytest.approx(2 / 3)  # Sci-Fi, Animation yes; Western no
     assert j.loc[1, "diversity"] == pytest.approx(3 / 4)  # Sci-Fi, Animation, Western
-    assert j.loc[2].tolist() == [0, 0.0, 1.0, 0.0, 0.0]  # an empty answer fails every judge
+    empty = j.loc[2].drop("hallucination")
+    assert j.loc[2, "hallucination"] == 1.0 and (empty == 0).all()  # an empty answer fails every judge
     j1 = R.judge_interests(interests, history, future, facts, n_requested=4, min_support=1)
-    assert j1.loc[1, "grounding"] == 0.5
+    assert j1.loc[1, "supported"] == 0.5
+    # the population is users 1 and 2 (history: item 1 only). "90s sci-fi" is 1/2 of user 1's
+    # films against 1/4 for the average user: grounded; "90s animation" is 1/2 against
+    # (1/2 + 1) / 2 = 3/4: supported but not specific to user 1
+    assert j1.loc[1, "grounding"] == 0.25
+
+
+def test_support_set_matches_supports(facts):
+    for p in ["90s sci-fi", "action thriller", "80s sci-fi", "cyberpunk vibes", "90s films", "drama", "nothing"]:
+        assert facts.support_set(p) == {i for i in MOVIES["item_id"] if R.supports(p, i, facts)}, p
+
+
+# A synthetic catalogue for the judges: 10 dramas, 10 comedies (popular), 4 westerns (rare).
+JUDGE_MOVIES = pd.DataFrame({
+    "item_id": list(range(1, 25)),
+    "name": [f"film {i}" for i in range(1, 25)],
+    "year": pd.array([1995] * 24, dtype="Int64"),
+    "genres": [["Drama"]] * 10 + [["Comedy"]] * 10 + [["Western"]] * 4,
+})
+DRAMAS, COMEDIES, WESTERNS = list(range(1, 11)), list(range(11, 21)), list(range(21, 25))
+
+
+@pytest.fixture(scope="module")
+def jfacts():
+    return R.ItemFacts.build(JUDGE_MOVIES)
+
+
+@pytest.fixture(scope="module")
+def population():
+    """Ten users: eight watch dramas and comedies only, one westerns only, one mostly westerns;
+    their futures repeat their tastes."""
+    hist = {u: DRAMAS[: 3 + u % 4] + COMEDIES[: 4 + u % 3] for u in range(1, 9)}
+    hist[9] = WESTERNS
+    hist[10] = WESTERNS[:3] + DRAMAS[:1]
+    fut = {u: DRAMAS[5:7] + COMEDIES[6:8] for u in range(1, 9)}
+    fut[9] = WESTERNS[:2]
+    fut[10] = WESTERNS[2:] + DRAMAS[8:9]
+    return hist, fut
+
+
+def test_grounding_needs_specific_evidence(jfacts, population):
+    hist, fut = population
+    j = R.judge_interests({9: ["western", "drama"], 10: ["western", "drama"]}, hist, fut, jfacts, n_requested=2)
+    # user 9 watched only westerns: "western" is backed by 4 films, far above the base rate;
+    # "drama" by none (hallucinated, and so neither supported nor grounded)
+    assert j.loc[9, "grounding"] == 0.5 and j.loc[9, "hallucination"] == 0.5
+    # user 10: one drama of 4 films is below min_support (and below the average user's drama
+    # share); the westerns (3 films, 3/4 of the history) are grounded
+    assert j.loc[10, "grounding"] == 0.5 and j.loc[10, "supported"] == 0.5
+    # a drama-and-comedy user: "drama" is supported by 3+ films, but specific only when their
+    # drama share is above the population's
+    avg = np.mean([len(set(h) & set(DRAMAS)) / len(set(h)) for h in hist.values()])
+    for u in range(1, 9):
+        share = len(set(hist[u]) & set(DRAMAS)) / len(set(hist[u]))
+        g = R.judge_interests({u: ["drama"]}, hist, fut, jfacts, n_requested=1).loc[u]
+        assert g["supported"] == 1.0 and g["grounding"] == float(share > avg), u
+    # min_support counts: a single western is not enough evidence
+    one = R.judge_interests({1: ["western"]}, {**hist, 1: DRAMAS[:5] + WESTERNS[:1]}, fut, jfacts, n_requested=1)
+    assert one.loc[1, "grounding"] == 0.0 and one.loc[1, "hallucination"] == 0.0
+
+
+def test_a_constant_answer_has_no_lift_and_no_personalization(jfacts, population):
+    hist, fut = population
+    modal = R.population_categories([i for h in hist.values() for i in h], jfacts, n=2)
+    assert modal == ["Comedy", "Drama"]
+    const = R.category_interests([i for h in hist.values() for i in h], jfacts, n=2)
+    assert const == ["comedy", "drama"]
+    j = R.judge_interests({u: const for u in hist}, hist, fut, jfacts, n_requested=2)
+    assert (j["personalization"] == 0).all()
+    # averaged over the population whose futures define the base rates, a constant answer
+    # predicts exactly as well as it does for an average user: zero lift
+    assert j["recall_lift"].mean() == pytest.approx(0, abs=1e-12)
+    assert j["precision_lift"].mean() == pytest.approx(0, abs=1e-12)
+    # ... while the per-user counting rule lifts, and is personal where the user is unusual
+    rule = {u: R.category_interests(hist[u], jfacts, n=2) for u in hist}
+    jr = R.judge_interests(rule, hist, fut, jfacts, n_requested=2)
+    assert jr["recall_lift"].mean() > 0.1 and jr["precision_lift"].mean() > 0.1
+    assert jr.loc[9, "personalization"] == 1.0 and jr.loc[1, "personalization"] == 0.0
+    assert jr.loc[10, "personalization"] == pytest.approx(1 - 1 / 3)  # {Western, Drama} vs {Comedy, Drama}
+    assert jr["grounding"].mean() > j["grounding"].mean()
+    # an explicit population answer replaces the default
+    jp = R.judge_interests({9: ["western"]}, hist, fut, jfacts, n_requested=2, population_answer=["Western"])
+    assert jp.loc[9, "personalization"] == 0.0
+
+
+def test_precision_and_lift_by_hand(jfacts, population):
+    hist, fut = population
+    j = R.judge_interests({9: ["western", "comedy"]}, hist, fut, jfacts, n_requested=2)
+    # user 9's future: two westerns. recall 1; precision 1/2 (comedy never comes)
+    assert j.loc[9, "recall"] == 1.0 and j.loc[9, "precision"] == 0.5
+    # base rates over the 10 futures: western share 0.1 (user 9) + 2/3 * 0.1 (user 10);
+    # comedy share 0.5 for users 1-8
+    q_w, q_c = (1 + 2 / 3) / 10, 8 * 0.5 / 10
+    assert j.loc[9, "recall_lift"] == pytest.approx(1 - (q_w + q_c))
+    h_w, h_c = 2 / 10, 8 / 10  # users whose future has a western / a comedy
+    assert j.loc[9, "precision_lift"] == pytest.approx(0.5 - (h_w + h_c) / 2)
+    # no future -> NaN, never 0
+    jn = R.judge_interests({11: ["western"]}, hist, fut, jfacts, n_requested=1)
+    assert np.isnan(jn.loc[11, "recall"]) and np.isnan(jn.loc[11, "precision_lift"])
+
+
+def test_paired_rate_table():
+    a = pd.DataFrame({"g": [1.0, 1.0, 1.0, 1.0], "n": 1}, index=[1, 2, 3, 4])
+    b = pd.DataFrame({"g": [0.0, 0.0, 0.0, np.nan], "n": 1}, index=[1, 2, 3, 4])
+    t = R.paired_rate_table({"a": a, "b": b}, "b")
+    assert t["system"].tolist() == ["a"] and t.loc[0, "diff"] == 1.0 and t.loc[0, "n_users"] == 3
+    assert t.loc[0, "lo"] == t.loc[0, "hi"] == 1.0
 
 
 def test_judge_tags_rates(facts):
