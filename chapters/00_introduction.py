@@ -32,9 +32,14 @@ seed = 20251016
 # %%
 from llmrec_lib import config, data, plots
 
-cfg = config.settings("00", mode, seed=seed, backbone="(none: this chapter trains no model)",
-                      quick={"users": "all 610", "sampled_negatives": 100},
-                      full={"users": "all 610", "sampled_negatives": 100})
+cfg = config.settings(
+    "00",
+    mode,
+    seed=seed,
+    backbone="(none: this chapter trains no model)",
+    quick={"users": "all 610", "sampled_negatives": 100},
+    full={"users": "all 610", "sampled_negatives": 100},
+)
 cfg.show()
 
 # %% [markdown]
@@ -55,12 +60,14 @@ cfg.show()
 # K in the hundreds as well as the tens.
 
 # %%
-fig = plots.funnel_figure([
-    ("catalogue", "hundreds of millions of posts / items"),
-    ("candidate generation (this book)", "~2,000 candidates in a few ms"),
-    ("ranking", "a heavy model scores each candidate"),
-    ("re-ranking and policy", "the ~10 items a member sees"),
-])
+fig = plots.funnel_figure(
+    [
+        ("catalogue", "hundreds of millions of posts / items"),
+        ("candidate generation (this book)", "~2,000 candidates in a few ms"),
+        ("ranking", "a heavy model scores each candidate"),
+        ("re-ranking and policy", "the ~10 items a member sees"),
+    ]
+)
 
 # %% [markdown]
 # ## 2. The two designs at a glance
@@ -91,8 +98,14 @@ overview = ml.summary()
 overview
 
 # %%
-assert (overview["users"], overview["movies"], overview["ratings"]) == (610, 9742, 100836)
-assert 0.45 < overview["positive_share"] < 0.5 and 0.1 < overview["disliked_share"] < 0.15
+assert (overview["users"], overview["movies"], overview["ratings"]) == (
+    610,
+    9742,
+    100836,
+)
+assert (
+    0.45 < overview["positive_share"] < 0.5 and 0.1 < overview["disliked_share"] < 0.15
+)
 
 # %% [markdown]
 # ### Activity over time, and bursts
@@ -109,16 +122,26 @@ import pandas as pd
 
 r = ml.ratings
 when = pd.to_datetime(r["timestamp"], unit="s")
-span_days = r.groupby("user_id")["timestamp"].agg(lambda s: (s.max() - s.min()) / 86_400)
+span_days = r.groupby("user_id")["timestamp"].agg(
+    lambda s: (s.max() - s.min()) / 86_400
+)
 one_day_share = float((span_days < 1).mean())
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
-when.dt.to_period("Q").value_counts().sort_index().plot(ax=axes[0], color=plots.COLORS["history"])
-axes[0].set(title="Ratings per quarter: activity is uneven over the years", xlabel="quarter",
-            ylabel="ratings")
+when.dt.to_period("Q").value_counts().sort_index().plot(
+    ax=axes[0], color=plots.COLORS["history"]
+)
+axes[0].set(
+    title="Ratings per quarter: activity is uneven over the years",
+    xlabel="quarter",
+    ylabel="ratings",
+)
 axes[1].hist(np.log10(span_days + 1e-3), bins=40, color=plots.COLORS["valid"])
-axes[1].set(title=f"{one_day_share:.0%} of users rated everything within one day",
-            xlabel="log10(days between a user's first and last rating)", ylabel="users")
+axes[1].set(
+    title=f"{one_day_share:.0%} of users rated everything within one day",
+    xlabel="log10(days between a user's first and last rating)",
+    ylabel="users",
+)
 fig.tight_layout()
 
 # %%
@@ -135,17 +158,30 @@ assert one_day_share > 0.5, one_day_share  # most users rate in a single burst
 
 # %%
 per_user = r.groupby("user_id").size()
-per_item = r.groupby("item_id").size().reindex(ml.item_ids, fill_value=0).sort_values(ascending=False)
+per_item = (
+    r.groupby("item_id")
+    .size()
+    .reindex(ml.item_ids, fill_value=0)
+    .sort_values(ascending=False)
+)
 top10_share = float(per_item.iloc[: len(per_item) // 10].sum() / len(r))
 single = int((per_item == 1).sum())
 
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
 axes[0].hist(np.log10(per_user), bins=30, color=plots.COLORS["history"])
-axes[0].set(title=f"Ratings per user (median {per_user.median():.0f})",
-            xlabel="log10(ratings)", ylabel="users")
-axes[1].loglog(np.arange(1, len(per_item) + 1), per_item.to_numpy() + 1, color=plots.COLORS["test"])
-axes[1].set(title=f"Top 10% of movies get {top10_share:.0%} of ratings",
-            xlabel="movie rank by ratings", ylabel="ratings + 1")
+axes[0].set(
+    title=f"Ratings per user (median {per_user.median():.0f})",
+    xlabel="log10(ratings)",
+    ylabel="users",
+)
+axes[1].loglog(
+    np.arange(1, len(per_item) + 1), per_item.to_numpy() + 1, color=plots.COLORS["test"]
+)
+axes[1].set(
+    title=f"Top 10% of movies get {top10_share:.0%} of ratings",
+    xlabel="movie rank by ratings",
+    ylabel="ratings + 1",
+)
 genres = ml.movies["genres"].explode().value_counts()
 genres.head(12).iloc[::-1].plot.barh(ax=axes[2], color=plots.COLORS["dnn"])
 axes[2].set(title="Genres: drama and comedy dominate", xlabel="movies")
@@ -153,7 +189,9 @@ fig.tight_layout()
 
 # %%
 assert per_user.min() >= 20
-assert top10_share > 0.5, top10_share  # the head of the catalogue takes most of the ratings
+assert top10_share > 0.5, (
+    top10_share
+)  # the head of the catalogue takes most of the ratings
 assert single / len(ml.item_ids) > 0.3  # and a third of the catalogue has one rating
 assert genres.index[0] == "Drama" and genres.index[1] == "Comedy"
 
@@ -206,9 +244,12 @@ fig = plots.split_timeline_figure(split, [1, 68, 414, 599, 610])
 share = data.future_share(split, "test")
 fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.hist(share, bins=30, color=plots.COLORS["test"])
-ax.set(title=f"Median test user: {share.median():.0%} of training ratings come from their future",
-       xlabel="share of other users' training ratings made after the user's first target",
-       ylabel="test users")
+ax.set(
+    title=f"Median test user: {share.median():.0%} of training ratings come from "
+    "their future",
+    xlabel="share of other users' training ratings made after the user's first target",
+    ylabel="test users",
+)
 fig.tight_layout()
 share.describe()
 
@@ -248,12 +289,23 @@ from llmrec_lib import baselines, evaluate
 
 test_data = evaluate.EvalData.from_split(split, "test", ml.item_ids)
 systems = {
-    "random": baselines.RandomScorer(ml.item_ids, seed=seed).fit(split.train).for_stage(split, "test"),
-    "popularity": baselines.MostPopular(ml.item_ids).fit(split.train).for_stage(split, "test"),
+    "random": baselines.RandomScorer(ml.item_ids, seed=seed)
+    .fit(split.train)
+    .for_stage(split, "test"),
+    "popularity": baselines.MostPopular(ml.item_ids)
+    .fit(split.train)
+    .for_stage(split, "test"),
 }
-full = {name: evaluate.evaluate(s, test_data, ks=(10, 50, 100)) for name, s in systems.items()}
-pd.concat({name: r.summary().loc[["recall@10", "ndcg@10", "hr@10", "recall@100"]]
-           for name, r in full.items()})
+full = {
+    name: evaluate.evaluate(s, test_data, ks=(10, 50, 100))
+    for name, s in systems.items()
+}
+pd.concat(
+    {
+        name: r.summary().loc[["recall@10", "ndcg@10", "hr@10", "recall@100"]]
+        for name, r in full.items()
+    }
+)
 
 # %% [markdown]
 # Now the sampled shortcut: each target is ranked against 100 random movies the user has not
@@ -262,12 +314,18 @@ pd.concat({name: r.summary().loc[["recall@10", "ndcg@10", "hr@10", "recall@100"]
 # catalogue: Recall@10.
 
 # %%
-sampled = {name: evaluate.sampled_hit_rate(s, test_data, n_negatives=100, k=10, seed=seed)
-           for name, s in systems.items()}
-compare = pd.DataFrame({
-    "full-catalogue Recall@10": {n: full[n].mean("recall@10") for n in systems},
-    "sampled HR@10 (100 negatives)": {n: float(np.mean(v)) for n, v in sampled.items()},
-})
+sampled = {
+    name: evaluate.sampled_hit_rate(s, test_data, n_negatives=100, k=10, seed=seed)
+    for name, s in systems.items()
+}
+compare = pd.DataFrame(
+    {
+        "full-catalogue Recall@10": {n: full[n].mean("recall@10") for n in systems},
+        "sampled HR@10 (100 negatives)": {
+            n: float(np.mean(v)) for n, v in sampled.items()
+        },
+    }
+)
 compare
 
 # %% [markdown]
@@ -281,7 +339,10 @@ compare
 assert abs(compare.loc["random", "sampled HR@10 (100 negatives)"] - 10 / 101) < 0.02
 assert compare.loc["random", "full-catalogue Recall@10"] < 0.01
 for name in systems:  # sampling inflates every system, by a factor of several
-    assert compare.loc[name, "sampled HR@10 (100 negatives)"] > 3 * compare.loc[name, "full-catalogue Recall@10"]
+    assert (
+        compare.loc[name, "sampled HR@10 (100 negatives)"]
+        > 3 * compare.loc[name, "full-catalogue Recall@10"]
+    )
 lo = full["popularity"].summary().loc["recall@10", "lo"]
 hi = full["random"].summary().loc["recall@10", "hi"]
 assert lo > hi  # popularity beats random with intervals that do not overlap
@@ -305,14 +366,17 @@ results = {
     "top10pct_rating_share": top10_share,
     "sampled_hr@10_vs_full_recall@10": compare.to_dict(),
 }
-(config.results_dir() / "ch00.json").write_text(json.dumps(results, indent=2, default=float))
+(config.results_dir() / "ch00.json").write_text(
+    json.dumps(results, indent=2, default=float)
+)
 print("wrote", config.results_dir() / "ch00.json")
 
 # %% [markdown]
 # ## Summary
 #
 # 1. Candidate generation trades precision for recall: it must not miss what a ranker could use.
-# 2. LinkedIn's LLM makes the vectors; RecGPT's LLMs make text that a small model turns into vectors.
+# 2. LinkedIn's LLM makes the vectors; RecGPT's LLMs make text that a small model turns into
+#    vectors.
 # 3. MovieLens users rate in bursts and a few movies take most ratings; a third of movies have one.
 # 4. A global cutoff leaves too few users here, so we split per user and measure what that leaks.
 # 5. We rank the full catalogue: sampled metrics flatter even a random recommender.
@@ -327,7 +391,9 @@ print("wrote", config.results_dir() / "ch00.json")
 #    movies that did not exist yet). *Check:* your median is below `share.median()`.
 # 3. **Sampled metrics with more negatives.** Re-run `evaluate.sampled_hit_rate` with 1,000
 #    negatives. Does random's HR@10 fall to about 10/1001? *Check:*
-#    `abs(np.mean(evaluate.sampled_hit_rate(systems["random"], test_data, n_negatives=1000, k=10)) - 10/1001) < 0.005`.
+#    `abs(np.mean(evaluate.sampled_hit_rate(systems["random"], test_data,
+#    n_negatives=1000, k=10)) - 10/1001) < 0.005`.
 # 4. **NDCG by hand.** A user has 2 targets; a system puts them at ranks 1 and 4. Compute
-#    NDCG@4 on paper, then with `metrics.ndcg_at_k(np.array([[7, 3, 5, 9]]), [np.array([7, 9])], k=4)`.
+#    NDCG@4 on paper, then with
+#    `metrics.ndcg_at_k(np.array([[7, 3, 5, 9]]), [np.array([7, 9])], k=4)`.
 #    *Check:* both give (1 + 1/log2(5)) / (1 + 1/log2(3)).

@@ -39,11 +39,18 @@ import pandas as pd
 
 from llmrec_lib import backbones, config, data, encoders, plots, text
 
-cfg = config.settings("01", mode, seed=seed, backbone="smollm2-135m (30 layers) and minilm-l6",
-                      quick={"embed_items": 1000, "users": "all with training ratings"},
-                      full={"embed_items": "all 9,742", "users": "all with training ratings"})
+cfg = config.settings(
+    "01",
+    mode,
+    seed=seed,
+    backbone="smollm2-135m (30 layers) and minilm-l6",
+    quick={"embed_items": 1000, "users": "all with training ratings"},
+    full={"embed_items": "all 9,742", "users": "all with training ratings"},
+)
 cfg.show()
-n_embed = cfg.sizes["embed_items"] if isinstance(cfg.sizes["embed_items"], int) else None
+n_embed = (
+    cfg.sizes["embed_items"] if isinstance(cfg.sizes["embed_items"], int) else None
+)
 chapter_t0 = time.perf_counter()
 
 # %% [markdown]
@@ -53,8 +60,8 @@ chapter_t0 = time.perf_counter()
 #   single special tokens, and measure what markers save.
 # - Turn a number into a percentile-bucket token, compute it from training data only, and see
 #   how raw counts tokenize instead.
-# - Build positive-only, most-recent-first histories that never exceed a token budget, and
-#   read the token-length distribution of a whole user base.
+# - Build positive-only histories, oldest to newest, that keep the most recent items within
+#   a token budget, and read the token-length distribution of a whole user base.
 # - Embed a catalogue zero-shot with a small decoder and a sentence encoder, and measure why
 #   un-tuned mean-pooled decoder states cannot serve as a retriever yet.
 
@@ -77,25 +84,44 @@ chapter_t0 = time.perf_counter()
 ml = data.load_movielens(cfg.data_dir)
 split = data.per_user_split(ml.ratings)
 train = split.train
-counts = text.popularity_counts(train, ml.item_ids)  # training ratings per movie, 0 if none
-known_tags = text.training_tags(ml.tags, train)  # written before their author's held-out window
+counts = text.popularity_counts(
+    train, ml.item_ids
+)  # training ratings per movie, 0 if none
+known_tags = text.training_tags(
+    ml.tags, train
+)  # written before their author's held-out window
 tags = text.top_tags(known_tags, k=3)
-print(f"{len(train):,} training ratings from {train.user_id.nunique()} users; "
-      f"{(counts > 0).sum():,} of {len(counts):,} movies have a training rating")
-print(f"user tags: {len(known_tags):,} of {len(ml.tags):,} written in training time, on {len(tags):,} movies "
-      f"(all tags: {ml.tags.item_id.nunique():,} movies)")
+print(
+    f"{len(train):,} training ratings from {train.user_id.nunique()} users; "
+    f"{(counts > 0).sum():,} of {len(counts):,} movies have a training rating"
+)
+print(
+    f"user tags: {len(known_tags):,} of {len(ml.tags):,} written in training "
+    f"time, on {len(tags):,} movies "
+    f"(all tags: {ml.tags.item_id.nunique():,} movies)"
+)
 
 # %%
 assert int(counts.sum()) == len(train)  # popularity counts training rows, nothing else
 leaked = text.popularity_counts(ml.ratings, ml.item_ids)
-assert (leaked >= counts).all() and (leaked > counts).sum() > 1000  # the test windows would add these
-held_out = pd.concat([split.targets("valid"), split.targets("test")])[["user_id", "item_id"]]
+assert (leaked >= counts).all() and (
+    leaked > counts
+).sum() > 1000  # the test windows would add these
+held_out = pd.concat([split.targets("valid"), split.targets("test")])[
+    ["user_id", "item_id"]
+]
 self_tagged = held_out.merge(ml.tags[["user_id", "item_id"]].drop_duplicates())
-print(f"{ml.tags.user_id.nunique()} users wrote the tags; {len(self_tagged)} held-out targets carry a tag "
-      f"written by the user who holds them out, {len(self_tagged.merge(known_tags[['user_id', 'item_id']]))} "
-      f"of those tags from training time")
+print(
+    f"{ml.tags.user_id.nunique()} users wrote the tags; {len(self_tagged)} "
+    "held-out targets carry a tag "
+    "written by the user who holds them out, "
+    f"{len(self_tagged.merge(known_tags[['user_id', 'item_id']]))} "
+    f"of those tags from training time"
+)
 assert ml.tags.user_id.nunique() < 0.1 * ml.n_users  # a few dozen of the 610 users
-assert len(known_tags) < 0.5 * len(ml.tags)  # most tags were written after their author's training ratings
+assert len(known_tags) < 0.5 * len(
+    ml.tags
+)  # most tags were written after their author's training ratings
 assert len(self_tagged) > 100  # the late tags would name held-out answers
 
 # %% [markdown]
@@ -109,18 +135,30 @@ assert len(self_tagged) > 100  # the late tags would name held-out answers
 
 # %%
 # Two copies of each tokenizer: markers go into one, the other stays as shipped.
-smol_tok, mini_tok = backbones.load_tokenizer("smollm2-135m"), backbones.load_tokenizer("minilm-l6")
-raw_tok = {"SmolLM2": backbones.load_tokenizer("smollm2-135m"), "MiniLM": backbones.load_tokenizer("minilm-l6")}
+smol_tok, mini_tok = (
+    backbones.load_tokenizer("smollm2-135m"),
+    backbones.load_tokenizer("minilm-l6"),
+)
+raw_tok = {
+    "SmolLM2": backbones.load_tokenizer("smollm2-135m"),
+    "MiniLM": backbones.load_tokenizer("minilm-l6"),
+}
 toks = {"SmolLM2": smol_tok, "MiniLM": mini_tok}
 for tok in toks.values():
     print("markers added:", text.add_markers(tok))
 
 marked = text.item_texts(ml.movies, tags=tags, popularity=counts)
 plain = text.item_texts(ml.movies, tags=tags, popularity=counts, markers=False)
-example = next(i for i in counts.sort_values(ascending=False, kind="stable").index if i in tags)
+example = next(
+    i for i in counts.sort_values(ascending=False, kind="stable").index if i in tags
+)
 print(marked[example])
 print(plain[example])
-print("SmolLM2, markers unknown:", raw_tok["SmolLM2"].tokenize(marked[example])[:12], "...")
+print(
+    "SmolLM2, markers unknown:",
+    raw_tok["SmolLM2"].tokenize(marked[example])[:12],
+    "...",
+)
 print("SmolLM2, markers added:  ", smol_tok.tokenize(marked[example])[:12], "...")
 
 # %% [markdown]
@@ -133,18 +171,28 @@ for name, tok in toks.items():
     n_plain = text.count_tokens(tok, plain.tolist())
     n_unreg = text.count_tokens(raw_tok[name], marked.tolist())
     n_mark = text.count_tokens(tok, marked.tolist())
-    rows.append({"tokenizer": name, "plain labels": n_plain.mean(), "markers, unregistered": n_unreg.mean(),
-                 "markers, registered": n_mark.mean(),
-                 "saved vs plain": 1 - n_mark.sum() / n_plain.sum(),
-                 "saved vs unregistered": 1 - n_mark.sum() / n_unreg.sum()})
+    rows.append(
+        {
+            "tokenizer": name,
+            "plain labels": n_plain.mean(),
+            "markers, unregistered": n_unreg.mean(),
+            "markers, registered": n_mark.mean(),
+            "saved vs plain": 1 - n_mark.sum() / n_plain.sum(),
+            "saved vs unregistered": 1 - n_mark.sum() / n_unreg.sum(),
+        }
+    )
 marker_table = pd.DataFrame(rows).set_index("tokenizer")
-marker_table.style.format("{:.1f}").format("{:.0%}", subset=["saved vs plain", "saved vs unregistered"])
+marker_table.style.format("{:.1f}").format(
+    "{:.0%}", subset=["saved vs plain", "saved vs unregistered"]
+)
 
 # %%
 for name, tok in toks.items():
     for m in text.marker_tokens():
         assert len(tok(m, add_special_tokens=False)["input_ids"]) == 1, (name, m)
-assert (marker_table["saved vs plain"] > 0.2).all()  # registered markers shorten every catalogue
+assert (
+    marker_table["saved vs plain"] > 0.2
+).all()  # registered markers shorten every catalogue
 assert (marker_table["saved vs unregistered"] > 0.2).all()
 # No MovieLens field forges a marker (render_item would neutralise one anyway):
 fields = pd.concat([ml.movies.title, ml.tags.tag]).astype(str)
@@ -169,11 +217,16 @@ assert (fields.map(text.neutralize_markers) == fields).all()
 
 # %%
 for n in (7, 173, 1234, 31250):
-    print(f"{n:>6}: SmolLM2 {smol_tok.tokenize(f'[POP] {n}')}  MiniLM {mini_tok.tokenize(f'[POP] {n}')}"
-          f"  vs  {text.pop_token(9)} = 1 token")
+    print(
+        f"{n:>6}: SmolLM2 {smol_tok.tokenize(f'[POP] {n}')}  MiniLM "
+        f"{mini_tok.tokenize(f'[POP] {n}')}"
+        f"  vs  {text.pop_token(9)} = 1 token"
+    )
 count_texts = [f"{text.POP} {int(c)}" for c in counts]
-count_cost = {name: float(text.count_tokens(tok, count_texts, add_special_tokens=False).mean())
-              for name, tok in toks.items()}
+count_cost = {
+    name: float(text.count_tokens(tok, count_texts, add_special_tokens=False).mean())
+    for name, tok in toks.items()
+}
 count_cost
 
 # %% [markdown]
@@ -190,14 +243,25 @@ edges = text.percentile_edges(counts.to_numpy())
 per_bucket = buckets.value_counts().reindex(range(text.N_BUCKETS), fill_value=0)
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.bar(per_bucket.index, per_bucket.to_numpy(), color=plots.COLORS["data"])
-ax.set(xticks=range(text.N_BUCKETS), xlabel="popularity bucket ([POP_b])", ylabel="movies",
-       title="Ties in the long tail leave some deciles empty; the head splits evenly")
+ax.set(
+    xticks=range(text.N_BUCKETS),
+    xlabel="popularity bucket ([POP_b])",
+    ylabel="movies",
+    title="Ties in the long tail leave some deciles empty; the head splits evenly",
+)
 fig.tight_layout()
-pd.DataFrame({"training ratings, lowest": counts.groupby(buckets).min(),
-              "highest": counts.groupby(buckets).max(), "movies": per_bucket}).T
+pd.DataFrame(
+    {
+        "training ratings, lowest": counts.groupby(buckets).min(),
+        "highest": counts.groupby(buckets).max(),
+        "movies": per_bucket,
+    }
+).T
 
 # %%
-assert all(c > 1.5 for c in count_cost.values())  # a raw count costs more than one token
+assert all(
+    c > 1.5 for c in count_cost.values()
+)  # a raw count costs more than one token
 assert buckets.groupby(counts).nunique().max() == 1  # equal counts share one bucket
 assert (counts.groupby(buckets).max().diff().dropna() > 0).all()  # buckets are ordered
 assert buckets[2571] == 9 and buckets[counts.idxmin()] <= 1
@@ -217,7 +281,9 @@ magnitude_rho = {}
 for name, bb in (("SmolLM2", smol), ("MiniLM", mini)):
     v = encoders.embed_texts(bb, [f"Ratings: {n}." for n in numbers], progress=False)
     sims = (v @ v.T)[iu]
-    magnitude_rho[name] = float(pd.Series(sims).rank().corr(pd.Series(closeness).rank()))
+    magnitude_rho[name] = float(
+        pd.Series(sims).rank().corr(pd.Series(closeness).rank())
+    )
 magnitude_rho
 
 # %%
@@ -243,14 +309,21 @@ assert magnitude_rho["SmolLM2"] > 0.3  # zero-shot, a number alone does carry it
 # %%
 short = text.item_texts(ml.movies, fields=("title", "genres"))
 t0 = time.perf_counter()
-full_hist = {name: text.user_prompts(train, short, tok, budget=None) for name, tok in toks.items()}
+full_hist = {
+    name: text.user_prompts(train, short, tok, budget=None)
+    for name, tok in toks.items()
+}
 render_s = (time.perf_counter() - t0) / len(toks)
 no_pos = int((full_hist["SmolLM2"].n_history == 0).sum())
-full_hist = {name: df[df.n_history > 0] for name, df in full_hist.items()}  # users with a positive
+full_hist = {
+    name: df[df.n_history > 0] for name, df in full_hist.items()
+}  # users with a positive
 example = full_hist["SmolLM2"].set_index("user_id").loc[2]
-print(f"user 2: {example.n_items} positives, {example.n_tokens} SmolLM2 tokens; all "
-      f"{len(full_hist['SmolLM2']) + no_pos} users rendered in {render_s:.1f} s "
-      f"(users without a positive in training, left out below: {no_pos})\n")
+print(
+    f"user 2: {example.n_items} positives, {example.n_tokens} SmolLM2 tokens; all "
+    f"{len(full_hist['SmolLM2']) + no_pos} users rendered in {render_s:.1f} s "
+    f"(users without a positive in training, left out below: {no_pos})\n"
+)
 print(example.prompt[:600], "...")
 
 # %% [markdown]
@@ -258,11 +331,16 @@ print(example.prompt[:600], "...")
 # with `[RATED] 4.5`:
 
 # %%
-all_hist = text.user_prompts(train, short, smol_tok, budget=None, positive_only=False, show_rating=True)
+all_hist = text.user_prompts(
+    train, short, smol_tok, budget=None, positive_only=False, show_rating=True
+)
 pos_tokens, all_tokens = full_hist["SmolLM2"].n_tokens.sum(), all_hist.n_tokens.sum()
 pos_saving = 1 - pos_tokens / all_tokens
-print(f"positive-only histories use {pos_saving:.0%} fewer SmolLM2 tokens "
-      f"({pos_tokens / 1e6:.2f}M vs {all_tokens / 1e6:.2f}M) [{cfg.mode} mode; the same in both modes]")
+print(
+    f"positive-only histories use {pos_saving:.0%} fewer SmolLM2 tokens "
+    f"({pos_tokens / 1e6:.2f}M vs {all_tokens / 1e6:.2f}M) [{cfg.mode} mode; "
+    "the same in both modes]"
+)
 
 # %%
 assert render_s < 10  # every user, tokenized and measured, in seconds
@@ -287,25 +365,38 @@ assert 0.3 < pos_saving < 0.8, pos_saving
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.4))
-bins = np.logspace(1, np.log10(max(df.n_tokens.max() for df in full_hist.values())) + 0.05, 40)
-for (name, df), color in zip(full_hist.items(), (plots.COLORS["llm"], plots.COLORS["dnn"])):
+bins = np.logspace(
+    1, np.log10(max(df.n_tokens.max() for df in full_hist.values())) + 0.05, 40
+)
+for (name, df), color in zip(
+    full_hist.items(), (plots.COLORS["llm"], plots.COLORS["dnn"])
+):
     ax.hist(df.n_tokens, bins=bins, alpha=0.6, color=color, label=name)
 ax.set_xscale("log")
 for b in budgets:
     ax.axvline(b, color="black", lw=0.8, ls="--")
     ax.text(b, ax.get_ylim()[1] * 0.9, f" {b}", fontsize=8)
-share_fit = {name: text.fit_shares(df.n_tokens, budgets) for name, df in full_hist.items()}
-ax.set(xlabel="tokens in the full positive-only history (log scale)", ylabel="users",
-       title=f"Only {share_fit['SmolLM2'][256]:.0%} of users fit 256 SmolLM2 tokens; "
-             f"half need more than {int(full_hist['SmolLM2'].n_tokens.median())}")
+share_fit = {
+    name: text.fit_shares(df.n_tokens, budgets) for name, df in full_hist.items()
+}
+ax.set(
+    xlabel="tokens in the full positive-only history (log scale)",
+    ylabel="users",
+    title=f"Only {share_fit['SmolLM2'][256]:.0%} of users fit 256 SmolLM2 tokens; "
+    f"half need more than {int(full_hist['SmolLM2'].n_tokens.median())}",
+)
 ax.legend()
 fig.tight_layout()
-pd.DataFrame(share_fit).T.style.format("{:.0%}").set_caption("share of users whose full history fits")
+pd.DataFrame(share_fit).T.style.format("{:.0%}").set_caption(
+    "share of users whose full history fits"
+)
 
 # %%
 assert share_fit["SmolLM2"][256] < 0.5  # a 256-token budget truncates most users
 assert all(share_fit[n][1024] > share_fit[n][128] for n in toks)
-assert share_fit["MiniLM"][512] >= share_fit["SmolLM2"][512]  # WordPiece is shorter on these titles
+assert (
+    share_fit["MiniLM"][512] >= share_fit["SmolLM2"][512]
+)  # WordPiece is shorter on these titles
 
 # %% [markdown]
 # So a budget means truncation for most users. `text.user_prompts` keeps the **most recent**
@@ -322,19 +413,33 @@ for b in budgets:
     assert (df.n_tokens == text.count_tokens(smol_tok, df.prompt.tolist())).all()
     kept[b] = df
 u = kept[128].set_index("user_id").loc[2]
-newest = train[(train.user_id == 2) & (train.rating >= data.POSITIVE_MIN)].sort_values(["timestamp", "item_id"])
-assert u.item_ids.tolist() == newest.item_id.tolist()[-u.n_items:]  # the newest, in order
-pd.DataFrame({b: {"median items kept": df.n_items.median(),
-                  "users truncated": (df.n_items < df.n_history).mean(),
-                  "mean tokens used": df.n_tokens.mean()} for b, df in kept.items()}).T
+newest = train[(train.user_id == 2) & (train.rating >= data.POSITIVE_MIN)].sort_values(
+    ["timestamp", "item_id"]
+)
+assert (
+    u.item_ids.tolist() == newest.item_id.tolist()[-u.n_items :]
+)  # the newest, in order
+pd.DataFrame(
+    {
+        b: {
+            "median items kept": df.n_items.median(),
+            "users truncated": (df.n_items < df.n_history).mean(),
+            "mean tokens used": df.n_tokens.mean(),
+        }
+        for b, df in kept.items()
+    }
+).T
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.boxplot([kept[b].n_items[kept[b].n_history > 0] for b in budgets], showfliers=False)
 ax.set_xticks(range(1, len(budgets) + 1), [str(b) for b in budgets])
-ax.set(xlabel="token budget (SmolLM2)", ylabel="history items kept",
-       title=f"128 tokens keep a median of {kept[128].n_items.median():.0f} items; "
-             f"1,024 keep {kept[1024].n_items.median():.0f}")
+ax.set(
+    xlabel="token budget (SmolLM2)",
+    ylabel="history items kept",
+    title=f"128 tokens keep a median of {kept[128].n_items.median():.0f} items; "
+    f"1,024 keep {kept[1024].n_items.median():.0f}",
+)
 fig.tight_layout()
 
 # %%
@@ -354,7 +459,9 @@ assert 4 <= med[0] <= 12, med[0]  # 128 tokens hold only the last few movies
 by_pop = counts.sort_values(ascending=False, kind="stable").index
 subset = by_pop[:n_embed] if n_embed else by_pop
 movies_sub = ml.movies.set_index("item_id").loc[subset].reset_index()
-zs_text = text.item_texts(movies_sub, fields=("title", "genres", "tags"), tags=tags, markers=False)
+zs_text = text.item_texts(
+    movies_sub, fields=("title", "genres", "tags"), tags=tags, markers=False
+)
 emb, embed_s = {}, {}
 for name, bb in (("SmolLM2", smol), ("MiniLM", mini)):
     t0 = time.perf_counter()
@@ -370,10 +477,14 @@ for name, x in emb.items():
     sims = x @ x[[pos_of[i] for i in famous]].T  # (n, len(famous))
     for col, i in enumerate(famous):
         order = np.argsort(-sims[:, col])
-        neighbours[(name, titles[pos_of[i]])] = [titles[j] for j in order if j != pos_of[i]][:5]
+        neighbours[(name, titles[pos_of[i]])] = [
+            titles[j] for j in order if j != pos_of[i]
+        ][:5]
 queries = [titles[pos_of[i]] for i in famous]
-pd.DataFrame({m: [title for q in queries for title in neighbours[(m, q)]] for m in emb},
-             index=pd.MultiIndex.from_product([queries, range(1, 6)], names=["query", "rank"]))
+pd.DataFrame(
+    {m: [title for q in queries for title in neighbours[(m, q)]] for m in emb},
+    index=pd.MultiIndex.from_product([queries, range(1, 6)], names=["query", "rank"]),
+)
 
 # %% [markdown]
 # Both lists look sensible at first sight: sequels, same genre, same era. The text carries real
@@ -389,18 +500,32 @@ rng = np.random.default_rng(cfg.seed)
 def genre_overlap(x: np.ndarray, k: int = 10, chunk: int = 1000) -> float:
     """Share of (movie, one of its k nearest neighbours) pairs that share a genre."""
     hits = []
-    for start in range(0, len(x), chunk):  # in chunks: the full-mode matrix would be 380 MB
-        sims = x[start:start + chunk] @ x.T  # (chunk, n)
-        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf  # not itself
+    for start in range(
+        0, len(x), chunk
+    ):  # in chunks: the full-mode matrix would be 380 MB
+        sims = x[start : start + chunk] @ x.T  # (chunk, n)
+        sims[
+            np.arange(len(sims)), np.arange(start, start + len(sims))
+        ] = -np.inf  # not itself
         nn = np.argpartition(-sims, k, axis=1)[:, :k]
-        hits += [bool(genre_sets[start + r] & genre_sets[j]) for r, row in enumerate(nn) for j in row]
+        hits += [
+            bool(genre_sets[start + r] & genre_sets[j])
+            for r, row in enumerate(nn)
+            for j in row
+        ]
     return float(np.mean(hits))
 
 
 overlap = {name: genre_overlap(x) for name, x in emb.items()}
 random_nn = rng.integers(0, len(genre_sets), size=(len(genre_sets), 10))
-overlap["random"] = float(np.mean([[bool(genre_sets[i] & genre_sets[j]) for j in row]
-                                   for i, row in enumerate(random_nn)]))
+overlap["random"] = float(
+    np.mean(
+        [
+            [bool(genre_sets[i] & genre_sets[j]) for j in row]
+            for i, row in enumerate(random_nn)
+        ]
+    )
+)
 overlap
 
 # %%
@@ -414,7 +539,9 @@ assert overlap["MiniLM"] > overlap["random"] + 0.15
 # pairs of movies in each space:
 
 # %%
-pa, pb = rng.integers(0, len(zs_text), size=(2, 200_000))  # random pairs of distinct movies
+pa, pb = rng.integers(
+    0, len(zs_text), size=(2, 200_000)
+)  # random pairs of distinct movies
 pa, pb = pa[pa != pb], pb[pa != pb]
 cos = {name: np.einsum("ij,ij->i", x[pa], x[pb]) for name, x in emb.items()}
 centred = {}
@@ -422,23 +549,42 @@ for name, x in emb.items():
     xc = x - x.mean(axis=0)
     xc /= np.linalg.norm(xc, axis=1, keepdims=True)
     centred[name] = np.einsum("ij,ij->i", xc[pa], xc[pb])
-spread = pd.DataFrame({
-    name: {"mean": c.mean(), "std": c.std(), "p5": np.percentile(c, 5), "p95": np.percentile(c, 95),
-           "std after centring": centred[name].std()} for name, c in cos.items()}).T
+spread = pd.DataFrame(
+    {
+        name: {
+            "mean": c.mean(),
+            "std": c.std(),
+            "p5": np.percentile(c, 5),
+            "p95": np.percentile(c, 95),
+            "std after centring": centred[name].std(),
+        }
+        for name, c in cos.items()
+    }
+).T
 fig, ax = plt.subplots(figsize=(8, 3.2))
 for (name, c), color in zip(cos.items(), (plots.COLORS["llm"], plots.COLORS["dnn"])):
-    ax.hist(c, bins=100, range=(-0.2, 1), alpha=0.7, color=color, label=name, density=True)
-ax.set(xlabel="cosine similarity between two movies", ylabel="density",
-       title=f"Un-tuned SmolLM2 puts every pair near {spread.loc['SmolLM2', 'mean']:.2f}; "
-             "MiniLM spreads them out")
+    ax.hist(
+        c, bins=100, range=(-0.2, 1), alpha=0.7, color=color, label=name, density=True
+    )
+ax.set(
+    xlabel="cosine similarity between two movies",
+    ylabel="density",
+    title=f"Un-tuned SmolLM2 puts every pair near {spread.loc['SmolLM2', 'mean']:.2f}; "
+    "MiniLM spreads them out",
+)
 ax.legend()
 fig.tight_layout()
 spread.round(3)
 
 # %%
 assert spread.loc["SmolLM2", "mean"] > 0.85  # nearly all alike
-assert spread.loc["SmolLM2", "std"] < 0.5 * spread.loc["MiniLM", "std"]  # a much narrower spread
-assert spread.loc["SmolLM2", "p95"] - spread.loc["SmolLM2", "p5"] < spread.loc["MiniLM", "p95"] - spread.loc["MiniLM", "p5"]
+assert (
+    spread.loc["SmolLM2", "std"] < 0.5 * spread.loc["MiniLM", "std"]
+)  # a much narrower spread
+assert (
+    spread.loc["SmolLM2", "p95"] - spread.loc["SmolLM2", "p5"]
+    < spread.loc["MiniLM", "p95"] - spread.loc["MiniLM", "p5"]
+)
 assert spread.loc["SmolLM2", "std after centring"] > 5 * spread.loc["SmolLM2", "std"]
 
 # %% [markdown]
@@ -478,8 +624,12 @@ results = {
     "number_magnitude_rank_corr": magnitude_rho,
     "popularity_bucket_sizes": per_bucket.astype(int).tolist(),
     "positive_only_token_saving": float(pos_saving),
-    "full_history_tokens_median": {n: float(df.n_tokens.median()) for n, df in full_hist.items()},
-    "share_users_fit": {n: {str(b): v for b, v in s.items()} for n, s in share_fit.items()},
+    "full_history_tokens_median": {
+        n: float(df.n_tokens.median()) for n, df in full_hist.items()
+    },
+    "share_users_fit": {
+        n: {str(b): v for b, v in s.items()} for n, s in share_fit.items()
+    },
     "items_kept_median_smollm2": {str(b): float(m) for b, m in zip(budgets, med)},
     "zero_shot_genre_overlap@10": overlap,
     "zero_shot_cosine_spread": spread.round(4).to_dict(orient="index"),
@@ -487,28 +637,39 @@ results = {
     "embed_seconds": embed_s,
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch01.json").write_text(json.dumps(results, indent=2, default=float))
-print(f"wrote {config.results_dir() / 'ch01.json'} ({cfg.mode} mode, {results['chapter_seconds']:.0f} s)")
+(config.results_dir() / "ch01.json").write_text(
+    json.dumps(results, indent=2, default=float)
+)
+print(
+    f"wrote {config.results_dir() / 'ch01.json'} ({cfg.mode} mode, "
+    f"{results['chapter_seconds']:.0f} s)"
+)
 
 # %% [markdown]
 # ## Summary
 #
-# 1. Markers registered as single special tokens shorten every item's text and cannot be forged by field text.
-# 2. A percentile bucket is one token; a raw count is several, and its bucket must come from training ratings only.
+# 1. Markers registered as single special tokens shorten every item's text and cannot be
+#    forged by field text.
+# 2. A percentile bucket is one token; a raw count is several, and its bucket must come from
+#    training ratings only.
 # 3. Positive-only histories cut the tokens per user by a large share, as LinkedIn found.
-# 4. Full histories are long: most users need more than 256 tokens, so we keep the newest whole items that fit.
-# 5. Un-tuned mean-pooled SmolLM2 vectors find sensible neighbours but are nearly all alike: it needs fine-tuning.
+# 4. Full histories are long: most users need more than 256 tokens, so we keep the newest
+#    whole items that fit.
+# 5. Un-tuned mean-pooled SmolLM2 vectors find sensible neighbours but are nearly all alike:
+#    it needs fine-tuning.
 #
 # ## Exercises
 #
 # 1. **Change one parameter.** Render histories with titles only (`fields=("title",)`) at a
 #    128-token budget. How many more items fit? *Check:*
-#    `text.user_prompts(train, text.item_texts(ml.movies, fields=("title",)), smol_tok, budget=128).n_items.median() > med[0]`.
+#    `text.user_prompts(train, text.item_texts(ml.movies, fields=("title",)), smol_tok,
+#    budget=128).n_items.median() > med[0]`.
 # 2. **All ratings, shown.** Build budget-256 prompts with `positive_only=False, show_rating=True`.
 #    Do users keep fewer distinct movies than with positives only? *Check:* its `n_items.median()`
 #    is below `kept[256].n_items.median()`.
 # 3. **Buckets against the training distribution.** A new movie arrives with 40 ratings. Which
-#    bucket does it get? *Check:* `text.percentile_buckets([40], edges=edges)[0] == buckets[counts.sub(40).abs().idxmin()]`.
+#    bucket does it get? *Check:*
+#    `text.percentile_buckets([40], edges=edges)[0] == buckets[counts.sub(40).abs().idxmin()]`.
 # 4. **Last-token pooling.** Embed the first 200 movies of `zs_text` with `pooling="last"` in
 #    SmolLM2 and compute the standard deviation of their pairwise cosines. Is the cone wider or
 #    narrower than with mean pooling? *Check:* compare with the same 200 movies under mean pooling

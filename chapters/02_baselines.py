@@ -26,7 +26,9 @@
 # %% tags=["parameters"]
 mode = None  # None: take LLMREC_MODE (default "quick"); or "quick" / "full"
 seed = 20251016
-tune_metric = "recall@50"  # hyper-parameters are chosen on the validation stage by this metric
+tune_metric = (
+    "recall@50"  # hyper-parameters are chosen on the validation stage by this metric
+)
 
 # %%
 import json
@@ -38,20 +40,35 @@ import pandas as pd
 
 # baselines first: it asks OpenMP threads to wait passively before torch loads (spinning
 # threads made training 40x slower on a shared 2-core machine)
-from llmrec_lib import baselines, backbones, config, data, evaluate, index, text  # isort: skip
+# isort: off
+from llmrec_lib import baselines, backbones, config, data, evaluate, index, text
+# isort: on
 
 cfg = config.settings(
-    "02", mode, seed=seed, backbone="minilm-l6 and smollm2-135m (zero-shot only)",
-    quick={"popularity_windows_days": [90, 365, 1095], "knn_neighbors": [20, 100, None],
-           "text_recent_items": [5, 20, None],
-           "sasrec": {"epochs": 40, "max_len": 50},
-           "minilm_prompt_budget": 128, "smollm2_layers": 8, "smollm2_prompt_budget": None,
-           "n_boot": 1000},
-    full={"popularity_windows_days": [30, 90, 180, 365, 730, 1095, 1825], "knn_neighbors": [10, 20, 50, 100, 200, 500, None],
-          "text_recent_items": [1, 5, 10, 20, 50, None],
-          "sasrec": {"epochs": 200, "max_len": 200},
-          "minilm_prompt_budget": 256, "smollm2_layers": 30, "smollm2_prompt_budget": 256,
-          "n_boot": 2000},
+    "02",
+    mode,
+    seed=seed,
+    backbone="minilm-l6 and smollm2-135m (zero-shot only)",
+    quick={
+        "popularity_windows_days": [90, 365, 1095],
+        "knn_neighbors": [20, 100, None],
+        "text_recent_items": [5, 20, None],
+        "sasrec": {"epochs": 40, "max_len": 50},
+        "minilm_prompt_budget": 128,
+        "smollm2_layers": 8,
+        "smollm2_prompt_budget": None,
+        "n_boot": 1000,
+    },
+    full={
+        "popularity_windows_days": [30, 90, 180, 365, 730, 1095, 1825],
+        "knn_neighbors": [10, 20, 50, 100, 200, 500, None],
+        "text_recent_items": [1, 5, 10, 20, 50, None],
+        "sasrec": {"epochs": 200, "max_len": 200},
+        "minilm_prompt_budget": 256,
+        "smollm2_layers": 30,
+        "smollm2_prompt_budget": 256,
+        "n_boot": 2000,
+    },
 )
 cfg.show()
 ks = (10, 50, 100)  # list lengths every system is measured at
@@ -86,7 +103,10 @@ chapter_t0 = time.perf_counter()
 # %%
 ml = data.load_movielens(cfg.data_dir)
 split = data.per_user_split(ml.ratings)
-stages = {stage: evaluate.EvalData.from_split(split, stage, ml.item_ids) for stage in ("valid", "test")}
+stages = {
+    stage: evaluate.EvalData.from_split(split, stage, ml.item_ids)
+    for stage in ("valid", "test")
+}
 stages
 
 # %%
@@ -98,13 +118,18 @@ def keep(model, name=None, which=("valid", "test")):
     """Evaluate a fitted model on the chosen stages and remember it under its name."""
     name = name or model.name
     fitted[name] = model
-    results[name] = baselines.evaluate_stages(model, split, {s: stages[s] for s in which}, ks=ks, name=name)
+    results[name] = baselines.evaluate_stages(
+        model, split, {s: stages[s] for s in which}, ks=ks, name=name
+    )
     return results[name]
 
 
 def valid_score(model):
-    """The tuning metric of a model on the validation stage (test is never looked at)."""
-    return baselines.evaluate_stages(model, split, {"valid": stages["valid"]}, ks=ks)["valid"].mean(tune_metric)
+    """The tuning metric of a model on validation (test is never looked at)."""
+    return baselines.evaluate_stages(model, split, {"valid": stages["valid"]}, ks=ks)[
+        "valid"
+    ].mean(tune_metric)
+
 
 # %% [markdown]
 # ## 2. Random: the floor
@@ -117,7 +142,10 @@ def valid_score(model):
 random_model = baselines.RandomScorer(ml.item_ids, seed=seed).fit(split.train)
 r = keep(random_model)
 expected = np.mean(10 / (ml.item_ids.size - stages["test"].n_history))
-print(f"random Recall@10 on test: {r['test'].mean('recall@10'):.4f} (expected about {expected:.4f})")
+print(
+    f"random Recall@10 on test: {r['test'].mean('recall@10'):.4f} (expected "
+    f"about {expected:.4f})"
+)
 
 # %%
 ci = r["test"].summary(metrics=["recall@10"]).loc["recall@10"]
@@ -144,26 +172,49 @@ keep(pop_all, "popular (all time)")
 grid = []
 for days in cfg.sizes["popularity_windows_days"]:
     for anchor in ("user", "global"):
-        m = baselines.MostPopular(ml.item_ids, window_days=days, anchor=anchor).fit(split.train)
-        grid.append({"window_days": days, "anchor": anchor, f"valid {tune_metric}": valid_score(m)})
-pop_grid = pd.DataFrame(grid).pivot(index="window_days", columns="anchor", values=f"valid {tune_metric}")
+        m = baselines.MostPopular(ml.item_ids, window_days=days, anchor=anchor).fit(
+            split.train
+        )
+        grid.append(
+            {
+                "window_days": days,
+                "anchor": anchor,
+                f"valid {tune_metric}": valid_score(m),
+            }
+        )
+pop_grid = pd.DataFrame(grid).pivot(
+    index="window_days", columns="anchor", values=f"valid {tune_metric}"
+)
 best_days = int(pop_grid["user"].idxmax())
 pop_grid
 
 # %%
-pop_user = baselines.MostPopular(ml.item_ids, window_days=best_days, anchor="user").fit(split.train)
-pop_global = baselines.MostPopular(ml.item_ids, window_days=best_days, anchor="global").fit(split.train)
+pop_user = baselines.MostPopular(ml.item_ids, window_days=best_days, anchor="user").fit(
+    split.train
+)
+pop_global = baselines.MostPopular(
+    ml.item_ids, window_days=best_days, anchor="global"
+).fit(split.train)
 pop_user_name = f"popular ({best_days} d before the user's now)"
 pop_global_name = f"popular ({best_days} d before the end of train)"
 keep(pop_user, pop_user_name)
 keep(pop_global, pop_global_name)
-lift = results[pop_user_name]["valid"].compare(results[pop_global_name]["valid"], tune_metric)
-print(f"user-anchored minus end-of-train window, valid {tune_metric}: {lift.mean_diff:+.3f} "
-      f"[{lift.lo:+.3f}, {lift.hi:+.3f}], p = {lift.p_value:.3f}")
+lift = results[pop_user_name]["valid"].compare(
+    results[pop_global_name]["valid"], tune_metric
+)
+print(
+    f"user-anchored minus end-of-train window, valid {tune_metric}: "
+    f"{lift.mean_diff:+.3f} "
+    f"[{lift.lo:+.3f}, {lift.hi:+.3f}], p = {lift.p_value:.3f}"
+)
 
 # %%
-assert lift.lo > 0, lift  # the user's own "now" beats one global window, with a paired interval above 0
-assert (pop_grid["user"] > pop_grid["global"]).all()  # and at every window length we tried
+assert lift.lo > 0, (
+    lift
+)  # the user's own "now" beats one global window, with a paired interval above 0
+assert (
+    pop_grid["user"] > pop_grid["global"]
+).all()  # and at every window length we tried
 
 # %% [markdown]
 # ## 4. Item-kNN: "people who liked this also liked"
@@ -176,18 +227,32 @@ assert (pop_grid["user"] > pop_grid["global"]).all()  # and at every window leng
 # liked. Fitting is one sparse matrix product: a second on this data.
 
 # %%
-knn_grid = {str(k): valid_score(baselines.ItemKNN(ml.item_ids, n_neighbors=k).fit(split.train))
-            for k in cfg.sizes["knn_neighbors"]}
+knn_grid = {
+    str(k): valid_score(baselines.ItemKNN(ml.item_ids, n_neighbors=k).fit(split.train))
+    for k in cfg.sizes["knn_neighbors"]
+}
 best_k = max(knn_grid, key=knn_grid.get)
-knn = baselines.ItemKNN(ml.item_ids, n_neighbors=None if best_k == "None" else int(best_k)).fit(split.train)
+knn = baselines.ItemKNN(
+    ml.item_ids, n_neighbors=None if best_k == "None" else int(best_k)
+).fit(split.train)
 keep(knn)
-print(f"valid {tune_metric} by neighbours: {knn_grid}; chosen k = {best_k}; fit {knn.fit_seconds:.2f} s")
+print(
+    f"valid {tune_metric} by neighbours: {knn_grid}; chosen k = {best_k}; fit "
+    f"{knn.fit_seconds:.2f} s"
+)
 toy_story = knn.similar_items(1, k=5)
-toy_story.set_axis(ml.movies.set_index("item_id").loc[toy_story.index, "title"]).rename("cosine")
+toy_story.set_axis(ml.movies.set_index("item_id").loc[toy_story.index, "title"]).rename(
+    "cosine"
+)
 
 # %%
 assert knn.fit_seconds < 10
-assert "Toy Story 2 (1999)" in ml.movies.set_index("item_id").loc[knn.similar_items(1, k=10).index, "title"].tolist()
+assert (
+    "Toy Story 2 (1999)"
+    in ml.movies.set_index("item_id")
+    .loc[knn.similar_items(1, k=10).index, "title"]
+    .tolist()
+)
 
 # %% [markdown]
 # ## 5. An ID-based sequential model, SASRec style
@@ -209,15 +274,24 @@ assert "Toy Story 2 (1999)" in ml.movies.set_index("item_id").loc[knn.similar_it
 # so in `can_score_items`, and the protocol counts targets on such items as misses.
 
 # %%
-sasrec = baselines.SASRec(ml.item_ids, seed=seed, **cfg.sizes["sasrec"]).fit(split.train)
+sasrec = baselines.SASRec(ml.item_ids, seed=seed, **cfg.sizes["sasrec"]).fit(
+    split.train
+)
 keep(sasrec)
 log = pd.DataFrame(sasrec.train_log)
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(log["epoch"] + 1, log["loss"], marker=".")
-ax.set(xlabel="epoch", ylabel="in-batch softmax loss (log-Q corrected)",
-       title=f"SASRec-style training: {sasrec.fit_seconds:.0f} s, {int(log['steps'].iloc[-1])} steps")
+ax.set(
+    xlabel="epoch",
+    ylabel="in-batch softmax loss (log-Q corrected)",
+    title=f"SASRec-style training: {sasrec.fit_seconds:.0f} s, "
+    f"{int(log['steps'].iloc[-1])} steps",
+)
 fig.tight_layout()
-print(f"{sasrec.n_windows} training windows of up to {sasrec.cfg.max_len} items, {sasrec.fit_seconds:.0f} s")
+print(
+    f"{sasrec.n_windows} training windows of up to {sasrec.cfg.max_len} "
+    f"items, {sasrec.fit_seconds:.0f} s"
+)
 
 # %%
 assert log["loss"].iloc[-1] < 0.9 * log["loss"].iloc[0]  # it learned something
@@ -250,18 +324,28 @@ t0 = time.perf_counter()
 text_vectors["MiniLM"] = baselines.item_text_embeddings(minilm, item_text, ml.item_ids)
 embed_seconds["MiniLM items"] = time.perf_counter() - t0
 n_layers = cfg.sizes["smollm2_layers"]
-smol = backbones.load_backbone("smollm2-135m", device="cpu", n_layers=None if n_layers == 30 else n_layers)
+smol = backbones.load_backbone(
+    "smollm2-135m", device="cpu", n_layers=None if n_layers == 30 else n_layers
+)
 smol_name = "SmolLM2" if n_layers == 30 else f"SmolLM2 (first {n_layers} of 30 layers)"
 t0 = time.perf_counter()
-text_vectors[smol_name] = baselines.item_text_embeddings(smol, item_text, ml.item_ids, max_length=48)
+text_vectors[smol_name] = baselines.item_text_embeddings(
+    smol, item_text, ml.item_ids, max_length=48
+)
 embed_seconds[f"{smol_name} items"] = time.perf_counter() - t0
 embed_seconds
 
 # %%
 rng = np.random.default_rng(seed)
 pairs = rng.integers(0, ml.item_ids.size, size=(2, 20_000))
-spread = {name: float(np.mean(np.sum(v[pairs[0]] * v[pairs[1]], axis=1))) for name, v in text_vectors.items()}
-print("mean cosine between random pairs of movies:", {k: round(s, 3) for k, s in spread.items()})
+spread = {
+    name: float(np.mean(np.sum(v[pairs[0]] * v[pairs[1]], axis=1)))
+    for name, v in text_vectors.items()
+}
+print(
+    "mean cosine between random pairs of movies:",
+    {k: round(s, 3) for k, s in spread.items()},
+)
 
 # %% [markdown]
 # Un-tuned SmolLM2 puts every movie in a narrow cone (chapter 01 saw the same): its mean-pooled
@@ -270,14 +354,24 @@ print("mean cosine between random pairs of movies:", {k: round(s, 3) for k, s in
 # %%
 recent_choice = {}
 for name, vectors in text_vectors.items():
-    grid = {str(n): valid_score(baselines.ItemMeanRetrieval(ml.item_ids, vectors, max_history=n).fit())
-            for n in cfg.sizes["text_recent_items"]}
+    grid = {
+        str(n): valid_score(
+            baselines.ItemMeanRetrieval(ml.item_ids, vectors, max_history=n).fit()
+        )
+        for n in cfg.sizes["text_recent_items"]
+    }
     best = max(grid, key=grid.get)
     recent_choice[name] = {"valid": grid, "chosen": best}
-    model = baselines.ItemMeanRetrieval(ml.item_ids, vectors, max_history=None if best == "None" else int(best),
-                                        name=f"{name}: mean of last {best} likes").fit()
+    model = baselines.ItemMeanRetrieval(
+        ml.item_ids,
+        vectors,
+        max_history=None if best == "None" else int(best),
+        name=f"{name}: mean of last {best} likes",
+    ).fit()
     keep(model)
-pd.DataFrame({k: v["valid"] for k, v in recent_choice.items()}).rename_axis(f"recent likes (valid {tune_metric})")
+pd.DataFrame({k: v["valid"] for k, v in recent_choice.items()}).rename_axis(
+    f"recent likes (valid {tune_metric})"
+)
 
 # %%
 prompt_backbones = [("MiniLM", minilm, cfg.sizes["minilm_prompt_budget"])]
@@ -285,10 +379,16 @@ if cfg.sizes["smollm2_prompt_budget"]:
     prompt_backbones.append((smol_name, smol, cfg.sizes["smollm2_prompt_budget"]))
 for name, backbone, budget in prompt_backbones:
     encoder = baselines.prompt_user_encoder(backbone, item_text, budget=budget)
-    model = baselines.PromptRetrieval(ml.item_ids, text_vectors[name], encoder,
-                                      name=f"{name}: user prompt ({budget} tokens)").fit()
+    model = baselines.PromptRetrieval(
+        ml.item_ids,
+        text_vectors[name],
+        encoder,
+        name=f"{name}: user prompt ({budget} tokens)",
+    ).fit()
     keep(model)
-    embed_seconds[f"{name} prompts"] = sum(r.timing["bind_seconds"] for r in results[model.name].values())
+    embed_seconds[f"{name} prompts"] = sum(
+        r.timing["bind_seconds"] for r in results[model.name].values()
+    )
 embed_seconds
 
 # %% [markdown]
@@ -301,20 +401,37 @@ embed_seconds
 # bootstrap intervals over users.
 
 # %%
-metrics = ["recall@10", "recall@50", "recall@100", "ndcg@10", "ndcg@50", "coverage@100", "novelty@10"]
+metrics = [
+    "recall@10",
+    "recall@50",
+    "recall@100",
+    "ndcg@10",
+    "ndcg@50",
+    "coverage@100",
+    "novelty@10",
+]
 all_results = [res for by_stage in results.values() for res in by_stage.values()]
-table = baselines.tidy_table(all_results, metrics, n_boot=cfg.sizes["n_boot"], seed=seed)
+table = baselines.tidy_table(
+    all_results, metrics, n_boot=cfg.sizes["n_boot"], seed=seed
+)
 baselines.wide_table(table, "test")
 
 # %%
 baselines.wide_table(table, "valid")
 
 # %%
-best_test = table[(table["stage"] == "test") & (table["metric"] == "recall@50")].sort_values("mean").iloc[-1]
+best_test = (
+    table[(table["stage"] == "test") & (table["metric"] == "recall@50")]
+    .sort_values("mean")
+    .iloc[-1]
+)
 fig = baselines.bar_chart(
-    table, ["recall@10", "recall@50", "recall@100", "ndcg@10", "ndcg@50"],
-    title=f"Best baseline at Recall@50 on test: {best_test['system']} ({best_test['mean']:.3f}); "
-          f"zero-shot text stays below popularity ({cfg.mode} mode)")
+    table,
+    ["recall@10", "recall@50", "recall@100", "ndcg@10", "ndcg@50"],
+    title=f"Best baseline at Recall@50 on test: {best_test['system']} "
+    f"({best_test['mean']:.3f}); "
+    f"zero-shot text stays below popularity ({cfg.mode} mode)",
+)
 
 # %% [markdown]
 # What the table says:
@@ -328,9 +445,14 @@ fig = baselines.bar_chart(
 #   to what you liked is a poor guide to what you will like next. That is the gap chapters 03
 #   and 04 close by fine-tuning.
 
+
 # %%
 def ci(system, stage, metric):
-    row = table[(table["system"] == system) & (table["stage"] == stage) & (table["metric"] == metric)]
+    row = table[
+        (table["system"] == system)
+        & (table["stage"] == stage)
+        & (table["metric"] == metric)
+    ]
     assert len(row) == 1, (system, stage, metric)
     return row.iloc[0]
 
@@ -342,14 +464,24 @@ for stage in ("valid", "test"):
         # item-kNN, SASRec and popularity beat random with intervals that do not overlap
         assert ci(name, stage, "recall@10")["lo"] > floor["hi"], (name, stage)
     best_text = max(ci(n, stage, "recall@50")["hi"] for n in text_systems)
-    assert best_text < ci("popular (all time)", stage, "recall@50")["lo"], stage  # zero-shot < popularity
+    assert best_text < ci("popular (all time)", stage, "recall@50")["lo"], (
+        stage
+    )  # zero-shot < popularity
 # collaborative models beat all-time popularity on test, user by user (paired bootstrap)
 for name in (knn.name, sasrec.name, pop_user_name):
-    paired = results[name]["test"].compare(results["popular (all time)"]["test"], "recall@50")
+    paired = results[name]["test"].compare(
+        results["popular (all time)"]["test"], "recall@50"
+    )
     assert paired.lo > 0, (name, paired)
 for model in (knn, sasrec):  # wider and less popular lists than popularity
-    assert ci(model.name, "test", "coverage@100")["mean"] > 3 * ci("popular (all time)", "test", "coverage@100")["mean"]
-    assert ci(model.name, "test", "novelty@10")["lo"] > ci("popular (all time)", "test", "novelty@10")["hi"]
+    assert (
+        ci(model.name, "test", "coverage@100")["mean"]
+        > 3 * ci("popular (all time)", "test", "coverage@100")["mean"]
+    )
+    assert (
+        ci(model.name, "test", "novelty@10")["lo"]
+        > ci("popular (all time)", "test", "novelty@10")["hi"]
+    )
 
 # %% [markdown]
 # ## 8. The cold-item segment
@@ -362,17 +494,30 @@ for model in (knn, sasrec):  # wider and less popular lists than popularity
 cold_rows = []
 for name, by_stage in results.items():
     seg = by_stage["test"].segment("cold")
-    summary = seg.summary(metrics=["recall@100"], n_boot=cfg.sizes["n_boot"], seed=seed).loc["recall@100"]
-    cold_rows.append({"system": name, "users with a cold target": len(seg.per_user),
-                      "cold targets": seg.counts["n_targets"],
-                      "unscoreable targets (all)": by_stage["test"].counts["n_unscoreable_targets"],
-                      "cold recall@100": summary["mean"], "lo": summary["lo"], "hi": summary["hi"]})
+    summary = seg.summary(
+        metrics=["recall@100"], n_boot=cfg.sizes["n_boot"], seed=seed
+    ).loc["recall@100"]
+    cold_rows.append(
+        {
+            "system": name,
+            "users with a cold target": len(seg.per_user),
+            "cold targets": seg.counts["n_targets"],
+            "unscoreable targets (all)": by_stage["test"].counts[
+                "n_unscoreable_targets"
+            ],
+            "cold recall@100": summary["mean"],
+            "lo": summary["lo"],
+            "hi": summary["hi"],
+        }
+    )
 cold = pd.DataFrame(cold_rows).set_index("system")
 cold
 
 # %%
 for name in (knn.name, sasrec.name, "popular (all time)"):
-    assert cold.loc[name, "cold recall@100"] == 0.0, name  # an ID model cannot retrieve a cold item
+    assert cold.loc[name, "cold recall@100"] == 0.0, (
+        name
+    )  # an ID model cannot retrieve a cold item
 assert cold.loc[text_systems, "cold recall@100"].max() > 0  # text can
 assert stages["test"].target_is_cold.mean() > 0.05
 
@@ -394,28 +539,50 @@ assert stages["test"].target_is_cold.mean() > 0.05
 # protocol's metrics.
 
 # %%
-text_best = max((n for n in text_systems if "mean of" in n), key=lambda n: results[n]["valid"].mean("recall@50"))
+text_best = max(
+    (n for n in text_systems if "mean of" in n),
+    key=lambda n: results[n]["valid"].mean("recall@50"),
+)
 text_model = fitted[text_best]
 bound = text_model.for_stage(split, "valid")
 queries = bound.user_vectors(stages["valid"].user_ids)  # (n_users, dim)
 exact = evaluate.evaluate(bound, stages["valid"], ks=ks, name="exact (dense scores)")
-_, exact_top = index.build_index(text_model.item_vectors, "flat", "ip").search(queries, 100)
+_, exact_top = index.build_index(text_model.item_vectors, "flat", "ip").search(
+    queries, 100
+)
 ann_rows = []
-for kind, params in (("flat", {}), ("ivf", {"nprobe": 4}), ("ivf", {"nprobe": 16}), ("hnsw", {"ef_search": 32}),
-                     ("hnsw", {"ef_search": 128})):
+for kind, params in (
+    ("flat", {}),
+    ("ivf", {"nprobe": 4}),
+    ("ivf", {"nprobe": 16}),
+    ("hnsw", {"ef_search": 32}),
+    ("hnsw", {"ef_search": 128}),
+):
     t0 = time.perf_counter()
     idx = index.build_index(text_model.item_vectors, kind, "ip", seed=seed, **params)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     _, top = idx.search(queries, 100)
     per_query_ms = 1000 * (time.perf_counter() - t0) / len(queries)
-    served = evaluate.evaluate(baselines.VectorRecommender(bound, idx), stages["valid"], ks=ks)
-    ann_rows.append({"index": f"{kind} {params or ''}".strip(), "ANN recall@100": index.ann_recall(top, exact_top),
-                     "ms per query (k=100)": per_query_ms, "build s": build_s,
-                     "MB": idx.memory_bytes() / 2**20, "valid recall@10": served.mean("recall@10"),
-                     "valid recall@100": served.mean("recall@100")})
+    served = evaluate.evaluate(
+        baselines.VectorRecommender(bound, idx), stages["valid"], ks=ks
+    )
+    ann_rows.append(
+        {
+            "index": f"{kind} {params or ''}".strip(),
+            "ANN recall@100": index.ann_recall(top, exact_top),
+            "ms per query (k=100)": per_query_ms,
+            "build s": build_s,
+            "MB": idx.memory_bytes() / 2**20,
+            "valid recall@10": served.mean("recall@10"),
+            "valid recall@100": served.mean("recall@100"),
+        }
+    )
 ann = pd.DataFrame(ann_rows).set_index("index")
-print(f"exact (dense) scoring: recall@10 {exact.mean('recall@10'):.4f}, recall@100 {exact.mean('recall@100'):.4f}")
+print(
+    f"exact (dense) scoring: recall@10 {exact.mean('recall@10'):.4f}, "
+    f"recall@100 {exact.mean('recall@100'):.4f}"
+)
 ann.round(4)
 
 # %%
@@ -423,8 +590,12 @@ assert ann.loc["flat", "ANN recall@100"] > 0.999  # exact search through faiss i
 assert abs(ann.loc["flat", "valid recall@100"] - exact.mean("recall@100")) < 0.002
 assert ann.loc["hnsw {'ef_search': 128}", "ANN recall@100"] > 0.9
 assert ann.loc["hnsw {'ef_search': 128}", "ms per query (k=100)"] < 1.0
-assert ann.loc["ivf {'nprobe': 16}", "ANN recall@100"] >= ann.loc["ivf {'nprobe': 4}", "ANN recall@100"]
-# losing neighbours is not losing targets: the lists' quality drops far less than ANN recall
+assert (
+    ann.loc["ivf {'nprobe': 16}", "ANN recall@100"]
+    >= ann.loc["ivf {'nprobe': 4}", "ANN recall@100"]
+)
+# losing neighbours is not losing targets: the lists' quality drops far less than
+# ANN recall
 worst = ann["ANN recall@100"].idxmin()
 assert ann.loc[worst, "valid recall@100"] > 0.9 * exact.mean("recall@100"), worst
 
@@ -439,9 +610,16 @@ assert ann.loc[worst, "valid recall@100"] > 0.9 * exact.mean("recall@100"), wors
 # and computing all metrics takes well under a second, so evaluation is never the bottleneck.
 
 # %%
-dense = random_model.for_stage(split, "test").score(stages["test"].user_ids)  # (602, 9742)
-timed = evaluate.evaluate(evaluate.MatrixScorer(dense, stages["test"].user_ids), stages["test"], ks=ks)
-print(f"{dense.shape[0]} users x {dense.shape[1]} movies evaluated in {timed.timing['seconds']:.2f} s")
+dense = random_model.for_stage(split, "test").score(
+    stages["test"].user_ids
+)  # (602, 9742)
+timed = evaluate.evaluate(
+    evaluate.MatrixScorer(dense, stages["test"].user_ids), stages["test"], ks=ks
+)
+print(
+    f"{dense.shape[0]} users x {dense.shape[1]} movies evaluated in "
+    f"{timed.timing['seconds']:.2f} s"
+)
 assert timed.timing["seconds"] < 1.0
 
 # %% [markdown]
@@ -471,36 +649,57 @@ assert timed.timing["seconds"] < 1.0
 timing = {}
 for name, by_stage in results.items():
     model = fitted[name]
-    timing[name] = {"fit_seconds": model.fit_seconds,
-                    **{f"{s}_eval_seconds": r.timing["seconds"] for s, r in by_stage.items()},
-                    **{f"{s}_bind_seconds": r.timing["bind_seconds"] for s, r in by_stage.items()}}
+    timing[name] = {
+        "fit_seconds": model.fit_seconds,
+        **{f"{s}_eval_seconds": r.timing["seconds"] for s, r in by_stage.items()},
+        **{f"{s}_bind_seconds": r.timing["bind_seconds"] for s, r in by_stage.items()},
+    }
 must_beat = {}
 for stage in ("valid", "test"):
     for metric in ["recall@10", "recall@50", "recall@100", "ndcg@10", "ndcg@50"]:
-        part = table[(table["stage"] == stage) & (table["metric"] == metric)].sort_values("mean")
-        must_beat.setdefault(stage, {})[metric] = {"system": part.iloc[-1]["system"], "mean": part.iloc[-1]["mean"]}
+        part = table[
+            (table["stage"] == stage) & (table["metric"] == metric)
+        ].sort_values("mean")
+        must_beat.setdefault(stage, {})[metric] = {
+            "system": part.iloc[-1]["system"],
+            "mean": part.iloc[-1]["mean"],
+        }
 out = {
     "chapter": "02",
     "mode": cfg.mode,
     "settings": cfg.as_dict(),
     "produced_by": {
-        "quick": f"SASRec trained {sasrec.cfg.epochs} epochs on sequences of {sasrec.cfg.max_len}; SmolLM2 uses its first "
-                 f"{n_layers} layers and no prompt variant; MiniLM prompts at {cfg.sizes['minilm_prompt_budget']} tokens",
-        "full": "all systems, all 30 SmolLM2 layers, longer SASRec training and prompts",
+        "quick": f"SASRec trained {sasrec.cfg.epochs} epochs on sequences of "
+        f"{sasrec.cfg.max_len}; SmolLM2 uses its first "
+        f"{n_layers} layers and no prompt variant; MiniLM prompts at "
+        f"{cfg.sizes['minilm_prompt_budget']} tokens",
+        "full": "all systems, all 30 SmolLM2 layers, longer SASRec training and "
+        "prompts",
     }[cfg.mode],
     "table": table.replace({np.nan: None}).to_dict(orient="records"),
     "cold": cold.reset_index().replace({np.nan: None}).to_dict(orient="records"),
     "must_beat": must_beat,
-    "choices": {"popularity_window_days": best_days, "knn_neighbors": best_k,
-                "text_recent_items": recent_choice, "tune_metric": tune_metric,
-                "popularity_grid": pop_grid.to_dict(), "knn_grid": knn_grid},
+    "choices": {
+        "popularity_window_days": best_days,
+        "knn_neighbors": best_k,
+        "text_recent_items": recent_choice,
+        "tune_metric": tune_metric,
+        "popularity_grid": pop_grid.to_dict(),
+        "knn_grid": knn_grid,
+    },
     "timing": timing,
     "embed_seconds": embed_seconds,
     "zero_shot_mean_cosine": spread,
-    "sasrec": {"config": sasrec.cfg.__dict__, "stopped_early": sasrec.stopped_early,
-               "train_log": sasrec.train_log},
-    "ann": {"system": text_best, "exact_valid_recall@100": exact.mean("recall@100"),
-            "rows": ann.reset_index().to_dict(orient="records")},
+    "sasrec": {
+        "config": sasrec.cfg.__dict__,
+        "stopped_early": sasrec.stopped_early,
+        "train_log": sasrec.train_log,
+    },
+    "ann": {
+        "system": text_best,
+        "exact_valid_recall@100": exact.mean("recall@100"),
+        "rows": ann.reset_index().to_dict(orient="records"),
+    },
     "eval_seconds_full_matrix": timed.timing["seconds"],
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
@@ -516,16 +715,26 @@ print(f"wrote {path} ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 # %%
 rank_dir = config.results_dir() / "rankings"
 for name, by_stage in results.items():
-    evaluate.save_ranking(by_stage["test"], ml.item_ids, rank_dir / f"ch02-{evaluate.slug(name)}.npz",
-                          meta={"chapter": "02", "mode": cfg.mode, "fit_seconds": fitted[name].fit_seconds})
+    evaluate.save_ranking(
+        by_stage["test"],
+        ml.item_ids,
+        rank_dir / f"ch02-{evaluate.slug(name)}.npz",
+        meta={
+            "chapter": "02",
+            "mode": cfg.mode,
+            "fit_seconds": fitted[name].fit_seconds,
+        },
+    )
 print(f"stored {len(results)} rankings in {rank_dir}")
 
 # %% [markdown]
 # ## Summary
 #
 # 1. Random is the floor (Recall@10 about 0.1%); popularity is a strong, cheap baseline.
-# 2. "Recent popularity" must be anchored at each user's own "now" on a per-user split; a global window hurts.
-# 3. Item-kNN (seconds) and a SASRec-style transformer (a minute or two) lead, with much wider coverage.
+# 2. "Recent popularity" must be anchored at each user's own "now" on a per-user split; a
+#    global window hurts.
+# 3. Item-kNN (seconds) and a SASRec-style transformer (a minute or two) lead, with much
+#    wider coverage.
 # 4. Zero-shot text retrieval falls below popularity, but it alone can retrieve cold movies.
 # 5. An HNSW index keeps over 90% of the exact top 100 at a fraction of a millisecond per query.
 #

@@ -36,17 +36,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmrec_lib import config, data, evaluate, losses, plots, recipes, synthetic, train
+from llmrec_lib import config, losses, plots, recipes, synthetic, train
 from llmrec_lib.encoders import EncoderConfig
 
 chapter_t0 = time.perf_counter()
 enc_cfg, base_cfg = recipes.recipe("ablate-base", "full")
-cfg = config.settings("04", mode, seed=seed, backbone=f"{enc_cfg.backbone}, first {enc_cfg.n_layers} layers, LoRA r={enc_cfg.lora_r}",
-                      quick={"ablation arms": "committed full-mode adapters, re-measured from their stored rankings",
-                             "live": "hard-negative batches and losses; one arm re-encoded on 100 users; "
-                                     f"synthetic check, MiniLM, {synthetic_steps['quick']} steps per arm"},
-                      full={"ablation arms": f"retrained here, {base_cfg.steps} steps each, then evaluated",
-                            "live": f"synthetic check, MiniLM, {synthetic_steps['full']} steps per arm"})
+cfg = config.settings(
+    "04",
+    mode,
+    seed=seed,
+    backbone=f"{enc_cfg.backbone}, first {enc_cfg.n_layers} layers, LoRA "
+    f"r={enc_cfg.lora_r}",
+    quick={
+        "ablation arms": "committed full-mode adapters, re-measured from their "
+        "stored rankings",
+        "live": "hard-negative batches and losses; one arm re-encoded on 100 users; "
+        f"synthetic check, MiniLM, {synthetic_steps['quick']} steps per arm",
+    },
+    full={
+        "ablation arms": f"retrained here, {base_cfg.steps} steps each, then evaluated",
+        "live": f"synthetic check, MiniLM, {synthetic_steps['full']} steps per arm",
+    },
+)
 cfg.show()
 
 # %% [markdown]
@@ -72,15 +83,21 @@ setting = recipes.build_setting(cfg.data_dir)
 pairs = train.training_pairs(setting.split.train)
 has_neg = np.array([len(pairs.negatives.get(int(u), ())) > 0 for u in pairs.user_id])
 n_neg = pd.Series({u: len(v) for u, v in pairs.negatives.items()})
-print(f"{has_neg.mean():.0%} of training pairs belong to a user with at least one disliked movie; "
-      f"median {int(n_neg.median())} disliked movies per such user")
+print(
+    f"{has_neg.mean():.0%} of training pairs belong to a user with at least "
+    "one disliked movie; "
+    f"median {int(n_neg.median())} disliked movies per such user"
+)
 
 # %%
-assert 0.5 < has_neg.mean() < 1  # most pairs get real hard negatives, some fall back to random
+assert (
+    0.5 < has_neg.mean() < 1
+)  # most pairs get real hard negatives, some fall back to random
 
 # %% [markdown]
 # One pair of a batch with k = 2: the member prompt, the positive, and the two disliked movies
-# that are now in its denominator (drawn with replacement, so a user with one dislike sees it twice).
+# that are now in its denominator (drawn with replacement, so a user with one dislike sees
+# it twice).
 
 # %%
 from llmrec_lib.encoders import DualEncoder
@@ -88,7 +105,9 @@ from llmrec_lib.encoders import DualEncoder
 config.seed_everything(seed)
 model = DualEncoder(enc_cfg)
 _, hard2_cfg = recipes.recipe("ablate-hard2", "full")
-trainer = train.Trainer(model, pairs, setting.item_text, setting.history_text, hard2_cfg, progress=False)
+trainer = train.Trainer(
+    model, pairs, setting.item_text, setting.history_text, hard2_cfg, progress=False
+)
 batch = trainer.make_batch(0)
 row = int(np.flatnonzero(has_neg[batch["index"]])[0])
 print("USER:", batch["users"][row][-300:])
@@ -105,16 +124,23 @@ print("HARD NEGATIVES:", *batch["hard"][2 * row : 2 * row + 2], sep="\n  ")
 
 # %%
 with torch.no_grad(), config.autocast(model.device.type, enabled=True):
-    u, v = model(model.tokenize(batch["users"], enc_cfg.user_max_tokens),
-                 model.tokenize(batch["items"] + batch["hard"], enc_cfg.item_max_tokens))
+    u, v = model(
+        model.tokenize(batch["users"], enc_cfg.user_max_tokens),
+        model.tokenize(batch["items"] + batch["hard"], enc_cfg.item_max_tokens),
+    )
 u, v = u.float(), v.float()
 b = len(batch["users"])
 nce = losses.InfoNCE(temperature=hard2_cfg.temperature)
 kw = {"item_ids": batch["item_ids"], "user_positives": batch["user_positives"]}
 loss_k0 = float(nce(u, v[:b], **kw))
 loss_k2 = float(nce(u, v[:b], hard=v[b:].reshape(b, 2, -1), **kw))
-mask = losses.false_negative_mask(batch["item_ids"], batch["item_ids"], user_positives=batch["user_positives"])
-print(f"loss k=0 {loss_k0:.3f}, k=2 {loss_k2:.3f}; {int(mask.sum())} in-batch columns masked as false negatives")
+mask = losses.false_negative_mask(
+    batch["item_ids"], batch["item_ids"], user_positives=batch["user_positives"]
+)
+print(
+    f"loss k=0 {loss_k0:.3f}, k=2 {loss_k2:.3f}; {int(mask.sum())} in-batch "
+    "columns masked as false negatives"
+)
 
 # %%
 assert loss_k2 > loss_k0  # more negatives in every denominator
@@ -126,11 +152,25 @@ assert loss_k2 > loss_k0  # more negatives in every denominator
 # %%
 tokens = {}
 for k in (0, 1, 2):
-    c = recipes.recipe({0: "ablate-base", 1: "ablate-hard1", 2: "ablate-hard2"}[k], "full")[1]
-    bt = train.Trainer(model, pairs, setting.item_text, setting.history_text, c, progress=False).make_batch(0)
-    tokens[k] = sum(len(x) for x in model.tokenize(bt["users"], enc_cfg.user_max_tokens)["input_ids"]) + \
-        sum(len(x) for x in model.tokenize(bt["items"] + bt["hard"], enc_cfg.item_max_tokens)["input_ids"])
-print({f"k={k}": t for k, t in tokens.items()}, f"-> k=2 computes {tokens[2] / tokens[0]:.2f}x the tokens of k=0")
+    c = recipes.recipe(
+        {0: "ablate-base", 1: "ablate-hard1", 2: "ablate-hard2"}[k], "full"
+    )[1]
+    bt = train.Trainer(
+        model, pairs, setting.item_text, setting.history_text, c, progress=False
+    ).make_batch(0)
+    tokens[k] = sum(
+        len(x)
+        for x in model.tokenize(bt["users"], enc_cfg.user_max_tokens)["input_ids"]
+    ) + sum(
+        len(x)
+        for x in model.tokenize(bt["items"] + bt["hard"], enc_cfg.item_max_tokens)[
+            "input_ids"
+        ]
+    )
+print(
+    {f"k={k}": t for k, t in tokens.items()},
+    f"-> k=2 computes {tokens[2] / tokens[0]:.2f}x the tokens of k=0",
+)
 assert tokens[0] < tokens[1] < tokens[2]
 
 # %% [markdown]
@@ -153,12 +193,29 @@ if cfg.mode == "full":
     for name in ARMS:
         t0 = time.perf_counter()
         tr = recipes.train_recipe(name, "full", setting=setting)
-        recipes.publish(tr, name, time.perf_counter() - t0, f"python -m llmrec_lib.recipes train {name} --mode full")
+        recipes.publish(
+            tr,
+            name,
+            time.perf_counter() - t0,
+            f"python -m llmrec_lib.recipes train {name} --mode full",
+        )
         recipes.evaluate_published(name, setting, "test", save=True)
-metas = {n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"] for n in ARMS}
-pd.DataFrame({n: {"command": m["command"], "steps": m["steps_done"], "pairs seen": m["pairs_seen"],
-                  "loss, first 50 steps": round(m["loss_first_50"], 3), "loss, last 50": round(m["loss_last_50"], 3)}
-              for n, m in metas.items()}).T
+metas = {
+    n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
+    for n in ARMS
+}
+pd.DataFrame(
+    {
+        n: {
+            "command": m["command"],
+            "steps": m["steps_done"],
+            "pairs seen": m["pairs_seen"],
+            "loss, first 50 steps": round(m["loss_first_50"], 3),
+            "loss, last 50": round(m["loss_last_50"], 3),
+        }
+        for n, m in metas.items()
+    }
+).T
 
 # %% [markdown]
 # Evaluating an arm means encoding 9,742 item prompts with its adapter: about a minute and a
@@ -176,8 +233,10 @@ stored_res = {n: recipes.stored_result(n, setting, "test") for n in ARMS}
 a = live_res.per_user.set_index("user_id")[headline]
 s = stored_res[spot].per_user.set_index("user_id").loc[a.index, headline]
 agree = float(np.mean(np.isclose(a.to_numpy(), s.to_numpy())))
-print(f"{spot}: live vs stored {headline} agree for {agree:.0%} of 100 users "
-      f"(mean {a.mean():.4f} live, {s.mean():.4f} stored)")
+print(
+    f"{spot}: live vs stored {headline} agree for {agree:.0%} of 100 users "
+    f"(mean {a.mean():.4f} live, {s.mean():.4f} stored)"
+)
 
 # %%
 assert agree >= 0.95  # bf16 rounding may swap a near-tie, nothing more
@@ -190,20 +249,32 @@ assert agree >= 0.95  # bf16 rounding may swap a near-tie, nothing more
 
 # %%
 PAPER = {  # LinkedIn, Recall@10 relative to its reference arm (secondary write-ups [S])
-    "ablate-hard1": 0.020, "ablate-hard2": 0.036, "ablate-bce": 0.394 / 0.424 - 1,
-    "ablate-full-history": 0.398 / 0.424 - 1, "ablate-last-token": -0.124,
+    "ablate-hard1": 0.020,
+    "ablate-hard2": 0.036,
+    "ablate-bce": 0.394 / 0.424 - 1,
+    "ablate-full-history": 0.398 / 0.424 - 1,
+    "ablate-last-token": -0.124,
 }
 rows = []
 base = stored_res["ablate-base"]
 for name, label in ARMS.items():
     r = stored_res[name].summary()
-    row = {"arm": label, **{m: r.loc[m, "mean"] for m in ("recall@10", "recall@50", "recall@100")},
-           f"{headline} lo": r.loc[headline, "lo"], f"{headline} hi": r.loc[headline, "hi"]}
+    row = {
+        "arm": label,
+        **{m: r.loc[m, "mean"] for m in ("recall@10", "recall@50", "recall@100")},
+        f"{headline} lo": r.loc[headline, "lo"],
+        f"{headline} hi": r.loc[headline, "hi"],
+    }
     if name != "ablate-base":
         p = stored_res[name].compare(base, headline)
-        row |= {"diff": p.mean_diff, "diff lo": p.lo, "diff hi": p.hi, "p": p.p_value,
-                "ours, relative": p.mean_diff / base.mean(headline),
-                "LinkedIn, relative (R@10)": PAPER[name]}
+        row |= {
+            "diff": p.mean_diff,
+            "diff lo": p.lo,
+            "diff hi": p.hi,
+            "p": p.p_value,
+            "ours, relative": p.mean_diff / base.mean(headline),
+            "LinkedIn, relative (R@10)": PAPER[name],
+        }
     rows.append(row)
 table = pd.DataFrame(rows).set_index("arm")
 table.round(4)
@@ -213,9 +284,22 @@ fig, ax = plt.subplots(figsize=(9, 3.6))
 t = table.dropna(subset=["diff"])
 y = np.arange(len(t))
 bm = base.mean(headline)
-ax.errorbar(t["diff"] / bm, y, xerr=[(t["diff"] - t["diff lo"]) / bm, (t["diff hi"] - t["diff"]) / bm],
-            fmt="o", capsize=3, color=plots.COLORS["test"], label=f"ours, {headline} (95% paired CI)")
-ax.scatter(t["LinkedIn, relative (R@10)"], y, marker="D", color="black", label="LinkedIn, Recall@10")
+ax.errorbar(
+    t["diff"] / bm,
+    y,
+    xerr=[(t["diff"] - t["diff lo"]) / bm, (t["diff hi"] - t["diff"]) / bm],
+    fmt="o",
+    capsize=3,
+    color=plots.COLORS["test"],
+    label=f"ours, {headline} (95% paired CI)",
+)
+ax.scatter(
+    t["LinkedIn, relative (R@10)"],
+    y,
+    marker="D",
+    color="black",
+    label="LinkedIn, Recall@10",
+)
 ax.axvline(0, color="grey", lw=1)
 ax.set_yticks(y, t.index)
 ax.set_xlabel("relative change vs the base arm")
@@ -235,16 +319,25 @@ fig.tight_layout()
 #   each pair on its own against a fixed threshold; with 400 steps and the paper's temperature
 #   it has not learned to rank, while InfoNCE only has to order a row. LinkedIn's BCE lost 7%.
 # - **Full history**: worse, as in the paper. With ratings shown, low-rated movies take room in
-#   the same 128-token prompt, so fewer liked movies fit, and the model must learn what a score means.
+#   the same 128-token prompt, so fewer liked movies fit, and the model must learn what a
+#   score means.
 # - **Last-token pooling**: worse, as in the paper (-12.4% there). A causal model's last token
 #   has seen the whole prompt, but one position is a narrow summary after only 400 steps.
 
 # %%
 diffs = table.dropna(subset=["diff"])
 for arm in ("+ 1 hard negative", "+ 2 hard negatives"):
-    assert diffs.loc[arm, "diff lo"] < 0 < diffs.loc[arm, "diff hi"], arm  # no detectable effect
-for arm in ("BCE instead of InfoNCE", "full history (all ratings, with scores)", "last-token pooling"):
-    assert diffs.loc[arm, "diff hi"] < 0, arm  # significantly worse: the paper's direction
+    assert diffs.loc[arm, "diff lo"] < 0 < diffs.loc[arm, "diff hi"], (
+        arm
+    )  # no detectable effect
+for arm in (
+    "BCE instead of InfoNCE",
+    "full history (all ratings, with scores)",
+    "last-token pooling",
+):
+    assert diffs.loc[arm, "diff hi"] < 0, (
+        arm
+    )  # significantly worse: the paper's direction
 
 # %% [markdown]
 # ### Longer training, for scale
@@ -257,8 +350,11 @@ for arm in ("BCE instead of InfoNCE", "full history (all ratings, with scores)",
 # %%
 longer = recipes.stored_result("infonce", setting, "test")
 p_long = longer.compare(base, headline)
-print(f"1,600 vs 400 steps: {headline} {longer.mean(headline):.4f} vs {bm:.4f}, "
-      f"diff {p_long.mean_diff:+.4f} [{p_long.lo:+.4f}, {p_long.hi:+.4f}], p={p_long.p_value:.3f}")
+print(
+    f"1,600 vs 400 steps: {headline} {longer.mean(headline):.4f} vs {bm:.4f}, "
+    f"diff {p_long.mean_diff:+.4f} [{p_long.lo:+.4f}, {p_long.hi:+.4f}], "
+    f"p={p_long.p_value:.3f}"
+)
 assert p_long.lo > 0  # four times the steps helps more than any switch above
 
 # %% [markdown]
@@ -273,17 +369,41 @@ assert p_long.lo > 0  # four times the steps helps more than any switch above
 # %%
 world = synthetic.make_world(seed=seed % 1000)
 wset = recipes.world_setting(world)
-mini = EncoderConfig(backbone="minilm-l6", n_layers=None, user_max_tokens=96, item_max_tokens=24)
+mini = EncoderConfig(
+    backbone="minilm-l6", n_layers=None, user_max_tokens=96, item_max_tokens=24
+)
 syn = {}
 for k in (0, 2):
-    c = train.TrainConfig(steps=synthetic_steps[cfg.mode], batch_size=16, lr=3e-4, warmup_steps=5,
-                          hard_negatives=k, temperature=0.05, user_budget=96, history_items=20, seed=seed)
+    c = train.TrainConfig(
+        steps=synthetic_steps[cfg.mode],
+        batch_size=16,
+        lr=3e-4,
+        warmup_steps=5,
+        hard_negatives=k,
+        temperature=0.05,
+        user_budget=96,
+        history_items=20,
+        seed=seed,
+    )
     tr_k, res_k = recipes.train_and_evaluate(wset, mini, c, ks=(10,), progress=True)
-    prec = world.interest_precision(res_k.user_ids, np.where(res_k.topk >= 0, world.ml.item_ids[res_k.topk], -1), 10)
-    syn[k] = {"result": res_k, "precision": prec, "seconds_per_step": tr_k.throughput()["seconds_per_step"]}
-syn_table = pd.DataFrame({f"k={k}": {"recall@10": v["result"].mean("recall@10"),
-                                      "interest precision@10": v["precision"].mean(),
-                                      "s/step": v["seconds_per_step"]} for k, v in syn.items()}).T
+    prec = world.interest_precision(
+        res_k.user_ids, np.where(res_k.topk >= 0, world.ml.item_ids[res_k.topk], -1), 10
+    )
+    syn[k] = {
+        "result": res_k,
+        "precision": prec,
+        "seconds_per_step": tr_k.throughput()["seconds_per_step"],
+    }
+syn_table = pd.DataFrame(
+    {
+        f"k={k}": {
+            "recall@10": v["result"].mean("recall@10"),
+            "interest precision@10": v["precision"].mean(),
+            "s/step": v["seconds_per_step"],
+        }
+        for k, v in syn.items()
+    }
+).T
 syn_table.round(4)
 
 # %%
@@ -291,8 +411,12 @@ from llmrec_lib import metrics as M
 
 p_syn = M.paired_bootstrap(syn[2]["precision"], syn[0]["precision"], seed=seed)
 p_syn_recall = syn[2]["result"].compare(syn[0]["result"], "recall@10")
-print(f"k=2 minus k=0: interest precision@10 {p_syn.mean_diff:+.4f} [{p_syn.lo:+.4f}, {p_syn.hi:+.4f}]; "
-      f"recall@10 {p_syn_recall.mean_diff:+.4f} [{p_syn_recall.lo:+.4f}, {p_syn_recall.hi:+.4f}]")
+print(
+    f"k=2 minus k=0: interest precision@10 {p_syn.mean_diff:+.4f} "
+    f"[{p_syn.lo:+.4f}, {p_syn.hi:+.4f}]; "
+    f"recall@10 {p_syn_recall.mean_diff:+.4f} [{p_syn_recall.lo:+.4f}, "
+    f"{p_syn_recall.hi:+.4f}]"
+)
 
 # %% [markdown]
 # The synthetic world turns out to be easy for a text model: its titles name their topic
@@ -303,26 +427,42 @@ print(f"k=2 minus k=0: interest precision@10 {p_syn.mean_diff:+.4f} [{p_syn.lo:+
 # not. Exercise 2 makes the world harder.
 
 # %%
-chance = np.mean([len(world.user_interests[int(u)]) / len(world.topics) for u in syn[0]["result"].user_ids])
-assert min(v["precision"].mean() for v in syn.values()) > max(0.9, 2 * chance)  # both arms learned the interests
-assert p_syn.lo < 0 < p_syn.hi or abs(p_syn.mean_diff) < 0.02  # and hard negatives change nothing detectable
+chance = np.mean(
+    [
+        len(world.user_interests[int(u)]) / len(world.topics)
+        for u in syn[0]["result"].user_ids
+    ]
+)
+assert min(v["precision"].mean() for v in syn.values()) > max(
+    0.9, 2 * chance
+)  # both arms learned the interests
+assert (
+    p_syn.lo < 0 < p_syn.hi or abs(p_syn.mean_diff) < 0.02
+)  # and hard negatives change nothing detectable
 
 # %% [markdown]
 # ## Results
 
 # %%
 out = {
-    "chapter": "04", "mode": cfg.mode,
+    "chapter": "04",
+    "mode": cfg.mode,
     "produced_by": {n: m["command"] for n, m in metas.items()},
     "table": table.reset_index().to_dict(orient="records"),
     "longer_training": p_long._asdict(),
     "spot_check_agreement": agree,
-    "synthetic": {"steps": synthetic_steps[cfg.mode], "table": syn_table.reset_index().to_dict(orient="records"),
-                  "precision_diff": p_syn._asdict(), "recall_diff": p_syn_recall._asdict()},
+    "synthetic": {
+        "steps": synthetic_steps[cfg.mode],
+        "table": syn_table.reset_index().to_dict(orient="records"),
+        "precision_diff": p_syn._asdict(),
+        "recall_diff": p_syn_recall._asdict(),
+    },
     "test": {n: r.to_dict(segments=False) for n, r in stored_res.items()},
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch04.json").write_text(json.dumps(out, indent=2, default=float))
+(config.results_dir() / "ch04.json").write_text(
+    json.dumps(out, indent=2, default=float)
+)
 print(f"wrote results/ch04.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]

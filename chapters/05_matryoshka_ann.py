@@ -42,11 +42,21 @@ from llmrec_lib.encoders import DualEncoder
 
 chapter_t0 = time.perf_counter()
 enc_cfg, mat_cfg = recipes.recipe("matryoshka", "full")
-cfg = config.settings("05", mode, seed=seed, backbone=f"{enc_cfg.backbone}, first {enc_cfg.n_layers} layers, LoRA r={enc_cfg.lora_r}",
-                      quick={"live": "one Matryoshka batch (loss mechanics)",
-                             "evaluated models": "committed full-mode adapters 'infonce' and 'matryoshka'"},
-                      full={"training": f"both recipes retrained, {mat_cfg.steps} steps each",
-                            "evaluated models": "the adapters trained in this run"})
+cfg = config.settings(
+    "05",
+    mode,
+    seed=seed,
+    backbone=f"{enc_cfg.backbone}, first {enc_cfg.n_layers} layers, LoRA "
+    f"r={enc_cfg.lora_r}",
+    quick={
+        "live": "one Matryoshka batch (loss mechanics)",
+        "evaluated models": "committed full-mode adapters 'infonce' and 'matryoshka'",
+    },
+    full={
+        "training": f"both recipes retrained, {mat_cfg.steps} steps each",
+        "evaluated models": "the adapters trained in this run",
+    },
+)
 cfg.show()
 
 # %% [markdown]
@@ -73,20 +83,33 @@ setting = recipes.build_setting(cfg.data_dir)
 pairs = train.training_pairs(setting.split.train)
 config.seed_everything(seed)
 model = DualEncoder(enc_cfg)
-trainer = train.Trainer(model, pairs, setting.item_text, setting.history_text, mat_cfg, progress=False)
+trainer = train.Trainer(
+    model, pairs, setting.item_text, setting.history_text, mat_cfg, progress=False
+)
 batch = trainer.make_batch(0)
 with torch.no_grad(), config.autocast(model.device.type, enabled=True):
-    u, v = model(model.tokenize(batch["users"], enc_cfg.user_max_tokens),
-                 model.tokenize(batch["items"], enc_cfg.item_max_tokens))
+    u, v = model(
+        model.tokenize(batch["users"], enc_cfg.user_max_tokens),
+        model.tokenize(batch["items"], enc_cfg.item_max_tokens),
+    )
 u, v = u.float(), v.float()
 base = losses.InfoNCE(temperature=mat_cfg.temperature)
-per_dim = {d: float(base(torch.nn.functional.normalize(u[:, :d], dim=-1),
-                         torch.nn.functional.normalize(v[:, :d], dim=-1))) for d in mat_cfg.matryoshka_dims}
+per_dim = {
+    d: float(
+        base(
+            torch.nn.functional.normalize(u[:, :d], dim=-1),
+            torch.nn.functional.normalize(v[:, :d], dim=-1),
+        )
+    )
+    for d in mat_cfg.matryoshka_dims
+}
 mat = float(losses.MatryoshkaLoss(base, mat_cfg.matryoshka_dims)(u, v))
 print({d: round(x, 3) for d, x in per_dim.items()}, "-> Matryoshka loss", round(mat, 3))
 
 # %%
-assert abs(mat - np.mean(list(per_dim.values()))) < 1e-5  # equal weights: the mean over prefixes
+assert (
+    abs(mat - np.mean(list(per_dim.values()))) < 1e-5
+)  # equal weights: the mean over prefixes
 
 # %% [markdown]
 # ## 2. Two committed models
@@ -103,13 +126,25 @@ if cfg.mode == "full":
     for name in NAMES:
         t0 = time.perf_counter()
         tr = recipes.train_recipe(name, "full", setting=setting, evaluate_every=800)
-        recipes.publish(tr, name, time.perf_counter() - t0,
-                        f"python -m llmrec_lib.recipes train {name} --mode full --eval-every 800")
-        recipes.evaluate_published(name, setting, "test", save=True)  # chapter 09's top-100 lists
+        recipes.publish(
+            tr,
+            name,
+            time.perf_counter() - t0,
+            f"python -m llmrec_lib.recipes train {name} --mode full --eval-every 800",
+        )
+        recipes.evaluate_published(
+            name, setting, "test", save=True
+        )  # chapter 09's top-100 lists
 metas = {}
 for name in NAMES:
-    metas[name] = json.loads((recipes.ARTIFACTS / name / "encoder.json").read_text())["meta"]
-    print(f"{name:<11}", metas[name]["command"], f"| {metas[name]['train_seconds_all_steps']:.0f} s of steps")
+    metas[name] = json.loads((recipes.ARTIFACTS / name / "encoder.json").read_text())[
+        "meta"
+    ]
+    print(
+        f"{name:<11}",
+        metas[name]["command"],
+        f"| {metas[name]['train_seconds_all_steps']:.0f} s of steps",
+    )
 
 # %% [markdown]
 # Each model encodes the catalogue (9,742 item prompts) and the 602 test users once; the vectors
@@ -122,7 +157,10 @@ vectors = {}
 for name in NAMES:
     m = DualEncoder.from_adapter(recipes.ARTIFACTS / name)
     system = recipes.dual_encoder_system(m, setting, "test", name=name)
-    vectors[name] = {"items": system.model.item_vectors, "users": system.user_vectors(users)}
+    vectors[name] = {
+        "items": system.model.item_vectors,
+        "users": system.user_vectors(users),
+    }
     del m, system
 full_dim = vectors["matryoshka"]["items"].shape[1]
 dims = compress.nested_dims(full_dim, 16)
@@ -139,6 +177,7 @@ print("full dimension", full_dim, "| nested prefixes", dims)
 # - **PCA**: the no-Matryoshka model projected onto the top d principal directions of its item
 #   vectors (fitted on the catalogue, applied to users and items).
 
+
 # %%
 def shrink(name: str, how: str, d: int) -> tuple[np.ndarray, np.ndarray]:
     it, us = vectors[name]["items"], vectors[name]["users"]
@@ -148,37 +187,68 @@ def shrink(name: str, how: str, d: int) -> tuple[np.ndarray, np.ndarray]:
     return compress.truncate(us, d), compress.truncate(it, d)
 
 
-ARMS = {"Matryoshka prefix": ("matryoshka", "prefix"), "truncation (no Matryoshka)": ("infonce", "prefix"),
-        "PCA (no Matryoshka)": ("infonce", "pca")}
+ARMS = {
+    "Matryoshka prefix": ("matryoshka", "prefix"),
+    "truncation (no Matryoshka)": ("infonce", "prefix"),
+    "PCA (no Matryoshka)": ("infonce", "pca"),
+}
 results, rows = {}, []
 for arm, (name, how) in ARMS.items():
     for d in dims:
         us, it = shrink(name, how, d)
-        r = evaluate.evaluate(evaluate.MatrixScorer(us @ it.T, users), test_data, ks=ks, name=f"{arm} {d}")
+        r = evaluate.evaluate(
+            evaluate.MatrixScorer(us @ it.T, users), test_data, ks=ks, name=f"{arm} {d}"
+        )
         results[arm, d] = r
         s = r.summary()
         for k in ks:
-            rows.append({"arm": arm, "dim": d, "k": k, "recall": s.loc[f"recall@{k}", "mean"],
-                         "lo": s.loc[f"recall@{k}", "lo"], "hi": s.loc[f"recall@{k}", "hi"]})
+            rows.append(
+                {
+                    "arm": arm,
+                    "dim": d,
+                    "k": k,
+                    "recall": s.loc[f"recall@{k}", "mean"],
+                    "lo": s.loc[f"recall@{k}", "lo"],
+                    "hi": s.loc[f"recall@{k}", "hi"],
+                }
+            )
 sweep = pd.DataFrame(rows)
 full = sweep[sweep["dim"] == full_dim].set_index(["arm", "k"])["recall"]
-sweep["share of full"] = sweep["recall"] / sweep.apply(lambda r: full[r["arm"], r["k"]], axis=1)
-sweep[sweep["k"] == k_headline].pivot(index="dim", columns="arm", values="recall").sort_index(ascending=False).round(4)
+sweep["share of full"] = sweep["recall"] / sweep.apply(
+    lambda r: full[r["arm"], r["k"]], axis=1
+)
+sweep[sweep["k"] == k_headline].pivot(
+    index="dim", columns="arm", values="recall"
+).sort_index(ascending=False).round(4)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 for arm, color in zip(ARMS, [plots.COLORS["test"], plots.COLORS["history"], "grey"]):
     s = sweep[(sweep["arm"] == arm) & (sweep["k"] == k_headline)].sort_values("dim")
-    axes[0].errorbar(s["dim"], s["recall"], yerr=[s["recall"] - s["lo"], s["hi"] - s["recall"]],
-                     marker="o", capsize=3, label=arm, color=color)
+    axes[0].errorbar(
+        s["dim"],
+        s["recall"],
+        yerr=[s["recall"] - s["lo"], s["hi"] - s["recall"]],
+        marker="o",
+        capsize=3,
+        label=arm,
+        color=color,
+    )
     axes[1].plot(s["dim"], s["share of full"], marker="o", label=arm, color=color)
 for ax in axes:
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims, [str(d) for d in dims])
     ax.set_xlabel("embedding dimension (log scale)")
-axes[0].set(ylabel=f"test Recall@{k_headline} (95% CI)", title="Recall at each nested dimension")
-axes[1].axhline(0.95, ls="--", color="black", lw=1, label="95% of full (the issue's target)")
-axes[1].set(ylabel="share of the same model's full-dim recall", title="What each way of shrinking keeps")
+axes[0].set(
+    ylabel=f"test Recall@{k_headline} (95% CI)", title="Recall at each nested dimension"
+)
+axes[1].axhline(
+    0.95, ls="--", color="black", lw=1, label="95% of full (the issue's target)"
+)
+axes[1].set(
+    ylabel="share of the same model's full-dim recall",
+    title="What each way of shrinking keeps",
+)
 axes[1].legend(fontsize=8)
 fig.tight_layout()
 
@@ -189,10 +259,17 @@ fig.tight_layout()
 
 # %%
 smallest = dims[-1]
-m_vs_t = results["Matryoshka prefix", smallest].compare(results["truncation (no Matryoshka)", smallest], f"recall@{k_headline}")
-print(f"d={smallest}: Matryoshka minus truncation, Recall@{k_headline} {m_vs_t.mean_diff:+.4f} "
-      f"[{m_vs_t.lo:+.4f}, {m_vs_t.hi:+.4f}], p={m_vs_t.p_value:.3f}")
-assert m_vs_t.lo > 0  # at 1/16 of the dimensions, Matryoshka prefixes beat plain truncation
+m_vs_t = results["Matryoshka prefix", smallest].compare(
+    results["truncation (no Matryoshka)", smallest], f"recall@{k_headline}"
+)
+print(
+    f"d={smallest}: Matryoshka minus truncation, Recall@{k_headline} "
+    f"{m_vs_t.mean_diff:+.4f} "
+    f"[{m_vs_t.lo:+.4f}, {m_vs_t.hi:+.4f}], p={m_vs_t.p_value:.3f}"
+)
+assert (
+    m_vs_t.lo > 0
+)  # at 1/16 of the dimensions, Matryoshka prefixes beat plain truncation
 
 # %% [markdown]
 # PCA is the strong post-hoc baseline: it keeps the directions of largest variance, which is
@@ -206,8 +283,14 @@ assert m_vs_t.lo > 0  # at 1/16 of the dimensions, Matryoshka prefixes beat plai
 quarter = full_dim // 4
 share = sweep.set_index(["arm", "dim", "k"])["share of full"]
 keeps = {arm: share[arm, quarter, k_headline] for arm in ARMS}
-print({a: f"{v:.1%}" for a, v in keeps.items()}, f"of full Recall@{k_headline} at d={quarter}")
-mat_full, mat_quarter = results["Matryoshka prefix", full_dim], results["Matryoshka prefix", quarter]
+print(
+    {a: f"{v:.1%}" for a, v in keeps.items()},
+    f"of full Recall@{k_headline} at d={quarter}",
+)
+mat_full, mat_quarter = (
+    results["Matryoshka prefix", full_dim],
+    results["Matryoshka prefix", quarter],
+)
 cmp = mat_quarter.compare(mat_full, f"recall@{k_headline}")
 pd.Series(cmp._asdict()).round(4)
 
@@ -222,8 +305,12 @@ pd.Series(cmp._asdict()).round(4)
 # less at 1/16 (above).
 
 # %%
-assert keeps["Matryoshka prefix"] < 0.95  # the target, read on the point estimate, is missed
-assert cmp.mean_diff < 0 and cmp.p_value > 0.01  # a loss, but not a clearly significant one
+assert (
+    keeps["Matryoshka prefix"] < 0.95
+)  # the target, read on the point estimate, is missed
+assert (
+    cmp.mean_diff < 0 and cmp.p_value > 0.01
+)  # a loss, but not a clearly significant one
 
 # %% [markdown]
 # ## 4. Approximate nearest neighbours at each dimension
@@ -237,14 +324,29 @@ assert cmp.mean_diff < 0 and cmp.p_value > 0.01  # a loss, but not a clearly sig
 
 # %%
 index.set_threads(None)
-configs = [("flat", {}), ("ivf", {"nprobe": 10}), ("hnsw", {"M": 32, "ef_search": 128}), ("pq", {})]
+configs = [
+    ("flat", {}),
+    ("ivf", {"nprobe": 10}),
+    ("hnsw", {"M": 32, "ef_search": 128}),
+    ("pq", {}),
+]
 ann = []
 for d in dims:
     us, it = shrink("matryoshka", "prefix", d)
     ann.append(index.compare_indexes(it, us, configs, k=100, n_single=200, seed=seed))
 ann = pd.concat(ann, ignore_index=True)
 ann["memory_MiB"] = ann["memory_bytes"] / 2**20
-ann[["dim", "index", "recall@100", "recall@100 in 1000", "single_us_per_query", "memory_MiB", "build_s"]].round(3)
+ann[
+    [
+        "dim",
+        "index",
+        "recall@100",
+        "recall@100 in 1000",
+        "single_us_per_query",
+        "memory_MiB",
+        "build_s",
+    ]
+].round(3)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
@@ -256,8 +358,14 @@ for ax in axes:
     ax.set_xticks(dims, [str(d) for d in dims])
     ax.set_xlabel("embedding dimension (log scale)")
     ax.legend(fontsize=8)
-axes[0].set(yscale="log", ylabel="index memory (MiB, log)", title="Memory falls with the dimension")
-axes[1].set(ylabel="µs per single query", title="Latency per query (measured here, 2 cores)")
+axes[0].set(
+    yscale="log",
+    ylabel="index memory (MiB, log)",
+    title="Memory falls with the dimension",
+)
+axes[1].set(
+    ylabel="µs per single query", title="Latency per query (measured here, 2 cores)"
+)
 fig.tight_layout()
 
 # %% [markdown]
@@ -269,12 +377,18 @@ fig.tight_layout()
 # float32 numbers per item, so memory is linear in d).
 
 # %%
-mat_share = sweep[(sweep["arm"] == "Matryoshka prefix") & (sweep["k"] == k_headline)].set_index("dim")["share of full"]
+mat_share = sweep[
+    (sweep["arm"] == "Matryoshka prefix") & (sweep["k"] == k_headline)
+].set_index("dim")["share of full"]
 d99 = int(min(d for d in dims if mat_share[d] >= 0.99))
 flat = ann[ann["kind"] == "flat"].set_index("dim")["memory_bytes"]
 saving = 1 - flat[d99] / flat[full_dim]
-print(f"smallest dim keeping 99% of Recall@{k_headline} (point estimate): {d99} ({mat_share[d99]:.1%}); "
-      f"Flat index {flat[full_dim] / 2**20:.1f} -> {flat[d99] / 2**20:.1f} MiB ({saving:.0%} saved)")
+print(
+    f"smallest dim keeping 99% of Recall@{k_headline} (point estimate): {d99} "
+    f"({mat_share[d99]:.1%}); "
+    f"Flat index {flat[full_dim] / 2**20:.1f} -> {flat[d99] / 2**20:.1f} MiB "
+    f"({saving:.0%} saved)"
+)
 
 # %% [markdown]
 # With our noise, "99% on the point estimate" is decided by luck: the prefixes' recall wobbles
@@ -284,13 +398,25 @@ print(f"smallest dim keeping 99% of Recall@{k_headline} (point estimate): {d99} 
 # could not measure a loss", and the table shows the intervals so you can judge it.
 
 # %%
-paired = pd.DataFrame({d: results["Matryoshka prefix", d].compare(mat_full, f"recall@{k_headline}")._asdict()
-                       for d in dims if d != full_dim}).T
+paired = pd.DataFrame(
+    {
+        d: results["Matryoshka prefix", d]
+        .compare(mat_full, f"recall@{k_headline}")
+        ._asdict()
+        for d in dims
+        if d != full_dim
+    }
+).T
 paired.index.name = "dim"
 d_ns = int(min([full_dim] + [d for d in paired.index if paired.loc[d, "hi"] >= 0]))
 saving_ns = 1 - flat[d_ns] / flat[full_dim]
-print(f"smallest dim with no significant loss: {d_ns}; Flat index memory saved: {saving_ns:.0%}")
-assert d_ns < full_dim  # some prefix shows no significant loss: its index saving is real
+print(
+    f"smallest dim with no significant loss: {d_ns}; Flat index memory saved: "
+    f"{saving_ns:.0%}"
+)
+assert (
+    d_ns < full_dim
+)  # some prefix shows no significant loss: its index saving is real
 paired.round(4)
 
 # %% [markdown]
@@ -303,10 +429,17 @@ paired.round(4)
 # ```
 
 # %%
-paper = pd.DataFrame({"fraction of full dim": ["2/3", "1/3", "1/6", "1/6 (post-hoc MLP)"],
-                      "LinkedIn Recall@10 change": ["+0.1%", "-0.2%", "-0.8%", "-1.1%"]})
-ours = sweep[(sweep["k"] == 10) & (sweep["arm"] != "PCA (no Matryoshka)")].pivot(
-    index="dim", columns="arm", values="share of full").sort_index(ascending=False)
+paper = pd.DataFrame(
+    {
+        "fraction of full dim": ["2/3", "1/3", "1/6", "1/6 (post-hoc MLP)"],
+        "LinkedIn Recall@10 change": ["+0.1%", "-0.2%", "-0.8%", "-1.1%"],
+    }
+)
+ours = (
+    sweep[(sweep["k"] == 10) & (sweep["arm"] != "PCA (no Matryoshka)")]
+    .pivot(index="dim", columns="arm", values="share of full")
+    .sort_index(ascending=False)
+)
 ours = (ours - 1).map(lambda x: f"{x:+.1%}")
 ours.index = [f"{d} (1/{full_dim // d})" for d in ours.index]
 ours.index.name = "our dim, Recall@10 change vs full"
@@ -320,20 +453,26 @@ paper
 
 # %%
 out = {
-    "chapter": "05", "mode": cfg.mode,
+    "chapter": "05",
+    "mode": cfg.mode,
     "produced_by": {n: metas[n]["command"] for n in NAMES},
-    "dims": dims, "k_headline": k_headline,
+    "dims": dims,
+    "k_headline": k_headline,
     "sweep": sweep.to_dict(orient="records"),
     "keeps_at_quarter": keeps,
     "paired_quarter_vs_full": cmp._asdict(),
     "ann": ann.drop(columns=["memory_MiB"]).to_dict(orient="records"),
-    "dim_keeping_99": d99, "flat_memory_saving": saving,
+    "dim_keeping_99": d99,
+    "flat_memory_saving": saving,
     "matryoshka_vs_truncation_smallest": m_vs_t._asdict(),
-    "dim_no_significant_loss": d_ns, "flat_memory_saving_no_significant_loss": saving_ns,
+    "dim_no_significant_loss": d_ns,
+    "flat_memory_saving_no_significant_loss": saving_ns,
     "paired_vs_full": paired.reset_index().to_dict(orient="records"),
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch05.json").write_text(json.dumps(out, indent=2, default=float))
+(config.results_dir() / "ch05.json").write_text(
+    json.dumps(out, indent=2, default=float)
+)
 print(f"wrote results/ch05.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]

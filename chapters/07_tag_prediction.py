@@ -35,18 +35,27 @@ stale_weeks = 2  # how old the stale interests are (RecGPT refreshes every two w
 import json
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from llmrec_lib import config, generation, metrics, plots, recgpt  # isort: skip
 
 chapter_t0 = time.perf_counter()
-cfg = config.settings("07", mode, seed=seed, backbone="smollm2-135m (all 30 layers), LoRA r=8 (adapter of chapter 06)",
-                      quick={"tags per user": recgpt.N_TAGS, "live users": n_live,
-                             "judged generations": "committed artifacts/recgpt"},
-                      full={"tags per user": recgpt.N_TAGS,
-                            "judged generations": "artifacts/recgpt from python -m llmrec_lib.recgpt full"})
+cfg = config.settings(
+    "07",
+    mode,
+    seed=seed,
+    backbone="smollm2-135m (all 30 layers), LoRA r=8 (adapter of chapter 06)",
+    quick={
+        "tags per user": recgpt.N_TAGS,
+        "live users": n_live,
+        "judged generations": "committed artifacts/recgpt",
+    },
+    full={
+        "tags per user": recgpt.N_TAGS,
+        "judged generations": "artifacts/recgpt from python -m llmrec_lib.recgpt full",
+    },
+)
 cfg.show()
 
 # %% [markdown]
@@ -72,13 +81,26 @@ cfg.show()
 setting = recgpt.build_setting(cfg.data_dir)
 movies = setting.ml.movies.set_index("item_id")
 for i in (1, 296, 2571, 58559):
-    print(f"{movies.loc[i, 'title']:45s} {recgpt.item_category(movies.loc[i, 'genres']):10s} {setting.itags[i]}")
-for t in ("animated comedy", "comedy drama", "dark sci-fi thriller", "90s war film", "cozy autumn vibes"):
+    print(
+        f"{movies.loc[i, 'title']:45s} "
+        f"{recgpt.item_category(movies.loc[i, 'genres']):10s} "
+        f"{setting.itags[i]}"
+    )
+for t in (
+    "animated comedy",
+    "comedy drama",
+    "dark sci-fi thriller",
+    "90s war film",
+    "cozy autumn vibes",
+):
     print(f"{t!r:25} -> {recgpt.tag_category(t)}")
 
 # %%
-assert all(recgpt.tag_category(p) == recgpt.item_category(movies.loc[i, "genres"])
-           for i, ps in setting.itags.items() for p in ps)  # every item tag names its item's category
+assert all(
+    recgpt.tag_category(p) == recgpt.item_category(movies.loc[i, "genres"])
+    for i, ps in setting.itags.items()
+    for p in ps
+)  # every item tag names its item's category
 
 # %% [markdown]
 # ## 2. Targets: what the user liked next
@@ -106,20 +128,38 @@ print(row.prompt[-420:], "\n--- target ---\n" + row.answer)
 # %%
 pos = setting.split.train[setting.split.train.rating >= 4]
 popular = recgpt.popular_tags(pos, setting.ml.movies, setting.itags, n=recgpt.N_TAGS)
-rule = {u: recgpt.recent_tags(inputs["liked"][u], setting.itags, n=recgpt.N_TAGS) for u in inputs["users"]}
+rule = {
+    u: recgpt.recent_tags(inputs["liked"][u], setting.itags, n=recgpt.N_TAGS)
+    for u in inputs["users"]
+}
 print("popular:", popular)
-tj = dict(future=inputs["future"], recent=inputs["recent"], facts=setting.facts, n_requested=recgpt.N_TAGS)
+tj = dict(
+    future=inputs["future"],
+    recent=inputs["recent"],
+    facts=setting.facts,
+    n_requested=recgpt.N_TAGS,
+)
 base = {}
 for k in (3, 6):  # HR@K of the first K tags
-    base[k] = recgpt.rate_table({
-        "popular": recgpt.judge_tags({u: popular for u in inputs["users"]}, k=k, **tj),
-        "rule-based (recent categories)": recgpt.judge_tags(rule, k=k, **tj)}, columns=[f"hr@{k}"])
+    base[k] = recgpt.rate_table(
+        {
+            "popular": recgpt.judge_tags(
+                {u: popular for u in inputs["users"]}, k=k, **tj
+            ),
+            "rule-based (recent categories)": recgpt.judge_tags(rule, k=k, **tj),
+        },
+        columns=[f"hr@{k}"],
+    )
 pd.concat(base.values()).round(3)
 
 # %%
 b3 = base[3].set_index("system")
-assert b3.loc["rule-based (recent categories)", "mean"] > b3.loc["popular", "mean"]  # measured 0.378 vs 0.361
-assert b3.loc["rule-based (recent categories)", "lo"] < b3.loc["popular", "hi"]  # but the intervals overlap
+assert (
+    b3.loc["rule-based (recent categories)", "mean"] > b3.loc["popular", "mean"]
+)  # measured 0.378 vs 0.361
+assert (
+    b3.loc["rule-based (recent categories)", "lo"] < b3.loc["popular", "hi"]
+)  # but the intervals overlap
 
 # %% [markdown]
 # Six categories cover most of what people like on MovieLens, so popularity is a strong
@@ -140,16 +180,25 @@ meta = json.loads((art / recgpt.META).read_text())
 gens = recgpt.read_generations(art / recgpt.GENERATIONS)
 ints_ft = recgpt.phrases_from_generations(gens, "fine-tuned", "interests")
 live_users = [u for u in meta["users"]][:n_live]
-tuned_gen = generation.CachedGenerator(generation.LocalGenerator(
-    "smollm2-135m", str(art / recgpt.ADAPTER), config=recgpt.generation_config()))
-prompts = [recgpt.tag_prompt(inputs["history_text"][u], ints_ft[u], recgpt.N_TAGS) for u in live_users]
+tuned_gen = generation.CachedGenerator(
+    generation.LocalGenerator(
+        "smollm2-135m", str(art / recgpt.ADAPTER), config=recgpt.generation_config()
+    )
+)
+prompts = [
+    recgpt.tag_prompt(inputs["history_text"][u], ints_ft[u], recgpt.N_TAGS)
+    for u in live_users
+]
 print(prompts[0][-300:])
 for u, t in zip(live_users, tuned_gen.generate(prompts)):
     print(f"user {u}: {t!r}")
 
 # %%
 users = meta["users"]
-tags = {src: recgpt.phrases_from_generations(gens, src, "tags") for src in ("zero-shot", "fine-tuned")}
+tags = {
+    src: recgpt.phrases_from_generations(gens, src, "tags")
+    for src in ("zero-shot", "fine-tuned")
+}
 TUNED = f"SmolLM2 + LoRA ({meta['sft_config']['steps']} steps)"
 systems = {
     "SmolLM2 zero-shot": tags["zero-shot"],
@@ -157,15 +206,30 @@ systems = {
     "rule-based (recent categories)": {u: rule[u] for u in users},
     "popular": {u: popular for u in users},
 }
-judged = {name: recgpt.judge_tags(t, k=recgpt.N_TAGS, **tj) for name, t in systems.items()}
+judged = {
+    name: recgpt.judge_tags(t, k=recgpt.N_TAGS, **tj) for name, t in systems.items()
+}
 judged3 = {name: recgpt.judge_tags(t, k=3, **tj) for name, t in systems.items()}
-rates = pd.concat([recgpt.rate_table(judged), recgpt.rate_table(judged3, columns=["hr@3"])], ignore_index=True)
+rates = pd.concat(
+    [recgpt.rate_table(judged), recgpt.rate_table(judged3, columns=["hr@3"])],
+    ignore_index=True,
+)
 rates.pivot(index="judge", columns="system", values="mean").round(3)
 
 # %%
-hr = rates[rates.judge == f"hr@{recgpt.N_TAGS}"].sort_values("mean", ascending=False).reset_index(drop=True)
-fig = plots.bars_with_ci(hr, "mean", "lo", "hi", "system",
-                         "Fine-tuning makes SmolLM2 a tag predictor; counting rules still predict better")
+hr = (
+    rates[rates.judge == f"hr@{recgpt.N_TAGS}"]
+    .sort_values("mean", ascending=False)
+    .reset_index(drop=True)
+)
+fig = plots.bars_with_ci(
+    hr,
+    "mean",
+    "lo",
+    "hi",
+    "system",
+    "Fine-tuning makes SmolLM2 a tag predictor; counting rules still predict better",
+)
 fig.axes[0].set_xlabel(f"HR@{recgpt.N_TAGS} on {len(users)} test users, 95% CI")
 hr.round(3)
 
@@ -173,17 +237,39 @@ hr.round(3)
 z = rates[rates.system == "SmolLM2 zero-shot"].set_index("judge")
 t = rates[rates.system == TUNED].set_index("judge")
 r = rates[rates.system == "rule-based (recent categories)"].set_index("judge")
-assert t.loc[f"hr@{recgpt.N_TAGS}", "lo"] > z.loc[f"hr@{recgpt.N_TAGS}", "hi"]  # intervals apart
+assert (
+    t.loc[f"hr@{recgpt.N_TAGS}", "lo"] > z.loc[f"hr@{recgpt.N_TAGS}", "hi"]
+)  # intervals apart
 assert t.loc["hr@3", "lo"] > z.loc["hr@3", "hi"]
-assert t.loc["unmapped", "mean"] < z.loc["unmapped", "mean"]  # fine-tuned tags name categories
-assert t.loc["stale", "mean"] < z.loc["stale", "mean"]  # and do not name films just rated
-assert r.loc["hr@3", "lo"] < t.loc["hr@3", "hi"]  # at 3 tags the counting rule's lead is within noise
-assert r.loc[f"hr@{recgpt.N_TAGS}", "lo"] > t.loc[f"hr@{recgpt.N_TAGS}", "hi"]  # at 6 it is clear
+assert (
+    t.loc["unmapped", "mean"] < z.loc["unmapped", "mean"]
+)  # fine-tuned tags name categories
+assert (
+    t.loc["stale", "mean"] < z.loc["stale", "mean"]
+)  # and do not name films just rated
+assert (
+    r.loc["hr@3", "lo"] < t.loc["hr@3", "hi"]
+)  # at 3 tags the counting rule's lead is within noise
+assert (
+    r.loc[f"hr@{recgpt.N_TAGS}", "lo"] > t.loc[f"hr@{recgpt.N_TAGS}", "hi"]
+)  # at 6 it is clear
 assert t.loc["diversity", "hi"] < r.loc["diversity", "lo"]  # the student repeats itself
-if cfg.mode == "quick":  # the prose below quotes the committed run, which quick mode reads
-    assert np.allclose([z.loc["hr@3", "mean"], t.loc["hr@3", "mean"], r.loc["hr@3", "mean"], t.loc[f"hr@{recgpt.N_TAGS}", "mean"],
-                        r.loc[f"hr@{recgpt.N_TAGS}", "mean"], t.loc["diversity", "mean"], t.loc["unmapped", "mean"]],
-                       [0.02, 0.335, 0.40, 0.37, 0.62, 0.54, 0.18], atol=0.006)
+if (
+    cfg.mode == "quick"
+):  # the prose below quotes the committed run, which quick mode reads
+    assert np.allclose(
+        [
+            z.loc["hr@3", "mean"],
+            t.loc["hr@3", "mean"],
+            r.loc["hr@3", "mean"],
+            t.loc[f"hr@{recgpt.N_TAGS}", "mean"],
+            r.loc[f"hr@{recgpt.N_TAGS}", "mean"],
+            t.loc["diversity", "mean"],
+            t.loc["unmapped", "mean"],
+        ],
+        [0.02, 0.335, 0.40, 0.37, 0.62, 0.54, 0.18],
+        atol=0.006,
+    )
 
 # %% [markdown]
 # Zero-shot, SmolLM2 almost never writes a usable tag: it repeats titles from the prompt
@@ -209,17 +295,25 @@ if cfg.mode == "quick":  # the prose below quotes the committed run, which quick
 hist = setting.split.history("test")
 start = setting.split.targets("test").groupby("user_id")["timestamp"].min()
 old = recgpt.history_before(hist, (start - stale_weeks * 7 * 86400).to_dict())
-old_liked = {int(u): g.loc[g.rating >= 4, "item_id"].tolist() for u, g in old.groupby("user_id")}
+old_liked = {
+    int(u): g.loc[g.rating >= 4, "item_id"].tolist() for u, g in old.groupby("user_id")
+}
 paired = [u for u in inputs["users"] if old_liked.get(u)]
 fresh_t = {u: rule[u] for u in paired}
-stale_t = {u: recgpt.recent_tags(old_liked[u], setting.itags, n=recgpt.N_TAGS) for u in paired}
+stale_t = {
+    u: recgpt.recent_tags(old_liked[u], setting.itags, n=recgpt.N_TAGS) for u in paired
+}
 a = recgpt.judge_tags(fresh_t, k=3, **tj)["hr@3"].to_numpy()
 b = recgpt.judge_tags(stale_t, k=3, **tj)["hr@3"].to_numpy()
 res = metrics.paired_bootstrap(a, b, nan_policy="omit")
 changed = np.mean([fresh_t[u] != stale_t[u] for u in paired])
-print(f"{len(paired)} users; HR@3 fresh {np.nanmean(a):.3f} vs {stale_weeks} weeks stale {np.nanmean(b):.3f}; "
-      f"difference {res.mean_diff:+.3f} [{res.lo:+.3f}, {res.hi:+.3f}], p = {res.p_value:.3f}; "
-      f"tags changed for {changed:.0%} of users")
+print(
+    f"{len(paired)} users; HR@3 fresh {np.nanmean(a):.3f} vs {stale_weeks} "
+    f"weeks stale {np.nanmean(b):.3f}; "
+    f"difference {res.mean_diff:+.3f} [{res.lo:+.3f}, {res.hi:+.3f}], p = "
+    f"{res.p_value:.3f}; "
+    f"tags changed for {changed:.0%} of users"
+)
 
 # %% [markdown]
 # On the book's split the difference is indistinguishable from zero (measured: about -0.005,
@@ -258,23 +352,37 @@ assert set(recgpt.load_predicted_tags(source="rule-based")) == set(inputs["users
 
 # %%
 out = {
-    "chapter": "07", "mode": cfg.mode,
-    "produced_by": {"baselines and staleness": "this run, all test users",
-                    "LLM tags": f"artifacts/recgpt: {meta['command']}", "live": f"{n_live} users"},
+    "chapter": "07",
+    "mode": cfg.mode,
+    "produced_by": {
+        "baselines and staleness": "this run, all test users",
+        "LLM tags": f"artifacts/recgpt: {meta['command']}",
+        "live": f"{n_live} users",
+    },
     "baselines": pd.concat(base.values()).to_dict(orient="records"),
     "tag_judges": rates.to_dict(orient="records"),
-    "staleness": {"weeks": stale_weeks, "users": len(paired), "hr@3_fresh": float(np.nanmean(a)),
-                  "hr@3_stale": float(np.nanmean(b)), "diff": res.mean_diff, "lo": res.lo, "hi": res.hi,
-                  "p": res.p_value},
+    "staleness": {
+        "weeks": stale_weeks,
+        "users": len(paired),
+        "hr@3_fresh": float(np.nanmean(a)),
+        "hr@3_stale": float(np.nanmean(b)),
+        "diff": res.mean_diff,
+        "lo": res.lo,
+        "hi": res.hi,
+        "p": res.p_value,
+    },
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch07.json").write_text(json.dumps(out, indent=2, default=float))
+(config.results_dir() / "ch07.json").write_text(
+    json.dumps(out, indent=2, default=float)
+)
 print(f"wrote results/ch07.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
 # ## Summary
 #
-# 1. Tags are "modifier + core word" phrases; a transparent head-noun map turns them into categories.
+# 1. Tags are "modifier + core word" phrases; a transparent head-noun map turns them into
+#    categories.
 # 2. Targets are the tags of what users liked next, from training time only.
 # 3. HR@K through the map: popularity is strong on 18 categories; fine-tuning makes SmolLM2 a
 #    tag predictor at all (zero-shot it is not), but over six tags a counting rule predicts better.

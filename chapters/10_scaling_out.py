@@ -33,7 +33,9 @@ assumed_mfu = 0.4  # share of that peak a tuned inference server keeps (an assum
 items_per_day = 50_000_000  # new or edited items to embed each day (an assumption)
 users_per_day = 200_000_000  # user vectors refreshed each day (an assumption)
 index_items = 300_000_000  # "hundreds of millions" of candidates, as LinkedIn's feed
-prod_params = 3.2e9  # a LLaMA-3 3B-class encoder, LinkedIn's size (LLaMA-3.2-3B's shape below)
+prod_params = (
+    3.2e9  # a LLaMA-3 3B-class encoder, LinkedIn's size (LLaMA-3.2-3B's shape below)
+)
 prod_layers = 28
 prod_hidden = 3072
 prod_item_tokens = 256  # a post's prompt (an assumption)
@@ -54,16 +56,35 @@ from llmrec_lib import config, plots, recipes, scaling, text, train
 
 chapter_t0 = time.perf_counter()
 SIZES = {
-    "quick": {"ddp": {"steps": 8, "global_batch": 16, "n_layers": 4}, "index_items": 200_000, "n_items": 300,
-              "n_users": 100},
-    "full": {"ddp": {"steps": 30, "global_batch": 32, "n_layers": 8}, "index_items": 1_000_000, "n_items": 2000,
-             "n_users": 600},
+    "quick": {
+        "ddp": {"steps": 8, "global_batch": 16, "n_layers": 4},
+        "index_items": 200_000,
+        "n_items": 300,
+        "n_users": 100,
+    },
+    "full": {
+        "ddp": {"steps": 30, "global_batch": 32, "n_layers": 8},
+        "index_items": 1_000_000,
+        "n_items": 2000,
+        "n_users": 600,
+    },
 }
-cfg = config.settings("10", mode, seed=seed, backbone="smollm2-135m (the dual encoder's backbone)",
-                      quick={"training": "8 steps of 16 pairs, 4 layers", "index": "200,000 synthetic items",
-                             "encoding": "300 items, 100 users"},
-                      full={"training": "30 steps of 32 pairs, 8 layers", "index": "1,000,000 synthetic items",
-                            "encoding": "2,000 items, 600 users"})
+cfg = config.settings(
+    "10",
+    mode,
+    seed=seed,
+    backbone="smollm2-135m (the dual encoder's backbone)",
+    quick={
+        "training": "8 steps of 16 pairs, 4 layers",
+        "index": "200,000 synthetic items",
+        "encoding": "300 items, 100 users",
+    },
+    full={
+        "training": "30 steps of 32 pairs, 8 layers",
+        "index": "1,000,000 synthetic items",
+        "encoding": "2,000 items, 600 users",
+    },
+)
 cfg.show()
 S = SIZES[cfg.mode]
 
@@ -101,10 +122,14 @@ S = SIZES[cfg.mode]
 # %%
 ddp_dir = tempfile.mkdtemp(prefix="ch10-ddp-")
 runs = {}
-for label, nproc, threads in [("1 process x 2 threads", 1, 2), ("1 process x 1 thread", 1, 1),
-                              ("2 processes x 1 thread", 2, 1)]:
-    runs[label] = scaling.launch_ddp(nproc, f"{ddp_dir}/{nproc}x{threads}", threads_per_process=threads,
-                                     **S["ddp"])
+for label, nproc, threads in [
+    ("1 process x 2 threads", 1, 2),
+    ("1 process x 1 thread", 1, 1),
+    ("2 processes x 1 thread", 2, 1),
+]:
+    runs[label] = scaling.launch_ddp(
+        nproc, f"{ddp_dir}/{nproc}x{threads}", threads_per_process=threads, **S["ddp"]
+    )
     print(f"{label}: {runs[label]['wall_seconds']:.0f} s with start-up")
 print(runs["2 processes x 1 thread"]["command"])
 
@@ -118,15 +143,32 @@ print(runs["2 processes x 1 thread"]["command"])
 # %%
 summary = {k: scaling.ddp_summary(r) for k, r in runs.items()}
 ref, two = summary["1 process x 2 threads"], summary["2 processes x 1 thread"]
-loss_gap = float(np.max(np.abs(np.array(two["loss"]) - np.array(ref["loss"])) / np.array(ref["loss"])))
-a_ref, a_two = runs["1 process x 2 threads"]["adapter"], runs["2 processes x 1 thread"]["adapter"]
+loss_gap = float(
+    np.max(
+        np.abs(np.array(two["loss"]) - np.array(ref["loss"])) / np.array(ref["loss"])
+    )
+)
+a_ref, a_two = (
+    runs["1 process x 2 threads"]["adapter"],
+    runs["2 processes x 1 thread"]["adapter"],
+)
 weight_gap = float(np.linalg.norm(a_two - a_ref) / np.linalg.norm(a_ref))
-moved = float(np.linalg.norm(a_ref))  # LoRA's B starts at zero: this is how far training moved it
-pd.DataFrame({"step": np.arange(1, len(ref["loss"]) + 1), "loss, 1 process": ref["loss"],
-              "loss, 2 processes": two["loss"]}).set_index("step").round(5).T
+moved = float(
+    np.linalg.norm(a_ref)
+)  # LoRA's B starts at zero: this is how far training moved it
+pd.DataFrame(
+    {
+        "step": np.arange(1, len(ref["loss"]) + 1),
+        "loss, 1 process": ref["loss"],
+        "loss, 2 processes": two["loss"],
+    }
+).set_index("step").round(5).T
 
 # %%
-print(f"largest relative loss difference {loss_gap:.1e}; adapter difference {weight_gap:.1e} of its norm")
+print(
+    f"largest relative loss difference {loss_gap:.1e}; adapter difference "
+    f"{weight_gap:.1e} of its norm"
+)
 assert loss_gap < 1e-2  # the same losses, step by step
 assert moved > 0 and weight_gap < 2e-2  # the same trained weights, up to rounding
 
@@ -141,14 +183,27 @@ assert moved > 0 and weight_gap < 2e-2  # the same trained weights, up to roundi
 # operating system had paused to run something else.
 
 # %%
-tp = pd.DataFrame(summary).T[["processes", "threads_per_process", "backend", "global_batch", "seconds_per_step",
-                              "examples_per_second", "tokens_per_second", "allreduce_ms", "allreduce_best_ms",
-                              "grad_values"]]
+tp = pd.DataFrame(summary).T[
+    [
+        "processes",
+        "threads_per_process",
+        "backend",
+        "global_batch",
+        "seconds_per_step",
+        "examples_per_second",
+        "tokens_per_second",
+        "allreduce_ms",
+        "allreduce_best_ms",
+        "grad_values",
+    ]
+]
 tp["allreduce share of step"] = tp["allreduce_best_ms"] / 1e3 / tp["seconds_per_step"]
 fig, ax = plt.subplots(figsize=(7, 2.6))
 ax.barh(tp.index[::-1], tp["examples_per_second"][::-1], color=plots.COLORS["history"])
-ax.set(xlabel=f"pairs per second ({cfg.mode} mode, this machine)",
-       title="One worker, one process on both cores, two workers: the same global batch")
+ax.set(
+    xlabel=f"pairs per second ({cfg.mode} mode, this machine)",
+    title="One worker, one process on both cores, two workers: the same global batch",
+)
 fig.tight_layout()
 tp
 
@@ -170,18 +225,30 @@ tp
 # little to send.
 
 # %%
-speedup_workers = two["examples_per_second"] / summary["1 process x 1 thread"]["examples_per_second"]
+speedup_workers = (
+    two["examples_per_second"] / summary["1 process x 1 thread"]["examples_per_second"]
+)
 speedup_same_cores = two["examples_per_second"] / ref["examples_per_second"]
 comm_share = float(tp.loc["2 processes x 1 thread", "allreduce share of step"])
 ref10_path = config.REFERENCE_RESULTS / "ch10.json"
 ref10 = json.loads(ref10_path.read_text()) if ref10_path.is_file() else {}
-print(f"this run ({cfg.mode} mode): 2 processes vs 1 worker {speedup_workers:.2f}x; vs 1 process on the same "
-      f"2 cores {speedup_same_cores:.2f}x; all-reduce {comm_share:.1%} of a step")
+print(
+    f"this run ({cfg.mode} mode): 2 processes vs 1 worker "
+    f"{speedup_workers:.2f}x; vs 1 process on the same "
+    f"2 cores {speedup_same_cores:.2f}x; all-reduce {comm_share:.1%} of a step"
+)
 if ref10.get("ddp_speedup_vs_one_worker"):
-    print(f"reference full-mode run: 2 processes vs 1 worker {ref10['ddp_speedup_vs_one_worker']:.2f}x; "
-          f"vs 1 process on the same 2 cores {ref10['ddp_speedup_vs_same_cores']:.2f}x")
-assert 0.9 < speedup_workers < 2.2  # a second worker never slows the step, and cannot more than double it
-assert speedup_same_cores > 0.7  # on CPUs, processes use the same cores about as well as threads, or better
+    print(
+        "reference full-mode run: 2 processes vs 1 worker "
+        f"{ref10['ddp_speedup_vs_one_worker']:.2f}x; "
+        f"vs 1 process on the same 2 cores {ref10['ddp_speedup_vs_same_cores']:.2f}x"
+    )
+assert (
+    0.9 < speedup_workers < 2.2
+)  # a second worker never slows the step, and cannot more than double it
+assert (
+    speedup_same_cores > 0.7
+)  # on CPUs, processes use the same cores about as well as threads, or better
 assert comm_share < 0.1  # communicating LoRA gradients is cheap
 
 # %% [markdown]
@@ -197,9 +264,14 @@ assert comm_share < 0.1  # communicating LoRA gradients is cheap
 # %%
 lora_bytes = 2 * two["grad_values"] * 4
 full_bytes = 2 * prod_params * 2
-print(f"per GPU per step: LoRA here {lora_bytes / 1e6:.1f} MB; full fine-tune {full_bytes / 1e9:.1f} GB "
-      f"({full_bytes / lora_bytes:,.0f}x more)")
-assert full_bytes > 1000 * lora_bytes  # why full fine-tuning needs fast links between GPUs and LoRA does not
+print(
+    f"per GPU per step: LoRA here {lora_bytes / 1e6:.1f} MB; full fine-tune "
+    f"{full_bytes / 1e9:.1f} GB "
+    f"({full_bytes / lora_bytes:,.0f}x more)"
+)
+assert (
+    full_bytes > 1000 * lora_bytes
+)  # why full fine-tuning needs fast links between GPUs and LoRA does not
 
 # %% [markdown]
 # ## 2. An index for a million items
@@ -216,25 +288,60 @@ assert full_bytes > 1000 * lora_bytes  # why full fine-tuning needs fast links b
 
 # %%
 t0 = time.perf_counter()
-idx_table, idx_facts = scaling.index_at_scale(S["index_items"], 576, n_queries=1000, k=10, nprobes=(1, 8, 32),
-                                              seed=cfg.seed % 2**31)
+idx_table, idx_facts = scaling.index_at_scale(
+    S["index_items"],
+    576,
+    n_queries=1000,
+    k=10,
+    nprobes=(1, 8, 32),
+    seed=cfg.seed % 2**31,
+)
 idx_table["memory MiB"] = idx_table["memory_bytes"] / 2**20
 idx_table["bytes per item"] = idx_table["memory_bytes"] / idx_facts["n_items"]
-print(f"{idx_facts['n_items']:,} items x {idx_facts['dim']} dims: float32 vectors "
-      f"{idx_facts['vectors_bytes'] / 2**20:,.0f} MiB; exact search {idx_facts['exact_us_per_query']:,.0f} us/query "
-      f"(batch); section took {time.perf_counter() - t0:.0f} s")
-idx_table[["nprobe", "build_s", "batch_us_per_query", "single_us_per_query", "memory MiB", "bytes per item",
-           "recall@10", "recall@10 in 100"]].round(3)
+print(
+    f"{idx_facts['n_items']:,} items x {idx_facts['dim']} dims: float32 vectors "
+    f"{idx_facts['vectors_bytes'] / 2**20:,.0f} MiB; exact search "
+    f"{idx_facts['exact_us_per_query']:,.0f} us/query "
+    f"(batch); section took {time.perf_counter() - t0:.0f} s"
+)
+idx_table[
+    [
+        "nprobe",
+        "build_s",
+        "batch_us_per_query",
+        "single_us_per_query",
+        "memory MiB",
+        "bytes per item",
+        "recall@10",
+        "recall@10 in 100",
+    ]
+].round(3)
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.2))
-ax.plot(idx_table["batch_us_per_query"], idx_table["recall@10"], marker="o", label="recall@10")
-ax.plot(idx_table["batch_us_per_query"], idx_table["recall@10 in 100"], marker="s", label="recall@10 within top 100")
+ax.plot(
+    idx_table["batch_us_per_query"],
+    idx_table["recall@10"],
+    marker="o",
+    label="recall@10",
+)
+ax.plot(
+    idx_table["batch_us_per_query"],
+    idx_table["recall@10 in 100"],
+    marker="s",
+    label="recall@10 within top 100",
+)
 for _, r in idx_table.iterrows():
-    ax.annotate(f"nprobe={r['nprobe']}", (r["batch_us_per_query"], r["recall@10"]), fontsize=8)
+    ax.annotate(
+        f"nprobe={r['nprobe']}", (r["batch_us_per_query"], r["recall@10"]), fontsize=8
+    )
 ax.axvline(idx_facts["exact_us_per_query"], ls="--", color="grey", label="exact search")
-ax.set(xscale="log", xlabel="microseconds per query (batch of 1,000)", ylabel="recall vs exact",
-       title=f"IVF-PQ over {idx_facts['n_items']:,} items: recall for speed and memory")
+ax.set(
+    xscale="log",
+    xlabel="microseconds per query (batch of 1,000)",
+    ylabel="recall vs exact",
+    title=f"IVF-PQ over {idx_facts['n_items']:,} items: recall for speed and memory",
+)
 ax.legend(fontsize=8)
 fig.tight_layout()
 
@@ -250,10 +357,16 @@ fig.tight_layout()
 mem_ratio = float(idx_table["memory_bytes"].max() / idx_facts["vectors_bytes"])
 r10 = idx_table["recall@10"].to_numpy()
 assert mem_ratio < 1 / 20  # the index is over 20x smaller than the float32 vectors
-assert np.all(np.diff(r10) >= 0) and r10[-1] > r10[0] + 0.02  # more cells searched, more neighbours found
+assert (
+    np.all(np.diff(r10) >= 0) and r10[-1] > r10[0] + 0.02
+)  # more cells searched, more neighbours found
 wide = idx_table["recall@10 in 100"].iloc[-1]
-assert wide > r10[-1] + 0.1 and wide > 0.9  # re-scoring a wider list recovers most of the exact top 10
-assert idx_table["batch_us_per_query"].iloc[0] < idx_facts["exact_us_per_query"] / 5  # and it is fast
+assert (
+    wide > r10[-1] + 0.1 and wide > 0.9
+)  # re-scoring a wider list recovers most of the exact top 10
+assert (
+    idx_table["batch_us_per_query"].iloc[0] < idx_facts["exact_us_per_query"] / 5
+)  # and it is fast
 
 # %% [markdown]
 # ## 3. Batch inference: items and users per second
@@ -272,15 +385,43 @@ rng = np.random.default_rng(cfg.seed)
 item_ids = rng.choice(setting.ml.item_ids, size=S["n_items"], replace=False)
 item_prompts = [setting.item_text[i] for i in item_ids]
 users = rng.choice(setting.split.users("test"), size=S["n_users"], replace=False)
-user_prompts = text.user_prompts(setting.split.train, setting.history_text, model.tokenizer,
-                                 budget=model.cfg.user_max_tokens, markers=True, users=users)["prompt"].tolist()
+user_prompts = text.user_prompts(
+    setting.split.train,
+    setting.history_text,
+    model.tokenizer,
+    budget=model.cfg.user_max_tokens,
+    markers=True,
+    users=users,
+)["prompt"].tolist()
 peak = train.matmul_peak_gflops()
-enc = {"items": scaling.encoding_throughput(model.backbone, item_prompts, max_length=model.cfg.item_max_tokens,
-                                            peak_gflops=peak, repeats=2),
-       "users": scaling.encoding_throughput(model.backbone, user_prompts, max_length=model.cfg.user_max_tokens,
-                                            batch_size=16, peak_gflops=peak, repeats=2)}
-enc_table = pd.DataFrame(enc).T[["texts", "texts_per_second", "tokens_per_text", "flops_per_text",
-                                 "achieved_gflops", "peak_gflops", "mfu"]]
+enc = {
+    "items": scaling.encoding_throughput(
+        model.backbone,
+        item_prompts,
+        max_length=model.cfg.item_max_tokens,
+        peak_gflops=peak,
+        repeats=2,
+    ),
+    "users": scaling.encoding_throughput(
+        model.backbone,
+        user_prompts,
+        max_length=model.cfg.user_max_tokens,
+        batch_size=16,
+        peak_gflops=peak,
+        repeats=2,
+    ),
+}
+enc_table = pd.DataFrame(enc).T[
+    [
+        "texts",
+        "texts_per_second",
+        "tokens_per_text",
+        "flops_per_text",
+        "achieved_gflops",
+        "peak_gflops",
+        "mfu",
+    ]
+]
 enc_table
 
 # %% [markdown]
@@ -292,12 +433,19 @@ enc_table
 # precision the projection below can claim.
 
 # %%
-predicted_users_per_s = peak * 1e9 * enc["items"]["mfu"] / enc["users"]["flops_per_text"]
+predicted_users_per_s = (
+    peak * 1e9 * enc["items"]["mfu"] / enc["users"]["flops_per_text"]
+)
 ratio = enc["users"]["texts_per_second"] / predicted_users_per_s
-print(f"users/s measured {enc['users']['texts_per_second']:.1f}, predicted from items' MFU "
-      f"{predicted_users_per_s:.1f} (ratio {ratio:.2f})")
+print(
+    f"users/s measured {enc['users']['texts_per_second']:.1f}, predicted from "
+    "items' MFU "
+    f"{predicted_users_per_s:.1f} (ratio {ratio:.2f})"
+)
 assert 0 < enc["items"]["mfu"] < 1 and 0 < enc["users"]["mfu"] < 1
-assert enc["users"]["flops_per_text"] > 2 * enc["items"]["flops_per_text"]  # users cost more than items
+assert (
+    enc["users"]["flops_per_text"] > 2 * enc["items"]["flops_per_text"]
+)  # users cost more than items
 assert 0.5 < ratio < 2.0  # FLOPs predict throughput to within 2x across prompt lengths
 
 # %% [markdown]
@@ -331,18 +479,49 @@ assert 0.5 < ratio < 2.0  # FLOPs predict throughput to within 2x across prompt 
 # %%
 ours = model.backbone
 designs = {
-    "this book's encoder (SmolLM2, 8 layers)": (enc["items"]["flops_per_text"], enc["users"]["flops_per_text"]),
+    "this book's encoder (SmolLM2, 8 layers)": (
+        enc["items"]["flops_per_text"],
+        enc["users"]["flops_per_text"],
+    ),
     f"LinkedIn-size encoder ({prod_params / 1e9:.1f}B)": (
-        scaling.forward_flops(prod_params, prod_item_tokens, prod_layers, prod_hidden, prod_item_tokens),
-        scaling.forward_flops(prod_params, prod_user_tokens, prod_layers, prod_hidden, prod_user_tokens)),
+        scaling.forward_flops(
+            prod_params, prod_item_tokens, prod_layers, prod_hidden, prod_item_tokens
+        ),
+        scaling.forward_flops(
+            prod_params, prod_user_tokens, prod_layers, prod_hidden, prod_user_tokens
+        ),
+    ),
 }
-proj = pd.DataFrame({name: {"GFLOPs per item": fi / 1e9, "GFLOPs per user": fu / 1e9,
-                            **scaling.project(fi, fu, items_per_day=items_per_day, users_per_day=users_per_day,
-                                              gpu_peak_flops=gpu_peak_tflops * 1e12, mfu=assumed_mfu)}
-                     for name, (fi, fu) in designs.items()}).T
-print(f"{items_per_day:,} items and {users_per_day:,} users a day on {gpu_name} "
-      f"({gpu_peak_tflops:g} TFLOP/s bf16) at {assumed_mfu:.0%} MFU")
-proj[["GFLOPs per item", "GFLOPs per user", "gpu_hours_per_day", "gpus_all_day", "items_per_gpu_second"]].round(2)
+proj = pd.DataFrame(
+    {
+        name: {
+            "GFLOPs per item": fi / 1e9,
+            "GFLOPs per user": fu / 1e9,
+            **scaling.project(
+                fi,
+                fu,
+                items_per_day=items_per_day,
+                users_per_day=users_per_day,
+                gpu_peak_flops=gpu_peak_tflops * 1e12,
+                mfu=assumed_mfu,
+            ),
+        }
+        for name, (fi, fu) in designs.items()
+    }
+).T
+print(
+    f"{items_per_day:,} items and {users_per_day:,} users a day on {gpu_name} "
+    f"({gpu_peak_tflops:g} TFLOP/s bf16) at {assumed_mfu:.0%} MFU"
+)
+proj[
+    [
+        "GFLOPs per item",
+        "GFLOPs per user",
+        "gpu_hours_per_day",
+        "gpus_all_day",
+        "items_per_gpu_second",
+    ]
+].round(2)
 
 # %% [markdown]
 # Under the default assumptions the user side dominates: users are more numerous and their
@@ -354,8 +533,12 @@ proj[["GFLOPs per item", "GFLOPs per user", "gpu_hours_per_day", "gpus_all_day",
 # %%
 big = proj.iloc[1]
 small = proj.iloc[0]
-assert big["user_flops_per_day"] > big["item_flops_per_day"]  # users dominate under these assumptions
-assert big["gpus_all_day"] > 100 * small["gpus_all_day"]  # a 3B encoder costs two orders of magnitude more
+assert (
+    big["user_flops_per_day"] > big["item_flops_per_day"]
+)  # users dominate under these assumptions
+assert (
+    big["gpus_all_day"] > 100 * small["gpus_all_day"]
+)  # a 3B encoder costs two orders of magnitude more
 assert small["gpus_all_day"] < 1  # ours fits in a fraction of one GPU
 cpu_days = (items_per_day / enc["items"]["texts_per_second"]) / 86400
 print(f"this CPU would need {cpu_days:,.0f} days for one day of items with our encoder")
@@ -374,42 +557,80 @@ sizes = {
     "3072-d float32": scaling.index_bytes(index_items, prod_hidden, 4),
     "3072-d bf16": scaling.index_bytes(index_items, prod_hidden, 2),
     "512-d bf16 (Matryoshka)": scaling.index_bytes(index_items, 512, 2),
-    "512-d IVF-PQ (measured bytes/value)": scaling.index_bytes(index_items, 512, pq_bytes_per_value),
+    "512-d IVF-PQ (measured bytes/value)": scaling.index_bytes(
+        index_items, 512, pq_bytes_per_value
+    ),
 }
-index_sizes = pd.DataFrame({"GB": {k: v / 1e9 for k, v in sizes.items()},
-                            f"{gpu_name}s to hold it": {k: v / (gpu_memory_gb * 1e9) for k, v in sizes.items()}})
+index_sizes = pd.DataFrame(
+    {
+        "GB": {k: v / 1e9 for k, v in sizes.items()},
+        f"{gpu_name}s to hold it": {
+            k: v / (gpu_memory_gb * 1e9) for k, v in sizes.items()
+        },
+    }
+)
 saving = 1 - sizes["512-d bf16 (Matryoshka)"] / sizes["3072-d bf16"]
-print(f"{index_items:,} items; 512-d instead of 3072-d saves {saving:.1%} (LinkedIn: about 83%)")
+print(
+    f"{index_items:,} items; 512-d instead of 3072-d saves {saving:.1%} "
+    "(LinkedIn: about 83%)"
+)
 index_sizes.round(2)
 
 # %%
 assert abs(saving - 0.83) < 0.01  # LinkedIn's 83% is the dimension ratio, 1 - 512/3072
-assert sizes["512-d IVF-PQ (measured bytes/value)"] < sizes["512-d bf16 (Matryoshka)"] / 10
+assert (
+    sizes["512-d IVF-PQ (measured bytes/value)"] < sizes["512-d bf16 (Matryoshka)"] / 10
+)
 
 # %% [markdown]
 # ## Results
 
 # %%
 out = {
-    "chapter": "10", "mode": cfg.mode,
-    "produced_by": {"ddp": runs["2 processes x 1 thread"]["command"],
-                    "index": f"scaling.index_at_scale({S['index_items']}, 576, n_queries=1000, nprobes=(1, 8, 32))",
-                    "encoding": "scaling.encoding_throughput with the committed infonce adapter",
-                    "hardware": f"{platform.machine()} {platform.processor()} cpus={len(os.sched_getaffinity(0))}"},
-    "ddp": {k: {kk: vv for kk, vv in v.items() if kk != "loss"} for k, v in summary.items()},
-    "ddp_loss_gap": loss_gap, "ddp_weight_gap": weight_gap,
-    "ddp_speedup_vs_one_worker": speedup_workers, "ddp_speedup_vs_same_cores": speedup_same_cores,
+    "chapter": "10",
+    "mode": cfg.mode,
+    "produced_by": {
+        "ddp": runs["2 processes x 1 thread"]["command"],
+        "index": f"scaling.index_at_scale({S['index_items']}, 576, n_queries=1000, "
+        "nprobes=(1, 8, 32))",
+        "encoding": "scaling.encoding_throughput with the committed infonce adapter",
+        "hardware": f"{platform.machine()} {platform.processor()} "
+        f"cpus={len(os.sched_getaffinity(0))}",
+    },
+    "ddp": {
+        k: {kk: vv for kk, vv in v.items() if kk != "loss"} for k, v in summary.items()
+    },
+    "ddp_loss_gap": loss_gap,
+    "ddp_weight_gap": weight_gap,
+    "ddp_speedup_vs_one_worker": speedup_workers,
+    "ddp_speedup_vs_same_cores": speedup_same_cores,
     "ddp_allreduce_share": comm_share,
-    "index": {"facts": idx_facts, "table": idx_table.drop(columns=["index"]).to_dict(orient="records")},
-    "encoding": enc, "flops_prediction_ratio_users": ratio,
-    "projection": {"assumptions": {"gpu": gpu_name, "gpu_peak_tflops": gpu_peak_tflops, "mfu": assumed_mfu,
-                                   "items_per_day": items_per_day, "users_per_day": users_per_day,
-                                   "index_items": index_items, "prod_params": prod_params,
-                                   "prod_item_tokens": prod_item_tokens, "prod_user_tokens": prod_user_tokens},
-                   "compute": proj.to_dict(orient="index"), "index_gb": {k: v / 1e9 for k, v in sizes.items()}},
+    "index": {
+        "facts": idx_facts,
+        "table": idx_table.drop(columns=["index"]).to_dict(orient="records"),
+    },
+    "encoding": enc,
+    "flops_prediction_ratio_users": ratio,
+    "projection": {
+        "assumptions": {
+            "gpu": gpu_name,
+            "gpu_peak_tflops": gpu_peak_tflops,
+            "mfu": assumed_mfu,
+            "items_per_day": items_per_day,
+            "users_per_day": users_per_day,
+            "index_items": index_items,
+            "prod_params": prod_params,
+            "prod_item_tokens": prod_item_tokens,
+            "prod_user_tokens": prod_user_tokens,
+        },
+        "compute": proj.to_dict(orient="index"),
+        "index_gb": {k: v / 1e9 for k, v in sizes.items()},
+    },
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch10.json").write_text(json.dumps(out, indent=2, default=float))
+(config.results_dir() / "ch10.json").write_text(
+    json.dumps(out, indent=2, default=float)
+)
 print(f"wrote results/ch10.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
@@ -429,7 +650,8 @@ print(f"wrote results/ch10.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 #
 # ## Exercises
 #
-# 1. **Four processes.** Run `scaling.launch_ddp(4, f"{ddp_dir}/4x1", global_batch=16, steps=8)` on a
+# 1. **Four processes.** Run
+#    `scaling.launch_ddp(4, f"{ddp_dir}/4x1", global_batch=16, steps=8)` on a
 #    machine with 4 cores or more, and compare it with 2 processes. *Check:* the losses still
 #    match the 1-process run's within 1%, and you can say how far from 2x the speed-up is.
 # 2. **nprobe at a million.** Run `scaling.index_at_scale(1_000_000, 576, nprobes=(1, 8, 32))`.
