@@ -25,8 +25,10 @@
 mode = None  # None: take LLMREC_MODE (default "quick"); or "quick" / "full"
 seed = 20251016
 recipe_name = "infonce"  # the first recipe: in-batch negatives, one pair per forward
-new_recipe = "mixed"  # section 8: mixed negatives with log-Q, every position, real epochs
-# full mode retrains the section-8 recipe; the first recipe (27 min) only when this is True
+new_recipe = (
+    "mixed"  # section 8: mixed negatives with log-Q, every position, real epochs
+)
+# full mode retrains the section-8 recipe, and the first recipe (27 min) only if True
 retrain_first_recipe = False
 
 # %%
@@ -37,24 +39,44 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import abtest, baselines, config, data, evaluate, plots, recipes, serving, text, train
+from llmrec_lib import (
+    abtest,
+    baselines,
+    config,
+    evaluate,
+    plots,
+    recipes,
+    serving,
+    text,
+    train,
+)
 from llmrec_lib.encoders import DualEncoder
 
 chapter_t0 = time.perf_counter()
-enc_cfg, live_cfg = recipes.recipe(recipe_name, "quick")  # the live demos are short in both modes
+enc_cfg, live_cfg = recipes.recipe(
+    recipe_name, "quick"
+)  # the live demos are short in both modes
 _, full_cfg = recipes.recipe(recipe_name, "full")
 _, new_cfg = recipes.recipe(new_recipe, "full")
 cfg = config.settings(
-    "03", mode, seed=seed,
-    backbone=f"{enc_cfg.backbone}, first {enc_cfg.n_layers} layers, LoRA r={enc_cfg.lora_r}",
-    quick={"live training steps": live_cfg.steps,
-           "evaluated models": "committed full-mode adapters (both recipes)",
-           "pairs per step": live_cfg.batch_size},
-    full={"live training steps": live_cfg.steps,
-          f"training steps ({recipe_name})": full_cfg.steps,
-          f"training steps ({new_recipe})": new_cfg.steps,
-          "evaluated models": "the adapters trained in this run",
-          "pairs per step": full_cfg.batch_size})
+    "03",
+    mode,
+    seed=seed,
+    backbone=f"{enc_cfg.backbone}, first {enc_cfg.n_layers} layers, "
+    f"LoRA r={enc_cfg.lora_r}",
+    quick={
+        "live training steps": live_cfg.steps,
+        "evaluated models": "committed full-mode adapters (both recipes)",
+        "pairs per step": live_cfg.batch_size,
+    },
+    full={
+        "live training steps": live_cfg.steps,
+        f"training steps ({recipe_name})": full_cfg.steps,
+        f"training steps ({new_recipe})": new_cfg.steps,
+        "evaluated models": "the adapters trained in this run",
+        "pairs per step": full_cfg.batch_size,
+    },
+)
 cfg.show()
 
 # %% [markdown]
@@ -81,7 +103,9 @@ pairs = train.training_pairs(setting.split.train)
 print(f"{len(pairs):,} training pairs from {len(np.unique(pairs.user_id))} users")
 i = int(np.flatnonzero(pairs.hist_end - pairs.hist_start >= 3)[0])
 h = pairs.history.iloc[pairs.hist_start[i] : pairs.hist_end[i]]
-assert (h["timestamp"] < pairs.timestamp[i]).all() and (h["user_id"] == pairs.user_id[i]).all()
+assert (h["timestamp"] < pairs.timestamp[i]).all() and (
+    h["user_id"] == pairs.user_id[i]
+).all()
 
 # %% [markdown]
 # What the model reads for that pair: the member prompt (marker tokens from chapter 01, newest
@@ -89,7 +113,9 @@ assert (h["timestamp"] < pairs.timestamp[i]).all() and (h["user_id"] == pairs.us
 
 # %%
 model = DualEncoder(enc_cfg)
-live = train.Trainer(model, pairs, setting.item_text, setting.history_text, live_cfg, progress=False)
+live = train.Trainer(
+    model, pairs, setting.item_text, setting.history_text, live_cfg, progress=False
+)
 print("USER:", live.user_prompts_for(np.array([i]))[0][:400])
 print("ITEM:", setting.item_text[pairs.item_id[i]])
 
@@ -133,13 +159,17 @@ with torch.no_grad():
     i_tok = model.tokenize(batch["items"], model.cfg.item_max_tokens)
     u_vec, i_vec = model(u_tok, i_tok)
 logit = (u_vec @ i_vec.T / live_cfg.temperature).numpy()
-masked = losses.false_negative_mask(batch["item_ids"], batch["item_ids"],
-                                    user_positives=batch["user_positives"]).numpy()
+masked = losses.false_negative_mask(
+    batch["item_ids"], batch["item_ids"], user_positives=batch["user_positives"]
+).numpy()
 fig, ax = plt.subplots(figsize=(4.6, 4))
 im = ax.imshow(np.where(masked, np.nan, logit), cmap="viridis")
 ax.imshow(np.where(masked, 1.0, np.nan), cmap="Greys", vmin=0, vmax=2)
-ax.set(xlabel="item j in the batch", ylabel="member i",
-       title="InfoNCE reads each row: diagonal = positive")
+ax.set(
+    xlabel="item j in the batch",
+    ylabel="member i",
+    title="InfoNCE reads each row: diagonal = positive",
+)
 fig.colorbar(im, ax=ax, label="cos / τ")
 fig.tight_layout()
 print(f"{int(masked.sum())} of {masked.size} cells masked as false negatives")
@@ -161,7 +191,8 @@ head_dim = bb.model.config.hidden_size // bb.model.config.num_attention_heads
 kv = bb.model.config.num_key_value_heads * head_dim
 d = bb.hidden_size
 per_layer = enc_cfg.lora_r * ((d + d) + (d + kv) + (d + kv) + (d + d))  # q, k, v, o
-print(f"{trainable:,} trainable LoRA weights, {trainable / sum(p.numel() for p in bb.model.parameters()):.2%} of the model")
+frac = trainable / sum(p.numel() for p in bb.model.parameters())
+print(f"{trainable:,} trainable LoRA weights, {frac:.2%} of the model")
 assert trainable == per_layer * bb.n_layers
 
 # %% [markdown]
@@ -177,11 +208,16 @@ import tempfile
 
 run_dir = tempfile.mkdtemp(prefix="ch03-live-")
 half = live_cfg.steps // 2
-first = recipes.train_recipe(recipe_name, "quick", setting=setting, out_dir=run_dir, stop_at=half)
+first = recipes.train_recipe(
+    recipe_name, "quick", setting=setting, out_dir=run_dir, stop_at=half
+)
 resumed = recipes.train_recipe(recipe_name, "quick", setting=setting, out_dir=run_dir)
 steps_seen = [h["step"] for h in resumed.state.history]
-print(f"first run stopped at step {first.state.step}; resumed from {resumed.resumed_from}; "
-      f"steps recorded {steps_seen[0]}..{steps_seen[-1]}")
+print(
+    f"first run stopped at step {first.state.step}; "
+    f"resumed from {resumed.resumed_from}; "
+    f"steps recorded {steps_seen[0]}..{steps_seen[-1]}"
+)
 assert resumed.resumed_from == half and steps_seen == list(range(1, live_cfg.steps + 1))
 
 # %% [markdown]
@@ -198,9 +234,11 @@ throughput = train.utilisation(resumed, peak_gflops=train.matmul_peak_gflops())
 pd.Series(throughput).round(3)
 
 # %%
-# a step computes the model FLOPs counted above: a count that were off by the backward pass
-# (3x instead of 2x a forward) or by the padding would push the share past what bf16 allows
-assert throughput["mfu"] < 0.9, "more than 90% of the matmul peak: the FLOP count is wrong"
+# a step computes the model FLOPs counted above: a count off by the backward pass (3x
+# instead of 2x a forward) or by the padding would push the share past what bf16 allows
+assert throughput["mfu"] < 0.9, (
+    "more than 90% of the matmul peak: the FLOP count is wrong"
+)
 assert throughput["achieved_gflops"] > 1, "under 1 GFLOP/s: autocast is probably off"
 
 # %% [markdown]
@@ -221,13 +259,27 @@ assert throughput["achieved_gflops"] > 1, "under 1 GFLOP/s: autocast is probably
 adapter_dir = recipes.ARTIFACTS / recipe_name
 if cfg.mode == "full" and retrain_first_recipe:
     t0 = time.perf_counter()
-    trainer = recipes.train_recipe(recipe_name, "full", setting=setting, evaluate_every=400)
-    recipes.publish(trainer, recipe_name, time.perf_counter() - t0,
-                    f"python -m llmrec_lib.recipes train {recipe_name} --mode full --eval-every 400")
-    recipes.evaluate_published(recipe_name, setting, "test", save=True)  # chapter 09's top-100 lists
+    trainer = recipes.train_recipe(
+        recipe_name, "full", setting=setting, evaluate_every=400
+    )
+    recipes.publish(
+        trainer,
+        recipe_name,
+        time.perf_counter() - t0,
+        f"python -m llmrec_lib.recipes train {recipe_name} --mode full "
+        "--eval-every 400",
+    )
+    recipes.evaluate_published(
+        recipe_name, setting, "test", save=True
+    )  # chapter 09's top-100 lists
 meta = json.loads((adapter_dir / "encoder.json").read_text())["meta"]
 print(meta["command"])
-print({k: meta[k] for k in ("steps_done", "pairs_seen", "n_pairs", "wall_seconds", "hardware")})
+print(
+    {
+        k: meta[k]
+        for k in ("steps_done", "pairs_seen", "n_pairs", "wall_seconds", "hardware")
+    }
+)
 epochs = meta["pairs_seen"] / meta["n_pairs"]
 print(f"{epochs:.2f} of an epoch")
 assert epochs < 1  # the first recipe never sees every pair: section 8 changes that
@@ -236,16 +288,34 @@ assert epochs < 1  # the first recipe never sees every pair: section 8 changes t
 curve = pd.read_csv(adapter_dir / "loss.csv")
 evals = pd.DataFrame(meta["evals"])
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
-axes[0].plot(curve["step"], curve["loss"].rolling(50, min_periods=1).mean(), color=plots.COLORS["history"])
-axes[0].axhline(np.log(full_cfg.batch_size), ls="--", color="grey", label="log B (guessing)")
-axes[0].set(title="Full-mode InfoNCE loss falls below chance", xlabel="step", ylabel="loss (50-step mean)")
+axes[0].plot(
+    curve["step"],
+    curve["loss"].rolling(50, min_periods=1).mean(),
+    color=plots.COLORS["history"],
+)
+axes[0].axhline(
+    np.log(full_cfg.batch_size), ls="--", color="grey", label="log B (guessing)"
+)
+axes[0].set(
+    title="Full-mode InfoNCE loss falls below chance",
+    xlabel="step",
+    ylabel="loss (50-step mean)",
+)
 axes[0].legend()
-axes[1].plot(evals["step"], evals["eval_recall@50"], marker="o", color=plots.COLORS["test"])
-axes[1].set(title="Validation Recall@50 during training (150 users)", xlabel="step", ylabel="Recall@50")
+axes[1].plot(
+    evals["step"], evals["eval_recall@50"], marker="o", color=plots.COLORS["test"]
+)
+axes[1].set(
+    title="Validation Recall@50 during training (150 users)",
+    xlabel="step",
+    ylabel="Recall@50",
+)
 fig.tight_layout()
 
 # %%
-assert meta["loss_last_50"] < meta["loss_first_50"] - 0.2  # the loss fell during the full run
+assert (
+    meta["loss_last_50"] < meta["loss_first_50"] - 0.2
+)  # the loss fell during the full run
 
 # %% [markdown]
 # ## 5. Zero-shot vs fine-tuned, on the test stage
@@ -259,12 +329,19 @@ test_data = evaluate.EvalData.from_split(setting.split, "test", setting.ml.item_
 zero = DualEncoder(enc_cfg)
 tuned = DualEncoder(enc_cfg).load_adapter(adapter_dir)
 ZERO = "SmolLM2 zero-shot (8 layers, user prompt)"
-TUNED = f"SmolLM2 fine-tuned ({'this run' if cfg.mode == 'full' else 'full-mode adapter'})"
+TUNED = (
+    f"SmolLM2 fine-tuned ({'this run' if cfg.mode == 'full' else 'full-mode adapter'})"
+)
 systems, res = {}, {}
 for name, m in [(ZERO, zero), (TUNED, tuned)]:
     systems[name] = recipes.dual_encoder_system(m, setting, "test", name=name)
     res[name] = evaluate.evaluate(systems[name], test_data, ks=(10, 50, 100))
-table = pd.concat({n: r.summary().loc[["recall@10", "recall@50", "recall@100", "ndcg@10"]] for n, r in res.items()})
+table = pd.concat(
+    {
+        n: r.summary().loc[["recall@10", "recall@50", "recall@100", "ndcg@10"]]
+        for n, r in res.items()
+    }
+)
 table.round(4)
 
 # %% [markdown]
@@ -277,13 +354,31 @@ table.round(4)
 ch02 = json.loads((config.results_dir() / "ch02.json").read_text())
 base = pd.DataFrame(ch02["table"])
 base = base[(base["stage"] == "test") & (base["metric"] == "recall@50")]
-ours = pd.DataFrame([{"system": n, "mean": r.summary().loc["recall@50", "mean"],
-                      "lo": r.summary().loc["recall@50", "lo"], "hi": r.summary().loc["recall@50", "hi"]}
-                     for n, r in res.items()])
-board = pd.concat([base[["system", "mean", "lo", "hi"]], ours], ignore_index=True).sort_values("mean", ascending=False)
-fig = plots.bars_with_ci(board, "mean", "lo", "hi", "system",
-                         "Fine-tuning beats zero-shot; collaborative baselines stay far ahead")
-fig.axes[0].set_xlabel(f"test Recall@50, 95% CI (chapter-02 baselines: {ch02['mode']} mode)")
+ours = pd.DataFrame(
+    [
+        {
+            "system": n,
+            "mean": r.summary().loc["recall@50", "mean"],
+            "lo": r.summary().loc["recall@50", "lo"],
+            "hi": r.summary().loc["recall@50", "hi"],
+        }
+        for n, r in res.items()
+    ]
+)
+board = pd.concat(
+    [base[["system", "mean", "lo", "hi"]], ours], ignore_index=True
+).sort_values("mean", ascending=False)
+fig = plots.bars_with_ci(
+    board,
+    "mean",
+    "lo",
+    "hi",
+    "system",
+    "Fine-tuning beats zero-shot; collaborative baselines stay far ahead",
+)
+fig.axes[0].set_xlabel(
+    f"test Recall@50, 95% CI (chapter-02 baselines: {ch02['mode']} mode)"
+)
 board.round(4)
 
 # %% [markdown]
@@ -297,9 +392,15 @@ board.round(4)
 z, t = res[ZERO].summary(), res[TUNED].summary()
 knn = base[base["system"] == "item-kNN"].iloc[0]
 pop = base[base["system"].str.startswith("popular (")].sort_values("mean").iloc[-1]
-assert t.loc["recall@50", "lo"] > z.loc["recall@50", "hi"]  # fine-tuning beats zero-shot, intervals apart
-assert t.loc["recall@50", "mean"] > 2 * z.loc["recall@50", "mean"]  # and at least doubles Recall@50
-assert pop["lo"] > t.loc["recall@50", "hi"]  # the first recipe loses to a popularity list
+assert (
+    t.loc["recall@50", "lo"] > z.loc["recall@50", "hi"]
+)  # fine-tuning beats zero-shot, intervals apart
+assert (
+    t.loc["recall@50", "mean"] > 2 * z.loc["recall@50", "mean"]
+)  # and at least doubles Recall@50
+assert (
+    pop["lo"] > t.loc["recall@50", "hi"]
+)  # the first recipe loses to a popularity list
 
 # %% [markdown]
 # ### Cold-start items
@@ -315,10 +416,14 @@ cold_item = int(setting.ml.item_ids[np.flatnonzero(test_data.item_counts == 0)[0
 print(setting.item_text[cold_item])
 cold = {n: r.segment("cold").summary().loc["recall@100"] for n, r in res.items()}
 cold_02 = pd.DataFrame(ch02["cold"]).set_index("system")
-cold_table = pd.concat([
-    cold_02[["cold recall@100", "lo", "hi"]].rename(columns={"cold recall@100": "mean"}),
-    pd.DataFrame(cold).T[["mean", "lo", "hi"]],
-])
+cold_table = pd.concat(
+    [
+        cold_02[["cold recall@100", "lo", "hi"]].rename(
+            columns={"cold recall@100": "mean"}
+        ),
+        pd.DataFrame(cold).T[["mean", "lo", "hi"]],
+    ]
+)
 cold_table.round(4)
 
 # %% [markdown]
@@ -326,8 +431,12 @@ cold_table.round(4)
 # training: its cold Recall@100 is inside MiniLM's interval. Section 8 returns to this.
 
 # %%
-minilm_cold = cold_02.loc[[n for n in cold_02.index if n.startswith("MiniLM")], "cold recall@100"].max()
-assert cold[TUNED]["lo"] < minilm_cold  # no better than zero-shot MiniLM on cold targets
+minilm_cold = cold_02.loc[
+    [n for n in cold_02.index if n.startswith("MiniLM")], "cold recall@100"
+].max()
+assert (
+    cold[TUNED]["lo"] < minilm_cold
+)  # no better than zero-shot MiniLM on cold targets
 
 # %% [markdown]
 # ### Nearest movies, before and after
@@ -345,7 +454,13 @@ for label, iid in probe.items():
         v = systems[name].model.item_vectors
         sims = v @ v[col[iid]]
         top = [int(setting.ml.item_ids[j]) for j in np.argsort(-sims)[1:6]]
-        rows.append({"movie": label, "model": name, "nearest": "; ".join(items.loc[top, "title"])})
+        rows.append(
+            {
+                "movie": label,
+                "model": name,
+                "nearest": "; ".join(items.loc[top, "title"]),
+            }
+        )
 pd.DataFrame(rows)
 
 # %% [markdown]
@@ -363,7 +478,10 @@ pd.DataFrame(rows)
 # %%
 lift = t.loc["recall@10", "mean"] / max(z.loc["recall@10", "mean"], 1e-9) - 1
 paper_lift = 0.424 / 0.243 - 1
-print(f"relative lift from fine-tuning, Recall@10: first recipe {lift:+.0%}, LinkedIn {paper_lift:+.0%}")
+print(
+    f"relative lift from fine-tuning, Recall@10: first recipe {lift:+.0%}, "
+    f"LinkedIn {paper_lift:+.0%}"
+)
 
 # %% [markdown]
 # ## 6. Why the first recipe loses to a popularity list
@@ -379,10 +497,16 @@ print(f"relative lift from fine-tuning, Recall@10: first recipe {lift:+.0%}, Lin
 # %%
 counts = text.popularity_counts(setting.split.train, setting.ml.item_ids).to_numpy()
 target_pct = serving.popularity_percentiles(test_data.target_cols, counts)
-top10_pct = {n: serving.popularity_percentiles(r.topk[:, :10], counts) for n, r in res.items()}
-print(f"median popularity percentile: test targets {np.median(target_pct):.2f}, "
-      + ", ".join(f"{n} {np.median(v):.2f}" for n, v in top10_pct.items()))
-assert np.median(top10_pct[TUNED]) < np.median(target_pct) - 0.1  # the top 10 is far less popular
+top10_pct = {
+    n: serving.popularity_percentiles(r.topk[:, :10], counts) for n, r in res.items()
+}
+print(
+    f"median popularity percentile: test targets {np.median(target_pct):.2f}, "
+    + ", ".join(f"{n} {np.median(v):.2f}" for n, v in top10_pct.items())
+)
+assert (
+    np.median(top10_pct[TUNED]) < np.median(target_pct) - 0.1
+)  # the top 10 is far less popular
 
 # %% [markdown]
 # ## 7. The cheap fix: popularity at serving time
@@ -406,16 +530,24 @@ for name, m in llm.items():
     v_sys = recipes.dual_encoder_system(m, setting, "valid", name=name, progress=False)
     beta[name], beta_grid[name] = serving.tune_prior(v_sys, valid_data, counts, BETAS)
     p_name = f"{name} + prior"
-    prior[p_name] = serving.PopularityPrior(systems[name], counts, beta[name], name=p_name)
+    prior[p_name] = serving.PopularityPrior(
+        systems[name], counts, beta[name], name=p_name
+    )
     res[p_name] = evaluate.evaluate(prior[p_name], test_data, ks=(10, 50, 100))
 pd.DataFrame({n: g.set_index("value")["metric"] for n, g in beta_grid.items()}).round(4)
 
 # %%
 probe = res[f"{TUNED} + prior"]
 gain = probe.compare(res[TUNED], "recall@50")
+
+
+def ci(p):  # a paired difference with its 95% interval
+    return f"{p.mean_diff:+.3f} [{p.lo:+.3f}, {p.hi:+.3f}]"
+
+
 print(f"beta chosen on validation: {beta}")
-print(f"test Recall@50 {res[TUNED].mean('recall@50'):.3f} -> {probe.mean('recall@50'):.3f} "
-      f"(paired difference {gain.mean_diff:+.3f} [{gain.lo:+.3f}, {gain.hi:+.3f}])")
+r_before, r_after = res[TUNED].mean("recall@50"), probe.mean("recall@50")
+print(f"test Recall@50 {r_before:.3f} -> {r_after:.3f} (paired difference {ci(gain)})")
 assert beta[TUNED] > 0 and gain.lo > 0  # the prior helps, and the interval says so
 
 # %% [markdown]
@@ -451,17 +583,28 @@ assert beta[TUNED] > 0 and gain.lo > 0  # the prior helps, and the interval says
 
 # %%
 _, seq_cfg = recipes.recipe(new_recipe, "quick")
-seq = train.SequenceTrainer(model, pairs, setting.item_text, setting.history_text, seq_cfg,
-                            catalogue=setting.ml.item_ids, progress=False)
+seq = train.SequenceTrainer(
+    model,
+    pairs,
+    setting.item_text,
+    setting.history_text,
+    seq_cfg,
+    catalogue=setting.ml.item_ids,
+    progress=False,
+)
 seq_batch = seq.make_batch(0)
-print(f"{len(seq_batch['users'])} members, {len(seq_batch['items'])} (prefix, next movie) pairs, "
-      f"{len(seq_batch['shared'])} shared uniform negatives")
+print(
+    f"{len(seq_batch['users'])} members, {len(seq_batch['items'])} "
+    f"(prefix, next movie) pairs, {len(seq_batch['shared'])} shared uniform negatives"
+)
 user, start, stop, targets = seq.windows(0)[0]
 titles = setting.ml.movies.set_index("item_id")["title"]
 n_prefix = train.prefix_boundaries(seq.seq_times, start, stop, targets)
 for j, n in zip(targets, n_prefix):
     print(f"after {n:2d} history movies -> {titles[seq.seq_items[j]]}")
-assert len(seq_batch["items"]) > 2 * len(seq_batch["users"])  # several pairs per member forward
+assert len(seq_batch["items"]) > 2 * len(
+    seq_batch["users"]
+)  # several pairs per member forward
 
 # %% [markdown]
 # One tempting shortcut failed, and the library keeps the lesson. A softmax over the *whole*
@@ -474,41 +617,86 @@ assert len(seq_batch["items"]) > 2 * len(seq_batch["users"])  # several pairs pe
 new_dir = recipes.ARTIFACTS / new_recipe
 if cfg.mode == "full":
     t0 = time.perf_counter()
-    new_trainer = recipes.train_recipe(new_recipe, "full", setting=setting, evaluate_every=200)
-    recipes.publish(new_trainer, new_recipe, time.perf_counter() - t0,
-                    f"python -m llmrec_lib.recipes train {new_recipe} --mode full --eval-every 200")
+    new_trainer = recipes.train_recipe(
+        new_recipe, "full", setting=setting, evaluate_every=200
+    )
+    recipes.publish(
+        new_trainer,
+        new_recipe,
+        time.perf_counter() - t0,
+        f"python -m llmrec_lib.recipes train {new_recipe} --mode full --eval-every 200",
+    )
     recipes.evaluate_published(new_recipe, setting, "test", save=True)
 new_meta = json.loads((new_dir / "encoder.json").read_text())["meta"]
 print(new_meta["command"])
 new_epochs = new_meta["pairs_seen"] / new_meta["n_pairs"]
-print({k: new_meta[k] for k in ("steps_done", "best_step", "pairs_seen", "n_pairs", "wall_seconds", "hardware")})
+print(
+    {
+        k: new_meta[k]
+        for k in (
+            "steps_done",
+            "best_step",
+            "pairs_seen",
+            "n_pairs",
+            "wall_seconds",
+            "hardware",
+        )
+    }
+)
 print(f"{new_epochs:.1f} epochs of pairs")
 
 # %%
-NEW = f"SmolLM2, mixed negatives + log-Q ({'this run' if cfg.mode == 'full' else 'full-mode adapter'})"
+origin = "this run" if cfg.mode == "full" else "full-mode adapter"
+NEW = f"SmolLM2, mixed negatives + log-Q ({origin})"
 new_model = DualEncoder.from_adapter(new_dir)
 systems[NEW] = recipes.dual_encoder_system(new_model, setting, "test", name=NEW)
 res[NEW] = evaluate.evaluate(systems[NEW], test_data, ks=(10, 50, 100))
-v_new = recipes.dual_encoder_system(new_model, setting, "valid", name=NEW, progress=False)
+v_new = recipes.dual_encoder_system(
+    new_model, setting, "valid", name=NEW, progress=False
+)
 beta[NEW], beta_grid[NEW] = serving.tune_prior(v_new, valid_data, counts, BETAS)
 FINAL = f"{NEW} + prior" if beta[NEW] > 0 else NEW
 if beta[NEW] > 0:
-    res[FINAL] = evaluate.evaluate(serving.PopularityPrior(systems[NEW], counts, beta[NEW], name=FINAL),
-                                   test_data, ks=(10, 50, 100))
+    res[FINAL] = evaluate.evaluate(
+        serving.PopularityPrior(systems[NEW], counts, beta[NEW], name=FINAL),
+        test_data,
+        ks=(10, 50, 100),
+    )
 print(f"beta chosen on validation for the new model: {beta[NEW]}")
 lift_new = res[NEW].mean("recall@10") / max(z.loc["recall@10", "mean"], 1e-9) - 1
-print(f"relative lift over zero-shot, Recall@10: second recipe {lift_new:+.0%} (first {lift:+.0%})")
+print(
+    f"relative lift over zero-shot, Recall@10: second recipe {lift_new:+.0%} "
+    f"(first {lift:+.0%})"
+)
 top10_pct[FINAL] = serving.popularity_percentiles(res[FINAL].topk[:, :10], counts)
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.6))
 bins = np.linspace(0, 1, 21)
-ax.hist(target_pct, bins=bins, density=True, histtype="step", lw=2.5, color="black", label="test targets")
+ax.hist(
+    target_pct,
+    bins=bins,
+    density=True,
+    histtype="step",
+    lw=2.5,
+    color="black",
+    label="test targets",
+)
 for name, color in [(TUNED, plots.COLORS["other"]), (FINAL, plots.COLORS["llm"])]:
-    ax.hist(top10_pct[name], bins=bins, density=True, histtype="step", lw=1.8, color=color,
-            label=f"top 10: {name}")
-ax.set(xlabel="popularity percentile of the movie (1 = most rated in training)", ylabel="density",
-       title="Popularity-aware training recommends movies as popular as the ones watched next")
+    ax.hist(
+        top10_pct[name],
+        bins=bins,
+        density=True,
+        histtype="step",
+        lw=1.8,
+        color=color,
+        label=f"top 10: {name}",
+    )
+ax.set(
+    xlabel="popularity percentile of the movie (1 = most rated in training)",
+    ylabel="density",
+    title="Popularity-aware training recommends movies as popular as those seen next",
+)
 ax.legend(fontsize=8, loc="upper left")
 fig.tight_layout()
 
@@ -522,20 +710,30 @@ fig.tight_layout()
 
 # %%
 knn_k = ch02["choices"]["knn_neighbors"]
-knn_model = baselines.ItemKNN(setting.ml.item_ids, n_neighbors=None if knn_k == "None" else int(knn_k))
+knn_model = baselines.ItemKNN(
+    setting.ml.item_ids, n_neighbors=None if knn_k == "None" else int(knn_k)
+)
 knn_model.fit(setting.split.train)
 KNN = "item-kNN"
-res[KNN] = evaluate.evaluate(knn_model.for_stage(setting.split, "test"), test_data, ks=(10, 50, 100))
+res[KNN] = evaluate.evaluate(
+    knn_model.for_stage(setting.split, "test"), test_data, ks=(10, 50, 100)
+)
 vs_knn = res[FINAL].compare(res[KNN], "recall@50")
-minilm_name = max((n for n in cold_02.index if n.startswith("MiniLM")),
-                  key=lambda n: cold_02.loc[n, "cold recall@100"])
+minilm_name = max(
+    (n for n in cold_02.index if n.startswith("MiniLM")),
+    key=lambda n: cold_02.loc[n, "cold recall@100"],
+)
 rank_dir = config.results_dir() / "rankings"
-minilm = abtest.load_rankings({minilm_name: rank_dir / f"ch02-{evaluate.slug(minilm_name)}.npz"},
-                              test_data)[minilm_name]
+minilm = abtest.load_rankings(
+    {minilm_name: rank_dir / f"ch02-{evaluate.slug(minilm_name)}.npz"}, test_data
+)[minilm_name]
 vs_minilm = res[FINAL].segment("cold").compare(minilm.segment("cold"), "recall@50")
-print(f"{FINAL}: test Recall@50 {res[FINAL].mean('recall@50'):.3f}, item-kNN {res[KNN].mean('recall@50'):.3f}, "
-      f"difference {vs_knn.mean_diff:+.3f} [{vs_knn.lo:+.3f}, {vs_knn.hi:+.3f}]")
-print(f"cold targets, Recall@50 against {minilm_name}: {vs_minilm.mean_diff:+.3f} [{vs_minilm.lo:+.3f}, {vs_minilm.hi:+.3f}]")
+r_final, r_knn = res[FINAL].mean("recall@50"), res[KNN].mean("recall@50")
+print(
+    f"{FINAL}: test Recall@50 {r_final:.3f}, item-kNN {r_knn:.3f}, "
+    f"difference {ci(vs_knn)}"
+)
+print(f"cold targets, Recall@50 against {minilm_name}: {ci(vs_minilm)}")
 
 # %% [markdown]
 # ## 9. Two sources in one list: item-kNN and the LLM
@@ -552,22 +750,42 @@ knn_valid = knn_model.for_stage(setting.split, "valid")
 llm_valid = serving.PopularityPrior(v_new, counts, beta[NEW])
 share, share_grid = serving.tune_share(knn_valid, llm_valid, valid_data, SHARES)
 MULTI = f"item-kNN + LLM ({share:.0%} of slots)"
-multi = serving.MultiSource(knn_model.for_stage(setting.split, "test"),
-                            serving.PopularityPrior(systems[NEW], counts, beta[NEW]), share, name=MULTI)
+multi = serving.MultiSource(
+    knn_model.for_stage(setting.split, "test"),
+    serving.PopularityPrior(systems[NEW], counts, beta[NEW]),
+    share,
+    name=MULTI,
+)
 res[MULTI] = evaluate.evaluate(multi, test_data, ks=(10, 50, 100))
 vs_knn_multi = res[MULTI].compare(res[KNN], "recall@50")
 print(f"share chosen on validation: {share}")
-print(f"{MULTI}: test Recall@50 {res[MULTI].mean('recall@50'):.3f}, "
-      f"difference from item-kNN {vs_knn_multi.mean_diff:+.3f} [{vs_knn_multi.lo:+.3f}, {vs_knn_multi.hi:+.3f}]")
+print(
+    f"{MULTI}: test Recall@50 {res[MULTI].mean('recall@50'):.3f}, "
+    f"difference from item-kNN {ci(vs_knn_multi)}"
+)
 share_grid.round(4)
 
 # %%
-board2 = pd.DataFrame([{"system": n, "mean": r.summary().loc["recall@50", "mean"],
-                        "lo": r.summary().loc["recall@50", "lo"], "hi": r.summary().loc["recall@50", "hi"]}
-                       for n, r in res.items()]).sort_values("mean", ascending=False)
-fig = plots.bars_with_ci(board2, "mean", "lo", "hi", "system",
-                         "Popularity-aware training closes the gap to item-kNN")
-fig.axes[0].set_xlabel(f"test Recall@50, 95% CI ({cfg.mode} mode; adapters: {'this run' if cfg.mode == 'full' else 'full mode'})")
+board2 = pd.DataFrame(
+    [
+        {
+            "system": n,
+            "mean": r.summary().loc["recall@50", "mean"],
+            "lo": r.summary().loc["recall@50", "lo"],
+            "hi": r.summary().loc["recall@50", "hi"],
+        }
+        for n, r in res.items()
+    ]
+).sort_values("mean", ascending=False)
+fig = plots.bars_with_ci(
+    board2,
+    "mean",
+    "lo",
+    "hi",
+    "system",
+    "Popularity-aware training closes the gap to item-kNN",
+)
+fig.axes[0].set_xlabel(f"test Recall@50, 95% CI ({cfg.mode} mode; adapters: {origin})")
 board2.round(4)
 
 # %% [markdown]
@@ -575,12 +793,21 @@ board2.round(4)
 
 # %%
 for name, slug in ((FINAL, "llm-mixed"), (MULTI, "multi-source")):
-    evaluate.save_ranking(res[name], setting.ml.item_ids, rank_dir / f"ch03-{slug}.npz",
-                          meta={"chapter": "03", "mode": cfg.mode, "name": name,
-                                "adapter_sha": recipes.adapter_sha(new_recipe)})
+    evaluate.save_ranking(
+        res[name],
+        setting.ml.item_ids,
+        rank_dir / f"ch03-{slug}.npz",
+        meta={
+            "chapter": "03",
+            "mode": cfg.mode,
+            "name": name,
+            "adapter_sha": recipes.adapter_sha(new_recipe),
+        },
+    )
 
 # %% [markdown]
 # ## Results
+
 
 # %%
 def paired(p):
@@ -588,27 +815,49 @@ def paired(p):
 
 
 out = {
-    "chapter": "03", "mode": cfg.mode,
-    "produced_by": {"live": f"{live_cfg.steps} live steps (quick mode shows mechanics only)",
-                    "evaluated": f"adapter {adapter_dir.name}: {meta['command']}",
-                    "evaluated_new": f"adapter {new_dir.name}: {new_meta['command']}"},
+    "chapter": "03",
+    "mode": cfg.mode,
+    "produced_by": {
+        "live": f"{live_cfg.steps} live steps (quick mode shows mechanics only)",
+        "evaluated": f"adapter {adapter_dir.name}: {meta['command']}",
+        "evaluated_new": f"adapter {new_dir.name}: {new_meta['command']}",
+    },
     "test": {n: r.to_dict() for n, r in res.items()},
     "summary": {n: r.summary().to_dict(orient="index") for n, r in res.items()},
     "cold_recall@100": {n: dict(v) for n, v in cold.items()},
     "throughput_live": throughput,
-    "full_run": {k: meta[k] for k in ("steps_done", "pairs_seen", "wall_seconds", "hardware", "throughput")},
-    "new_run": {k: new_meta[k] for k in ("steps_done", "best_step", "pairs_seen", "n_pairs", "wall_seconds",
-                                         "hardware", "throughput")},
-    "beta": beta, "beta_grid": {n: g.to_dict(orient="list") for n, g in beta_grid.items()},
-    "share": share, "share_grid": share_grid.to_dict(orient="list"),
-    "final": FINAL, "multi": MULTI,
+    "full_run": {
+        k: meta[k]
+        for k in ("steps_done", "pairs_seen", "wall_seconds", "hardware", "throughput")
+    },
+    "new_run": {
+        k: new_meta[k]
+        for k in (
+            "steps_done",
+            "best_step",
+            "pairs_seen",
+            "n_pairs",
+            "wall_seconds",
+            "hardware",
+            "throughput",
+        )
+    },
+    "beta": beta,
+    "beta_grid": {n: g.to_dict(orient="list") for n, g in beta_grid.items()},
+    "share": share,
+    "share_grid": share_grid.to_dict(orient="list"),
+    "final": FINAL,
+    "multi": MULTI,
     "vs_knn_recall@50": {FINAL: paired(vs_knn), MULTI: paired(vs_knn_multi)},
     "cold_vs_minilm_recall@50": {"minilm": minilm_name, **paired(vs_minilm)},
     "prior_gain_recall@50": paired(gain),
-    "relative_lift_recall@10": lift, "relative_lift_recall@10_new": lift_new,
+    "relative_lift_recall@10": lift,
+    "relative_lift_recall@10_new": lift_new,
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch03.json").write_text(json.dumps(out, indent=2, default=float))
+(config.results_dir() / "ch03.json").write_text(
+    json.dumps(out, indent=2, default=float)
+)
 print(f"wrote results/ch03.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]

@@ -40,12 +40,23 @@ import pandas as pd
 from llmrec_lib import backbones, config, generation, plots, recgpt, sft  # isort: skip
 
 chapter_t0 = time.perf_counter()
-cfg = config.settings("06", mode, seed=seed, backbone="smollm2-135m (all 30 layers), LoRA r=8 on q,k,v,o",
-                      quick={"history budget (tokens)": recgpt.HISTORY_BUDGET, "live users": n_live,
-                             "live SFT steps": 2, "judged generations": "committed artifacts/recgpt"},
-                      full={"history budget (tokens)": recgpt.HISTORY_BUDGET,
-                            "SFT steps": recgpt.default_sft_config("full").steps,
-                            "judged generations": "this run (python -m llmrec_lib.recgpt full)"})
+cfg = config.settings(
+    "06",
+    mode,
+    seed=seed,
+    backbone="smollm2-135m (all 30 layers), LoRA r=8 on q,k,v,o",
+    quick={
+        "history budget (tokens)": recgpt.HISTORY_BUDGET,
+        "live users": n_live,
+        "live SFT steps": 2,
+        "judged generations": "committed artifacts/recgpt",
+    },
+    full={
+        "history budget (tokens)": recgpt.HISTORY_BUDGET,
+        "SFT steps": recgpt.default_sft_config("full").steps,
+        "judged generations": "this run (python -m llmrec_lib.recgpt full)",
+    },
+)
 cfg.show()
 
 # %% [markdown]
@@ -81,9 +92,12 @@ cfg.show()
 # %%
 setting = recgpt.build_setting(cfg.data_dir)
 split, tok = setting.split, setting.tokenizer
-history = split.history("test")  # what a test-stage model may read: never the test window
-tokens, fit = recgpt.compression_stats(history, setting.ml.movies, tok, tags=setting.train_tags,
-                                       budgets=(2048, 4096, 8192))
+history = split.history(
+    "test"
+)  # what a test-stage model may read: never the test window
+tokens, fit = recgpt.compression_stats(
+    history, setting.ml.movies, tok, tags=setting.train_tags, budgets=(2048, 4096, 8192)
+)
 tokens.describe().loc[["mean", "50%", "max"]].round(0)
 
 # %% [markdown]
@@ -92,18 +106,29 @@ tokens.describe().loc[["mean", "50%", "max"]].round(0)
 # %%
 u = int(tokens["raw"].sub(tokens["raw"].median()).abs().idxmin())  # the median user
 raw_items = recgpt.raw_item_texts(setting.ml.movies, setting.train_tags)
-print(recgpt.raw_history_texts(history[history.user_id == u], raw_items).iloc[0][:400], "...\n")
+print(
+    recgpt.raw_history_texts(history[history.user_id == u], raw_items).iloc[0][:400],
+    "...\n",
+)
 rel = recgpt.reliable_behaviours(history[history.user_id == u])
 print(recgpt.compressed_history_texts(rel, setting.short).iloc[0][:400], "...")
-print(f"\nuser {u}: {tokens.loc[u, 'raw']} tokens raw -> {tokens.loc[u, 'sequence-level']} compressed")
+print(
+    f"\nuser {u}: {tokens.loc[u, 'raw']} tokens raw -> "
+    f"{tokens.loc[u, 'sequence-level']} compressed"
+)
 
 # %%
 saving = 1 - tokens.sum() / tokens["raw"].sum()
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
 axes[0].bar(saving.index, tokens.sum() / 1e6, color=plots.COLORS["history"])
-axes[0].set(title="Each stage shortens every history", ylabel="tokens, all test users (millions)")
+axes[0].set(
+    title="Each stage shortens every history",
+    ylabel="tokens, all test users (millions)",
+)
 for b, c in zip(fit.index, ["#bbb", "#888", plots.COLORS["test"]]):
-    axes[1].plot(fit.columns, fit.loc[b], marker="o", label=f"fits {b:,} tokens", color=c)
+    axes[1].plot(
+        fit.columns, fit.loc[b], marker="o", label=f"fits {b:,} tokens", color=c
+    )
 axes[1].set(title="Share of users whose whole history fits", ylim=(0, 1.02))
 axes[1].legend()
 fig.tight_layout()
@@ -142,8 +167,12 @@ print(recgpt.interest_prompt(inputs["history_text"][live_users[0]]))
 # on disk by `generation.CachedGenerator`, so a rerun regenerates nothing):
 
 # %%
-zero_gen = generation.CachedGenerator(generation.LocalGenerator("smollm2-135m", config=recgpt.generation_config()))
-live_zero = zero_gen.generate([recgpt.interest_prompt(inputs["history_text"][u]) for u in live_users])
+zero_gen = generation.CachedGenerator(
+    generation.LocalGenerator("smollm2-135m", config=recgpt.generation_config())
+)
+live_zero = zero_gen.generate(
+    [recgpt.interest_prompt(inputs["history_text"][u]) for u in live_users]
+)
 for u, t in zip(live_users, live_zero):
     print(f"user {u}: {t[:300]!r}\n")
 
@@ -153,7 +182,9 @@ for u, t in zip(live_users, live_zero):
 # counted, never silently turned into an empty list.
 
 # %%
-_, live_report = generation.parse_all(live_zero, recgpt.parse_phrases, name="zero-shot interests (live)", n=5)
+_, live_report = generation.parse_all(
+    live_zero, recgpt.parse_phrases, name="zero-shot interests (live)", n=5
+)
 print(live_report)
 
 # %% [markdown]
@@ -170,7 +201,12 @@ print(live_report)
 # %%
 u0 = live_users[0]
 print("shown liked films:", [setting.short[i] for i in inputs["shown_liked"][u0]][-6:])
-print("teacher:", recgpt.teacher_interests(inputs["shown_liked"][u0], setting.itags, setting.base_rate))
+print(
+    "teacher:",
+    recgpt.teacher_interests(
+        inputs["shown_liked"][u0], setting.itags, setting.base_rate
+    ),
+)
 
 # %% [markdown]
 # ## 4. Judges that a generic answer cannot fool
@@ -211,19 +247,36 @@ print("teacher:", recgpt.teacher_interests(inputs["shown_liked"][u0], setting.it
 # only the ~12 films the prompt shows and so has less to go on than the rule.
 
 # %%
-teacher = {u: recgpt.teacher_interests(inputs["shown_liked"][u], setting.itags, setting.base_rate)
-           for u in inputs["users"]}
+teacher = {
+    u: recgpt.teacher_interests(
+        inputs["shown_liked"][u], setting.itags, setting.base_rate
+    )
+    for u in inputs["users"]
+}
 pos = split.train[split.train["rating"] >= recgpt.LIKED_MIN]  # training likes
-constant = recgpt.category_interests(pos["item_id"], setting.facts, n=recgpt.N_INTERESTS)
-counting = {u: recgpt.category_interests(inputs["liked"][u], setting.facts, n=recgpt.N_INTERESTS)
-            for u in inputs["users"]}
+constant = recgpt.category_interests(
+    pos["item_id"], setting.facts, n=recgpt.N_INTERESTS
+)
+counting = {
+    u: recgpt.category_interests(
+        inputs["liked"][u], setting.facts, n=recgpt.N_INTERESTS
+    )
+    for u in inputs["users"]
+}
 print("constant answer:", constant, "\nuser", u0, "counting rule:", counting[u0])
-judge = dict(history=inputs["liked"], future=inputs["future"], facts=setting.facts, n_requested=recgpt.N_INTERESTS,
-             population_answer=[recgpt.tag_category(p) for p in constant])
+judge = dict(
+    history=inputs["liked"],
+    future=inputs["future"],
+    facts=setting.facts,
+    n_requested=recgpt.N_INTERESTS,
+    population_answer=[recgpt.tag_category(p) for p in constant],
+)
 CONST, RULE, TEACHER = "constant answer", "per-user counting rule", "teacher (counting)"
-judged_all = {CONST: recgpt.judge_interests({u: constant for u in inputs["users"]}, **judge),
-              RULE: recgpt.judge_interests(counting, **judge),
-              TEACHER: recgpt.judge_interests(teacher, **judge)}
+judged_all = {
+    CONST: recgpt.judge_interests({u: constant for u in inputs["users"]}, **judge),
+    RULE: recgpt.judge_interests(counting, **judge),
+    TEACHER: recgpt.judge_interests(teacher, **judge),
+}
 rates_all = recgpt.rate_table(judged_all)
 paired_all = recgpt.paired_rate_table(judged_all, CONST)
 rates_all.pivot(index="judge", columns="system", values="mean").round(3)
@@ -246,23 +299,38 @@ paired_all.pivot(index="judge", columns="system", values="diff").round(3)
 # about. The teacher, reading only the films its prompt shows, beats the constant answer on
 # grounding, both lifts and personalization too.
 
+
 # %%
 def _d(table, system, j, col="diff"):
     return table.set_index(["system", "judge"]).loc[(system, j), col]
 
 
 r_all = rates_all.set_index(["system", "judge"])["mean"]
-for j in ("supported", "recall"):  # the raw rates rank the constant answer above the teacher
+for j in (
+    "supported",
+    "recall",
+):  # the raw rates rank the constant answer above the teacher
     assert _d(paired_all, TEACHER, j, "hi") < 0, j
 for j in ("grounding", "precision_lift", "recall_lift", "personalization"):
-    for src in (RULE, TEACHER):  # the judges rank it below the counting rule and the teacher
+    for src in (
+        RULE,
+        TEACHER,
+    ):  # the judges rank it below the counting rule and the teacher
         assert _d(paired_all, src, j, "lo") > 0, (src, j)
 assert _d(paired_all, RULE, "hallucination", "hi") < 0
 assert r_all[CONST, "diversity"] >= r_all[RULE, "diversity"] > 0.95
-quoted_all = {(CONST, "supported"): 0.70, (TEACHER, "supported"): 0.57, (CONST, "recall"): 0.52,
-              (TEACHER, "recall"): 0.33, (CONST, "grounding"): 0.41, (RULE, "grounding"): 0.68,
-              (RULE, "precision_lift"): 0.09, (RULE, "recall_lift"): 0.14, (RULE, "personalization"): 0.61,
-              (CONST, "hallucination"): 0.08}
+quoted_all = {
+    (CONST, "supported"): 0.70,
+    (TEACHER, "supported"): 0.57,
+    (CONST, "recall"): 0.52,
+    (TEACHER, "recall"): 0.33,
+    (CONST, "grounding"): 0.41,
+    (RULE, "grounding"): 0.68,
+    (RULE, "precision_lift"): 0.09,
+    (RULE, "recall_lift"): 0.14,
+    (RULE, "personalization"): 0.61,
+    (CONST, "hallucination"): 0.08,
+}
 for k, v in quoted_all.items():  # every test user, no LLM: the same in both modes
     assert abs(r_all[k] - v) < 0.006, (k, r_all[k])
 
@@ -284,9 +352,16 @@ print(few_int.prompt.iloc[0][-250:], "\n---\n", few_int.answer.iloc[0])
 run_dir = tempfile.mkdtemp(prefix="ch06-sft-")
 live_cfg = recgpt.default_sft_config("quick", seed)
 pairs = list(zip(few.prompt, few.answer))
-first = sft.SFTTrainer(backbones.load_backbone("smollm2-135m"), pairs, live_cfg, run_dir, progress=False).train(stop_at=1)
-again = sft.SFTTrainer(backbones.load_backbone("smollm2-135m"), pairs, live_cfg, run_dir, progress=False).train()
-print(f"resumed from step {again.resumed_from}; losses {[round(h['loss'], 3) for h in again.state.history]}")
+first = sft.SFTTrainer(
+    backbones.load_backbone("smollm2-135m"), pairs, live_cfg, run_dir, progress=False
+).train(stop_at=1)
+again = sft.SFTTrainer(
+    backbones.load_backbone("smollm2-135m"), pairs, live_cfg, run_dir, progress=False
+).train()
+print(
+    f"resumed from step {again.resumed_from}; "
+    f"losses {[round(h['loss'], 3) for h in again.state.history]}"
+)
 assert again.resumed_from == 1 and [h["step"] for h in again.state.history] == [1, 2]
 
 # %% [markdown]
@@ -303,23 +378,49 @@ if cfg.mode == "full":
 meta = json.loads((art / recgpt.META).read_text())
 log = json.loads((art / recgpt.ADAPTER / "sft.json").read_text())
 print(meta["command"])
-print({k: meta[k] for k in ("n_train_examples", "n_val_examples", "val_loss_base", "val_loss_tuned", "wall_s")})
+print(
+    {
+        k: meta[k]
+        for k in (
+            "n_train_examples",
+            "n_val_examples",
+            "val_loss_base",
+            "val_loss_tuned",
+            "wall_s",
+        )
+    }
+)
 curve = pd.DataFrame(log["history"])
 fig, ax = plt.subplots(figsize=(6, 3))
-ax.plot(curve["step"], curve["loss"].rolling(10, min_periods=1).mean(), color=plots.COLORS["history"])
-ax.set(title="Full-mode SFT: answer-token loss falls", xlabel="step", ylabel="loss (10-step mean)")
+ax.plot(
+    curve["step"],
+    curve["loss"].rolling(10, min_periods=1).mean(),
+    color=plots.COLORS["history"],
+)
+ax.set(
+    title="Full-mode SFT: answer-token loss falls",
+    xlabel="step",
+    ylabel="loss (10-step mean)",
+)
 fig.tight_layout()
 
 # %%
-assert meta["val_loss_tuned"] < meta["val_loss_base"] - 0.5  # held-out users (measured 1.80 -> 0.66)
+assert (
+    meta["val_loss_tuned"] < meta["val_loss_base"] - 0.5
+)  # held-out users (measured 1.80 -> 0.66)
 
 # %% [markdown]
 # The same live users, now with the committed adapter:
 
 # %%
-tuned_gen = generation.CachedGenerator(generation.LocalGenerator(
-    "smollm2-135m", str(art / recgpt.ADAPTER), config=recgpt.generation_config()))
-live_tuned = tuned_gen.generate([recgpt.interest_prompt(inputs["history_text"][u]) for u in live_users])
+tuned_gen = generation.CachedGenerator(
+    generation.LocalGenerator(
+        "smollm2-135m", str(art / recgpt.ADAPTER), config=recgpt.generation_config()
+    )
+)
+live_tuned = tuned_gen.generate(
+    [recgpt.interest_prompt(inputs["history_text"][u]) for u in live_users]
+)
 for u, t in zip(live_users, live_tuned):
     print(f"user {u}: {t!r}")
 
@@ -337,26 +438,64 @@ for u, t in zip(live_users, live_tuned):
 gens = recgpt.read_generations(art / recgpt.GENERATIONS)
 users = meta["users"]
 TUNED = f"SmolLM2 + LoRA ({meta['sft_config']['steps']} steps)"
-rounds = [s for s in dict.fromkeys(gens["source"]) if s != "zero-shot"]  # fine-tuned round(s)
-mined = {src: recgpt.phrases_from_generations(gens, src, "interests") for src in ["zero-shot", *rounds]}
+rounds = [
+    s for s in dict.fromkeys(gens["source"]) if s != "zero-shot"
+]  # fine-tuned round(s)
+mined = {
+    src: recgpt.phrases_from_generations(gens, src, "interests")
+    for src in ["zero-shot", *rounds]
+}
 label = {"zero-shot": "SmolLM2 zero-shot", "fine-tuned": TUNED}
 judged = {name: df.loc[users] for name, df in judged_all.items()}
-judged.update({label.get(src, src): recgpt.judge_interests(mined[src], **judge) for src in mined})
+judged.update(
+    {label.get(src, src): recgpt.judge_interests(mined[src], **judge) for src in mined}
+)
 rates = recgpt.rate_table(judged)
 paired = recgpt.paired_rate_table(judged, CONST)
-fmt = rates.assign(v=[f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in zip(rates["mean"], rates["lo"], rates["hi"])])
+fmt = rates.assign(
+    v=[
+        f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
+        for m, lo, hi in zip(rates["mean"], rates["lo"], rates["hi"])
+    ]
+)
 fmt.pivot(index="judge", columns="system", values="v")[list(judged)]
 
 # %%
-pfmt = paired.assign(v=[f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, lo, hi in zip(paired["diff"], paired["lo"], paired["hi"])])
-pfmt.pivot(index="judge", columns="system", values="v")[[k for k in judged if k != CONST]]
+pfmt = paired.assign(
+    v=[
+        f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+        for m, lo, hi in zip(paired["diff"], paired["lo"], paired["hi"])
+    ]
+)
+pfmt.pivot(index="judge", columns="system", values="v")[
+    [k for k in judged if k != CONST]
+]
 
 # %%
-JUDGES = ["grounding", "hallucination", "precision_lift", "recall_lift", "personalization", "diversity"]
+JUDGES = [
+    "grounding",
+    "hallucination",
+    "precision_lift",
+    "recall_lift",
+    "personalization",
+    "diversity",
+]
 fig, axes = plt.subplots(2, 3, figsize=(15, 6), sharey=True)
 for ax, j in zip(axes.ravel(), JUDGES):
-    plots.bars_with_ci(rates[rates.judge == j].reset_index(drop=True), "mean", "lo", "hi", "system", j, ax=ax)
-fig.suptitle(f"The student beats the constant answer on lift and personalization, not on grounding ({len(users)} test users)", y=1.02)
+    plots.bars_with_ci(
+        rates[rates.judge == j].reset_index(drop=True),
+        "mean",
+        "lo",
+        "hi",
+        "system",
+        j,
+        ax=ax,
+    )
+fig.suptitle(
+    "The student beats the constant answer on lift and personalization, "
+    f"not on grounding ({len(users)} test users)",
+    y=1.02,
+)
 fig.tight_layout()
 
 # %% [markdown]
@@ -395,36 +534,75 @@ for j, sign in (("hallucination", 1), ("diversity", -1)):  # losses
     assert sign * P.loc[(TUNED, j), "lo" if sign > 0 else "hi"] > 0, j
 
 
-def specific_share(df, idx):  # of the supported interests, the share that is also specific
-    return df["grounding"].to_numpy()[idx].mean() / df["supported"].to_numpy()[idx].mean()
+def specific_share(
+    df, idx
+):  # of the supported interests, the share that is also specific
+    return (
+        df["grounding"].to_numpy()[idx].mean() / df["supported"].to_numpy()[idx].mean()
+    )
 
 
 rng = np.random.default_rng(seed)
-boot = np.array([[specific_share(judged[s], idx) for s in (TUNED, CONST)]
-                 for idx in rng.integers(0, len(users), size=(1000, len(users)))])
+boot = np.array(
+    [
+        [specific_share(judged[s], idx) for s in (TUNED, CONST)]
+        for idx in rng.integers(0, len(users), size=(1000, len(users)))
+    ]
+)
 spec = {s: specific_share(judged[s], np.arange(len(users))) for s in (TUNED, CONST)}
 spec_lo = np.quantile(boot, 0.025, axis=0)
 spec_hi = np.quantile(boot, 0.975, axis=0)
-print({s: round(v, 3) for s, v in spec.items()}, "intervals", spec_lo.round(3), spec_hi.round(3))
-assert spec_lo[0] > spec_hi[1]  # supported student interests are specific more often, intervals apart
+print(
+    {s: round(v, 3) for s, v in spec.items()},
+    "intervals",
+    spec_lo.round(3),
+    spec_hi.round(3),
+)
+assert (
+    spec_lo[0] > spec_hi[1]
+)  # supported student interests are specific more often, intervals apart
 Z = "SmolLM2 zero-shot"
-zt = recgpt.paired_rate_table({TUNED: judged[TUNED], Z: judged[Z], TEACHER: judged[TEACHER], RULE: judged[RULE]},
-                              TUNED).set_index(["system", "judge"])
-assert zt.loc[(Z, "hallucination"), "lo"] < 0 < zt.loc[(Z, "hallucination"), "hi"]  # no better than zero-shot
-assert zt.loc[(TEACHER, "diversity"), "lo"] < 0 < zt.loc[(TEACHER, "diversity"), "hi"]  # teacher's form
+zt = recgpt.paired_rate_table(
+    {TUNED: judged[TUNED], Z: judged[Z], TEACHER: judged[TEACHER], RULE: judged[RULE]},
+    TUNED,
+).set_index(["system", "judge"])
+assert (
+    zt.loc[(Z, "hallucination"), "lo"] < 0 < zt.loc[(Z, "hallucination"), "hi"]
+)  # no better than zero-shot
+assert (
+    zt.loc[(TEACHER, "diversity"), "lo"] < 0 < zt.loc[(TEACHER, "diversity"), "hi"]
+)  # teacher's form
 for j in ("grounding", "recall_lift"):
     assert zt.loc[(RULE, j), "lo"] > 0, j  # the counting rule beats the student
-assert zt.loc[(TEACHER, "grounding"), "lo"] > 0 and zt.loc[(TEACHER, "hallucination"), "hi"] < 0
-assert zt.loc[(TEACHER, "recall_lift"), "lo"] < 0 < zt.loc[(TEACHER, "recall_lift"), "hi"]
+assert (
+    zt.loc[(TEACHER, "grounding"), "lo"] > 0
+    and zt.loc[(TEACHER, "hallucination"), "hi"] < 0
+)
+assert (
+    zt.loc[(TEACHER, "recall_lift"), "lo"] < 0 < zt.loc[(TEACHER, "recall_lift"), "hi"]
+)
 for j in ("grounding", "precision_lift", "recall_lift", "personalization"):
     assert zt.loc[(Z, j), "hi"] < 0, j  # and fine-tuning beat zero-shot on each judge
 
 # %%
-quoted = {(TUNED, "precision_lift"): 0.08, (TUNED, "recall_lift"): 0.09, (TUNED, "personalization"): 0.66}
-quoted_rates = {(TUNED, "grounding"): 0.39, (CONST, "grounding"): 0.42, (TUNED, "hallucination"): 0.29,
-                (CONST, "hallucination"): 0.10, (TUNED, "diversity"): 0.64, (RULE, "grounding"): 0.69,
-                (RULE, "recall_lift"): 0.16, (TUNED, "recall_lift"): 0.11}
-if cfg.mode == "quick":  # the prose above quotes the committed run, which quick mode reads
+quoted = {
+    (TUNED, "precision_lift"): 0.08,
+    (TUNED, "recall_lift"): 0.09,
+    (TUNED, "personalization"): 0.66,
+}
+quoted_rates = {
+    (TUNED, "grounding"): 0.39,
+    (CONST, "grounding"): 0.42,
+    (TUNED, "hallucination"): 0.29,
+    (CONST, "hallucination"): 0.10,
+    (TUNED, "diversity"): 0.64,
+    (RULE, "grounding"): 0.69,
+    (RULE, "recall_lift"): 0.16,
+    (TUNED, "recall_lift"): 0.11,
+}
+if (
+    cfg.mode == "quick"
+):  # the prose above quotes the committed run, which quick mode reads
     for k, v in quoted.items():
         assert abs(P.loc[k, "diff"] - v) < 0.006, (k, P.loc[k, "diff"])
     for k, v in quoted_rates.items():
@@ -434,7 +612,11 @@ if cfg.mode == "quick":  # the prose above quotes the committed run, which quick
 # %%
 print("parse failures in the full run:")
 for src, rep in meta["parse_reports"].items():
-    print(f"  {src}: {rep['interests']['n_malformed']}/{rep['interests']['n']} malformed, {rep['interests']['reasons']}")
+    print(
+        f"  {src}: {rep['interests']['n_malformed']}/{rep['interests']['n']} "
+        "malformed, "
+        f"{rep['interests']['reasons']}"
+    )
 
 # %% [markdown]
 # ```{admonition} The paper reports / we measure
@@ -453,24 +635,40 @@ for src, rep in meta["parse_reports"].items():
 
 # %%
 out = {
-    "chapter": "06", "mode": cfg.mode,
-    "produced_by": {"compression": "this run, all test users",
-                    "teacher, constant answer, counting rule": "this run, all test users",
-                    "judged generations": f"artifacts/recgpt: {meta['command']}",
-                    "live": f"{n_live} users, 2 SFT steps (mechanics only)"},
-    "compression": {"tokens_total": tokens.sum().to_dict(), "saving": saving.to_dict(),
-                    "fit": {str(b): fit.loc[b].to_dict() for b in fit.index}},
+    "chapter": "06",
+    "mode": cfg.mode,
+    "produced_by": {
+        "compression": "this run, all test users",
+        "teacher, constant answer, counting rule": "this run, all test users",
+        "judged generations": f"artifacts/recgpt: {meta['command']}",
+        "live": f"{n_live} users, 2 SFT steps (mechanics only)",
+    },
+    "compression": {
+        "tokens_total": tokens.sum().to_dict(),
+        "saving": saving.to_dict(),
+        "fit": {str(b): fit.loc[b].to_dict() for b in fit.index},
+    },
     "interest_judges": rates.to_dict(orient="records"),
     "interest_judges_minus_constant": paired.to_dict(orient="records"),
     "interest_judges_all_test_users": rates_all.to_dict(orient="records"),
-    "interest_judges_all_test_users_minus_constant": paired_all.to_dict(orient="records"),
-    "specific_share_of_supported": {"value": spec, "lo": dict(zip((TUNED, CONST), spec_lo)),
-                                    "hi": dict(zip((TUNED, CONST), spec_hi))},
+    "interest_judges_all_test_users_minus_constant": paired_all.to_dict(
+        orient="records"
+    ),
+    "specific_share_of_supported": {
+        "value": spec,
+        "lo": dict(zip((TUNED, CONST), spec_lo)),
+        "hi": dict(zip((TUNED, CONST), spec_hi)),
+    },
     "constant_answer": constant,
-    "sft": {k: meta[k] for k in ("val_loss_base", "val_loss_tuned", "n_train_examples", "timings_s")},
+    "sft": {
+        k: meta[k]
+        for k in ("val_loss_base", "val_loss_tuned", "n_train_examples", "timings_s")
+    },
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch06.json").write_text(json.dumps(out, indent=2, default=float))
+(config.results_dir() / "ch06.json").write_text(
+    json.dumps(out, indent=2, default=float)
+)
 print(f"wrote results/ch06.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
