@@ -230,7 +230,7 @@ def readout(results: Mapping[str, E.EvalResult], control: str, metric: str = "re
     m = len(results) - 1
     rows = []
     for name, res in results.items():
-        s = res.summary(n_boot=n_boot, alpha=alpha, seed=seed).loc[metric]
+        s = res.summary(n_boot=n_boot, alpha=alpha, seed=seed, metrics=[metric]).loc[metric]
         row = {"arm": name, metric: s["mean"], "lo": s["lo"], "hi": s["hi"], "users": int(s["n"])}
         if name != control:
             p = res.compare(base, metric, n_boot=n_boot, alpha=alpha, seed=seed)
@@ -302,13 +302,17 @@ def segment_table(results: Mapping[str, E.EvalResult], segments: Mapping[str, di
     return pd.DataFrame(rows)
 
 
+IDENTICAL = "identical for every user (no evidence)"
+
+
 def segment_readout(results: Mapping[str, E.EvalResult], segments: Mapping[str, dict], control: str,
                     metric: str = "recall@50", *, metric_for: Mapping[str, str] | None = None,
                     n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, power: float = 0.8) -> pd.DataFrame:
     """Every (segment, arm) against the control on that segment, with **one** Holm correction
     over all segments x arms: looking at 5 segments of 7 arms is 35 chances to find a lucky
     win. ``metric_for`` overrides the metric per segment (e.g. recall@100 for cold targets).
-    MDE as in :func:`readout`, at the Bonferroni level over every tested pair."""
+    MDE as in :func:`readout`, at the Bonferroni level over every tested pair. A pair equal for
+    every user of the segment gets the verdict :data:`IDENTICAL`, not "no detectable difference"."""
     if control not in results:
         raise KeyError(f"control {control!r} is not one of the arms {sorted(results)}")
     metric_for = dict(metric_for or {})
@@ -341,6 +345,9 @@ def segment_readout(results: Mapping[str, E.EvalResult], segments: Mapping[str, 
     table["verdict"] = np.where(~tested, "not tested",
                                 np.where(table["p (Holm)"] > alpha, "no detectable difference",
                                          np.where(table["lift"] > 0, "better", "worse")))
+    # equal for every user (e.g. two ID models that both score 0 on cold targets): an identity,
+    # which says nothing about the arms, not a null result with an MDE
+    table.loc[tested & (table["sd"] == 0) & (table["lift"] == 0), "verdict"] = IDENTICAL
     return table.drop(columns="sd")
 
 
