@@ -50,8 +50,11 @@ cfg.show()
 #
 # - Read an offline comparison as an A/B readout: control, lift, interval, p-value.
 # - Say why many arms against one control need a multiple-comparison correction.
+# - Say what "no detectable difference" rules out: the minimum detectable effect.
+# - Put an interval on a relative lift that accounts for the control's own noise.
 # - Find the segments where the ranking of designs flips.
-# - Put a price on each design: training, inference, index, freshness.
+# - Put a price on each design: training, inference, index, freshness; and check guardrails.
+# - Say how an offline replay maps to an online test, and what interleaving buys.
 # - Check published claims against measurements, and say plainly which ones hold here.
 
 # %% [markdown]
@@ -68,6 +71,7 @@ test_data = evaluate.EvalData.from_split(setting.split, "test", setting.ml.item_
 rank_dir = config.results_dir() / "rankings"
 ch02 = json.loads((config.results_dir() / "ch02.json").read_text())
 pop_name = f"popular ({ch02['choices']['popularity_window_days']} d before the user's now)"
+# NEW ARMS GO HERE: every later cell loops over SOURCES, so adding an arm needs no other change.
 SOURCES = {  # arm -> (design, where its ranking comes from)
     "popularity": ("classic", rank_dir / f"ch02-{evaluate.slug(pop_name)}.npz"),
     "item-kNN": ("classic", rank_dir / "ch02-item-knn.npz"),
@@ -82,8 +86,7 @@ missing = [str(p) for _, p in SOURCES.values() if not p.is_file()]
 assert not missing, f"run the earlier chapters first (make test runs them in order): {missing}"
 results = abtest.load_rankings({arm: p for arm, (_, p) in SOURCES.items()}, test_data)
 design = {arm: d for arm, (d, _) in SOURCES.items()}
-pd.DataFrame({"design": design, "source": {a: str(p.relative_to(config.PROJECT_ROOT)) if p.is_relative_to(config.PROJECT_ROOT) else str(p)
-                                           for a, (_, p) in SOURCES.items()}})
+pd.DataFrame({"design": design, "source": {a: config.relative_to_root(p) for a, (_, p) in SOURCES.items()}})
 
 # %% [markdown]
 # ## 2. The readout
@@ -97,8 +100,19 @@ pd.DataFrame({"design": design, "source": {a: str(p.relative_to(config.PROJECT_R
 # %%
 board = abtest.readout(results, control, metric, n_boot=n_boot, seed=seed)
 board.insert(0, "design", [design[a] for a in board.index])
-assert not (board["verdict"] == "better").any()  # nothing beats the control on all targets
 board.round(4)
+
+# %% [markdown]
+# The claims this section makes are about named arms: the single LLM dual encoder trails the
+# control, and neither SASRec nor the three towers beat it. (An arm added to `SOURCES` is shown
+# in every table, but no claim here is about it.)
+
+# %%
+assert board.loc["LLM dual encoder", "verdict"] == "worse"
+for arm in ("SASRec", "three towers (b chosen on validation)", "three towers, no user ID"):
+    assert board.loc[arm, "verdict"] != "better", arm
+winners = list(board.index[board["verdict"] == "better"])
+print("arms that beat the control on all targets:", winners or "none")
 
 # %%
 others = board.drop(index=control).sort_values("relative lift")
@@ -110,12 +124,144 @@ for i, (arm, r) in enumerate(others.iterrows()):
                 fmt="o", capsize=3, color=colors.get(r["design"], "black"))
 ax.axvline(0, color="black", lw=1)
 ax.set_yticks(y, others.index)
-ax.set_xlabel(f"relative lift in {metric} over {control} (95% paired bootstrap)")
-ax.set_title(f"No arm beats {control} on all test targets; the LLM arms trail it")
+ax.set_xlabel(f"relative lift in {metric} over {control} (95% ratio bootstrap)")
+ax.set_title(f"Arms that beat {control} on all test targets: {', '.join(winners) or 'none'}"
+             "; the LLM dual encoders trail it")
 fig.tight_layout()
 
 # %% [markdown]
-# ## 3. Segments: where the answer changes
+# ## 3. Power: what "no detectable difference" rules out
+#
+# A verdict of "no detectable difference" is only as informative as the test was sensitive. The
+# **minimum detectable effect** (MDE) is the true lift the paired test would catch 80% of the
+# time: MDE = (z_{1-alpha/2} + z_{0.8}) x SD(per-user difference) / sqrt(users)
+# (`abtest.mde`). With Holm over the tested arms, the strictest step tests at alpha / m, so we
+# report the MDE at that level, a conservative bound (the last Holm step tests at alpha, where
+# the MDE is smaller; both are shown). Every arm's MDE is measured from its own per-user
+# differences, since an arm whose lists resemble the control's has less noisy differences.
+
+# %%
+def diffs(arm: str, met: str = metric) -> np.ndarray:
+    """Per-user metric of ``arm`` minus the control's, matched by user id."""
+    a = results[arm].per_user.set_index("user_id")[met]
+    return (a - results[control].per_user.set_index("user_id")[met].loc[a.index]).to_numpy()
+
+
+tested = [a for a in results if a != control]
+m_tested = len(tested)
+base_mean = board.loc[control, metric]
+power = board.loc[tested, ["design", "lift", "lift lo", "lift hi", "relative lift", "MDE", "relative MDE", "verdict"]].copy()
+power["MDE, last Holm step"] = [abtest.mde(diffs(a)) for a in tested]
+power["what the verdict rules out"] = [
+    f"true lifts beyond {r['MDE']:+.4f} / {-r['MDE']:+.4f} ({r['relative MDE']:.0%} of the control)"
+    if r["verdict"] == "no detectable difference" else f"{r['verdict']}: lift {r['lift']:+.4f}"
+    for _, r in power.iterrows()]
+power.round(4)
+
+# %% [markdown]
+# The published online lifts are in other units (click-through rate, revenue), so they are not
+# predictions of Recall@50. But their **size** can be set beside our sensitivity: how many test
+# users would a paired readout need to detect a relative lift of that size, given the per-user
+# noise each arm shows against the control here (`abtest.users_needed`, Bonferroni level)?
+
+# %%
+from statistics import NormalDist
+
+published = {"RecGPT online CTR (+6.33%)": 0.0633, "LinkedIn online revenue (+0.8%)": 0.008}
+need = pd.DataFrame({name: {a: abtest.users_needed(lift * base_mean, diffs(a).std(ddof=1), n_comparisons=m_tested)
+                            for a in tested} for name, lift in published.items()})
+need.insert(0, "relative MDE here", power["relative MDE"])
+z975 = NormalDist().inv_cdf(0.975)
+need.insert(1, "power for +6.33% (one test)",
+            [NormalDist().cdf(0.0633 * base_mean / (diffs(a).std(ddof=1) / np.sqrt(test_data.n_users)) - z975)
+             for a in tested])
+print(f"test users here: {test_data.n_users}; smallest relative MDE of any arm: {power['relative MDE'].min():.1%}")
+need.round(3)
+
+# %% [markdown]
+# Both published lifts are below the smallest relative MDE of every arm: at 602 users a lift
+# the size of RecGPT's +6.3% would be caught at best about half the time even as a single test
+# (and less under Holm), and one the size of LinkedIn's +0.8% would need more than a hundred
+# times our 602 users. So "no detectable difference" here says that a design
+# is not far better or worse than item-kNN (beyond the MDE column), and nothing about effects of
+# the size those teams shipped.
+
+# %%
+assert (power["relative MDE"] > published["RecGPT online CTR (+6.33%)"]).all()  # RecGPT's lift: invisible here
+assert (need["power for +6.33% (one test)"] < 0.6).all()
+assert (need["LinkedIn online revenue (+0.8%)"] > 100 * test_data.n_users).all()  # LinkedIn's: far out of reach
+assert (power["MDE"] > power["MDE, last Holm step"]).all() or m_tested == 1
+
+# %% [markdown]
+# ## 4. Relative lifts need the control's noise too
+#
+# A relative lift is a ratio of two noisy means, mean(arm) / mean(control) - 1. Dividing the
+# interval of the absolute lift by the control's point mean treats the denominator as exact.
+# The readout's `relative lo` / `relative hi` instead come from a **ratio bootstrap**
+# (`abtest.ratio_bootstrap`): resample users, recompute both means and their ratio on each
+# resample, take percentiles. Below, the naive interval beside it and the delta-method
+# approximation (`abtest.ratio_delta_interval`), which the bootstrap should roughly match.
+
+# %%
+rel_rows = []
+for a in tested:
+    x = results[a].per_user.set_index("user_id")[metric]
+    c = results[control].per_user.set_index("user_id")[metric].loc[x.index]
+    dm = abtest.ratio_delta_interval(x.to_numpy(), c.to_numpy())
+    r = board.loc[a]
+    rel_rows.append({"arm": a, "relative lift": r["relative lift"],
+                     "naive lo": r["lift lo"] / base_mean, "naive hi": r["lift hi"] / base_mean,
+                     "ratio lo": r["relative lo"], "ratio hi": r["relative hi"], "delta lo": dm.lo, "delta hi": dm.hi})
+rel = pd.DataFrame(rel_rows).set_index("arm")
+rel["ratio / naive width"] = (rel["ratio hi"] - rel["ratio lo"]) / (rel["naive hi"] - rel["naive lo"])
+rel.round(4)
+
+# %% [markdown]
+# The naive interval is wrong in both directions. Where an arm is far below the control (the LLM
+# arms, a ratio near 0.25), the control's noise largely cancels in the ratio and the naive
+# interval is too wide; where an arm tracks the control closely, it is about right. The ratio
+# bootstrap agrees with the delta method to within a small fraction of the interval's width,
+# which is what 602 users should give.
+
+# %%
+width = rel["ratio hi"] - rel["ratio lo"]
+assert ((rel["ratio lo"] - rel["delta lo"]).abs() < 0.15 * width).all()
+assert ((rel["ratio hi"] - rel["delta hi"]).abs() < 0.15 * width).all()
+assert ((rel["ratio lo"] <= rel["relative lift"]) & (rel["relative lift"] <= rel["ratio hi"])).all()
+assert rel.loc["LLM dual encoder", "ratio / naive width"] < 0.9  # the mis-scaled interval was too wide here
+
+# %% [markdown]
+# ## 5. Robustness: does the verdict depend on K or on the metric?
+#
+# The readout picked Recall@50 before looking. The same lists give Recall@10, @100 and NDCG@10
+# (rank-aware); a conclusion that holds only at one depth is fragile. Each column below is a
+# full readout (Holm within it).
+
+# %%
+rob_metrics = ["recall@10", "recall@50", "recall@100", "ndcg@10"]
+boards = {m: board if m == metric else abtest.readout(results, control, m, n_boot=n_boot, seed=seed)
+          for m in rob_metrics}
+robust = pd.concat({m: b.loc[tested].apply(lambda r: f"{r['relative lift']:+.1%} [{r['relative lo']:+.1%}, "
+                                                     f"{r['relative hi']:+.1%}] {r['verdict']}", axis=1)
+                    for m, b in boards.items()}, axis=1)
+robust
+
+# %% [markdown]
+# The LLM arms are worse at every depth and on NDCG@10. The arms close to the control
+# (SASRec, the three towers) stay undetectable on recall at every depth, but rank-aware NDCG@10
+# is harsher: there item-kNN's better ordering of its first ten can turn their verdict into
+# "worse" (the cell below names the arms whose verdict depends on the metric). None of them
+# beats the control on any metric, so the readout's conclusion does not hinge on K = 50.
+
+# %%
+flips = {a: sorted({boards[m].loc[a, "verdict"] for m in rob_metrics}) for a in tested}
+print("arms whose verdict depends on the metric:", {a: v for a, v in flips.items() if len(v) > 1} or "none")
+assert all(boards[m].loc["LLM dual encoder", "verdict"] == "worse" for m in rob_metrics)
+for arm in ("SASRec", "three towers (b chosen on validation)", "three towers, no user ID"):
+    assert all(boards[m].loc[arm, "verdict"] != "better" for m in rob_metrics), arm
+
+# %% [markdown]
+# ## 6. Segments: where the answer changes
 #
 # The same top-100 lists, re-measured on parts of the test set (`abtest.segment_masks`):
 # **cold targets** (movies nobody rated in training), **short** and **long history** users
@@ -166,7 +312,58 @@ for name in ("cold targets", "tail targets"):
 assert seg(control, "popular targets")["lo"] > seg("LLM dual encoder", "popular targets")["hi"]  # and loses here
 
 # %% [markdown]
-# ## 4. What each arm costs
+# Those intervals are per arm. The paired test of each arm against the control *within* each
+# segment is sharper, but looking at every segment of every arm multiplies the chances of a
+# lucky win: here one Holm correction runs over all segments x arms together
+# (`abtest.segment_readout`), and each "no detectable difference" again carries its MDE. Where
+# two arms are equal for every user by construction (two ID models that both score 0 on cold
+# targets), the verdict says "identical", not "no detectable difference": nothing was tested.
+
+# %%
+# a bootstrap p-value is at least 1 / (n_boot + 1) and Holm multiplies the smallest by the number
+# of tests, so the resamples grow with the tests: the floor stays at 1% whatever the number of arms
+n_boot_holm = max(n_boot, 100 * len(segments) * m_tested)
+seg_read = abtest.segment_readout(results, segments, control, metric, metric_for={"cold targets": "recall@100"},
+                                  n_boot=n_boot_holm, seed=seed)
+print(f"{int(seg_read['p'].notna().sum())} tests under one Holm correction")
+seg_read.pivot(index="arm", columns="segment", values="verdict").loc[tested, list(segments)]
+
+# %%
+seg_read.set_index(["segment", "arm"])[["metric", "users", "control", "mean", "lift", "lift lo", "lift hi",
+                                        "p (Holm)", "MDE", "verdict"]].round(4)
+
+# %%
+def seg_verdict(arm, name):
+    return seg_read[(seg_read["arm"] == arm) & (seg_read["segment"] == name)].iloc[0]["verdict"]
+
+
+for name in ("cold targets", "tail targets"):  # the text arm's wins survive the correction
+    assert seg_verdict("LLM dual encoder", name) == "better", name
+assert seg_verdict("LLM dual encoder", "popular targets") == "worse"
+identical = seg_read[seg_read["verdict"] == abtest.IDENTICAL]
+print("identities, not evidence:", list(zip(identical["segment"], identical["arm"])) or "none")
+assert (identical["lift lo"] == 0).all() and (identical["lift hi"] == 0).all()
+
+# %% [markdown]
+# A segment readout re-scores the same lists; it does not show what the lists are made of. The
+# share of each arm's top-50 slots that go to popular movies (the 20% most rated in training),
+# to the rated tail, and to movies nobody rated makes a **mix shift** visible: an arm can win
+# the tail segment because it spends more slots there, at the head's expense.
+
+# %%
+is_pop = abtest.popular_items(setting.ml.item_ids, setting.split.train)
+rated = setting.split.train.groupby("item_id").size().reindex(setting.ml.item_ids, fill_value=0).to_numpy() > 0
+groups = {"popular items": is_pop, "tail items (rated)": ~is_pop & rated, "never-rated items": ~rated}
+mix = abtest.slot_shares(results, groups, k=50)
+mix.round(3)
+
+# %%
+assert np.allclose(mix.sum(axis=1), 1.0)
+assert mix.loc["LLM dual encoder", "tail items (rated)"] > mix.loc[control, "tail items (rated)"] + 0.05
+assert mix.loc[control, "never-rated items"] == 0  # item-kNN cannot recommend a movie nobody rated
+
+# %% [markdown]
+# ## 7. What each arm costs
 #
 # Accuracy is half a readout; the other half is the bill. Per arm, measured or computed from
 # the model's own sizes:
@@ -207,12 +404,14 @@ from llmrec_lib import baselines
 from llmrec_lib.encoders import DualEncoder
 
 
-def per_user_ms(fn, user_ids, repeats: int = 1) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        for u in user_ids:
-            fn(np.array([u]))
-    return (time.perf_counter() - t0) / (repeats * len(user_ids)) * 1e3
+def per_user_ms(fn, user_ids) -> np.ndarray:
+    """Milliseconds per user, one user at a time (the online case)."""
+    out = []
+    for u in user_ids:
+        t0 = time.perf_counter()
+        fn(np.array([u]))
+        out.append((time.perf_counter() - t0) * 1e3)
+    return np.asarray(out)
 
 
 probe_users = test_data.user_ids[:20]
@@ -223,9 +422,12 @@ pop_bound = pop.for_stage(setting.split, "test")
 tuned = DualEncoder.from_adapter(recipes.ARTIFACTS / "infonce")
 llm_prompts = dict(zip(prompts["user_id"], prompts["prompt"]))
 llm_ms = per_user_ms(lambda u: tuned.encode_texts([llm_prompts[int(u[0])]], max_tokens=128, progress=False), probe_users)
-measured = {"popularity": per_user_ms(pop_bound.score, probe_users), "item-kNN": per_user_ms(knn_bound.score, probe_users),
-            "LLM dual encoder": llm_ms}
-print({k: f"{v:.1f} ms" for k, v in measured.items()}, "per user (encode + score the catalogue)")
+timings = {"popularity": per_user_ms(pop_bound.score, probe_users), "item-kNN": per_user_ms(knn_bound.score, probe_users),
+           "LLM dual encoder": llm_ms}
+measured = {k: float(v.mean()) for k, v in timings.items()}
+measured_p95 = {k: float(np.percentile(v, 95)) for k, v in timings.items()}
+print({k: f"{v:.1f} ms (p95 {measured_p95[k]:.1f})" for k, v in measured.items()},
+      f"per user over {len(probe_users)} users (encode + score the catalogue)")
 
 # %%
 def fit_seconds(arm: str) -> float:
@@ -259,7 +461,7 @@ score_flops = {"popularity": n_items, "item-kNN": 0.0, "SASRec": 2 * sas["d_mode
 costs = pd.DataFrame([{
     "arm": arm, "design": design[arm], "training s": fit_seconds(arm),
     "MFLOP per user": (cost_model[arm][0] + score_flops.get(arm, 2 * d_llm * n_items)) / 1e6,
-    "ms per user (measured)": measured.get(arm, np.nan),
+    "ms per user (measured)": measured.get(arm, np.nan), "p95 ms per user (measured)": measured_p95.get(arm, np.nan),
     "index MiB": cost_model[arm][1] / 2**20, "a new movie needs": cost_model[arm][2],
 } for arm in results]).set_index("arm")
 costs.round(3)
@@ -279,14 +481,145 @@ print(f"LLM / SASRec FLOPs per user: {ratio:,.0f}x")
 assert ratio > 100  # the LLM's user encoding dwarfs an ID model's
 
 # %% [markdown]
-# ## 5. The claim ledger
+# ## 8. Guardrails
 #
-# The book started from an overview of the two designs (`../shared/reference/seed_overview_ru.md`,
-# in Russian): a comparison table and each design's advantages and limits. Each claim below is
+# An online test watches guardrail metrics beside the goal metric: things that must not get
+# worse whichever arm wins. From the stored top-50 lists alone we can measure three
+# (`abtest.guardrails`):
+#
+# - **coverage@50**: the share of the catalogue recommended to at least one test user;
+# - **novelty@50**: the mean self-information -log2 p(i) of recommended movies, p(i) the
+#   (add-one smoothed) share of training ratings: higher means less popular movies;
+# - **genre entropy@50**: the Shannon entropy (bits) of each list's genre mix, each movie's
+#   weight split evenly over its genres. We chose entropy over "distinct primary categories"
+#   because MovieLens lists a movie's genres alphabetically, so it has no primary genre.
+#
+# Latency is a guardrail too, but it needs the model running: it is measured above (mean and
+# p95 per user, 20 users) only for the arms section 7 refits or loads; for the others,
+# replayed from stored rankings, it is **not measured**.
+
+# %%
+genre_mat, genre_names = abtest.genre_matrix(setting.ml.movies, setting.ml.item_ids)
+guard = abtest.guardrails(results, genre_mat, k=50, n_boot=n_boot, seed=seed)
+guard["p95 ms per user"] = pd.Series(measured_p95)
+guard.insert(0, "design", [design[a] for a in guard.index])
+print(f"{len(genre_names)} genres; the most a list can reach is log2({len(genre_names)}) = {np.log2(len(genre_names)):.2f} bits")
+guard.round(3)
+
+# %% [markdown]
+# The guardrails split the designs the way the segments did: the LLM dual encoder spreads its
+# lists over several times more of the catalogue and recommends much less popular movies than
+# item-kNN, which concentrates on the head. That is the other side of its lower Recall@50, not a
+# free win. Diversity goes the other way: each LLM list is *narrower* in genre than item-kNN's,
+# because a text model retrieves movies that read like the user's history, genre words
+# included, while co-occurrence mixes whatever popular movies people watched together.
+
+# %%
+g_llm, g_ctl = guard.loc["LLM dual encoder"], guard.loc[control]
+assert g_llm["coverage@50"] > g_ctl["coverage@50"]
+assert g_llm["novelty@50 lo"] > g_ctl["novelty@50 hi"]
+assert guard["genre entropy@50"].between(0, np.log2(len(genre_names))).all()
+assert g_llm["genre entropy@50 hi"] < g_ctl["genre entropy@50 lo"]  # narrower lists, by genre
+
+# %% [markdown]
+# ## 9. An offline replay is not an A/B test
+#
+# Everything above replays stored lists against held-out ratings. An online A/B test differs
+# in four ways that matter:
+#
+# - **Units.** Online, users are randomised to arms and each sees one arm; here every user
+#   "sees" every arm, which is why the paired design works and why our intervals are narrower
+#   than a between-users test of the same size would give.
+# - **Exposure.** A held-out rating was made without our lists being shown; online, the list
+#   shapes what gets clicked. A replay credits an arm only for movies the user found anyway, so
+#   it undervalues arms that would *cause* discoveries (the tail arms most of all).
+# - **Interference.** Online arms share a catalogue, inventory and, through retraining, logs:
+#   what one arm shows changes the data the other arms learn from. Offline there is none.
+# - **Novelty and learning effects.** Users react to a changed feed at first and then settle;
+#   online lifts move over the first weeks. A replay has no time axis at all.
+#
+# So the readout ranks designs and sizes their differences on past behaviour; an online test
+# is still needed to measure their effect. **Interleaving** sits between the two: online, one
+# list is built from both arms (team draft: the arms take turns picking their best remaining
+# item, a coin deciding who goes first), and each click is credited to the arm that placed
+# the item. Every user compares both arms at once, which is why interleaving needs far fewer
+# users than an A/B test. We can replay it: a "click" is a held-out target in the interleaved
+# top-50 (`abtest.interleave_results`, seeded), and a user prefers the arm with more clicks.
+
+# %%
+inter_k = 50
+inter_rows, inter_outcomes = [], {}
+for a in tested:
+    r = abtest.interleave_results(results[a], results[control], test_data, k=inter_k, seed=seed, n_boot=n_boot)
+    inter_outcomes[a] = r.outcome
+    inter_rows.append({"arm": a, "prefer arm": r.share_a, f"prefer {control}": r.share_b, "ties": r.share_ties,
+                       "preference (arm - control)": r.delta, "lo": r.lo, "hi": r.hi, "p (sign test)": r.p_sign})
+inter = pd.DataFrame(inter_rows).set_index("arm")
+inter["p (Holm)"] = abtest.holm(inter["p (sign test)"].to_numpy())
+inter.round(4)
+
+# %% [markdown]
+# **Sensitivity.** Both methods compare the same two systems, so we can ask how many users each
+# needs to detect the difference it sees here with 80% power at a 5% level. For the paired
+# readout the per-user outcome is the Recall@50 difference; for interleaving it is the user's
+# preference (+1, 0, -1). In both cases `abtest.users_needed` takes the mean and SD of those
+# per-user outcomes measured in this replay (the normal approximation). To check the
+# approximation on the interleaving side, `abtest.simulated_power` draws experiments of that
+# many users with replacement from the replayed outcomes and counts how often the test
+# rejects: it should be near 80%.
+
+# %%
+sens_rows = []
+for a in tested:
+    d, o = diffs(a), inter_outcomes[a].astype(float)
+    n_paired = abtest.users_needed(d.mean(), d.std(ddof=1))
+    n_inter = abtest.users_needed(o.mean(), o.std(ddof=1))
+    check = (abtest.simulated_power(o, int(np.ceil(n_inter)), n_sims=400, seed=seed)
+             if 10 <= n_inter <= 20_000 else np.nan)
+    sens_rows.append({"arm": a, "users needed, paired readout": n_paired, "users needed, interleaving": n_inter,
+                      "paired / interleaving": n_paired / n_inter, "simulated power at that n": check})
+sens = pd.DataFrame(sens_rows).set_index("arm")
+sens.round(2)
+
+# %% [markdown]
+# Where two arms differ hugely (the LLM arms against item-kNN), both methods need only a
+# handful of users. The gap opens as the arms get closer: for the arms the readout cannot tell
+# from the control (SASRec, the three towers), the replayed interleaving needs several to tens
+# of times fewer users than the paired Recall@50 readout, although the paired readout is
+# already the most sensitive offline design. The reason is what each outcome measures: a
+# Recall@50 difference mixes every slot of both lists, including the many hits the two arms
+# share, while an interleaving preference is decided by the few slots where the lists disagree.
+# That is the regime where online teams use interleaving: to rank close candidates quickly,
+# before an A/B test measures the winner's effect.
+
+# %%
+clear = [a for a in tested if board.loc[a, "verdict"] != "no detectable difference"
+         and inter.loc[a, "p (Holm)"] < 0.05]
+assert "LLM dual encoder" in clear
+assert inter.loc["LLM dual encoder", "hi"] < 0  # users prefer the control's picks
+for a in clear:  # the same direction in both methods
+    assert np.sign(inter.loc[a, "preference (arm - control)"]) == np.sign(board.loc[a, "lift"]), a
+checked = sens["simulated power at that n"].dropna()
+assert len(checked) and (checked.sub(0.8).abs() < 0.08).all()  # 400 simulations: SE 0.02
+close = [a for a in ("SASRec", "three towers (b chosen on validation)", "three towers, no user ID")
+         if board.loc[a, "verdict"] == "no detectable difference"]
+assert close and (sens.loc[close, "paired / interleaving"] > 2).all()  # interleaving: far fewer users
+assert (sens.loc[[a for a in clear if a.startswith("LLM")], "users needed, paired readout"] < 100).all()
+
+# %% [markdown]
+# ## 10. The claim ledger
+#
+# The book started from an overview of the two designs (a note in Russian, not part of this
+# repository): a comparison table and each design's advantages and limits. Each claim below is
 # paired with the measurement in this book that bears on it **at our scale** (MovieLens
 # ml-latest-small, a 135M-parameter model, 2 CPU cores) and a plain verdict. A claim about
 # production scale can be supported, contradicted, or simply not testable here; the verdict says
-# which, and the evidence column says where to look.
+# which, and the evidence column says where to look. Two rules keep the ledger honest:
+#
+# - "not detectable" always says what it rules out: the MDE of that comparison (from its
+#   per-user differences, or from its reported 95% interval with `abtest.mde_from_interval`);
+# - no verdict rests on a comparison that is equal by construction (a model against itself) or
+#   on a judge that the pipeline satisfies by construction.
 
 # %%
 def load(ch: str) -> dict:
@@ -308,6 +641,44 @@ comp = ch06["compression"]
 tag_hr = {r["system"]: r for r in ch07["tag_judges"] if r["judge"] == "hr@6"}
 tuned_tags = next(v for k, v in tag_hr.items() if "LoRA" in k)
 stale = ch07["staleness"]
+
+
+def not_detectable(mde_abs: float, scale: float | None = None) -> str:
+    rel_txt = f" ({mde_abs / scale:.0%} relative)" if scale else ""
+    return f"not detectable at our scale: rules out effects of +/-{mde_abs:.3f}{rel_txt} or larger (80% power)"
+
+
+def interval_verdict(lo: float, hi: float, scale: float | None = None, better="supported", worse="contradicted") -> str:
+    return better if lo > 0 else worse if hi < 0 else not_detectable(abtest.mde_from_interval(lo, hi), scale)
+
+
+# Fusion: chapter 08 picks b on validation. b = 1 makes the fused model the user tower itself, so
+# "fused minus user tower" is 0 by construction: that comparison is no evidence either way.
+b_chosen = ch08["chosen"]["b"]
+head = ch08.get("headline") or {}
+if b_chosen < 1:
+    fz, fz_base = fused, None
+    fz_text = f"ch08: fused (b = {b_chosen:g}) minus its own user tower"
+elif head.get("b", 1) < 1:
+    fz, fz_base = head["diff"], head["user_tower_recall@50"]
+    fz_text = (f"ch08: the ID model's validation chose b = 1 (fused = user tower: an identity, not evidence); the "
+               f"model without a user ID chose b = {head['b']:g}: fused minus its user tower")
+else:
+    fz, fz_base, fz_text = None, None, "ch08: validation chose b = 1 for both models: fused = user tower"
+fusion_evidence = fz_text + (f", Recall@50 {fz['mean_diff']:+.4f} [{fz['lo']:+.4f}, {fz['hi']:+.4f}]" if fz else "")
+fusion_verdict = (interval_verdict(fz["lo"], fz["hi"], fz_base) if fz else "not tested here (identity comparison only)")
+# Explanations: the tag tower picks each item's tag by its category and the "relevant" judge
+# checks that same category, so relevance is met by construction; faithfulness is the real test.
+faith, form = judges["faithful"], judges["well formed"]
+explain_evidence = (f"ch08: explanations faithful to the film {faith['mean']:.0%} [{faith['lo']:.0%}, {faith['hi']:.0%}], "
+                    f"well formed {form['mean']:.0%}; 'relevant' ({judges['relevant']['mean']:.0%}) holds by construction "
+                    "(tags are matched to items by the category that judge checks), so it is not counted")
+explain_verdict = ("supported" if min(faith["lo"], form["lo"]) > 0.9
+                   else "partly supported (often unfaithful)" if faith["mean"] > 0.5 else "not supported")
+hard2_base = hard2["recall@50"] - hard2["diff"]
+tag_se = np.hypot(*[(r["hi"] - r["lo"]) / (2 * 1.959964) for r in (tuned_tags, tag_hr["popular"])])
+tag_mde = abtest.mde_from_interval(-1.959964 * tag_se, 1.959964 * tag_se)
+llm_mde = board.loc["LLM dual encoder", ["MDE", "relative MDE"]]
 ledger = pd.DataFrame([
     ("LinkedIn", "Fine-tuning brings the collaborative signal into the LLM's embeddings",
      f"ch03: fine-tuning lifts test Recall@10 by {ch03['relative_lift_recall@10']:+.0%} over zero-shot",
@@ -315,48 +686,55 @@ ledger = pd.DataFrame([
     ("LinkedIn", "One LLM can replace the retrieval stack (classic models included)",
      f"this readout: {metric} {llm_vs_knn[metric]:.3f} vs {control} {board.loc[control, metric]:.3f}, "
      f"lift {llm_vs_knn['relative lift']:+.0%} [{llm_vs_knn['relative lo']:+.0%}, {llm_vs_knn['relative hi']:+.0%}]",
-     "not at our scale" if llm_vs_knn["verdict"] == "worse" else "supported"),
+     "not at our scale" if llm_vs_knn["verdict"] == "worse" else "supported" if llm_vs_knn["verdict"] == "better"
+     else not_detectable(llm_mde["MDE"], base_mean)),
     ("LinkedIn", "User histories are limited by the context length",
      f"ch01: whole positive history fits 128 / 1024 SmolLM2 tokens for {fit['128']:.0%} / {fit['1024']:.0%} of users",
      "supported" if fit["1024"] < 0.9 else "not supported"),
     ("LinkedIn", "Text is a native item representation for an LLM; weaker where items are not text",
      f"cold targets Recall@100: LLM {cold_llm['mean']:.3f} vs {control} {cold_knn['mean']:.3f}; on all targets "
-     f"the ID models lead", "supported (wins cold, loses warm)" if cold_llm["lo"] > cold_knn["hi"] else "mixed"),
+     f"the ID models lead (section 6, Holm over segments x arms)",
+     "supported (wins cold, loses warm)" if seg_verdict("LLM dual encoder", "cold targets") == "better"
+     and seg_verdict("LLM dual encoder", "popular targets") == "worse" else "mixed"),
     ("LinkedIn", "Hard negatives (seen, not engaged) improve recall (+2.0% / +3.6%)",
      f"ch04: 2 hard negatives change test Recall@50 by {hard2['diff']:+.4f} [{hard2['diff lo']:+.4f}, {hard2['diff hi']:+.4f}]",
-     "supported" if hard2["diff lo"] > 0 else "not detectable at our scale"),
+     interval_verdict(hard2["diff lo"], hard2["diff hi"], hard2_base)),
     ("LinkedIn", "Matryoshka training shrinks the embedding at little cost (3072 -> 512)",
      f"ch05: 1/4 of the dims keeps {ch05['keeps_at_quarter']['Matryoshka prefix']:.0%} of Recall@20 (not significant); "
      f"at 1/16 Matryoshka beats truncation by {ch05['matryoshka_vs_truncation_smallest']['mean_diff']:+.4f}",
      "partly supported" if ch05["matryoshka_vs_truncation_smallest"]["lo"] > 0 else "not supported"),
     ("both", "LLM inference is costlier for the single-LLM design; RecGPT's final model is a light DNN",
-     f"section 4: the LLM dual encoder needs {ratio:,.0f}x SASRec's FLOPs per user; chapter 08's three towers "
+     f"section 7: the LLM dual encoder needs {ratio:,.0f}x SASRec's FLOPs per user; chapter 08's three towers "
      f"train in {np.median(list(ch08['fit_seconds'].values())):.0f} s vs {fit_seconds('LLM dual encoder'):,.0f} s",
      "supported" if ratio > 100 else "not supported"),
     ("RecGPT", "Fusing predicted-tag embeddings with the user embedding improves retrieval",
-     f"ch08: {ch08['verdict']}; fused minus user tower, Recall@50 {fused['mean_diff']:+.4f} [{fused['lo']:+.4f}, {fused['hi']:+.4f}]",
-     "supported" if fused["lo"] > 0 else ("contradicted" if fused["hi"] < 0 else "not detectable at our scale")),
+     fusion_evidence, fusion_verdict),
     ("RecGPT", "Intermediate text makes recommendations interpretable and explainable",
-     "ch08: generated explanations judged " + ", ".join(f"{k} {v['mean']:.0%}" for k, v in judges.items()),
-     "supported" if judges["relevant"]["mean"] > 0.8 else "partly supported"),
+     explain_evidence, explain_verdict),
     ("RecGPT", "Compressing behaviour lets longer histories into the LLM",
      f"ch06: sequence-level compression saves {comp['saving']['sequence-level']:.0%} of tokens; histories that fit "
      f"2048 tokens: {comp['fit']['2048']['raw']:.0%} raw -> {comp['fit']['2048']['sequence-level']:.0%}",
      "supported" if comp["fit"]["2048"]["sequence-level"] > comp["fit"]["2048"]["raw"] + 0.1 else "not supported"),
     ("RecGPT", "Tag generation without collaborative signal is a limit",
      f"ch07: fine-tuned SmolLM2 tags HR@6 {tuned_tags['mean']:.2f} vs popular categories "
-     f"{tag_hr['popular']['mean']:.2f}", "supported" if tuned_tags["hi"] < tag_hr["popular"]["lo"] else "not detectable"),
+     f"{tag_hr['popular']['mean']:.2f}", "supported" if tuned_tags["hi"] < tag_hr["popular"]["lo"] else not_detectable(tag_mde)),
     ("RecGPT", "Interests refreshed daily lag behind the user (a limit)",
      f"ch07: interests {stale['weeks']} weeks stale vs fresh, HR@3 difference {stale['diff']:+.3f} "
-     f"[{stale['lo']:+.3f}, {stale['hi']:+.3f}]", "supported" if stale["hi"] < 0 else "not detectable at our scale"),
+     f"[{stale['lo']:+.3f}, {stale['hi']:+.3f}]",
+     interval_verdict(stale["lo"], stale["hi"], stale["hr@3_fresh"], better="contradicted", worse="supported")),
 ], columns=["design", "claim", "evidence (this book)", "verdict"])
 ledger
 
 # %%
 assert (ledger["verdict"] != "").all() and len(ledger) >= 8
+undetected = ledger[ledger["verdict"].str.startswith("not detectable")]
+assert undetected["verdict"].str.contains("rules out").all()  # every null result says what it rules out
+assert fz is None or not (fz["lo"] == fz["hi"] == 0), "the fusion verdict rests on an identity comparison"
+assert "relevant" not in explain_verdict and (explain_verdict != "supported" or faith["lo"] > 0.9)
+print(f"{len(undetected)} claims not detectable at our scale, each with the effect size it rules out")
 
 # %% [markdown]
-# ## 6. This run beside the reference full-mode run
+# ## 11. This run beside the reference full-mode run
 #
 # Quick mode refits the classic and RecGPT arms briefly; the LinkedIn arms are the committed
 # full-mode adapters in both modes. So that a reader who runs only quick mode still sees what
@@ -402,8 +780,12 @@ times
 # What the training of the committed adapters took is recorded with each adapter:
 
 # %%
-adapter_seconds = {n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
-                   for n in sorted(p.name for p in recipes.ARTIFACTS.iterdir() if (p / "encoder.json").is_file())}
+adapter_meta = {n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
+                for n in sorted(p.name for p in recipes.ARTIFACTS.iterdir() if (p / "encoder.json").is_file())}
+adapter_seconds = {n: m for n, m in adapter_meta.items() if "train_seconds_all_steps" in m}
+unfinished = sorted(set(adapter_meta) - set(adapter_seconds))  # a run still training has no total yet
+if unfinished:
+    print("adapters without a finished training record (left out):", unfinished)
 recgpt_meta = json.loads((config.PROJECT_ROOT / "artifacts" / "recgpt" / "meta.json").read_text())
 training = pd.DataFrame(
     [{"run": n, "command": m["command"], "training s": m["train_seconds_all_steps"], "hardware": m["hardware"]}
@@ -421,17 +803,22 @@ if scratch is not None:  # and the run from nothing trained: its chapter 03 took
 
 # %% [markdown]
 # Now the readout of section 2, side by side: this run (mode printed at the top) and the
-# reference full-mode run.
+# reference full-mode run. An arm or a column the reference does not have yet is shown (empty on
+# the reference side) but not compared; it is compared once the reference is regenerated.
 
 # %%
 adapter_sha = {a: recipes.adapter_sha(SOURCES[a][1].parent.name) for a in results if design[a] == "LinkedIn"}
-cols = [metric, "relative lift", "verdict"]
+cols = [metric, "relative lift", "relative lo", "relative hi", "MDE", "verdict"]
 if ref09 is None:
     print("this run is the reference run: nothing to compare it with")
     side = board[cols]
 else:
     ref_board = pd.DataFrame(ref09["readout"]).set_index("arm")
-    side = pd.concat({f"this run ({cfg.mode})": board[cols], "reference (full)": ref_board.reindex(board.index)[cols]}, axis=1)
+    side = pd.concat({f"this run ({cfg.mode})": board[cols],
+                      "reference (full)": ref_board.reindex(index=board.index, columns=cols)}, axis=1)
+    in_ref = [a for a in board.index if a in ref_board.index]
+    print("not in the reference (shown, not compared):", [a for a in board.index if a not in in_ref] or "none",
+          "| columns not in the reference:", [c for c in cols if c not in ref_board.columns] or "none")
 side
 
 # %%
@@ -441,12 +828,13 @@ if ref09 is not None:
         # near-ties that re-encoding in bf16 can reorder (measured: 99.98% of top-100 slots identical)
         assert abs(ref_board.loc[a, metric] - board.loc[a, metric]) < 0.002, a
     print(f"{len(same_adapters)} of {len(adapter_sha)} LinkedIn arms use the same adapter in both runs")
-    if cfg.mode == "quick":  # the claim below
-        assert (side[(f"this run ({cfg.mode})", "verdict")] == side[("reference (full)", "verdict")]).all()
-        assert (side[(f"this run ({cfg.mode})", metric)] - side[("reference (full)", metric)]).abs().max() < 0.01
+    if cfg.mode == "quick":  # the claim below, on the arms the reference has
+        this, ref = side[f"this run ({cfg.mode})"].loc[in_ref], side["reference (full)"].loc[in_ref]
+        assert (this["verdict"] == ref["verdict"]).all()
+        assert (this[metric] - ref[metric]).abs().max() < 0.01
 
 # %% [markdown]
-# In quick mode every arm gets the same verdict as in the reference full-mode run. The LinkedIn
+# In quick mode every arm the reference has gets the same verdict as in the reference full-mode run. The LinkedIn
 # arms are the same adapters; full mode's wider grids for the classic baselines and its longer
 # sweeps for the three towers move their Recall@50 by less than a hundredth, well inside the
 # intervals. So at this scale quick mode previews full mode faithfully. What full mode adds is
@@ -458,10 +846,19 @@ if ref09 is not None:
 # %%
 out = {
     "chapter": "09", "mode": cfg.mode, "control": control, "metric": metric,
-    "sources": {a: str(p) for a, (_, p) in SOURCES.items()},
+    "sources": {a: config.relative_to_root(p) for a, (_, p) in SOURCES.items()},
     "adapter_sha": adapter_sha,
     "readout": board.reset_index().replace({np.nan: None}).to_dict(orient="records"),
+    "published_lifts_users_needed": need.replace({np.inf: None}).to_dict(orient="index"),
+    "relative_intervals": rel.reset_index().to_dict(orient="records"),
+    "robustness": {m: b.reset_index()[["arm", m, "relative lift", "relative lo", "relative hi", "MDE", "verdict"]]
+                   .replace({np.nan: None}).to_dict(orient="records") for m, b in boards.items()},
     "segments": seg_table.replace({np.nan: None}).to_dict(orient="records"),
+    "segment_readout": seg_read.replace({np.nan: None}).to_dict(orient="records"),
+    "slot_shares_top50": mix.to_dict(orient="index"),
+    "guardrails_top50": guard.reset_index().replace({np.nan: None}).to_dict(orient="records"),
+    "interleaving_top50": inter.reset_index().to_dict(orient="records"),
+    "sensitivity": sens.reset_index().replace({np.nan: None, np.inf: None}).to_dict(orient="records"),
     "costs": costs.reset_index().replace({np.nan: None}).to_dict(orient="records"),
     "ledger": ledger.to_dict(orient="records"),
     "chapter_seconds": time.perf_counter() - chapter_t0,
@@ -474,12 +871,21 @@ print(f"wrote results/ch09.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 #
 # 1. Read as one A/B test, the classic item-kNN control is not beaten on all test targets by any
 #    LLM arm at our scale; the readout says by how much, with Holm-adjusted p-values.
-# 2. The segments are where the designs differ: only text-based arms retrieve cold movies, and
-#    they also win on the long tail; the ID arms win the popular head, and with it the total.
-# 3. The LLM's per-user cost is orders of magnitude above an ID model's; its payoff is freshness.
-# 4. The ledger separates what our measurements support, contradict, or cannot test.
-# 5. The committed full-mode reference run (`make reproduce`) gives every arm the same verdict
-#    as quick mode; its manifest says on what machine and in how long.
+# 2. A null verdict is reported with its minimum detectable effect: at 602 users no arm could
+#    detect lifts the size of RecGPT's or LinkedIn's published online gains.
+# 3. Relative lifts get a ratio-bootstrap interval; no arm the claims are about beats the
+#    control at K = 10, 50, 100 or on NDCG@10 (which is harsher on the close arms).
+# 4. The segments are where the designs differ: only text-based arms retrieve cold movies, and
+#    they also win on the long tail (after one Holm correction over all segments and arms); the
+#    lists' mix shows why, and so do the guardrails (coverage, novelty).
+# 5. An offline replay is not an online test. A replayed interleaving needs several to tens of
+#    times fewer users than the paired readout to separate arms close to the control; for arms
+#    far apart both need only a handful.
+# 6. The LLM's per-user cost is orders of magnitude above an ID model's; its payoff is freshness.
+# 7. The ledger separates what our measurements support, contradict, or cannot detect (and then
+#    what they rule out).
+# 8. The committed full-mode reference run (`make reproduce`) gives every arm it has the same
+#    verdict as quick mode; its manifest says on what machine and in how long.
 #
 # ## Exercises
 #
