@@ -35,14 +35,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import abtest, config, data, evaluate, plots, recipes
+from llmrec_lib import abtest, config, evaluate, plots, recipes
 
 chapter_t0 = time.perf_counter()
-cfg = config.settings("09", mode, seed=seed, backbone="none of its own: it re-measures the other chapters' systems",
-                      quick={"classic and RecGPT arms": "this run's chapters 02 and 08 (quick mode)",
-                             "LinkedIn arms": "committed full-mode adapters"},
-                      full={"classic and RecGPT arms": "this run's chapters 02 and 08 (full mode)",
-                            "LinkedIn arms": "adapters retrained by chapters 03-05 in full mode"})
+cfg = config.settings(
+    "09",
+    mode,
+    seed=seed,
+    backbone="none of its own: it re-measures the other chapters' systems",
+    quick={
+        "classic and RecGPT arms": "this run's chapters 02 and 08 (quick mode)",
+        "LinkedIn arms": "committed full-mode adapters",
+    },
+    full={
+        "classic and RecGPT arms": "this run's chapters 02 and 08 (full mode)",
+        "LinkedIn arms": "adapters retrained by chapters 03-05 in full mode",
+    },
+)
 cfg.show()
 
 # %% [markdown]
@@ -70,23 +79,56 @@ setting = recipes.build_setting(cfg.data_dir)
 test_data = evaluate.EvalData.from_split(setting.split, "test", setting.ml.item_ids)
 rank_dir = config.results_dir() / "rankings"
 ch02 = json.loads((config.results_dir() / "ch02.json").read_text())
-pop_name = f"popular ({ch02['choices']['popularity_window_days']} d before the user's now)"
-# NEW ARMS GO HERE: every later cell loops over SOURCES, so adding an arm needs no other change.
+pop_name = (
+    f"popular ({ch02['choices']['popularity_window_days']} d before the user's now)"
+)
+# NEW ARMS GO HERE: every later cell loops over SOURCES, so adding an arm needs no other
+# change.
 SOURCES = {  # arm -> (design, where its ranking comes from)
     "popularity": ("classic", rank_dir / f"ch02-{evaluate.slug(pop_name)}.npz"),
     "item-kNN": ("classic", rank_dir / "ch02-item-knn.npz"),
     "SASRec": ("classic", rank_dir / "ch02-sasrec-style.npz"),
     "LLM dual encoder": ("LinkedIn", recipes.verified_ranking_path("infonce")),
-    "LLM dual encoder + Matryoshka": ("LinkedIn", recipes.verified_ranking_path("matryoshka")),
-    "LLM dual encoder, 2 hard negatives (400 steps)": ("LinkedIn", recipes.verified_ranking_path("ablate-hard2")),
-    "three towers (b chosen on validation)": ("RecGPT", rank_dir / "ch08-three-towers.npz"),
-    "three towers, no user ID": ("RecGPT", rank_dir / "ch08-three-towers-no-user-id.npz"),
+    "LLM dual encoder + Matryoshka": (
+        "LinkedIn",
+        recipes.verified_ranking_path("matryoshka"),
+    ),
+    "LLM dual encoder, 2 hard negatives (400 steps)": (
+        "LinkedIn",
+        recipes.verified_ranking_path("ablate-hard2"),
+    ),
+    "three towers (b chosen on validation)": (
+        "RecGPT",
+        rank_dir / "ch08-three-towers.npz",
+    ),
+    "three towers, no user ID": (
+        "RecGPT",
+        rank_dir / "ch08-three-towers-no-user-id.npz",
+    ),
+    # chapter 03's second recipe at its validation-chosen prior, and as one of two
+    # sources
+    "LLM, mixed negatives + log-Q": ("LinkedIn", rank_dir / "ch03-llm-mixed.npz"),
+    "item-kNN + LLM multi-source": ("LinkedIn", rank_dir / "ch03-multi-source.npz"),
+}
+RECIPE_OF = {  # LinkedIn arm -> the committed adapter behind it
+    "LLM dual encoder": "infonce",
+    "LLM dual encoder + Matryoshka": "matryoshka",
+    "LLM dual encoder, 2 hard negatives (400 steps)": "ablate-hard2",
+    "LLM, mixed negatives + log-Q": "mixed",
+    "item-kNN + LLM multi-source": "mixed",
 }
 missing = [str(p) for _, p in SOURCES.values() if not p.is_file()]
-assert not missing, f"run the earlier chapters first (make test runs them in order): {missing}"
+assert not missing, (
+    f"run the earlier chapters first (make test runs them in order): {missing}"
+)
 results = abtest.load_rankings({arm: p for arm, (_, p) in SOURCES.items()}, test_data)
 design = {arm: d for arm, (d, _) in SOURCES.items()}
-pd.DataFrame({"design": design, "source": {a: config.relative_to_root(p) for a, (_, p) in SOURCES.items()}})
+pd.DataFrame(
+    {
+        "design": design,
+        "source": {a: config.relative_to_root(p) for a, (_, p) in SOURCES.items()},
+    }
+)
 
 # %% [markdown]
 # ## 2. The readout
@@ -109,7 +151,11 @@ board.round(4)
 
 # %%
 assert board.loc["LLM dual encoder", "verdict"] == "worse"
-for arm in ("SASRec", "three towers (b chosen on validation)", "three towers, no user ID"):
+for arm in (
+    "SASRec",
+    "three towers (b chosen on validation)",
+    "three towers, no user ID",
+):
     assert board.loc[arm, "verdict"] != "better", arm
 winners = list(board.index[board["verdict"] == "better"])
 print("arms that beat the control on all targets:", winners or "none")
@@ -118,15 +164,30 @@ print("arms that beat the control on all targets:", winners or "none")
 others = board.drop(index=control).sort_values("relative lift")
 fig, ax = plt.subplots(figsize=(10, 0.55 * len(others) + 1.5))
 y = np.arange(len(others))
-colors = {"classic": "grey", "LinkedIn": plots.COLORS["test"], "RecGPT": plots.COLORS["history"]}
+colors = {
+    "classic": "grey",
+    "LinkedIn": plots.COLORS["test"],
+    "RecGPT": plots.COLORS["history"],
+}
 for i, (arm, r) in enumerate(others.iterrows()):
-    ax.errorbar(r["relative lift"], i, xerr=[[r["relative lift"] - r["relative lo"]], [r["relative hi"] - r["relative lift"]]],
-                fmt="o", capsize=3, color=colors.get(r["design"], "black"))
+    ax.errorbar(
+        r["relative lift"],
+        i,
+        xerr=[
+            [r["relative lift"] - r["relative lo"]],
+            [r["relative hi"] - r["relative lift"]],
+        ],
+        fmt="o",
+        capsize=3,
+        color=colors.get(r["design"], "black"),
+    )
 ax.axvline(0, color="black", lw=1)
 ax.set_yticks(y, others.index)
 ax.set_xlabel(f"relative lift in {metric} over {control} (95% ratio bootstrap)")
-ax.set_title(f"Arms that beat {control} on all test targets: {', '.join(winners) or 'none'}"
-             "; the LLM dual encoders trail it")
+ax.set_title(
+    f"Arms that beat {control} on all test targets: {', '.join(winners) or 'none'}"
+    "; the LLM dual encoders trail it"
+)
 fig.tight_layout()
 
 # %% [markdown]
@@ -140,22 +201,40 @@ fig.tight_layout()
 # the MDE is smaller; both are shown). Every arm's MDE is measured from its own per-user
 # differences, since an arm whose lists resemble the control's has less noisy differences.
 
+
 # %%
 def diffs(arm: str, met: str = metric) -> np.ndarray:
     """Per-user metric of ``arm`` minus the control's, matched by user id."""
     a = results[arm].per_user.set_index("user_id")[met]
-    return (a - results[control].per_user.set_index("user_id")[met].loc[a.index]).to_numpy()
+    return (
+        a - results[control].per_user.set_index("user_id")[met].loc[a.index]
+    ).to_numpy()
 
 
 tested = [a for a in results if a != control]
 m_tested = len(tested)
 base_mean = board.loc[control, metric]
-power = board.loc[tested, ["design", "lift", "lift lo", "lift hi", "relative lift", "MDE", "relative MDE", "verdict"]].copy()
+power = board.loc[
+    tested,
+    [
+        "design",
+        "lift",
+        "lift lo",
+        "lift hi",
+        "relative lift",
+        "MDE",
+        "relative MDE",
+        "verdict",
+    ],
+].copy()
 power["MDE, last Holm step"] = [abtest.mde(diffs(a)) for a in tested]
 power["what the verdict rules out"] = [
-    f"true lifts beyond {r['MDE']:+.4f} / {-r['MDE']:+.4f} ({r['relative MDE']:.0%} of the control)"
-    if r["verdict"] == "no detectable difference" else f"{r['verdict']}: lift {r['lift']:+.4f}"
-    for _, r in power.iterrows()]
+    f"true lifts beyond {r['MDE']:+.4f} / {-r['MDE']:+.4f} "
+    f"({r['relative MDE']:.0%} of the control)"
+    if r["verdict"] == "no detectable difference"
+    else f"{r['verdict']}: lift {r['lift']:+.4f}"
+    for _, r in power.iterrows()
+]
 power.round(4)
 
 # %% [markdown]
@@ -167,15 +246,39 @@ power.round(4)
 # %%
 from statistics import NormalDist
 
-published = {"RecGPT online CTR (+6.33%)": 0.0633, "LinkedIn online revenue (+0.8%)": 0.008}
-need = pd.DataFrame({name: {a: abtest.users_needed(lift * base_mean, diffs(a).std(ddof=1), n_comparisons=m_tested)
-                            for a in tested} for name, lift in published.items()})
+published = {
+    "RecGPT online CTR (+6.33%)": 0.0633,
+    "LinkedIn online revenue (+0.8%)": 0.008,
+}
+need = pd.DataFrame(
+    {
+        name: {
+            a: abtest.users_needed(
+                lift * base_mean, diffs(a).std(ddof=1), n_comparisons=m_tested
+            )
+            for a in tested
+        }
+        for name, lift in published.items()
+    }
+)
 need.insert(0, "relative MDE here", power["relative MDE"])
 z975 = NormalDist().inv_cdf(0.975)
-need.insert(1, "power for +6.33% (one test)",
-            [NormalDist().cdf(0.0633 * base_mean / (diffs(a).std(ddof=1) / np.sqrt(test_data.n_users)) - z975)
-             for a in tested])
-print(f"test users here: {test_data.n_users}; smallest relative MDE of any arm: {power['relative MDE'].min():.1%}")
+need.insert(
+    1,
+    "power for +6.33% (one test)",
+    [
+        NormalDist().cdf(
+            0.0633 * base_mean / (diffs(a).std(ddof=1) / np.sqrt(test_data.n_users))
+            - z975
+        )
+        for a in tested
+    ],
+)
+min_rel_mde = power["relative MDE"].min()
+print(
+    f"test users here: {test_data.n_users}; "
+    f"smallest relative MDE of any arm: {min_rel_mde:.1%}"
+)
 need.round(3)
 
 # %% [markdown]
@@ -187,9 +290,13 @@ need.round(3)
 # the size those teams shipped.
 
 # %%
-assert (power["relative MDE"] > published["RecGPT online CTR (+6.33%)"]).all()  # RecGPT's lift: invisible here
+assert (
+    power["relative MDE"] > published["RecGPT online CTR (+6.33%)"]
+).all()  # RecGPT's lift: invisible here
 assert (need["power for +6.33% (one test)"] < 0.6).all()
-assert (need["LinkedIn online revenue (+0.8%)"] > 100 * test_data.n_users).all()  # LinkedIn's: far out of reach
+assert (
+    need["LinkedIn online revenue (+0.8%)"] > 100 * test_data.n_users
+).all()  # LinkedIn's: far out of reach
 assert (power["MDE"] > power["MDE, last Holm step"]).all() or m_tested == 1
 
 # %% [markdown]
@@ -209,11 +316,22 @@ for a in tested:
     c = results[control].per_user.set_index("user_id")[metric].loc[x.index]
     dm = abtest.ratio_delta_interval(x.to_numpy(), c.to_numpy())
     r = board.loc[a]
-    rel_rows.append({"arm": a, "relative lift": r["relative lift"],
-                     "naive lo": r["lift lo"] / base_mean, "naive hi": r["lift hi"] / base_mean,
-                     "ratio lo": r["relative lo"], "ratio hi": r["relative hi"], "delta lo": dm.lo, "delta hi": dm.hi})
+    rel_rows.append(
+        {
+            "arm": a,
+            "relative lift": r["relative lift"],
+            "naive lo": r["lift lo"] / base_mean,
+            "naive hi": r["lift hi"] / base_mean,
+            "ratio lo": r["relative lo"],
+            "ratio hi": r["relative hi"],
+            "delta lo": dm.lo,
+            "delta hi": dm.hi,
+        }
+    )
 rel = pd.DataFrame(rel_rows).set_index("arm")
-rel["ratio / naive width"] = (rel["ratio hi"] - rel["ratio lo"]) / (rel["naive hi"] - rel["naive lo"])
+rel["ratio / naive width"] = (rel["ratio hi"] - rel["ratio lo"]) / (
+    rel["naive hi"] - rel["naive lo"]
+)
 rel.round(4)
 
 # %% [markdown]
@@ -227,8 +345,13 @@ rel.round(4)
 width = rel["ratio hi"] - rel["ratio lo"]
 assert ((rel["ratio lo"] - rel["delta lo"]).abs() < 0.15 * width).all()
 assert ((rel["ratio hi"] - rel["delta hi"]).abs() < 0.15 * width).all()
-assert ((rel["ratio lo"] <= rel["relative lift"]) & (rel["relative lift"] <= rel["ratio hi"])).all()
-assert rel.loc["LLM dual encoder", "ratio / naive width"] < 0.9  # the mis-scaled interval was too wide here
+assert (
+    (rel["ratio lo"] <= rel["relative lift"])
+    & (rel["relative lift"] <= rel["ratio hi"])
+).all()
+assert (
+    rel.loc["LLM dual encoder", "ratio / naive width"] < 0.9
+)  # the mis-scaled interval was too wide here
 
 # %% [markdown]
 # ## 5. Robustness: does the verdict depend on K or on the metric?
@@ -239,11 +362,25 @@ assert rel.loc["LLM dual encoder", "ratio / naive width"] < 0.9  # the mis-scale
 
 # %%
 rob_metrics = ["recall@10", "recall@50", "recall@100", "ndcg@10"]
-boards = {m: board if m == metric else abtest.readout(results, control, m, n_boot=n_boot, seed=seed)
-          for m in rob_metrics}
-robust = pd.concat({m: b.loc[tested].apply(lambda r: f"{r['relative lift']:+.1%} [{r['relative lo']:+.1%}, "
-                                                     f"{r['relative hi']:+.1%}] {r['verdict']}", axis=1)
-                    for m, b in boards.items()}, axis=1)
+boards = {
+    m: board
+    if m == metric
+    else abtest.readout(results, control, m, n_boot=n_boot, seed=seed)
+    for m in rob_metrics
+}
+robust = pd.concat(
+    {
+        m: b.loc[tested].apply(
+            lambda r: (
+                f"{r['relative lift']:+.1%} [{r['relative lo']:+.1%}, "
+                f"{r['relative hi']:+.1%}] {r['verdict']}"
+            ),
+            axis=1,
+        )
+        for m, b in boards.items()
+    },
+    axis=1,
+)
 robust
 
 # %% [markdown]
@@ -255,9 +392,16 @@ robust
 
 # %%
 flips = {a: sorted({boards[m].loc[a, "verdict"] for m in rob_metrics}) for a in tested}
-print("arms whose verdict depends on the metric:", {a: v for a, v in flips.items() if len(v) > 1} or "none")
+print(
+    "arms whose verdict depends on the metric:",
+    {a: v for a, v in flips.items() if len(v) > 1} or "none",
+)
 assert all(boards[m].loc["LLM dual encoder", "verdict"] == "worse" for m in rob_metrics)
-for arm in ("SASRec", "three towers (b chosen on validation)", "three towers, no user ID"):
+for arm in (
+    "SASRec",
+    "three towers (b chosen on validation)",
+    "three towers, no user ID",
+):
     assert all(boards[m].loc[arm, "verdict"] != "better" for m in rob_metrics), arm
 
 # %% [markdown]
@@ -277,7 +421,9 @@ for seg, kwargs in segments.items():
     t = abtest.segment_table(results, {seg: kwargs}, m, n_boot=n_boot, seed=seed)
     seg_rows.append(t.assign(metric=m))
 seg_table = pd.concat(seg_rows, ignore_index=True)
-seg_wide = seg_table.pivot(index="arm", columns="segment", values="mean").loc[list(results)]
+seg_wide = seg_table.pivot(index="arm", columns="segment", values="mean").loc[
+    list(results)
+]
 seg_wide.round(4)
 
 # %%
@@ -286,12 +432,23 @@ width = 0.8 / len(results)
 for i, arm in enumerate(results):
     part = seg_table[seg_table["arm"] == arm].set_index("segment").loc[list(segments)]
     x = np.arange(len(segments)) + i * width
-    ax.bar(x, part["mean"], width, yerr=[part["mean"] - part["lo"], part["hi"] - part["mean"]],
-           capsize=2, label=arm, color=plt.cm.tab10(i))
-ax.set_xticks(np.arange(len(segments)) + 0.4 - width / 2,
-              [f"{s}\n({'recall@100' if s == 'cold targets' else metric})" for s in segments])
+    ax.bar(
+        x,
+        part["mean"],
+        width,
+        yerr=[part["mean"] - part["lo"], part["hi"] - part["mean"]],
+        capsize=2,
+        label=arm,
+        color=plt.cm.tab10(i),
+    )
+ax.set_xticks(
+    np.arange(len(segments)) + 0.4 - width / 2,
+    [f"{s}\n({'recall@100' if s == 'cold targets' else metric})" for s in segments],
+)
 ax.set_ylabel("mean over the segment's users (95% CI)")
-ax.set_title("Text arms win cold and tail targets; ID arms lead on popular ones and overall")
+ax.set_title(
+    "Text arms win cold and tail targets; ID arms lead on popular ones and overall"
+)
 ax.legend(fontsize=7, ncol=2)
 fig.tight_layout()
 
@@ -302,14 +459,20 @@ fig.tight_layout()
 # carries a movie's genre and era whether or not many people rated it. The overall readout is
 # decided by the popular head, where co-occurrence counts are plentiful and the ID arms win.
 
+
 # %%
 def seg(arm, name):
     return seg_table[(seg_table["arm"] == arm) & (seg_table["segment"] == name)].iloc[0]
 
 
 for name in ("cold targets", "tail targets"):
-    assert seg("LLM dual encoder", name)["lo"] > seg(control, name)["hi"], name  # the text arm wins here
-assert seg(control, "popular targets")["lo"] > seg("LLM dual encoder", "popular targets")["hi"]  # and loses here
+    assert seg("LLM dual encoder", name)["lo"] > seg(control, name)["hi"], (
+        name
+    )  # the text arm wins here
+assert (
+    seg(control, "popular targets")["lo"]
+    > seg("LLM dual encoder", "popular targets")["hi"]
+)  # and loses here
 
 # %% [markdown]
 # Those intervals are per arm. The paired test of each arm against the control *within* each
@@ -320,28 +483,59 @@ assert seg(control, "popular targets")["lo"] > seg("LLM dual encoder", "popular 
 # targets), the verdict says "identical", not "no detectable difference": nothing was tested.
 
 # %%
-# a bootstrap p-value is at least 1 / (n_boot + 1) and Holm multiplies the smallest by the number
-# of tests, so the resamples grow with the tests: the floor stays at 1% whatever the number of arms
+# a bootstrap p-value is at least 1 / (n_boot + 1) and Holm multiplies the smallest by
+# the number of tests, so the resamples grow with the tests: the floor stays at 1%
+# whatever the number of arms
 n_boot_holm = max(n_boot, 100 * len(segments) * m_tested)
-seg_read = abtest.segment_readout(results, segments, control, metric, metric_for={"cold targets": "recall@100"},
-                                  n_boot=n_boot_holm, seed=seed)
+seg_read = abtest.segment_readout(
+    results,
+    segments,
+    control,
+    metric,
+    metric_for={"cold targets": "recall@100"},
+    n_boot=n_boot_holm,
+    seed=seed,
+)
 print(f"{int(seg_read['p'].notna().sum())} tests under one Holm correction")
-seg_read.pivot(index="arm", columns="segment", values="verdict").loc[tested, list(segments)]
+seg_read.pivot(index="arm", columns="segment", values="verdict").loc[
+    tested, list(segments)
+]
 
 # %%
-seg_read.set_index(["segment", "arm"])[["metric", "users", "control", "mean", "lift", "lift lo", "lift hi",
-                                        "p (Holm)", "MDE", "verdict"]].round(4)
+seg_read.set_index(["segment", "arm"])[
+    [
+        "metric",
+        "users",
+        "control",
+        "mean",
+        "lift",
+        "lift lo",
+        "lift hi",
+        "p (Holm)",
+        "MDE",
+        "verdict",
+    ]
+].round(4)
+
 
 # %%
 def seg_verdict(arm, name):
-    return seg_read[(seg_read["arm"] == arm) & (seg_read["segment"] == name)].iloc[0]["verdict"]
+    return seg_read[(seg_read["arm"] == arm) & (seg_read["segment"] == name)].iloc[0][
+        "verdict"
+    ]
 
 
-for name in ("cold targets", "tail targets"):  # the text arm's wins survive the correction
+for name in (
+    "cold targets",
+    "tail targets",
+):  # the text arm's wins survive the correction
     assert seg_verdict("LLM dual encoder", name) == "better", name
 assert seg_verdict("LLM dual encoder", "popular targets") == "worse"
 identical = seg_read[seg_read["verdict"] == abtest.IDENTICAL]
-print("identities, not evidence:", list(zip(identical["segment"], identical["arm"])) or "none")
+print(
+    "identities, not evidence:",
+    list(zip(identical["segment"], identical["arm"])) or "none",
+)
 assert (identical["lift lo"] == 0).all() and (identical["lift hi"] == 0).all()
 
 # %% [markdown]
@@ -352,15 +546,30 @@ assert (identical["lift lo"] == 0).all() and (identical["lift hi"] == 0).all()
 
 # %%
 is_pop = abtest.popular_items(setting.ml.item_ids, setting.split.train)
-rated = setting.split.train.groupby("item_id").size().reindex(setting.ml.item_ids, fill_value=0).to_numpy() > 0
-groups = {"popular items": is_pop, "tail items (rated)": ~is_pop & rated, "never-rated items": ~rated}
+rated = (
+    setting.split.train.groupby("item_id")
+    .size()
+    .reindex(setting.ml.item_ids, fill_value=0)
+    .to_numpy()
+    > 0
+)
+groups = {
+    "popular items": is_pop,
+    "tail items (rated)": ~is_pop & rated,
+    "never-rated items": ~rated,
+}
 mix = abtest.slot_shares(results, groups, k=50)
 mix.round(3)
 
 # %%
 assert np.allclose(mix.sum(axis=1), 1.0)
-assert mix.loc["LLM dual encoder", "tail items (rated)"] > mix.loc[control, "tail items (rated)"] + 0.05
-assert mix.loc[control, "never-rated items"] == 0  # item-kNN cannot recommend a movie nobody rated
+assert (
+    mix.loc["LLM dual encoder", "tail items (rated)"]
+    > mix.loc[control, "tail items (rated)"] + 0.05
+)
+assert (
+    mix.loc[control, "never-rated items"] == 0
+)  # item-kNN cannot recommend a movie nobody rated
 
 # %% [markdown]
 # ## 7. What each arm costs
@@ -378,21 +587,45 @@ assert mix.loc[control, "never-rated items"] == 0  # item-kNN cannot recommend a
 # - **freshness**: what a new movie needs before it can be retrieved.
 
 # %%
-from llmrec_lib import backbones, text, towers, train as T
+from llmrec_lib import backbones, text, towers
+from llmrec_lib import train as T
 
 n_items = len(setting.ml.item_ids)
 smol = backbones.load_backbone("smollm2-135m", n_layers=8)
 n_params_8 = sum(p.numel() for n, p in smol.body.named_parameters() if "embed" not in n)
 text.add_markers(smol.tokenizer)
-prompts = text.user_prompts(setting.split.history("test"), setting.history_text, smol.tokenizer, budget=128,
-                            users=test_data.user_ids)
+prompts = text.user_prompts(
+    setting.split.history("test"),
+    setting.history_text,
+    smol.tokenizer,
+    budget=128,
+    users=test_data.user_ids,
+)
 user_tokens = float(prompts["n_tokens"].mean())
-llm_user_flops = T.transformer_flops(n_params_8, int(round(user_tokens)), 8, smol.hidden_size, int(round(user_tokens))) / 2
+llm_user_flops = (
+    T.transformer_flops(
+        n_params_8,
+        int(round(user_tokens)),
+        8,
+        smol.hidden_size,
+        int(round(user_tokens)),
+    )
+    / 2
+)
 llm_item_tokens = 40
-llm_item_flops = T.transformer_flops(n_params_8, llm_item_tokens, 8, smol.hidden_size, llm_item_tokens) / 2
-print(f"SmolLM2 (8 layers): {n_params_8 / 1e6:.1f}M non-embedding weights; a user prompt averages "
-      f"{user_tokens:.0f} tokens -> {llm_user_flops / 1e9:.2f} GFLOP per user; a new item "
-      f"({llm_item_tokens} tokens at most) {llm_item_flops / 1e9:.2f} GFLOP")
+llm_item_flops = (
+    T.transformer_flops(
+        n_params_8, llm_item_tokens, 8, smol.hidden_size, llm_item_tokens
+    )
+    / 2
+)
+print(
+    f"SmolLM2 (8 layers): {n_params_8 / 1e6:.1f}M non-embedding weights; "
+    "a user prompt averages "
+    f"{user_tokens:.0f} tokens -> {llm_user_flops / 1e9:.2f} GFLOP per user; "
+    "a new item "
+    f"({llm_item_tokens} tokens at most) {llm_item_flops / 1e9:.2f} GFLOP"
+)
 
 # %% [markdown]
 # The classic arms are cheap enough to refit here, which lets us measure their memory and their
@@ -417,24 +650,42 @@ def per_user_ms(fn, user_ids) -> np.ndarray:
 probe_users = test_data.user_ids[:20]
 knn = baselines.ItemKNN(setting.ml.item_ids, n_neighbors=None).fit(setting.split.train)
 knn_bound = knn.for_stage(setting.split, "test")
-pop = baselines.MostPopular(setting.ml.item_ids, window_days=ch02["choices"]["popularity_window_days"], anchor="user").fit(setting.split.train)
+pop = baselines.MostPopular(
+    setting.ml.item_ids,
+    window_days=ch02["choices"]["popularity_window_days"],
+    anchor="user",
+).fit(setting.split.train)
 pop_bound = pop.for_stage(setting.split, "test")
 tuned = DualEncoder.from_adapter(recipes.ARTIFACTS / "infonce")
 llm_prompts = dict(zip(prompts["user_id"], prompts["prompt"]))
-llm_ms = per_user_ms(lambda u: tuned.encode_texts([llm_prompts[int(u[0])]], max_tokens=128, progress=False), probe_users)
-timings = {"popularity": per_user_ms(pop_bound.score, probe_users), "item-kNN": per_user_ms(knn_bound.score, probe_users),
-           "LLM dual encoder": llm_ms}
+llm_ms = per_user_ms(
+    lambda u: tuned.encode_texts(
+        [llm_prompts[int(u[0])]], max_tokens=128, progress=False
+    ),
+    probe_users,
+)
+timings = {
+    "popularity": per_user_ms(pop_bound.score, probe_users),
+    "item-kNN": per_user_ms(knn_bound.score, probe_users),
+    "LLM dual encoder": llm_ms,
+}
 measured = {k: float(v.mean()) for k, v in timings.items()}
 measured_p95 = {k: float(np.percentile(v, 95)) for k, v in timings.items()}
-print({k: f"{v:.1f} ms (p95 {measured_p95[k]:.1f})" for k, v in measured.items()},
-      f"per user over {len(probe_users)} users (encode + score the catalogue)")
+print(
+    {k: f"{v:.1f} ms (p95 {measured_p95[k]:.1f})" for k, v in measured.items()},
+    f"per user over {len(probe_users)} users (encode + score the catalogue)",
+)
+
 
 # %%
 def fit_seconds(arm: str) -> float:
+    if arm in RECIPE_OF:  # a committed adapter: its full-mode training
+        meta_path = recipes.ARTIFACTS / RECIPE_OF[arm] / "encoder.json"
+        return json.loads(meta_path.read_text())["meta"]["train_seconds_all_steps"]
     src = SOURCES[arm][1]
-    if src.parent.parent == recipes.ARTIFACTS:  # a committed adapter: its full-mode training
-        return json.loads((src.parent / "encoder.json").read_text())["meta"]["train_seconds_all_steps"]
-    return float(evaluate.StoredRanking(src, setting.ml.item_ids).meta.get("fit_seconds", np.nan))
+    return float(
+        evaluate.StoredRanking(src, setting.ml.item_ids).meta.get("fit_seconds", np.nan)
+    )
 
 
 sas = ch02["sasrec"]["config"]
@@ -444,26 +695,82 @@ nnz = int(knn._sim_t._nnz())
 d_llm = tuned.backbone.hidden_size
 cost_model = {  # arm -> (forward FLOPs per user, index bytes, what a new movie needs)
     "popularity": (0.0, 8 * n_items, "enough ratings to rise in the counts"),
-    "item-kNN": (2 * median_history * nnz / n_items, 20 * nnz, "ratings, then a refit of the similarities"),
-    "SASRec": (2 * sas_params * sas["max_len"], 4 * sas["d_model"] * n_items, "ratings, then retraining its ID embedding"),
-    "LLM dual encoder": (llm_user_flops, 4 * d_llm * n_items, f"one forward of its text ({llm_item_flops / 1e9:.2f} GFLOP)"),
+    "item-kNN": (
+        2 * median_history * nnz / n_items,
+        20 * nnz,
+        "ratings, then a refit of the similarities",
+    ),
+    "SASRec": (
+        2 * sas_params * sas["max_len"],
+        4 * sas["d_model"] * n_items,
+        "ratings, then retraining its ID embedding",
+    ),
+    "LLM dual encoder": (
+        llm_user_flops,
+        4 * d_llm * n_items,
+        f"one forward of its text ({llm_item_flops / 1e9:.2f} GFLOP)",
+    ),
 }
 tc = towers.TowerConfig()
-tag_mlp = 2 * (384 * tc.hidden + tc.hidden * tc.dim)  # MiniLM token-embedding mean -> MLP -> dim
-three = (tc.max_history * tc.dim + tag_mlp, 4 * tc.dim * n_items, "nothing for its features; ratings for its ID row")
+tag_mlp = 2 * (
+    384 * tc.hidden + tc.hidden * tc.dim
+)  # MiniLM token-embedding mean -> MLP -> dim
+three = (
+    tc.max_history * tc.dim + tag_mlp,
+    4 * tc.dim * n_items,
+    "nothing for its features; ratings for its ID row",
+)
 cost_model["three towers (b chosen on validation)"] = three
 cost_model["three towers, no user ID"] = three
 score_flops_3 = 2 * tc.dim * n_items
 cost_model["LLM dual encoder + Matryoshka"] = cost_model["LLM dual encoder"]
-cost_model["LLM dual encoder, 2 hard negatives (400 steps)"] = cost_model["LLM dual encoder"]
-score_flops = {"popularity": n_items, "item-kNN": 0.0, "SASRec": 2 * sas["d_model"] * n_items,
-               "three towers (b chosen on validation)": score_flops_3, "three towers, no user ID": score_flops_3}
-costs = pd.DataFrame([{
-    "arm": arm, "design": design[arm], "training s": fit_seconds(arm),
-    "MFLOP per user": (cost_model[arm][0] + score_flops.get(arm, 2 * d_llm * n_items)) / 1e6,
-    "ms per user (measured)": measured.get(arm, np.nan), "p95 ms per user (measured)": measured_p95.get(arm, np.nan),
-    "index MiB": cost_model[arm][1] / 2**20, "a new movie needs": cost_model[arm][2],
-} for arm in results]).set_index("arm")
+# the second recipe reads up to 256 history tokens; the multi-source arm runs it and
+# item-kNN
+p256 = text.user_prompts(
+    setting.split.history("test"),
+    setting.history_text,
+    smol.tokenizer,
+    budget=256,
+    users=test_data.user_ids,
+)
+t256 = int(round(float(p256["n_tokens"].mean())))
+llm256 = T.transformer_flops(n_params_8, t256, 8, smol.hidden_size, t256) / 2
+cost_model["LLM, mixed negatives + log-Q"] = (llm256,) + cost_model["LLM dual encoder"][
+    1:
+]
+cost_model["item-kNN + LLM multi-source"] = (
+    llm256 + cost_model["item-kNN"][0],
+    cost_model["LLM dual encoder"][1] + cost_model["item-kNN"][1],
+    "one forward of its text (the LLM source); ratings for item-kNN",
+)
+cost_model["LLM dual encoder, 2 hard negatives (400 steps)"] = cost_model[
+    "LLM dual encoder"
+]
+score_flops = {
+    "popularity": n_items,
+    "item-kNN": 0.0,
+    "SASRec": 2 * sas["d_model"] * n_items,
+    "three towers (b chosen on validation)": score_flops_3,
+    "three towers, no user ID": score_flops_3,
+}
+costs = pd.DataFrame(
+    [
+        {
+            "arm": arm,
+            "design": design[arm],
+            "training s": fit_seconds(arm),
+            "MFLOP per user": (
+                cost_model[arm][0] + score_flops.get(arm, 2 * d_llm * n_items)
+            )
+            / 1e6,
+            "ms per user (measured)": measured.get(arm, np.nan),
+            "p95 ms per user (measured)": measured_p95.get(arm, np.nan),
+            "index MiB": cost_model[arm][1] / 2**20,
+            "a new movie needs": cost_model[arm][2],
+        }
+        for arm in results
+    ]
+).set_index("arm")
 costs.round(3)
 
 # %% [markdown]
@@ -476,7 +783,10 @@ costs.round(3)
 # the cold and tail segments above.
 
 # %%
-ratio = costs.loc["LLM dual encoder", "MFLOP per user"] / costs.loc["SASRec", "MFLOP per user"]
+ratio = (
+    costs.loc["LLM dual encoder", "MFLOP per user"]
+    / costs.loc["SASRec", "MFLOP per user"]
+)
 print(f"LLM / SASRec FLOPs per user: {ratio:,.0f}x")
 assert ratio > 100  # the LLM's user encoding dwarfs an ID model's
 
@@ -503,7 +813,11 @@ genre_mat, genre_names = abtest.genre_matrix(setting.ml.movies, setting.ml.item_
 guard = abtest.guardrails(results, genre_mat, k=50, n_boot=n_boot, seed=seed)
 guard["p95 ms per user"] = pd.Series(measured_p95)
 guard.insert(0, "design", [design[a] for a in guard.index])
-print(f"{len(genre_names)} genres; the most a list can reach is log2({len(genre_names)}) = {np.log2(len(genre_names)):.2f} bits")
+n_genres = len(genre_names)
+print(
+    f"{n_genres} genres; the most a list can reach is "
+    f"log2({n_genres}) = {np.log2(n_genres):.2f} bits"
+)
 guard.round(3)
 
 # %% [markdown]
@@ -519,7 +833,9 @@ g_llm, g_ctl = guard.loc["LLM dual encoder"], guard.loc[control]
 assert g_llm["coverage@50"] > g_ctl["coverage@50"]
 assert g_llm["novelty@50 lo"] > g_ctl["novelty@50 hi"]
 assert guard["genre entropy@50"].between(0, np.log2(len(genre_names))).all()
-assert g_llm["genre entropy@50 hi"] < g_ctl["genre entropy@50 lo"]  # narrower lists, by genre
+assert (
+    g_llm["genre entropy@50 hi"] < g_ctl["genre entropy@50 lo"]
+)  # narrower lists, by genre
 
 # %% [markdown]
 # ## 9. An offline replay is not an A/B test
@@ -550,10 +866,22 @@ assert g_llm["genre entropy@50 hi"] < g_ctl["genre entropy@50 lo"]  # narrower l
 inter_k = 50
 inter_rows, inter_outcomes = [], {}
 for a in tested:
-    r = abtest.interleave_results(results[a], results[control], test_data, k=inter_k, seed=seed, n_boot=n_boot)
+    r = abtest.interleave_results(
+        results[a], results[control], test_data, k=inter_k, seed=seed, n_boot=n_boot
+    )
     inter_outcomes[a] = r.outcome
-    inter_rows.append({"arm": a, "prefer arm": r.share_a, f"prefer {control}": r.share_b, "ties": r.share_ties,
-                       "preference (arm - control)": r.delta, "lo": r.lo, "hi": r.hi, "p (sign test)": r.p_sign})
+    inter_rows.append(
+        {
+            "arm": a,
+            "prefer arm": r.share_a,
+            f"prefer {control}": r.share_b,
+            "ties": r.share_ties,
+            "preference (arm - control)": r.delta,
+            "lo": r.lo,
+            "hi": r.hi,
+            "p (sign test)": r.p_sign,
+        }
+    )
 inter = pd.DataFrame(inter_rows).set_index("arm")
 inter["p (Holm)"] = abtest.holm(inter["p (sign test)"].to_numpy())
 inter.round(4)
@@ -574,10 +902,20 @@ for a in tested:
     d, o = diffs(a), inter_outcomes[a].astype(float)
     n_paired = abtest.users_needed(d.mean(), d.std(ddof=1))
     n_inter = abtest.users_needed(o.mean(), o.std(ddof=1))
-    check = (abtest.simulated_power(o, int(np.ceil(n_inter)), n_sims=400, seed=seed)
-             if 10 <= n_inter <= 20_000 else np.nan)
-    sens_rows.append({"arm": a, "users needed, paired readout": n_paired, "users needed, interleaving": n_inter,
-                      "paired / interleaving": n_paired / n_inter, "simulated power at that n": check})
+    check = (
+        abtest.simulated_power(o, int(np.ceil(n_inter)), n_sims=400, seed=seed)
+        if 10 <= n_inter <= 20_000
+        else np.nan
+    )
+    sens_rows.append(
+        {
+            "arm": a,
+            "users needed, paired readout": n_paired,
+            "users needed, interleaving": n_inter,
+            "paired / interleaving": n_paired / n_inter,
+            "simulated power at that n": check,
+        }
+    )
 sens = pd.DataFrame(sens_rows).set_index("arm")
 sens.round(2)
 
@@ -593,18 +931,38 @@ sens.round(2)
 # before an A/B test measures the winner's effect.
 
 # %%
-clear = [a for a in tested if board.loc[a, "verdict"] != "no detectable difference"
-         and inter.loc[a, "p (Holm)"] < 0.05]
+clear = [
+    a
+    for a in tested
+    if board.loc[a, "verdict"] != "no detectable difference"
+    and inter.loc[a, "p (Holm)"] < 0.05
+]
 assert "LLM dual encoder" in clear
 assert inter.loc["LLM dual encoder", "hi"] < 0  # users prefer the control's picks
 for a in clear:  # the same direction in both methods
-    assert np.sign(inter.loc[a, "preference (arm - control)"]) == np.sign(board.loc[a, "lift"]), a
+    assert np.sign(inter.loc[a, "preference (arm - control)"]) == np.sign(
+        board.loc[a, "lift"]
+    ), a
 checked = sens["simulated power at that n"].dropna()
-assert len(checked) and (checked.sub(0.8).abs() < 0.08).all()  # 400 simulations: SE 0.02
-close = [a for a in ("SASRec", "three towers (b chosen on validation)", "three towers, no user ID")
-         if board.loc[a, "verdict"] == "no detectable difference"]
-assert close and (sens.loc[close, "paired / interleaving"] > 2).all()  # interleaving: far fewer users
-assert (sens.loc[[a for a in clear if a.startswith("LLM")], "users needed, paired readout"] < 100).all()
+assert (
+    len(checked) and (checked.sub(0.8).abs() < 0.08).all()
+)  # 400 simulations: SE 0.02
+close = [
+    a
+    for a in (
+        "SASRec",
+        "three towers (b chosen on validation)",
+        "three towers, no user ID",
+    )
+    if board.loc[a, "verdict"] == "no detectable difference"
+]
+assert (
+    close and (sens.loc[close, "paired / interleaving"] > 2).all()
+)  # interleaving: far fewer users
+assert (
+    sens.loc[[a for a in clear if a.startswith("LLM")], "users needed, paired readout"]
+    < 100
+).all()
 
 # %% [markdown]
 # ## 10. The claim ledger
@@ -621,18 +979,32 @@ assert (sens.loc[[a for a in clear if a.startswith("LLM")], "users needed, paire
 # - no verdict rests on a comparison that is equal by construction (a model against itself) or
 #   on a judge that the pipeline satisfies by construction.
 
+
 # %%
 def load(ch: str) -> dict:
     path = config.results_dir() / f"ch{ch}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run chapter {ch} first (make test runs every chapter in order)")
+        raise FileNotFoundError(
+            f"{path} is missing: run chapter {ch} first "
+            "(make test runs every chapter in order)"
+        )
     return json.loads(path.read_text())
 
 
-ch01, ch03, ch04, ch05, ch06, ch07, ch08 = (load(c) for c in ("01", "03", "04", "05", "06", "07", "08"))
-llm_vs_knn = board.loc["LLM dual encoder"]
-cold_llm = seg_table[(seg_table["arm"] == "LLM dual encoder") & (seg_table["segment"] == "cold targets")].iloc[0]
-cold_knn = seg_table[(seg_table["arm"] == "item-kNN") & (seg_table["segment"] == "cold targets")].iloc[0]
+ch01, ch03, ch04, ch05, ch06, ch07, ch08 = (
+    load(c) for c in ("01", "03", "04", "05", "06", "07", "08")
+)
+BEST_LLM, MULTI = "LLM, mixed negatives + log-Q", "item-kNN + LLM multi-source"
+llm_vs_knn = board.loc[
+    BEST_LLM
+]  # the book's best single-LLM arm (chapter 03's second recipe)
+multi_vs_knn = board.loc[MULTI]
+cold_llm = seg_table[
+    (seg_table["arm"] == "LLM dual encoder") & (seg_table["segment"] == "cold targets")
+].iloc[0]
+cold_knn = seg_table[
+    (seg_table["arm"] == "item-kNN") & (seg_table["segment"] == "cold targets")
+].iloc[0]
 hard2 = next(r for r in ch04["table"] if r["arm"] == "+ 2 hard negatives")
 fit = ch01["share_users_fit"]["SmolLM2"]
 fused = ch08["fused_minus_user_tower_recall@50"]
@@ -645,15 +1017,31 @@ stale = ch07["staleness"]
 
 def not_detectable(mde_abs: float, scale: float | None = None) -> str:
     rel_txt = f" ({mde_abs / scale:.0%} relative)" if scale else ""
-    return f"not detectable at our scale: rules out effects of +/-{mde_abs:.3f}{rel_txt} or larger (80% power)"
+    return (
+        "not detectable at our scale: "
+        f"rules out effects of +/-{mde_abs:.3f}{rel_txt} or larger (80% power)"
+    )
 
 
-def interval_verdict(lo: float, hi: float, scale: float | None = None, better="supported", worse="contradicted") -> str:
-    return better if lo > 0 else worse if hi < 0 else not_detectable(abtest.mde_from_interval(lo, hi), scale)
+def interval_verdict(
+    lo: float,
+    hi: float,
+    scale: float | None = None,
+    better="supported",
+    worse="contradicted",
+) -> str:
+    return (
+        better
+        if lo > 0
+        else worse
+        if hi < 0
+        else not_detectable(abtest.mde_from_interval(lo, hi), scale)
+    )
 
 
-# Fusion: chapter 08 picks b on validation. b = 1 makes the fused model the user tower itself, so
-# "fused minus user tower" is 0 by construction: that comparison is no evidence either way.
+# Fusion: chapter 08 picks b on validation. b = 1 makes the fused model the user tower
+# itself, so "fused minus user tower" is 0 by construction: that comparison is no
+# evidence either way.
 b_chosen = ch08["chosen"]["b"]
 head = ch08.get("headline") or {}
 if b_chosen < 1:
@@ -661,77 +1049,205 @@ if b_chosen < 1:
     fz_text = f"ch08: fused (b = {b_chosen:g}) minus its own user tower"
 elif head.get("b", 1) < 1:
     fz, fz_base = head["diff"], head["user_tower_recall@50"]
-    fz_text = (f"ch08: the ID model's validation chose b = 1 (fused = user tower: an identity, not evidence); the "
-               f"model without a user ID chose b = {head['b']:g}: fused minus its user tower")
+    fz_text = (
+        "ch08: the ID model's validation chose b = 1 "
+        "(fused = user tower: an identity, not evidence); the "
+        f"model without a user ID chose b = {head['b']:g}: fused minus its user tower"
+    )
 else:
-    fz, fz_base, fz_text = None, None, "ch08: validation chose b = 1 for both models: fused = user tower"
-fusion_evidence = fz_text + (f", Recall@50 {fz['mean_diff']:+.4f} [{fz['lo']:+.4f}, {fz['hi']:+.4f}]" if fz else "")
-fusion_verdict = (interval_verdict(fz["lo"], fz["hi"], fz_base) if fz else "not tested here (identity comparison only)")
-# Explanations: the tag tower picks each item's tag by its category and the "relevant" judge
-# checks that same category, so relevance is met by construction; faithfulness is the real test.
+    fz, fz_base, fz_text = (
+        None,
+        None,
+        "ch08: validation chose b = 1 for both models: fused = user tower",
+    )
+fusion_evidence = fz_text + (
+    f", Recall@50 {fz['mean_diff']:+.4f} [{fz['lo']:+.4f}, {fz['hi']:+.4f}]"
+    if fz
+    else ""
+)
+fusion_verdict = (
+    interval_verdict(fz["lo"], fz["hi"], fz_base)
+    if fz
+    else "not tested here (identity comparison only)"
+)
+# Explanations: the tag tower picks each item's tag by its category and the "relevant"
+# judge checks that same category, so relevance is met by construction; faithfulness is
+# the real test.
 faith, form = judges["faithful"], judges["well formed"]
-explain_evidence = (f"ch08: explanations faithful to the film {faith['mean']:.0%} [{faith['lo']:.0%}, {faith['hi']:.0%}], "
-                    f"well formed {form['mean']:.0%}; 'relevant' ({judges['relevant']['mean']:.0%}) holds by construction "
-                    "(tags are matched to items by the category that judge checks), so it is not counted")
-explain_verdict = ("supported" if min(faith["lo"], form["lo"]) > 0.9
-                   else "partly supported (often unfaithful)" if faith["mean"] > 0.5 else "not supported")
+relevant_mean = judges["relevant"]["mean"]
+explain_evidence = (
+    f"ch08: explanations faithful to the film {faith['mean']:.0%} "
+    f"[{faith['lo']:.0%}, {faith['hi']:.0%}], "
+    f"well formed {form['mean']:.0%}; "
+    f"'relevant' ({relevant_mean:.0%}) holds by construction "
+    "(tags are matched to items by the category that judge checks), "
+    "so it is not counted"
+)
+explain_verdict = (
+    "supported"
+    if min(faith["lo"], form["lo"]) > 0.9
+    else "partly supported (often unfaithful)"
+    if faith["mean"] > 0.5
+    else "not supported"
+)
 hard2_base = hard2["recall@50"] - hard2["diff"]
-tag_se = np.hypot(*[(r["hi"] - r["lo"]) / (2 * 1.959964) for r in (tuned_tags, tag_hr["popular"])])
+tag_se = np.hypot(
+    *[(r["hi"] - r["lo"]) / (2 * 1.959964) for r in (tuned_tags, tag_hr["popular"])]
+)
 tag_mde = abtest.mde_from_interval(-1.959964 * tag_se, 1.959964 * tag_se)
-llm_mde = board.loc["LLM dual encoder", ["MDE", "relative MDE"]]
-ledger = pd.DataFrame([
-    ("LinkedIn", "Fine-tuning brings the collaborative signal into the LLM's embeddings",
-     f"ch03: fine-tuning lifts test Recall@10 by {ch03['relative_lift_recall@10']:+.0%} over zero-shot",
-     "supported" if ch03["relative_lift_recall@10"] > 0.5 else "not supported"),
-    ("LinkedIn", "One LLM can replace the retrieval stack (classic models included)",
-     f"this readout: {metric} {llm_vs_knn[metric]:.3f} vs {control} {board.loc[control, metric]:.3f}, "
-     f"lift {llm_vs_knn['relative lift']:+.0%} [{llm_vs_knn['relative lo']:+.0%}, {llm_vs_knn['relative hi']:+.0%}]",
-     "not at our scale" if llm_vs_knn["verdict"] == "worse" else "supported" if llm_vs_knn["verdict"] == "better"
-     else not_detectable(llm_mde["MDE"], base_mean)),
-    ("LinkedIn", "User histories are limited by the context length",
-     f"ch01: whole positive history fits 128 / 1024 SmolLM2 tokens for {fit['128']:.0%} / {fit['1024']:.0%} of users",
-     "supported" if fit["1024"] < 0.9 else "not supported"),
-    ("LinkedIn", "Text is a native item representation for an LLM; weaker where items are not text",
-     f"cold targets Recall@100: LLM {cold_llm['mean']:.3f} vs {control} {cold_knn['mean']:.3f}; on all targets "
-     f"the ID models lead (section 6, Holm over segments x arms)",
-     "supported (wins cold, loses warm)" if seg_verdict("LLM dual encoder", "cold targets") == "better"
-     and seg_verdict("LLM dual encoder", "popular targets") == "worse" else "mixed"),
-    ("LinkedIn", "Hard negatives (seen, not engaged) improve recall (+2.0% / +3.6%)",
-     f"ch04: 2 hard negatives change test Recall@50 by {hard2['diff']:+.4f} [{hard2['diff lo']:+.4f}, {hard2['diff hi']:+.4f}]",
-     interval_verdict(hard2["diff lo"], hard2["diff hi"], hard2_base)),
-    ("LinkedIn", "Matryoshka training shrinks the embedding at little cost (3072 -> 512)",
-     f"ch05: 1/4 of the dims keeps {ch05['keeps_at_quarter']['Matryoshka prefix']:.0%} of Recall@20 (not significant); "
-     f"at 1/16 Matryoshka beats truncation by {ch05['matryoshka_vs_truncation_smallest']['mean_diff']:+.4f}",
-     "partly supported" if ch05["matryoshka_vs_truncation_smallest"]["lo"] > 0 else "not supported"),
-    ("both", "LLM inference is costlier for the single-LLM design; RecGPT's final model is a light DNN",
-     f"section 7: the LLM dual encoder needs {ratio:,.0f}x SASRec's FLOPs per user; chapter 08's three towers "
-     f"train in {np.median(list(ch08['fit_seconds'].values())):.0f} s vs {fit_seconds('LLM dual encoder'):,.0f} s",
-     "supported" if ratio > 100 else "not supported"),
-    ("RecGPT", "Fusing predicted-tag embeddings with the user embedding improves retrieval",
-     fusion_evidence, fusion_verdict),
-    ("RecGPT", "Intermediate text makes recommendations interpretable and explainable",
-     explain_evidence, explain_verdict),
-    ("RecGPT", "Compressing behaviour lets longer histories into the LLM",
-     f"ch06: sequence-level compression saves {comp['saving']['sequence-level']:.0%} of tokens; histories that fit "
-     f"2048 tokens: {comp['fit']['2048']['raw']:.0%} raw -> {comp['fit']['2048']['sequence-level']:.0%}",
-     "supported" if comp["fit"]["2048"]["sequence-level"] > comp["fit"]["2048"]["raw"] + 0.1 else "not supported"),
-    ("RecGPT", "Tag generation without collaborative signal is a limit",
-     f"ch07: fine-tuned SmolLM2 tags HR@6 {tuned_tags['mean']:.2f} vs popular categories "
-     f"{tag_hr['popular']['mean']:.2f}", "supported" if tuned_tags["hi"] < tag_hr["popular"]["lo"] else not_detectable(tag_mde)),
-    ("RecGPT", "Interests refreshed daily lag behind the user (a limit)",
-     f"ch07: interests {stale['weeks']} weeks stale vs fresh, HR@3 difference {stale['diff']:+.3f} "
-     f"[{stale['lo']:+.3f}, {stale['hi']:+.3f}]",
-     interval_verdict(stale["lo"], stale["hi"], stale["hr@3_fresh"], better="contradicted", worse="supported")),
-], columns=["design", "claim", "evidence (this book)", "verdict"])
+llm_mde = board.loc[BEST_LLM, ["MDE", "relative MDE"]]
+tower_fit_s = np.median(list(ch08["fit_seconds"].values()))
+ledger = pd.DataFrame(
+    [
+        (
+            "LinkedIn",
+            "Fine-tuning brings the collaborative signal into the LLM's embeddings",
+            "ch03: fine-tuning lifts test Recall@10 by "
+            f"{ch03['relative_lift_recall@10']:+.0%} over zero-shot",
+            "supported" if ch03["relative_lift_recall@10"] > 0.5 else "not supported",
+        ),
+        (
+            "LinkedIn",
+            "One LLM can replace the retrieval stack (classic models included)",
+            f"this readout: {metric} {llm_vs_knn[metric]:.3f} "
+            f"vs {control} {board.loc[control, metric]:.3f}, "
+            f"lift {llm_vs_knn['relative lift']:+.0%} "
+            f"[{llm_vs_knn['relative lo']:+.0%}, {llm_vs_knn['relative hi']:+.0%}]",
+            "not at our scale"
+            if llm_vs_knn["verdict"] == "worse"
+            else "supported"
+            if llm_vs_knn["verdict"] == "better"
+            else not_detectable(llm_mde["MDE"], base_mean),
+        ),
+        (
+            "LinkedIn",
+            "The LLM is one candidate source among several: "
+            "it adds to classic retrieval",
+            f"this readout: {MULTI} vs {control}, "
+            f"lift {multi_vs_knn['relative lift']:+.1%} "
+            f"[{multi_vs_knn['relative lo']:+.1%}, {multi_vs_knn['relative hi']:+.1%}]",
+            "supported"
+            if multi_vs_knn["verdict"] == "better"
+            else "contradicted"
+            if multi_vs_knn["verdict"] == "worse"
+            else not_detectable(multi_vs_knn["MDE"], base_mean),
+        ),
+        (
+            "LinkedIn",
+            "User histories are limited by the context length",
+            "ch01: whole positive history fits 128 / 1024 SmolLM2 tokens for "
+            f"{fit['128']:.0%} / {fit['1024']:.0%} of users",
+            "supported" if fit["1024"] < 0.9 else "not supported",
+        ),
+        (
+            "LinkedIn",
+            "Text is a native item representation for an LLM; "
+            "weaker where items are not text",
+            f"cold targets Recall@100: LLM {cold_llm['mean']:.3f} "
+            f"vs {control} {cold_knn['mean']:.3f}; on all targets "
+            f"the ID models lead (section 6, Holm over segments x arms)",
+            "supported (wins cold, loses warm)"
+            if seg_verdict("LLM dual encoder", "cold targets") == "better"
+            and seg_verdict("LLM dual encoder", "popular targets") == "worse"
+            else "mixed",
+        ),
+        (
+            "LinkedIn",
+            "Hard negatives (seen, not engaged) improve recall (+2.0% / +3.6%)",
+            f"ch04: 2 hard negatives change test Recall@50 by {hard2['diff']:+.4f} "
+            f"[{hard2['diff lo']:+.4f}, {hard2['diff hi']:+.4f}]",
+            interval_verdict(hard2["diff lo"], hard2["diff hi"], hard2_base),
+        ),
+        (
+            "LinkedIn",
+            "Matryoshka training shrinks the embedding at little cost (3072 -> 512)",
+            "ch05: 1/4 of the dims keeps "
+            f"{ch05['keeps_at_quarter']['Matryoshka prefix']:.0%} "
+            "of Recall@20 (not significant); "
+            "at 1/16 Matryoshka beats truncation by "
+            f"{ch05['matryoshka_vs_truncation_smallest']['mean_diff']:+.4f}",
+            "partly supported"
+            if ch05["matryoshka_vs_truncation_smallest"]["lo"] > 0
+            else "not supported",
+        ),
+        (
+            "both",
+            "LLM inference is costlier for the single-LLM design; "
+            "RecGPT's final model is a light DNN",
+            f"section 7: the LLM dual encoder needs {ratio:,.0f}x SASRec's FLOPs "
+            "per user; chapter 08's three towers "
+            f"train in {tower_fit_s:.0f} s vs {fit_seconds('LLM dual encoder'):,.0f} s",
+            "supported" if ratio > 100 else "not supported",
+        ),
+        (
+            "RecGPT",
+            "Fusing predicted-tag embeddings with the user embedding "
+            "improves retrieval",
+            fusion_evidence,
+            fusion_verdict,
+        ),
+        (
+            "RecGPT",
+            "Intermediate text makes recommendations interpretable and explainable",
+            explain_evidence,
+            explain_verdict,
+        ),
+        (
+            "RecGPT",
+            "Compressing behaviour lets longer histories into the LLM",
+            "ch06: sequence-level compression saves "
+            f"{comp['saving']['sequence-level']:.0%} of tokens; histories that fit "
+            f"2048 tokens: {comp['fit']['2048']['raw']:.0%} raw -> "
+            f"{comp['fit']['2048']['sequence-level']:.0%}",
+            "supported"
+            if comp["fit"]["2048"]["sequence-level"] > comp["fit"]["2048"]["raw"] + 0.1
+            else "not supported",
+        ),
+        (
+            "RecGPT",
+            "Tag generation without collaborative signal is a limit",
+            f"ch07: fine-tuned SmolLM2 tags HR@6 {tuned_tags['mean']:.2f} "
+            "vs popular categories "
+            f"{tag_hr['popular']['mean']:.2f}",
+            "supported"
+            if tuned_tags["hi"] < tag_hr["popular"]["lo"]
+            else not_detectable(tag_mde),
+        ),
+        (
+            "RecGPT",
+            "Interests refreshed daily lag behind the user (a limit)",
+            f"ch07: interests {stale['weeks']} weeks stale vs fresh, "
+            f"HR@3 difference {stale['diff']:+.3f} "
+            f"[{stale['lo']:+.3f}, {stale['hi']:+.3f}]",
+            interval_verdict(
+                stale["lo"],
+                stale["hi"],
+                stale["hr@3_fresh"],
+                better="contradicted",
+                worse="supported",
+            ),
+        ),
+    ],
+    columns=["design", "claim", "evidence (this book)", "verdict"],
+)
 ledger
 
 # %%
 assert (ledger["verdict"] != "").all() and len(ledger) >= 8
 undetected = ledger[ledger["verdict"].str.startswith("not detectable")]
-assert undetected["verdict"].str.contains("rules out").all()  # every null result says what it rules out
-assert fz is None or not (fz["lo"] == fz["hi"] == 0), "the fusion verdict rests on an identity comparison"
-assert "relevant" not in explain_verdict and (explain_verdict != "supported" or faith["lo"] > 0.9)
-print(f"{len(undetected)} claims not detectable at our scale, each with the effect size it rules out")
+assert (
+    undetected["verdict"].str.contains("rules out").all()
+)  # every null result says what it rules out
+assert fz is None or not (fz["lo"] == fz["hi"] == 0), (
+    "the fusion verdict rests on an identity comparison"
+)
+assert "relevant" not in explain_verdict and (
+    explain_verdict != "supported" or faith["lo"] > 0.9
+)
+print(
+    f"{len(undetected)} claims not detectable at our scale, "
+    "each with the effect size it rules out"
+)
 
 # %% [markdown]
 # ## 11. This run beside the reference full-mode run
@@ -746,27 +1262,52 @@ print(f"{len(undetected)} claims not detectable at our scale, each with the effe
 
 # %%
 ref_dir = config.REFERENCE_RESULTS
-this_is_the_reference = config.results_dir().resolve() == ref_dir.resolve()  # make reproduce, now
+this_is_the_reference = (
+    config.results_dir().resolve() == ref_dir.resolve()
+)  # make reproduce, now
 needed = ["reproduce.json"] + ([] if this_is_the_reference else ["ch09.json"])
 for f in needed:
     if not (ref_dir / f).is_file():
-        raise FileNotFoundError(f"{ref_dir / f} is missing: restore it (git checkout results/full) or run make reproduce")
+        raise FileNotFoundError(
+            f"{ref_dir / f} is missing: restore it (git checkout results/full) "
+            "or run make reproduce"
+        )
 manifest = json.loads((ref_dir / "reproduce.json").read_text())
-ref09 = None if this_is_the_reference else json.loads((ref_dir / "ch09.json").read_text())
+ref09 = (
+    None if this_is_the_reference else json.loads((ref_dir / "ch09.json").read_text())
+)
 assert manifest["mode"] == "full" and (ref09 is None or ref09["mode"] == "full")
 hw = manifest["hardware"]
 chapter_hours = sum(c.get("seconds", 0) for c in manifest["chapters"].values()) / 3600
-print(f"reference run: {manifest['command']} at commit {manifest['commit']}; {hw['cpu']}, {hw['logical_cpus']} logical CPUs, "
-      f"{hw.get('ram_gb', '?')} GB, GPU: {hw.get('gpu') or 'none'}; {chapter_hours:.1f} h of chapters"
-      + (" so far (this is that run)" if this_is_the_reference else ""))
-times = pd.DataFrame({k: {"seconds": v.get("seconds"), "finished": v.get("finished"), "status": v["status"]}
-                      for k, v in manifest["chapters"].items()}).T
-scratch_path = ref_dir / "from-nothing.json"  # the manifest of a second run, from a clone with no checkpoints
+print(
+    f"reference run: {manifest['command']} at commit {manifest['commit']}; "
+    f"{hw['cpu']}, {hw['logical_cpus']} logical CPUs, "
+    f"{hw.get('ram_gb', '?')} GB, GPU: {hw.get('gpu') or 'none'}; "
+    f"{chapter_hours:.1f} h of chapters"
+    + (" so far (this is that run)" if this_is_the_reference else "")
+)
+times = pd.DataFrame(
+    {
+        k: {
+            "seconds": v.get("seconds"),
+            "finished": v.get("finished"),
+            "status": v["status"],
+        }
+        for k, v in manifest["chapters"].items()
+    }
+).T
+scratch_path = (
+    ref_dir / "from-nothing.json"
+)  # the manifest of a second run, from a clone with no checkpoints
 scratch = json.loads(scratch_path.read_text()) if scratch_path.is_file() else None
 if scratch is not None:
-    times["from nothing, s"] = pd.Series({k: v.get("seconds") for k, v in scratch["chapters"].items()})
-    print(f"from nothing: {scratch['command']} at commit {scratch['commit']}, "
-          f"{times['from nothing, s'].sum() / 3600:.1f} h of chapters, training included")
+    times["from nothing, s"] = pd.Series(
+        {k: v.get("seconds") for k, v in scratch["chapters"].items()}
+    )
+    print(
+        f"from nothing: {scratch['command']} at commit {scratch['commit']}, "
+        f"{times['from nothing, s'].sum() / 3600:.1f} h of chapters, training included"
+    )
 times
 
 # %% [markdown]
@@ -780,26 +1321,61 @@ times
 # What the training of the committed adapters took is recorded with each adapter:
 
 # %%
-adapter_meta = {n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
-                for n in sorted(p.name for p in recipes.ARTIFACTS.iterdir() if (p / "encoder.json").is_file())}
-adapter_seconds = {n: m for n, m in adapter_meta.items() if "train_seconds_all_steps" in m}
-unfinished = sorted(set(adapter_meta) - set(adapter_seconds))  # a run still training has no total yet
+adapter_meta = {
+    n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
+    for n in sorted(
+        p.name for p in recipes.ARTIFACTS.iterdir() if (p / "encoder.json").is_file()
+    )
+}
+adapter_seconds = {
+    n: m for n, m in adapter_meta.items() if "train_seconds_all_steps" in m
+}
+unfinished = sorted(
+    set(adapter_meta) - set(adapter_seconds)
+)  # a run still training has no total yet
 if unfinished:
     print("adapters without a finished training record (left out):", unfinished)
-recgpt_meta = json.loads((config.PROJECT_ROOT / "artifacts" / "recgpt" / "meta.json").read_text())
+recgpt_meta = json.loads(
+    (config.PROJECT_ROOT / "artifacts" / "recgpt" / "meta.json").read_text()
+)
 training = pd.DataFrame(
-    [{"run": n, "command": m["command"], "training s": m["train_seconds_all_steps"], "hardware": m["hardware"]}
-     for n, m in adapter_seconds.items()]
-    + [{"run": "recgpt (chapters 06-07)", "command": recgpt_meta["command"], "training s": recgpt_meta["timings_s"]["sft"],
-        "hardware": recgpt_meta["hardware"]}]).set_index("run")
-print(f"LLM training behind the committed adapters: {training['training s'].sum() / 3600:.1f} h")
+    [
+        {
+            "run": n,
+            "command": m["command"],
+            "training s": m["train_seconds_all_steps"],
+            "hardware": m["hardware"],
+        }
+        for n, m in adapter_seconds.items()
+    ]
+    + [
+        {
+            "run": "recgpt (chapters 06-07)",
+            "command": recgpt_meta["command"],
+            "training s": recgpt_meta["timings_s"]["sft"],
+            "hardware": recgpt_meta["hardware"],
+        }
+    ]
+).set_index("run")
+training_h = training["training s"].sum() / 3600
+print(f"LLM training behind the committed adapters: {training_h:.1f} h")
 training
 
 # %%
-if not this_is_the_reference:  # the reference resumed finished training: chapter 03 took less than its training
-    assert manifest["chapters"]["03_llm_dual_encoder"]["seconds"] < training.loc["infonce", "training s"]
-if scratch is not None:  # and the run from nothing trained: its chapter 03 took longer than the reference's
-    assert times.loc["03_llm_dual_encoder", "from nothing, s"] > 5 * times.loc["03_llm_dual_encoder", "seconds"]
+if (
+    not this_is_the_reference
+):  # the reference resumed finished training: chapter 03 took less than its training
+    assert (
+        manifest["chapters"]["03_llm_dual_encoder"]["seconds"]
+        < training.loc["infonce", "training s"]
+    )
+if (
+    scratch is not None
+):  # and the run from nothing trained: its chapter 03 took longer than the reference's
+    assert (
+        times.loc["03_llm_dual_encoder", "from nothing, s"]
+        > 5 * times.loc["03_llm_dual_encoder", "seconds"]
+    )
 
 # %% [markdown]
 # Now the readout of section 2, side by side: this run (mode printed at the top) and the
@@ -807,29 +1383,47 @@ if scratch is not None:  # and the run from nothing trained: its chapter 03 took
 # the reference side) but not compared; it is compared once the reference is regenerated.
 
 # %%
-adapter_sha = {a: recipes.adapter_sha(SOURCES[a][1].parent.name) for a in results if design[a] == "LinkedIn"}
+adapter_sha = {a: recipes.adapter_sha(RECIPE_OF[a]) for a in results if a in RECIPE_OF}
 cols = [metric, "relative lift", "relative lo", "relative hi", "MDE", "verdict"]
 if ref09 is None:
     print("this run is the reference run: nothing to compare it with")
     side = board[cols]
 else:
     ref_board = pd.DataFrame(ref09["readout"]).set_index("arm")
-    side = pd.concat({f"this run ({cfg.mode})": board[cols],
-                      "reference (full)": ref_board.reindex(index=board.index, columns=cols)}, axis=1)
+    side = pd.concat(
+        {
+            f"this run ({cfg.mode})": board[cols],
+            "reference (full)": ref_board.reindex(index=board.index, columns=cols),
+        },
+        axis=1,
+    )
     in_ref = [a for a in board.index if a in ref_board.index]
-    print("not in the reference (shown, not compared):", [a for a in board.index if a not in in_ref] or "none",
-          "| columns not in the reference:", [c for c in cols if c not in ref_board.columns] or "none")
+    print(
+        "not in the reference (shown, not compared):",
+        [a for a in board.index if a not in in_ref] or "none",
+        "| columns not in the reference:",
+        [c for c in cols if c not in ref_board.columns] or "none",
+    )
 side
 
 # %%
 if ref09 is not None:
-    same_adapters = [a for a in adapter_sha if ref09.get("adapter_sha", {}).get(a) == adapter_sha[a]]
-    for a in same_adapters:  # the same committed adapter scores the same in both runs, up to the few
-        # near-ties that re-encoding in bf16 can reorder (measured: 99.98% of top-100 slots identical)
+    same_adapters = [
+        a for a in adapter_sha if ref09.get("adapter_sha", {}).get(a) == adapter_sha[a]
+    ]
+    # the same committed adapter scores the same in both runs, up to the few near-ties
+    # that re-encoding in bf16 can reorder (measured: 99.98% of top-100 slots identical)
+    for a in same_adapters:
         assert abs(ref_board.loc[a, metric] - board.loc[a, metric]) < 0.002, a
-    print(f"{len(same_adapters)} of {len(adapter_sha)} LinkedIn arms use the same adapter in both runs")
+    print(
+        f"{len(same_adapters)} of {len(adapter_sha)} LinkedIn arms "
+        "use the same adapter in both runs"
+    )
     if cfg.mode == "quick":  # the claim below, on the arms the reference has
-        this, ref = side[f"this run ({cfg.mode})"].loc[in_ref], side["reference (full)"].loc[in_ref]
+        this, ref = (
+            side[f"this run ({cfg.mode})"].loc[in_ref],
+            side["reference (full)"].loc[in_ref],
+        )
         assert (this["verdict"] == ref["verdict"]).all()
         assert (this[metric] - ref[metric]).abs().max() < 0.01
 
@@ -845,25 +1439,42 @@ if ref09 is not None:
 
 # %%
 out = {
-    "chapter": "09", "mode": cfg.mode, "control": control, "metric": metric,
+    "chapter": "09",
+    "mode": cfg.mode,
+    "control": control,
+    "metric": metric,
     "sources": {a: config.relative_to_root(p) for a, (_, p) in SOURCES.items()},
     "adapter_sha": adapter_sha,
     "readout": board.reset_index().replace({np.nan: None}).to_dict(orient="records"),
-    "published_lifts_users_needed": need.replace({np.inf: None}).to_dict(orient="index"),
+    "published_lifts_users_needed": need.replace({np.inf: None}).to_dict(
+        orient="index"
+    ),
     "relative_intervals": rel.reset_index().to_dict(orient="records"),
-    "robustness": {m: b.reset_index()[["arm", m, "relative lift", "relative lo", "relative hi", "MDE", "verdict"]]
-                   .replace({np.nan: None}).to_dict(orient="records") for m, b in boards.items()},
+    "robustness": {
+        m: b.reset_index()[
+            ["arm", m, "relative lift", "relative lo", "relative hi", "MDE", "verdict"]
+        ]
+        .replace({np.nan: None})
+        .to_dict(orient="records")
+        for m, b in boards.items()
+    },
     "segments": seg_table.replace({np.nan: None}).to_dict(orient="records"),
     "segment_readout": seg_read.replace({np.nan: None}).to_dict(orient="records"),
     "slot_shares_top50": mix.to_dict(orient="index"),
-    "guardrails_top50": guard.reset_index().replace({np.nan: None}).to_dict(orient="records"),
+    "guardrails_top50": guard.reset_index()
+    .replace({np.nan: None})
+    .to_dict(orient="records"),
     "interleaving_top50": inter.reset_index().to_dict(orient="records"),
-    "sensitivity": sens.reset_index().replace({np.nan: None, np.inf: None}).to_dict(orient="records"),
+    "sensitivity": sens.reset_index()
+    .replace({np.nan: None, np.inf: None})
+    .to_dict(orient="records"),
     "costs": costs.reset_index().replace({np.nan: None}).to_dict(orient="records"),
     "ledger": ledger.to_dict(orient="records"),
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch09.json").write_text(json.dumps(out, indent=2, default=float))
+(config.results_dir() / "ch09.json").write_text(
+    json.dumps(out, indent=2, default=float)
+)
 print(f"wrote results/ch09.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
