@@ -734,6 +734,41 @@ print(
     f"difference {ci(vs_knn)}"
 )
 print(f"cold targets, Recall@50 against {minilm_name}: {ci(vs_minilm)}")
+vs_first = res[NEW].compare(res[TUNED], "recall@50")
+vs_probe = res[FINAL].compare(probe, "recall@50")
+print(f"second recipe alone minus first recipe alone: {ci(vs_first)}")
+print(
+    f"second recipe + its prior minus the first recipe's serving-time probe: "
+    f"{ci(vs_probe)}"
+)
+
+# %% [markdown]
+# What the numbers say (quick mode reads the committed full-mode adapters; the asserts below
+# check each sentence):
+#
+# - Popularity-aware training works where it was aimed. On its own, without any prior, the
+#   second recipe finds about three times as many test targets as the first, its top 10 is
+#   far more popular, and validation wants only a small $\beta$ on top: the model has learned
+#   popularity itself.
+# - It does **not** reach item-kNN: the paired interval lies below zero. It does not even beat
+#   the cheap fix of section 7, the first model plus a serving-time prior.
+# - On cold targets it loses to zero-shot MiniLM. Learning popularity pushed never-rated movies
+#   down, the mirror image of section 6.
+#
+# So at this scale (8 of 30 layers, LoRA on attention, about 1.2 epochs of pairs in 75 minutes
+# of 2 CPU cores) the LLM is a good *popularity-aware text* retriever, not a replacement for
+# collaborative filtering. The published comparisons that put text retrievers level with ID
+# models train end to end for tens of epochs on GPUs; chapter 10 prices that.
+
+# %%
+assert vs_first.lo > 0  # the second recipe beats the first, interval above zero
+assert (
+    np.median(top10_pct[FINAL]) > np.median(top10_pct[TUNED]) + 0.1
+)  # more popular lists
+assert beta[NEW] < beta[TUNED]  # it needs less of a prior: it learned popularity
+assert vs_knn.hi < 0  # item-kNN is still ahead on all targets
+assert vs_probe.hi < 0  # and so is the cheap fix of section 7
+assert vs_minilm.hi < 0  # on cold targets zero-shot MiniLM is ahead
 
 # %% [markdown]
 # ## 9. Two sources in one list: item-kNN and the LLM
@@ -765,6 +800,27 @@ print(
 )
 share_grid.round(4)
 
+# %% [markdown]
+# Validation chose the share with the rule fixed beforehand: the first share (least LLM)
+# within 0.002 Recall@50 of the best. No share beats item-kNN alone by more than that, so the
+# rule keeps item-kNN's list, and the multi-source arm *is* item-kNN on test. A test
+# comparison of an arm with itself is no evidence, so we report what validation measured, and
+# for teaching only (never used to choose) what each share does on test:
+
+# %%
+gain_valid = share_grid["metric"].max() - share_grid["metric"].iloc[0]
+print(f"best validation gain of any share over item-kNN alone: {gain_valid:+.4f}")
+assert gain_valid <= 0.002  # no share clears the tie tolerance on validation
+knn_test = knn_model.for_stage(setting.split, "test")
+llm_test = serving.PopularityPrior(systems[NEW], counts, beta[NEW])
+sensitivity = {}
+for sh in SHARES[1:]:
+    r = evaluate.evaluate(
+        serving.MultiSource(knn_test, llm_test, sh), test_data, ks=(50,)
+    )
+    sensitivity[sh] = ci(r.compare(res[KNN], "recall@50"))
+pd.Series(sensitivity, name="test Recall@50 minus item-kNN (not used to choose)")
+
 # %%
 board2 = pd.DataFrame(
     [
@@ -783,7 +839,7 @@ fig = plots.bars_with_ci(
     "lo",
     "hi",
     "system",
-    "Popularity-aware training closes the gap to item-kNN",
+    "Popularity-aware training triples the LLM's recall; item-kNN stays ahead",
 )
 fig.axes[0].set_xlabel(f"test Recall@50, 95% CI ({cfg.mode} mode; adapters: {origin})")
 board2.round(4)
@@ -851,6 +907,10 @@ out = {
     "vs_knn_recall@50": {FINAL: paired(vs_knn), MULTI: paired(vs_knn_multi)},
     "cold_vs_minilm_recall@50": {"minilm": minilm_name, **paired(vs_minilm)},
     "prior_gain_recall@50": paired(gain),
+    "second_minus_first_recall@50": paired(vs_first),
+    "second_minus_probe_recall@50": paired(vs_probe),
+    "multi_source_best_valid_gain": gain_valid,
+    "multi_source_test_sensitivity_not_used": sensitivity,
     "relative_lift_recall@10": lift,
     "relative_lift_recall@10_new": lift_new,
     "chapter_seconds": time.perf_counter() - chapter_t0,
@@ -868,10 +928,12 @@ print(f"wrote results/ch03.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 # 2. Trained with in-batch negatives and no correction, for under one epoch, the model learns
 #    "specific to this member" and recommends unpopular movies: it loses to a popularity list.
 # 3. A popularity prior at serving time, with $\beta$ chosen on validation, recovers most of
-#    the gap without retraining; it cannot help cold movies.
-# 4. Mixed negatives with log-Q, every-position pairs and real epochs put popularity into
-#    the model itself: see the comparison with item-kNN above for where it lands.
-# 5. As one source among two, the LLM adds to item-kNN: that is how production uses it.
+#    that gap without retraining; it cannot help cold movies.
+# 4. Mixed negatives with log-Q, every-position pairs and about one epoch put popularity into
+#    the model itself (3x the first recipe's recall), yet at pocket scale it still trails
+#    item-kNN, the cheap serving-time fix, and MiniLM on cold movies.
+# 5. As a second source beside item-kNN, validation gives the LLM no slots: at this scale it
+#    adds nothing that item-kNN does not already find.
 #
 # ## Exercises
 #

@@ -262,7 +262,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: linear_warmup_cosine(s, cfg.warmup_steps, cfg.steps))
         self.state = TrainState()
-        self.last_tokens = self.last_user_len = 0
+        self.last_tokens = self.last_user_len = self.last_pairs = 0
         train = pairs.history
         liked = train[train["rating"] >= data.POSITIVE_MIN]
         self.user_liked = {int(u): set(g.tolist()) for u, g in liked.groupby("user_id")["item_id"]}
@@ -315,6 +315,7 @@ class Trainer:
         item_tok = m.tokenize(batch["items"] + batch["hard"], m.cfg.item_max_tokens)  # (B * (1 + k), T_i)
         self.last_tokens = int(user_tok["input_ids"].numel() + item_tok["input_ids"].numel())
         self.last_user_len = int(user_tok["input_ids"].shape[1])
+        self.last_pairs = len(batch["users"])
         with config.autocast(m.device.type, enabled=cfg.use_autocast):
             users, items = m(user_tok, item_tok)
         b = len(batch["users"])
@@ -361,7 +362,7 @@ class Trainer:
             loss = self.step()
             record = {"step": self.state.step, "loss": loss, "seconds": time.perf_counter() - t0,
                       "lr": self.sched.get_last_lr()[0], "tokens": self.last_tokens,
-                      "user_len": self.last_user_len}
+                      "user_len": self.last_user_len, "pairs": self.last_pairs}
             self.state.history.append(record)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
@@ -453,7 +454,8 @@ class Trainer:
         hist = [h for h in self.state.history[3:] if "tokens" in h] or self.state.history[3:]
         secs = np.array([h["seconds"] for h in hist] or [np.nan])
         per_step = float(np.nanmedian(secs))
-        out = {"seconds_per_step": per_step, "pairs_per_second": self.cfg.batch_size * self.world / per_step}
+        pairs = np.median([h["pairs"] for h in hist]) if hist and "pairs" in hist[0] else self.cfg.batch_size
+        out = {"seconds_per_step": per_step, "pairs_per_second": float(pairs) * self.world / per_step}
         if hist and "tokens" in hist[0]:
             out["tokens_per_step"] = float(np.median([h["tokens"] for h in hist]))
             out["user_len_per_step"] = float(np.median([h["user_len"] for h in hist]))
@@ -580,6 +582,7 @@ class SequenceTrainer(Trainer):
         ends = torch.tensor([int(starts[r][n]) if n < len(starts[r]) else int(lengths[r])
                              for r, n in zip(batch["rows"], batch["n_items"])])
         self.last_tokens = int(ids.numel() + item_tok["input_ids"].numel())
+        self.last_pairs = len(batch["items"])  # every-position: several pairs per member
         self.last_user_len = int(ids.shape[1])
         with config.autocast(m.device.type, enabled=cfg.use_autocast):
             users = m.embed_prefixes(**user_tok, rows=torch.as_tensor(batch["rows"]), ends=ends)
@@ -603,7 +606,7 @@ class SequenceTrainer(Trainer):
             mask = torch.zeros((len(cols), len(self.catalogue)), dtype=torch.bool)
             for p, u in enumerate(batch["user_ids"]):
                 liked = self.column.reindex(list(self.user_liked.get(u, ()))).dropna().to_numpy(np.int64)
-                mask[p, liked] = True
+                mask[p, torch.from_numpy(liked.copy())] = True
         return self.loss_fn(users, items, table=self.table, columns=cols, mask=mask)
 
     def step(self) -> float:
