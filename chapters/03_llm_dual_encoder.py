@@ -354,17 +354,14 @@ table.round(4)
 ch02 = json.loads((config.results_dir() / "ch02.json").read_text())
 base = pd.DataFrame(ch02["table"])
 base = base[(base["stage"] == "test") & (base["metric"] == "recall@50")]
-ours = pd.DataFrame(
-    [
-        {
-            "system": n,
-            "mean": r.summary().loc["recall@50", "mean"],
-            "lo": r.summary().loc["recall@50", "lo"],
-            "hi": r.summary().loc["recall@50", "hi"],
-        }
-        for n, r in res.items()
-    ]
-)
+
+
+def recall50(results):  # one row per system: test Recall@50 and its 95% interval
+    rows = [r.summary(metrics=["recall@50"]).loc["recall@50"] for r in results.values()]
+    return pd.DataFrame(rows)[["mean", "lo", "hi"]].assign(system=list(results))
+
+
+ours = recall50(res)
 board = pd.concat(
     [base[["system", "mean", "lo", "hi"]], ours], ignore_index=True
 ).sort_values("mean", ascending=False)
@@ -822,17 +819,7 @@ for sh in SHARES[1:]:
 pd.Series(sensitivity, name="test Recall@50 minus item-kNN (not used to choose)")
 
 # %%
-board2 = pd.DataFrame(
-    [
-        {
-            "system": n,
-            "mean": r.summary().loc["recall@50", "mean"],
-            "lo": r.summary().loc["recall@50", "lo"],
-            "hi": r.summary().loc["recall@50", "hi"],
-        }
-        for n, r in res.items()
-    ]
-).sort_values("mean", ascending=False)
+board2 = recall50(res).sort_values("mean", ascending=False)
 fig = plots.bars_with_ci(
     board2,
     "mean",
