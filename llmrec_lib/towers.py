@@ -63,6 +63,9 @@ __all__ = [
     "FusedSystem",
     "recent_tags",
     "tower_losses",
+    "item_tag_masks",
+    "history_tag_masks",
+    "primary_categories",
     "explanation_messages",
     "clean_explanation",
     "judge_relevant",
@@ -81,6 +84,7 @@ __all__ = [
 ]
 
 UNKNOWN_DECADE = 0
+_SET_CACHE: dict = {}  # ThreeTowerModel._history_sets: one (tagger, pairs) -> tag sets entry
 
 
 # --------------------------------------------------------------------------------------
@@ -93,7 +97,11 @@ class TowerConfig:
     """Hyper-parameters of :class:`ThreeTowerModel`.
 
     ``alpha`` is the paper's ``a`` (0.5 in RecGPT): the weight of the exact tag-item loss
-    against the category-level one. ``temperature`` divides the cosine scores of all three
+    against the category-level one. ``tag_source`` says what the tag tower reads in training:
+    ``"item"``, one of the target item's own tags (a tag paired with an item it describes), or
+    ``"history"``, the tags a tag predictor gives the user from their positives *before* the
+    target (the tag tower trained as it is used: the user's tags at t -> the item at t; needs
+    ``history_tagger``). ``temperature`` divides the cosine scores of all three
     losses. ``max_history`` is how many of the latest positives the user tower averages.
     """
 
@@ -108,6 +116,7 @@ class TowerConfig:
     weight_decay: float = 1e-5
     dropout: float = 0.1
     user_id: bool = True  # the user tower reads a user ID embedding (RecGPT does); False: history only
+    tag_source: str = "item"  # "item": a tag of the target item; "history": the user's tags before t
     logq: bool = True  # subtract log(in-batch sampling probability) of each candidate item
     seed: int = 0
     num_threads: int | None = 1  # a small model: one thread is faster than two busy ones
@@ -120,6 +129,8 @@ class TowerConfig:
             raise ValueError("need dim, hidden, max_history, epochs >= 1 and batch_size >= 2")
         if not self.temperature > 0 or not 0 <= self.dropout < 1:
             raise ValueError("need temperature > 0 and 0 <= dropout < 1")
+        if self.tag_source not in ("item", "history"):
+            raise ValueError(f"tag_source must be 'item' or 'history', got {self.tag_source!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -405,19 +416,22 @@ def _softmax_loss(logits: torch.Tensor, positive: torch.Tensor, ignore: torch.Te
 
 
 def tower_losses(h_u: torch.Tensor, h_t: torch.Tensor, h_v: torch.Tensor, target: torch.Tensor,
-                 tag_row: torch.Tensor, tag_cat: torch.Tensor, item_genres: torch.Tensor,
+                 has_tag: torch.Tensor, tag_pos: torch.Tensor, cate_pos: torch.Tensor,
                  temperature: float, log_q: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The three losses of one batch of B (user, tag, item) rows.
 
     ``h_u``, ``h_t``, ``h_v`` (B, d) normalised; ``target`` (B,) item columns (a column that
-    appears twice is not a negative for its twin); ``tag_row`` (B,) tag ids (-1: the item has
-    no tag, row left out of the tag losses); ``tag_cat`` (B,) genre index of each tag's
-    category (-1: none, then only the row's own item is a category positive);
-    ``item_genres`` (B, n_genres) multi-hot of the batch's items.
+    appears twice is not a negative for its twin); ``has_tag`` (B,) bool, rows without a tag
+    are left out of the tag losses; ``tag_pos`` and ``cate_pos`` (B, B) bool, the positives of
+    row i's tag among the batch's items for ``L_tag`` and ``L_cate`` (:func:`item_tag_masks`,
+    :func:`history_tag_masks`; the row's own item is always added).
 
     * ``col``: user i vs item i, other items of the batch are negatives.
-    * ``tag``: tag i vs item i; an item that carries the same tag in another row is masked.
-    * ``cate``: tag i vs every item of the batch in the tag's category (multi-positive).
+    * ``tag``: tag i vs the items ``tag_pos`` marks (multi-positive), the rest negatives.
+    * ``cate``: tag i vs every item ``cate_pos`` marks (same category), the rest negatives.
+
+    In both tag losses a twin of row i's own item that the mask does not mark is masked out
+    (neither positive nor negative), as in ``col``.
 
     ``log_q`` (B,): log of how often each row's item is drawn as an in-batch candidate (its
     share of training targets). A popular item is a negative in many more batches than a rare
@@ -429,18 +443,71 @@ def tower_losses(h_u: torch.Tensor, h_t: torch.Tensor, h_v: torch.Tensor, target
     same_item = target[:, None] == target[None, :]
     shift = 0.0 if log_q is None else log_q[None, :]
     col = _softmax_loss(h_u @ h_v.T / temperature - shift, eye, same_item)
-    has_tag = tag_row >= 0
     if has_tag.sum() < 1:
         zero = h_t.sum() * 0.0
         return {"col": col, "tag": zero, "cate": zero}
     sem = (h_t @ h_v.T / temperature - shift)[has_tag]  # (B', B)
-    eye_t = eye[has_tag]
-    same_tag = (tag_row[:, None] == tag_row[None, :])[has_tag]
-    tag = _softmax_loss(sem, eye_t, (same_item[has_tag] | same_tag))
-    cat = tag_cat[has_tag]
-    in_cat = item_genres[:, cat.clamp(min=0)].T.bool() & (cat >= 0)[:, None]  # (B', B)
-    cate = _softmax_loss(sem, in_cat | eye_t, same_item[has_tag])
+    eye_t, twin = eye[has_tag], same_item[has_tag]
+    tag = _softmax_loss(sem, tag_pos[has_tag] | eye_t, twin)
+    cate = _softmax_loss(sem, cate_pos[has_tag] | eye_t, twin)
     return {"col": col, "tag": tag, "cate": cate}
+
+
+def item_tag_masks(target: np.ndarray, tag_row: np.ndarray, item_tag_rows: Sequence[np.ndarray],
+                   primary: np.ndarray, tag_cat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, B) positives when row i's tag is one of its item's own tags (``tag_source="item"``).
+
+    ``tag_pos[i, j]``: batch item j *carries* tag i (every such item is a positive, not only
+    row i's own: a generic tag like "90s drama" describes many items of a batch, and counting
+    them as negatives would teach the tag tower that they do not fit it).
+    ``cate_pos[i, j]``: item j's primary category (``primary``, a genre column per catalogue
+    column; chapter 07's one category per item) is tag i's category (``tag_cat``).
+    ``tag_row`` -1: no tag (an all-False row).
+    """
+    b = len(target)
+    tag_pos = np.zeros((b, b), dtype=bool)
+    wanted: dict[int, list[int]] = {}
+    for i, t in enumerate(tag_row):
+        if t >= 0:
+            wanted.setdefault(int(t), []).append(i)
+    for j, c in enumerate(target):
+        for t in item_tag_rows[c]:
+            for i in wanted.get(int(t), ()):
+                tag_pos[i, j] = True
+    cat = np.where(tag_row >= 0, tag_cat[np.maximum(tag_row, 0)], -1)
+    prim = primary[target]
+    cate_pos = (cat[:, None] == prim[None, :]) & (cat >= 0)[:, None]
+    return tag_pos, cate_pos
+
+
+def history_tag_masks(target: np.ndarray, set_cats: np.ndarray, primary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, B) positives when row i's "tag" is the user's tag set before t
+    (``tag_source="history"``). ``tag_pos``: row i's own item only (the set describes the
+    user, not one item); ``cate_pos[i, j]``: item j's primary category is one of the set's
+    categories (``set_cats`` (B, n_genres) bool)."""
+    b = len(target)
+    prim = primary[target]
+    cate_pos = np.zeros((b, b), dtype=bool)
+    ok = prim >= 0
+    cate_pos[:, ok] = set_cats[:, prim[ok]]
+    return np.zeros((b, b), dtype=bool), cate_pos
+
+
+def primary_categories(feats: "ItemFeatures", item_category: Callable | None = None) -> np.ndarray:
+    """Per catalogue column, the genre column of the item's one category: ``item_category``
+    (genre names -> a genre name or None; chapter 07's :func:`recgpt.item_category`), or by
+    default the item's rarest genre in the catalogue. -1: none."""
+    names = feats.genre_names
+    if item_category is None:
+        freq = feats.genres.sum(0)
+        out = np.full(feats.n_items, -1, dtype=np.int64)
+        for c in range(feats.n_items):
+            g = np.flatnonzero(feats.genres[c])
+            if len(g):
+                out[c] = int(g[np.argmin(freq[g])])
+        return out
+    return np.asarray([feats.genre_index(item_category([names[j] for j in np.flatnonzero(feats.genres[c])]))
+                       for c in range(feats.n_items)], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------
@@ -451,12 +518,22 @@ def tower_losses(h_u: torch.Tensor, h_t: torch.Tensor, h_v: torch.Tensor, target
 class ThreeTowerModel:
     """User, item and tag towers trained with ``L_col + a L_tag + (1 - a) L_cate``.
 
-    ``item_tags`` maps item id -> list of tag phrases (the items' own tags, the targets of
-    the tag tower); ``tag_category`` maps a tag to its category (a genre name, or None).
+    ``item_tags`` maps item id -> list of tag phrases (the items' own tags); ``tag_category``
+    maps a tag to its category (a genre name, or None); ``item_category`` maps an item's genre
+    names to its one category (default: its rarest genre), the positives of ``L_cate``.
+    ``history_tagger`` (for ``cfg.tag_source == "history"``) maps a user's positives before t
+    (item ids, oldest first, at most ``cfg.max_history``) to their tags at t: the tag predictor
+    whose tags the tag tower reads at inference, or a stand-in for it.
     """
 
     def __init__(self, feats: ItemFeatures, vocab: TagVocab, item_tags: Mapping[int, Sequence[str]] | pd.Series,
-                 tag_category: Callable[[str], str | None], cfg: TowerConfig | None = None, name: str | None = None) -> None:
+                 tag_category: Callable[[str], str | None], cfg: TowerConfig | None = None, name: str | None = None,
+                 item_category: Callable[[Sequence[str]], str | None] | None = None,
+                 history_tagger: Callable[[Sequence[int]], Sequence[str]] | None = None) -> None:
+        if cfg is not None and cfg.tag_source == "history" and history_tagger is None:
+            raise ValueError("tag_source='history' needs history_tagger: a function from a user's earlier "
+                             "positives (item ids) to their tags, e.g. recgpt.recent_tags with the item tags")
+        self.history_tagger = history_tagger
         self.feats = feats
         self.vocab = vocab
         self.cfg = cfg or TowerConfig()
@@ -470,6 +547,7 @@ class ThreeTowerModel:
             keys = [normalise_tag(t) for t in ts if normalise_tag(t) in vocab.index]
             self.item_tag_rows.append(np.asarray([vocab.index[k] for k in keys], dtype=np.int64))
         self.tag_cat = np.asarray([feats.genre_index(tag_category(t)) for t in vocab.tags], dtype=np.int64)
+        self.primary = primary_categories(feats, item_category)
         self.name = name or f"three towers (a={self.cfg.alpha:g})"
         self.net: ThreeTowerNet | None = None
         self.pairs: Pairs | None = None
@@ -523,7 +601,8 @@ class ThreeTowerModel:
         f = self.feats
         ids_all, gen_all, dec_all, pop_all = self._item_inputs()
         tag_vec = torch.from_numpy(self.vocab.vectors)
-        tag_cat = torch.from_numpy(self.tag_cat)
+        if cfg.tag_source == "history":
+            set_rows, set_cats = self.history_sets(pairs)
         freq = np.bincount(pairs.target, minlength=f.n_items).astype(np.float64)
         log_q_all = torch.tensor(np.log(np.maximum(freq, 1.0) / freq.sum()), dtype=torch.float32)
         n = len(pairs)
@@ -539,9 +618,9 @@ class ThreeTowerModel:
             torch.manual_seed(cfg.seed * 100_003 + epoch)
             g = np.random.default_rng([cfg.seed, epoch])
             perm = g.permutation(n)
-            # one tag per pair and epoch, drawn from the target item's own tags
-            tag_pick = np.array([rows[g.integers(len(rows))] if len(rows) else -1
-                                 for rows in (self.item_tag_rows[c] for c in pairs.target)], dtype=np.int64)
+            if cfg.tag_source == "item":  # one tag per pair and epoch, drawn from the target's own tags
+                tag_pick = np.array([rows[g.integers(len(rows))] if len(rows) else -1
+                                     for rows in (self.item_tag_rows[c] for c in pairs.target)], dtype=np.int64)
             sums = {"loss": 0.0, "col": 0.0, "tag": 0.0, "cate": 0.0}
             for s in range(steps):
                 rows = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
@@ -550,10 +629,20 @@ class ThreeTowerModel:
                 tgt = torch.from_numpy(pairs.target[rows])
                 h_v = net.items(ids_all[tgt], gen_all[tgt], dec_all[tgt], pop_all[tgt])
                 h_u = net.users(torch.from_numpy(pairs.user[rows]), torch.from_numpy(pairs.hist[rows]))
-                trow = torch.from_numpy(tag_pick[rows])
-                h_t = net.tags(tag_vec[trow.clamp(min=0)])
-                parts = tower_losses(h_u, h_t, h_v, tgt, trow, torch.where(trow >= 0, tag_cat[trow.clamp(min=0)], -1),
-                                     gen_all[tgt], cfg.temperature, log_q_all[tgt] if cfg.logq else None)
+                if cfg.tag_source == "item":
+                    trow = tag_pick[rows]
+                    h_t = net.tags(tag_vec[torch.from_numpy(trow).clamp(min=0)])
+                    has = torch.from_numpy(trow >= 0)
+                    masks = item_tag_masks(pairs.target[rows], trow, self.item_tag_rows, self.primary, self.tag_cat)
+                else:
+                    srow = torch.from_numpy(set_rows[rows])
+                    m = (srow >= 0).float().unsqueeze(-1)
+                    h_set = (net.tags(tag_vec[srow.clamp(min=0)]) * m).sum(1) / m.sum(1).clamp(min=1.0)
+                    h_t = F.normalize(h_set, dim=-1)  # the mean of the set, as at inference
+                    has = m.squeeze(-1).sum(1) > 0
+                    masks = history_tag_masks(pairs.target[rows], set_cats[rows], self.primary)
+                parts = tower_losses(h_u, h_t, h_v, tgt, has, *(torch.from_numpy(x) for x in masks),
+                                     cfg.temperature, log_q_all[tgt] if cfg.logq else None)
                 loss = parts["col"] + cfg.alpha * parts["tag"] + (1 - cfg.alpha) * parts["cate"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -579,6 +668,33 @@ class ThreeTowerModel:
         self.net = net
         self.fit_seconds = time.perf_counter() - t0
         return self
+
+    def history_sets(self, pairs: Pairs) -> tuple[np.ndarray, np.ndarray]:
+        """Per training pair, the vocabulary rows of ``history_tagger``'s tags for the positives
+        before the target ((n, T), -1 padded) and the genre columns of their categories
+        ((n, n_genres) bool). Memoised per (tagger, pairs): a sweep over a and seeds tags once."""
+        key = (self.history_tagger, hashlib.sha256(pairs.hist.tobytes() + pairs.target.tobytes()).hexdigest())
+        if key in _SET_CACHE:
+            return _SET_CACHE[key]
+        f = self.feats
+        inv = np.zeros(f.n_warm + 1, dtype=np.int64)
+        warm = f.id_index > 0
+        inv[f.id_index[warm]] = f.item_ids[warm]
+        tag_lists = []
+        for h in pairs.hist:
+            ids = inv[h[h > 0]].tolist()
+            keys = [normalise_tag(t) for t in self.history_tagger(ids)]
+            tag_lists.append([self.vocab.index[k] for k in dict.fromkeys(keys) if k in self.vocab.index])
+        width = max(1, max(len(t) for t in tag_lists))
+        rows = np.full((len(tag_lists), width), -1, dtype=np.int64)
+        cats = np.zeros((len(tag_lists), len(f.genre_names)), dtype=bool)
+        for i, t in enumerate(tag_lists):
+            rows[i, : len(t)] = t
+            c = self.tag_cat[t] if t else np.zeros(0, dtype=np.int64)
+            cats[i, c[c >= 0]] = True
+        _SET_CACHE.clear()  # keep one entry: the arrays are large
+        _SET_CACHE[key] = (rows, cats)
+        return rows, cats
 
     def _save_checkpoint(self, folder: Path, net: nn.Module, opt, epochs_done: int) -> None:
         from safetensors.torch import save_file

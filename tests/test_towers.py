@@ -144,37 +144,68 @@ def test_tower_losses_match_the_formulas():
     b, d, tau = 6, 4, 0.5
     h_u, h_t, h_v = (torch.nn.functional.normalize(torch.randn(b, d, generator=g), dim=1) for _ in range(3))
     target = torch.tensor([0, 1, 1, 2, 3, 4])  # rows 1 and 2 hold the same item
-    tag_row = torch.tensor([0, 1, 2, 1, -1, 3])  # rows 1 and 3 hold the same tag; row 4 has none
-    tag_cat = torch.tensor([0, 1, -1, 1, -1, 0])
-    genres = torch.tensor([[1, 0], [0, 1], [0, 1], [1, 1], [0, 0], [1, 0]], dtype=torch.float32)
+    has = torch.tensor([True, True, True, True, False, True])  # row 4 has no tag
+    rng = np.random.default_rng(0)
+    tag_pos = torch.from_numpy(rng.random((b, b)) < 0.3)
+    cate_pos = torch.from_numpy(rng.random((b, b)) < 0.5)
     log_q = torch.log(torch.tensor([0.1, 0.2, 0.2, 0.05, 0.3, 0.15]))
-    out = towers.tower_losses(h_u, h_t, h_v, target, tag_row, tag_cat, genres, tau, log_q)
+    out = towers.tower_losses(h_u, h_t, h_v, target, has, tag_pos, cate_pos, tau, log_q)
     su = (h_u @ h_v.T / tau - log_q[None, :]).numpy()
     st = (h_t @ h_v.T / tau - log_q[None, :]).numpy()
-    t, tr, tc = target.numpy(), tag_row.numpy(), tag_cat.numpy()
+    t = target.numpy()
     col = _loop_loss(su, lambda i: [i], lambda i: [j for j in range(b) if t[j] != t[i]])
-    rows = [i for i in range(b) if tr[i] >= 0]
+    rows = [i for i in range(b) if has[i]]
 
-    def restricted(fn):
-        return lambda sub_i: fn(rows[sub_i])
+    def loss_with(mask):
+        pos = lambda i: [j for j in range(b) if j == i or mask[i, j]]
+        neg = lambda i: [j for j in range(b) if j not in pos(i) and t[j] != t[i]]  # twins masked
+        return _loop_loss(st[rows], lambda k: pos(rows[k]), lambda k: neg(rows[k]))
 
-    tag = _loop_loss(st[rows], restricted(lambda i: [i]),
-                     restricted(lambda i: [j for j in range(b) if t[j] != t[i] and tr[j] != tr[i]]))
-    in_cat = lambda i: [j for j in range(b) if j == i or (tc[i] >= 0 and genres[j, tc[i]] > 0)]
-    cate = _loop_loss(st[rows], restricted(in_cat),
-                      restricted(lambda i: [j for j in range(b) if j not in in_cat(i) and t[j] != t[i]]))
     assert out["col"].item() == pytest.approx(col, rel=1e-5)
-    assert out["tag"].item() == pytest.approx(tag, rel=1e-5)
-    assert out["cate"].item() == pytest.approx(cate, rel=1e-5)
+    assert out["tag"].item() == pytest.approx(loss_with(tag_pos.numpy()), rel=1e-5)
+    assert out["cate"].item() == pytest.approx(loss_with(cate_pos.numpy()), rel=1e-5)
 
 
 def test_tower_losses_without_tags_are_zero_and_differentiable():
     h = torch.nn.functional.normalize(torch.randn(3, 4), dim=1).requires_grad_()
-    out = towers.tower_losses(h, h, h, torch.arange(3), torch.full((3,), -1), torch.full((3,), -1),
-                              torch.zeros(3, 2), 0.1)
+    none = torch.zeros(3, 3, dtype=torch.bool)
+    out = towers.tower_losses(h, h, h, torch.arange(3), torch.zeros(3, dtype=torch.bool), none, none, 0.1)
     assert out["tag"].item() == 0.0 and out["cate"].item() == 0.0
     (out["col"] + out["tag"]).backward()
     assert h.grad is not None
+
+
+def test_item_tag_masks_count_every_item_that_carries_the_tag():
+    item_tag_rows = [np.array([0, 1]), np.array([0]), np.array([2]), np.array([], dtype=np.int64)]
+    primary = np.array([0, 1, 0, -1])  # genre column of each item's one category
+    tag_cat = np.array([0, 1, 0])  # tag -> genre column
+    target = np.array([0, 1, 2, 3])
+    tag_row = np.array([0, 0, 2, -1])  # rows 0 and 1 drew tag 0, which items 0 and 1 carry
+    tag_pos, cate_pos = towers.item_tag_masks(target, tag_row, item_tag_rows, primary, tag_cat)
+    assert tag_pos[0].tolist() == [True, True, False, False]  # item 1 carries tag 0: a positive
+    assert tag_pos[2].tolist() == [False, False, True, False] and not tag_pos[3].any()
+    # L_cate: items whose *primary* category is the tag's (item 1's is genre 1, not 0)
+    assert cate_pos[0].tolist() == [True, False, True, False] and not cate_pos[3].any()
+
+
+def test_history_tag_masks_use_the_sets_categories():
+    target = np.array([0, 1, 2])
+    primary = np.array([0, 1, -1])
+    set_cats = np.array([[True, False], [True, True], [False, False]])
+    tag_pos, cate_pos = towers.history_tag_masks(target, set_cats, primary)
+    assert not tag_pos.any()  # a set describes a user: only the own item (added by the loss)
+    assert cate_pos.tolist() == [[True, False, False], [True, True, False], [False, False, False]]
+
+
+def test_primary_categories_default_to_the_rarest_genre(setup):
+    feats = setup[2]
+    prim = towers.primary_categories(feats)
+    freq = feats.genres.sum(0)
+    for c in range(0, feats.n_items, 17):
+        g = np.flatnonzero(feats.genres[c])
+        assert prim[c] == (g[np.argmin(freq[g])] if len(g) else -1)
+    first = towers.primary_categories(feats, lambda names: names[0] if names else None)
+    assert all(first[c] == np.flatnonzero(feats.genres[c])[0] for c in range(0, feats.n_items, 17))
 
 
 # --------------------------------------------------------------------------------------
@@ -221,6 +252,29 @@ def test_training_learns_and_fusion_works(setup):
     np.testing.assert_allclose(system.with_b(0.0).score(u), system.h_t[:3] @ h_v.T, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="b must be"):
         system.with_b(1.5)
+
+
+def test_history_source_trains_the_tag_tower_as_it_is_used(setup):
+    ml, split, feats, item_tags, vocab = setup
+
+    def tagger(items):  # the tags of the latest two positives: a stand-in tag predictor
+        return [t for i in items[-2:] for t in item_tags[i][:1]]
+
+    with pytest.raises(ValueError, match="history_tagger"):
+        fitted(setup, tag_source="history")
+    cfg = towers.TowerConfig(**{**CFG, "epochs": 6, "tag_source": "history"})
+    model = towers.ThreeTowerModel(feats, vocab, item_tags, genre_category, cfg, history_tagger=tagger)
+    model.fit(split.train, progress=False)
+    log = model.train_log
+    assert log[-1]["tag"] < log[0]["tag"] and log[-1]["cate"] < log[0]["cate"]
+    ed = evaluate.EvalData.from_split(split, "test", ml.item_ids)
+    hist = split.history("test")
+    pos = hist[hist["rating"] >= data.POSITIVE_MIN].sort_values(["timestamp", "item_id"])
+    tags = {int(u): tagger(g["item_id"].tolist()) for u, g in pos.groupby("user_id")}
+    tag_only = evaluate.evaluate(model.system(split, "test", tags, b=0.0), ed, ks=(20,))
+    assert tag_only.mean("recall@20") > 3 * 20 / ml.movies.shape[0]
+    again = towers.ThreeTowerModel(feats, vocab, item_tags, genre_category, cfg, history_tagger=tagger)
+    np.testing.assert_array_equal(again.fit(split.train, progress=False).item_vectors(), model.item_vectors())
 
 
 def test_user_without_tags_falls_back_to_the_user_tower(setup):
