@@ -29,6 +29,7 @@ seed = 20251016
 n_live = 3  # users the live zero-shot and fine-tuned generations cover (quick mode)
 
 # %%
+import hashlib
 import json
 import tempfile
 import time
@@ -72,19 +73,55 @@ cfg.show()
 #   fine-tuned mining) on the same users with paired bootstrap intervals.
 
 # %% [markdown]
+# ## RecGPT and this book, piece by piece
+#
+# Chapters 06-08 rebuild RecGPT at pocket scale: a 135M model on two CPU cores, 610
+# MovieLens users instead of Taobao's traffic. Some pieces are built as the paper describes,
+# some are replaced by a smaller stand-in you can inspect, and some are not built at all.
+# The table says which, so you know what a number in these chapters does and does not stand
+# for:
+#
+# | RecGPT piece | paper | here | status | ch. |
+# |---|---|---|---|---|
+# | behaviour compression | reliable behaviours, item- and sequence-level compression, 128k tokens | the same steps on ratings (section 1), SmolLM2's 8k window; prompts read the newest 160 tokens | implemented | 06 |
+# | LLM_UI (interest mining) | fine-tuned LLM, about 16 interests per user, refreshed every two weeks | SmolLM2-135M-Instruct + LoRA, 5 interests per user, mined once | implemented | 06 |
+# | LLM_IT (tag prediction) | fine-tuned LLM, at least 50 "modifier + core word" tags per user, each with its interest and a reason | 6 tags per user; first from the adapter LLM_UI shares; then a second, separate LLM_IT (`llmrec_lib/tagger.py`) whose prompt adds a category summary of the last 50 likes | implemented | 07 |
+# | tag-to-category model | a model maps each tag to a category for HR@30 | a keyword head-noun map, `recgpt.tag_category` | substituted | 07 |
+# | three towers (user, item, tag) | $L_{col} + a L_{tag} + (1-a) L_{cate}$, $a$ = 0.5; $y = b\,y_{col} + (1-b)\,y_{sem}$, $b$ not disclosed | the same towers and loss on MovieLens features, frozen MiniLM token embeddings in the tag tower | implemented (pocket scale) | 08 |
+# | LLM_RE (explanations) | a few words per (interest, item), offline, into a lookup table | SmolLM2-135M-Instruct writes them offline into a lookup table | implemented | 08 |
+# | LLM judges | LLMs fine-tuned on human labels (0.77-0.93 accuracy against humans) filter every stage's training data | measured rules: `recgpt.judge_interests`, `recgpt.judge_tags` (and chapter 08's explanation rules); they judge, they filter nothing | substituted | 06-08 |
+# | multi-task curriculum | 16 subtasks, 16.3k samples | 2 tasks (interests, tags) in one LoRA run, no curriculum | substituted (mostly omitted) | 06 |
+# | distillation from a reasoning LLM | 90.0k answers generated, 19.0k kept after judge filtering | a counting teacher (`recgpt.teacher_interests`), every answer kept | substituted | 06 |
+# | judge-filtered self-training | 21.1k samples from the student, kept by the judges, trained on again | **not built yet**: no student answer is sampled, filtered or trained on | omitted | 06 |
+# | incremental training | every two weeks on the last 14 days of logs | trained once, on the training ratings | omitted | 07 |
+#
+# The omitted stages are where the paper's scale lives: after judge-filtered distillation
+# and self-training its LLM_UI student beat its teacher (human pass rate 77.3% against
+# 70.0%), and incremental training raised LLM_IT's HR@30 from 0.3671 to 0.3776. Section 6
+# measures where our student stands without them.
+
+# %% [markdown]
 # ## 1. Lifelong histories do not fit: behaviour compression
 #
 # Taobao users have on average more than 37,000 behaviours; RecGPT's LLM reads 128k tokens.
-# The paper keeps only **reliable** behaviours (purchases, carts, favourites, no plain clicks),
-# shortens each **item** to a short summary, and compresses the **sequence**: behaviours are
-# bucketed by day for the recent past, by month and then by year further back, and aggregated
-# per item inside a bucket. With that, 98% of users fit in 128k tokens instead of 88%.
+# The paper keeps only **reliable** behaviours (purchases, add-to-cart, favourites, detail
+# views and searches; plain clicks are dropped), shortens each **item** to a short summary,
+# and compresses the **sequence**: behaviours are bucketed by day for the recent past, by
+# month and then by year further back, and aggregated per item inside a bucket. With that,
+# 98% of users fit in 128k tokens instead of 88%.
+#
+# MovieLens logs one kind of behaviour, a rating, so the stand-in for the reliable ones is
+# the rating itself: a film rated 4 or more is **liked** (our purchase, cart or favourite),
+# one rated 2 or less is **disliked** and stays in the history as an explicit negative, and
+# the lukewarm 2.5-3.5 are dropped, as the paper drops plain clicks. Detail views and
+# searches have no MovieLens counterpart: nothing records which films a user looked at or
+# searched for without rating them, so our histories lack the intent those signals carry.
 #
 # MovieLens's analogue, built from training-time data only (`recgpt.build_setting`):
 #
 # | RecGPT | here |
 # |---|---|
-# | reliable behaviours | ratings >= 4 ("liked") or <= 2 ("disliked"); the lukewarm 2.5-3.5 dropped |
+# | reliable behaviours | ratings >= 4 ("liked") or <= 2 ("disliked"); the lukewarm 2.5-3.5 dropped; no views or searches exist |
 # | item summary | `Toy Story '95 (animation/family film)` instead of the full title, every genre and user tags |
 # | day / month / year buckets | the same, relative to the user's latest rating |
 # | 128k-token window | SmolLM2's 8,192-token window |
@@ -292,12 +329,28 @@ paired_all.pivot(index="judge", columns="system", values="diff").round(3)
 # The raw rates are fooled: the constant answer is *supported* more often than the teacher's
 # (0.70 vs 0.57) and covers more of the next liked films (recall 0.52 vs 0.33), because it
 # names the categories everybody likes. The judges are not: against the per-user counting
-# rule the constant answer loses on grounding (0.41 vs 0.68), on both lifts (zero against
-# +0.09 precision and +0.14 recall) and on personalization (0 vs 0.61), and hallucinates more
-# (0.08 vs 0), all with paired intervals that exclude zero. The constant answer keeps full
-# diversity: five different categories are a property of an answer's form, not of whom it is
-# about. The teacher, reading only the films its prompt shows, beats the constant answer on
-# grounding, both lifts and personalization too.
+# rule the constant answer loses on grounding (0.41 vs 0.68) and on both lifts (zero against
+# +0.09 precision and +0.14 recall), with paired intervals that exclude zero, and the
+# teacher, reading only the films its prompt shows, beats it on grounding and both lifts
+# too. The constant answer also hallucinates for some users (0.08: a "mystery" for a user
+# who liked no mystery), with an interval above zero.
+#
+# Some numbers in these tables hold **by construction**, so the checks below do not assert
+# them; read them as definitions, not findings:
+#
+# - the constant answer's personalization is 0 and its diversity 1: it *is* the modal
+#   answer, five distinct categories. Its lifts average exactly 0 over all test users.
+#   Any other answer "beats" it on personalization; the rule's 0.61 and the teacher's 0.78
+#   say how far from the modal answer they are, not that they won;
+# - the counting rule hallucinates nothing: its categories are those of the user's own
+#   liked films, the very films the judge checks;
+# - the teacher hallucinates no phrase it names: every one is carried by at least one film
+#   its prompt shows. Its rate, 0.002, is one user of 602 whose prompt shows no liked film,
+#   so the teacher answers nothing, and an empty answer counts as a failed one. Its "zero
+#   hallucination" is a property of counting, not a skill a student can be asked to match.
+#
+# The rule names five distinct categories for nearly every user (diversity 0.99); the
+# teacher, at most two phrases per category, averages 0.65.
 
 
 # %%
@@ -305,20 +358,18 @@ def _d(table, system, j, col="diff"):
     return table.set_index(["system", "judge"]).loc[(system, j), col]
 
 
-r_all = rates_all.set_index(["system", "judge"])["mean"]
-for j in (
-    "supported",
-    "recall",
-):  # the raw rates rank the constant answer above the teacher
+r_all = rates_all.set_index(["system", "judge"])
+# the raw rates rank the constant answer above the teacher
+for j in ("supported", "recall"):
     assert _d(paired_all, TEACHER, j, "hi") < 0, j
-for j in ("grounding", "precision_lift", "recall_lift", "personalization"):
-    for src in (
-        RULE,
-        TEACHER,
-    ):  # the judges rank it below the counting rule and the teacher
+# the judges rank it below the counting rule and the teacher (personalization is left
+# out: the constant answer's 0 there holds by definition)
+for j in ("grounding", "precision_lift", "recall_lift"):
+    for src in (RULE, TEACHER):
         assert _d(paired_all, src, j, "lo") > 0, (src, j)
-assert _d(paired_all, RULE, "hallucination", "hi") < 0
-assert r_all[CONST, "diversity"] >= r_all[RULE, "diversity"] > 0.95
+# the constant answer hallucinates for some users (the rule's 0 holds by construction)
+assert r_all.loc[(CONST, "hallucination"), "lo"] > 0
+r_all = r_all["mean"]
 quoted_all = {
     (CONST, "supported"): 0.70,
     (TEACHER, "supported"): 0.57,
@@ -330,6 +381,10 @@ quoted_all = {
     (RULE, "recall_lift"): 0.14,
     (RULE, "personalization"): 0.61,
     (CONST, "hallucination"): 0.08,
+    (TEACHER, "hallucination"): 0.002,
+    (TEACHER, "personalization"): 0.78,
+    (RULE, "diversity"): 0.99,
+    (TEACHER, "diversity"): 0.65,
 }
 for k, v in quoted_all.items():  # every test user, no LLM: the same in both modes
     assert abs(r_all[k] - v) < 0.006, (k, r_all[k])
@@ -408,6 +463,51 @@ fig.tight_layout()
 assert (
     meta["val_loss_tuned"] < meta["val_loss_base"] - 0.5
 )  # held-out users (measured 1.80 -> 0.66)
+
+# %% [markdown]
+# How much interest mining did that run see? "120 steps of 8 examples" is 960 draws, but
+# over **both** tasks: every training cut gives one interest example and one tag example.
+# The trainer's batch order is a function of the seed (`sft.batch_indices`), so the draws
+# can be replayed exactly. Rebuild the run's examples (their fingerprint must match the one
+# stored in `meta.json`), split them as the run did, and count what it drew:
+
+# %%
+ex_run = recgpt.sft_examples(setting, seed=meta["seed"])
+fingerprint = hashlib.sha256("".join(ex_run["prompt"] + ex_run["answer"]).encode())
+assert fingerprint.hexdigest()[:16] == meta["examples_sha"]  # the run's examples
+tr_run, _ = recgpt.split_examples(ex_run, seed=meta["seed"])
+sc = meta["sft_config"]
+drawn = np.concatenate(
+    [
+        sft.batch_indices(len(tr_run), sc["batch_size"], sc["seed"], step)
+        for step in range(sc["steps"])
+    ]
+)
+draws = pd.DataFrame(
+    {
+        "training examples": tr_run["task"].value_counts(),
+        "drawn": tr_run["task"].iloc[drawn].value_counts(),
+    }
+)
+draws.loc["both tasks"] = draws.sum()
+print(
+    f"{len(drawn)} draws, {len(set(drawn.tolist()))} distinct examples: "
+    f"{len(drawn) / len(tr_run):.2f} of an epoch"
+)
+draws
+
+# %%
+assert len(tr_run) == meta["n_train_examples"] == log["n_examples"]
+if cfg.mode == "quick":  # the counts quoted below, from the committed run
+    assert draws.loc["both tasks"].tolist() == [1674, 960]
+    assert draws.loc["interests"].tolist() == [837, 492]
+    assert len(set(drawn.tolist())) == 960  # no example drawn twice
+
+# %% [markdown]
+# So the committed student saw **492 interest examples** (and 468 tag examples), each once,
+# from 1,674 training examples (837 per task): 0.57 of one epoch. The paper's LLM_UI
+# trained on 16.3k curriculum samples, 19.0k judge-filtered distilled answers and 21.1k
+# self-training samples.
 
 # %% [markdown]
 # The same live users, now with the committed adapter:
@@ -492,44 +592,61 @@ for ax, j in zip(axes.ravel(), JUDGES):
         ax=ax,
     )
 fig.suptitle(
-    "The student beats the constant answer on lift and personalization, "
-    f"not on grounding ({len(users)} test users)",
+    "The student beats the constant answer on both lifts, matches it on grounding "
+    f"and loses on hallucination ({len(users)} test users)",
     y=1.02,
 )
 fig.tight_layout()
 
 # %% [markdown]
-# Against the constant answer, the fine-tuned student wins three judges and loses two:
+# Two answers **match** on a judge below when the paired interval of their difference lies
+# inside ±0.10: a difference of a tenth of the judge's 0-1 scale is ruled out. An interval
+# that merely spans zero would prove little, since with 120 users a real difference can
+# hide in it. Against the constant answer, the fine-tuned student wins two judges, matches
+# one, and loses two:
 #
-# - **it wins** on precision lift (+0.08), recall lift (+0.09) and personalization (+0.66),
-#   paired intervals excluding zero: its categories predict *this* user's next films better
-#   than an average user's, which the constant answer by definition does not;
-# - **it ties** on grounding (0.39 vs 0.42, the paired interval spans zero). Its supported
-#   interests are specific far more often (0.89 of them against 0.61 of the constant
-#   answer's, intervals apart below), but about 30% of its interests are supported by nothing
-#   and so are never grounded;
+# - **it wins** on precision lift (+0.08) and recall lift (+0.09), paired intervals
+#   excluding zero: its categories predict *this* user's next films better than an average
+#   user's, which the constant answer by definition does not. Its personalization, 0.66,
+#   "beats" the constant's 0 by definition; the finding is that it is as far from the
+#   modal answer as the per-user rule's (0.64; they match);
+# - **it matches** on grounding (0.39 vs 0.42, paired interval [-0.09, +0.04]). Its
+#   supported interests are specific far more often (0.89 of them against 0.61 of the
+#   constant answer's, intervals apart below), but about 30% of its interests are supported
+#   by nothing and so are never grounded;
 # - **it loses** on hallucination (0.29 vs 0.10): the student writes well-formed phrases that
-#   are sometimes wrong ("90s sci-fi" for a user with no sci-fi), no better than zero-shot
-#   (the paired interval spans zero); the constant answer names five big categories nearly
-#   every user has liked a film of, which is not invention, only not about anyone;
-# - **it loses** on diversity (0.64 vs 1.0): the student copies its teacher's form, up to
-#   two phrases per category (its diversity is indistinguishable from the teacher's), while
-#   five distinct categories are the constant answer's form. Diversity measures an answer's
-#   spread, not whom it is about.
+#   are sometimes wrong ("90s sci-fi" for a user with no sci-fi), and matches zero-shot here;
+#   the constant answer names five big categories nearly every user has liked a film of,
+#   which is not invention, only not about anyone;
+# - **it loses** on diversity (0.64 vs 1.0, the constant's by construction): the student
+#   copies its teacher's form, up to two phrases per category (it matches the teacher's
+#   diversity), while five distinct categories are the constant answer's form. Diversity
+#   measures an answer's spread, not whom it is about.
 #
 # The per-user counting rule, which reads the user's whole liked history, is the answer to
 # beat: on these users it beats the student on grounding (0.69 vs 0.39) and recall lift (0.16
-# vs 0.11). Against its teacher, the student is below on grounding and hallucination and
-# matches it on recall lift; 120 steps of LoRA on 960 examples taught the *form* and the
-# category mix of an answer more than the counting behind each phrase. The paper's student
-# beat its teacher after 19k filtered samples and a self-training round.
+# vs 0.11). Against its teacher, the student is below on grounding (0.39 vs 0.53) and
+# matches it on recall lift and diversity. On hallucination the comparison says nothing
+# new: the teacher's zero holds by construction (section 4), so "below the teacher" only
+# restates the student's 0.29. 120 steps of 8 draws over two tasks, 492 interest examples
+# seen once (section 5), taught the *form* and the category mix of an answer more than the
+# counting behind each phrase. The paper's student beat its teacher after 19.0k
+# judge-filtered distilled answers and a 21.1k-sample self-training round, the stage this
+# book has not built.
 
 # %%
+MATCH = 0.10  # "match": the paired interval lies inside +-MATCH
+
+
+def matches(table, key):
+    return -MATCH < table.loc[key, "lo"] and table.loc[key, "hi"] < MATCH
+
+
 P = paired.set_index(["system", "judge"])
 R6 = rates.set_index(["system", "judge"])["mean"]
-for j in ("precision_lift", "recall_lift", "personalization"):  # wins
+for j in ("precision_lift", "recall_lift"):  # wins
     assert P.loc[(TUNED, j), "lo"] > 0, j
-assert P.loc[(TUNED, "grounding"), "lo"] < 0 < P.loc[(TUNED, "grounding"), "hi"]  # tie
+assert matches(P, (TUNED, "grounding"))
 for j, sign in (("hallucination", 1), ("diversity", -1)):  # losses
     assert sign * P.loc[(TUNED, j), "lo" if sign > 0 else "hi"] > 0, j
 
@@ -566,21 +683,14 @@ zt = recgpt.paired_rate_table(
     {TUNED: judged[TUNED], Z: judged[Z], TEACHER: judged[TEACHER], RULE: judged[RULE]},
     TUNED,
 ).set_index(["system", "judge"])
-assert (
-    zt.loc[(Z, "hallucination"), "lo"] < 0 < zt.loc[(Z, "hallucination"), "hi"]
-)  # no better than zero-shot
-assert (
-    zt.loc[(TEACHER, "diversity"), "lo"] < 0 < zt.loc[(TEACHER, "diversity"), "hi"]
-)  # teacher's form
+assert matches(zt, (Z, "hallucination"))  # no better than zero-shot
+assert matches(zt, (TEACHER, "diversity"))  # the teacher's form
+# as far from the modal answer as the rule's
+assert matches(zt, (RULE, "personalization"))
 for j in ("grounding", "recall_lift"):
     assert zt.loc[(RULE, j), "lo"] > 0, j  # the counting rule beats the student
-assert (
-    zt.loc[(TEACHER, "grounding"), "lo"] > 0
-    and zt.loc[(TEACHER, "hallucination"), "hi"] < 0
-)
-assert (
-    zt.loc[(TEACHER, "recall_lift"), "lo"] < 0 < zt.loc[(TEACHER, "recall_lift"), "hi"]
-)
+assert zt.loc[(TEACHER, "grounding"), "lo"] > 0  # below its teacher on grounding
+assert matches(zt, (TEACHER, "recall_lift"))  # and level on recall lift
 for j in ("grounding", "precision_lift", "recall_lift", "personalization"):
     assert zt.loc[(Z, j), "hi"] < 0, j  # and fine-tuning beat zero-shot on each judge
 
@@ -599,6 +709,9 @@ quoted_rates = {
     (RULE, "grounding"): 0.69,
     (RULE, "recall_lift"): 0.16,
     (TUNED, "recall_lift"): 0.11,
+    (TUNED, "personalization"): 0.66,
+    (RULE, "personalization"): 0.64,
+    (TEACHER, "grounding"): 0.53,
 }
 if (
     cfg.mode == "quick"
@@ -624,10 +737,12 @@ for src, rep in meta["parse_reports"].items():
 # fine-tuned 77.3%; 16 interests per user; compression lets 98% of users fit 128k tokens (88%
 # before). **We measure** (tables above): rule-based judge rates instead of human pass rates,
 # 5 interests per user, a 135M model and a counting teacher. Our fine-tuned student copies the
-# teacher's *style*; after 120 steps it beats a constant answer on predictive lift and
-# personalization but not on grounding, hallucination or diversity, and a per-user counting
-# rule beats it on grounding and recall lift; the paper's student surpassed its teacher (77.3%
-# vs 70.0%) with far more data and a self-training round.
+# teacher's *style*; after 120 steps (960 draws over two tasks, 492 of them interest
+# examples) it beats a constant answer on both predictive lifts, matches it on grounding
+# and loses on hallucination and diversity, and a per-user counting rule beats it on
+# grounding and recall lift. The paper's student surpassed its teacher (77.3% vs 70.0%)
+# after 19.0k judge-filtered distilled answers and 21.1k self-training samples; we have
+# no self-training round yet.
 # ```
 
 # %% [markdown]
@@ -677,21 +792,27 @@ print(f"wrote results/ch06.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 # 1. Reliable behaviours, short item texts and time buckets cut a history's tokens by about
 #    four fifths; nearly every user's whole history then fits an 8k window.
 # 2. A 135M base model asked for interests copies titles and writes sentences.
-# 3. A counting teacher, distilled with LoRA on training-time examples, teaches it the task.
+# 3. A counting teacher, distilled with LoRA on training-time examples (492 interest
+#    examples drawn in the committed run), teaches it the task's form.
 # 4. Judges as measured rates make "better interests" a claim with an interval, and only
 #    judges relative to the population (specific grounding, lift, personalization) keep a
 #    constant answer from winning.
 #
 # ## Exercises
 #
-# 1. **Budget.** Recompute `fit` with `budgets=(512, 1024)`. *Check:* at 512 tokens the
-#    sequence-level share is below its 8,192 share, and still above the raw share.
-# 2. **A stricter judge.** Rerun `recgpt.judge_interests` with `min_support=10`. *Check:* every
-#    system's grounding and supported rates fall or stay equal, and hallucination does not
-#    change.
+# 1. **Budget.** Recompute `fit` with `budgets=(512, 1024)`. *Check:* at 512 tokens about
+#    47% of the users fit once compressed (sequence-level) against 0.5% raw; at 1,024, about
+#    69% against 15%.
+# 2. **A stricter judge.** Rerun `recgpt.judge_interests` on every test user with
+#    `min_support=10`. *Check:* the teacher's grounding falls from 0.52 to about 0.14, below
+#    the constant answer's (about 0.22); explain why the teacher, which reads only the films
+#    its prompt shows, suffers most. Hallucination does not change: why can it not?
 # 3. **Teacher without the base rate.** Pass `base_rate=pd.Series(dtype=float)` to
-#    `teacher_interests`. *Check:* the teacher's recall and recall lift change; explain why "90s drama"
-#    now appears for many users.
+#    `teacher_interests` for every test user. *Check:* its recall rises (0.33 to about 0.39)
+#    and its personalization falls (0.78 to about 0.73), and "90s crime film" becomes its
+#    most common interest (about 124 users instead of 65); explain the trade.
 # 4. **Sampling.** Generate the live users' interests with
-#    `generation.GenerationConfig(max_new_tokens=48, temperature=0.7)`. *Check:* the parse
-#    report's malformed count is a number you can compare with the greedy one.
+#    `generation.GenerationConfig(max_new_tokens=48, temperature=0.7)`. *Check:* all three
+#    answers differ from the greedy ones, a second call returns the same three (each
+#    prompt's seed comes from the config's seed and the prompt), and `seed=1` changes them.
+#    Compare the parse report's malformed count with the greedy one.
