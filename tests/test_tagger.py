@@ -1,0 +1,77 @@
+"""The second LLM_IT (llmrec_lib.tagger): targets, prompt, post-processing, the full run."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmrec_lib import recgpt as R
+from llmrec_lib import tagger as T
+
+ITAGS = pd.Series({1: ["90s drama"], 2: ["80s comedy"], 3: ["crime drama"], 4: ["2000s horror"],
+                   5: ["animated comedy"], 6: ["90s sci-fi"], 7: []}, dtype=object)
+
+
+def test_category_counts_follow_the_rule_order():
+    counts = T.category_counts([1, 2, 3, 5, 4], ITAGS)
+    assert counts == [("Comedy", 2), ("Drama", 2), ("Horror", 1)]  # comedy liked more recently
+    rule = R.recent_tags([1, 2, 3, 5, 4], ITAGS, n=3)
+    assert [R.tag_category(t) for t in rule] == [c for c, _ in counts]
+    assert T.category_summary([1, 2, 3, 5, 4], ITAGS) == "comedy 2, drama 2, horror 1"
+    assert T.category_summary([7], ITAGS) == "none"
+    assert T.category_counts([1, 2, 3], ITAGS, last=1) == [("Drama", 1)]
+
+
+def test_next_tags_one_per_category_then_history_backfill():
+    t = T.next_tags([4, 4, 6, 3], [1, 2, 5], ITAGS, n=4)
+    cats = [R.tag_category(x) for x in t]
+    assert cats[:3] == ["Horror", "Drama", "Sci-Fi"]  # drama before sci-fi: history knows drama
+    assert cats[3] == "Comedy" and len(set(cats)) == len(cats)  # backfill, never a repeat
+    assert t[1] == "crime drama"  # the next items' own phrase wins over the history's
+    assert T.next_tags([], [], ITAGS) == []
+
+
+def test_one_per_category_is_a_separate_step():
+    out = T.one_per_category(["90s drama", "crime drama", "cozy vibes", "80s comedy"],
+                             ["2000s horror", "animated comedy", "90s sci-fi"], n=4)
+    assert out == ["90s drama", "80s comedy", "2000s horror", "90s sci-fi"]
+
+
+def test_prompt_carries_summary_and_interests():
+    p = T.tag_prompt("Toy Story '95 (animation)", "drama 3, comedy 1", ["90s drama"])
+    assert "drama 3, comedy 1" in p and "90s drama" in p and "one tag per kind" in p
+    with pytest.raises(ValueError, match="empty"):
+        T.tag_prompt("  ", "none", [])
+
+
+@pytest.fixture(scope="module")
+def setting(data_dir):
+    return R.build_setting(data_dir)
+
+
+def test_cut_points_use_training_data_only(setting):
+    users = np.sort(setting.split.train["user_id"].unique())[:6].tolist()
+    cuts = T.cut_points(setting, users=users)
+    last_train = setting.split.train.groupby("user_id")["timestamp"].max()
+    assert len(cuts) and (cuts["cut"] <= cuts["user_id"].map(last_train)).all()
+    assert (cuts["next_items"].map(len) == T.HORIZON).all()
+    assert cuts.equals(T.cut_points(setting, users=users))
+
+
+def test_run_full_on_tiny_llama(setting, tmp_path):
+    kw = dict(n_users={"test": 3, "valid": 2}, steps=2, out=tmp_path / "out", work=tmp_path / "work",
+              backbone="tiny-llama", ui_adapter="", example_users=np.sort(
+                  setting.split.train["user_id"].unique())[:4].tolist(), setting=setting,
+              sft_overrides={"batch_size": 2, "max_len": 2048, "save_every": 1}, progress=False)
+    meta = T.run_full(command="test", **kw)
+    assert meta["users"] == {"test": 3, "valid": 2}
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
+    tags = T.load_tags("test", tmp_path / "out" / "tags.jsonl")
+    assert len(tags) == 3 and set(tags) <= set(int(u) for u in setting.split.users("test"))
+    first = T.load_tags("valid", tmp_path / "out" / "tags.jsonl", field="text")
+    again = T.run_full(command="test", **kw)  # resumes: nothing trained or generated anew
+    assert T.load_tags("valid", tmp_path / "out" / "tags.jsonl", field="text") == first
+    ints = T.load_tags("test", tmp_path / "out" / "tags.jsonl", field="interests")
+    assert set(ints) == set(tags) and all(isinstance(v, list) for v in ints.values())
+    assert again["timings_s"]["sft"] < meta["timings_s"]["sft"] + 60
+    with pytest.raises(ValueError, match="no tags"):
+        T.load_tags("train", tmp_path / "out" / "tags.jsonl")
