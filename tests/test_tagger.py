@@ -75,3 +75,20 @@ def test_run_full_on_tiny_llama(setting, tmp_path):
     assert again["timings_s"]["sft"] < meta["timings_s"]["sft"] + 60
     with pytest.raises(ValueError, match="no tags"):
         T.load_tags("train", tmp_path / "out" / "tags.jsonl")
+
+
+def test_committed_tags_match_the_code(setting):
+    """The committed answers were generated from prompts this code still writes."""
+    import json
+
+    path = R.artifacts_dir() / T.OUT / "tags.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    for stage in ("test", "valid"):
+        inputs = setting.stage_inputs(stage)
+        some = [r for r in rows if r["stage"] == stage][:5]
+        assert some, stage
+        for r in some:
+            u = r["user_id"]
+            p = T.tag_prompt(inputs["history_text"][u],
+                             T.category_summary(inputs["liked"][u], setting.itags), r["interests"])
+            assert R._sha(p) == r["prompt_sha"], (stage, u)
