@@ -35,10 +35,11 @@ stale_weeks = 2  # how old the stale interests are (RecGPT refreshes every two w
 import json
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import config, generation, metrics, plots, recgpt  # isort: skip
+from llmrec_lib import config, generation, metrics, plots, recgpt, tagger  # isort: skip
 
 chapter_t0 = time.perf_counter()
 cfg = config.settings(
@@ -283,7 +284,189 @@ if (
 # model and RecGPT's judge-filtered data are the levers the paper pulls.
 
 # %% [markdown]
-# ## 5. Staleness: interests mined weeks before the window
+# ## 5. A second LLM_IT, built for the metric
+#
+# Section 4's student lost for reasons that have nothing to do with what a language model can
+# learn. Its answers were cut off at 48 new tokens, its targets allowed two tags per category,
+# it saw 12-20 liked titles while the rule counted 50, and it was trained on the teacher's
+# interests but ran on its own. `llmrec_lib/tagger.py` trains a second, separate LLM_IT (RecGPT
+# also keeps LLM_UI and LLM_IT apart) with each cause removed:
+#
+# - **the rule's history, in the prompt**: a category summary of the last 50 likes
+#   ("drama 14, comedy 9, ..."), next to the compressed titles;
+# - **targets over a horizon like the test window**: the categories of the next 8 liked
+#   films (the test window's median), most frequent first, **one tag per category**, topped
+#   up from the history's categories so every answer names six;
+# - **the interests it reads at inference**: each training prompt shows chapter 06's student's
+#   interests, generated at that cut point;
+# - **room to answer**: 80 new tokens (six numbered tags take 30-50).
+#
+# It ran once in full mode for every test user (command below); quick mode reads the committed
+# answers and generates a few live.
+
+# %%
+tmeta = json.loads((art / "tagger" / "meta.json").read_text())
+print(
+    tmeta["command"],
+    "|",
+    tmeta["n_train_examples"],
+    "training prompts,",
+    tmeta["sft_config"]["steps"],
+    "steps of",
+    tmeta["sft_config"]["batch_size"],
+)
+print(
+    f"held-out answer loss: base {tmeta['val_loss_base']:.2f}, "
+    f"fine-tuned {tmeta['val_loss_tuned']:.2f}"
+)
+llm2_text = tagger.load_tags("test", field="text")
+llm2_ints = tagger.load_tags("test", field="interests")
+u1 = next(iter(llm2_text))
+p1 = tagger.tag_prompt(
+    inputs["history_text"][u1],
+    tagger.category_summary(inputs["liked"][u1], setting.itags),
+    llm2_ints[u1],
+)
+print(p1[-430:], "\n--- answer ---\n" + llm2_text[u1])
+
+# %%
+live2 = generation.CachedGenerator(
+    generation.LocalGenerator(
+        "smollm2-135m",
+        str(art / "tagger" / "adapter"),
+        config=tagger.generation_config(),
+    )
+)
+again = live2.generate([p1])[0]
+print(f"live: {again!r}")
+assert recgpt.parse_phrases(again, recgpt.N_TAGS).ok  # a well-formed list, live
+
+# %% [markdown]
+# The answers' form first: how many hit the token limit, repeat a category, or name none.
+
+# %%
+llm2 = tagger.load_tags("test")
+n_tok = {
+    int(r["user_id"]): r["new_tokens"]
+    for r in map(json.loads, (art / "tagger" / "tags.jsonl").read_text().splitlines())
+    if r["stage"] == "test"
+}
+cats2 = {u: [recgpt.tag_category(t) for t in ts] for u, ts in llm2.items()}
+form = pd.Series(
+    {
+        "answers": len(llm2),
+        "hit the token limit": np.mean(
+            [n >= tagger.MAX_NEW_TOKENS for n in n_tok.values()]
+        ),
+        "answers with a repeated category": np.mean(
+            [len(set(c)) < len(c) for c in cats2.values()]
+        ),
+        "tags naming no category": np.mean(
+            [c == recgpt.UNMAPPED for cs in cats2.values() for c in cs]
+        ),
+        "tags per answer": np.mean([len(t) for t in llm2.values()]),
+    }
+)
+form.round(3)
+
+# %% [markdown]
+# Now HR@K on every test user, for K = 1 to 6, against the rule **at matched history** (the
+# last 50 likes, what the summary counts), the rule at the last 12 likes (roughly what the
+# first student saw), and the popular list. The post-processing step (`tagger.
+# one_per_category`: drop a repeated or unmapped category, top up from the rule) is reported
+# as its own row, so what the model does and what the fix-up does stay apart.
+
+# %%
+all_users = inputs["users"]
+rule12 = {
+    u: recgpt.recent_tags(inputs["liked"][u], setting.itags, n=recgpt.N_TAGS, last=12)
+    for u in all_users
+}
+SOURCES = {
+    "LLM_IT v2": {u: llm2.get(u, []) for u in all_users},
+    "LLM_IT v2 + one per category": {
+        u: tagger.one_per_category(llm2.get(u, []), rule[u]) for u in all_users
+    },
+    "rule, last 50 likes": rule,
+    "rule, last 12 likes": rule12,
+    "popular": {u: popular for u in all_users},
+}
+hr_k = pd.DataFrame(
+    {
+        name: [
+            recgpt.judge_tags(t, k=k, **tj)[f"hr@{k}"].mean()
+            for k in range(1, recgpt.N_TAGS + 1)
+        ]
+        for name, t in SOURCES.items()
+    },
+    index=pd.Index(range(1, recgpt.N_TAGS + 1), name="K"),
+)
+judged6 = {n: recgpt.judge_tags(t, k=recgpt.N_TAGS, **tj) for n, t in SOURCES.items()}
+vs_rule = recgpt.paired_rate_table(
+    judged6, "rule, last 50 likes", columns=[f"hr@{recgpt.N_TAGS}", "diversity"]
+)
+print(vs_rule.round(4).to_string(index=False))
+hr_k.round(3)
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+for name in SOURCES:
+    axes[0].plot(hr_k.index, hr_k[name], marker="o", ms=3, label=name)
+axes[0].set(
+    xlabel="K (first K tags)", ylabel="HR@K, test users", title="HR@K against K"
+)
+axes[0].legend(fontsize=8)
+n_likes = pd.Series({u: len(inputs["liked"][u]) for u in all_users})
+bins = pd.qcut(n_likes, 4, duplicates="drop")
+for name in ("LLM_IT v2", "rule, last 50 likes", "popular"):
+    h = judged6[name][f"hr@{recgpt.N_TAGS}"]
+    per_bin = h.groupby(bins.loc[h.index].astype(str), sort=False).mean()
+    per_bin = per_bin.loc[
+        sorted(per_bin.index, key=lambda s: float(s.split(",")[0][1:]))
+    ]
+    axes[1].plot(range(len(per_bin)), per_bin.to_numpy(), marker="o", label=name)
+    labels = per_bin.index
+axes[1].set_xticks(range(len(labels)), labels, fontsize=8)
+axes[1].set(
+    xlabel="liked films in the history (quartiles)",
+    ylabel=f"HR@{recgpt.N_TAGS}",
+    title="HR@6 against history length",
+)
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+
+# %%
+v = vs_rule.set_index(["system", "judge"])
+llm_vs_rule = v.loc[("LLM_IT v2", f"hr@{recgpt.N_TAGS}")]
+print(
+    f"HR@6, LLM_IT v2 minus the rule at matched history: {llm_vs_rule['diff']:+.4f} "
+    f"[{llm_vs_rule['lo']:+.4f}, {llm_vs_rule['hi']:+.4f}], p = {llm_vs_rule['p']:.3f}"
+)
+first = (
+    rates[rates.system == TUNED].set_index("judge").loc[f"hr@{recgpt.N_TAGS}", "mean"]
+)
+assert hr_k.loc[recgpt.N_TAGS, "LLM_IT v2"] > first + 0.15  # the fixes, measured
+assert form["hit the token limit"] < 0.05  # no more answers cut off mid-tag
+fixed = v.loc[("LLM_IT v2 + one per category", f"hr@{recgpt.N_TAGS}")]
+assert llm_vs_rule["hi"] < 0  # the model alone still loses to the rule
+assert -0.03 < fixed["lo"] < 0 < fixed["hi"] < 0.03  # with the post-step: a tie
+
+# %% [markdown]
+# What the numbers say (committed full-mode run, all 602 test users). The fixes are worth a
+# lot: HR@6 rises from the first student's 0.37 to about 0.57, no answer hits the token limit,
+# and no tag names a category outside the map. But the model on its own still loses to the
+# counting rule at matched history, by about 0.04 with the interval below zero: it repeats a
+# category in a few answers and orders categories a little worse than their counts do. The
+# post-processing step, which keeps one tag per category and tops up from the rule, closes the
+# gap to a tie (interval inside about ±0.02). **The target, the LLM beating the rule at matched
+# history intervals apart, is missed.** A 135M model with 150 steps of LoRA learns to copy
+# the summary's order, not to improve on it; what could improve on it is signal the rule does
+# not read (the population's drift between windows, co-liked categories), and neither our
+# prompt nor our 744 training prompts carry much of it. Chapter 08 uses the model's own tags,
+# without the post-step, so that what reaches retrieval is the LLM's output.
+
+# %% [markdown]
+# ## 6. Staleness: interests mined weeks before the window
 #
 # RecGPT refreshes interests every two weeks and retrains LLM_IT on 14 days of logs (HR@30
 # 0.3671 -> 0.3776). How much does age cost here? We predict tags twice with the rule-based
@@ -327,17 +510,18 @@ print(
 assert len(paired) > 100 and res.lo < 0 < res.hi  # no measurable staleness cost here
 
 # %% [markdown]
-# ## 6. The tags chapter 08 uses
+# ## 7. The tags chapter 08 uses
 #
-# The committed run wrote every test user's tags to `artifacts/recgpt/tags_test.jsonl`, one
-# JSON object per line, with the source that produced them. Chapter 08 reads them with
-# `recgpt.load_predicted_tags(source=...)`:
+# Chapter 08's tag tower reads the second LLM_IT's tags, for every test user and a seeded
+# sample of validation users (its $a$ and $b$ are chosen there), with `tagger.load_tags`.
+# The first run's tags (`artifacts/recgpt/tags_test.jsonl`, read with
+# `recgpt.load_predicted_tags(source=...)`) stay for section 4's comparison.
 
 # %%
-for src in ("fine-tuned", "zero-shot", "rule-based", "popular"):
-    got = recgpt.load_predicted_tags(source=src)
-    print(f"{src:11s} {len(got):4d} users, e.g. {next(iter(got.values()))}")
-assert set(recgpt.load_predicted_tags(source="rule-based")) == set(inputs["users"])
+for stage_ in ("test", "valid"):
+    got = tagger.load_tags(stage_)
+    print(f"{stage_:5s} {len(got):4d} users, e.g. {next(iter(got.values()))}")
+assert set(tagger.load_tags("test")) == set(inputs["users"])  # every test user
 
 # %% [markdown]
 # ```{admonition} The paper reports / we measure
@@ -357,10 +541,16 @@ out = {
     "produced_by": {
         "baselines and staleness": "this run, all test users",
         "LLM tags": f"artifacts/recgpt: {meta['command']}",
+        "LLM_IT v2": f"artifacts/recgpt/tagger: {tmeta['command']}",
         "live": f"{n_live} users",
     },
     "baselines": pd.concat(base.values()).to_dict(orient="records"),
     "tag_judges": rates.to_dict(orient="records"),
+    "llm_it_v2": {
+        "form": form.to_dict(),
+        "hr_at_k": hr_k.to_dict(),
+        "vs_rule_last_50": vs_rule.to_dict(orient="records"),
+    },
     "staleness": {
         "weeks": stale_weeks,
         "users": len(paired),
@@ -385,8 +575,11 @@ print(f"wrote results/ch07.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 #    categories.
 # 2. Targets are the tags of what users liked next, from training time only.
 # 3. HR@K through the map: popularity is strong on 18 categories; fine-tuning makes SmolLM2 a
-#    tag predictor at all (zero-shot it is not), but over six tags a counting rule predicts better.
-# 4. Staleness is measurable; on MovieLens categories two weeks cost nothing we can detect.
+#    tag predictor at all (zero-shot it is not), but the first student lost to a counting
+#    rule for mechanical reasons: truncated answers, repeated categories, a shorter history.
+# 4. A second LLM_IT with those causes removed (section 5) is compared with the rule at
+#    matched history, user by user; the verdict is printed there.
+# 5. Staleness is measurable; on MovieLens categories two weeks cost nothing we can detect.
 #
 # ## Exercises
 #
