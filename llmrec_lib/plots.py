@@ -114,3 +114,118 @@ def bars_with_ci(table: pd.DataFrame, value: str, lo: str, hi: str, label: str,
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def lora_figure(projections: list[tuple[str, int, int, bool]], r: int, alpha: float) -> plt.Figure:
+    """LoRA in one picture: W + (alpha/r) B A for one projection, and what it adapts in a layer.
+
+    ``projections``: (name, d_in, d_out, adapted) for every weight matrix of one transformer
+    layer, as the model has them. The left panel draws the first adapted projection's frozen
+    W (d_out x d_in) beside B (d_out x r) and A (r x d_in), to scale; the right panel counts,
+    per projection, the frozen weights and the LoRA weights r (d_in + d_out) added to it.
+    """
+    adapted = [p for p in projections if p[3]]
+    if not adapted:
+        raise ValueError("no projection is adapted: nothing for LoRA to draw")
+    if r < 1 or alpha <= 0:
+        raise ValueError(f"need r >= 1 and alpha > 0, got r={r}, alpha={alpha}")
+    name, d_in, d_out, _ = adapted[0]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1.25, 1]})
+    s = 1.0 / max(d_in, d_out)  # axis units per weight row/column: everything to scale
+    w, h, t = d_in * s, d_out * s, r * s
+    gap = 0.34
+    x_b = w + gap  # B (d_out x r), then A (r x d_in) to its right, level with B's top
+    x_a = x_b + t + gap * 0.5
+    ax.add_patch(plt.Rectangle((0, 0), w, h, fc=COLORS["other"], ec="black", lw=0.8))
+    ax.text(w / 2, h / 2, f"W\n{d_out} x {d_in}\nfrozen", ha="center", va="center", fontsize=9)
+    ax.text(w / 2, -0.05, f"{d_in * d_out:,} weights", ha="center", va="top", fontsize=8)
+    ax.add_patch(plt.Rectangle((x_b, 0), t, h, fc=COLORS["llm"], ec=COLORS["llm"], lw=0.8))
+    ax.text(x_b + t / 2, -0.05, f"B\n{d_out} x {r}\nzero at start", ha="center", va="top", fontsize=8)
+    ax.add_patch(plt.Rectangle((x_a, h - t), w, t, fc=COLORS["llm"], ec=COLORS["llm"], lw=0.8))
+    ax.text(x_a + w / 2, h - t - 0.04, f"A: {r} x {d_in}, random at start", ha="center", va="top", fontsize=8)
+    ax.text((w + x_b) / 2, h / 2, f"+ {alpha:g}/{r} \u00d7", ha="center", va="center", fontsize=10)
+    ax.text(x_b + t + gap * 0.25, h - t / 2, "\u00d7", ha="center", va="center", fontsize=10)
+    lora = r * (d_in + d_out)
+    ax.text(x_a + w / 2, h * 0.42,
+            f"B A has rank {r}:\n{lora:,} trainable weights,\n{lora / (d_in * d_out):.1%} of W's",
+            ha="center", va="center", fontsize=9)
+    ax.set_xlim(-0.05, x_a + w + 0.05)
+    ax.set_ylim(-0.3, h + 0.05)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"{name}: W' = W + (alpha / r) B A, with alpha / r = {alpha:g}/{r} = {alpha / r:g}",
+                 fontsize=10)
+
+    names = [p[0] for p in projections]
+    frozen = np.array([p[1] * p[2] for p in projections], dtype=float)
+    extra = np.array([r * (p[1] + p[2]) if p[3] else 0 for p in projections], dtype=float)
+    y = np.arange(len(projections))
+    bx.barh(y, frozen / 1e3, color=COLORS["other"], label="frozen weights")
+    bx.barh(y, extra / 1e3, left=frozen / 1e3, color=COLORS["llm"], label=f"LoRA weights (r={r})")
+    for yi, (f, e) in enumerate(zip(frozen, extra)):
+        bx.text(f / 1e3, yi, f"  +{e / 1e3:.1f}k" if e else "  not adapted", va="center", fontsize=8)
+    bx.set_yticks(y, names)
+    bx.invert_yaxis()
+    bx.set_xlim(0, frozen.max() / 1e3 * 1.35)
+    bx.set_xlabel("weights in one layer (thousands)")
+    bx.legend(fontsize=8, loc="upper right")
+    share = extra.sum() / frozen.sum()
+    bx.set_title(f"One layer: LoRA adds {share:.1%} to its weights, in attention only", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def logit_matrix_figure(logits: np.ndarray, masked: np.ndarray, n_hard: int = 0,
+                        duplicate: np.ndarray | None = None, title: str | None = None) -> plt.Figure:
+    """The InfoNCE logit matrix of one batch: rows are members, columns their candidates.
+
+    ``logits`` (B, B + n_hard): s(u_i, v_j) / t for the B in-batch columns (column i is row i's
+    positive), then row i's own ``n_hard`` hard negatives. ``masked`` (B, B), True where a
+    column is removed from row i's softmax (``losses.false_negative_mask``); ``duplicate``, a
+    subset of ``masked``, marks the cells masked because they hold row i's own movie (drawn
+    darker than the cells masked because the member already liked that movie).
+    """
+    logits = np.asarray(logits, dtype=float)
+    masked = np.asarray(masked, dtype=bool)
+    b = logits.shape[0]
+    if logits.ndim != 2 or logits.shape[1] != b + n_hard:
+        raise ValueError(f"logits must be (B, B + n_hard) = ({b}, {b + n_hard}), got {logits.shape}")
+    if masked.shape != (b, b):
+        raise ValueError(f"masked must be (B, B) = ({b}, {b}), got {masked.shape}")
+    if masked[np.arange(b), np.arange(b)].any():
+        raise ValueError("a row's own positive (the diagonal) is never masked")
+    dup = np.zeros_like(masked) if duplicate is None else np.asarray(duplicate, dtype=bool)
+    if dup.shape != masked.shape or (dup & ~masked).any():
+        raise ValueError("duplicate must be a (B, B) subset of masked")
+    full_mask = np.zeros(logits.shape, dtype=bool)
+    full_mask[:, :b] = masked
+    fig, ax = plt.subplots(figsize=(7.2, 5.2))
+    im = ax.imshow(np.where(full_mask, np.nan, logits), cmap="viridis", aspect="equal")
+    grey = np.full(logits.shape, np.nan)
+    grey[:, :b][masked & ~dup] = 0.35  # already liked by the member
+    grey[:, :b][dup] = 0.8  # the same movie as the row's positive
+    ax.imshow(grey, cmap="Greys", vmin=0, vmax=1, aspect="equal")
+    for i in range(b):  # the positives
+        ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.4))
+    below = ax.get_xaxis_transform()  # x in columns, y in axes fractions
+    ax.text((b - 1) / 2, -0.03, f"in-batch columns: the batch's {b} positives", transform=below,
+            ha="center", va="top", fontsize=8)
+    if n_hard:
+        ax.axvline(b - 0.5, color="white", lw=3)
+        ax.axvline(b - 0.5, color="black", lw=0.8)
+        ax.text(b - 0.5 + n_hard / 2, -0.03, f"{n_hard} hard\nnegatives\n(row i's own)",
+                transform=below, ha="center", va="top", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_ylabel("row i: one member prompt")
+    handles = [plt.Rectangle((0, 0), 1, 1, fill=False, ec="red", lw=1.4, label="positive (diagonal)"),
+               plt.Rectangle((0, 0), 1, 1, fc=plt.cm.Greys(0.35),
+                             label=f"masked: member liked it before ({int((masked & ~dup).sum())})"),
+               plt.Rectangle((0, 0), 1, 1, fc=plt.cm.Greys(0.8),
+                             label=f"masked: same movie as the positive ({int(dup.sum())})")]
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+              frameon=False)
+    fig.colorbar(im, ax=ax, label="cos(u_i, v_j) / τ", fraction=0.04, pad=0.02)
+    ax.set_title(title or "One InfoNCE batch: each row is a softmax over its unmasked cells", fontsize=10)
+    fig.tight_layout()
+    return fig
