@@ -19,9 +19,11 @@
 # model with **three towers** (user, item, tag) turns those phrases into items, next to the
 # collaborative signal of the user's own clicks. A last LLM writes a few words of
 # **explanation** for each (interest, item) pair, offline, into a lookup table. In this chapter
-# you build the three towers on MovieLens, train them with RecGPT's loss, sweep its two knobs,
-# compare the result with chapters 02-05 on the same split, and check the explanations with
-# judges.
+# you build the three towers on MovieLens, train the tag tower the way it is used (a user's
+# tags before $t$ predict the item at $t$), query it with the tags chapter 07's LLM wrote for
+# each test user, choose RecGPT's two knobs on validation over three seeds, measure what the
+# LLM's tags add over the user tower and over a counting rule's tags, compare the result with
+# chapters 02-05 on the same split, and check the explanations with judges.
 
 # %% tags=["parameters"]
 mode = None  # None: take LLMREC_MODE (default "quick"); or "quick" / "full"
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec_lib import (
+    abtest,
     backbones,
     config,
     data,
@@ -46,6 +49,7 @@ from llmrec_lib import (
     metrics,
     plots,
     recgpt,
+    tagger,
     text,
     towers,
 )
@@ -81,8 +85,10 @@ cfg.show()
 #   and a tag tower from frozen token embeddings.
 # - Write RecGPT's loss $L = L_{col} + a L_{tag} + (1-a) L_{cate}$ as three in-batch softmaxes,
 #   and see why the log-Q correction matters for in-batch negatives.
-# - Fuse $h = b\,h_u + (1-b)\,h_t$ at inference, choose $b$ on validation, and test the gain
-#   over the user tower alone with a paired bootstrap.
+# - Train a tower as it is used at inference, and measure what that choice is worth.
+# - Fuse $h = b\,h_u + (1-b)\,h_t$ at inference, choose $a$ and $b$ on validation over seeds
+#   with a tie rule fixed in advance, and test the gain over the user tower alone with a
+#   paired bootstrap and its minimum detectable effect.
 # - Generate explanations offline into a lookup table and measure them with two judges.
 
 # %% [markdown]
@@ -185,37 +191,93 @@ assert sum(hits) >= 3, near_table  # most new phrases find tags that name their 
 #
 # Scores are cosines divided by a temperature $\tau$: $y_{col} = h_u \cdot h_v / \tau$ (user
 # and item), $y_{sem} = h_t \cdot h_v / \tau$ (tag and item). Each training row is a user, the
-# positives they made strictly before time $t$, the item they liked at $t$, and one of that
-# item's tags drawn at random. Over a batch of $B$ rows:
+# positives they made strictly before time $t$, the item they liked at $t$, and **the tags
+# the user has at $t$**. That last choice is the point of this chapter. At inference the tag
+# tower reads the tags chapter 07's LLM predicted for the user's next films, so it is trained
+# the same way: the user's tags before $t$ predict the item at $t$. The LLM cannot run at each
+# of 60,000 training positions on two CPU cores, so training uses the tags of its stand-in,
+# the counting rule of chapter 07 (`recgpt.recent_tags` over the last 50 likes), which the LLM
+# was trained to improve on. A row's tag vector $h_t$ is the normalised mean of its tags'
+# vectors, exactly as at inference. Over a batch of $B$ rows:
 #
 # - $L_{col}$: user $i$ against the $B$ items of the batch, its own item the positive;
-# - $L_{tag}$: tag $i$ against the same items, its own item the positive;
-# - $L_{cate}$: tag $i$ again, but **every** item of the batch in the tag's category counts as
-#   a positive: $-\log \sum_{j \in P_i} e^{y_{ij}} / \sum_j e^{y_{ij}}$.
+# - $L_{tag}$: tags $i$ against the same items, its own item the positive;
+# - $L_{cate}$: tags $i$ again, but **every** item of the batch whose category (chapter 07's
+#   one category per film, `recgpt.item_category`) is one of the tags' categories counts as a
+#   positive: $-\log \sum_{j \in P_i} e^{y_{ij}} / \sum_j e^{y_{ij}}$.
 #
 # $L = L_{col} + a L_{tag} + (1-a) L_{cate}$; RecGPT uses $a = 0.5$. A duplicate of a row's own
-# item elsewhere in the batch is masked (it is no negative). One more detail matters a lot: in
-# an in-batch softmax a popular film is a negative in far more batches than a rare one, so the
-# model learns to push popular films down. Subtracting $\log q_j$, the log of how often item
-# $j$ is a training target, from every logit (the log-Q correction, as chapter 02's SASRec does)
-# removes that bias; section 3 ends by measuring what it is worth.
-#
-# We train the $a = 0.5$ model in two sittings to show that training resumes: it stops after
-# one epoch and a second call continues from the checkpoint (the unit tests check that the
-# result equals an uninterrupted run, weight for weight).
+# item elsewhere in the batch is masked (it is no negative). The library also keeps the other
+# design, `tag_source="item"`: one of the *target item's own* tags per row, where $L_{tag}$
+# counts every batch item that carries that tag as a positive. Section 6 measures what the
+# difference is worth. One more detail matters a lot: in an in-batch softmax a popular film is
+# a negative in far more batches than a rare one, so the model learns to push popular films
+# down. Subtracting $\log q_j$, the log of how often item $j$ is a training target, from every
+# logit (the log-Q correction, as chapter 02's SASRec does) removes that bias; section 3 ends
+# by measuring what it is worth.
 
 
 # %%
-def make_model(alpha, seed_):
+def rule_tagger(items):
+    """The user's tags at t from their likes before t: chapter 07's counting rule."""
+    return recgpt.recent_tags(items, item_tags, n=recgpt.N_TAGS)
+
+
+def make_model(alpha, seed_, name=None, **over):
     return towers.ThreeTowerModel(
         feats,
         vocab,
         item_tags,
         recgpt.tag_category,
-        towers.TowerConfig(**{**tcfg.__dict__, "alpha": alpha, "seed": seed_}),
+        towers.TowerConfig(
+            **{**tcfg.__dict__, "tag_source": "history", "alpha": alpha, "seed": seed_}
+            | over
+        ),
+        name=name,
+        item_category=recgpt.item_category,
+        history_tagger=rule_tagger,
     )
 
 
+# %% [markdown]
+# What the three masks look like on the first 12 rows of a real batch: white cells are the
+# positives of each row (a tag set), grey cells are masked, black cells are negatives.
+
+# %%
+demo = make_model(0.5, 0)
+pairs = towers.training_pairs(split.train, feats, tcfg.max_history)
+rows12 = np.random.default_rng(0).choice(len(pairs), 12, replace=False)
+set_rows, set_cats = demo.history_sets(pairs)
+tgt12 = pairs.target[rows12]
+_, cate12 = towers.history_tag_masks(tgt12, set_cats[rows12], demo.primary)
+twin = tgt12[:, None] == tgt12[None, :]
+eye12 = np.eye(12, dtype=bool)
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+for ax, (title, pos) in zip(
+    axes,
+    [("$L_{col}$", eye12), ("$L_{tag}$", eye12), ("$L_{cate}$", cate12 | eye12)],
+):
+    img = np.where(pos, 1.0, np.where(twin, 0.5, 0.0))
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+    ax.set(title=title, xlabel="batch item j", ylabel="row i", xticks=[], yticks=[])
+fig.suptitle("Positives of each row (white), masked twins (grey), negatives (black)")
+fig.tight_layout()
+print(f"{len(pairs):,} training pairs; row tags, e.g.: {rule_tagger([1, 296, 2571])}")
+
+# %%
+assert (
+    cate12[eye12].mean() > 0.5
+)  # the own item is usually in one of the user's categories
+assert (
+    cate12 | eye12
+).sum() > 2 * 12  # L_cate has many positives per row: a softer target
+
+# %% [markdown]
+# We train the $a = 0.5$ model in two sittings to show that training resumes: it stops after
+# one epoch and a second call continues from the checkpoint (the unit tests check that the
+# result equals an uninterrupted run, weight for weight).
+
+# %%
 ckpt = tempfile.mkdtemp(prefix="ch08-towers-")
 first = make_model(0.5, 0).fit(split.train, checkpoint=ckpt, stop_at=1)
 models = {(0.5, 0): make_model(0.5, 0).fit(split.train, checkpoint=ckpt)}
@@ -236,8 +298,9 @@ assert (
 )
 
 # %% [markdown]
-# Now the other values of $a$ (and, in full mode, more seeds). Each model takes seconds: the
-# towers are small MLPs over embedding tables.
+# Now the other values of $a$, each with three seeds: validation will choose by the mean over
+# seeds, and the spread between seeds is the noise any choice has to beat. Each model takes
+# seconds: the towers are small MLPs over embedding tables.
 
 # %%
 for alpha in run["alphas"]:
@@ -254,14 +317,7 @@ print(
 # as the user tower alone on validation.
 
 # %%
-no_logq = towers.ThreeTowerModel(
-    feats,
-    vocab,
-    item_tags,
-    recgpt.tag_category,
-    towers.TowerConfig(**{**tcfg.__dict__, "alpha": 0.5, "seed": 0, "logq": False}),
-    name="no log-Q",
-).fit(split.train, progress=False)
+no_logq = make_model(0.5, 0, logq=False).fit(split.train, progress=False)
 logq_r50 = {
     name: evaluate.evaluate(
         m.system(split, "valid", {}, b=1.0), stages["valid"], ks=(50,)
@@ -274,215 +330,283 @@ assert (
 )  # the correction matters a lot
 
 # %% [markdown]
-# ## 4. Which tags does the tag tower read at inference?
+# ## 4. The tags the tag tower reads at inference
 #
-# In RecGPT, LLM_IT predicts tags for what a user wants *next* (chapter 07). Here the tags come
-# from two sources. **Recent tags** (always): the tags of the user's 10 latest positives, most
-# frequent first, at most 10; this is a stand-in that describes what the user liked *lately*,
-# not a prediction of what comes next. **LLM tags** (when chapter 07's committed predictions for
-# the test users exist): the bundled model's predicted tags.
+# **LLM tags** (the main line): chapter 07's second LLM_IT. For each user, chapter 06's
+# fine-tuned LLM_UI mined interests from the compressed history, and the tag model read those
+# interests, the history and a category summary, and wrote six tags for the next films
+# (`tagger.load_tags`; generated once in full mode by `python -m llmrec_lib.tagger full`, for
+# every test user and a seeded sample of validation users, and committed). **Rule tags** (the
+# ablation): the counting rule the towers were trained with, computed live from each stage's
+# history. Validation can only choose on the users the LLM tagged.
 
 # %%
-user_tags = {
-    s: towers.recent_tags(split.history(s), item_tags, users=split.users(s))
+tag_meta = json.loads((recgpt.artifacts_dir() / "tagger" / "meta.json").read_text())
+user_tags = {"LLM": {}, "rule": {}}
+for s in stages:
+    h = split.history(s)
+    liked = h[h["rating"] >= data.POSITIVE_MIN].sort_values(
+        ["user_id", "timestamp", "item_id"], kind="stable"
+    )
+    user_tags["rule"][s] = {
+        int(u): rule_tagger(g["item_id"].tolist()) for u, g in liked.groupby("user_id")
+    }
+    user_tags["LLM"][s] = tagger.load_tags(s)
+covered = {
+    s: np.array([u for u in split.users(s) if user_tags["LLM"][s].get(int(u))])
     for s in stages
 }
-try:
-    llm_tags = recgpt.load_predicted_tags()
-except (FileNotFoundError, ValueError) as err:
-    llm_tags = None
-    print("no LLM-predicted tags:", err)
-u0 = int(split.users("test")[0])
-print(f"user {u0}, recent tags: {user_tags['test'][u0]}")
-if llm_tags is not None:
-    print(
-        f"user {u0}, LLM tags: {llm_tags.get(u0)}; LLM tags for "
-        f"{len(llm_tags)} test users"
-    )
+eval_on = {s: stages[s].subset(covered[s]) for s in stages}
+u0 = int(covered["test"][0])
+print(f"tagger run: {tag_meta['command']}")
+print(f"user {u0}, LLM tags: {user_tags['LLM']['test'][u0]}")
+print(f"user {u0}, rule tags: {user_tags['rule']['test'][u0]}")
+print({s: f"{len(covered[s])} of {len(split.users(s))} users" for s in stages})
+
+# %%
+assert len(covered["test"]) > 0.95 * len(split.users("test"))  # the main line: all
+assert len(covered["valid"]) >= 100  # enough validation users to choose on
 
 # %% [markdown]
-# ## 5. Sweeping a and b
+# ## 5. Choosing a and b on validation
 #
-# For every trained model and every $b$ we build the fused system and rank the full catalogue
-# on both stages. The validation stage chooses; the test stage is only reported.
+# For every trained model, tag source and $b$ we build the fused system and rank the full
+# catalogue on both stages; validation chooses, test is only reported. The rule, fixed before
+# looking: average validation Recall@50 (LLM tags) over the seeds; every $(a, b)$ within the
+# noise of the best (the larger of .002 and the best cell's standard error over seeds) ties,
+# a tie goes to the $a$ nearest the paper's $0.5$, and for that $a$ the $b$ with the best
+# mean is taken.
 
 # %%
 ks = (10, 50, 100)
 systems = {
-    s: {key: m.system(split, s, user_tags[s]) for key, m in models.items()}
+    (key, src, s): m.system(split, s, user_tags[src][s])
+    for key, m in models.items()
+    for src in user_tags
     for s in stages
 }
 rows = []
-for (alpha, s_), _ in models.items():
+for (key, src, s), sys_ in systems.items():
     for b in towers.BETAS:
-        for stage in stages:
-            r = evaluate.evaluate(
-                systems[stage][(alpha, s_)].with_b(b), stages[stage], ks=ks
-            )
-            rows.append(
-                {
-                    "a": alpha,
-                    "seed": s_,
-                    "b": b,
-                    "stage": stage,
-                    "recall@10": r.mean("recall@10"),
-                    "recall@50": r.mean("recall@50"),
-                    "recall@100": r.mean("recall@100"),
-                    "coverage@50": r.mean("coverage@50"),
-                    "novelty@50": r.mean("novelty@50"),
-                }
-            )
+        r = evaluate.evaluate(sys_.with_b(b), eval_on[s], ks=ks)
+        rows.append(
+            {"a": key[0], "seed": key[1], "tags": src, "b": b, "stage": s}
+            | {m_: r.mean(m_) for m_ in ("recall@10", "recall@50", "recall@100")}
+            | {m_: r.mean(m_) for m_ in ("coverage@50", "novelty@50")}
+        )
 sweep = pd.DataFrame(rows)
-mean_sweep = (
-    sweep.groupby(["stage", "a", "b"])
-    .mean(numeric_only=True)
-    .drop(columns="seed")
-    .reset_index()
+by_cell = sweep.groupby(["tags", "stage", "a", "b"])["recall@50"]
+mean_sweep = by_cell.agg(["mean", "std", "count"]).reset_index()
+valid = mean_sweep[(mean_sweep["tags"] == "LLM") & (mean_sweep["stage"] == "valid")]
+best_cell = valid.loc[valid["mean"].idxmax()]
+cell_se = float(best_cell["std"]) / np.sqrt(best_cell["count"])
+tol = max(0.002, cell_se)
+tied = valid[valid["mean"] >= best_cell["mean"] - tol]
+a_pref = tied.loc[(tied["a"] - 0.5).abs().idxmin(), "a"]
+at_a = valid[valid["a"] == a_pref]
+chosen = at_a.loc[at_a["mean"].idxmax()]
+a_star, b_star = float(chosen["a"]), float(chosen["b"])
+print(
+    f"best cell a = {best_cell['a']:g}, b = {best_cell['b']:g}: "
+    f"{best_cell['mean']:.4f} (seed SE {cell_se:.4f}, tie tolerance {tol:.4f})"
 )
-mean_sweep[mean_sweep["stage"] == "test"].pivot(
-    index="b", columns="a", values="recall@50"
-).round(4)
+print(f"chosen: a = {a_star:g}, b = {b_star:g} ({chosen['mean']:.4f})")
+valid.pivot(index="b", columns="a", values="mean").round(4)
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-for alpha, part in mean_sweep.groupby("a"):
-    for ax, (stage, metric) in zip(
-        axes, [("valid", "recall@50"), ("test", "recall@50"), ("test", "coverage@50")]
-    ):
-        p = part[part["stage"] == stage]
-        ax.plot(p["b"], p[metric], marker="o", ms=3, label=f"a = {alpha:g}")
-        ax.set(
-            xlabel="b (1 = user tower alone, 0 = tag tower alone)",
-            ylabel=f"{stage} {metric}",
-        )
-axes[0].legend()
-axes[0].set_title("Validation: the curve that chooses b")
-axes[1].set_title("Test Recall@50 over b")
-axes[2].set_title("Test coverage@50 over b")
+assert (
+    chosen["mean"] >= best_cell["mean"] - tol and b_star < 1.0
+)  # validation wants the tags
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+for alpha, part in valid.groupby("a"):
+    axes[0].errorbar(
+        part["b"],
+        part["mean"],
+        yerr=part["std"],
+        marker="o",
+        ms=3,
+        capsize=2,
+        label=f"a = {alpha:g}",
+    )
+test_llm = mean_sweep[(mean_sweep["tags"] == "LLM") & (mean_sweep["stage"] == "test")]
+for alpha, part in test_llm.groupby("a"):
+    axes[1].plot(part["b"], part["mean"], marker="o", ms=3, label=f"a = {alpha:g}")
+for ax, st in zip(axes, ("validation (chooses)", "test (reported)")):
+    ax.set(
+        xlabel="b (1 = user tower alone, 0 = tag tower alone)",
+        ylabel="Recall@50, mean over seeds",
+        title=f"LLM tags, {st}",
+    )
+axes[0].axvline(b_star, color="grey", ls=":")
+axes[0].legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
-# The tag tower alone ($b = 0$) retrieves far fewer targets: recent tags say "90s comedy",
-# which fits hundreds of films. How Recall, coverage and novelty move with $b$ for each $a$ is in
-# the sweep table and in `results/ch08.json`. We pick $(a, b)$ as the best validation Recall@50
-# (averaged over seeds in full mode).
+# Why does $b$ sit so close to 1 in RecGPT-style fusion? The two scores live on different
+# scales: the user tower separates a user's next film from the rest far more sharply than a
+# tag set does, which fits hundreds of films. The distributions of $y_{col}$ and $y_{sem}$ over
+# the catalogue for test users show it.
 
 # %%
-valid = mean_sweep[mean_sweep["stage"] == "valid"]
-best = valid.loc[valid["recall@50"].idxmax()]
-a_star, b_star = float(best["a"]), float(best["b"])
-print(
-    f"chosen on validation: a = {a_star:g}, b = {b_star:g} (validation "
-    f"Recall@50 {best['recall@50']:.4f})"
-)
-assert (valid["recall@50"] <= best["recall@50"]).all()
+sys0 = systems[((a_star, 0), "LLM", "test")]
+u_rows = np.arange(0, len(sys0.user_ids), 10)
+y_col = (sys0.h_u[u_rows] @ sys0.h_v.T).ravel()
+y_sem = (sys0.h_t[u_rows] @ sys0.h_v.T).ravel()
+fig, ax = plt.subplots(figsize=(7, 3.2))
+ax.hist(y_col, bins=80, alpha=0.6, density=True, label="$y_{col} = h_u \\cdot h_v$")
+ax.hist(y_sem, bins=80, alpha=0.6, density=True, label="$y_{sem} = h_t \\cdot h_v$")
+ax.set(xlabel="cosine", ylabel="density", title="Scores over the catalogue, test users")
+ax.legend()
+print(f"SD over the catalogue: y_col {y_col.std():.3f}, y_sem {y_sem.std():.3f}")
 
 # %% [markdown]
 # ## 6. The fused model against the user tower alone
 #
-# Same model, same users, two ways to score: $b = 1$ (the user tower alone) and the chosen
-# $b^*$. A paired bootstrap over test users gives the interval of the difference.
+# Same models, same users, two ways to score: $b = 1$ (the user tower alone) and the chosen
+# $b^*$, for each of the three seeds. Each user's Recall@50 is averaged over the seeds, and a
+# paired bootstrap over test users gives the interval of the difference; the minimum
+# detectable effect (80% power) says what a null result could have missed.
 
 
 # %%
-def paired(stage, a, b, metric="recall@50", seed_=0):
-    sys_ = systems[stage][(a, seed_)]
-    fused = evaluate.evaluate(
-        sys_.with_b(b, name=f"fused (a={a:g}, b={b:g})"), stages[stage], ks=ks
-    )
-    alone = evaluate.evaluate(
-        sys_.with_b(1.0, name=f"user tower alone (a={a:g})"), stages[stage], ks=ks
-    )
-    return fused, alone, fused.compare(alone, metric)
+def seed_mean(src, a, b, stage="test", metric="recall@50", model_set=None):
+    """Per-user metric averaged over the seeds, and the per-seed means."""
+    per_seed = []
+    for s in run["seeds"]:
+        m = (model_set or models)[(a, s)]
+        sys_ = systems.get(((a, s), src, stage)) if model_set is None else None
+        sys_ = sys_ or m.system(split, stage, user_tags[src][stage])
+        r = evaluate.evaluate(sys_.with_b(b), eval_on[stage], ks=ks)
+        per_seed.append(r.per_user.set_index("user_id")[metric])
+    df = pd.concat(per_seed, axis=1)
+    return df.mean(axis=1), df.mean(axis=0).to_numpy()
 
 
-fused, alone, diff = paired("test", a_star, b_star)
-headline = pd.DataFrame(
-    {
-        n: r.summary().loc[
-            ["recall@10", "recall@50", "recall@100", "novelty@50", "coverage@50"]
-        ]["mean"]
-        for n, r in [(fused.name, fused), (alone.name, alone)]
+def paired_row(name, x, y, xs, ys):
+    d = metrics.paired_bootstrap(x.to_numpy(), y.loc[x.index].to_numpy(), seed=0)
+    return {
+        "comparison": name,
+        "diff": d.mean_diff,
+        "lo": d.lo,
+        "hi": d.hi,
+        "p": d.p_value,
+        "mde": abtest.mde(x.to_numpy() - y.loc[x.index].to_numpy()),
+        "relative": d.mean_diff / y.mean(),
+        "seed diffs": np.round(xs - ys, 4).tolist(),
     }
-)
-print(
-    f"test Recall@50, fused minus user tower alone: {diff.mean_diff:+.4f} "
-    f"[{diff.lo:+.4f}, {diff.hi:+.4f}], p = {diff.p_value:.3f}, {diff.n} users"
-)
-headline.round(4)
 
-# %% [markdown]
-# What the interval says decides what we may claim. The cell below states the verdict from the
-# numbers and asserts only what they support.
+
+fused_u, fused_s = seed_mean("LLM", a_star, b_star)
+alone_u, alone_s = seed_mean("LLM", a_star, 1.0)
+main = paired_row("fused (LLM tags) - user tower", fused_u, alone_u, fused_s, alone_s)
+print(
+    f"test Recall@50 over {len(run['seeds'])} seeds: fused {fused_u.mean():.4f}, "
+    f"user tower {alone_u.mean():.4f}; diff {main['diff']:+.4f} [{main['lo']:+.4f}, "
+    f"{main['hi']:+.4f}], {main['relative']:+.1%} relative, MDE {main['mde']:.4f}; "
+    f"per seed {main['seed diffs']}"
+)
 
 # %%
-if b_star == 1.0:
-    verdict = (
-        "validation chose b = 1: on validation the tag tower added nothing, "
-        "so the fused model is the user tower"
-    )
-elif diff.lo > 0:
-    verdict = (
-        "the fused model beats the user tower alone on test Recall@50, "
-        "interval above zero"
-    )
-elif diff.hi < 0:
-    verdict = (
-        "the fused model is worse than the user tower alone on test "
-        "Recall@50, interval below zero"
-    )
+if main["lo"] > 0:
+    verdict = "the fused model beats the user tower alone on test: interval above 0"
+elif main["hi"] < 0:
+    verdict = "the fused model is worse than the user tower alone on test"
 else:
-    verdict = (
-        "the interval of the difference covers zero: no measurable gain from "
-        "fusing at this b"
-    )
+    verdict = f"no measurable difference: the interval covers 0 (MDE {main['mde']:.4f})"
 print(verdict)
-assert np.isfinite(diff.mean_diff) and diff.lo <= diff.mean_diff <= diff.hi
+assert main["lo"] > 0  # the LLM's tags add retrieval the user tower lacks
 
 # %% [markdown]
-# Had we peeked at test, which $b$ would it have picked, and by how much does that differ from
-# the honest choice? The gap is the optimism a test-tuned number would carry.
+# RecGPT reports **+6.3% CTR** online for the whole pipeline against its production system.
+# Our effect is offline, on one metric, against the model's own user tower; the relative lift
+# printed above sits beside it, not against it: a click-through rate and a recall are
+# different quantities.
+#
+# ### Where the gain comes from: three ablations
+#
+# The same selected models with **rule tags** instead of LLM tags; the **tag tower alone**
+# ($b = 0$) with each source; and the other training design, `tag_source="item"` (a tag of the
+# target item per row, with $a^*$ and the same seeds), whose own $b$ is chosen on validation
+# by the same rule.
 
 # %%
-test_curve = mean_sweep[
-    (mean_sweep["stage"] == "test") & (mean_sweep["a"] == a_star)
-].set_index("b")["recall@50"]
+rule_u, rule_s = seed_mean("rule", a_star, b_star)
+llm0_u, llm0_s = seed_mean("LLM", a_star, 0.0)
+rule0_u, rule0_s = seed_mean("rule", a_star, 0.0)
+item_models = {
+    (a_star, s): make_model(a_star, s, tag_source="item").fit(
+        split.train, progress=False
+    )
+    for s in run["seeds"]
+}
+item_curve = {
+    b: seed_mean("LLM", a_star, b, "valid", model_set=item_models)[0].mean()
+    for b in towers.BETAS
+}
+best_item = max(item_curve.values())
+b_item = max(b for b, v in item_curve.items() if v >= best_item - 0.002)
+item_u, item_s = seed_mean("LLM", a_star, b_item, model_set=item_models)
+ablations = pd.DataFrame(
+    [
+        main,
+        paired_row("fused: LLM tags - rule tags", fused_u, rule_u, fused_s, rule_s),
+        paired_row(
+            "tag tower alone: LLM - rule tags", llm0_u, rule0_u, llm0_s, rule0_s
+        ),
+        paired_row(
+            f"trained on history tags - on item tags (b={b_item:g})",
+            fused_u,
+            item_u,
+            fused_s,
+            item_s,
+        ),
+    ]
+)
+ablations.round(4)
+
+# %%
+abl = ablations.set_index("comparison")
+trained_as_used = abl.iloc[3]
+assert trained_as_used["lo"] > 0  # training the tag tower as it is used pays
+llm_vs_rule = abl.iloc[1]
+assert llm_vs_rule["lo"] < 0 < llm_vs_rule["hi"]  # LLM tags = rule tags, within the MDE
+assert abl.iloc[2]["hi"] < 0  # read alone, the LLM's tags find fewer next films
 print(
-    f"test's own best b = {test_curve.idxmax():g} (Recall@50 {test_curve.max():.4f}); "
-    f"validation's b = {b_star:g} ({test_curve[b_star]:.4f}); user tower "
-    f"alone {test_curve[1.0]:.4f}"
+    f"tag tower alone, test Recall@50: LLM tags {llm0_u.mean():.4f}, "
+    f"rule tags {rule0_u.mean():.4f}"
 )
 
 # %% [markdown]
-# ### What validation can and cannot see: the user ID
+# What the ablations say (quick mode numbers, printed above; `results/ch08.json` keeps them).
+# Training the tag tower as it is used is worth about +0.014 Recall@50 over the item-tag
+# design, interval above 0. With the LLM's tags the fused model beats its own user tower by
+# about +0.009 (+3.5% relative), interval above 0, every seed in the same direction: the
+# LLM's output now reaches retrieval and helps. But the LLM's tags do **not** measurably beat
+# the counting rule's tags at the fused point (about +0.002, the interval covers 0; the MDE
+# is about 0.007), and read by the tag tower alone they find fewer next films (about
+# -0.07). The tower was trained on the rule's tags, and chapter 07's LLM reproduces them
+# imperfectly. The honest lesson on this benchmark: the gain comes from the tag channel and
+# from training it the way it is used; our 135M LLM_IT carries the rule's signal into it, and
+# nothing measurable beyond it.
+
+# %% [markdown]
+# ### Without a user ID
 #
-# The cell above prints the $b$ that test itself would have picked. When that is below 1 while
-# validation picked 1 (as it was in our runs while building this chapter: a finding to check,
-# not a tuning step), a mechanism can explain it. For the validation stage the input history is
-# the training data itself, on which the user's ID embedding was trained: the user tower already
-# "knows" the user's latest likes, so tags of those likes add nothing. For the test stage the
-# history also holds the validation window, which the ID embedding never saw; the tags of the
-# latest likes then carry fresh signal. A user tower **without** an ID (pooled history only)
-# reads fresh history the same way on both stages, so validation should be able to see the tag
-# tower's value. We train that variant with the chosen $a$, choose its $b$ on validation, and
-# test it.
+# Chapter 09 also reads a variant whose user tower has no ID embedding (pooled history only):
+# it reads fresh history the same way on validation and test. We train it with $a^*$, choose
+# its $b$ on validation by the same rule (one seed), and test it.
 
 # %%
-noid = towers.ThreeTowerModel(
-    feats,
-    vocab,
-    item_tags,
-    recgpt.tag_category,
-    towers.TowerConfig(
-        **{**tcfg.__dict__, "alpha": a_star, "seed": 0, "user_id": False}
-    ),
-    name="three towers, no user ID",
-).fit(split.train, progress=False)
-noid_sys = {s: noid.system(split, s, user_tags[s]) for s in stages}
+noid = make_model(a_star, 0, user_id=False, name="three towers, no user ID").fit(
+    split.train, progress=False
+)
+noid_sys = {s: noid.system(split, s, user_tags["LLM"][s]) for s in stages}
 noid_curve = pd.DataFrame(
     {
         s: [
-            evaluate.evaluate(noid_sys[s].with_b(b), stages[s], ks=(50,)).mean(
+            evaluate.evaluate(noid_sys[s].with_b(b), eval_on[s], ks=(50,)).mean(
                 "recall@50"
             )
             for b in towers.BETAS
@@ -491,27 +615,21 @@ noid_curve = pd.DataFrame(
     },
     index=list(towers.BETAS),
 )
-b_noid = float(noid_curve["valid"].idxmax())
+v_best = noid_curve["valid"].max()
+b_noid = float(
+    max(b for b in towers.BETAS if noid_curve.loc[b, "valid"] >= v_best - 0.002)
+)
 f2 = evaluate.evaluate(
     noid_sys["test"].with_b(b_noid, name=f"fused, no user ID (b={b_noid:g})"),
-    stages["test"],
+    eval_on["test"],
     ks=ks,
 )
 a2 = evaluate.evaluate(
     noid_sys["test"].with_b(1.0, name="user tower alone, no user ID"),
-    stages["test"],
+    eval_on["test"],
     ks=ks,
 )
 diff_noid = f2.compare(a2, "recall@50")
-print(
-    f"no user ID: validation chooses b = {b_noid:g}; test Recall@50 fused "
-    f"{f2.mean('recall@50'):.4f} vs "
-    f"user tower alone {a2.mean('recall@50'):.4f}: {diff_noid.mean_diff:+.4f} "
-    f"[{diff_noid.lo:+.4f}, {diff_noid.hi:+.4f}], p = {diff_noid.p_value:.3f}"
-)
-noid_curve.T.round(4)
-
-# %%
 verdict_noid = (
     "beats"
     if diff_noid.lo > 0
@@ -520,79 +638,40 @@ verdict_noid = (
     else "does not measurably differ from"
 )
 print(
-    "without a user ID, the fused model (b chosen on validation) "
-    f"{verdict_noid} its user tower alone on test"
+    f"no user ID: validation chooses b = {b_noid:g}; test Recall@50 fused "
+    f"{f2.mean('recall@50'):.4f} vs user tower alone {a2.mean('recall@50'):.4f}: "
+    f"{diff_noid.mean_diff:+.4f} [{diff_noid.lo:+.4f}, {diff_noid.hi:+.4f}]; the fused "
+    f"model {verdict_noid} its user tower"
 )
-assert b_noid < 1.0  # validation now sees value in the tag tower
-assert (
-    diff_noid.mean_diff > 0
-)  # and the fused model retrieves more test targets than its user tower
+noid_curve.T.round(4)
 
 # %% [markdown]
-# Without a user ID, validation does choose $b < 1$ (asserted above). Whether the resulting gain
-# on test is real is the paired interval's call, printed above for this run: the gain is small
-# either way, and with a different $a$ or seed it can fall inside the noise, so read the verdict
-# line, not the point estimate. The lesson reaches beyond this model: a component that
-# memorises the training data (an ID embedding) can make a validation stage built on that same
-# data blind to signal that is *fresh* at test time.
-
-# %% [markdown]
-# ### LLM tags instead of recent tags
-#
-# When chapter 07's predicted tags are committed (`artifacts/recgpt/tags_test.jsonl`), the
-# model without a user ID reads them instead of the recent tags, for the test users each source
-# covers: the fine-tuned and zero-shot SmolLM2 (a sample of users), and chapter 07's rule-based
-# and popularity stand-ins (every test user). Two views per source, each paired against recent
-# tags on the same users: the tag tower **alone** ($b = 0$: how well the tags alone find the next
-# items) and the fused model at the $b$ validation chose (with recent tags; the predictions cover
-# test users only, so $b$ cannot be re-chosen for them).
+# The seed-0 results of the selected model are what the later sections and chapter 09 read.
 
 # %%
-llm_rows = []
-if llm_tags is not None:
-    sources = sorted(
-        {
-            json.loads(l)["source"]
-            for l in recgpt.predicted_tags_path().read_text().splitlines()
-            if l.strip()
-        }
-    )
-    for src in sources:
-        tags_src = recgpt.load_predicted_tags(source=src)
-        covered = np.array([u for u in split.users("test") if tags_src.get(int(u))])
-        if len(covered) == 0:
-            continue
-        ed = stages["test"].subset(covered)
-        sys_src = noid.system(split, "test", tags_src)
-        for b in (0.0, b_noid):
-            r_src = evaluate.evaluate(sys_src.with_b(b, name=f"{src} tags"), ed, ks=ks)
-            r_rec = evaluate.evaluate(
-                noid_sys["test"].with_b(b, name="recent tags"), ed, ks=ks
-            )
-            d = r_src.compare(r_rec, "recall@50")
-            llm_rows.append(
-                {
-                    "source": src,
-                    "users": len(covered),
-                    "b": b,
-                    "recall@50": r_src.mean("recall@50"),
-                    "recent tags": r_rec.mean("recall@50"),
-                    "diff": d.mean_diff,
-                    "lo": d.lo,
-                    "hi": d.hi,
-                }
-            )
-    llm_table = pd.DataFrame(llm_rows)
-    print(llm_table.round(4).to_string(index=False))
-else:
-    print("skipped: no predicted tags committed (artifacts/recgpt/tags_test.jsonl)")
-
-# %% [markdown]
-# How to read the table: `diff` is the source's Recall@50 minus that of recent tags for the same
-# users, with its paired 95% interval. At $b = 0$ it measures the tags themselves; at the chosen
-# $b$ the user tower does most of the work, so differences shrink. An interval below zero means
-# the source's tags point the tag tower at fewer of the user's next films than the tags of their
-# own recent likes do; the sample sources cover few users, hence their wide intervals.
+sys_sel = systems[((a_star, 0), "LLM", "test")]
+fused = evaluate.evaluate(
+    sys_sel.with_b(b_star, name=f"three towers, LLM tags (a={a_star:g}, b={b_star:g})"),
+    eval_on["test"],
+    ks=ks,
+)
+alone = evaluate.evaluate(
+    sys_sel.with_b(1.0, name=f"user tower alone (a={a_star:g})"), eval_on["test"], ks=ks
+)
+fused_rule = evaluate.evaluate(
+    systems[((a_star, 0), "rule", "test")].with_b(
+        b_star, name=f"three towers, rule tags (a={a_star:g}, b={b_star:g})"
+    ),
+    eval_on["test"],
+    ks=ks,
+)
+diff = fused.compare(alone, "recall@50")
+pd.DataFrame(
+    {
+        r.name: r.summary().loc[["recall@10", "recall@50", "recall@100"], "mean"]
+        for r in (fused, fused_rule, alone)
+    }
+).round(4)
 
 # %% [markdown]
 # ## 7. Against chapters 02-05
@@ -603,9 +682,14 @@ else:
 # %%
 board = [
     {
-        "system": f"three towers, fused (a={a_star:g}, b={b_star:g})",
+        "system": f"three towers, LLM tags (a={a_star:g}, b={b_star:g})",
         "chapter": "08",
         **fused.summary().loc["recall@50", ["mean", "lo", "hi"]].to_dict(),
+    },
+    {
+        "system": f"three towers, rule tags (a={a_star:g}, b={b_star:g})",
+        "chapter": "08",
+        **fused_rule.summary().loc["recall@50", ["mean", "lo", "hi"]].to_dict(),
     },
     {
         "system": f"three towers, user tower alone (a={a_star:g})",
@@ -733,18 +817,19 @@ pd.concat([show[show["faithful"]].head(4), show[~show["faithful"]].head(4)])[
 # %% [markdown]
 # ## 9. One user through the whole chain
 #
-# History, the interests behind the tags (their categories; chapter 06's mined interests are not
-# used here), the tags, the items the fused model without a user ID retrieves, and their
-# explanations, for one test user. The explanations for this user are generated live (and
+# History, the interests chapter 06's LLM_UI mined from it, the tags chapter 07's LLM_IT wrote
+# from those, the items the fused model without a user ID retrieves, and their explanations,
+# for one test user. The explanations for this user are generated live (and
 # cached on disk) with the same prompt and settings as the table.
 
 # %%
 user = int(split.users("test")[5])
 ed_u = stages["test"].subset(np.array([user]))
 top = evaluate.evaluate(noid_sys["test"].with_b(b_noid), ed_u, ks=(5,)).topk[0]
+interests_u = tagger.load_tags("test", field="interests").get(user, [])
 targets_u = set(split.targets("test").loc[lambda t: t["user_id"] == user, "item_id"])
 items = feats.item_ids[top]
-tags_u = user_tags["test"][user]
+tags_u = user_tags["LLM"]["test"][user]
 pair_tags = towers.best_tags(noid, tags_u, top)
 gen = generation.CachedGenerator(
     generation.LocalGenerator(
@@ -757,11 +842,10 @@ live = towers.ExplanationTable.generate(
 live_j = live.judged(ml.movies, recgpt.tag_category)
 hist = split.history("test")
 hist = hist[(hist["user_id"] == user) & (hist["rating"] >= data.POSITIVE_MIN)].tail(6)
-cats = pd.Series([recgpt.tag_category(t) for t in tags_u]).value_counts()
 chain = {
     "history (latest likes)": [titles[i] for i in hist["item_id"]],
-    "interests (tag categories)": [f"{c} ({n} tags)" for c, n in cats.items()],
-    "tags": tags_u,
+    "interests (LLM_UI, ch. 06)": interests_u,
+    "tags (LLM_IT, ch. 07)": tags_u,
     f"retrieved (no user ID, b={b_noid:g})": [
         f"{titles[i]}{' *' if i in targets_u else ''}" for i in items
     ],
@@ -804,9 +888,9 @@ assert len(live.rows) == 5 and live.stale_rows(ml.movies).empty
 # +4.82%, clicked categories +6.96%. Its judges are LLMs fine-tuned on human labels (0.77-0.93
 # agreement). **We measure** offline, on MovieLens' test stage, the numbers in sections 5-8: the
 # fused model against its own user tower with a paired interval, and rule-based judges that
-# stand in for the paper's LLM judges. The tags the tag tower reads at inference are the
-# user's recent tags (section 4), not a prediction of the next items, unless chapter 07's
-# predictions were available.
+# stand in for the paper's LLM judges. The tags the tag tower reads at inference are chapter
+# 07's LLM predictions for the user's next films (section 4); the towers were trained with the
+# counting rule's tags in their place.
 # ```
 
 # %% [markdown]
@@ -820,13 +904,27 @@ out = {
     "produced_by": {
         "towers": f"trained live in this run ({tcfg.epochs} epochs per model, a in "
         f"{list(run['alphas'])}, "
-        f"seeds {list(run['seeds'])})",
-        "tags_at_inference": "tags of each user's 10 latest positives "
-        "(recgpt.item_tags)",
+        f"seeds {list(run['seeds'])}), tag_source='history' (rule tags before t)",
+        "tags_at_inference": "LLM tags: artifacts/recgpt/tagger "
+        f"({tag_meta['command']}); ablation: rule tags (recgpt.recent_tags), "
+        "computed live",
         "explanations": table.meta["command"],
     },
     "sweep": sweep.to_dict(orient="records"),
-    "chosen": {"a": a_star, "b": b_star, "valid_recall@50": float(best["recall@50"])},
+    "chosen": {
+        "a": a_star,
+        "b": b_star,
+        "valid_recall@50": float(chosen["mean"]),
+        "best_cell": {"a": float(best_cell["a"]), "b": float(best_cell["b"])},
+        "tie_tolerance": tol,
+        "valid_users": len(covered["valid"]),
+    },
+    "seed_averaged": {
+        "fused_recall@50": float(fused_u.mean()),
+        "user_tower_recall@50": float(alone_u.mean()),
+        "ablations": ablations.to_dict(orient="records"),
+        "b_item_source": b_item,
+    },
     "test": {
         "fused": fused.to_dict(segments=False),
         "user_tower_alone": alone.to_dict(segments=False),
@@ -834,8 +932,8 @@ out = {
     "fused_minus_user_tower_recall@50": diff._asdict(),
     "verdict": verdict,
     "headline": {
-        "model": "three towers without a user ID, a chosen on validation with the "
-        "ID model",
+        "model": "three towers without a user ID, LLM tags, a chosen on validation "
+        "with the ID model",
         "a": a_star,
         "b": b_noid,
         "fused_recall@50": f2.mean("recall@50"),
@@ -852,7 +950,6 @@ out = {
         "fused_minus_user_tower_recall@50": diff_noid._asdict(),
         "verdict": verdict_noid,
     },
-    "llm_tags": llm_rows,
     "cold_recall@100": dict(cold),
     "explanation_judges": rates.to_dict(orient="index"),
     "valid_recall@50_logq": logq_r50,
@@ -868,13 +965,14 @@ out = {
 print(f"wrote results/ch08.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
-# Chapter 09 compares every system user by user; the test-stage top-100 lists of the two fused
+# Chapter 09 compares every system user by user; the test-stage top-100 lists of the three fused
 # models are stored for it (`evaluate.save_ranking`).
 
 # %%
 rank_dir = config.results_dir() / "rankings"
 for key, res_, secs in [
     ("ch08-three-towers", fused, models[(a_star, 0)].fit_seconds),
+    ("ch08-three-towers-rule-tags", fused_rule, models[(a_star, 0)].fit_seconds),
     ("ch08-three-towers-no-user-id", f2, noid.fit_seconds),
 ]:
     evaluate.save_ranking(
@@ -888,7 +986,7 @@ for key, res_, secs in [
             "system": res_.name,
         },
     )
-print(f"stored 2 rankings in {rank_dir}")
+print(f"stored 3 rankings in {rank_dir}")
 
 # %% [markdown]
 # ## Summary
@@ -898,8 +996,10 @@ print(f"stored 2 rankings in {rank_dir}")
 # 2. The tag tower reads frozen token embeddings, so tags never seen in training still land
 #    near tags of their category.
 # 3. In-batch softmax needs the log-Q correction; without it the model buries popular films.
-# 4. $b$ is chosen on validation and the gain over the user tower is reported with a paired
-#    interval on test, whatever it turns out to be.
+# 4. The tag tower is trained as it is used: the user's tags before $t$ predict the item at
+#    $t$. Queried with chapter 07's LLM tags, the fused model is measured against its own
+#    user tower over three seeds, with $a$ and $b$ chosen on validation by a rule fixed
+#    before looking; the numbers and the verdict are printed in section 6.
 # 5. Explanations are cheap to serve from a table and cheap to check with judges; a 135M model
 #    writes relevant-sounding phrases that are not always faithful to the film.
 #
@@ -909,9 +1009,10 @@ print(f"stored 2 rankings in {rank_dir}")
 #    `towers.TowerConfig(**{**tcfg.__dict__, "alpha": 0.5, "temperature": 0.05})`) and evaluate
 #    it at $b = 1$ on validation. *Check:* you can say whether validation Recall@50 moved by more
 #    than 0.01 and in which direction.
-# 2. **Fresher tags.** Recompute `user_tags` with `n_items=3` and redo the validation sweep for
-#    $a^*$. *Check:* you can say whether the best validation $b$ moved down (more tag
-#    weight) or not.
+# 2. **Fewer tags.** Keep only each user's first three LLM tags
+#    (`{u: t[:3] for u, t in user_tags["LLM"]["test"].items()}`) and evaluate the selected
+#    seed-0 model at $b^*$ on test. *Check:* you can say whether Recall@50 moved by more than
+#    the MDE printed in section 6.
 # 3. **Category only.** With $a = 0$ the tag tower learns only category-level positives. Look
 #    at that model's tag tower alone ($b = 0$) in `sweep`. *Check:* you can say whether its
 #    coverage@50 is above or below its user tower's ($b = 1$), and explain the direction.

@@ -1038,7 +1038,7 @@ def _json_default(x):
 #: Tower settings by mode. Three epochs reach the plateau of validation Recall@50 at this size
 #: (six and ten were no better when measured); full mode sweeps more values of a and seeds.
 MODES = {
-    "quick": {"config": TowerConfig(epochs=3), "alphas": (0.0, 0.5, 1.0), "seeds": (0,),
+    "quick": {"config": TowerConfig(epochs=3), "alphas": (0.0, 0.5, 1.0), "seeds": (0, 1, 2),
               "explain_users": 30, "explain_k": 4},
     "full": {"config": TowerConfig(epochs=3), "alphas": (0.0, 0.25, 0.5, 0.75, 1.0), "seeds": (0, 1, 2),
              "explain_users": 30, "explain_k": 4},
