@@ -11,15 +11,25 @@ without it can still be shrunk after the fact, two ways, which chapter 05 compar
   squared-error sense and the usual post-hoc baseline (LinkedIn compares an MLP projection).
 
 Every function returns L2-normalised float32 rows, ready for cosine / inner-product search.
+
+Which dimension to serve is a decision taken on noisy per-user metrics, so it needs a rule fixed
+before the numbers are seen: :func:`smallest_dim_keeping` picks the smallest dimension whose
+metric *keeps at least a share* of the full dimension's, judged by the lower end of a paired
+bootstrap interval of the ratio (a dimension must show that it keeps the share; a noisy one
+whose interval merely reaches it does not qualify). :func:`nested_prefixes_figure` draws the
+nesting to scale.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["nested_dims", "truncate", "PCAProjection"]
+__all__ = ["nested_dims", "truncate", "PCAProjection", "DimChoice", "smallest_dim_keeping",
+           "nested_prefixes_figure"]
 
 
 def _check(x, what: str = "vectors") -> np.ndarray:
@@ -84,3 +94,105 @@ class PCAProjection:
             raise ValueError(f"vectors have dim {a.shape[1]}, the projection was fitted on {self.components.shape[1]}")
         return _normalise((a - self.mean) @ self.components.T)
 
+
+
+@dataclass(frozen=True)
+class DimChoice:
+    """What :func:`smallest_dim_keeping` chose, with the evidence for every dimension."""
+
+    dim: int  # the chosen dimension
+    full: int  # the reference: the largest dimension given
+    keep: float  # the share of the reference's mean a dimension must keep
+    table: pd.DataFrame  # index dim (descending): mean, share, share lo, share hi, qualifies
+
+    @property
+    def fraction(self) -> float:
+        """The chosen dimension as a share of the full one (what a Flat index keeps)."""
+        return self.dim / self.full
+
+
+def smallest_dim_keeping(per_user: Mapping[int, np.ndarray], keep: float = 0.95, *, alpha: float = 0.05,
+                         n_boot: int = 1000, seed: int = 0) -> DimChoice:
+    """The smallest dimension whose mean metric keeps at least ``keep`` of the full one's.
+
+    ``per_user`` maps each dimension to the per-user metric at that dimension (the same users
+    in the same order for every dimension); the largest dimension is the reference. For every
+    dimension d the share mean(d) / mean(full) gets a (1 - alpha) percentile-bootstrap interval
+    with users resampled jointly (:func:`llmrec_lib.abtest.ratio_bootstrap`), and d
+    **qualifies when the interval's lower end is at least** ``keep``: the data show, at
+    one-sided level alpha / 2, that d keeps the share. The chosen dimension is the smallest
+    one that qualifies; the reference always qualifies (its share is exactly 1), so when no
+    smaller dimension does, the full dimension is chosen.
+
+    This is deliberately not "the smallest dimension whose loss is not significant": that rule
+    rewards noise (the noisier a prefix, the more easily it passes) and can call a small
+    prefix lossless while a larger one loses significantly.
+    """
+    from .abtest import ratio_bootstrap
+
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be a share in (0, 1], got {keep}")
+    if not per_user:
+        raise ValueError("per_user is empty: give the per-user metric at each dimension")
+    dims = sorted((int(d) for d in per_user), reverse=True)
+    if dims[-1] < 1 or len(set(dims)) != len(dims):
+        raise ValueError(f"dimensions must be distinct positive integers, got {list(per_user)}")
+    values = {int(d): np.asarray(v, dtype=np.float64).ravel() for d, v in per_user.items()}
+    full = dims[0]
+    n = values[full].size
+    if n < 2 or any(v.size != n for v in values.values()):
+        raise ValueError("every dimension needs the same users (at least two) in the same order")
+    if not values[full].mean() > 0:
+        raise ValueError("the full dimension's mean is not positive: no share can be kept")
+    rows = []
+    for d in dims:
+        if d == full:
+            share = lo = hi = 1.0
+        else:
+            rel = ratio_bootstrap(values[d], values[full], n_boot=n_boot, alpha=alpha, seed=seed)
+            share, lo, hi = 1 + rel.mean, 1 + rel.lo, 1 + rel.hi
+        rows.append({"dim": d, "mean": float(values[d].mean()), "share": share, "share lo": lo,
+                     "share hi": hi, "qualifies": bool(lo >= keep)})
+    table = pd.DataFrame(rows).set_index("dim")
+    chosen = int(table.index[table["qualifies"]].min())
+    return DimChoice(dim=chosen, full=full, keep=float(keep), table=table)
+
+
+def nested_prefixes_figure(dims, weights=None):
+    """One Matryoshka embedding drawn to scale: a bar of ``max(dims)`` coordinates, and under
+    it one bracket per nested prefix (the first d numbers), each re-normalised and scored by
+    its own InfoNCE; the loss is the weighted mean of those terms (equal weights by default)."""
+    import matplotlib.pyplot as plt  # imported here: `import llmrec_lib.compress` stays light
+
+    dims = [int(d) for d in dims]
+    if not dims or min(dims) < 1 or len(set(dims)) != len(dims):
+        raise ValueError("dims must be distinct positive integers")
+    if weights is None:
+        weights = [1.0] * len(dims)
+    if len(weights) != len(dims):
+        raise ValueError("give one weight per dimension")
+    dims, weights = zip(*sorted(zip(dims, weights)))  # smallest prefix first, weights along
+    full = dims[-1]
+    shades = plt.get_cmap("Blues")(np.linspace(0.85, 0.3, len(dims)))
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * len(dims)))
+    top = len(dims) + 0.4
+    start = 0
+    for d, shade in zip(dims, shades):  # coordinates [previous prefix, d) in one shade
+        ax.add_patch(plt.Rectangle((start, top), d - start, 0.6, fc=shade, ec="black", lw=0.6))
+        start = d
+    ax.text(full / 2, top + 0.85, f"one embedding, {full} numbers", ha="center", va="center",
+            fontsize=9)
+    total = float(sum(weights))
+    for row, (d, shade, w) in enumerate(zip(dims, shades, weights)):
+        y = len(dims) - 1 - row
+        ax.plot([0, d], [y + 0.35] * 2, color=shade, lw=5, solid_capstyle="butt")
+        ax.plot([d, d], [y + 0.35, top], color="grey", lw=0.6, ls=":")
+        ax.text(full * 1.03, y + 0.35, f"first {d} ({d / full:.0%}) -> normalise -> "
+                f"InfoNCE, weight {w / total:.2f}", va="center", fontsize=8)
+    ax.set_xlim(0, full * 1.65)
+    ax.set_ylim(-0.3, top + 1.1)
+    ax.axis("off")
+    ax.set_title("Matryoshka: every prefix of the same vector is trained as an embedding; "
+                 "the loss is the weighted mean of the prefixes' losses", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmrec_lib.compress import PCAProjection, nested_dims, truncate
+from llmrec_lib.compress import (
+    PCAProjection,
+    nested_dims,
+    nested_prefixes_figure,
+    smallest_dim_keeping,
+    truncate,
+)
 
 
 def test_nested_dims():
@@ -44,3 +50,68 @@ def test_pca_finds_the_planted_subspace():
     with pytest.raises(ValueError, match="fitted on 16"):
         p.transform(x[:, :8])
 
+
+
+def _hits(rng, n, p):
+    return (rng.random(n) < p).astype(float)
+
+
+def test_smallest_dim_keeping_takes_the_smallest_prefix_shown_to_keep_the_share():
+    rng = np.random.default_rng(2)
+    n = 4000
+    full = _hits(rng, n, 0.5)
+    # a prefix that flips 1% of the full dimension's hits off: keeps 99%, tightly measured
+    keeps99 = full * (rng.random(n) > 0.01)
+    # a prefix that loses a fifth of the hits: keeps 80%
+    keeps80 = full * (rng.random(n) > 0.2)
+    choice = smallest_dim_keeping({64: full, 32: keeps99, 16: keeps80}, keep=0.95, seed=0)
+    assert choice.dim == 32 and choice.full == 64 and choice.fraction == 0.5
+    t = choice.table
+    assert list(t.index) == [64, 32, 16]
+    assert t.loc[32, "share lo"] >= 0.95 and t.loc[16, "share hi"] < 0.95
+    assert t["qualifies"].tolist() == [True, True, False]
+    # the full dimension keeps exactly all of itself
+    assert (t.loc[64, ["share", "share lo", "share hi"]] == 1).all()
+
+
+def test_smallest_dim_keeping_does_not_reward_noise():
+    rng = np.random.default_rng(3)
+    n = 300
+    full = _hits(rng, n, 0.3)
+    # a noisy prefix with exactly the full dimension's mean (the same hits, dealt to other
+    # users): its point estimate keeps 100%, but its interval reaches far below 95%.
+    # "Not significantly worse" would take it; the rule must not
+    noisy = rng.permutation(full)
+    choice = smallest_dim_keeping({128: full, 8: noisy}, keep=0.95)
+    assert choice.table.loc[8, "share"] == pytest.approx(1.0)
+    assert choice.table.loc[8, "share lo"] < 0.95 < choice.table.loc[8, "share hi"]
+    assert choice.dim == 128  # nothing smaller is shown to keep 95%: serve the full dimension
+
+
+def test_smallest_dim_keeping_checks_its_input():
+    x = np.ones(10)
+    with pytest.raises(ValueError, match="share"):
+        smallest_dim_keeping({8: x, 4: x}, keep=1.5)
+    with pytest.raises(ValueError, match="same users"):
+        smallest_dim_keeping({8: x, 4: x[:5]})
+    with pytest.raises(ValueError, match="not positive"):
+        smallest_dim_keeping({8: np.zeros(10), 4: x})
+    with pytest.raises(ValueError, match="empty"):
+        smallest_dim_keeping({})
+
+
+def test_nested_prefixes_figure_draws_one_labelled_prefix_per_dimension():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # weights follow their dimensions, in whatever order the dimensions come
+    fig = nested_prefixes_figure([576, 36, 288, 72, 144], weights=[4, 1, 1, 1, 1])
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.texts if t.get_text().startswith("first")]
+    # smallest prefix first, its share of the full vector, the normalised weight
+    assert labels[0].startswith("first 36 (6%)") and labels[-1].startswith("first 576 (100%)")
+    assert len(labels) == 5 and labels[-1].endswith("weight 0.50")
+    # the bar, drawn to scale: one segment per nested prefix, the new coordinates it adds
+    assert [p.get_width() for p in ax.patches] == [36, 36, 72, 144, 288]
+    with pytest.raises(ValueError, match="one weight"):
+        nested_prefixes_figure([8, 4], weights=[1])
