@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmrec_lib import config, losses, plots, recipes, synthetic, train
+from llmrec_lib import abtest, config, losses, plots, recipes, synthetic, train
+from llmrec_lib import metrics as M
 from llmrec_lib.encoders import EncoderConfig
 
 chapter_t0 = time.perf_counter()
@@ -118,9 +119,8 @@ print("HARD NEGATIVES:", *batch["hard"][2 * row : 2 * row + 2], sep="\n  ")
 # ## 2. What a hard negative does to the loss
 #
 # With k hard negatives, row i's softmax runs over the B in-batch items **and** its own k hard
-# items. Adding terms to a denominator can only raise the loss, and the gradient now pushes the
-# member away from the movies they disliked, not only from random ones. Same batch, same
-# vectors, k = 0 and k = 2:
+# items, and the gradient now pushes the member away from the movies they disliked, not only
+# from random ones. Same batch, same vectors, k = 0 and k = 2:
 
 # %%
 with torch.no_grad(), config.autocast(model.device.type, enabled=True):
@@ -142,8 +142,70 @@ print(
     "columns masked as false negatives"
 )
 
+# %% [markdown]
+# The loss is higher with k = 2, but that is arithmetic, not evidence: adding terms to a
+# softmax's denominator can only raise the loss, so the chapter does not assert it. The claim
+# the method rests on is one that can fail: **a disliked movie is a harder negative than a
+# random in-batch item**, that is, a model trained without hard negatives scores it closer to
+# the member. If it did not, the hard columns would add little to the loss or its gradient.
+#
+# We measure it with the committed base arm (section 3), trained without hard negatives, on 8
+# batches of real pairs, keeping the rows whose user has a real dislike. Per member: the mean
+# cosine to their two disliked movies minus the mean cosine to the batch's other items (false
+# negatives masked out) and, for scale, the cosine to their positive minus that to their
+# dislikes. Each with a 95% bootstrap interval over members.
+
 # %%
-assert loss_k2 > loss_k0  # more negatives in every denominator
+base_model = DualEncoder.from_adapter(recipes.ARTIFACTS / "ablate-base")
+probe = train.Trainer(
+    base_model,
+    pairs,
+    setting.item_text,
+    setting.history_text,
+    hard2_cfg,
+    progress=False,
+)
+hard_gap, pos_gap = [], []
+for step in range(8):
+    bt = probe.make_batch(step)
+    with torch.no_grad(), config.autocast(base_model.device.type, enabled=True):
+        pu, pv = base_model(
+            base_model.tokenize(bt["users"], enc_cfg.user_max_tokens),
+            base_model.tokenize(bt["items"] + bt["hard"], enc_cfg.item_max_tokens),
+        )
+    pu = torch.nn.functional.normalize(pu.float(), dim=-1)
+    pv = torch.nn.functional.normalize(pv.float(), dim=-1)
+    n = len(bt["users"])
+    sim = pu @ pv[:n].T  # (n, n): member i against every positive of the batch
+    to_hard = torch.einsum("nd,nkd->nk", pu, pv[n:].reshape(n, 2, -1)).mean(1)
+    other = losses.false_negative_mask(
+        bt["item_ids"], bt["item_ids"], user_positives=bt["user_positives"]
+    )
+    other[torch.arange(n), torch.arange(n)] = True  # the own positive is no negative
+    to_random = torch.where(other, torch.nan, sim).nanmean(1)
+    real = has_neg[bt["index"]]  # rows whose user has a real dislike
+    hard_gap += (to_hard - to_random)[torch.as_tensor(real)].tolist()
+    pos_gap += (sim.diagonal() - to_hard)[torch.as_tensor(real)].tolist()
+del base_model, probe
+hard_ci = M.bootstrap_ci(hard_gap, seed=seed)
+pos_ci = M.bootstrap_ci(pos_gap, seed=seed)
+print(
+    f"{len(hard_gap)} members; cosine to dislikes minus to random in-batch items "
+    f"{hard_ci.mean:+.3f} [{hard_ci.lo:+.3f}, {hard_ci.hi:+.3f}]; "
+    f"to the positive minus to dislikes {pos_ci.mean:+.3f} "
+    f"[{pos_ci.lo:+.3f}, {pos_ci.hi:+.3f}]"
+)
+
+# %% [markdown]
+# Disliked movies are hard: the base model, which never saw them as negatives, puts them
+# closer to the member than random movies of the batch (in the committed run by about 0.03 of
+# cosine, with an interval well above zero), and about as far below the positive as above the
+# random ones. Watched-but-disliked movies look like the member's taste, because the member
+# chose to watch them. This is what gives the switch something to learn; whether it turns into
+# recall is the question of section 4.
+
+# %%
+assert hard_ci.lo > 0  # dislikes score above random in-batch items: they are hard
 
 # %% [markdown]
 # The price is compute: every hard negative is one more item prompt through the LLM per pair.
@@ -171,7 +233,22 @@ print(
     {f"k={k}": t for k, t in tokens.items()},
     f"-> k=2 computes {tokens[2] / tokens[0]:.2f}x the tokens of k=0",
 )
-assert tokens[0] < tokens[1] < tokens[2]
+
+# %% [markdown]
+# That more negatives mean more tokens is true by construction, so there is nothing to assert.
+# What they cost in time was measured when the committed arms were trained (section 3 loads
+# their records): seconds per training step, relative to k = 0. Those runs shared two cores
+# with other work, so read the ratios as rough; they are below the token ratio because a
+# member prompt (up to 128 tokens, attention growing with its square) costs more per token
+# than a short item prompt.
+
+# %%
+sec = {
+    k: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
+    for k, n in ((0, "ablate-base"), (1, "ablate-hard1"), (2, "ablate-hard2"))
+}
+sec = {k: m["train_seconds_all_steps"] / m["steps_done"] for k, m in sec.items()}
+print({f"k={k}": f"{t:.2f} s/step ({t / sec[0]:.2f}x)" for k, t in sec.items()})
 
 # %% [markdown]
 # ## 3. Six arms, one switch each
@@ -244,8 +321,12 @@ assert agree >= 0.95  # bf16 rounding may swap a near-tie, nothing more
 # %% [markdown]
 # ## 4. The ablation table
 #
-# Each arm against the base on the same 602 test users: the mean difference per user, its 95%
-# paired-bootstrap interval and p-value, and the relative change, beside the paper's.
+# Each arm against the base on the same 602 test users: the mean difference per user in
+# Recall@50 (our headline, the most stable of our metrics), its 95% paired-bootstrap interval
+# and p-value, and the **minimum detectable effect** (MDE: the true difference this test finds
+# with 80% power; a "no detectable effect" rules out effects of that size, not smaller ones).
+# The paper reports Recall@10 only, so the table also gives our relative change in Recall@10,
+# with its interval (users resampled together, `abtest.ratio_bootstrap`), beside the paper's.
 
 # %%
 PAPER = {  # LinkedIn, Recall@10 relative to its reference arm (secondary write-ups [S])
@@ -257,6 +338,17 @@ PAPER = {  # LinkedIn, Recall@10 relative to its reference arm (secondary write-
 }
 rows = []
 base = stored_res["ablate-base"]
+bm = base.mean(headline)
+
+
+def paired(name: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """An arm's and the base's per-user metric, user by user."""
+    a = stored_res[name].per_user.set_index("user_id")[metric]
+    return a.to_numpy(float), base.per_user.set_index("user_id")[metric].loc[
+        a.index
+    ].to_numpy(float)
+
+
 for name, label in ARMS.items():
     r = stored_res[name].summary()
     row = {
@@ -267,57 +359,90 @@ for name, label in ARMS.items():
     }
     if name != "ablate-base":
         p = stored_res[name].compare(base, headline)
+        rel = abtest.ratio_bootstrap(*paired(name, headline), seed=seed)
+        rel10 = abtest.ratio_bootstrap(*paired(name, "recall@10"), seed=seed)
+        a, b = paired(name, headline)
+        a10, b10 = paired(name, "recall@10")
         row |= {
             "diff": p.mean_diff,
             "diff lo": p.lo,
             "diff hi": p.hi,
             "p": p.p_value,
-            "ours, relative": p.mean_diff / base.mean(headline),
+            "MDE": abtest.mde(a - b),
+            "ours, relative": p.mean_diff / bm,
+            "relative lo": rel.lo,
+            "relative hi": rel.hi,
+            "ours, relative (R@10)": rel10.mean,
+            "R@10 relative lo": rel10.lo,
+            "R@10 relative hi": rel10.hi,
+            "relative MDE (R@10)": abtest.mde(a10 - b10) / b10.mean(),
             "LinkedIn, relative (R@10)": PAPER[name],
         }
     rows.append(row)
 table = pd.DataFrame(rows).set_index("arm")
 table.round(4)
 
+# %% [markdown]
+# One metric per axis: the left panel is our Recall@50 alone; the right panel puts our
+# Recall@10 beside the paper's Recall@10, the only metric the paper reports.
+
 # %%
-fig, ax = plt.subplots(figsize=(9, 3.6))
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
 t = table.dropna(subset=["diff"])
 y = np.arange(len(t))
-bm = base.mean(headline)
-ax.errorbar(
-    t["diff"] / bm,
-    y,
-    xerr=[(t["diff"] - t["diff lo"]) / bm, (t["diff hi"] - t["diff"]) / bm],
-    fmt="o",
-    capsize=3,
-    color=plots.COLORS["test"],
-    label=f"ours, {headline} (95% paired CI)",
-)
-ax.scatter(
+for ax, col, lo, hi, metric in (
+    (axes[0], "ours, relative", "relative lo", "relative hi", "Recall@50"),
+    (
+        axes[1],
+        "ours, relative (R@10)",
+        "R@10 relative lo",
+        "R@10 relative hi",
+        "Recall@10",
+    ),
+):
+    ax.errorbar(
+        t[col],
+        y,
+        xerr=[t[col] - t[lo], t[hi] - t[col]],
+        fmt="o",
+        capsize=3,
+        color=plots.COLORS["test"],
+        label=f"ours, test {metric} (95% CI)",
+    )
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_xlabel(f"relative change in {metric} vs the base arm")
+    ax.set_title(f"{metric}")
+axes[1].scatter(
     t["LinkedIn, relative (R@10)"],
     y,
     marker="D",
     color="black",
-    label="LinkedIn, Recall@10",
+    zorder=3,
+    label="LinkedIn, Recall@10 (no interval reported)",
 )
-ax.axvline(0, color="grey", lw=1)
-ax.set_yticks(y, t.index)
-ax.set_xlabel("relative change vs the base arm")
-ax.set_title("Each switch against the base: ours with intervals, the paper's as points")
-ax.legend(fontsize=8, loc="lower left")
+axes[0].set_yticks(y, t.index)
+axes[0].invert_yaxis()
+for ax in axes:  # below the panel, clear of the rows
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+fig.suptitle("Each switch against the base arm, one metric per panel", fontsize=10)
 fig.tight_layout()
 
 # %% [markdown]
 # What the table says, switch by switch (each asserted below):
 #
-# - **Hard negatives**: no effect we can detect. One or two disliked movies per pair leave
-#   Recall@50 where it was, with intervals on both sides of zero. LinkedIn's +2.0% / +3.6% are
-#   effects our 602 test users cannot resolve (exercise 3 asks how many users they would need),
-#   and a disliked movie is a weaker signal than a post shown in the feed and skipped: the user
-#   chose to watch it.
+# - **Hard negatives**: no effect we can detect, and the test could only have detected a large
+#   one. One or two disliked movies per pair leave Recall@50 where it was, with intervals on
+#   both sides of zero; the MDE (printed below) is about 0.010 of Recall@50, a quarter of the
+#   base arm's 0.044. LinkedIn's +2.0% / +3.6% are several times smaller than what our 602
+#   test users can resolve (exercise 3 asks how many users they would need). On Recall@10,
+#   the paper's metric, our test is weaker still: its relative MDE is about 60%, against the
+#   paper's +2.0% / +3.6%. And a disliked movie is a weaker signal than a post shown in the
+#   feed and skipped: the user chose to watch it.
 # - **BCE instead of InfoNCE**: far worse, in the paper's direction but much further. BCE scores
-#   each pair on its own against a fixed threshold; with 400 steps and the paper's temperature
-#   it has not learned to rank, while InfoNCE only has to order a row. LinkedIn's BCE lost 7%.
+#   each pair on its own against a fixed threshold; this arm reuses InfoNCE's temperature
+#   (0.05, the sentence-transformers default; the paper gives none) and a fixed bias, none of
+#   them tuned for BCE, and after 400 steps it has not learned to rank, while InfoNCE only has
+#   to order a row. LinkedIn's BCE lost 7%.
 # - **Full history**: worse, as in the paper. With ratings shown, low-rated movies take room in
 #   the same 128-token prompt, so fewer liked movies fit, and the model must learn what a
 #   score means.
@@ -326,6 +451,17 @@ fig.tight_layout()
 
 # %%
 diffs = table.dropna(subset=["diff"])
+names = {label: name for name, label in ARMS.items()}
+for arm in ("+ 1 hard negative", "+ 2 hard negatives"):
+    r = diffs.loc[arm]
+    print(
+        f"{arm}: {headline} {r['diff']:+.4f} "
+        f"[{r['diff lo']:+.4f}, {r['diff hi']:+.4f}], "
+        f"MDE {r['MDE']:.4f} ({r['MDE'] / bm:.0%} of the base arm's {bm:.3f}); "
+        f"Recall@10 {r['ours, relative (R@10)']:+.0%} [{r['R@10 relative lo']:+.0%}, "
+        f"{r['R@10 relative hi']:+.0%}], relative MDE {r['relative MDE (R@10)']:.0%} "
+        f"(LinkedIn {PAPER[names[arm]]:+.1%})"
+    )
 for arm in ("+ 1 hard negative", "+ 2 hard negatives"):
     assert diffs.loc[arm, "diff lo"] < 0 < diffs.loc[arm, "diff hi"], (
         arm
@@ -407,24 +543,52 @@ syn_table = pd.DataFrame(
 syn_table.round(4)
 
 # %%
-from llmrec_lib import metrics as M
-
 p_syn = M.paired_bootstrap(syn[2]["precision"], syn[0]["precision"], seed=seed)
 p_syn_recall = syn[2]["result"].compare(syn[0]["result"], "recall@10")
+syn_recall = {
+    k: v["result"].per_user.set_index("user_id")["recall@10"] for k, v in syn.items()
+}
+syn_mde = abtest.mde(syn_recall[2] - syn_recall[0].loc[syn_recall[2].index])
+syn_verdict = (
+    "hard negatives help"
+    if p_syn_recall.lo > 0
+    else "hard negatives hurt"
+    if p_syn_recall.hi < 0
+    else f"no detectable effect (MDE {syn_mde:.3f})"
+)
 print(
-    f"k=2 minus k=0: interest precision@10 {p_syn.mean_diff:+.4f} "
-    f"[{p_syn.lo:+.4f}, {p_syn.hi:+.4f}]; "
-    f"recall@10 {p_syn_recall.mean_diff:+.4f} [{p_syn_recall.lo:+.4f}, "
-    f"{p_syn_recall.hi:+.4f}]"
+    f"{synthetic_steps[cfg.mode]} steps, k=2 minus k=0: recall@10 "
+    f"{p_syn_recall.mean_diff:+.4f} [{p_syn_recall.lo:+.4f}, {p_syn_recall.hi:+.4f}] "
+    f"-> {syn_verdict}; interest precision@10 {p_syn.mean_diff:+.4f} "
+    f"[{p_syn.lo:+.4f}, {p_syn.hi:+.4f}], both arms at "
+    f"{min(v['precision'].mean() for v in syn.values()):.3f} or above"
 )
 
 # %% [markdown]
-# The synthetic world turns out to be easy for a text model: its titles name their topic
-# ("The Galactic Odyssey ..."), so both arms put almost only planted-interest items in their top
-# 10 after a few dozen steps, and there is nothing left for hard negatives to fix. The check
-# agrees with the MovieLens result (no detectable effect) for a reason worth remembering: hard
-# negatives help when the model confuses what users skip with what they want, and here it does
-# not. Exercise 2 makes the world harder.
+# Read the two measures separately.
+#
+# - **Interest precision@10 is at its ceiling** in both arms, in both modes (above 0.98). The
+#   world's titles name their topic ("The Galactic Odyssey ..."), so after a few dozen steps
+#   both arms fill their top 10 with planted-interest items. A measure at its ceiling cannot
+#   show an effect in either direction, so the chapter reports it and tests nothing on it,
+#   beyond the fact that both arms learned the interests.
+# - **Recall@10 of the held-out clicks can move, and it does once the arms train long
+#   enough.** The committed full-mode run (300 steps per arm) measures +0.045 [+0.016, +0.071]
+#   for two hard negatives: they help, by almost 40% of the k = 0 arm's 0.120. Quick mode's
+#   30 steps measure no detectable effect (about -0.008 [-0.033, +0.017]; the MDE, about
+#   0.035, is smaller than the full-mode effect): after 30 steps the switch has had no time to
+#   matter. The cell above prints this run's verdict from its own interval, and the assert
+#   below checks it, for the mode you ran.
+#
+# So in full mode the synthetic world and MovieLens **disagree**: here two hard negatives
+# help, on MovieLens we detect nothing (section 4). The likely reason is what a hard negative
+# is in each. Here it is an impression the user was shown and skipped, LinkedIn's definition:
+# the slate mixes items from the user's interests with random ones, so the skipped items
+# differ from the clicked ones in a way the model can learn. On MovieLens it is a movie the
+# user chose to watch and then rated low, a weaker and noisier signal. One more observation,
+# not tested here: the k = 0 arm's Recall@10 is lower after 300 steps (0.120) than after 30
+# (about 0.15), so trained longer on in-batch negatives alone it drifts away from what users
+# click, and the hard negatives hold it back. Exercise 2 makes the world harder.
 
 # %%
 chance = np.mean(
@@ -436,9 +600,10 @@ chance = np.mean(
 assert min(v["precision"].mean() for v in syn.values()) > max(
     0.9, 2 * chance
 )  # both arms learned the interests
-assert (
-    p_syn.lo < 0 < p_syn.hi or abs(p_syn.mean_diff) < 0.02
-)  # and hard negatives change nothing detectable
+if cfg.mode == "full":
+    assert p_syn_recall.lo > 0  # 300 steps: two hard negatives raise Recall@10
+else:
+    assert p_syn_recall.lo < 0 < p_syn_recall.hi  # 30 steps: no detectable effect yet
 
 # %% [markdown]
 # ## Results
@@ -455,7 +620,8 @@ out = {
         "steps": synthetic_steps[cfg.mode],
         "table": syn_table.reset_index().to_dict(orient="records"),
         "precision_diff": p_syn._asdict(),
-        "recall_diff": p_syn_recall._asdict(),
+        "recall_diff": p_syn_recall._asdict() | {"mde": syn_mde},
+        "recall_verdict": syn_verdict,
     },
     "test": {n: r.to_dict(segments=False) for n, r in stored_res.items()},
     "chapter_seconds": time.perf_counter() - chapter_t0,
@@ -466,6 +632,25 @@ out = {
 print(f"wrote results/ch04.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
+# ## Summary
+#
+# 1. A hard negative is an item the member was shown and did not engage with; MovieLens's
+#    nearest analogue is a movie the user rated 2 or lower, and 89% of training pairs have one.
+# 2. Those dislikes are hard: a model trained without them scores a member's dislikes above
+#    random in-batch movies, about halfway to the positive. Each one costs one more item
+#    prompt per pair (k = 2: 1.45x the tokens, about 1.3x the step time).
+# 3. On MovieLens, one or two hard negatives change Recall@50 by no detectable amount; the
+#    test could only have seen a change of about a quarter of the recall (MDE about 0.010),
+#    several times the paper's +2.0% / +3.6%. Recall@10, the paper's metric, is noisier still.
+# 4. BCE (with InfoNCE's untuned temperature and a fixed bias), full histories with scores and
+#    last-token pooling are significantly worse, in the paper's direction; four times the
+#    training steps helps more than any switch.
+# 5. In the synthetic world, where a hard negative is a skipped impression as in LinkedIn's
+#    logs, two hard negatives raise Recall@10 after 300 steps (+0.045 [+0.016, +0.071]) and
+#    show no detectable effect after 30; interest precision sits at its ceiling and cannot
+#    tell the arms apart.
+# 6. A "no difference" is only as strong as its MDE: every one in this chapter comes with it.
+#
 # ## Exercises
 #
 # 1. **Three hard negatives.** Add `recipes.RECIPES["ablate-hard3"]` with `hard_negatives=3` and
