@@ -385,10 +385,10 @@ systems = {
     for src in user_tags
     for s in stages
 }
-rows = []
+rows, evals = [], {}  # evals: every (model, tags, stage, b) result, per user
 for (key, src, s), sys_ in systems.items():
     for b in towers.BETAS:
-        r = evaluate.evaluate(sys_.with_b(b), eval_on[s], ks=ks)
+        r = evals[key, src, s, b] = evaluate.evaluate(sys_.with_b(b), eval_on[s], ks=ks)
         rows.append(
             {"a": key[0], "seed": key[1], "tags": src, "b": b, "stage": s}
             | {m_: r.mean(m_) for m_ in ("recall@10", "recall@50", "recall@100")}
@@ -472,13 +472,16 @@ print(f"SD over the catalogue: y_col {y_col.std():.3f}, y_sem {y_sem.std():.3f}"
 
 # %%
 def seed_mean(src, a, b, stage="test", metric="recall@50", model_set=None):
-    """Per-user metric averaged over the seeds, and the per-seed means."""
+    """Per-user metric averaged over the seeds, and the per-seed means (the sweep's results
+    where it has them; other models are evaluated here)."""
     per_seed = []
     for s in run["seeds"]:
-        m = (model_set or models)[(a, s)]
-        sys_ = systems.get(((a, s), src, stage)) if model_set is None else None
-        sys_ = sys_ or m.system(split, stage, user_tags[src][stage])
-        r = evaluate.evaluate(sys_.with_b(b), eval_on[stage], ks=ks)
+        r = evals.get(((a, s), src, stage, b)) if model_set is None else None
+        if r is None:
+            sys_ = (model_set or models)[(a, s)].system(
+                split, stage, user_tags[src][stage]
+            )
+            r = evaluate.evaluate(sys_.with_b(b), eval_on[stage], ks=ks)
         per_seed.append(r.per_user.set_index("user_id")[metric])
     df = pd.concat(per_seed, axis=1)
     return df.mean(axis=1), df.mean(axis=0).to_numpy()

@@ -73,6 +73,16 @@ def relative_to_root(path: str | os.PathLike, root: str | os.PathLike | None = N
         return p.name
 
 
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    """The command that ran ``python -m module`` with ``argv`` (default: this process's
+    arguments), quoted so it can be pasted into a shell: what a committed artifact records."""
+    import shlex
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python -m", module, *(shlex.quote(a) for a in args)])
+
+
 def cache_dir(sub: str | None = None) -> Path:
     """Where model copies and embedding caches live (created on demand)."""
     root = Path(os.environ.get("LLMREC_CACHE_DIR", PROJECT_ROOT / ".cache")).expanduser()

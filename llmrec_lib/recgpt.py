@@ -1297,7 +1297,7 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
 
     import torch
 
-    from llmrec_lib import backbones, config, generation, sft
+    from llmrec_lib import config, generation, sft
 
     out = Path(out) if out is not None else artifacts_dir()
     work = Path(work) if work is not None else config.cache_dir("recgpt-sft")
@@ -1319,22 +1319,11 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
     if sft_overrides:
         cfg = dataclasses.replace(cfg, **sft_overrides)
     val_pairs = list(zip(va["prompt"], va["answer"]))
-    t = time.perf_counter()
-    bb = backbones.load_backbone(backbone)
-    base_val = sft.answer_loss(bb, bb.tokenizer, val_pairs, max_len=cfg.max_len)
-    timings["val_base"] = time.perf_counter() - t
-    print(f"validation answer loss, base model: {base_val:.3f}", flush=True)
-    t = time.perf_counter()
-    # one checkpoint folder per (config, examples): a run with other settings starts its own
-    run_dir = work / _sha(json.dumps(sft._cfg_dict(cfg), sort_keys=True) + _sha("".join(tr["prompt"] + tr["answer"])))
-    trainer = sft.SFTTrainer(bb, list(zip(tr["prompt"], tr["answer"])), cfg, run_dir).train()
-    timings["sft"] = time.perf_counter() - t
-    tuned_val = sft.answer_loss(trainer.model, bb.tokenizer, val_pairs, max_len=cfg.max_len)
-    print(f"validation answer loss, fine-tuned: {tuned_val:.3f}", flush=True)
     adapter_dir = out / ADAPTER
-    trainer.save_adapter(adapter_dir, meta={"command": command, "val_loss_base": base_val,
-                                            "val_loss_tuned": tuned_val})
-    del trainer, bb
+    fitted = sft.fit(backbone, list(zip(tr["prompt"], tr["answer"])), val_pairs, cfg, work, adapter_dir,
+                     command=command)
+    timings["sft"] = fitted["seconds"]
+    base_val, tuned_val = fitted["val_loss_base"], fitted["val_loss_tuned"]
 
     users = eval_users(setting, n_users, seed)
     inputs = setting.stage_inputs("test")
@@ -1372,8 +1361,8 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import shlex
-    import sys
+
+    from llmrec_lib import config
 
     ap = argparse.ArgumentParser(prog="python -m llmrec_lib.recgpt",
                                  description="RecGPT full-mode run: SFT, generations and tags (chapters 06-07)")
@@ -1382,7 +1371,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="SFT steps (default: the full config's)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    command = "python -m llmrec_lib.recgpt " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = config.command_line("llmrec_lib.recgpt", argv)
     meta = run_full(n_users=args.users or None, steps=args.steps, seed=args.seed, command=command)
     print({k: meta[k] for k in ("val_loss_base", "val_loss_tuned", "wall_s")})
     return 0

@@ -23,6 +23,7 @@ properly on a CPU:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -143,7 +144,8 @@ class SFTTrainer:
     """
 
     def __init__(self, backbone, examples: Sequence[tuple[str, str]], cfg: SFTConfig, out_dir,
-                 *, system_prompt: str | None = None, progress: bool = True):
+                 *, system_prompt: str | None = None, progress: bool = True,
+                 init_adapter: str | os.PathLike | None = None):
         from peft import LoraConfig, get_peft_model
 
         if getattr(backbone, "kind", None) != "decoder":
@@ -161,6 +163,8 @@ class SFTTrainer:
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                           target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
         self.model = get_peft_model(backbone.model, lora)
+        if init_adapter is not None:  # continue an earlier run's adapter (a new optimizer)
+            self.data_fingerprint += "+" + _load_init_adapter(self.model, init_adapter, cfg)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -291,6 +295,85 @@ class SFTTrainer:
             "n_trainable": self.n_trainable, "data": self.data_fingerprint, "history": self.state.history,
             "meta": meta or {}}, indent=1, default=float))
         return path
+
+
+def _load_init_adapter(model, folder, cfg: SFTConfig) -> str:
+    """Load a saved adapter's weights into ``model`` (a fresh peft model of the same LoRA
+    shape); returns a fingerprint of those weights, so a resumed run can tell starts apart."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    f, conf = folder / "adapter_model.safetensors", folder / "adapter_config.json"
+    if not (f.is_file() and conf.is_file()):
+        raise FileNotFoundError(f"{folder} holds no adapter (adapter_model.safetensors and "
+                                "adapter_config.json); pass a folder written by save_adapter")
+    c = json.loads(conf.read_text())
+    if c.get("r") != cfg.lora_r or sorted(c.get("target_modules") or []) != sorted(cfg.target_modules):
+        raise ValueError(f"{folder} has LoRA r={c.get('r')} on {c.get('target_modules')}; this run asks "
+                         f"r={cfg.lora_r} on {list(cfg.target_modules)}: set the SFTConfig to match")
+    state = load_file(str(f))
+    result = set_peft_model_state_dict(model, state)
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if missing:
+        raise ValueError(f"{folder} does not fit this model: {len(missing)} LoRA weights missing, "
+                         f"e.g. {missing[0]}")
+    return adapter_fingerprint(folder)
+
+
+def adapter_fingerprint(folder) -> str:
+    """A hash of a saved adapter's tensors (names and values)."""
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    state = load_file(str(Path(folder) / "adapter_model.safetensors"))
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_dir_for(work, cfg: SFTConfig, examples: Sequence[tuple[str, str]], start: str = "") -> Path:
+    """One checkpoint folder per (config, examples, starting adapter) under ``work``: a rerun
+    with the same settings resumes, a run with other settings starts its own."""
+    import hashlib
+
+    def sha(s: str) -> str:
+        return hashlib.sha256(s.encode()).hexdigest()[:16]
+
+    key = json.dumps(_cfg_dict(cfg), sort_keys=True) + sha("".join(p + a for p, a in examples))
+    return Path(work) / sha(key + (f"+{start}" if start else ""))
+
+
+def fit(backbone_name: str, train: Sequence[tuple[str, str]], held_out: Sequence[tuple[str, str]],
+        cfg: SFTConfig, work, adapter_out, *, command: str = "", init_adapter=None,
+        progress: bool = True) -> dict:
+    """The fine-tuning step every full-mode LLM run shares: answer loss of the starting model
+    on ``held_out``, resumable LoRA SFT on ``train`` (checkpoints in :func:`run_dir_for`
+    under ``work``), answer loss after, and the adapter saved to ``adapter_out``.
+
+    ``init_adapter`` (a folder) continues that adapter instead of starting LoRA at zero; the
+    "base" loss is then the starting adapter's. Returns {"val_loss_base", "val_loss_tuned",
+    "seconds", "n_train", "n_held_out"}."""
+    from llmrec_lib import backbones
+
+    t = time.perf_counter()
+    bb = backbones.load_backbone(backbone_name)
+    base = None if init_adapter else answer_loss(bb, bb.tokenizer, list(held_out), max_len=cfg.max_len)
+    start = adapter_fingerprint(init_adapter) if init_adapter else ""
+    trainer = SFTTrainer(bb, list(train), cfg, run_dir_for(work, cfg, train, start), progress=progress,
+                         init_adapter=init_adapter)
+    if base is None:
+        base = answer_loss(trainer.model, bb.tokenizer, list(held_out), max_len=cfg.max_len)
+    print(f"held-out answer loss before: {base:.3f}", flush=True)
+    trainer.train()
+    tuned = answer_loss(trainer.model, bb.tokenizer, list(held_out), max_len=cfg.max_len)
+    print(f"held-out answer loss after: {tuned:.3f}", flush=True)
+    trainer.save_adapter(adapter_out, meta={"command": command, "val_loss_base": base, "val_loss_tuned": tuned})
+    return {"val_loss_base": base, "val_loss_tuned": tuned, "seconds": time.perf_counter() - t,
+            "n_train": len(train), "n_held_out": len(held_out)}
 
 
 def _cfg_dict(cfg: SFTConfig) -> dict:

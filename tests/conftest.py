@@ -35,6 +35,14 @@ def split(ml):
 
 
 @pytest.fixture(scope="session")
+def setting(data_dir):
+    """The RecGPT chapters' shared setting (recgpt.build_setting), built once per session."""
+    from llmrec_lib import recgpt
+
+    return recgpt.build_setting(data_dir)
+
+
+@pytest.fixture(scope="session")
 def world():
     from llmrec_lib import synthetic
 

@@ -449,11 +449,6 @@ def test_popular_tags(ml, split):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def setting(data_dir):
-    return R.build_setting(data_dir)
-
-
 def test_sft_examples_use_training_data_only(setting):
     users = np.sort(setting.split.train["user_id"].unique())[:8].tolist()
     ex = R.sft_examples(setting, users=users)

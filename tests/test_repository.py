@@ -70,6 +70,12 @@ def test_relative_to_root_never_returns_an_absolute_path(tmp_path, monkeypatch):
     assert config.relative_to_root(config.PROJECT_ROOT / "artifacts") == "artifacts"
 
 
+def test_command_line_is_pasteable():
+    assert config.command_line("llmrec_lib.tagger", ["full", "--valid-users", "100"]) == (
+        "python -m llmrec_lib.tagger full --valid-users 100")
+    assert config.command_line("m", ["a b"]) == "python -m m 'a b'"
+
+
 def test_settings_record_the_data_folder_by_name(tmp_path, monkeypatch):
     """Chapters write cfg.as_dict() into results/full/*.json: the data folder goes in by name."""
     folder = tmp_path / "ml-latest-small"

@@ -105,3 +105,26 @@ def test_config_validation(tmp_path):
         sft.SFTConfig(steps=5, warmup=5)
     with pytest.raises(ValueError, match="causal LM"):
         sft.SFTTrainer(object(), EXAMPLES, cfg(), tmp_path / "unused")
+
+
+def test_init_adapter_continues_a_saved_adapter(tmp_path):
+    first = sft.SFTTrainer(fresh(), EXAMPLES, cfg(steps=30, save_every=30, lr=2e-2), tmp_path / "a",
+                           progress=False).train()
+    saved = first.save_adapter(tmp_path / "adapter", dtype=torch.float32)
+    bb = fresh()
+    cont = sft.SFTTrainer(bb, EXAMPLES, cfg(), tmp_path / "b", progress=False, init_adapter=saved)
+    start = sft.answer_loss(cont.model, bb.tokenizer, EXAMPLES, use_autocast=False)
+    trained = sft.answer_loss(first.model, bb.tokenizer, EXAMPLES, use_autocast=False)
+    assert start == pytest.approx(trained, rel=1e-4)  # the continued run starts where the first ended
+    assert cont.data_fingerprint.endswith("+" + sft.adapter_fingerprint(saved))
+    with pytest.raises(ValueError, match="r=4"):
+        sft.SFTTrainer(fresh(), EXAMPLES, cfg(lora_r=8), tmp_path / "c", progress=False, init_adapter=saved)
+    with pytest.raises(FileNotFoundError, match="holds no adapter"):
+        sft.SFTTrainer(fresh(), EXAMPLES, cfg(), tmp_path / "d", progress=False, init_adapter=tmp_path)
+
+
+def test_fit_resumes_in_a_folder_per_start(tmp_path):
+    base = sft.run_dir_for(tmp_path, cfg(), EXAMPLES)
+    assert base == sft.run_dir_for(tmp_path, cfg(), list(EXAMPLES))
+    assert base != sft.run_dir_for(tmp_path, cfg(), EXAMPLES, start="abc")
+    assert base != sft.run_dir_for(tmp_path, cfg(lr=5e-3), EXAMPLES)

@@ -11,9 +11,10 @@ ITAGS = pd.Series({1: ["90s drama"], 2: ["80s comedy"], 3: ["crime drama"], 4: [
                    5: ["animated comedy"], 6: ["90s sci-fi"], 7: []}, dtype=object)
 
 
-def test_category_counts_follow_the_rule_order():
+def test_category_counts_order_by_count_then_recency():
     counts = T.category_counts([1, 2, 3, 5, 4], ITAGS)
     assert counts == [("Comedy", 2), ("Drama", 2), ("Horror", 1)]  # comedy liked more recently
+    # here the rule agrees (its tie rule, summed recency, differs only on other ties)
     rule = R.recent_tags([1, 2, 3, 5, 4], ITAGS, n=3)
     assert [R.tag_category(t) for t in rule] == [c for c, _ in counts]
     assert T.category_summary([1, 2, 3, 5, 4], ITAGS) == "comedy 2, drama 2, horror 1"
@@ -41,11 +42,6 @@ def test_prompt_carries_summary_and_interests():
     assert "drama 3, comedy 1" in p and "90s drama" in p and "one tag per kind" in p
     with pytest.raises(ValueError, match="empty"):
         T.tag_prompt("  ", "none", [])
-
-
-@pytest.fixture(scope="module")
-def setting(data_dir):
-    return R.build_setting(data_dir)
 
 
 def test_cut_points_use_training_data_only(setting):
