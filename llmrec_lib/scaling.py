@@ -16,6 +16,12 @@ Three measurements and one calculation, each small enough for two CPU cores:
 * :func:`project` turns measured FLOPs per item and per user into GPUs per day at an assumed
   peak and utilisation, and :func:`index_bytes` an index size, for production-scale counts that
   the caller states as assumptions.
+* :func:`recgpt_run_tokens` counts the prompt and answer tokens per user of the committed
+  RecGPT runs (chapters 06 and 07), and :func:`recgpt_bill` turns tokens per user and a
+  device's speed into device-hours per refresh of every user (:func:`generation_flops` gives
+  a prompt's prefill and decode FLOPs for an assumed model and GPU).
+* :func:`checkpoint_curve` reads the validation recall a committed adapter's run logged at its
+  checkpoints, and :func:`log_trend` fits quality against the log of a scale axis.
 
 The worker is a module entry point, so the chapter and a terminal run the same thing::
 
@@ -37,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ddp_configs", "launch_ddp", "ddp_summary", "clustered_vectors", "exact_topk", "index_at_scale",
-           "matmul_params", "forward_flops", "encoding_throughput", "project", "index_bytes"]
+           "matmul_params", "forward_flops", "encoding_throughput", "project", "index_bytes", "recgpt_run_tokens",
+           "recgpt_bill", "generation_flops", "checkpoint_curve", "log_trend"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,6 +350,173 @@ def index_bytes(n_items: float, dim: int, bytes_per_value: float) -> float:
     """Bytes of ``n_items`` vectors of ``dim`` values, ``bytes_per_value`` each (4 float32,
     2 bf16; a PQ code with d/8 one-byte sub-quantisers is 1/8 byte per value)."""
     return float(n_items) * dim * bytes_per_value
+
+
+# --------------------------------------------------------------------------------------------
+# 5. The RecGPT bill: offline generation for every user, every refresh
+# --------------------------------------------------------------------------------------------
+
+
+def recgpt_run_tokens(setting, run: str = "ch06", *, source: str = "fine-tuned", stage: str = "valid",
+                      artifacts=None):
+    """Per user of a committed RecGPT run: the tokens its two prompts held and its answers took.
+
+    ``run="ch06"``: chapter 06's LLM_UI -> LLM_IT (``generations.jsonl``, one ``source``);
+    ``run="ch07"``: chapter 07's second LLM_IT (``tagger/tags.jsonl``, one ``stage``), whose
+    interests come from chapter 06's adapter. The prompts are rebuilt with today's code
+    (:meth:`recgpt.Setting.stage_inputs`, :func:`recgpt.interest_prompt`, :func:`recgpt.tag_prompt`
+    or :func:`tagger.tag_prompt`) and counted with ``setting.tokenizer``; ``*_sha_ok`` says whether
+    a rebuilt prompt hashes to the one the run stored, i.e. whether it is the prompt answered.
+    Answer tokens are the stored text re-tokenised (``tagger`` stores the same count as
+    ``new_tokens``). The ch07 file keeps the parsed interests, not their raw text, so its
+    ``interest_new_tokens`` is NaN: the caller must say what it uses instead.
+
+    Returns a DataFrame, one row per user: user_id, interest_prompt_tokens, tag_prompt_tokens,
+    interest_new_tokens, tag_new_tokens, history_tokens, interest_sha_ok, tag_sha_ok,
+    n_interests, n_tags.
+    """
+    import pandas as pd
+
+    from llmrec_lib import recgpt, tagger
+
+    art = Path(artifacts) if artifacts is not None else recgpt.artifacts_dir()
+    tok = setting.tokenizer
+
+    def n_tok(s: str) -> int:
+        return len(tok(s, add_special_tokens=False)["input_ids"])
+
+    rows = []
+    if run == "ch06":
+        gen = recgpt.read_generations(art / recgpt.GENERATIONS)
+        gen = gen[gen["source"] == source]
+        if gen.empty:
+            raise ValueError(f"no generations with source={source!r} in {art / recgpt.GENERATIONS}")
+        by = {t: g.set_index("user_id") for t, g in gen.groupby("task")}
+        users = sorted(int(u) for u in by["interests"].index)
+        inputs = setting.stage_inputs("test", users=users)
+        for u in users:
+            h = inputs["history_text"][u]
+            gi, gt = by["interests"].loc[u], by["tags"].loc[u]
+            p_int = recgpt.interest_prompt(h, recgpt.N_INTERESTS)
+            ints = recgpt.parse_phrases(gi["text"], recgpt.N_INTERESTS).items
+            p_tag = recgpt.tag_prompt(h, ints, recgpt.N_TAGS)
+            rows.append({"user_id": u, "interest_prompt_tokens": n_tok(p_int), "tag_prompt_tokens": n_tok(p_tag),
+                         "interest_new_tokens": float(n_tok(gi["text"])), "tag_new_tokens": float(n_tok(gt["text"])),
+                         "history_tokens": n_tok(h), "interest_sha_ok": recgpt._sha(p_int) == gi["prompt_sha"],
+                         "tag_sha_ok": recgpt._sha(p_tag) == gt["prompt_sha"], "n_interests": len(ints),
+                         "n_tags": len(recgpt.parse_phrases(gt["text"], recgpt.N_TAGS).items)})
+    elif run == "ch07":
+        path = art / tagger.OUT / "tags.jsonl"
+        recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        recs = [r for r in recs if r["stage"] == stage]
+        if not recs:
+            raise ValueError(f"no rows with stage={stage!r} in {path}")
+        inputs = setting.stage_inputs(stage, users=[int(r["user_id"]) for r in recs])
+        for r in recs:
+            u = int(r["user_id"])
+            h = inputs["history_text"][u]
+            p_int = recgpt.interest_prompt(h, recgpt.N_INTERESTS)
+            p_tag = tagger.tag_prompt(h, tagger.category_summary(inputs["liked"][u], setting.itags), r["interests"])
+            n_new = n_tok(r["text"])
+            rows.append({"user_id": u, "interest_prompt_tokens": n_tok(p_int), "tag_prompt_tokens": n_tok(p_tag),
+                         "interest_new_tokens": math.nan, "tag_new_tokens": float(r.get("new_tokens", n_new)),
+                         "history_tokens": n_tok(h), "interest_sha_ok": None,
+                         "tag_sha_ok": recgpt._sha(p_tag) == r["prompt_sha"] and n_new == r.get("new_tokens", n_new),
+                         "n_interests": len(r["interests"]), "n_tags": len(r["tags"])})
+    else:
+        raise ValueError(f"run must be 'ch06' or 'ch07', got {run!r}")
+    return pd.DataFrame(rows)
+
+
+def recgpt_bill(scenarios: dict):
+    """What one refresh of every user's LLM output costs, per scenario (plain arithmetic).
+
+    ``scenarios``: name -> {``users``, ``refresh_days``, ``prompt_tokens`` and ``new_tokens``
+    (per user per refresh, all prompts and answers together), and the speed of one device:
+    either ``seconds_per_user`` (measured end to end) or ``prompt_tokens_per_s`` and
+    ``new_tokens_per_s`` (prefill and decode rates)}. Returns a DataFrame, one row per scenario:
+    the inputs, ``tokens_per_refresh``, ``device_seconds_per_user``, ``device_hours_per_refresh``
+    and ``devices_all_day`` (devices busy around the clock to finish each refresh within its
+    period).
+    """
+    import pandas as pd
+
+    rows = {}
+    for name, s in scenarios.items():
+        users, days = float(s["users"]), float(s["refresh_days"])
+        p, n = float(s["prompt_tokens"]), float(s["new_tokens"])
+        if users < 0 or days <= 0 or p < 0 or n < 0:
+            raise ValueError(f"{name}: users, tokens must be >= 0 and refresh_days > 0")
+        if "seconds_per_user" in s:
+            per_user = float(s["seconds_per_user"])
+        else:
+            rp, rn = float(s["prompt_tokens_per_s"]), float(s["new_tokens_per_s"])
+            if rp <= 0 or rn <= 0:
+                raise ValueError(f"{name}: token rates must be positive")
+            per_user = p / rp + n / rn
+        hours = users * per_user / 3600
+        rows[name] = {"users": users, "refresh_days": days, "prompt_tokens": p, "new_tokens": n,
+                      "tokens_per_refresh": users * (p + n), "device_seconds_per_user": per_user,
+                      "device_hours_per_refresh": hours, "devices_all_day": hours / (days * 24)}
+    return pd.DataFrame(rows).T
+
+
+def generation_flops(n_params: float, prompt_tokens: float, new_tokens: float, n_layers: int,
+                     hidden: int) -> tuple[float, float]:
+    """``(prefill, decode)`` FLOPs of one prompt and its answer (:func:`forward_flops`): the
+    prompt in one pass over its own length, each new token attending to the prompt plus, on
+    average, half the answer."""
+    prefill = forward_flops(n_params, prompt_tokens, n_layers, hidden, prompt_tokens)
+    decode = forward_flops(n_params, new_tokens, n_layers, hidden, prompt_tokens + new_tokens / 2)
+    return prefill, decode
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Quality against scale, from committed runs
+# --------------------------------------------------------------------------------------------
+
+
+def checkpoint_curve(adapter_dir, metric: str = "eval_recall@50"):
+    """The validation metric a committed adapter's run logged during training.
+
+    Reads ``encoder.json`` (``meta.evals``, written when the run was started with
+    ``--eval-every``) and returns a DataFrame: step, pairs (step x the run's mean pairs per
+    step, ``pairs_seen / steps_done``), ``metric``. Empty when the run logged no evaluation.
+    """
+    import pandas as pd
+
+    meta = json.loads((Path(adapter_dir) / "encoder.json").read_text())["meta"]
+    per_step = meta["pairs_seen"] / max(meta["steps_done"], 1)
+    rows = [{"step": e["step"], "pairs": e["step"] * per_step, metric: e[metric]}
+            for e in meta.get("evals", []) if metric in e]
+    return pd.DataFrame(rows, columns=["step", "pairs", metric])
+
+
+def log_trend(x, y, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Least-squares fit ``y = a + b log2(x)``: ``b`` is the change per doubling of ``x``.
+
+    Returns a, b, r2, the residual standard deviation, and ``b_lo, b_hi``: a 95% interval for
+    the slope from a bootstrap over the points (with 4-6 points it is wide, and should be).
+    ``predict(x)`` gives the trend at new ``x`` (an extrapolation outside the measured range).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 3 or (x <= 0).any():
+        raise ValueError("need at least 3 points with positive x")
+    lx = np.log2(x)
+    b, a = np.polyfit(lx, y, 1)
+    resid = y - (a + b * lx)
+    ss = float(((y - y.mean()) ** 2).sum())
+    rng = np.random.default_rng(seed)
+    slopes = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(lx[i]) > 0:
+            slopes.append(np.polyfit(lx[i], y[i], 1)[0])
+    lo, hi = np.quantile(slopes, [0.025, 0.975])
+    return {"a": float(a), "b": float(b), "r2": 1 - float((resid ** 2).sum()) / ss if ss > 0 else 1.0,
+            "resid_sd": float(resid.std(ddof=2)) if len(x) > 2 else math.nan, "b_lo": float(lo), "b_hi": float(hi),
+            "predict": lambda z: a + b * np.log2(np.asarray(z, dtype=np.float64))}
 
 
 # --------------------------------------------------------------------------------------------

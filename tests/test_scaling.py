@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -125,3 +126,73 @@ def test_project_is_plain_arithmetic():
         scaling.project(1, 1, items_per_day=1, users_per_day=1, gpu_peak_flops=1, mfu=1.5)
     assert scaling.index_bytes(1e6, 512, 2) == 1.024e9
     assert math.isclose(1 - scaling.index_bytes(1, 512, 4) / scaling.index_bytes(1, 3072, 4), 5 / 6)
+
+
+def test_recgpt_bill_is_arithmetic_known_by_hand():
+    bill = scaling.recgpt_bill({
+        # 1,000 users every 14 days; 500 prompt tokens at 1,000/s (0.5 s) + 100 new at 10/s (10 s)
+        "rates": {"users": 1000, "refresh_days": 14, "prompt_tokens": 500, "new_tokens": 100,
+                  "prompt_tokens_per_s": 1000, "new_tokens_per_s": 10},
+        # measured end to end: 2 s a user, 3,600 users a day -> 2 device-hours a day
+        "measured": {"users": 3600, "refresh_days": 1, "prompt_tokens": 10, "new_tokens": 1, "seconds_per_user": 2},
+    })
+    r = bill.loc["rates"]
+    assert r["device_seconds_per_user"] == pytest.approx(10.5)
+    assert r["tokens_per_refresh"] == pytest.approx(600_000)
+    assert r["device_hours_per_refresh"] == pytest.approx(10_500 / 3600)
+    assert r["devices_all_day"] == pytest.approx(10_500 / (14 * 86400))
+    m = bill.loc["measured"]
+    assert m["device_hours_per_refresh"] == pytest.approx(2.0) and m["devices_all_day"] == pytest.approx(2 / 24)
+    with pytest.raises(ValueError, match="refresh_days"):
+        scaling.recgpt_bill({"x": {"users": 1, "refresh_days": 0, "prompt_tokens": 1, "new_tokens": 1,
+                                   "seconds_per_user": 1}})
+    with pytest.raises(ValueError, match="positive"):
+        scaling.recgpt_bill({"x": {"users": 1, "refresh_days": 1, "prompt_tokens": 1, "new_tokens": 1,
+                                   "prompt_tokens_per_s": 0, "new_tokens_per_s": 1}})
+
+
+def test_generation_flops_split_prefill_and_decode():
+    pre, dec = scaling.generation_flops(1e6, 100, 10, n_layers=2, hidden=8)
+    assert pre == pytest.approx(scaling.forward_flops(1e6, 100, 2, 8, 100))
+    assert dec == pytest.approx(2 * 1e6 * 10 + 4 * 2 * 105 * 8 * 10)  # context: prompt + half the answer
+
+
+def test_recgpt_run_tokens_rebuild_the_committed_prompts(setting):
+    from llmrec_lib import recgpt
+
+    if not (recgpt.artifacts_dir() / recgpt.META).is_file():
+        pytest.skip("no committed RecGPT artifacts")
+    a = scaling.recgpt_run_tokens(setting, "ch06", source="fine-tuned")
+    assert len(a) == a["user_id"].nunique() > 0
+    assert a["interest_sha_ok"].all() and a["tag_sha_ok"].all()  # the prompts the run answered
+    # the tag prompt holds the interest prompt's history plus the interests
+    assert (a["tag_prompt_tokens"] > a["history_tokens"]).all()
+    assert (a["interest_prompt_tokens"] > a["history_tokens"]).all()
+    assert (a["history_tokens"] <= recgpt.HISTORY_BUDGET).all()
+    if (recgpt.artifacts_dir() / "tagger" / "tags.jsonl").is_file():
+        b = scaling.recgpt_run_tokens(setting, "ch07", stage="valid")
+        assert b["tag_sha_ok"].all() and b["interest_new_tokens"].isna().all()
+    with pytest.raises(ValueError, match="run must be"):
+        scaling.recgpt_run_tokens(setting, "ch99")
+
+
+def test_checkpoint_curve_reads_logged_evaluations(tmp_path):
+    meta = {"pairs_seen": 400, "steps_done": 40,
+            "evals": [{"step": 10, "eval_recall@50": 0.1}, {"step": 20, "loss": 1.0}, {"step": 40, "eval_recall@50": 0.2}]}
+    (tmp_path / "encoder.json").write_text(json.dumps({"meta": meta}))
+    c = scaling.checkpoint_curve(tmp_path)
+    assert list(c["step"]) == [10, 40] and list(c["pairs"]) == [100, 400]
+    assert list(c["eval_recall@50"]) == [0.1, 0.2]
+
+
+def test_log_trend_recovers_a_planted_slope():
+    x = np.array([100, 200, 400, 800, 1600])
+    y = 0.05 + 0.01 * np.log2(x)
+    t = scaling.log_trend(x, y)
+    assert t["b"] == pytest.approx(0.01) and t["a"] == pytest.approx(0.05) and t["r2"] == pytest.approx(1.0)
+    assert t["predict"](3200) == pytest.approx(0.05 + 0.01 * np.log2(3200))
+    noisy = y + np.array([0.004, -0.004, 0.003, -0.003, 0.0])
+    tn = scaling.log_trend(x, noisy)
+    assert tn["b_lo"] < 0.01 < tn["b_hi"] and tn["r2"] < 1
+    with pytest.raises(ValueError):
+        scaling.log_trend([1, 2], [0.1, 0.2])
