@@ -68,8 +68,11 @@ __all__ = [
     "primary_categories",
     "explanation_messages",
     "clean_explanation",
+    "nearest_tag_agreement",
     "judge_relevant",
     "judge_faithful",
+    "judge_grounded",
+    "derangement",
     "mentioned_genres",
     "mentioned_decades",
     "ExplanationTable",
@@ -287,6 +290,34 @@ class TagVocab:
         if new:
             out[new] = token_embedding_vectors([keys[i] for i in new], self.tokenizer, self.table)
         return out
+
+
+def nearest_tag_agreement(vocab: TagVocab, tag_category: Callable[[str], str],
+                          tag_categories: Callable[[str], Sequence[str]], *, share_words: bool,
+                          unmapped: str = "(unmapped)") -> pd.DataFrame:
+    """Does a tag's nearest other vocabulary tag (cosine of the frozen vectors) name its
+    category? One row per tag with a category: ``tag``, ``nearest``, ``hit``, and ``chance``,
+    the share of the candidates that name it (what a random pick would score).
+
+    ``share_words=False`` leaves out every candidate that shares a word with the tag: the
+    test of the pretrained table alone, as for an LLM phrase whose words no item tag has."""
+    unit = vocab.vectors / np.linalg.norm(vocab.vectors, axis=1, keepdims=True).clip(1e-12)
+    sims = unit @ unit.T
+    words = [set(t.split()) for t in vocab.tags]
+    names = [set(tag_categories(t)) for t in vocab.tags]
+    rows = []
+    for i, t in enumerate(vocab.tags):
+        c = tag_category(t)
+        if c == unmapped or c is None:
+            continue
+        ok = np.array([j != i and (share_words or not words[i] & words[j]) for j in range(len(vocab.tags))])
+        if not ok.any():
+            continue
+        cand = np.flatnonzero(ok)
+        j = int(cand[np.argmax(sims[i, cand])])
+        rows.append({"tag": t, "nearest": vocab.tags[j], "hit": c in names[j],
+                     "chance": float(np.mean([c in names[k] for k in cand]))})
+    return pd.DataFrame(rows, columns=["tag", "nearest", "hit", "chance"])
 
 
 def normalise_tag(tag: str) -> str:
@@ -942,6 +973,32 @@ def judge_faithful(explanation: str, item_genres: Sequence[str], year, title: st
     return not bad, bad
 
 
+def judge_grounded(explanation: str, item_genres: Sequence[str], year, title: str | None = None) -> bool:
+    """Grounded: faithful (:func:`judge_faithful`) *and* names at least one fact of its own
+    item, a genre it has or its decade (the title removed first, as there). A generic "a
+    great movie you will love" is faithful but not grounded. Unlike :func:`judge_relevant`,
+    which checks the tag the retrieval picked, this reads only what the writer wrote."""
+    if not judge_faithful(explanation, item_genres, year, title)[0]:
+        return False
+    if title:
+        for t in {str(title), re.sub(r"\s*\(\d{4}\)\s*$", "", str(title))}:
+            explanation = re.sub(re.escape(t), " ", str(explanation), flags=re.I)
+    own = None if year is None or pd.isna(year) else int(year) // 10 * 10
+    return bool(mentioned_genres(explanation) & set(item_genres)) or own in mentioned_decades(explanation)
+
+
+def derangement(n: int, seed: int = 0) -> np.ndarray:
+    """A seeded permutation of ``range(n)`` with no fixed point (n >= 2): the shuffled
+    control pairs every explanation with another row's item."""
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 rows, got {n}")
+    rng = np.random.default_rng(seed)
+    while True:
+        p = rng.permutation(n)
+        if not (p == np.arange(n)).any():
+            return p
+
+
 def prompt_hash(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
@@ -984,18 +1041,29 @@ class ExplanationTable:
         hit = self.rows[(self.rows["tag"] == tag) & (self.rows["item_id"] == int(item_id))]
         return None if hit.empty else str(hit["explanation"].iloc[0])
 
-    def judged(self, movies: pd.DataFrame, tag_category: Callable[[str], str | None]) -> pd.DataFrame:
-        """The rows with the two judges' verdicts: ``relevant``, ``faithful``, ``violations``."""
+    def judged(self, movies: pd.DataFrame, tag_category: Callable[[str], str | None],
+               shuffle_seed: int = 0) -> pd.DataFrame:
+        """The rows with the judges' verdicts: ``relevant`` (the retrieval's tag match),
+        ``faithful`` and ``violations``, ``grounded`` (:func:`judge_grounded`), and
+        ``grounded_shuffled``: the same explanation judged against another row's item
+        (:func:`derangement`), the rate a judge gives text that is not about its item."""
         m = movies.set_index("item_id")
         out = self.rows.copy()
-        rel, fai, why = [], [], []
+        rel, fai, why, gro = [], [], [], []
+
+        def facts(i):
+            return list(m.at[int(i), "genres"]), m.at[int(i), "year"], m.at[int(i), "title"]
+
         for t, i, e in zip(out["tag"], out["item_id"], out["explanation"]):
-            g, y = list(m.at[int(i), "genres"]), m.at[int(i), "year"]
+            g, y, title = facts(i)
             rel.append(judge_relevant(t, g, tag_category))
-            ok, bad = judge_faithful(e, g, y, m.at[int(i), "title"])
+            ok, bad = judge_faithful(e, g, y, title)
             fai.append(ok)
             why.append("; ".join(bad))
-        return out.assign(relevant=rel, faithful=fai, violations=why)
+            gro.append(judge_grounded(e, g, y, title))
+        other = out["item_id"].to_numpy()[derangement(len(out), shuffle_seed)] if len(out) > 1 else out["item_id"]
+        shuf = [judge_grounded(e, *facts(j)) for e, j in zip(out["explanation"], other)]
+        return out.assign(relevant=rel, faithful=fai, violations=why, grounded=gro, grounded_shuffled=shuf)
 
     def stale_rows(self, movies: pd.DataFrame) -> pd.DataFrame:
         """Rows whose stored prompt hash differs from the prompt the current code writes."""
@@ -1062,11 +1130,14 @@ def best_tags(model: ThreeTowerModel, tags: Sequence[str], item_cols: Sequence[i
     return [list(tags)[j] for j in np.argmax(h_v @ h_t.T, axis=1)]
 
 
-def build(ml, split, item_tags: pd.Series, backbone, cfg: TowerConfig, tag_category) -> ThreeTowerModel:
-    """Item features, the frozen tag vocabulary and an untrained model, from the book's data."""
+def build(ml, split, item_tags: pd.Series, backbone, cfg: TowerConfig, tag_category, *,
+          item_category=None, history_tagger=None) -> ThreeTowerModel:
+    """Item features, the frozen tag vocabulary and an untrained model, from the book's data
+    (``item_category`` and ``history_tagger`` as :class:`ThreeTowerModel` takes them)."""
     feats = ItemFeatures.build(ml.movies, split.train, ml.item_ids)
     vocab = TagVocab.from_backbone([t for ts in item_tags for t in ts], backbone)
-    return ThreeTowerModel(feats, vocab, item_tags, tag_category, cfg)
+    return ThreeTowerModel(feats, vocab, item_tags, tag_category, cfg, item_category=item_category,
+                           history_tagger=history_tagger)
 
 
 def explanation_pairs(model: ThreeTowerModel, split: data.Split, user_tags: Mapping[int, Sequence[str]],
@@ -1086,32 +1157,48 @@ def explanation_pairs(model: ThreeTowerModel, split: data.Split, user_tags: Mapp
     return pd.DataFrame(rows)
 
 
-def run_explain(mode: str = "full", out: str | os.PathLike | None = None, progress: bool = True) -> ExplanationTable:
-    """Train the a = 0.5 model of ``mode``, pick explanation pairs, generate with SmolLM2, judge,
-    and save the table (what ``python -m llmrec_lib.towers explain`` runs)."""
-    from llmrec_lib import backbones, generation, recgpt
+def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: int = 0, *,
+                model: ThreeTowerModel | None = None, out: str | os.PathLike | None = None,
+                progress: bool = True) -> ExplanationTable:
+    """Explain what chapter 08's selected model retrieves (what ``python -m llmrec_lib.towers
+    explain`` runs): the history-trained model of ``mode`` with ``alpha`` and ``seed`` (or
+    ``model``, already trained), queried on test with chapter 07's LLM tags and fused with
+    ``b``; the top ``explain_k`` items of ``explain_users`` seeded test users, each with the
+    user's tag that the tag tower matches best; SmolLM2 writes, the judges score, the table is
+    saved (default :func:`explanations_path`)."""
+    import dataclasses
+
+    from llmrec_lib import backbones, generation, recgpt, tagger
 
     t0 = time.perf_counter()
     settings = MODES[mode]
     ml = data.load_movielens(config.data_dir())
     split = data.per_user_split(ml.ratings)
     item_tags = recgpt.item_tags(ml.movies, text.training_tags(ml.tags, split.train))
-    model = build(ml, split, item_tags, backbones.load_backbone("minilm-l6"), settings["config"], recgpt.tag_category)
-    model.fit(split.train, progress=progress)
-    user_tags = recent_tags(split.history("test"), item_tags, users=split.users("test"))
-    pairs = explanation_pairs(model, split, user_tags, settings["explain_users"], settings["explain_k"], b=0.5)
+    if model is None:
+        cfg = dataclasses.replace(settings["config"], tag_source="history", alpha=float(alpha), seed=int(seed))
+        model = build(ml, split, item_tags, backbones.load_backbone("minilm-l6"), cfg, recgpt.tag_category,
+                      item_category=recgpt.item_category,
+                      history_tagger=lambda items: recgpt.recent_tags(items, item_tags, n=recgpt.N_TAGS))
+        model.fit(split.train, progress=progress)
+    cfg = model.cfg
+    user_tags = tagger.load_tags("test")
+    pairs = explanation_pairs(model, split, user_tags, settings["explain_users"], settings["explain_k"], b=b)
     pairs = pairs.dropna(subset=["tag"]).drop_duplicates(["tag", "item_id"]).reset_index(drop=True)
     gen = generation.CachedGenerator(generation.LocalGenerator(
         "smollm2-135m", config=generation.GenerationConfig(**EXPLAIN_CONFIG)))
-    command = f"python -m llmrec_lib.towers explain --mode {mode}"
-    table = ExplanationTable.generate(gen, pairs[["tag", "item_id"]], ml.movies, progress=progress,
-                                      meta={"command": command, "mode": mode, "n_pairs": int(len(pairs)),
-                                            "pairs_from": f"top-{settings['explain_k']} fused (a=0.5, b=0.5) items of "
-                                                          f"{settings['explain_users']} seeded test users, tags of "
-                                                          "their 10 latest positives"})
+    command = f"python -m llmrec_lib.towers explain --mode {mode} --alpha {cfg.alpha:g} --b {b:g} --seed {cfg.seed}"
+    table = ExplanationTable.generate(
+        gen, pairs[["tag", "item_id"]], ml.movies, progress=progress,
+        meta={"command": command, "mode": mode, "alpha": cfg.alpha, "b": float(b), "seed": cfg.seed,
+              "tag_source": cfg.tag_source, "n_pairs": int(len(pairs)),
+              "pairs_from": f"top-{settings['explain_k']} fused (a={cfg.alpha:g}, b={b:g}) items of "
+                            f"{settings['explain_users']} seeded test users, each with its best-matching "
+                            "LLM tag (chapter 07's tagger)"})
     judged = table.judged(ml.movies, recgpt.tag_category)
-    table.meta["judges"] = {"relevant": float(judged["relevant"].mean()), "faithful": float(judged["faithful"].mean()),
-                            "well_formed": float(judged["ok"].mean())}
+    table.meta["judges"] = {j: float(judged[c].mean()) for j, c in (
+        ("relevant", "relevant"), ("faithful", "faithful"), ("grounded", "grounded"),
+        ("grounded, shuffled items", "grounded_shuffled"), ("well_formed", "ok"))}
     table.meta["seconds"] = round(time.perf_counter() - t0, 1)
     table.save(out or explanations_path())
     return table
@@ -1124,9 +1211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("explain", help="generate the (tag, item) explanation table with SmolLM2")
     e.add_argument("--mode", default="full", choices=sorted(MODES))
-    e.add_argument("--out", default=None, help=f"default: {explanations_path()}")
+    e.add_argument("--alpha", type=float, default=0.5, help="a of the selected model (chapter 08 prints it)")
+    e.add_argument("--b", type=float, default=0.8, help="b of the selected model (chapter 08 prints it)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", default=None, help="default: artifacts/recgpt/explanations.json")
     args = p.parse_args(argv)
-    table = run_explain(args.mode, args.out)
+    table = run_explain(args.mode, args.alpha, args.b, args.seed, out=args.out)
     print(json.dumps(table.meta, indent=1))
     return 0
 

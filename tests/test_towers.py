@@ -341,6 +341,23 @@ def test_judges():
                                  "2001: A Space Odyssey (1968)")[0]
 
 
+def test_grounded_needs_a_fact_of_its_own_item():
+    assert towers.judge_grounded("A tense 90s heist", ["Crime"], 1995)  # its decade
+    assert towers.judge_grounded("Dark crime story", ["Crime", "Drama"], 1970)  # its genre
+    assert not towers.judge_grounded("A great movie you will love", ["Crime"], 1995)  # generic
+    assert not towers.judge_grounded("A tense 80s crime story", ["Crime"], 1995)  # unfaithful
+    # the title's own words are no evidence
+    assert not towers.judge_grounded("Comedy is a fine watch", ["Drama"], 1990, "Comedy (1990)")
+
+
+def test_derangement_moves_every_row():
+    p = towers.derangement(7, seed=3)
+    assert sorted(p.tolist()) == list(range(7)) and not (p == np.arange(7)).any()
+    assert (p == towers.derangement(7, seed=3)).all()
+    with pytest.raises(ValueError, match="at least 2"):
+        towers.derangement(1)
+
+
 @pytest.mark.parametrize("raw, expect, ok", [
     ("Reason: \"A tense heist thriller.\"\nMore text", "A tense heist thriller.", True),
     ("- fits your love of westerns", "fits your love of westerns", True),
@@ -375,6 +392,9 @@ def test_explanation_table_round_trip_and_staleness(ml, tmp_path):
     assert again.meta["generator"] == "echo" and again.stale_rows(ml.movies).empty
     judged = again.judged(ml.movies, lambda t: "Comedy" if "comedy" in t else "Thriller")
     assert judged["relevant"].tolist() == [True, False]  # Jumanji is no thriller
+    assert judged["grounded"].tolist() == [True, True]  # the echo copies each item's facts
+    # judged against the other item: Toy Story's genres are not all Jumanji's, the reverse holds
+    assert judged["grounded_shuffled"].tolist() == [False, True]
     again.rows.loc[0, "prompt_hash"] = "0" * 16
     assert len(again.stale_rows(ml.movies)) == 1
     with pytest.raises(FileNotFoundError, match="regenerate"):
@@ -394,4 +414,18 @@ def test_committed_explanations_match_current_code(ml):
     judged = table.judged(ml.movies, recgpt.tag_category)
     assert judged["relevant"].mean() == pytest.approx(table.meta["judges"]["relevant"])
     assert judged["faithful"].mean() == pytest.approx(table.meta["judges"]["faithful"])
+    assert judged["grounded"].mean() == pytest.approx(table.meta["judges"]["grounded"])
     assert "python -m llmrec_lib.towers explain" in table.meta["command"]
+
+
+def test_nearest_tag_agreement_counts_hits_and_chance():
+    vecs = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
+    vocab = towers.TagVocab(["a x", "b y", "c x", "d z"], vecs, None, None)
+    cat = {"a x": "A", "b y": "A", "c x": "C", "d z": "D"}
+    out = towers.nearest_tag_agreement(vocab, cat.get, lambda t: [cat[t]], share_words=True)
+    assert out.set_index("tag")["nearest"].to_dict() == {"a x": "b y", "b y": "a x", "c x": "d z", "d z": "c x"}
+    assert out["hit"].tolist() == [True, True, False, False]
+    assert out["chance"].tolist() == pytest.approx([1 / 3, 1 / 3, 0, 0])
+    # without shared words, "c x" may not pick "a x"; "a x" may not pick "c x"
+    strict = towers.nearest_tag_agreement(vocab, cat.get, lambda t: [cat[t]], share_words=False)
+    assert strict.set_index("tag").loc["a x", "chance"] == pytest.approx(1 / 2)
