@@ -513,8 +513,8 @@ print(f"SD over the catalogue: y_col {y_col.std():.3f}, y_sem {y_sem.std():.3f}"
 
 # %%
 def seed_mean(src, a, b, stage="test", metric="recall@50", model_set=None):
-    """Per-user metric averaged over the seeds, and the per-seed means (the sweep's results
-    where it has them; other models are evaluated here)."""
+    """Per-user metric averaged over the seeds, and the per-seed means (the
+    sweep's results where it has them; other models are evaluated here)."""
     per_seed = []
     for s in run["seeds"]:
         r = evals.get(((a, s), src, stage, b)) if model_set is None else None
