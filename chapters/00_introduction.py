@@ -30,7 +30,7 @@ mode = None  # None: take LLMREC_MODE (default "quick"); or "quick" / "full"
 seed = 20251016
 
 # %%
-from llmrec_lib import config, data, plots
+from llmrec_lib import config, data, plots, show
 
 cfg = config.settings(
     "00",
@@ -229,6 +229,14 @@ assert glob_counts["without_history"] / glob_counts["window_users"] > 0.5
 assert glob_counts["evaluable_users"] < 50
 assert split_summary["test_users"] > 10 * glob_counts["evaluable_users"]
 
+# %% [markdown]
+# The whole rule is one function, `llmrec_lib/data.py::per_user_split` (the global cutoff is
+# `data.py::global_split`). Open the cell below to read it: the boundaries are timestamps,
+# which is what keeps a same-second batch of ratings on one side.
+
+# %% tags=["hide-output"]
+show.source(data.per_user_split)
+
 # %%
 fig = plots.split_timeline_figure(split, [1, 68, 414, 599, 610])
 
@@ -279,6 +287,10 @@ assert data.future_share(glob, "test").max() == 0.0  # the global split has no s
 # it, as above. **Sampled metrics** rank each target among only 100 random items instead of the
 # catalogue; Krichene and Rendle (KDD 2020) showed they can disagree with the full ranking about
 # which model is better. We can see the effect with two very simple systems.
+#
+# Where this lives: `llmrec_lib/evaluate.py::evaluate` ranks the full catalogue with seen items
+# excluded and computes the metrics of `llmrec_lib/metrics.py::recall_at_k` and
+# `metrics.py::ndcg_at_k`; the sampled shortcut is `evaluate.py::sampled_hit_rate`.
 
 # %% [markdown]
 # Two systems, both from chapter 02's baselines: **random** (the floor) and **popularity**

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import backbones, config, data, encoders, plots, text
+from llmrec_lib import backbones, config, data, encoders, plots, show, text
 
 cfg = config.settings(
     "01",
@@ -215,6 +215,12 @@ assert (fields.map(text.neutralize_markers) == fields).all()
 # look-alikes inside fields (`text.neutralize_markers`) before rendering. Until the model is
 # fine-tuned, though, a new marker is only a random-ish vector; section 6 therefore embeds the
 # plain text.
+#
+# One item's text is `llmrec_lib/text.py::render_item` (the catalogue's,
+# `text.py::item_texts`; the markers, `text.py::add_markers`). Open the cell to read it.
+
+# %% tags=["hide-output"]
+show.source(text.render_item)
 
 # %% [markdown]
 # ## 3. Numbers as text: raw counts or percentile buckets
@@ -240,12 +246,13 @@ count_cost = {
 count_cost
 
 # %% [markdown]
-# SmolLM2 spends one token per digit. The buckets come from `text.percentile_buckets`, computed
-# over the training counts of the whole catalogue. MovieLens' long tail shows up at once: about
-# a quarter of the movies have no training rating at all and more than a quarter exactly one,
-# and tied values must share a bucket, so the deciles cannot be equal in size. We put a tie in
-# the middle of the buckets it spans (a mid-rank percentile), which leaves some buckets empty
-# instead of pretending the tied movies differ.
+# SmolLM2 spends one token per digit. The buckets come from
+# `llmrec_lib/text.py::percentile_buckets` (its source is in the cell after the figure),
+# computed over the training counts of the whole catalogue. MovieLens' long tail shows up at
+# once: about a quarter of the movies have no training rating at all and more than a quarter
+# exactly one, and tied values must share a bucket, so the deciles cannot be equal in size. We
+# put a tie in the middle of the buckets it spans (a mid-rank percentile), which leaves some
+# buckets empty instead of pretending the tied movies differ.
 #
 # One consequence to remember: there is no "unseen" bucket. The movies with 0 training
 # ratings span the lowest two deciles, so they all get `[POP_1]`, and `[POP_0]` is never used.
@@ -280,6 +287,12 @@ assert buckets.groupby(counts).nunique().max() == 1  # equal counts share one bu
 assert (counts.groupby(buckets).max().diff().dropna() > 0).all()  # buckets are ordered
 assert buckets[2571] == 9  # The Matrix is in the top decile
 assert (buckets[counts == 0] == 1).all() and per_bucket[0] == 0  # unrated: [POP_1]
+
+# %% [markdown]
+# The mid-rank rule for ties is the last three lines of `percentile_buckets`:
+
+# %% tags=["hide-output"]
+show.source(text.percentile_buckets)
 
 # %% [markdown]
 # Do digits mean nothing to an un-tuned model, then? Not quite. Embed "Ratings: N." for 40
@@ -319,7 +332,8 @@ assert magnitude_rho["SmolLM2"] > 0.3  # zero-shot, a number alone does carry it
 # has no profile, so the prompt is the history: `[HISTORY]` followed by each liked movie in time
 # order, each opening with `[ITEM]`. Only **positives** (ratings of 4 or more) go in: LinkedIn
 # found positive-only histories better (Recall@10 0.424 vs 0.398 with InfoNCE) and cheaper.
-# History items use a short text, title and genres, so more of them fit.
+# History items use a short text, title and genres, so more of them fit. The prompts are built
+# by `llmrec_lib/text.py::user_prompts`.
 
 # %%
 short = text.item_texts(ml.movies, fields=("title", "genres"))
@@ -470,7 +484,9 @@ assert 4 <= med[0] <= 12, med[0]  # 128 tokens hold only the last few movies
 # What do the two bundled models make of item texts *without any training*? We embed the
 # catalogue (in quick mode the most-rated movies only) with mean pooling over all of SmolLM2's
 # 30 layers and over MiniLM, in bf16 autocast, using the plain-text rendering (the markers are
-# still untrained vectors), and look up the nearest movies to a few famous titles.
+# still untrained vectors), and look up the nearest movies to a few famous titles. The
+# embedding is `llmrec_lib/encoders.py::embed_texts`, which pools with
+# `encoders.py::mean_pool` (chapter 03 shows it).
 
 # %%
 by_pop = counts.sort_values(ascending=False, kind="stable").index

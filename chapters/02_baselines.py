@@ -41,7 +41,7 @@ import pandas as pd
 # baselines first: it asks OpenMP threads to wait passively before torch loads (spinning
 # threads made training 40x slower on a shared 2-core machine)
 # isort: off
-from llmrec_lib import baselines, backbones, config, data, evaluate, index, text
+from llmrec_lib import baselines, backbones, config, data, evaluate, index, show, text
 # isort: on
 
 cfg = config.settings(
@@ -136,7 +136,9 @@ def valid_score(model):
 #
 # A system that ranks at random puts each of a user's targets in its top K with probability
 # about K / (number of unrated movies), so Recall@10 should be about 10 / 9,700 = 0.1%. Any
-# model must clear this by a wide margin; a model that does not has a bug.
+# model must clear this by a wide margin; a model that does not has a bug. Every baseline of
+# this chapter is a class in `llmrec_lib/baselines.py`; this one is
+# `baselines.py::RandomScorer`.
 
 # %%
 random_model = baselines.RandomScorer(ml.item_ids, seed=seed).fit(split.train)
@@ -155,7 +157,8 @@ assert ci["lo"] - 0.001 <= expected <= ci["hi"] + 0.001, (ci, expected)
 # ## 3. Popularity, and what "recent" means on a per-user split
 #
 # The classic **MostPop** ranks movies by their number of positive training ratings. It is hard
-# to beat on MovieLens, because most people have seen the famous films.
+# to beat on MovieLens, because most people have seen the famous films. Both variants below are
+# `llmrec_lib/baselines.py::MostPopular`.
 #
 # "Popular *recently*" is usually better: tastes move. But recent relative to **what**? Our
 # training rows span 1996-2018, while a user's "now" (the moment they ask for recommendations)
@@ -224,7 +227,8 @@ assert (
 # two movies is the cosine of their columns: the number of users who liked both, divided by
 # the square root of the product of their like counts. Each movie keeps its `k` nearest
 # neighbours, and a user's score for a movie is the sum of its similarities to the movies they
-# liked. Fitting is one sparse matrix product: a second on this data.
+# liked. Fitting is one sparse matrix product: a second on this data
+# (`llmrec_lib/baselines.py::ItemKNN`).
 
 # %%
 knn_grid = {
@@ -267,11 +271,18 @@ assert (
 # sampling has a bias: a popular movie appears as a negative in many more batches than a rare
 # one, so the model learns to push popular movies down. The **log-Q correction** (Yi et al.,
 # RecSys 2019) subtracts from each candidate's logit the log of its sampling probability,
-# which removes that bias. The library function `baselines.sampled_softmax_loss` is six lines;
-# read it.
+# which removes that bias. The network is `llmrec_lib/baselines.py::SASRecNet` and the loss
+# `baselines.py::sampled_softmax_loss`, six lines; open the two cells below to read them. The
+# model that cuts histories into windows, trains and scores is `baselines.py::SASRec`.
 #
 # Items without a training positive have no ID embedding: the model cannot score them. It says
 # so in `can_score_items`, and the protocol counts targets on such items as misses.
+
+# %% tags=["hide-output"]
+show.source(baselines.SASRecNet)
+
+# %% tags=["hide-output"]
+show.source(baselines.sampled_softmax_loss)
 
 # %%
 sasrec = baselines.SASRec(ml.item_ids, seed=seed, **cfg.sizes["sasrec"]).fit(
@@ -315,6 +326,8 @@ if cfg.mode == "quick":
 # on disk (keyed by model weights and texts), so re-running the chapter skips the encoding.
 # Quick mode encodes with SmolLM2's first layers only and skips its prompt variant (encoding the
 # catalogue with all 30 layers takes about five minutes on two cores); full mode does all.
+# The two users are `llmrec_lib/baselines.py::ItemMeanRetrieval` and
+# `baselines.py::PromptRetrieval`; the item vectors, `baselines.py::item_text_embeddings`.
 
 # %%
 item_text = text.item_texts(ml.movies, fields=("title", "genres"), markers=False)
@@ -536,7 +549,8 @@ assert stages["test"].target_is_cold.mean() > 0.05
 # LinkedIn's hundreds of millions it is not. We index the best zero-shot text retriever's item
 # vectors, search with the validation users' vectors, and compare each index with exact search
 # (ANN recall: the share of the exact top 100 that the index also returns) and with the
-# protocol's metrics.
+# protocol's metrics. The indexes are built by `llmrec_lib/index.py::build_index` (FAISS) and
+# compared by `index.py::ann_recall`.
 
 # %%
 text_best = max(

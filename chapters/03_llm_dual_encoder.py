@@ -48,10 +48,11 @@ from llmrec_lib import (
     plots,
     recipes,
     serving,
+    show,
     text,
     train,
 )
-from llmrec_lib.encoders import DualEncoder
+from llmrec_lib.encoders import DualEncoder, mean_pool
 
 chapter_t0 = time.perf_counter()
 enc_cfg, live_cfg = recipes.recipe(
@@ -109,6 +110,7 @@ cfg.show()
 # A pair is one member's prompt, rendered from the positives they made **strictly before** a
 # positive at time t, and the item they engaged with at t. Every earlier positive of every user in
 # the training histories gives one pair; nothing from the validation or test windows is used.
+# The pairs are built by `llmrec_lib/train.py::training_pairs`.
 
 # %%
 setting = recipes.build_setting(cfg.data_dir)
@@ -131,6 +133,15 @@ live = train.Trainer(
 )
 print("USER:", live.user_prompts_for(np.array([i]))[0][:400])
 print("ITEM:", setting.item_text[pairs.item_id[i]])
+
+# %% [markdown]
+# Both prompts go through the same model, `llmrec_lib/encoders.py::DualEncoder`. Its `embed`
+# runs the backbone, averages the token states with `encoders.py::mean_pool` and
+# L2-normalises the result, so a dot product of two vectors is their cosine. The pooling is
+# weighted by the attention mask, so padding never enters the mean:
+
+# %% tags=["hide-output"]
+show.source(mean_pool)
 
 # %% [markdown]
 # ## 2. InfoNCE with in-batch negatives
@@ -229,6 +240,16 @@ fig = plots.logit_matrix_figure(
 )
 
 # %% [markdown]
+# The loss the trainer calls is `llmrec_lib/losses.py::InfoNCE`; the masks are
+# `losses.py::false_negative_mask`. Its `forward` builds the same matrix: `users @ items.T`
+# times $1/\tau$, masked cells set to $-\infty$, the shared and hard columns appended, and a
+# cross-entropy with the diagonal as the label. The log-Q and shared-negative arguments are
+# section 8's; the first recipe leaves them off. Open the cell to read it:
+
+# %% tags=["hide-output"]
+show.source(losses.InfoNCE)
+
+# %% [markdown]
 # ### What LoRA trains
 #
 # Fine-tuning all of SmolLM2 would update every weight. **LoRA** (low-rank adaptation, Hu et
@@ -299,7 +320,9 @@ fig = plots.lora_figure(projections, r=enc_cfg.lora_r, alpha=enc_cfg.lora_alpha)
 # Training stops and restarts: a laptop sleeps, a job is pre-empted. The trainer writes a
 # checkpoint with the adapter, optimizer, scheduler, random state and position in the data, and
 # each step's batch is a pure function of (seed, step), so a resumed run continues with exactly
-# the batches the uninterrupted one would have seen. We stop half-way and resume.
+# the batches the uninterrupted one would have seen. We stop half-way and resume. The loop,
+# its checkpoints and the batch order are `llmrec_lib/train.py::Trainer` and
+# `train.py::batch_indices`.
 
 # %%
 import tempfile
@@ -681,11 +704,11 @@ assert (
 #
 # $$\text{score}(u, v) = \cos(u, v) + \beta \log(1 + n_v)$$
 #
-# where $n_v$ counts the movie's training ratings (`serving.PopularityPrior`). The grid of
-# $\beta$ and the tie rule are fixed before looking: $\beta \in$ `BETAS` below, chosen on
-# **validation** Recall@50, and among values within 0.002 of the best the smallest wins (the
-# grid's order is the order of preference). The same rule serves every model in this chapter,
-# including the untrained one: "popularity alone" is an arm too.
+# where $n_v$ counts the movie's training ratings (`llmrec_lib/serving.py::PopularityPrior`).
+# The grid of $\beta$ and the tie rule are fixed before looking: $\beta \in$ `BETAS` below,
+# chosen on **validation** Recall@50, and among values within 0.002 of the best the smallest
+# wins (the grid's order is the order of preference). The same rule serves every model in this
+# chapter, including the untrained one: "popularity alone" is an arm too.
 
 # %%
 BETAS = [0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0]
@@ -728,14 +751,16 @@ assert beta[TUNED] > 0 and gain.lo > 0  # the prior helps, and the interval says
 #
 # 1. **A popularity-aware objective.** `losses.InfoNCE(log_q=...)` scores every candidate as
 #    $\cos(u, v)/\tau - \log q_v$, where $q_v$ is how often $v$ is expected among a step's
-#    candidates. Then the trained score estimates $\log p(v \mid u)$, popularity included.
+#    candidates (`llmrec_lib/losses.py::log_q`, from training counts). Then the trained score
+#    estimates $\log p(v \mid u)$, popularity included.
 #    The candidates are **mixed** (Yang et al., WWW 2020): the batch's positives, drawn by
 #    popularity, plus 32 catalogue movies drawn uniformly and shared by every row, so that rare
 #    movies are negatives too. All are encoded live.
 # 2. **Every position from one forward.** In a causal LLM token $t$ attends only to tokens up
 #    to $t$. So the mean of the first $L$ token states of a long member prompt *is* the
 #    embedding of its first $L$ tokens alone. One forward over a window of the member's history
-#    gives a (prefix, next movie) pair at every movie boundary (`encoders.prefix_pool`). The
+#    gives a (prefix, next movie) pair at every movie boundary
+#    (`llmrec_lib/encoders.py::prefix_pool`, trained by `train.py::SequenceTrainer`). The
 #    boundary for a target is its last history item strictly earlier in time, the library's one
 #    tie rule. A unit test checks that the prefix of a long forward equals the short prompt's
 #    own embedding within bf16 tolerance.
@@ -964,12 +989,12 @@ assert vs_minilm.hi < 0  # on cold targets zero-shot MiniLM is ahead
 # %% [markdown]
 # ## 9. Two sources in one list: item-kNN and the LLM
 #
-# LinkedIn's LLM retriever fetches *out-of-network* posts, about 2,000 candidates a request;
-# the paper does not describe how the Feed merges them with its other candidates. A
-# recommender rarely relies on one source, and the simplest honest blend gives each source a fixed share of the K slots (`serving.MultiSource`): item-kNN
-# fills its share from its own ranking, the LLM its share from its own, and a movie already
-# placed is skipped. The share is chosen on validation with the same rule as $\beta$ (grid
-# order = preference: less LLM first).
+# LinkedIn's LLM retriever fetches *out-of-network* posts, about 2,000 candidates a request; the
+# paper does not describe how the Feed merges them with its other candidates. A recommender
+# rarely relies on one source, and the simplest honest blend gives each source a fixed share of
+# the K slots (`llmrec_lib/serving.py::MultiSource`): item-kNN fills its share from its own
+# ranking, the LLM its share from its own, and a movie already placed is skipped. The share is
+# chosen on validation with the same rule as $\beta$ (grid order = preference: less LLM first).
 
 # %%
 SHARES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmrec_lib import abtest, config, losses, plots, recipes, synthetic, train
+from llmrec_lib import abtest, config, losses, plots, recipes, show, synthetic, train
 from llmrec_lib import metrics as M
 from llmrec_lib.encoders import EncoderConfig
 
@@ -77,7 +77,12 @@ cfg.show()
 # nearest analogue: movies a user watched and rated 2 or lower (`data.NEGATIVE_MAX`). The
 # trainer draws k of them per pair from the user's training ratings; a user with none gets
 # random catalogue items instead, which are then only extra easy negatives. How often that
-# happens decides how much the switch can do.
+# happens decides how much the switch can do. The draw is
+# `llmrec_lib/train.py::sample_hard_negatives` (open the cell to read it); the disliked movies
+# per user come with the pairs from `train.py::training_pairs`.
+
+# %% tags=["hide-output"]
+show.source(train.sample_hard_negatives)
 
 # %%
 setting = recipes.build_setting(cfg.data_dir)
@@ -120,7 +125,9 @@ print("HARD NEGATIVES:", *batch["hard"][2 * row : 2 * row + 2], sep="\n  ")
 #
 # With k hard negatives, row i's softmax runs over the B in-batch items **and** its own k hard
 # items, and the gradient now pushes the member away from the movies they disliked, not only
-# from random ones. Same batch, same vectors, k = 0 and k = 2:
+# from random ones. In `llmrec_lib/losses.py::InfoNCE` (chapter 03 shows its source) they are
+# the `hard` argument: k extra columns per row, `einsum("bd,bkd->bk", users, hard)`, which no
+# other row sees. Same batch, same vectors, k = 0 and k = 2:
 
 # %%
 with torch.no_grad(), config.autocast(model.device.type, enabled=True):
@@ -255,7 +262,8 @@ print({f"k={k}": f"{t:.2f} s/step ({t / sec[0]:.2f}x)" for k, t in sec.items()})
 #
 # Every arm is the chapter-03 recipe with exactly one change, trained in full mode for the same
 # number of steps on the same batches (the batch order is a function of the seed and the step),
-# and committed as a 0.5 MB adapter with the command that regenerates it:
+# and committed as a 0.5 MB adapter with the command that regenerates it. The arms are entries
+# of `llmrec_lib/recipes.py::RECIPES`, trained by `recipes.py::train_recipe`:
 
 # %%
 ARMS = {
@@ -327,6 +335,14 @@ assert agree >= 0.95  # bf16 rounding may swap a near-tie, nothing more
 # with 80% power; a "no detectable effect" rules out effects of that size, not smaller ones).
 # The paper reports Recall@10 only, so the table also gives our relative change in Recall@10,
 # with its interval (users resampled together, `abtest.ratio_bootstrap`), beside the paper's.
+#
+# Where this lives: the paired interval is `llmrec_lib/evaluate.py::EvalResult.compare`
+# (a bootstrap over users, `metrics.py::paired_bootstrap`), the relative one
+# `abtest.py::ratio_bootstrap`, and the MDE `llmrec_lib/abtest.py::mde`, the formula that
+# decides what "no detectable effect" rules out. Open the cell to read it:
+
+# %% tags=["hide-output"]
+show.source(abtest.mde)
 
 # %%
 PAPER = {  # LinkedIn, Recall@10 relative to its reference arm (secondary write-ups [S])
@@ -500,7 +516,8 @@ assert p_long.lo > 0  # four times the steps helps more than any switch above
 # logged: an impression without a click is exactly LinkedIn's "shown but not engaged". Training
 # a small dual encoder (MiniLM, all 6 layers, LoRA) there with 0 and 2 such hard negatives, we can
 # measure not only Recall@10 but **interest precision@10**: the share of the top 10 that belongs
-# to one of the user's planted interests, a ground truth no real log has.
+# to one of the user's planted interests, a ground truth no real log has. The world is
+# `llmrec_lib/synthetic.py::make_world`.
 
 # %%
 world = synthetic.make_world(seed=seed % 1000)

@@ -49,6 +49,7 @@ from llmrec_lib import (
     metrics,
     plots,
     recipes,
+    show,
     train,
 )
 from llmrec_lib.encoders import DualEncoder
@@ -136,6 +137,14 @@ assert (
 )  # equal weights: the mean over prefixes
 
 # %% [markdown]
+# The loss is `llmrec_lib/losses.py::MatryoshkaLoss`: a wrapper around any base loss (here
+# chapter 03's `InfoNCE`) that slices, re-normalises and adds. Each weight is sorted together
+# with its own dimension, so the order in which the dimensions are given does not matter.
+
+# %% tags=["hide-output"]
+show.source(losses.MatryoshkaLoss)
+
+# %% [markdown]
 # ## 2. Two committed models
 #
 # Both adapters were trained by full mode with the same data, steps, batch and seed; only the
@@ -216,8 +225,12 @@ print("full dimension", full_dim, "| nested prefixes", dims)
 # - With a small test set the rule may choose the full dimension. That is its honest answer:
 #   this test set cannot certify a smaller one.
 #
-# The rule lives in the library, `compress.smallest_dim_keeping`, with unit tests that a noisy
-# prefix with a perfect point estimate does not pass.
+# The rule lives in the library, `llmrec_lib/compress.py::smallest_dim_keeping`, with unit
+# tests that a noisy prefix with a perfect point estimate does not pass. Here it is, written
+# before section 7 applies it:
+
+# %% tags=["hide-output"]
+show.source(compress.smallest_dim_keeping)
 
 # %% [markdown]
 # ## 4. Recall at every nested dimension
@@ -229,6 +242,9 @@ print("full dimension", full_dim, "| nested prefixes", dims)
 # - **truncation**: the same slice of the model trained without Matryoshka;
 # - **PCA**: the no-Matryoshka model projected onto the top d principal directions of its item
 #   vectors (fitted on the catalogue, applied to users and items).
+#
+# The three are `llmrec_lib/compress.py::truncate` (prefix and truncation alike) and
+# `compress.py::PCAProjection`.
 
 
 # %%
@@ -429,7 +445,8 @@ assert pooled.mean_diff > 0  # PCA ahead on average over the shrunk dimensions
 # and query them with the 602 test users: recall of the exact top 100 (what the index loses on
 # top of what the dimension lost), latency per query (single queries: the online case), and
 # index memory. PQ stores d/8 one-byte codes per item; it is meant to be followed by exact
-# re-scoring of a wider list, shown in the last column.
+# re-scoring of a wider list, shown in the last column. The indexes and the measurements are
+# `llmrec_lib/index.py::build_index` and `index.py::compare_indexes`.
 
 # %%
 index.set_threads(None)

@@ -104,3 +104,34 @@ def test_a_fence_in_the_source_does_not_close_the_block(tmp_path, monkeypatch):
     text = show.source_text(mod.f)
     assert text.startswith("**`fenced_mod.py::f`**")
     assert "````python\n" in text and text.rstrip().endswith("````")
+
+
+# A chapter names where a mechanism lives as `llmrec_lib/x.py::Name` (or, once the folder
+# is clear from the paragraph, `x.py::Name`); every such name must still exist.
+NAMED = re.compile(r"`(?:llmrec_lib/)?([a-z_]+)\.py::([A-Za-z_][\w.]*)`")
+CHAPTERS = sorted((config.PROJECT_ROOT / "chapters").glob("[0-9][0-9]_*.py"))
+
+
+def named_locations(text: str) -> list[tuple[str, str]]:
+    return NAMED.findall(text)
+
+
+def test_named_locations_are_found_in_prose():
+    text = "see `llmrec_lib/losses.py::InfoNCE` and `train.py::Trainer.fit`, not `x.py`"
+    assert named_locations(text) == [("losses", "InfoNCE"), ("train", "Trainer.fit")]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_location_a_chapter_names_exists(path):
+    missing = []
+    for module, name in named_locations(path.read_text()):
+        try:
+            obj = importlib.import_module(f"llmrec_lib.{module}")
+            for part in name.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            missing.append(f"llmrec_lib/{module}.py::{name}")
+    assert not missing, (
+        f"{path.name} names library code that does not exist (moved or renamed? update "
+        "the chapter's prose): " + ", ".join(missing)
+    )
