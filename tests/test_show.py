@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -96,11 +97,13 @@ def test_code_not_in_a_file_fails_clearly():
 def test_a_fence_in_the_source_does_not_close_the_block(tmp_path, monkeypatch):
     # a module inside the (temporary) repository whose docstring holds a fence
     monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
-    (tmp_path / "fenced_mod.py").write_text(
+    path = tmp_path / "fenced_mod.py"
+    path.write_text(
         'def f():\n    """Example:\n\n    ```\n    f()\n    ```\n    """\n    return 1\n'
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    mod = importlib.import_module("fenced_mod")
+    spec = importlib.util.spec_from_file_location("fenced_mod", path)
+    mod = importlib.util.module_from_spec(spec)  # loaded without entering sys.modules
+    spec.loader.exec_module(mod)
     text = show.source_text(mod.f)
     assert text.startswith("**`fenced_mod.py::f`**")
     assert "````python\n" in text and text.rstrip().endswith("````")
