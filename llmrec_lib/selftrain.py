@@ -1,0 +1,256 @@
+"""Judge-filtered self-training of LLM_UI, RecGPT's interest-mining recipe (chapter 06).
+
+After distillation, RecGPT's student samples answers for many users; its judges keep the
+answers that pass, and the student trains on them again (90k answers, 19k kept, in the
+paper). This module runs that round in miniature on the chapter-06 student (the round-0
+adapter, ``artifacts/recgpt/adapter``) and the chapter-06 judges:
+
+1. **Generate.** :data:`N_PROMPTS` training cut points (``tagger.cut_points``: training data
+   only, the next :data:`tagger.HORIZON` likes as the judging window), :data:`K_SAMPLES`
+   sampled answers each (temperature :data:`TEMPERATURE`, nucleus :data:`TOP_P`).
+2. **Judge and keep.** Every sample goes through ``recgpt.judge_interests`` against the
+   population of all cut points; :func:`passes` is the filter, fixed before any sample was
+   judged. A prompt keeps its best passing sample (:func:`pick`), so no prompt counts twice.
+3. **Train.** The round-0 adapter is trained on for :data:`STEPS` steps, in three arms of
+   equal compute: on the kept answers (*self-trained*), on the first sample of every prompt
+   (*unfiltered*: what the judges add) and on the teacher's answers to the same prompts
+   (*more teacher steps*: what the extra steps alone add).
+4. **Measure.** Each arm mines interests (greedy) for chapter 06's test users; the chapter
+   judges them beside round 0.
+
+Run (resumable; everything cached under ``.cache/recgpt-selftrain``)::
+
+    python -m llmrec_lib.selftrain full        # writes artifacts/recgpt/selftrain/
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from llmrec_lib import recgpt, tagger
+
+__all__ = ["K_SAMPLES", "N_PROMPTS", "ARMS", "passes", "pick", "judge_samples", "run_full", "load"]
+
+N_PROMPTS = 240  # training cut points sampled for self-training
+K_SAMPLES = 4  # sampled answers per prompt
+TEMPERATURE = 0.8
+TOP_P = 0.95
+STEPS = 40  # per arm: 320 draws of 8, about one epoch of the unfiltered arm's 240 answers
+LR = 1e-4  # half the first round's: the adapter is continued, not started
+OUT = "selftrain"
+ARMS = ("self-trained", "unfiltered", "more teacher steps")
+
+# The filter, fixed before any sample was judged: every phrase backed by at least one liked
+# film, most of them grounded, and categories that predict this user's next likes better
+# than they predict an average user's.
+MIN_GROUNDING = 0.6
+MAX_HALLUCINATION = 0.0
+MIN_PRECISION_LIFT = 0.0  # strictly above
+
+
+def passes(judged: pd.DataFrame) -> pd.Series:
+    """The judge filter: a full answer (:data:`recgpt.N_INTERESTS` phrases), hallucination at
+    most :data:`MAX_HALLUCINATION`, grounding at least :data:`MIN_GROUNDING`, precision lift
+    above :data:`MIN_PRECISION_LIFT` (NaN lift, no judging window, fails)."""
+    need = {"n", "grounding", "hallucination", "precision_lift"}
+    if missing := need - set(judged.columns):
+        raise ValueError(f"judged lacks columns {sorted(missing)}: pass recgpt.judge_interests output")
+    lift = judged["precision_lift"].fillna(-np.inf)
+    return ((judged["n"] == recgpt.N_INTERESTS) & (judged["hallucination"] <= MAX_HALLUCINATION)
+            & (judged["grounding"] >= MIN_GROUNDING) & (lift > MIN_PRECISION_LIFT))
+
+
+def pick(judged: pd.DataFrame) -> dict[int, int]:
+    """prompt -> the sample to keep: among its passing samples, the highest grounding +
+    precision lift, ties to the lower sample index. ``judged`` is indexed by (prompt,
+    sample). Prompts with no passing sample are absent."""
+    if judged.index.nlevels != 2:
+        raise ValueError("judged must be indexed by (prompt, sample)")
+    ok = judged[passes(judged)]
+    score = (ok["grounding"] + ok["precision_lift"]).rename("score").reset_index()
+    score.columns = ["prompt", "sample", "score"]
+    best = score.sort_values(["prompt", "score", "sample"], ascending=[True, False, True], kind="stable")
+    return {int(p): int(s) for p, s in best.drop_duplicates("prompt")[["prompt", "sample"]].to_numpy()}
+
+
+def judge_samples(samples: dict[tuple[int, int], list[str]], cuts: pd.DataFrame, facts,
+                  population_answer: Sequence[str]) -> pd.DataFrame:
+    """``recgpt.judge_interests`` for every (prompt row of ``cuts``, sample) -> phrases: the
+    history is the liked films before the cut, the judging window the next likes, and the
+    population (base rates, lifts) is every row of ``cuts``."""
+    hist = {k: cuts["liked_before"].iloc[k[0]] for k in samples}
+    fut = {k: cuts["next_items"].iloc[k[0]] for k in samples}
+    out = recgpt.judge_interests(
+        samples, hist, fut, facts, n_requested=recgpt.N_INTERESTS,
+        population=dict(enumerate(cuts["liked_before"])), population_future=dict(enumerate(cuts["next_items"])),
+        population_answer=list(population_answer))
+    out.index = pd.MultiIndex.from_tuples(list(out.index), names=["prompt", "sample"])
+    return out
+
+
+def sample_config(seed: int):
+    from llmrec_lib import generation
+
+    return generation.GenerationConfig(max_new_tokens=recgpt.GEN_MAX_NEW_TOKENS, temperature=TEMPERATURE,
+                                       top_p=TOP_P, seed=seed, batch_size=8)
+
+
+def sft_config(seed: int = 0):
+    from llmrec_lib import sft
+
+    return sft.SFTConfig(steps=STEPS, batch_size=8, lr=LR, warmup=4, max_len=384, seed=seed, save_every=10)
+
+
+def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None, backbone: str = "smollm2-135m",
+             student: str | None = None, test_users: Sequence[int] | None = None, command: str = "",
+             setting: recgpt.Setting | None = None, n_prompts: int = N_PROMPTS, k_samples: int = K_SAMPLES,
+             example_users=None, sft_overrides: dict | None = None, progress: bool = True) -> dict:
+    """The self-training round, resumable at every stage (see the module docstring).
+
+    ``student``: the round-0 adapter (default ``artifacts/recgpt/adapter``); ``test_users``:
+    who the arms mine interests for (default: the users of ``artifacts/recgpt/meta.json``,
+    chapter 06's). Writes ``out`` (default ``artifacts/recgpt/selftrain``): ``samples.jsonl``
+    (every sample, its judge rates and whether it passed and was kept), one adapter per arm,
+    ``generations.jsonl`` (test interests per arm, the layout of
+    :func:`recgpt.read_generations`) and ``meta.json`` (the funnel, the filter, timings).
+    ``example_users``, ``sft_overrides`` and ``setting`` exist for the tiny-llama test."""
+    import dataclasses
+    import time
+
+    from llmrec_lib import config, data, generation, sft
+
+    out = Path(out) if out is not None else recgpt.artifacts_dir() / OUT
+    work = Path(work) if work is not None else config.cache_dir("recgpt-selftrain")
+    student = str(recgpt.artifacts_dir() / recgpt.ADAPTER) if student is None else str(student)
+    if test_users is None:
+        test_users = json.loads((recgpt.artifacts_dir() / recgpt.META).read_text())["users"]
+    test_users = [int(u) for u in test_users]
+    t_all, timings = time.perf_counter(), {}
+    setting = setting if setting is not None else recgpt.build_setting()
+
+    # 1. generate: K sampled answers per training prompt from the round-0 student
+    t = time.perf_counter()
+    cuts = tagger.cut_points(setting, seed=seed, users=example_users)
+    tr_idx = set(recgpt.split_examples(cuts.reset_index(), seed=seed)[0]["index"].tolist())
+    rng = np.random.default_rng(seed)
+    pool = sorted(tr_idx)
+    rows = sorted(rng.choice(pool, size=min(n_prompts, len(pool)), replace=False).tolist())
+    prompts = [recgpt.interest_prompt(cuts["history_text"].iloc[r], recgpt.N_INTERESTS) for r in rows]
+    gen = generation.CachedGenerator(generation.LocalGenerator(backbone, student, config=sample_config(seed)),
+                                     cache_dir=work / "generations")
+    texts = {s: gen.generate(prompts, config=sample_config(seed + s), progress=progress) for s in range(k_samples)}
+    del gen
+    timings["generate"] = time.perf_counter() - t
+
+    # 2. judge every sample; keep the best passing one per prompt
+    pos = setting.split.train[setting.split.train["rating"] >= data.POSITIVE_MIN]
+    constant = recgpt.population_categories(pos["item_id"], setting.facts, recgpt.N_INTERESTS)
+    parsed = {(r, s): recgpt.parse_phrases(texts[s][j], recgpt.N_INTERESTS).items
+              for j, r in enumerate(rows) for s in range(k_samples)}
+    judged = judge_samples(parsed, cuts, setting.facts, constant)
+    ok = passes(judged)
+    kept = pick(judged)
+    sample_rows = [{"prompt_row": r, "user_id": int(cuts["user_id"].iloc[r]), "sample": s, "text": texts[s][j],
+                    **{c: (None if pd.isna(v) else float(v)) for c, v in judged.loc[(r, s)].items()},
+                    "passed": bool(ok.loc[(r, s)]), "kept": kept.get(r) == s}
+                   for j, r in enumerate(rows) for s in range(k_samples)]
+    recgpt.write_jsonl(out / "samples.jsonl", sample_rows)
+    funnel = {"prompts": len(rows), "generated": len(parsed),
+              "parsed in full": int((judged["n"] == recgpt.N_INTERESTS).sum()), "passed": int(ok.sum()),
+              "kept (one per prompt)": len(kept)}
+    print(funnel, flush=True)
+
+    # 3. three arms of equal compute, each continuing the round-0 adapter
+    j_of = {r: j for j, r in enumerate(rows)}
+    teacher = {r: recgpt.format_answer(recgpt.teacher_interests(cuts["shown_liked"].iloc[r], setting.itags,
+                                                                setting.base_rate, n=recgpt.N_INTERESTS))
+               for r in rows}
+    train = {
+        "self-trained": [(prompts[j_of[r]], texts[s][j_of[r]].strip()) for r, s in sorted(kept.items())],
+        "unfiltered": [(prompts[j], texts[0][j].strip()) for j in range(len(rows))],
+        "more teacher steps": [(prompts[j_of[r]], teacher[r]) for r in rows],
+    }
+    va_rows = [r for r in range(len(cuts)) if r not in tr_idx]
+    held_out = [(recgpt.interest_prompt(cuts["history_text"].iloc[r], recgpt.N_INTERESTS),
+                 recgpt.format_answer(recgpt.teacher_interests(cuts["shown_liked"].iloc[r], setting.itags,
+                                                               setting.base_rate, n=recgpt.N_INTERESTS)))
+                for r in va_rows]
+    cfg = sft_config(seed)
+    if sft_overrides:
+        cfg = dataclasses.replace(cfg, **sft_overrides)
+    fits = {}
+    for arm in ARMS:
+        if not train[arm]:
+            raise RuntimeError(f"arm {arm!r} has no training answers (the filter kept nothing)")
+        print(f"arm {arm}: {len(train[arm])} answers", flush=True)
+        fits[arm] = sft.fit(backbone, train[arm], held_out, cfg, work / "sft", out / _slug(arm),
+                            command=command, init_adapter=student, progress=progress)
+
+    # 4. every arm mines interests for the test users (greedy, as round 0 did)
+    inputs = setting.stage_inputs("test", users=test_users)
+    test_prompts = [recgpt.interest_prompt(inputs["history_text"][u], recgpt.N_INTERESTS) for u in test_users]
+    gen_rows = []
+    for arm in ARMS:
+        t = time.perf_counter()
+        g = generation.CachedGenerator(
+            generation.LocalGenerator(backbone, str(out / _slug(arm)), config=recgpt.generation_config()),
+            cache_dir=work / "generations")
+        res, rep = generation.parse_all(g.generate(test_prompts, progress=progress), recgpt.parse_phrases,
+                                        name="interests", n=recgpt.N_INTERESTS)
+        gen_rows += [{"user_id": u, "task": "interests", "source": arm, "text": r.raw, "ok": r.ok,
+                      "reason": r.reason, "prompt_sha": recgpt._sha(p)}
+                     for u, r, p in zip(test_users, res, test_prompts)]
+        timings[f"test_{arm}"] = time.perf_counter() - t
+        recgpt.write_jsonl(out / "generations.jsonl", gen_rows)
+    meta = {
+        "command": command, "backbone": backbone, "seed": seed, "student": str(config.relative_to_root(student)),
+        "funnel": funnel, "filter": {"min_grounding": MIN_GROUNDING, "max_hallucination": MAX_HALLUCINATION,
+                                     "min_precision_lift (strictly above)": MIN_PRECISION_LIFT},
+        "sampling": {"k": k_samples, "temperature": TEMPERATURE, "top_p": TOP_P},
+        "sft_config": sft._cfg_dict(cfg), "fits": fits, "test_users": test_users,
+        "timings_s": {**timings, **{f"sft_{a}": f["seconds"] for a, f in fits.items()}},
+        "wall_s": time.perf_counter() - t_all,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
+    return meta
+
+
+def _slug(arm: str) -> str:
+    return "adapter-" + arm.replace(" ", "-")
+
+
+def load(path: Path | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """The committed run: (meta, samples, generations)."""
+    path = Path(path) if path is not None else recgpt.artifacts_dir() / OUT
+    if not (path / "meta.json").is_file():
+        raise FileNotFoundError(f"{path}/meta.json not found: run `python -m llmrec_lib.selftrain full` "
+                                "(see artifacts/recgpt/README.md)")
+    samples = pd.DataFrame([json.loads(x) for x in (path / "samples.jsonl").read_text().splitlines() if x.strip()])
+    return json.loads((path / "meta.json").read_text()), samples, recgpt.read_generations(path / "generations.jsonl")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from llmrec_lib import config
+
+    ap = argparse.ArgumentParser(prog="python -m llmrec_lib.selftrain",
+                                 description="Judge-filtered self-training of chapter 06's LLM_UI student")
+    ap.add_argument("what", choices=["full"])
+    ap.add_argument("--prompts", type=int, default=N_PROMPTS)
+    ap.add_argument("--samples", type=int, default=K_SAMPLES)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    meta = run_full(seed=args.seed, n_prompts=args.prompts, k_samples=args.samples,
+                    command=config.command_line("llmrec_lib.selftrain", argv))
+    print(meta["funnel"], round(meta["wall_s"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
