@@ -757,7 +757,13 @@ for src, rep in meta["parse_reports"].items():
 #    steps**). The two controls separate what the judges add from what 40 more steps add.
 # 4. **Measure.** Each arm mines interests, greedy, for section 6's 120 test users.
 
+# %% [markdown]
+# Quick mode reads the committed round (its command and time are printed below); full mode
+# runs it here on the student that section 5 trained (about 40 minutes on 2 cores).
+
 # %%
+if cfg.mode == "full":
+    selftrain.run_full(command="python -m llmrec_lib.selftrain full")
 st_meta, st_samples, st_gens = selftrain.load()
 print(st_meta["command"], "|", f"{st_meta['wall_s'] / 60:.0f} min")
 draws = st_meta["sft_config"]["steps"] * st_meta["sft_config"]["batch_size"]
