@@ -24,6 +24,9 @@ What a readout needs beyond lifts:
   entropy, from the top-K lists alone.
 - **interleaving** (:func:`team_draft`, :func:`interleave`): a replay of the team-draft
   interleaving an online test would run, scored with each user's held-out targets.
+- **training seeds** (:func:`seed_aware_diff`): an arm trained with several seeds is several
+  draws of a random model; the interval of its lift adds the spread between seeds to the
+  spread between users.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from llmrec_lib import metrics as M
 __all__ = ["holm", "mde", "mde_from_interval", "users_needed", "simulated_power", "ratio_bootstrap", "ratio_delta_interval",
            "readout", "popular_items", "segment_masks", "segment_table", "segment_readout", "slot_shares",
            "genre_matrix", "guardrails", "team_draft", "sign_test", "Interleaving", "interleave",
-           "interleave_results", "load_rankings"]
+           "interleave_results", "load_rankings", "t_quantile", "SeedAwareDiff", "seed_aware_diff"]
 
 
 def holm(p_values) -> np.ndarray:
@@ -149,6 +152,76 @@ def simulated_power(values, n: int, *, n_sims: int = 1000, alpha: float = 0.05, 
 # --------------------------------------------------------------------------------------
 # Relative lifts: a ratio of two noisy means
 # --------------------------------------------------------------------------------------
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (numerical: the
+    density integrated on a grid, then inverted; accurate to about 1e-4 for df >= 1)."""
+    if not 0.5 <= p < 1:
+        raise ValueError(f"p must be in [0.5, 1), got {p}")
+    if not df > 0:
+        raise ValueError(f"df must be > 0, got {df}")
+    if df > 1e4:
+        return NormalDist().inv_cdf(p)
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    x = np.linspace(0.0, 2000.0 if df < 3 else 60.0, 400_001)
+    pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
+    cdf = 0.5 + np.concatenate([[0.0], np.cumsum((pdf[1:] + pdf[:-1]) / 2 * np.diff(x))])
+    return float(np.interp(p, cdf, x))
+
+
+@dataclass(frozen=True)
+class SeedAwareDiff:
+    """A lift whose interval counts both noises: users sampled, and models trained."""
+
+    mean_diff: float
+    lo: float
+    hi: float
+    se: float
+    se_users: float  # the user-sampling part alone (what a paired bootstrap reports)
+    se_seeds: float  # the training-seed part alone
+    df: float
+    seed_sd_treatment: float  # SD of the treatment's mean over its seeds (0 with one seed)
+    seed_sd_control: float
+
+
+def seed_aware_diff(treatment, control, alpha: float = 0.05) -> SeedAwareDiff:
+    """Mean per-user difference of two arms, each given as a (seeds, users) array of a
+    per-user metric (one row for an arm with one seed, e.g. item-kNN), with an interval that
+    adds training-seed noise to user-sampling noise:
+
+    ``SE^2 = Var_u(d_u) / n + s_T^2 / k_T + s_C^2 / k_C``, with ``d_u`` the user's
+    seed-averaged difference and ``s^2`` the variance of an arm's mean over its ``k`` seeds;
+    the interval uses Student's t with Welch-Satterthwaite degrees of freedom, because three
+    seeds estimate ``s`` poorly. Users with a non-finite value in any row are left out.
+    """
+    t = np.atleast_2d(np.asarray(treatment, dtype=np.float64))
+    c = np.atleast_2d(np.asarray(control, dtype=np.float64))
+    if t.shape[1] != c.shape[1]:
+        raise ValueError(f"treatment has {t.shape[1]} users, control {c.shape[1]}: pass the same users")
+    ok = np.isfinite(t).all(axis=0) & np.isfinite(c).all(axis=0)
+    t, c = t[:, ok], c[:, ok]
+    n = t.shape[1]
+    if n < 2:
+        raise ValueError("need at least two users with finite values")
+    d = t.mean(axis=0) - c.mean(axis=0)
+    var_u = float(d.var(ddof=1)) / n
+    parts = [(var_u, n - 1)]
+    sds = []
+    for arm in (t, c):
+        k = arm.shape[0]
+        s2 = float(arm.mean(axis=1).var(ddof=1)) if k > 1 else 0.0
+        sds.append(math.sqrt(s2))
+        if k > 1:
+            parts.append((s2 / k, k - 1))
+    var = sum(v for v, _ in parts)
+    se = math.sqrt(var)
+    den = sum(v * v / dof for v, dof in parts if v > 0)
+    df = var * var / den if den > 0 else float("inf")
+    q = t_quantile(1 - alpha / 2, df) if math.isfinite(df) else NormalDist().inv_cdf(1 - alpha / 2)
+    m = float(d.mean())
+    return SeedAwareDiff(m, m - q * se, m + q * se, se, math.sqrt(var_u), math.sqrt(var - var_u), float(df),
+                         sds[0], sds[1])
 
 
 def _pair(treatment, control) -> tuple[np.ndarray, np.ndarray]:
