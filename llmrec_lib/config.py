@@ -9,6 +9,10 @@ Environment variables:
     LLMREC_DATA_DIR  folder with the MovieLens CSVs (default: data/ml-latest-small).
     LLMREC_CACHE_DIR folder for model copies and embedding caches (default: .cache/).
     LLMREC_DEVICE    force a device ("cpu", "cuda", "mps"); default: the best one present.
+    LLMREC_DATA_VERIFY  "1" (default) checks the MovieLens files against the 2018 release's
+                     checksums; "0" runs on unverified data in the same layout (your own data, a
+                     teacher's term-project set, a derived copy). See :func:`data_verify` and
+                     :func:`reference_data`.
 """
 
 from __future__ import annotations
@@ -211,3 +215,112 @@ def settings(
         backbone=backbone,
         sizes=sizes,
     )
+
+
+# --------------------------------------------------------------------------------------
+# Your own data: one switch, and whether this is the reference release
+# --------------------------------------------------------------------------------------
+
+DATA_VERIFY_ENV = "LLMREC_DATA_VERIFY"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def data_verify(verify: bool | str | None = None) -> bool:
+    """Whether the MovieLens files must match the 2018 ml-latest-small checksums.
+
+    The explicit argument (a chapter's ``verify_data`` parameter), else ``LLMREC_DATA_VERIFY``,
+    else True. ``LLMREC_DATA_VERIFY=0`` (or false/no/off) is the one switch that runs the book
+    on unverified data in the MovieLens layout; :func:`llmrec_lib.data.load_movielens` called
+    without ``verify`` follows it.
+    """
+    value = verify if verify is not None else os.environ.get(DATA_VERIFY_ENV, "")
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text == "":
+        return True
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(
+        f"Cannot read {DATA_VERIFY_ENV}={value!r} as on or off. Use {DATA_VERIFY_ENV}=1 (the "
+        f"default: check the 2018 ml-latest-small checksums) or {DATA_VERIFY_ENV}=0 (run on "
+        "your own data in the MovieLens layout)."
+    )
+
+
+def reference_data(path: str | os.PathLike | None = None) -> bool:
+    """True when the MovieLens folder (:func:`data_dir`) holds the 2018 ml-latest-small release
+    the book's numbers come from: all four CSVs match ``data/ml-latest-small.sha256``.
+
+    It hashes the files whatever :func:`data_verify` says, so with ``LLMREC_DATA_VERIFY=0`` the
+    reference release still counts as the reference. Chapters assert claims pinned to the
+    reference numbers when this is True and only report them otherwise (:class:`Claims`).
+    A missing folder or file is simply not the reference (False, no error). The answer is
+    cached per folder and per file size and modification time, so asking again is free.
+    """
+    from . import data  # data imports config: import at call time
+
+    return data.is_reference(data_dir(path))
+
+
+def data_status(path: str | os.PathLike | None = None) -> str:
+    """One line for a chapter to print under its settings: which data it runs on and what
+    that means for its claims."""
+    folder = data_dir(path)
+    if reference_data(folder):
+        return (f"data: {folder.name} is the 2018 ml-latest-small release (checksums match): "
+                "every claim is asserted")
+    how = "checksums skipped" if not data_verify() else "checksums on"
+    return (
+        f"data: {folder.name} is not the 2018 ml-latest-small release ({how}): claims pinned to "
+        "the reference numbers are reported, not asserted; mechanics stay asserted"
+    )
+
+
+@dataclass
+class Claim:
+    claim: str
+    holds: bool
+    pinned: bool
+    detail: str = ""
+
+
+class Claims:
+    """A chapter's checks, asserted or reported depending on the data.
+
+    ``check(claim, holds, pinned=True)`` records one claim. A claim pinned to the reference
+    numbers (``pinned=True``: "610 users", "item-kNN beats popularity by .05") fails the
+    chapter only on the reference release (:func:`reference_data`); elsewhere it is recorded
+    and reported. A claim about mechanics (``pinned=False``: no future leak, shapes, resume
+    equals no interrupt) fails everywhere. :meth:`table` is the chapter's closing table.
+    """
+
+    def __init__(self, chapter: str = "", reference: bool | None = None,
+                 path: str | os.PathLike | None = None):
+        self.chapter = chapter
+        self.reference = reference_data(path) if reference is None else bool(reference)
+        self.items: list[Claim] = []
+
+    def check(self, claim: str, holds, *, pinned: bool = True, detail: str = "") -> bool:
+        ok = bool(holds)
+        self.items.append(Claim(claim, ok, bool(pinned), str(detail)))
+        if not ok and (self.reference or not pinned):
+            kind = "on the reference release" if pinned else "(a mechanic: asserted on any data)"
+            extra = f" ({detail})" if detail else ""
+            raise AssertionError(f"claim fails {kind}: {claim}{extra}")
+        return ok
+
+    def table(self):
+        """One row per claim: the claim, pinned or mechanic, and whether it holds on this data."""
+        import pandas as pd
+
+        rows = [{"claim": c.claim, "kind": "pinned to reference" if c.pinned else "mechanic",
+                 "holds here": "yes" if c.holds else "no", "detail": c.detail} for c in self.items]
+        return pd.DataFrame(rows, columns=["claim", "kind", "holds here", "detail"])
+
+    @property
+    def failed(self) -> list[Claim]:
+        return [c for c in self.items if not c.holds]

@@ -5,7 +5,12 @@ Every chapter evaluates on the same split, built here once:
 * :func:`load_movielens` reads the four ml-latest-small CSVs into typed DataFrames, checks
   each file's SHA-256 against the manifest kept in ``data/`` (line endings normalised, so the
   CRLF copies in ``../shared`` and an official LF download hash the same) and validates
-  columns, values and ids, failing with an error that says what to do.
+  columns, values and ids, failing with an error that says what to do. With the checksum off
+  (``LLMREC_DATA_VERIFY=0``, read by :func:`llmrec_lib.config.data_verify`) it loads any data
+  in the same layout; ``tags.csv`` and ``links.csv`` may then be missing or empty.
+* :func:`derive` writes a copy of the reference with other users, a later time window and no
+  tags (CI's second run); :func:`convert_ml1m` turns MovieLens 1M's ``.dat`` files into this
+  layout. Both are on the command line: ``python -m llmrec_lib.data --help``.
 * :func:`per_user_split` (the default) holds out each user's last positives in time.
 * :func:`global_split` cuts the whole timeline once; chapter 00 shows why it is not the
   default on this data.
@@ -31,6 +36,7 @@ from . import config
 POSITIVE_MIN = 4.0
 NEGATIVE_MAX = 2.0
 FILES = ("links.csv", "movies.csv", "ratings.csv", "tags.csv")
+REQUIRED = ("ratings.csv", "movies.csv")  # tags.csv and links.csv may be absent or empty
 OFFICIAL_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
 MANIFEST = config.PROJECT_ROOT / "data" / "ml-latest-small.sha256"
 
@@ -98,9 +104,35 @@ def verify_files(folder: str | Path, manifest: str | Path = MANIFEST) -> None:
         raise ChecksumError(
             f"Checksum mismatch in {folder}: " + "; ".join(bad) + ". The files are not the "
             "2018 ml-latest-small release the book's numbers come from. Re-download them with "
-            "`make data`, or, if this is your own data in the same layout, load it with "
+            "`make data`, or, if this is your own data in the same layout, set "
+            f"{config.DATA_VERIFY_ENV}=0 (the whole book then runs on it and reports, rather than "
+            "asserts, the claims pinned to the reference numbers) or load it with "
             "load_movielens(path, verify=False)."
         )
+
+
+_REFERENCE_CACHE: dict[tuple, bool] = {}
+
+
+def is_reference(folder: str | Path, manifest: str | Path = MANIFEST) -> bool:
+    """True when ``folder`` holds every CSV of the manifest with the manifest's checksum (the
+    2018 release), False otherwise, never an error. Cached per folder, file size and mtime.
+    :func:`llmrec_lib.config.reference_data` is the chapters' way to ask."""
+    folder = Path(folder).expanduser()
+    expected = read_manifest(manifest)
+    stats = []
+    for name in sorted(expected):
+        path = folder / name
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        stats.append((name, st.st_size, st.st_mtime_ns))
+    key = (str(Path(manifest).resolve()), str(folder.resolve()), tuple(stats))
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE[key] = all(
+            file_sha256(folder / name) == digest for name, digest in expected.items())
+    return _REFERENCE_CACHE[key]
 
 
 def _resolve_folder(path: str | Path | None) -> Path:
@@ -111,11 +143,18 @@ def _resolve_folder(path: str | Path | None) -> Path:
             f"GroupLens zip and verifies it), or point LLMREC_DATA_DIR at a folder holding "
             f"{', '.join(FILES)} (for example ../shared/data/ml-latest-small)."
         )
-    missing = [n for n in ("movies.csv", "ratings.csv") if not (folder / n).is_file()]
+    missing = [n for n in REQUIRED if not (folder / n).is_file()]
     if missing:
+        layout = "; ".join(f"{n}: {', '.join(_COLUMNS[n])}" for n in REQUIRED)
+        hint = ""
+        if any((folder / n).is_file() for n in ("ratings.dat", "movies.dat")):
+            hint = (f" {folder} holds MovieLens .dat files: convert them first with "
+                    f"`python -m llmrec_lib.data convert-ml1m {folder} NEW_FOLDER`.")
         raise DataNotFoundError(
             f"{folder} lacks {', '.join(missing)}. Run `make data` or set LLMREC_DATA_DIR to a "
-            "complete ml-latest-small folder."
+            "complete ml-latest-small folder. For your own data, write the two required files "
+            f"in the ml-latest-small layout, with a header row ({layout}); tags.csv and "
+            f"links.csv are optional with {config.DATA_VERIFY_ENV}=0.{hint}"
         )
     return folder
 
@@ -139,9 +178,18 @@ def _read_csv(path: Path, name: str) -> pd.DataFrame:
                           f"short or corrupted, e.g. it ends inside a quoted field. {restore}") from exc
     missing = [c for c in want if c not in df.columns]
     if missing:
+        hint = ""
+        if len(df.columns) == 1:
+            head = str(df.columns[0])
+            if "::" in head:
+                hint = (" The file uses '::' as separator, like MovieLens 1M's .dat files: "
+                        "convert them with `python -m llmrec_lib.data convert-ml1m SRC DST`.")
+            elif any(sep in head for sep in ("\t", ";", "|")):
+                hint = " The file seems to use another separator: write it comma-separated."
         raise SchemaError(
             f"{path} has no column(s) {missing} (found {list(df.columns)}). The loader expects the "
-            f"ml-latest-small layout: {', '.join(want)}."
+            f"ml-latest-small layout for {name}: a header row with {', '.join(want)} "
+            f"(comma-separated; other columns are ignored).{hint}"
         )
     return df
 
@@ -179,8 +227,8 @@ class MovieLens:
 
     ratings: pd.DataFrame
     movies: pd.DataFrame
-    tags: pd.DataFrame
-    links: pd.DataFrame | None
+    tags: pd.DataFrame  # no rows when the data has no tags.csv
+    links: pd.DataFrame  # no rows when the data has no links.csv
     path: Path
     item_ids: np.ndarray = field(init=False)
 
@@ -209,12 +257,16 @@ class MovieLens:
         }
 
 
-def load_movielens(path: str | Path | None = None, verify: bool = True) -> MovieLens:
+def load_movielens(path: str | Path | None = None, verify: bool | None = None) -> MovieLens:
     """Load ml-latest-small from ``path`` (else ``LLMREC_DATA_DIR``, else ``data/``).
 
     ``verify=False`` skips the checksum check, for a reader's own data in the same layout;
-    the column, value and id checks always run.
+    ``verify=None`` (the default) follows ``LLMREC_DATA_VERIFY`` (:func:`config.data_verify`:
+    on unless set to 0). The column, value and id checks always run. Unverified, ``tags.csv``
+    and ``links.csv`` may be missing or empty (0 bytes, or a header only): they load as empty
+    tables with the usual columns. ``ratings.csv`` and ``movies.csv`` are always required.
     """
+    verify = config.data_verify(verify)
     folder = _resolve_folder(path)
     if verify:
         verify_files(folder)
@@ -258,7 +310,7 @@ def load_movielens(path: str | Path | None = None, verify: bool = True) -> Movie
     _check_ids(ratings, known, p)
 
     p = folder / "tags.csv"
-    if p.is_file():
+    if _present(p):
         t = _read_csv(p, "tags.csv")
         tags = pd.DataFrame(
             {
@@ -270,17 +322,39 @@ def load_movielens(path: str | Path | None = None, verify: bool = True) -> Movie
         )
         _check_ids(tags, known, p)
     else:
-        tags = pd.DataFrame({"user_id": [], "item_id": [], "tag": [], "timestamp": []})
+        tags = empty_tags()
 
     p = folder / "links.csv"
-    links = None
-    if p.is_file():
+    if _present(p):
         lk = _read_csv(p, "links.csv")
         links = pd.DataFrame({"item_id": _numeric(lk, "movieId", p), "imdb_id": lk["imdbId"],
                               "tmdb_id": lk["tmdbId"]})
+    else:
+        links = empty_links()
 
     ratings = ratings.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
     return MovieLens(ratings=ratings, movies=movies, tags=tags, links=links, path=folder)
+
+
+def _present(path: Path) -> bool:
+    """An optional file (tags.csv, links.csv) that exists and is not 0 bytes (whitespace only
+    counts as empty). With checksums on, a missing or empty one has already failed."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        return bool(fh.read(4096).strip())
+
+
+def empty_tags() -> pd.DataFrame:
+    """The tags table of a data set without tags: no rows, the usual columns and types."""
+    return pd.DataFrame({"user_id": pd.Series(dtype="int64"), "item_id": pd.Series(dtype="int64"),
+                         "tag": pd.Series(dtype="object"), "timestamp": pd.Series(dtype="int64")})
+
+
+def empty_links() -> pd.DataFrame:
+    """The links table of a data set without links.csv."""
+    return pd.DataFrame({"item_id": pd.Series(dtype="int64"), "imdb_id": pd.Series(dtype="object"),
+                         "tmdb_id": pd.Series(dtype="object")})
 
 
 def _check_ids(df: pd.DataFrame, known: set, path: Path) -> None:
@@ -499,26 +573,257 @@ def future_share(split: Split, stage: str = "test") -> pd.Series:
     return pd.Series(shares, name="future_share").rename_axis("user_id")
 
 
+# --------------------------------------------------------------------------------------
+# Other data in the same layout: a derived copy for CI, MovieLens 1M
+# --------------------------------------------------------------------------------------
+
+DERIVED_NOTE = "DERIVED.json"  # written next to a derived or converted data set's CSVs
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    df.to_csv(path, index=False, lineterminator="\n")
+
+
+def derive(
+    out: str | Path,
+    seed: int = 0,
+    *,
+    source: str | Path | None = None,
+    user_frac: float = 0.8,
+    drop_earliest: float = 0.1,
+    tags: bool = False,
+    prune_movies: bool = True,
+    verify: bool = True,
+) -> dict:
+    """Write a MovieLens-layout folder derived from the reference release: CI's second data set,
+    which proves that no chapter hard-codes a statistic of the reference.
+
+    * a random ``user_frac`` of the users (drawn with ``seed``);
+    * a later time window: their ratings before the ``drop_earliest`` quantile of their
+      timestamps are dropped (the earliest 10% by default);
+    * no ``tags.csv`` unless ``tags=True`` (then the kept users' tags in the same window);
+    * with ``prune_movies`` (default) only the movies still rated (or tagged), so the catalogue
+      differs too; ``links.csv`` keeps the links of the kept movies.
+
+    Values are copied as the source wrote them (no float reformatting). The same source and
+    arguments give byte-identical files. ``source`` defaults to :func:`config.data_dir` and is
+    checked against the checksums unless ``verify=False``. Returns what was written (also
+    saved as ``DERIVED.json`` in ``out``, which the loader ignores).
+    """
+    if not 0 < user_frac <= 1:
+        raise ValueError(f"user_frac must be in (0, 1], got {user_frac}")
+    if not 0 <= drop_earliest < 1:
+        raise ValueError(f"drop_earliest must be in [0, 1), got {drop_earliest}")
+    src = _resolve_folder(source)
+    if verify:
+        verify_files(src)
+    out = Path(out).expanduser()
+    if out.resolve() == src.resolve():
+        raise ValueError(f"derive would overwrite its source {src}: choose another --out folder")
+
+    r = _read_csv(src / "ratings.csv", "ratings.csv")
+    r_user = _numeric(r, "userId", src / "ratings.csv")
+    r_time = _numeric(r, "timestamp", src / "ratings.csv")
+    users = np.sort(r_user.unique())
+    rng = np.random.default_rng(seed)
+    n_keep = max(1, int(round(user_frac * len(users))))
+    kept_users = np.sort(rng.choice(users, size=n_keep, replace=False))
+    mask = r_user.isin(kept_users)
+    start = int(np.quantile(r_time[mask], drop_earliest, method="lower")) if drop_earliest else None
+    if start is not None:
+        mask &= r_time >= start
+    ratings = r.loc[mask, list(_COLUMNS["ratings.csv"])]
+
+    tag_rows = None
+    if tags and _present(src / "tags.csv"):
+        t = _read_csv(src / "tags.csv", "tags.csv")
+        t_mask = _numeric(t, "userId", src / "tags.csv").isin(kept_users)
+        if start is not None:
+            t_mask &= _numeric(t, "timestamp", src / "tags.csv") >= start
+        tag_rows = t.loc[t_mask, list(_COLUMNS["tags.csv"])]
+
+    m = _read_csv(src / "movies.csv", "movies.csv")
+    if prune_movies:
+        used = set(_numeric(ratings, "movieId", src / "ratings.csv").tolist())
+        if tag_rows is not None:
+            used |= set(_numeric(tag_rows, "movieId", src / "tags.csv").tolist())
+        m = m[_numeric(m, "movieId", src / "movies.csv").isin(used)]
+    movies = m[list(_COLUMNS["movies.csv"])]
+    kept_movies = set(_numeric(movies, "movieId", src / "movies.csv").tolist())
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:  # a stale file from an earlier run must not survive
+        (out / name).unlink(missing_ok=True)
+    _write_csv(ratings, out / "ratings.csv")
+    _write_csv(movies, out / "movies.csv")
+    n_links = 0
+    if _present(src / "links.csv"):
+        lk = _read_csv(src / "links.csv", "links.csv")
+        lk = lk[_numeric(lk, "movieId", src / "links.csv").isin(kept_movies)]
+        _write_csv(lk[list(_COLUMNS["links.csv"])], out / "links.csv")
+        n_links = len(lk)
+    if tag_rows is not None:
+        _write_csv(tag_rows, out / "tags.csv")
+
+    note = {
+        "derived_from": "ml-latest-small (2018)" if verify else config.relative_to_root(src),
+        "command": "python -m llmrec_lib.data derive --out DIR " + " ".join(
+            [f"--seed {seed}", f"--users {user_frac}", f"--drop-earliest {drop_earliest}"]
+            + (["--with-tags"] if tags else []) + ([] if prune_movies else ["--keep-all-movies"])),
+        "seed": seed, "user_frac": user_frac, "drop_earliest": drop_earliest,
+        "start_timestamp": start, "tags": bool(tag_rows is not None),
+        "prune_movies": prune_movies,
+        "users": int(r_user[mask].nunique()), "drawn_users": int(len(kept_users)),
+        "source_users": int(len(users)),
+        "ratings": int(len(ratings)), "source_ratings": int(len(r)),
+        "movies": int(len(movies)), "links": n_links,
+        "tag_rows": int(len(tag_rows)) if tag_rows is not None else 0,
+        "license": "derived from MovieLens: the GroupLens license of the source applies",
+    }
+    import json
+
+    (out / DERIVED_NOTE).write_text(json.dumps(note, indent=2) + "\n")
+    return note
+
+
+def _split_dat(line: str, n: int, path: Path, lineno: int) -> list[str]:
+    parts = line.split("::")
+    if len(parts) > n and n == 3:  # a title holding '::': id first, genres last
+        parts = [parts[0], "::".join(parts[1:-1]), parts[-1]]
+    if len(parts) != n:
+        raise SchemaError(
+            f"{path}, line {lineno}: expected {n} fields separated by '::', found {len(parts)} "
+            f"({line[:80]!r}). MovieLens 1M's layout is ratings.dat UserID::MovieID::Rating::"
+            "Timestamp and movies.dat MovieID::Title::Genres; fix or remove the line."
+        )
+    return parts
+
+
+def _read_dat(path: Path, n: int, encoding: str) -> list[list[str]]:
+    rows = []
+    with open(path, encoding=encoding, newline="") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                rows.append(_split_dat(line, n, path, lineno))
+    return rows
+
+
+def convert_ml1m(src: str | Path, dst: str | Path, encoding: str = "latin-1") -> dict:
+    """Convert MovieLens 1M (``ratings.dat``, ``movies.dat``, ``::``-separated, latin-1) into
+    the ml-latest-small CSV layout in ``dst`` (UTF-8, comma-separated, header rows).
+
+    ``ratings.dat`` ``UserID::MovieID::Rating::Timestamp`` becomes ``ratings.csv`` (ratings
+    written as ``4.0``, like ml-latest-small); ``movies.dat`` ``MovieID::Title::Genres``
+    becomes ``movies.csv``. ``users.dat`` (demographics) has no place in the layout and is
+    ignored. A ``tags.dat`` (MovieLens 10M) becomes ``tags.csv``; there is no ``links.csv``.
+    Load the result with ``LLMREC_DATA_VERIFY=0``. Returns counts (also in ``DERIVED.json``).
+    """
+    src, dst = Path(src).expanduser(), Path(dst).expanduser()
+    missing = [n for n in ("ratings.dat", "movies.dat") if not (src / n).is_file()]
+    if missing:
+        raise DataNotFoundError(
+            f"{src} lacks {', '.join(missing)}: point convert-ml1m at the unzipped MovieLens 1M "
+            "folder (ml-1m/, holding ratings.dat, movies.dat and users.dat)."
+        )
+    if dst.resolve() == src.resolve():
+        raise ValueError("convert-ml1m needs a destination folder other than its source")
+    ratings = pd.DataFrame(_read_dat(src / "ratings.dat", 4, encoding),
+                           columns=list(_COLUMNS["ratings.csv"]))
+    for col in ("userId", "movieId", "timestamp"):
+        ratings[col] = _numeric(ratings, col, src / "ratings.dat").astype(str)
+    ratings["rating"] = _numeric(ratings, "rating", src / "ratings.dat", kind="float").map(
+        lambda v: f"{float(v):.1f}")
+    movies = pd.DataFrame(_read_dat(src / "movies.dat", 3, encoding),
+                          columns=list(_COLUMNS["movies.csv"]))
+    movies["movieId"] = _numeric(movies, "movieId", src / "movies.dat").astype(str)
+    movies["genres"] = movies["genres"].replace("", "(no genres listed)")
+    tags = None
+    if (src / "tags.dat").is_file():
+        tags = pd.DataFrame(_read_dat(src / "tags.dat", 4, encoding),
+                            columns=list(_COLUMNS["tags.csv"]))
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        (dst / name).unlink(missing_ok=True)
+    _write_csv(ratings, dst / "ratings.csv")
+    _write_csv(movies, dst / "movies.csv")
+    if tags is not None:
+        _write_csv(tags, dst / "tags.csv")
+    note = {"converted_from": "MovieLens 1M .dat layout", "encoding": encoding,
+            "ratings": int(len(ratings)), "movies": int(len(movies)),
+            "users": int(ratings["userId"].nunique()),
+            "tag_rows": int(len(tags)) if tags is not None else 0,
+            "license": "converted from MovieLens: the GroupLens license of the source applies"}
+    import json
+
+    (dst / DERIVED_NOTE).write_text(json.dumps(note, indent=2) + "\n")
+    return note
+
+
+def _parser():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m llmrec_lib.data",
+        description="Get, check, derive or convert MovieLens data for the book.")
+    sub = p.add_subparsers(dest="cmd")
+    d = sub.add_parser("download", help="download the official zip and verify it (needs internet)")
+    d.add_argument("dest", nargs="?", default=None)
+    v = sub.add_parser("verify", help="load a folder and print its summary (default command)")
+    v.add_argument("folder", nargs="?", default=None)
+    dv = sub.add_parser(
+        "derive", help="write a data set derived from the reference: other users, a later "
+        "time window, no tags (CI's second run)")
+    dv.add_argument("--out", required=True, help="folder to write (created)")
+    dv.add_argument("--seed", type=int, default=0)
+    dv.add_argument("--source", default=None, help="reference folder (default: LLMREC_DATA_DIR)")
+    dv.add_argument("--users", type=float, default=0.8, help="share of users kept (default 0.8)")
+    dv.add_argument("--drop-earliest", type=float, default=0.1,
+                    help="share of the kept users' ratings dropped from the start of the "
+                    "timeline (default 0.1)")
+    dv.add_argument("--with-tags", action="store_true", help="keep tags.csv (default: none)")
+    dv.add_argument("--keep-all-movies", action="store_true",
+                    help="keep every movie, even those no longer rated")
+    c = sub.add_parser("convert-ml1m", help="convert MovieLens 1M's .dat files to this layout")
+    c.add_argument("src", help="the unzipped ml-1m folder")
+    c.add_argument("dst", help="folder to write (created)")
+    c.add_argument("--encoding", default="latin-1")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m llmrec_lib.data download [DEST]`` or ``... verify [DIR]``."""
+    """``python -m llmrec_lib.data download [DEST]``, ``verify [DIR]`` (the default),
+    ``derive --out DIR [--seed N]`` or ``convert-ml1m SRC DST``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    cmd = argv[0] if argv else "verify"
-    target = argv[1] if len(argv) > 1 else None
+    args = _parser().parse_args(argv or ["verify"])
     try:
-        if cmd == "download":
-            folder = config.data_dir(target)
+        if args.cmd == "download":
+            folder = config.data_dir(args.dest)
             if folder.is_dir():
                 verify_files(folder)
                 print(f"{folder}: present and verified")
             else:
-                print(f"downloaded and verified: {download(target)}")
-        elif cmd == "verify":
-            ml = load_movielens(target)
-            print(f"{ml.path}: verified; {ml.summary()}")
-        else:
-            print("usage: python -m llmrec_lib.data [download|verify] [FOLDER]")
-            return 2
-    except DataError as exc:
+                print(f"downloaded and verified: {download(args.dest)}")
+        elif args.cmd == "verify":
+            ml = load_movielens(args.folder)
+            state = ("verified: the 2018 release" if config.reference_data(ml.path) else
+                     f"loaded, not the reference release ({config.DATA_VERIFY_ENV}=0)")
+            print(f"{ml.path}: {state}; {ml.summary()}")
+        elif args.cmd == "derive":
+            note = derive(args.out, seed=args.seed, source=args.source, user_frac=args.users,
+                          drop_earliest=args.drop_earliest, tags=args.with_tags,
+                          prune_movies=not args.keep_all_movies)
+            print(f"{args.out}: {note['users']} users, {note['movies']} movies, "
+                  f"{note['ratings']} ratings, {note['tag_rows']} tags. Run the book on it with "
+                  f"LLMREC_DATA_DIR={args.out} {config.DATA_VERIFY_ENV}=0")
+        elif args.cmd == "convert-ml1m":
+            note = convert_ml1m(args.src, args.dst, encoding=args.encoding)
+            ml = load_movielens(args.dst, verify=False)
+            print(f"{args.dst}: {note['users']} users, {note['movies']} movies, "
+                  f"{note['ratings']} ratings; loads ({len(ml.item_ids)} items). Run the book "
+                  f"on it with LLMREC_DATA_DIR={args.dst} {config.DATA_VERIFY_ENV}=0")
+    except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -11,6 +11,13 @@ import pytest
 from llmrec_lib import data
 
 
+@pytest.fixture(autouse=True)
+def _checksums_on_by_default(monkeypatch):
+    """These tests mean the default (checksums on) unless they pass verify=False: a reader's
+    LLMREC_DATA_VERIFY=0 must not change them."""
+    monkeypatch.delenv("LLMREC_DATA_VERIFY", raising=False)
+
+
 # ---- loading the real files ---------------------------------------------------------------
 
 def test_real_data_loads_typed(ml):
@@ -113,13 +120,17 @@ def test_empty_file_names_it_and_says_restore(copy):
     (copy / "tags.csv").write_bytes(b"")
     with pytest.raises(data.ChecksumError, match=r"tags.csv: empty \(0 bytes\)"):
         data.load_movielens(copy)  # the reference layout, checksums on
-    with pytest.raises(data.SchemaError, match="empty") as err:
-        data.load_movielens(copy, verify=False)
-    assert str(copy / "tags.csv") in str(err.value) and "make data" in str(err.value)
-    (copy / "tags.csv").unlink()  # tags.csv is optional: without it the rest still loads
+    # unverified, tags.csv is optional: empty or missing, the rest still loads
+    assert len(data.load_movielens(copy, verify=False).tags) == 0
+    (copy / "tags.csv").unlink()
     assert len(data.load_movielens(copy, verify=False).tags) == 0
     with pytest.raises(data.ChecksumError, match="tags.csv: missing"):
         data.load_movielens(copy)
+    # a required file that is empty gets the clear error: which file, and what to do
+    (copy / "movies.csv").write_bytes(b"")
+    with pytest.raises(data.SchemaError, match="empty") as err:
+        data.load_movielens(copy, verify=False)
+    assert str(copy / "movies.csv") in str(err.value) and "make data" in str(err.value)
 
 
 # ---- splits ---------------------------------------------------------------------------------
