@@ -180,7 +180,9 @@ class Settings:
 
     def show(self) -> None:
         print(f"chapter {self.chapter} | mode={self.mode} | seed={self.seed} | device={self.device}")
-        print(f"data: {self.data_dir}")
+        # by name, not by this machine's path: rendered books are shared
+        where = " (LLMREC_DATA_DIR)" if os.environ.get("LLMREC_DATA_DIR") else ""
+        print(f"data: {relative_to_root(self.data_dir)}{where}")
         print(f"backbone: {self.backbone}")
         for key, value in self.sizes.items():
             print(f"  {key}: {value}")
