@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. Load times -------------------------------------------------------------------------
     fresh_model = None
-    if args.fresh or not backbones._cache_complete(backbones.smollm2_cache_path()):
+    if args.fresh or not backbones.cache_complete(backbones.smollm2_cache_path()):
         tmp = tempfile.TemporaryDirectory(prefix="llmrec-bench-") if args.fresh else None
         where = tmp.name if tmp else None
         fresh_model, s = timed(backbones.load_backbone, "smollm2-135m", device=device, cache_dir=where)

@@ -239,7 +239,7 @@ def ratio_bootstrap(treatment, control, n_boot: int = 1000, alpha: float = 0.05,
     and the ratio is recomputed on every resample, so the interval carries the noise of the
     denominator as well as the numerator's. (Dividing the interval of the absolute lift by the
     control's point mean does not.) Pairs with a NaN on either side are dropped."""
-    M._check_boot(n_boot, alpha)
+    M.check_bootstrap_args(n_boot, alpha)
     t, c = _pair(treatment, control)
     if t.size == 0 or c.mean() == 0:
         nan = float("nan")
@@ -472,9 +472,9 @@ def guardrails(results: Mapping[str, E.EvalResult], item_genres, k: int = 50, *,
     """
     rows = []
     for name, res in results.items():
-        n_items = len(res._item_counts)
+        n_items = len(res.item_counts)
         row = {"arm": name, f"coverage@{k}": M.coverage(res.topk, n_items, k)}
-        for col, values in ((f"novelty@{k}", M.novelty(res.topk, res._item_counts, k)),
+        for col, values in ((f"novelty@{k}", M.novelty(res.topk, res.item_counts, k)),
                             (f"genre entropy@{k}", M.genre_entropy(res.topk, item_genres, k))):
             ci = M.bootstrap_ci(values, n_boot=n_boot, seed=seed, nan_policy="omit")
             row |= {col: ci.mean, f"{col} lo": ci.lo, f"{col} hi": ci.hi}

@@ -195,7 +195,7 @@ def load_tokenizer(name: str = SMOLLM2_NAME, *, cache_dir: str | os.PathLike | N
         from transformers import AutoTokenizer
 
         cached = smollm2_cache_path(cache_dir)
-        if not _cache_complete(cached):
+        if not cache_complete(cached):
             _convert_smollm2_gguf(cached)
         tokenizer = AutoTokenizer.from_pretrained(cached)
     elif name == MINILM_NAME:
@@ -370,7 +370,9 @@ def smollm2_cache_path(cache_dir: str | os.PathLike | None = None) -> Path:
     return root / SMOLLM2_NAME
 
 
-def _cache_complete(path: Path) -> bool:
+def cache_complete(path: Path) -> bool:
+    """Whether ``path`` holds a whole dequantized copy (config, weights and tokenizer), as
+    :func:`smollm2_cache_path` names it; a half-written folder does not count."""
     return path.is_dir() and all((path / f).is_file() for f in _CACHE_FILES)
 
 
@@ -378,7 +380,7 @@ def _load_smollm2(dtype: torch.dtype, cache_dir) -> tuple[nn.Module, object, str
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = smollm2_cache_path(cache_dir)
-    if not _cache_complete(cached):
+    if not cache_complete(cached):
         _convert_smollm2_gguf(cached)
     with _quiet_loading():
         tokenizer = AutoTokenizer.from_pretrained(cached)
@@ -415,7 +417,7 @@ def _convert_smollm2_gguf(target: Path) -> None:
         if target.exists():
             # A broken copy (some files missing) from an older version, or a racing process
             # finished first: keep a complete one, replace an incomplete one.
-            if _cache_complete(target):
+            if cache_complete(target):
                 return
             shutil.rmtree(target)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder

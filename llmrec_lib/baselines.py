@@ -380,7 +380,8 @@ class ItemKNN(Baseline):
     no column to compare: they are not scoreable (``can_score_items``).
 
     Dense blocks of ``X^T X`` are computed with torch and only the top neighbours kept, in a
-    sparse matrix, so memory stays at ``block x n_items`` whatever the catalogue size.
+    sparse matrix, so memory stays at ``block x n_items`` whatever the catalogue size. After
+    ``fit``, ``nnz`` is the number of similarities that matrix stores (what it costs to keep).
     """
 
     def __init__(self, item_ids, n_neighbors: int | None = 100, shrink: float = 0.0, block: int = 1024) -> None:

@@ -552,6 +552,12 @@ class EvalResult:
         return self.per_user["user_id"].to_numpy()
 
     @property
+    def item_counts(self) -> np.ndarray:
+        """(n_items,) training interactions per catalogue column: the popularity that novelty
+        and the popularity metrics were computed against."""
+        return self._item_counts
+
+    @property
     def metric_columns(self) -> list[str]:
         """Per-user metric columns (everything but ids and counts)."""
         skip = {"user_id", "n_targets", "n_cold_targets", "n_unscoreable_targets", "n_history"}
@@ -820,7 +826,7 @@ def evaluate(
             t0 = time.perf_counter()
             raw = fn(uids, k_req)
             system_s += time.perf_counter() - t0
-            recs = M._as_topk(_check_recs(raw, len(uids), k_req, n_items))  # distinct items
+            recs = M.as_topk(_check_recs(raw, len(uids), k_req, n_items))  # distinct items
             bad = (recs < 0) | np.take_along_axis(banned, np.maximum(recs, 0), axis=1)
             topk[start:stop] = _filter_recs(recs, bad, kmax)
     protocol_s = time.perf_counter() - t_start

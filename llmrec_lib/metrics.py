@@ -78,6 +78,8 @@ __all__ = [
     "PairedResult",
     "bootstrap_ci",
     "paired_bootstrap",
+    "as_topk",
+    "check_bootstrap_args",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -85,7 +87,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 
 
-def _as_topk(topk) -> np.ndarray:
+def as_topk(topk) -> np.ndarray:
     """Validate a top-K matrix and return it as int64 (n_users, K)."""
     arr = np.asarray(topk)
     if arr.ndim != 2:
@@ -164,7 +166,7 @@ def hit_matrix(topk, targets: Sequence) -> tuple[np.ndarray, np.ndarray]:
     and ``n_targets`` int64 (n_users,). One vectorised membership test: every (user, item)
     pair is encoded as the integer ``user * M + item``, so no Python loop runs per user.
     """
-    topk = _as_topk(topk)
+    topk = as_topk(topk)
     n_users, width = topk.shape
     lengths, flat = _flatten_targets(targets, n_users)
     m = int(max(topk.max(initial=-1), flat.max(initial=-1))) + 1
@@ -287,7 +289,7 @@ def ranking_metrics(
 
 
 def _valid_slice(topk, k: int | None, n_items: int | None = None) -> np.ndarray:
-    topk = _as_topk(topk)
+    topk = as_topk(topk)
     k = _check_k(k, topk.shape[1]) if topk.shape[1] else 0
     sub = topk[:, :k]
     if n_items is not None and sub.size and sub.max() >= n_items:
@@ -432,7 +434,9 @@ def _clean(values, nan_policy: str, name: str = "values") -> np.ndarray:
     return v
 
 
-def _check_boot(n_boot: int, alpha: float) -> None:
+def check_bootstrap_args(n_boot: int, alpha: float) -> None:
+    """Raise ValueError unless ``n_boot >= 1`` resamples and ``0 < alpha < 1`` (the
+    arguments every bootstrap interval here takes, and :mod:`llmrec_lib.abtest` too)."""
     if int(n_boot) < 1:
         raise ValueError("n_boot must be at least 1")
     if not 0 < alpha < 1:
@@ -471,7 +475,7 @@ def bootstrap_ci(
     NaN values raise unless ``nan_policy="omit"`` (then they are left out). An empty input
     gives ``CI(nan, nan, nan)``.
     """
-    _check_boot(n_boot, alpha)
+    check_bootstrap_args(n_boot, alpha)
     v = _clean(values, nan_policy)
     if v.size == 0:
         return CI(float("nan"), float("nan"), float("nan"))
@@ -496,7 +500,7 @@ def paired_bootstrap(
     p = (1 + #{|m*_b - m| >= |m|}) / (n_boot + 1), never exactly 0.
     With ``nan_policy="omit"`` a pair with a NaN on either side is dropped.
     """
-    _check_boot(n_boot, alpha)
+    check_bootstrap_args(n_boot, alpha)
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:

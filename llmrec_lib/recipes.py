@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import config, data, text
+from llmrec_lib import config, data, distributed, text
 from llmrec_lib.encoders import EncoderConfig
 from llmrec_lib.train import TrainConfig
 
@@ -318,30 +318,6 @@ def _pairs_seen(trainer) -> int:
     return int(sum(len(w[3]) for s in range(trainer.state.step) for w in trainer.windows(s))) * trainer.world
 
 
-def _init_distributed() -> bool:
-    """Under ``torchrun --nproc_per_node N`` (WORLD_SIZE is set): join the process group, gloo
-    on CPU and nccl on GPUs. Each process then trains on its slice of every global batch and
-    sees the whole global batch's items as negatives (see :mod:`llmrec_lib.train`)."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    import torch
-    import torch.distributed as dist
-
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend)
-    return True
-
-
-def trainer_rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
 def _cpus() -> int:
     import os
 
@@ -370,20 +346,20 @@ def main(argv=None) -> int:
         print(res.summary().round(4).to_string())
         print("saved", ranking_path(args.name, args.stage))
         return 0
-    distributed = _init_distributed()
+    joined = distributed.init_distributed()
     start = time.perf_counter()
     trainer = train_recipe(args.name, args.mode, evaluate_every=args.eval_every, max_seconds=args.max_seconds,
-                           progress=trainer_rank() == 0)
+                           progress=distributed.rank() == 0)
     secs = time.perf_counter() - start
-    if trainer_rank() == 0:
+    if distributed.rank() == 0:
         print(json.dumps({"steps": trainer.state.step, "seconds": round(secs, 1), **trainer.throughput()}))
-    if distributed:
+    if joined:
         import torch.distributed as dist
 
         dist.destroy_process_group()
     done = trainer.state.step >= trainer.cfg.steps or (
         trainer.cfg.patience and trainer.state.evals_without_improvement >= trainer.cfg.patience)
-    if args.mode == "full" and done and trainer_rank() == 0:
+    if args.mode == "full" and done and distributed.rank() == 0:
         cmd = "python -m llmrec_lib.recipes " + " ".join(argv if argv is not None else sys.argv[1:])
         print("published", publish(trainer, args.name, secs, cmd))
     return 0

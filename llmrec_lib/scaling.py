@@ -7,7 +7,7 @@ Three measurements and one calculation, each small enough for two CPU cores:
   returns each run's per-step losses, step times, the time of one gradient all-reduce and the
   trained adapter, so that "2 processes train the same model" and "what the communication costs"
   are both measured. On CPUs the processes talk through gloo; on GPUs the same command uses nccl
-  (:func:`llmrec_lib.recipes._init_distributed` picks it).
+  (:func:`llmrec_lib.distributed.init_distributed` picks it).
 * :func:`index_at_scale` builds a faiss IVF-PQ index (:func:`llmrec_lib.index.build_index`)
   over ``n`` synthetic unit vectors (:func:`clustered_vectors`) and measures build time,
   latency, memory and recall against exact search (:func:`exact_topk`) on a sample of queries.
@@ -75,12 +75,12 @@ def _ddp_worker(out: Path, global_batch: int, steps: int, n_layers: int | None, 
     """One process of a run: train, time the all-reduce, write ``rank<r>.json`` (+ adapter)."""
     import torch
 
-    from llmrec_lib import config, recipes, train
+    from llmrec_lib import config, distributed, recipes, train
     from llmrec_lib.encoders import DualEncoder
 
     torch.set_num_threads(threads)
-    distributed = recipes._init_distributed()
-    rank, world = train._dist_info()
+    joined = distributed.init_distributed()
+    rank, world = distributed.dist_info()
     try:
         enc, tr = ddp_configs(world, global_batch=global_batch, steps=steps, n_layers=n_layers, backbone=backbone)
         setting = recipes.build_setting()
@@ -93,13 +93,13 @@ def _ddp_worker(out: Path, global_batch: int, steps: int, n_layers: int | None, 
         trainer.fit()
         fit_s = time.perf_counter() - t0
         comm = []
-        if distributed:  # the gradient all-reduce each step does, timed on its own
+        if joined:  # the gradient all-reduce each step does, timed on its own
             import torch.distributed as dist
 
             for _ in range(comm_repeats):
                 dist.barrier()
                 t0 = time.perf_counter()
-                train._average_gradients(trainer.params, world)
+                distributed.average_gradients(trainer.params, world)
                 comm.append(time.perf_counter() - t0)
         record = {
             "rank": rank, "world": world, "threads": threads, "global_batch": global_batch,
@@ -109,7 +109,7 @@ def _ddp_worker(out: Path, global_batch: int, steps: int, n_layers: int | None, 
             "tokens": [h["tokens"] for h in trainer.state.history],
             "allreduce_seconds": comm,
             "grad_values": int(sum(p.numel() for p in trainer.params)),
-            "backend": "nccl" if torch.cuda.is_available() else ("gloo" if distributed else "none"),
+            "backend": "nccl" if torch.cuda.is_available() else ("gloo" if joined else "none"),
         }
         out.mkdir(parents=True, exist_ok=True)
         (out / f"rank{rank}.json").write_text(json.dumps(record))
@@ -117,7 +117,7 @@ def _ddp_worker(out: Path, global_batch: int, steps: int, n_layers: int | None, 
             flat = torch.cat([p.detach().float().reshape(-1) for p in trainer.params]).numpy()
             np.save(out / "adapter.npy", flat)
     finally:
-        if distributed:
+        if joined:
             import torch.distributed as dist
 
             dist.destroy_process_group()

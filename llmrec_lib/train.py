@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from llmrec_lib import config, data
+from llmrec_lib import config, data, distributed
 
 # --------------------------------------------------------------------------------------------
 # Pairs
@@ -248,7 +247,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir else None
         self.evaluate_fn, self.progress = evaluate_fn, progress
         self.catalogue = np.asarray(catalogue if catalogue is not None else item_text.index.to_numpy())
-        self.rank, self.world = _dist_info()
+        self.rank, self.world = distributed.dist_info()
         if cfg.loss not in ("infonce", "bce"):
             raise ValueError(f"loss must be 'infonce' or 'bce', got {cfg.loss!r}")
         base = (losses.InfoNCE if cfg.loss == "infonce" else losses.BCELoss)(
@@ -335,7 +334,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.world > 1:
-            _average_gradients(self.params, self.world)
+            distributed.average_gradients(self.params, self.world)
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
         self.sched.step()
@@ -613,25 +612,6 @@ class SequenceTrainer(Trainer):
         if self.cfg.objective == "catalogue" and (self.table is None or self.state.step % self.cfg.refresh_every == 0):
             self.refresh_table()
         return super().step()
-
-
-def _dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _average_gradients(params: Sequence[torch.nn.Parameter], world: int) -> None:
-    """What DDP does after backward: average every gradient over the processes."""
-    import torch.distributed as dist
-
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        p.grad /= world
 
 
 # --------------------------------------------------------------------------------------------

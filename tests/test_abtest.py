@@ -196,7 +196,7 @@ def test_guardrails_and_slot_shares():
 
     c = results["control"]
     assert g.loc["control", "coverage@10"] == pytest.approx(M.coverage(c.topk, data.n_items, 10))
-    assert g.loc["control", "novelty@10"] == pytest.approx(np.nanmean(M.novelty(c.topk, c._item_counts, 10)))
+    assert g.loc["control", "novelty@10"] == pytest.approx(np.nanmean(M.novelty(c.topk, c.item_counts, 10)))
     assert g.loc["same", "genre entropy@10"] == g.loc["control", "genre entropy@10"]
     assert (g["genre entropy@10"] <= np.log2(4) + 1e-9).all()
     is_pop = np.zeros(data.n_items, dtype=bool)

@@ -154,7 +154,7 @@ def test_cache_write_is_atomic(monkeypatch, tmp_path):
     monkeypatch.setattr(transformers, "AutoModelForCausalLM", FakeAuto(model))
     monkeypatch.setattr(transformers, "AutoTokenizer", FakeAuto(tok))
     B._convert_smollm2_gguf(target)
-    assert B._cache_complete(target)
+    assert B.cache_complete(target)
     assert [p.name for p in target.parent.iterdir()] == [target.name]
     monkeypatch.undo()
     loaded = B.load_backbone("smollm2-135m", device="cpu", cache_dir=tmp_path / "cache")

@@ -172,6 +172,7 @@ def test_item_knn_equals_brute_force_cosine():
 
     knn = B.ItemKNN(items, n_neighbors=None).fit(train)
     np.testing.assert_array_equal(knn.can_score_items, [True, True, True, True, False, False])
+    assert knn.nnz == int((sim > 0).sum()) == knn._sim_t._nnz()  # the stored similarities
     hist = ratings([(7, 10, 5.0, 1), (7, 40, 4.0, 2)])  # a new user who liked 10 and 40
     s = knn.bind(hist).score([7])[0]
     np.testing.assert_allclose(s[:4], sim[0] + sim[3], rtol=1e-6)
