@@ -1193,13 +1193,15 @@ def generate_pipeline(generator, inputs: dict, users: Sequence[int], *, progress
     res_t, rep_t = generation.parse_all(texts_t, parse_phrases, name="tags", n=N_TAGS)
     tags = {u: r.items for u, r in zip(users, res_t)}
     raw = [{"user_id": u, "task": task, "text": r.raw, "ok": r.ok, "reason": r.reason,
-            "prompt_sha": _sha(p)}
+            "prompt_sha": short_sha(p)}
            for task, rs, ps in (("interests", res_i, p_int), ("tags", res_t, p_tag))
            for u, r, p in zip(users, rs, ps)]
     return {"interests": interests, "tags": tags, "raw": raw, "reports": {"interests": rep_i, "tags": rep_t}}
 
 
-def _sha(s: str) -> str:
+def short_sha(s: str) -> str:
+    """The first 16 hex digits of the SHA-256 of ``s``: how committed generations name the
+    prompt they answered, so a test can check the code still writes it."""
     import hashlib
 
     return hashlib.sha256(s.encode()).hexdigest()[:16]
@@ -1348,12 +1350,12 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
     write_jsonl(out / "tags_test.jsonl", tag_rows)
     meta = {
         "command": command, "backbone": backbone, "seed": seed, "n_users": len(users), "users": users,
-        "n_train_examples": len(tr), "n_val_examples": len(va), "sft_config": sft._cfg_dict(cfg),
+        "n_train_examples": len(tr), "n_val_examples": len(va), "sft_config": sft.config_dict(cfg),
         "val_loss_base": base_val, "val_loss_tuned": tuned_val, "parse_reports": reports,
         "generation_config": dataclasses.asdict(generation_config()), "history_budget": HISTORY_BUDGET,
         "timings_s": timings, "wall_s": time.perf_counter() - t_all,
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "examples_sha": _sha("".join(ex["prompt"] + ex["answer"])),
+        "examples_sha": short_sha("".join(ex["prompt"] + ex["answer"])),
     }
     (out / META).write_text(json.dumps(meta, indent=1, default=float))
     return meta

@@ -402,8 +402,8 @@ def recgpt_run_tokens(setting, run: str = "ch06", *, source: str = "fine-tuned",
             p_tag = recgpt.tag_prompt(h, ints, recgpt.N_TAGS)
             rows.append({"user_id": u, "interest_prompt_tokens": n_tok(p_int), "tag_prompt_tokens": n_tok(p_tag),
                          "interest_new_tokens": float(n_tok(gi["text"])), "tag_new_tokens": float(n_tok(gt["text"])),
-                         "history_tokens": n_tok(h), "interest_sha_ok": recgpt._sha(p_int) == gi["prompt_sha"],
-                         "tag_sha_ok": recgpt._sha(p_tag) == gt["prompt_sha"], "n_interests": len(ints),
+                         "history_tokens": n_tok(h), "interest_sha_ok": recgpt.short_sha(p_int) == gi["prompt_sha"],
+                         "tag_sha_ok": recgpt.short_sha(p_tag) == gt["prompt_sha"], "n_interests": len(ints),
                          "n_tags": len(recgpt.parse_phrases(gt["text"], recgpt.N_TAGS).items)})
     elif run == "ch07":
         path = art / tagger.OUT / "tags.jsonl"
@@ -421,7 +421,7 @@ def recgpt_run_tokens(setting, run: str = "ch06", *, source: str = "fine-tuned",
             rows.append({"user_id": u, "interest_prompt_tokens": n_tok(p_int), "tag_prompt_tokens": n_tok(p_tag),
                          "interest_new_tokens": math.nan, "tag_new_tokens": float(r.get("new_tokens", n_new)),
                          "history_tokens": n_tok(h), "interest_sha_ok": None,
-                         "tag_sha_ok": recgpt._sha(p_tag) == r["prompt_sha"] and n_new == r.get("new_tokens", n_new),
+                         "tag_sha_ok": recgpt.short_sha(p_tag) == r["prompt_sha"] and n_new == r.get("new_tokens", n_new),
                          "n_interests": len(r["interests"]), "n_tags": len(r["tags"])})
     else:
         raise ValueError(f"run must be 'ch06' or 'ch07', got {run!r}")

@@ -203,7 +203,7 @@ def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None
         res, rep = generation.parse_all(g.generate(test_prompts, progress=progress), recgpt.parse_phrases,
                                         name="interests", n=recgpt.N_INTERESTS)
         gen_rows += [{"user_id": u, "task": "interests", "source": arm, "text": r.raw, "ok": r.ok,
-                      "reason": r.reason, "prompt_sha": recgpt._sha(p)}
+                      "reason": r.reason, "prompt_sha": recgpt.short_sha(p)}
                      for u, r, p in zip(test_users, res, test_prompts)]
         timings[f"test_{arm}"] = time.perf_counter() - t
         recgpt.write_jsonl(out / "generations.jsonl", gen_rows)
@@ -212,7 +212,7 @@ def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None
         "funnel": funnel, "filter": {"min_grounding": MIN_GROUNDING, "max_hallucination": MAX_HALLUCINATION,
                                      "min_precision_lift (strictly above)": MIN_PRECISION_LIFT},
         "sampling": {"k": k_samples, "temperature": TEMPERATURE, "top_p": TOP_P},
-        "sft_config": sft._cfg_dict(cfg), "fits": fits, "test_users": test_users,
+        "sft_config": sft.config_dict(cfg), "fits": fits, "test_users": test_users,
         "timings_s": {**timings, **{f"sft_{a}": f["seconds"] for a, f in fits.items()}},
         "wall_s": time.perf_counter() - t_all,
     }

@@ -244,7 +244,7 @@ class SFTTrainer:
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({
-            "step": self.state.step, "history": self.state.history, "config": _cfg_dict(self.cfg),
+            "step": self.state.step, "history": self.state.history, "config": config_dict(self.cfg),
             "data": self.data_fingerprint}, indent=1))
         old = self.out_dir / "checkpoint.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -263,7 +263,7 @@ class SFTTrainer:
         if not (ckpt / "state.json").is_file():
             return False
         meta = json.loads((ckpt / "state.json").read_text())
-        if meta["config"] != _cfg_dict(self.cfg) or meta["data"] != self.data_fingerprint:
+        if meta["config"] != config_dict(self.cfg) or meta["data"] != self.data_fingerprint:
             raise ValueError(f"{ckpt} was written with another config or other examples; delete "
                              f"{self.out_dir} to start over, or pass the same config and data")
         set_peft_model_state_dict(self.model, load_file(str(ckpt / "adapter.safetensors")))
@@ -291,7 +291,7 @@ class SFTTrainer:
         state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(str(f)).items()}
         save_file(state, str(f), metadata={"format": "pt"})
         (path / "sft.json").write_text(json.dumps({
-            "config": _cfg_dict(self.cfg), "steps_done": self.state.step, "n_examples": len(self.encoded),
+            "config": config_dict(self.cfg), "steps_done": self.state.step, "n_examples": len(self.encoded),
             "n_trainable": self.n_trainable, "data": self.data_fingerprint, "history": self.state.history,
             "meta": meta or {}}, indent=1, default=float))
         return path
@@ -343,7 +343,7 @@ def run_dir_for(work, cfg: SFTConfig, examples: Sequence[tuple[str, str]], start
     def sha(s: str) -> str:
         return hashlib.sha256(s.encode()).hexdigest()[:16]
 
-    key = json.dumps(_cfg_dict(cfg), sort_keys=True) + sha("".join(p + a for p, a in examples))
+    key = json.dumps(config_dict(cfg), sort_keys=True) + sha("".join(p + a for p, a in examples))
     return Path(work) / sha(key + (f"+{start}" if start else ""))
 
 
@@ -376,7 +376,8 @@ def fit(backbone_name: str, train: Sequence[tuple[str, str]], held_out: Sequence
             "n_train": len(train), "n_held_out": len(held_out)}
 
 
-def _cfg_dict(cfg: SFTConfig) -> dict:
+def config_dict(cfg: SFTConfig) -> dict:
+    """``cfg`` as a JSON-ready dict (what checkpoints and adapters store, and compare)."""
     d = asdict(cfg)
     d["target_modules"] = list(d["target_modules"])
     return d

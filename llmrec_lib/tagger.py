@@ -291,19 +291,19 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
             n_tok = len(setting.tokenizer(txt, add_special_tokens=False)["input_ids"])
             parsed = recgpt.parse_phrases(txt, recgpt.N_TAGS)
             rows.append({"user_id": u, "stage": stage, "interests": ints[u], "text": txt,
-                         "tags": parsed.items, "ok": parsed.ok, "prompt_sha": recgpt._sha(p), "new_tokens": n_tok})
+                         "tags": parsed.items, "ok": parsed.ok, "prompt_sha": recgpt.short_sha(p), "new_tokens": n_tok})
         timings[f"generate_{stage}"] = time.perf_counter() - t
         recgpt.write_jsonl(out / "tags.jsonl", rows)
         print(f"{stage}: {len(users)} users, {timings[f'generate_{stage}']:.0f} s", flush=True)
     meta = {
         "command": command, "backbone": backbone, "seed": seed, "users": {s: int((pd.DataFrame(rows)["stage"] == s).sum()) for s in stages},
         "ui_adapter": str(config.relative_to_root(ui_adapter)) if ui_adapter else None,
-        "n_train_examples": len(tr), "n_val_examples": len(va), "sft_config": sft._cfg_dict(cfg),
+        "n_train_examples": len(tr), "n_val_examples": len(va), "sft_config": sft.config_dict(cfg),
         "val_loss_base": base_val, "val_loss_tuned": tuned_val, "horizon": HORIZON, "summary_last": SUMMARY_LAST,
         "generation_config": dataclasses.asdict(generation_config()), "history_budget": recgpt.HISTORY_BUDGET,
         "timings_s": timings, "wall_s": time.perf_counter() - t_all,
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "examples_sha": recgpt._sha("".join(cuts["prompt"] + cuts["answer"])),
+        "examples_sha": recgpt.short_sha("".join(cuts["prompt"] + cuts["answer"])),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
     return meta

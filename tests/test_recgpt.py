@@ -505,12 +505,12 @@ def test_committed_artifacts_match_the_code(setting):
     for u in users:
         for src in ("zero-shot", "fine-tuned"):
             rows = gen[(gen["user_id"] == u) & (gen["source"] == src)].set_index("task")
-            assert rows.loc["interests", "prompt_sha"] == R._sha(R.interest_prompt(inputs["history_text"][u], R.N_INTERESTS))
+            assert rows.loc["interests", "prompt_sha"] == R.short_sha(R.interest_prompt(inputs["history_text"][u], R.N_INTERESTS))
             interests = R.parse_phrases(rows.loc["interests", "text"], R.N_INTERESTS).items
-            assert rows.loc["tags", "prompt_sha"] == R._sha(R.tag_prompt(inputs["history_text"][u], interests, R.N_TAGS))
+            assert rows.loc["tags", "prompt_sha"] == R.short_sha(R.tag_prompt(inputs["history_text"][u], interests, R.N_TAGS))
     log = json.loads((art / R.ADAPTER / "sft.json").read_text())
     assert log["config"] == meta["sft_config"] and log["steps_done"] == meta["sft_config"]["steps"]
-    assert set(log["config"]) == set(sft._cfg_dict(R.default_sft_config("full")))
+    assert set(log["config"]) == set(sft.config_dict(R.default_sft_config("full")))
     assert (art / R.ADAPTER / "adapter_model.safetensors").stat().st_size < 4_000_000
     rule = R.load_predicted_tags(art / "tags_test.jsonl", source="rule-based")
     assert set(rule) == set(int(u) for u in setting.split.users("test"))

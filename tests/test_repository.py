@@ -97,12 +97,6 @@ NAMEDTUPLE_API = frozenset({"_asdict", "_replace", "_fields", "_field_defaults",
 # Known uses whose callee lives in a module being reworked elsewhere (issue 15): (file, use).
 # Delete an entry when its callee gets a public name; add none.
 PENDING = frozenset({
-    ("llmrec_lib/scaling.py", "recgpt._sha"),
-    ("llmrec_lib/selftrain.py", "recgpt._sha"),
-    ("llmrec_lib/tagger.py", "recgpt._sha"),
-    ("llmrec_lib/recgpt.py", "sft._cfg_dict"),
-    ("llmrec_lib/selftrain.py", "sft._cfg_dict"),
-    ("llmrec_lib/tagger.py", "sft._cfg_dict"),
     ("llmrec_lib/train.py", "data._require_columns"),
 })
 

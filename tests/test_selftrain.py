@@ -85,7 +85,7 @@ def test_committed_round_matches_the_code(setting):
         rows = gens[(gens["source"] == arm) & gens["user_id"].isin(inputs["users"])]
         assert len(rows) == 5, arm
         for u, sha in zip(rows["user_id"], rows["prompt_sha"]):
-            assert R._sha(R.interest_prompt(inputs["history_text"][int(u)], R.N_INTERESTS)) == sha
+            assert R.short_sha(R.interest_prompt(inputs["history_text"][int(u)], R.N_INTERESTS)) == sha
     judged = samples.set_index(["prompt_row", "sample"])
     assert (S.passes(judged) == judged["passed"]).all()
     assert meta["funnel"]["kept (one per prompt)"] == int(samples["kept"].sum())

@@ -87,4 +87,4 @@ def test_committed_tags_match_the_code(setting):
             u = r["user_id"]
             p = T.tag_prompt(inputs["history_text"][u],
                              T.category_summary(inputs["liked"][u], setting.itags), r["interests"])
-            assert R._sha(p) == r["prompt_sha"], (stage, u)
+            assert R.short_sha(p) == r["prompt_sha"], (stage, u)
