@@ -20,7 +20,7 @@ export LLMREC_MODE ?= quick
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: reproduce help setup browser test test-lib test-chapters test-assignments book lab data notebooks executed assignments bench clean
+.PHONY: reproduce help setup browser test test-derived test-lib test-chapters test-assignments book lab data notebooks executed assignments bench clean
 
 help:
 	@echo "make book   run every chapter (quick mode) and render the HTML book into _build/html"
@@ -70,6 +70,19 @@ notebooks: $(NOTEBOOKS)
 test: setup notebooks
 	$(BIN)/python -m pytest -q tests
 	$(NBVAL) $(NOTEBOOKS)
+
+# The chapters that already run on other data (issue 16), executed a second time on a data
+# set derived from the reference one (80% of users, a later time window, no tags.csv):
+# claims pinned to the 2018 release are reported there, mechanics stay asserted.
+DERIVED_CHAPTERS ?= 00
+DERIVED_DIR := $(CURDIR)/_build/ml-derived
+test-derived: setup notebooks
+	$(BIN)/python -m llmrec_lib.data derive --out $(DERIVED_DIR) --seed 0
+	LLMREC_DATA_DIR=$(DERIVED_DIR) LLMREC_DATA_VERIFY=0 \
+	LLMREC_RESULTS_DIR=$(CURDIR)/_build/results-derived \
+	PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  --nbval-lax --nbval-cell-timeout=900 \
+	  $(foreach c,$(DERIVED_CHAPTERS),$(wildcard $(NB_DIR)/$(c)_*.ipynb))
 
 test-lib: setup
 	$(BIN)/python -m pytest -q tests
