@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import abtest, config, evaluate, plots, recipes
+from llmrec_lib import abtest, config, evaluate, plots, recipes, show
 
 chapter_t0 = time.perf_counter()
 cfg = config.settings(
@@ -72,7 +72,8 @@ cfg.show()
 # An arm is a system's top-100 list for each of the 602 test users, stored by the chapter that
 # built it (`evaluate.save_ranking`) and re-measured here with chapter 02's protocol: same
 # users, same targets, same catalogue, seen items excluded. Nothing is refitted, so this
-# chapter runs in seconds and cannot drift from what the other chapters showed.
+# chapter runs in seconds and cannot drift from what the other chapters showed. The stored
+# lists are read and scored by `llmrec_lib/abtest.py::load_rankings`.
 
 # %%
 setting = recipes.build_setting(cfg.data_dir)
@@ -149,7 +150,18 @@ pd.DataFrame(
 # mean per-user difference from the control with a 95% paired-bootstrap interval, the relative
 # lift, and a p-value. Six arms against one control is six tests; at a 5% level each, the chance
 # that at least one "wins" by luck alone is up to 1 - 0.95^6, about 26%. Holm's correction
-# (`abtest.holm`) keeps that family-wise chance at 5%; the verdict column uses it.
+# (`llmrec_lib/abtest.py::holm`) keeps that family-wise chance at 5%; the verdict column uses
+# it.
+#
+# The whole table is one function, `llmrec_lib/abtest.py::readout`. For each arm it takes the
+# paired bootstrap of `evaluate.py::EvalResult.compare` (users resampled,
+# `metrics.py::paired_bootstrap`), the relative interval of `abtest.py::ratio_bootstrap`
+# (section 4) and the MDE of `abtest.py::mde` (section 3); then it runs Holm over the tested
+# arms' p-values and writes the verdict from the adjusted p-value and the sign of the lift.
+# Open the cell to read it:
+
+# %% tags=["hide-output"]
+show.source(abtest.readout)
 
 # %%
 board = abtest.readout(results, control, metric, n_boot=n_boot, seed=seed)
@@ -205,13 +217,13 @@ fig.tight_layout()
 # %% [markdown]
 # ### Training seeds
 #
-# The intervals above resample users: they say how the verdict would move on other users,
-# not on another training run. A trained arm is one draw of a random model, so its lift
-# also carries seed noise. Chapter 08 trained its three arms with three seeds each and
-# stored every ranking; `abtest.seed_aware_diff` adds the variance of an arm's mean over
-# its seeds (divided by their number) to the user-sampling variance, with Student's t on
-# Welch-Satterthwaite degrees of freedom, since three seeds estimate that spread poorly.
-# Which arms have seeds, and why the others do not:
+# The intervals above resample users: they say how the verdict would move on other users, not on
+# another training run. A trained arm is one draw of a random model, so its lift also carries
+# seed noise. Chapter 08 trained its three arms with three seeds each and stored every ranking;
+# `llmrec_lib/abtest.py::seed_aware_diff` adds the variance of an arm's mean over its seeds
+# (divided by their number) to the user-sampling variance, with Student's t on
+# Welch-Satterthwaite degrees of freedom, since three seeds estimate that spread poorly. Which
+# arms have seeds, and why the others do not:
 
 # %%
 SEEDED = {  # arm -> the stored rankings of its seeds (seed 0 is the file read above)
@@ -293,10 +305,11 @@ assert seed_board["same verdict"].all()
 # A verdict of "no detectable difference" is only as informative as the test was sensitive. The
 # **minimum detectable effect** (MDE) is the true lift the paired test would catch 80% of the
 # time: MDE = (z_{1-alpha/2} + z_{0.8}) x SD(per-user difference) / sqrt(users)
-# (`abtest.mde`). With Holm over the tested arms, the strictest step tests at alpha / m, so we
-# report the MDE at that level, a conservative bound (the last Holm step tests at alpha, where
-# the MDE is smaller; both are shown). Every arm's MDE is measured from its own per-user
-# differences, since an arm whose lists resemble the control's has less noisy differences.
+# (`llmrec_lib/abtest.py::mde`, shown in chapter 04). With Holm over the tested arms, the
+# strictest step tests at alpha / m, so we report the MDE at that level, a conservative bound
+# (the last Holm step tests at alpha, where the MDE is smaller; both are shown). Every arm's MDE
+# is measured from its own per-user differences, since an arm whose lists resemble the control's
+# has less noisy differences.
 
 
 # %%
@@ -338,7 +351,8 @@ power.round(4)
 # The published online lifts are in other units (click-through rate, revenue), so they are not
 # predictions of Recall@50. But their **size** can be set beside our sensitivity: how many test
 # users would a paired readout need to detect a relative lift of that size, given the per-user
-# noise each arm shows against the control here (`abtest.users_needed`, Bonferroni level)?
+# noise each arm shows against the control here (`abtest.py::users_needed`, Bonferroni
+# level)?
 
 # %%
 from statistics import NormalDist
@@ -400,11 +414,12 @@ assert (power["MDE"] > power["MDE, last Holm step"]).all() or m_tested == 1
 # ## 4. Relative lifts need the control's noise too
 #
 # A relative lift is a ratio of two noisy means, mean(arm) / mean(control) - 1. Dividing the
-# interval of the absolute lift by the control's point mean treats the denominator as exact.
-# The readout's `relative lo` / `relative hi` instead come from a **ratio bootstrap**
-# (`abtest.ratio_bootstrap`): resample users, recompute both means and their ratio on each
-# resample, take percentiles. Below, the naive interval beside it and the delta-method
-# approximation (`abtest.ratio_delta_interval`), which the bootstrap should roughly match.
+# interval of the absolute lift by the control's point mean treats the denominator as exact. The
+# readout's `relative lo` / `relative hi` instead come from a **ratio bootstrap**
+# (`llmrec_lib/abtest.py::ratio_bootstrap`): resample users, recompute both means and their
+# ratio on each resample, take percentiles. Below, the naive interval beside it and the
+# delta-method approximation (`abtest.py::ratio_delta_interval`), which the bootstrap should
+# roughly match.
 
 # %%
 rel_rows = []
@@ -504,7 +519,9 @@ for arm in (
 # %% [markdown]
 # ## 6. Segments: where the answer changes
 #
-# The same top-100 lists, re-measured on parts of the test set (`abtest.segment_masks`):
+# The same top-100 lists, re-measured on parts of the test set
+# (`llmrec_lib/abtest.py::segment_masks`; each arm's mean per segment,
+# `abtest.py::segment_table`):
 # **cold targets** (movies nobody rated in training), **short** and **long history** users
 # (split at the median number of history ratings), and **popular** and **tail targets** (the
 # 20% most-rated movies in training against the rest). Recall@100 for the cold segment, where
@@ -575,9 +592,10 @@ assert (
 # Those intervals are per arm. The paired test of each arm against the control *within* each
 # segment is sharper, but looking at every segment of every arm multiplies the chances of a
 # lucky win: here one Holm correction runs over all segments x arms together
-# (`abtest.segment_readout`), and each "no detectable difference" again carries its MDE. Where
-# two arms are equal for every user by construction (two ID models that both score 0 on cold
-# targets), the verdict says "identical", not "no detectable difference": nothing was tested.
+# (`llmrec_lib/abtest.py::segment_readout`), and each "no detectable difference" again carries
+# its MDE. Where two arms are equal for every user by construction (two ID models that both
+# score 0 on cold targets), the verdict says "identical", not "no detectable difference":
+# nothing was tested.
 
 # %%
 # a bootstrap p-value is at least 1 / (n_boot + 1) and Holm multiplies the smallest by
@@ -639,7 +657,8 @@ assert (identical["lift lo"] == 0).all() and (identical["lift hi"] == 0).all()
 # A segment readout re-scores the same lists; it does not show what the lists are made of. The
 # share of each arm's top-50 slots that go to popular movies (the 20% most rated in training),
 # to the rated tail, and to movies nobody rated makes a **mix shift** visible: an arm can win
-# the tail segment because it spends more slots there, at the head's expense.
+# the tail segment because it spends more slots there, at the head's expense. The shares are
+# `llmrec_lib/abtest.py::slot_shares`.
 
 # %%
 is_pop = abtest.popular_items(setting.ml.item_ids, setting.split.train)
@@ -678,7 +697,7 @@ assert (
 #   full-mode runs; the classic and RecGPT arms as fitted in this run's chapters 02 and 08);
 # - **inference FLOPs per user**: the forward pass that turns a user into a query vector, plus
 #   scoring the whole catalogue against it (2 * d * items); the LLM's forward is counted from
-#   its real prompt length and weights (`train.transformer_flops`);
+#   its real prompt length and weights (`llmrec_lib/train.py::transformer_flops`);
 # - **index memory**: item vectors as float32 (n_items * d * 4 bytes); item-kNN keeps an
 #   item-item similarity matrix instead;
 # - **freshness**: what a new movie needs before it can be retrieved.
@@ -894,7 +913,8 @@ assert ratio > 100  # the LLM's user encoding dwarfs an ID model's
 #
 # An online test watches guardrail metrics beside the goal metric: things that must not get
 # worse whichever arm wins. From the stored top-50 lists alone we can measure three
-# (`abtest.guardrails`):
+# (`llmrec_lib/abtest.py::guardrails`, which calls `metrics.py::coverage`,
+# `metrics.py::novelty` and `metrics.py::genre_entropy`):
 #
 # - **coverage@50**: the share of the catalogue recommended to at least one test user;
 # - **novelty@50**: the mean self-information -log2 p(i) of recommended movies, p(i) the
@@ -959,7 +979,16 @@ assert (
 # item, a coin deciding who goes first), and each click is credited to the arm that placed
 # the item. Every user compares both arms at once, which is why interleaving needs far fewer
 # users than an A/B test. We can replay it: a "click" is a held-out target in the interleaved
-# top-50 (`abtest.interleave_results`, seeded), and a user prefers the arm with more clicks.
+# top-50 (`llmrec_lib/abtest.py::interleave_results`, seeded), and a user prefers the arm with
+# more clicks.
+#
+# The replay over users is `abtest.py::interleave`, the sign test on the preferences
+# `abtest.py::sign_test`, and the draft of one user's list `abtest.py::team_draft`: the team
+# with fewer picks goes next (a coin when tied) and adds its best item not yet placed, and
+# every slot remembers which team filled it. Open the cell to read it:
+
+# %% tags=["hide-output"]
+show.source(abtest.team_draft)
 
 # %%
 inter_k = 50
@@ -989,11 +1018,11 @@ inter.round(4)
 # **Sensitivity.** Both methods compare the same two systems, so we can ask how many users each
 # needs to detect the difference it sees here with 80% power at a 5% level. For the paired
 # readout the per-user outcome is the Recall@50 difference; for interleaving it is the user's
-# preference (+1, 0, -1). In both cases `abtest.users_needed` takes the mean and SD of those
-# per-user outcomes measured in this replay (the normal approximation). To check the
-# approximation on the interleaving side, `abtest.simulated_power` draws experiments of that
-# many users with replacement from the replayed outcomes and counts how often the test
-# rejects: it should be near 80%.
+# preference (+1, 0, -1). In both cases `llmrec_lib/abtest.py::users_needed` takes the mean and
+# SD of those per-user outcomes measured in this replay (the normal approximation). To check the
+# approximation on the interleaving side, `abtest.py::simulated_power` draws experiments of that
+# many users with replacement from the replayed outcomes and counts how often the test rejects:
+# it should be near 80%.
 
 # %%
 sens_rows = []
@@ -1078,7 +1107,8 @@ assert (
 # which, and the evidence column says where to look. Two rules keep the ledger honest:
 #
 # - "not detectable" always says what it rules out: the MDE of that comparison (from its
-#   per-user differences, or from its reported 95% interval with `abtest.mde_from_interval`);
+#   per-user differences, or from its reported 95% interval with
+#   `llmrec_lib/abtest.py::mde_from_interval`);
 # - no verdict rests on a comparison that is equal by construction (a model against itself) or
 #   on a judge that the pipeline satisfies by construction.
 
