@@ -22,12 +22,17 @@
 # MovieLens: marker tokens, percentile buckets for numbers, positive-only histories under a
 # token budget. Then you will take a first zero-shot look at what two un-tuned models,
 # SmolLM2-135M and MiniLM, make of these texts, and see why chapter 03 has to fine-tune.
+#
+# The numbers quoted in the prose are those of the reference data, the 2018 ml-latest-small
+# release; the table at the end of the chapter says which of its claims hold on the data you
+# run it on.
 
 # %% tags=["parameters"]
 mode = None  # None: take LLMREC_MODE (default "quick"); or "quick" / "full"
 seed = 20251016
 famous = [1, 2571, 858, 296]  # Toy Story, The Matrix, The Godfather, Pulp Fiction
 budgets = [128, 256, 512, 1024]
+verify_data = None  # None: LLMREC_DATA_VERIFY (default: verify the reference checksums)
 
 # %%
 import json
@@ -48,6 +53,9 @@ cfg = config.settings(
     full={"embed_items": "all 9,742", "users": "all with training ratings"},
 )
 cfg.show()
+print(config.data_status(cfg.data_dir))
+# pinned claims are asserted on the reference release and reported elsewhere
+claims = config.Claims("01", path=cfg.data_dir)
 n_embed = (
     cfg.sizes["embed_items"] if isinstance(cfg.sizes["embed_items"], int) else None
 )
@@ -65,8 +73,8 @@ chapter_t0 = time.perf_counter()
 # - Embed a catalogue zero-shot with a small decoder and a sentence encoder, and measure why
 #   un-tuned mean-pooled decoder states cannot serve as a retriever yet.
 #
-# **What this chapter checks.** The `assert` cells test claims that other data, another
-# tokenizer or a bug could break: popularity and tags come from training time only (and the
+# **What this chapter checks.** The check cells (`assert` and `claims.check`) test claims
+# that other data, another tokenizer or a bug could break: popularity and tags come from training time only (and the
 # late tags would name held-out answers); every marker is one token and markers shorten every
 # catalogue; a raw count costs more than one token, buckets are ordered and ties share one,
 # and a movie nobody rated in training gets `[POP_1]`, not `[POP_0]`; positive-only histories
@@ -90,7 +98,7 @@ chapter_t0 = time.perf_counter()
 # chapter 00; this rule is the per-user one.)
 
 # %%
-ml = data.load_movielens(cfg.data_dir)
+ml = data.load_movielens(cfg.data_dir, verify=verify_data)
 split = data.per_user_split(ml.ratings)
 train = split.train
 counts = text.popularity_counts(
@@ -113,9 +121,15 @@ print(
 # %%
 assert int(counts.sum()) == len(train)  # popularity counts training rows, nothing else
 leaked = text.popularity_counts(ml.ratings, ml.item_ids)
-assert (leaked >= counts).all() and (
-    leaked > counts
-).sum() > 1000  # the test windows would add these
+assert (leaked >= counts).all()  # all ratings count at least the training ones
+claims.check(
+    "Counting all ratings would change the popularity of more than 1,000 movies",
+    (leaked > counts).sum() > 1000,
+    detail=f"{(leaked > counts).sum():,} movies",
+)
+# no tag the prompts may use was written after its author's last training rating
+last_train = train.groupby("user_id").timestamp.max()
+assert (known_tags.timestamp <= known_tags.user_id.map(last_train)).all()
 held_out = pd.concat([split.targets("valid"), split.targets("test")])[
     ["user_id", "item_id"]
 ]
@@ -127,11 +141,21 @@ print(
     f"{len(self_tagged.merge(known_tags[['user_id', 'item_id']]))} "
     f"of those tags from training time"
 )
-assert ml.tags.user_id.nunique() < 0.1 * ml.n_users  # a few dozen of the 610 users
-assert len(known_tags) < 0.5 * len(
-    ml.tags
-)  # most tags were written after their author's training ratings
-assert len(self_tagged) > 100  # the late tags would name held-out answers
+claims.check(
+    "Fewer than 10% of the users wrote all the tags",
+    ml.tags.user_id.nunique() < 0.1 * ml.n_users,
+    detail=f"{ml.tags.user_id.nunique()} of {ml.n_users} users",
+)
+claims.check(
+    "Most tags were written after their author's last training rating",
+    len(known_tags) < 0.5 * len(ml.tags),
+    detail=f"{len(known_tags):,} of {len(ml.tags):,} tags from training time",
+)
+claims.check(
+    "More than 100 held-out targets carry a tag by the user who holds them out",
+    len(self_tagged) > 100,
+    detail=f"{len(self_tagged)} targets",
+)
 
 # %% [markdown]
 # ## 2. An item as text, with and without markers
@@ -140,7 +164,7 @@ assert len(self_tagged) > 100  # the late tags would name held-out answers
 # tokenizer as a single special token. Compare the same movie in three renderings: plain
 # labelled text, the marker text as a tokenizer that does not know the markers sees it, and the
 # marker text once `text.add_markers` has registered them. The example is the most-rated movie
-# that has a training-time tag.
+# that has a training-time tag (on data without tags, the most-rated movie).
 
 # %%
 # Two copies of each tokenizer: markers go into one, the other stays as shipped.
@@ -158,9 +182,8 @@ for tok in toks.values():
 
 marked = text.item_texts(ml.movies, tags=tags, popularity=counts)
 plain = text.item_texts(ml.movies, tags=tags, popularity=counts, markers=False)
-example = next(
-    i for i in counts.sort_values(ascending=False, kind="stable").index if i in tags
-)
+by_pop = counts.sort_values(ascending=False, kind="stable").index
+example = next((i for i in by_pop if i in tags), by_pop[0])
 print(marked[example])
 print(plain[example])
 print(
@@ -199,13 +222,26 @@ marker_table.style.format("{:.1f}").format(
 for name, tok in toks.items():
     for m in text.marker_tokens():
         assert len(tok(m, add_special_tokens=False)["input_ids"]) == 1, (name, m)
-assert (
-    marker_table["saved vs plain"] > 0.2
-).all()  # registered markers shorten every catalogue
-assert (marker_table["saved vs unregistered"] > 0.2).all()
+claims.check(
+    "Registered markers save over 20% of tokens against plain labels, both tokenizers",
+    (marker_table["saved vs plain"] > 0.2).all(),
+    detail=", ".join(f"{k} {v:.0%}" for k, v in marker_table["saved vs plain"].items()),
+)
+claims.check(
+    "Registered markers save over 20% of tokens against unregistered ones",
+    (marker_table["saved vs unregistered"] > 0.2).all(),
+    detail=", ".join(
+        f"{k} {v:.0%}" for k, v in marker_table["saved vs unregistered"].items()
+    ),
+)
 # No MovieLens field forges a marker (render_item would neutralise one anyway):
 fields = pd.concat([ml.movies.title, ml.tags.tag]).astype(str)
-assert (fields.map(text.neutralize_markers) == fields).all()
+forged = int((fields.map(text.neutralize_markers) != fields).sum())
+claims.check(
+    "No title or tag contains a marker look-alike", forged == 0, detail=f"{forged}"
+)
+forgery = "The [POP_9] Heist"  # and a forged one is rewritten, on any data
+assert text.neutralize_markers(forgery) != forgery
 
 # %% [markdown]
 # Registered markers save about a third of every item's tokens here (field labels and the
@@ -280,13 +316,24 @@ pd.DataFrame(
 ).T
 
 # %%
-assert all(
-    c > 1.5 for c in count_cost.values()
-)  # a raw count costs more than one token
+claims.check(
+    "A raw count costs more than 1.5 tokens on average",
+    all(c > 1.5 for c in count_cost.values()),
+    detail=", ".join(f"{k} {v:.2f}" for k, v in count_cost.items()),
+)
 assert buckets.groupby(counts).nunique().max() == 1  # equal counts share one bucket
 assert (counts.groupby(buckets).max().diff().dropna() > 0).all()  # buckets are ordered
-assert buckets[2571] == 9  # The Matrix is in the top decile
-assert (buckets[counts == 0] == 1).all() and per_bucket[0] == 0  # unrated: [POP_1]
+claims.check(
+    "The Matrix is in the top decile",
+    2571 in buckets.index and buckets.get(2571) == 9,
+    detail=f"[POP_{buckets[2571]}]" if 2571 in buckets.index else "not in the data",
+)
+claims.check(
+    "Every movie with no training rating gets [POP_1], and [POP_0] stays empty",
+    (buckets[counts == 0] == 1).all() and per_bucket[0] == 0,
+    detail=f"unrated movies in {sorted(set(buckets[counts == 0]))}, "
+    f"{per_bucket[0]} in [POP_0]",
+)
 
 # %% [markdown]
 # The mid-rank rule for ties is the last three lines of `percentile_buckets`:
@@ -315,7 +362,8 @@ for name, bb in (("SmolLM2", smol), ("MiniLM", mini)):
 magnitude_rho
 
 # %%
-assert magnitude_rho["SmolLM2"] > 0.3  # zero-shot, a number alone does carry its size
+# zero-shot, a number alone does carry its size (the numbers are not from the data)
+assert magnitude_rho["SmolLM2"] > 0.3
 
 # %% [markdown]
 # Zero-shot, SmolLM2 does place a number near numbers of similar size, at least when the
@@ -347,9 +395,13 @@ no_pos = int((full_hist["SmolLM2"].n_history == 0).sum())
 full_hist = {
     name: df[df.n_history > 0] for name, df in full_hist.items()
 }  # users with a positive
-example = full_hist["SmolLM2"].set_index("user_id").loc[2]
+# user 2, or the first user with a positive when the data has no user 2
+users = full_hist["SmolLM2"].user_id
+example_user = 2 if (users == 2).any() else int(users.iloc[0])
+example = full_hist["SmolLM2"].set_index("user_id").loc[example_user]
 print(
-    f"user 2: {example.n_items} positives, {example.n_tokens} SmolLM2 tokens; all "
+    f"user {example_user}: {example.n_items} positives, "
+    f"{example.n_tokens} SmolLM2 tokens; all "
     f"{len(full_hist['SmolLM2']) + no_pos} users rendered in {render_s:.1f} s "
     f"(users without a positive in training, left out below: {no_pos})\n"
 )
@@ -372,8 +424,16 @@ print(
 )
 
 # %%
-assert render_s < 10  # every user, tokenized and measured, in seconds
-assert 0.3 < pos_saving < 0.8, pos_saving
+claims.check(
+    "Every user's history is tokenized and measured in under 10 s",
+    render_s < 10,
+    detail=f"{render_s:.1f} s",
+)
+claims.check(
+    "Positive-only histories use 30% to 80% fewer tokens",
+    0.3 < pos_saving < 0.8,
+    detail=f"{pos_saving:.0%}",
+)
 
 # %% [markdown]
 # <div class="alert alert-info">
@@ -421,11 +481,23 @@ pd.DataFrame(share_fit).T.style.format("{:.0%}").set_caption(
 )
 
 # %%
-assert share_fit["SmolLM2"][256] < 0.5  # a 256-token budget truncates most users
-assert all(share_fit[n][1024] > share_fit[n][128] for n in toks)
-assert (
-    share_fit["MiniLM"][512] >= share_fit["SmolLM2"][512]
-)  # WordPiece is shorter on these titles
+claims.check(
+    "A 256-token budget truncates most users (SmolLM2)",
+    share_fit["SmolLM2"][256] < 0.5,
+    detail=f"{share_fit['SmolLM2'][256]:.0%} fit",
+)
+claims.check(
+    "More users fit 1,024 tokens than 128, in both tokenizers",
+    all(share_fit[n][1024] > share_fit[n][128] for n in toks),
+    detail=", ".join(
+        f"{n} {share_fit[n][128]:.0%} -> {share_fit[n][1024]:.0%}" for n in toks
+    ),
+)
+claims.check(
+    "At 512 tokens MiniLM fits at least as many users as SmolLM2",
+    share_fit["MiniLM"][512] >= share_fit["SmolLM2"][512],
+    detail=f"{share_fit['MiniLM'][512]:.0%} vs {share_fit['SmolLM2'][512]:.0%}",
+)
 
 # %% [markdown]
 # So a budget means truncation for most users. `text.user_prompts` keeps the **most recent**
@@ -443,10 +515,10 @@ for b in budgets:
     assert (df.n_tokens <= b).all()
     assert (df.n_tokens == text.count_tokens(smol_tok, df.prompt.tolist())).all()
     kept[b] = df
-u = kept[128].set_index("user_id").loc[2]
-newest = train[(train.user_id == 2) & (train.rating >= data.POSITIVE_MIN)].sort_values(
-    ["timestamp", "item_id"]
-)
+u = kept[128].set_index("user_id").loc[example_user]
+newest = train[
+    (train.user_id == example_user) & (train.rating >= data.POSITIVE_MIN)
+].sort_values(["timestamp", "item_id"])
 assert (
     u.item_ids.tolist() == newest.item_id.tolist()[-u.n_items :]
 )  # the newest, in order
@@ -475,8 +547,16 @@ fig.tight_layout()
 
 # %%
 med = [kept[b].n_items.median() for b in budgets]
-assert all(a < b for a, b in zip(med, med[1:]))  # more budget, more history
-assert 4 <= med[0] <= 12, med[0]  # 128 tokens hold only the last few movies
+claims.check(
+    "Each larger budget keeps a larger median history",
+    all(a < b for a, b in zip(med, med[1:])),
+    detail=" < ".join(f"{m:g}" for m in med),
+)
+claims.check(
+    "128 tokens hold only the last 4 to 12 movies (median)",
+    4 <= med[0] <= 12,
+    detail=f"{med[0]:g} movies",
+)
 
 # %% [markdown]
 # ## 6. A first zero-shot look: nearest movies
@@ -489,7 +569,6 @@ assert 4 <= med[0] <= 12, med[0]  # 128 tokens hold only the last few movies
 # `encoders.py::mean_pool` (chapter 03 shows it).
 
 # %%
-by_pop = counts.sort_values(ascending=False, kind="stable").index
 subset = by_pop[:n_embed] if n_embed else by_pop
 movies_sub = ml.movies.set_index("item_id").loc[subset].reset_index()
 zs_text = text.item_texts(
@@ -505,15 +584,17 @@ for name, bb in (("SmolLM2", smol), ("MiniLM", mini)):
 # %%
 titles = movies_sub.title.to_numpy()
 pos_of = {i: p for p, i in enumerate(movies_sub.item_id)}
+# the famous movies among those embedded; else the most-rated ones
+shown = [i for i in famous if i in pos_of] or list(movies_sub.item_id[: len(famous)])
 neighbours = {}
 for name, x in emb.items():
-    sims = x @ x[[pos_of[i] for i in famous]].T  # (n, len(famous))
-    for col, i in enumerate(famous):
+    sims = x @ x[[pos_of[i] for i in shown]].T  # (n, len(shown))
+    for col, i in enumerate(shown):
         order = np.argsort(-sims[:, col])
         neighbours[(name, titles[pos_of[i]])] = [
             titles[j] for j in order if j != pos_of[i]
         ][:5]
-queries = [titles[pos_of[i]] for i in famous]
+queries = [titles[pos_of[i]] for i in shown]
 pd.DataFrame(
     {m: [title for q in queries for title in neighbours[(m, q)]] for m in emb},
     index=pd.MultiIndex.from_product([queries, range(1, 6)], names=["query", "rank"]),
@@ -562,8 +643,13 @@ overlap["random"] = float(
 overlap
 
 # %%
-assert overlap["SmolLM2"] > overlap["random"] + 0.15
-assert overlap["MiniLM"] > overlap["random"] + 0.15
+for name in ("SmolLM2", "MiniLM"):
+    claims.check(
+        f"{name}'s 10 nearest neighbours share a genre 15 points more often "
+        "than random",
+        overlap[name] > overlap["random"] + 0.15,
+        detail=f"{overlap[name]:.0%} vs {overlap['random']:.0%}",
+    )
 
 # %% [markdown]
 # ### Nearly all alike: the spread of cosine similarities
@@ -610,15 +696,27 @@ fig.tight_layout()
 spread.round(3)
 
 # %%
-assert spread.loc["SmolLM2", "mean"] > 0.85  # nearly all alike
-assert (
-    spread.loc["SmolLM2", "std"] < 0.5 * spread.loc["MiniLM", "std"]
-)  # a much narrower spread
-assert (
-    spread.loc["SmolLM2", "p95"] - spread.loc["SmolLM2", "p5"]
-    < spread.loc["MiniLM", "p95"] - spread.loc["MiniLM", "p5"]
+sm, mi = spread.loc["SmolLM2"], spread.loc["MiniLM"]
+claims.check(
+    "Un-tuned SmolLM2 puts two random movies at a mean cosine above 0.85",
+    sm["mean"] > 0.85,
+    detail=f"{sm['mean']:.3f}",
 )
-assert spread.loc["SmolLM2", "std after centring"] > 5 * spread.loc["SmolLM2", "std"]
+claims.check(
+    "SmolLM2's cosines spread less than half as much as MiniLM's (std)",
+    sm["std"] < 0.5 * mi["std"],
+    detail=f"{sm['std']:.3f} vs {mi['std']:.3f}",
+)
+claims.check(
+    "SmolLM2's 5-95% cosine range is narrower than MiniLM's",
+    sm["p95"] - sm["p5"] < mi["p95"] - mi["p5"],
+    detail=f"{sm['p95'] - sm['p5']:.3f} vs {mi['p95'] - mi['p5']:.3f}",
+)
+claims.check(
+    "Centring widens SmolLM2's cosine spread more than fivefold",
+    sm["std after centring"] > 5 * sm["std"],
+    detail=f"std {sm['std']:.3f} -> {sm['std after centring']:.3f}",
+)
 
 # %% [markdown]
 # Mean-pooled states of an un-tuned decoder all point roughly the same way (the **anisotropy**
@@ -668,6 +766,8 @@ results = {
     "zero_shot_cosine_spread": spread.round(4).to_dict(orient="index"),
     "zero_shot_neighbours": {f"{m} | {t}": v for (m, t), v in neighbours.items()},
     "embed_seconds": embed_s,
+    "reference_data": claims.reference,
+    "claims_not_holding": [c.claim for c in claims.failed],
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
 (config.results_dir() / "ch01.json").write_text(
@@ -677,6 +777,21 @@ print(
     f"wrote {config.results_dir() / 'ch01.json'} ({cfg.mode} mode, "
     f"{results['chapter_seconds']:.0f} s)"
 )
+
+# %% [markdown]
+# ## Which claims hold on this data
+#
+# Every check above, in one table. A claim *pinned to the reference* quotes a number or an
+# ordering measured on the 2018 release: it is asserted there and only reported on other
+# data. A *mechanic* (no future leak, budgets hold, buckets ordered) is asserted on any data.
+# (The plain `assert` lines above are mechanics too.)
+
+# %%
+print(config.data_status(cfg.data_dir))
+claims.table()
+
+# %%
+assert not claims.failed or not claims.reference  # the reference release: all hold
 
 # %% [markdown]
 # ## Summary
