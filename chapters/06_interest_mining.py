@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec_lib import abtest, backbones, config, generation  # isort: skip
-from llmrec_lib import plots, recgpt, selftrain, sft  # isort: skip
+from llmrec_lib import plots, recgpt, selftrain, sft, show  # isort: skip
 
 chapter_t0 = time.perf_counter()
 cfg = config.settings(
@@ -250,6 +250,14 @@ print(
 )
 
 # %% [markdown]
+# The teacher lives in `llmrec_lib/recgpt.py::teacher_interests`: each phrase scored by how
+# far its count on the shown liked films exceeds what an average user with as many likes
+# would show (the base rate), at most two per category. Its source:
+
+# %% tags=["hide-output"]
+show.source(recgpt.teacher_interests)
+
+# %% [markdown]
 # ## 4. Judges that a generic answer cannot fool
 #
 # The paper trains LLM judges on human labels (0.77-0.93 agreement) and reports human pass
@@ -394,6 +402,13 @@ for k, v in quoted_all.items():  # every test user, no LLM: the same in both mod
     assert abs(r_all[k] - v) < 0.006, (k, r_all[k])
 
 # %% [markdown]
+# All of these judges are one function, `llmrec_lib/recgpt.py::judge_interests`; its docstring
+# states each rate's formula. Its source:
+
+# %% tags=["hide-output"]
+show.source(recgpt.judge_interests)
+
+# %% [markdown]
 # ## 5. Distillation: LoRA fine-tuning on the teacher's answers
 #
 # Training examples come from the **training ratings only**: for each user, two cut points in
@@ -527,6 +542,13 @@ live_tuned = tuned_gen.generate(
 )
 for u, t in zip(live_users, live_tuned):
     print(f"user {u}: {t!r}")
+
+# %% [markdown]
+# The loss on the answer tokens only comes from `llmrec_lib/sft.py::encode_example`: the prompt's
+# tokens get the label -100, which cross-entropy ignores. Its source:
+
+# %% tags=["hide-output"]
+show.source(sft.encode_example)
 
 # %% [markdown]
 # ## 6. Every answer source, side by side
@@ -790,6 +812,13 @@ assert funnel["kept (one per prompt)"] == int(st_samples["kept"].sum())
 # the committed samples still pass or fail the code's filter as recorded
 judged_cols = st_samples.set_index(["prompt_row", "sample"])
 assert (selftrain.passes(judged_cols) == judged_cols["passed"]).all()
+
+# %% [markdown]
+# The filter and the pick are `llmrec_lib/selftrain.py::passes` and
+# `llmrec_lib/selftrain.py::pick`; the whole round is `llmrec_lib/selftrain.py::run_full`.
+
+# %% tags=["hide-output"]
+show.source(selftrain.passes)
 
 # %% [markdown]
 # What the judges kept, against everything sampled (mean judge rates on the training cuts):

@@ -39,7 +39,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import config, generation, metrics, plots, recgpt, tagger  # isort: skip
+from llmrec_lib import config, generation, metrics, plots  # isort: skip
+from llmrec_lib import recgpt, show, tagger  # isort: skip
 
 chapter_t0 = time.perf_counter()
 cfg = config.settings(
@@ -166,6 +167,13 @@ assert (
 # Six categories cover most of what people like on MovieLens, so popularity is a strong
 # baseline (HR@3 0.36); the user's own recent categories do only slightly better (0.38, the
 # intervals overlap). Tags that are to help retrieval must at least match these two.
+
+# %% [markdown]
+# The counting rule is `llmrec_lib/recgpt.py::recent_tags`, and HR@K is computed by
+# `llmrec_lib/recgpt.py::judge_tags`. The rule's source:
+
+# %% tags=["hide-output"]
+show.source(recgpt.recent_tags)
 
 # %% [markdown]
 # ## 4. LLM_IT: zero-shot vs fine-tuned
@@ -464,6 +472,16 @@ assert -0.03 < fixed["lo"] < 0 < fixed["hi"] < 0.03  # with the post-step: a tie
 # not read (the population's drift between windows, co-liked categories), and neither our
 # prompt nor our 744 training prompts carry much of it. Chapter 08 uses the model's own tags,
 # without the post-step, so that what reaches retrieval is the LLM's output.
+
+# %% [markdown]
+# The second LLM_IT's targets and its post-processing step are
+# `llmrec_lib/tagger.py::next_tags` and `llmrec_lib/tagger.py::one_per_category`. Their source:
+
+# %% tags=["hide-output"]
+show.source(tagger.next_tags)
+
+# %% tags=["hide-output"]
+show.source(tagger.one_per_category)
 
 # %% [markdown]
 # ## 6. Staleness: interests mined weeks before the window

@@ -49,6 +49,7 @@ from llmrec_lib import (
     metrics,
     plots,
     recgpt,
+    show,
     tagger,
     text,
     towers,
@@ -369,6 +370,13 @@ print({k: round(v, 4) for k, v in logq_r50.items()})
 assert (
     logq_r50["with log-Q"] > logq_r50["without log-Q"] + 0.05
 )  # the correction matters a lot
+
+# %% [markdown]
+# The three losses are one function, `llmrec_lib/towers.py::tower_losses` (with the masks of
+# `llmrec_lib/towers.py::history_tag_masks`). Its source:
+
+# %% tags=["hide-output"]
+show.source(towers.tower_losses)
 
 # %% [markdown]
 # ## 4. The tags the tag tower reads at inference
@@ -924,6 +932,13 @@ if cfg.mode == "quick":  # the prose above quotes the committed table
     assert 0.35 < rates.loc["grounded", "mean"] < 0.65
     assert rates.loc["grounded, shuffled items", "mean"] < 0.15
     assert abs(rates.loc["relevant", "mean"] - 0.76) < 0.03
+
+# %% [markdown]
+# The grounded judge and its control are `llmrec_lib/towers.py::judge_grounded` and
+# `llmrec_lib/towers.py::derangement`. The judge's source:
+
+# %% tags=["hide-output"]
+show.source(towers.judge_grounded)
 
 # %% [markdown]
 # ## 9. One user through the whole chain
