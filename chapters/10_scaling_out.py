@@ -77,11 +77,13 @@ import pandas as pd
 from llmrec_lib import (
     backbones,
     config,
+    distributed,
     index,
     plots,
     recgpt,
     recipes,
     scaling,
+    show,
     text,
     train,
 )
@@ -149,11 +151,23 @@ S = SIZES[cfg.mode]
 # whenever `torch.distributed` is initialised, and `torchrun` starts the processes. On CPUs they
 # talk through gloo; on GPUs the same command picks nccl.
 #
+# Where each piece lives: `llmrec_lib/distributed.py::init_distributed` joins the process
+# group that `torchrun` started; the loss gathers every worker's item vectors with
+# `losses.py::gather_with_grad` (autograd-aware, so the gradients flow back to the worker
+# that encoded each item); and after the backward pass `llmrec_lib/train.py::Trainer` calls
+# `distributed.py::average_gradients`, the all-reduce, so that every copy takes the same
+# optimizer step. It is a few lines; open the cell to read it:
+
+# %% tags=["hide-output"]
+show.source(distributed.average_gradients)
+
+# %% [markdown]
 # We run one recipe three ways with the **same global batch**, so the same pairs and the same
 # negatives at every step: one process with 2 threads (both cores, inside one process), one
 # process with 1 thread (one worker, the analogue of one GPU), and two processes with 1 thread
 # each (two workers). Each run is a real training run of the chapter-03 recipe, cut to a few
-# steps and layers so that it fits here.
+# steps and layers so that it fits here (`llmrec_lib/scaling.py::ddp_configs`), started under
+# `torchrun` by `scaling.py::launch_ddp`, which collects what each process wrote.
 
 # %%
 ddp_dir = tempfile.mkdtemp(prefix="ch10-ddp-")
@@ -212,10 +226,11 @@ assert moved > 0 and weight_gap < 2e-2  # the same trained weights, up to roundi
 # ### Throughput, and what the communication costs
 #
 # Examples per second count the global batch over the median step time of the slowest rank
-# (a step ends when every rank has its averaged gradients). The all-reduce is also timed alone,
-# ten times: it moves the LoRA gradients (`grad_values` numbers, float32) between the processes.
-# Its median and its fastest repeat are both shown; the share of a step uses the fastest, the cost
-# of moving the data, because a slow repeat is mostly one process waiting for a partner that the
+# (a step ends when every rank has its averaged gradients;
+# `llmrec_lib/scaling.py::ddp_summary`). The all-reduce is also timed alone, ten times: it moves
+# the LoRA gradients (`grad_values` numbers, float32) between the processes. Its median and its
+# fastest repeat are both shown; the share of a step uses the fastest, the cost of moving the
+# data, because a slow repeat is mostly one process waiting for a partner that the
 # operating system had paused to run something else.
 
 # %%
@@ -318,9 +333,9 @@ assert (
 # serves), queried by the 602 test users' vectors, exactly as retrieval queries them. We build
 # the two index families production systems use, faiss **IVF-PQ** (k-means cells searched
 # `nprobe` at a time, product-quantised codes) and **HNSW** (a navigable graph over the full
-# vectors, searched `ef_search` wide), through `index.compare_indexes`, and measure recall@10
-# against exact search. Chapter 05 measured how the served Recall@20 moves with the index; here
-# the question is the index's own recall and what it costs in memory.
+# vectors, searched `ef_search` wide), through `llmrec_lib/index.py::compare_indexes`, and
+# measure recall@10 against exact search. Chapter 05 measured how the served Recall@20 moves
+# with the index; here the question is the index's own recall and what it costs in memory.
 
 # %%
 setting = recipes.build_setting(cfg.data_dir)
@@ -375,11 +390,12 @@ assert pq_rows["recall@10 in 100"].iloc[-1] > 0.9  # ...which its top 100 holds
 #
 # For a catalogue a hundred times ours we have no real vectors, so we make them: synthetic
 # 576-dimensional unit vectors in 100 topical clusters that vary along 32 hidden directions
-# (`scaling.clustered_vectors`), and compare IVF-PQ with exact search on 1,000 queries drawn the
-# same way. Quick mode builds it over 200,000 items to stay within its time; full mode over a
-# million. First, though, the same generator at the real catalogue's size, against the real
-# vectors above: if the synthetic vectors were as hard to index as real ones, their recall
-# would match.
+# (`llmrec_lib/scaling.py::clustered_vectors`), and compare IVF-PQ with exact search on 1,000
+# queries drawn the same way (`scaling.py::index_at_scale`; the exact top 10 is
+# `scaling.py::exact_topk`). Quick mode builds it over 200,000 items to stay within its time;
+# full mode over a million. First, though, the same generator at the real catalogue's size,
+# against the real vectors above: if the synthetic vectors were as hard to index as real ones,
+# their recall would match.
 
 # %%
 syn_small, _ = scaling.index_at_scale(
@@ -561,6 +577,9 @@ assert (side[col_big] < side[col_small]).all()  # same nprobe, more cells: lower
 # prompts: item prompts of random catalogue movies, and marker user prompts (128-token budget) of
 # random users from their training histories. FLOPs are counted per prompt over its real tokens
 # (2 per weight per token, plus attention), and divided by the bf16 matmul peak measured now.
+# The timing is `llmrec_lib/scaling.py::encoding_throughput`, the count
+# `scaling.py::forward_flops` (half of `llmrec_lib/train.py::transformer_flops`, which counts
+# a forward and a backward), the peak `train.py::matmul_peak_gflops`.
 
 # %%
 rng = np.random.default_rng(cfg.seed)
@@ -655,8 +674,8 @@ assert 0.5 < ratio < 2.0  # FLOPs predict throughput to within 2x across prompt 
 # measured throughput, for two encoders: ours (measured prompt lengths) and a LinkedIn-size one
 # (the parameters cell: a 3B model with LLaMA-3.2-3B's 28 layers and 3072-d states, and assumed
 # prompt lengths). At an assumed utilisation of the GPU's bf16 peak, that is GPU-hours per day.
-# Everything below is arithmetic on those inputs; change the parameters cell to see another
-# deployment.
+# Everything below is arithmetic on those inputs (`llmrec_lib/scaling.py::project`); change
+# the parameters cell to see another deployment.
 
 # %%
 ours = model.backbone
@@ -731,7 +750,7 @@ print(f"this CPU would need {cpu_days:,.0f} days for one day of items with our e
 # The item vectors must fit a GPU index. Its size is items x dimensions x bytes per value: full
 # 3072-d vectors in float32 or bf16, LinkedIn's 512-d Matryoshka prefix, and product-quantised
 # codes at the bytes per item the index of section 2 measured (scaled with the dimension: one
-# byte per 8 dimensions, plus the id and the cells).
+# byte per 8 dimensions, plus the id and the cells): `llmrec_lib/scaling.py::index_bytes`.
 
 # %%
 pq_bytes_per_value = float(idx_table["bytes per item"].iloc[0]) / idx_facts["dim"]
@@ -780,7 +799,7 @@ assert (
 # tokens). Their files store the wall-clock seconds of each generation stage, the answers, and
 # the hash of every prompt. We rebuild each prompt with today's code, check its hash (so the
 # tokens counted are those the model read), and count prompt and answer tokens with SmolLM2's
-# tokenizer.
+# tokenizer (`llmrec_lib/scaling.py::recgpt_run_tokens`).
 
 # %%
 rsetting = recgpt.build_setting(cfg.data_dir)
@@ -843,12 +862,13 @@ measured_bill.round(2)
 # %% [markdown]
 # The prompts hold about five times the tokens the model writes, but on this CPU the writing
 # costs the time: reading a prompt is one batched pass, while each new token is a pass of its
-# own over all 30 layers. The FLOPs say so. Over the same runs, the FLOP/s achieved (the
-# formula of section 3, applied to the full 30-layer SmolLM2 at the measured token counts) is a
-# few percent of the machine's matmul peak, far below the utilisation of section 3's batch
-# encoding: generation here is bound by memory traffic and per-token overhead, not arithmetic.
-# The production projection below therefore assumes a much lower utilisation for decoding
-# than for reading prompts.
+# own over all 30 layers. The FLOPs say so. Over the same runs, the FLOP/s achieved (the formula
+# of section 3, applied to the full 30-layer SmolLM2 at the measured token counts, split into
+# prompt and answer by `llmrec_lib/scaling.py::generation_flops`) is a few percent of the
+# machine's matmul peak, far below the utilisation of section 3's batch encoding: generation
+# here is bound by memory traffic and per-token overhead, not arithmetic. The production
+# projection below therefore assumes a much lower utilisation for decoding than for reading
+# prompts.
 
 # %%
 smol = backbones.load_backbone("smollm2-135m")
@@ -941,7 +961,15 @@ assumptions = pd.DataFrame(
 assumptions
 
 # %% [markdown]
-# The bill is `scaling.recgpt_bill`: users x seconds per user, spread over the refresh period.
+# The bill is `llmrec_lib/scaling.py::recgpt_bill`: users x seconds per user, spread over the
+# refresh period. A scenario gives its seconds per user either measured end to end or as
+# prompt tokens over a prefill rate plus answer tokens over a decoding rate; the function is
+# plain arithmetic, and the cell below shows all of it.
+
+# %% tags=["hide-output"]
+show.source(scaling.recgpt_bill)
+
+# %% [markdown]
 # The first rows are the measured runs as they ran. Then our pipeline (our prompts, SmolLM2)
 # for the production user base, on this CPU at its measured speed and on the assumed GPU. Then
 # the production pipeline, a 14B model on histories of each assumed length. GPU speeds come
@@ -1059,7 +1087,8 @@ assert (
 # The scaling question a reader of chapters 03-09 asks is whether the LLM arm's "not at our
 # scale" verdicts would turn with more data, longer histories, more layers or more negatives.
 # New training runs are beyond this chapter's two cores, so we read the measured points that the
-# committed full-mode runs already hold, and say plainly which axes have too few of them:
+# committed full-mode runs already hold (a run's logged validation curve:
+# `llmrec_lib/scaling.py::checkpoint_curve`), and say plainly which axes have too few of them:
 #
 # - **training pairs**: chapter 03's `infonce` run and its `mixed` run both logged validation
 #   Recall@50 (150 fixed validation users) every few hundred steps; chapter 04's 400-step base
@@ -1112,12 +1141,12 @@ trend_table = pd.DataFrame(
 trend_table.round(4)
 
 # %% [markdown]
-# Each row fits `R@50 = a + b log2(x)`, so `b` is the change per doubling; its interval is a
-# bootstrap over the 4-6 points and is wide, as it should be with so few. Both training-pairs
-# curves rise in their point estimates, but from four points of 150 validation users each their
-# slope intervals still include zero. The zero-shot history curves peak at five likes or fewer
-# and then fall (averaging more of a user's past blurs the vector). Width helps a little per
-# doubling, and that slope is clear of zero.
+# Each row fits `R@50 = a + b log2(x)` (`llmrec_lib/scaling.py::log_trend`), so `b` is the
+# change per doubling; its interval is a bootstrap over the 4-6 points and is wide, as it should
+# be with so few. Both training-pairs curves rise in their point estimates, but from four points
+# of 150 validation users each their slope intervals still include zero. The zero-shot history
+# curves peak at five likes or fewer and then fall (averaging more of a user's past blurs the
+# vector). Width helps a little per doubling, and that slope is clear of zero.
 
 # %%
 pair_keys = [k for k in trends if "training pairs" in k]
