@@ -911,8 +911,8 @@ assert (
 
 # %%
 titles = ml.movies.set_index("item_id")["title"]
-show = judged.assign(title=titles.loc[judged["item_id"]].to_numpy())
-pd.concat([show[show["grounded"]].head(4), show[~show["faithful"]].head(4)])[
+rows_t = judged.assign(title=titles.loc[judged["item_id"]].to_numpy())
+pd.concat([rows_t[rows_t["grounded"]].head(4), rows_t[~rows_t["faithful"]].head(4)])[
     ["tag", "title", "explanation", "relevant", "faithful", "grounded", "violations"]
 ]
 
