@@ -29,7 +29,6 @@ seed = 20251016
 n_live = 3  # users the live zero-shot and fine-tuned generations cover (quick mode)
 
 # %%
-import hashlib
 import json
 import tempfile
 import time
@@ -492,8 +491,8 @@ assert (
 
 # %%
 ex_run = recgpt.sft_examples(setting, seed=meta["seed"])
-fingerprint = hashlib.sha256("".join(ex_run["prompt"] + ex_run["answer"]).encode())
-assert fingerprint.hexdigest()[:16] == meta["examples_sha"]  # the run's examples
+fingerprint = recgpt.short_sha("".join(ex_run["prompt"] + ex_run["answer"]))
+assert fingerprint == meta["examples_sha"]  # the run's examples
 tr_run, _ = recgpt.split_examples(ex_run, seed=meta["seed"])
 sc = meta["sft_config"]
 drawn = np.concatenate(
