@@ -73,8 +73,12 @@ def dump_dom(chromium: str, page: Path, profile: Path) -> str:
     return done.stdout
 
 
+_NOT_PROSE = ("script", "style", "pre", "code")  # code may hold a literal \( (a regex)
+
+
 class _Text(HTMLParser):
-    """The page's text as a reader sees it (no <script>/<style>), and its tag counts."""
+    """The page's prose as a reader sees it (no <script>/<style>, and no <pre>/<code>, where
+    MathJax never typesets and a backslash is code), and its tag counts."""
 
     def __init__(self):
         super().__init__()
@@ -85,10 +89,10 @@ class _Text(HTMLParser):
         classes = (dict(attrs).get("class") or "").split()
         if "math" in classes:
             self.tags["class=math"] = self.tags.get("class=math", 0) + 1
-        self._skip += tag in ("script", "style")
+        self._skip += tag in _NOT_PROSE
 
     def handle_endtag(self, tag):
-        self._skip -= tag in ("script", "style") and self._skip > 0
+        self._skip -= tag in _NOT_PROSE and self._skip > 0
 
     def handle_data(self, data):
         if not self._skip:
@@ -159,3 +163,11 @@ def test_built_book_typesets_maths_offline(chromium, tmp_path):
     assert pages, f"no page of {BUILT} has an equation: has the book lost its maths?"
     counts = {str(p.relative_to(BUILT)): assert_typeset(chromium, p, tmp_path, 1) for p in pages}
     print("typeset offline:", counts)
+
+
+def test_raw_tex_scan_reads_prose_not_code():
+    """A regex shown in a source cell (``re.sub(r"\\(\\d{4}\\)", ...)``) is code, not raw TeX;
+    the same characters in a paragraph are what an untypeset equation leaves."""
+    page = parse('<p>x</p><pre><code>re.sub(r"\\(\\d{4}\\)")</code></pre><div>\\(a\\)</div>')
+    assert RAW_TEX.findall(" ".join(page.text)) == ["\\("]
+    assert not RAW_TEX.findall(" ".join(parse("<pre>\\(x</pre><code>\\frac</code>").text))
