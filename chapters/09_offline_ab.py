@@ -253,13 +253,13 @@ seeds_table
 seed_rows = []
 c_vals = results[control].per_user.set_index("user_id")[metric]
 for arm, paths in SEEDED.items():
-    per_seed = abtest.load_rankings(
-        {f"{arm} #{i}": p for i, p in enumerate(paths)}, test_data
+    more = abtest.load_rankings(  # seed 0 is already loaded, as the arm itself
+        {f"{arm} #{i}": p for i, p in enumerate(paths[1:], 1)}, test_data
     )
     t_vals = np.stack(
         [
             r.per_user.set_index("user_id")[metric].reindex(c_vals.index).to_numpy()
-            for r in per_seed.values()
+            for r in [results[arm], *more.values()]
         ]
     )
     sa = abtest.seed_aware_diff(t_vals, c_vals.to_numpy())

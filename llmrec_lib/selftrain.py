@@ -167,19 +167,22 @@ def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None
 
     # 3. three arms of equal compute, each continuing the round-0 adapter
     j_of = {r: j for j, r in enumerate(rows)}
-    teacher = {r: recgpt.format_answer(recgpt.teacher_interests(cuts["shown_liked"].iloc[r], setting.itags,
-                                                                setting.base_rate, n=recgpt.N_INTERESTS))
-               for r in rows}
+
+    def teacher_answer(r: int) -> str:
+        return recgpt.format_answer(recgpt.teacher_interests(cuts["shown_liked"].iloc[r], setting.itags,
+                                                             setting.base_rate, n=recgpt.N_INTERESTS))
+
+    def prompt_of(r: int) -> str:
+        return recgpt.interest_prompt(cuts["history_text"].iloc[r], recgpt.N_INTERESTS)
+
+    teacher = {r: teacher_answer(r) for r in rows}
     train = {
         "self-trained": [(prompts[j_of[r]], texts[s][j_of[r]].strip()) for r, s in sorted(kept.items())],
         "unfiltered": [(prompts[j], texts[0][j].strip()) for j in range(len(rows))],
         "more teacher steps": [(prompts[j_of[r]], teacher[r]) for r in rows],
     }
     va_rows = [r for r in range(len(cuts)) if r not in tr_idx]
-    held_out = [(recgpt.interest_prompt(cuts["history_text"].iloc[r], recgpt.N_INTERESTS),
-                 recgpt.format_answer(recgpt.teacher_interests(cuts["shown_liked"].iloc[r], setting.itags,
-                                                               setting.base_rate, n=recgpt.N_INTERESTS)))
-                for r in va_rows]
+    held_out = [(prompt_of(r), teacher_answer(r)) for r in va_rows]
     cfg = sft_config(seed)
     if sft_overrides:
         cfg = dataclasses.replace(cfg, **sft_overrides)

@@ -958,15 +958,23 @@ def judge_relevant(tag: str, item_genres: Sequence[str], tag_category: Callable[
     return cat is not None and cat in set(item_genres)
 
 
+def _without_title(text_: str, title: str | None) -> str:
+    """``text_`` with the item's own title (with and without its year) blanked out: a title's
+    words are no claim about the film ("2001: A Space Odyssey" names no decade)."""
+    text_ = str(text_)
+    if title:
+        for t in {str(title), re.sub(r"\s*\(\d{4}\)\s*$", "", str(title))}:
+            text_ = re.sub(re.escape(t), " ", text_, flags=re.I)
+    return text_
+
+
 def judge_faithful(explanation: str, item_genres: Sequence[str], year, title: str | None = None) -> tuple[bool, list[str]]:
     """Faithful: the text names no genre the item lacks and no decade other than its own.
 
     The item's own title is removed first ("2001: A Space Odyssey" names no decade, "War of
     the Worlds" no genre). Returns (verdict, the violations, e.g. ["genre Horror", "decade 1980s"]).
     """
-    if title:
-        for t in {str(title), re.sub(r"\s*\(\d{4}\)\s*$", "", str(title))}:
-            explanation = re.sub(re.escape(t), " ", str(explanation), flags=re.I)
+    explanation = _without_title(explanation, title)
     bad = [f"genre {g}" for g in sorted(mentioned_genres(explanation) - set(item_genres))]
     own = None if year is None or pd.isna(year) else int(year) // 10 * 10
     bad += [f"decade {d}s" for d in sorted(mentioned_decades(explanation)) if d != own]
@@ -980,9 +988,7 @@ def judge_grounded(explanation: str, item_genres: Sequence[str], year, title: st
     which checks the tag the retrieval picked, this reads only what the writer wrote."""
     if not judge_faithful(explanation, item_genres, year, title)[0]:
         return False
-    if title:
-        for t in {str(title), re.sub(r"\s*\(\d{4}\)\s*$", "", str(title))}:
-            explanation = re.sub(re.escape(t), " ", str(explanation), flags=re.I)
+    explanation = _without_title(explanation, title)
     own = None if year is None or pd.isna(year) else int(year) // 10 * 10
     return bool(mentioned_genres(explanation) & set(item_genres)) or own in mentioned_decades(explanation)
 

@@ -42,6 +42,24 @@ def setting(data_dir):
     return recgpt.build_setting(data_dir)
 
 
+@pytest.fixture()
+def copy(tmp_path, data_dir):
+    """A writable copy of the MovieLens folder, for tests that damage or edit files."""
+    import shutil
+
+    dest = tmp_path / "ml"
+    shutil.copytree(data_dir, dest)
+    for f in dest.iterdir():
+        f.chmod(0o644)
+    return dest
+
+
+def append_text(path, text):
+    """Append ``text`` to a file as written (no newline translation)."""
+    with open(path, "a", newline="") as fh:
+        fh.write(text)
+
+
 @pytest.fixture(scope="session")
 def world():
     from llmrec_lib import synthetic

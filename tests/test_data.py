@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from llmrec_lib import data
+from tests.conftest import append_text as _append
 
 
 @pytest.fixture(autouse=True)
@@ -47,20 +46,6 @@ def test_crlf_and_lf_copies_hash_the_same(tmp_path, data_dir):
 
 
 # ---- bad input: each gives an error that says what to do ----------------------------------
-
-@pytest.fixture()
-def copy(tmp_path, data_dir):
-    dest = tmp_path / "ml"
-    shutil.copytree(data_dir, dest)
-    for f in dest.iterdir():
-        f.chmod(0o644)
-    return dest
-
-
-def _append(path, text):
-    with open(path, "a", newline="") as fh:
-        fh.write(text)
-
 
 def test_missing_folder_says_make_data(tmp_path):
     with pytest.raises(data.DataNotFoundError, match="make data"):

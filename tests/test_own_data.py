@@ -5,13 +5,13 @@ reported, the derived data set for CI's second run, and the MovieLens 1M convert
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from llmrec_lib import config, data
+from tests.conftest import append_text as _append
 
 ENV = "LLMREC_DATA_VERIFY"
 
@@ -20,20 +20,6 @@ ENV = "LLMREC_DATA_VERIFY"
 def _switch_unset(monkeypatch):
     """Each test starts from the default (checksums on), whatever the reader's shell says."""
     monkeypatch.delenv(ENV, raising=False)
-
-
-@pytest.fixture()
-def copy(tmp_path, data_dir):
-    dest = tmp_path / "ml"
-    shutil.copytree(data_dir, dest)
-    for f in dest.iterdir():
-        f.chmod(0o644)
-    return dest
-
-
-def _append(path, text):
-    with open(path, "a", newline="") as fh:
-        fh.write(text)
 
 
 # ---- the switch ---------------------------------------------------------------------------
