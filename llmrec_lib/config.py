@@ -285,7 +285,7 @@ def data_status(path: str | os.PathLike | None = None) -> str:
 @dataclass
 class Claim:
     claim: str
-    holds: bool
+    holds: bool | None  # None: not tested on this data (see Claims.skip)
     pinned: bool
     detail: str = ""
 
@@ -298,6 +298,10 @@ class Claims:
     chapter only on the reference release (:func:`reference_data`); elsewhere it is recorded
     and reported. A claim about mechanics (``pinned=False``: no future leak, shapes, resume
     equals no interrupt) fails everywhere. :meth:`table` is the chapter's closing table.
+
+    Committed artifacts (adapters, generations) were made from the reference split, so they
+    fit only the reference release (:attr:`artifacts_fit`). Elsewhere a chapter trains or
+    generates live, or records with :meth:`skip` the claims it cannot test, and why.
     """
 
     def __init__(self, chapter: str = "", reference: bool | None = None,
@@ -315,14 +319,36 @@ class Claims:
             raise AssertionError(f"claim fails {kind}: {claim}{extra}")
         return ok
 
+    @property
+    def artifacts_fit(self) -> bool:
+        """True when the committed adapters and generations fit this data: they were trained on,
+        or generated for, the reference release's split, so they fit that release only. On other
+        data they would score users whose test items they may have trained on."""
+        return self.reference
+
+    def skip(self, claim: str, why: str) -> None:
+        """Record a claim this data cannot test, with the reason (for example "needs the
+        committed adapter, trained on the reference split"). On the reference release nothing
+        may be skipped: every claim is tested there, so skipping raises."""
+        if self.reference:
+            raise AssertionError(
+                f"claim skipped on the reference release, where every claim is tested: {claim}"
+            )
+        self.items.append(Claim(claim, None, True, f"not tested: {why}"))
+
     def table(self):
         """One row per claim: the claim, pinned or mechanic, and whether it holds on this data."""
         import pandas as pd
 
+        said = {True: "yes", False: "no", None: "not tested"}
         rows = [{"claim": c.claim, "kind": "pinned to reference" if c.pinned else "mechanic",
-                 "holds here": "yes" if c.holds else "no", "detail": c.detail} for c in self.items]
+                 "holds here": said[c.holds], "detail": c.detail} for c in self.items]
         return pd.DataFrame(rows, columns=["claim", "kind", "holds here", "detail"])
 
     @property
     def failed(self) -> list[Claim]:
-        return [c for c in self.items if not c.holds]
+        return [c for c in self.items if c.holds is False]
+
+    @property
+    def skipped(self) -> list[Claim]:
+        return [c for c in self.items if c.holds is None]

@@ -101,6 +101,22 @@ def test_claims_elsewhere_are_reported_but_mechanics_stay_asserted():
     assert [c.claim for c in claims.failed] == ["610 users", "no future leak"]
 
 
+def test_skipped_claims_are_reported_elsewhere_and_refused_on_the_reference():
+    claims = config.Claims("03", reference=False)
+    assert claims.artifacts_fit is False
+    claims.skip("the committed adapter beats popularity", "needs the committed adapter")
+    claims.check("loss falls", True, pinned=False)
+    assert [c.claim for c in claims.skipped] == ["the committed adapter beats popularity"]
+    assert claims.failed == []
+    table = claims.table()
+    assert table["holds here"].tolist() == ["not tested", "yes"]
+    assert table["detail"][0] == "not tested: needs the committed adapter"
+    on_ref = config.Claims("03", reference=True)
+    assert on_ref.artifacts_fit is True
+    with pytest.raises(AssertionError, match="every claim is tested"):
+        on_ref.skip("the committed adapter beats popularity", "no reason holds here")
+
+
 def test_claims_ask_the_data_by_default(copy, data_dir):
     assert config.Claims(path=data_dir).reference is True
     _append(copy / "ratings.csv", "1,2,5.0,964982704\n")
