@@ -1115,12 +1115,16 @@ class Setting:
         return out
 
 
-def build_setting(data_dir=None, tokenizer=None) -> Setting:
+def build_setting(data_dir=None, tokenizer=None, verify: bool | None = None) -> Setting:
     """Load MovieLens, split it per user (the book's split), and derive tags, base rates and
-    judge facts from training-time data only."""
+    judge facts from training-time data only.
+
+    ``verify`` is passed to :func:`data.load_movielens` (a chapter's ``verify_data``
+    parameter): None follows ``LLMREC_DATA_VERIFY``, False runs on unverified data in the
+    MovieLens layout (a reader's own, or a derived copy; ``tags.csv`` may be missing)."""
     from llmrec_lib import backbones, text
 
-    ml = data.load_movielens(data_dir)
+    ml = data.load_movielens(data_dir, verify=verify)
     split = data.per_user_split(ml.ratings)
     tt = text.training_tags(ml.tags, split.train)
     itags = item_tags(ml.movies, tt)

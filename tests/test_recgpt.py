@@ -517,3 +517,19 @@ def test_committed_artifacts_match_the_code(setting):
     full_inputs = setting.stage_inputs("test", users=users)
     for u in users:
         assert rule[u] == R.recent_tags(full_inputs["liked"][u], setting.itags, n=R.N_TAGS)
+
+
+def test_build_setting_runs_on_unverified_data(copy, setting):
+    """A chapter's verify_data parameter reaches the loader: other data in the MovieLens
+    layout (here the reference without tags.csv and with one extra rating) builds a setting
+    with verify=False, and is refused with verify=True."""
+    from llmrec_lib import data
+
+    (copy / "tags.csv").unlink()
+    with open(copy / "ratings.csv", "a", newline="") as fh:
+        fh.write("1,2,5.0,964982704\n")
+    with pytest.raises(data.DataError):
+        R.build_setting(copy, tokenizer=setting.tokenizer, verify=True)
+    own = R.build_setting(copy, tokenizer=setting.tokenizer, verify=False)
+    assert own.train_tags.empty and len(own.ml.ratings) == len(setting.ml.ratings) + 1
+    assert own.split.users("test").size > 0 and len(own.itags) == len(setting.itags)
