@@ -429,3 +429,24 @@ def test_nearest_tag_agreement_counts_hits_and_chance():
     # without shared words, "c x" may not pick "a x"; "a x" may not pick "c x"
     strict = towers.nearest_tag_agreement(vocab, cat.get, lambda t: [cat[t]], share_words=False)
     assert strict.set_index("tag").loc["a x", "chance"] == pytest.approx(1 / 2)
+
+
+def test_explain_model_explains_what_the_model_retrieves(setup):
+    """The live table (chapter 08 on other data): one row per distinct (tag, item) pair the
+    fused model retrieves for the seeded users, each with the user's best-matching tag, and
+    the judges' rates recorded with it."""
+    ml, split, feats, item_tags, vocab = setup
+    model = fitted(setup, epochs=1).fit(split.train, progress=False)
+    tags = towers.recent_tags(split.history("test"), item_tags, users=split.users("test"))
+    table = towers.explain_model(model, split, ml.movies, tags, n_users=5, k=3, b=0.5,
+                                 generator=EchoGenerator(), tag_category=genre_category,
+                                 meta={"command": "test"}, progress=False)
+    pairs = towers.explanation_pairs(model, split, tags, 5, 3, b=0.5).dropna(subset=["tag"])
+    assert set(zip(table.rows["tag"], table.rows["item_id"])) == set(zip(pairs["tag"], pairs["item_id"]))
+    assert not table.rows.duplicated(["tag", "item_id"]).any() and 0 < len(table.rows) <= 15
+    assert table.meta["n_pairs"] == len(table.rows) and table.meta["command"] == "test"
+    assert table.meta["b"] == 0.5 and table.meta["alpha"] == model.cfg.alpha
+    judged = table.judged(ml.movies, genre_category)
+    assert table.meta["judges"]["grounded"] == pytest.approx(judged["grounded"].mean())
+    assert table.meta["judges"]["well_formed"] == pytest.approx(judged["ok"].mean())
+    assert table.stale_rows(ml.movies).empty
