@@ -51,6 +51,95 @@ SEGMENTS = ("cold", "warm", "scoreable", "unscoreable")
 # --------------------------------------------------------------------------------------
 
 
+def _check_catalogue(item_ids) -> np.ndarray:
+    """The catalogue as a 1-D array of distinct ids, in column order."""
+    item_ids = np.asarray(item_ids)
+    if item_ids.ndim != 1 or len(item_ids) == 0:
+        raise ValueError("item_ids must be the 1-D catalogue (ml.item_ids)")
+    if len(np.unique(item_ids)) != len(item_ids):
+        raise ValueError("item_ids has duplicates: each column must be one catalogue item")
+    return item_ids
+
+
+class _UserRows:
+    """Maps user ids to their row in ``users`` (the evaluated users, in the given order)."""
+
+    def __init__(self, users):
+        self.users = np.asarray(users, dtype=np.int64)
+        if len(np.unique(self.users)) != len(self.users):
+            raise ValueError("users has duplicates")
+        self._order = np.argsort(self.users, kind="stable")
+        self._sorted = self.users[self._order]
+
+    def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row of each id, whether the id is an evaluated user at all)."""
+        n = len(self.users)
+        pos = np.clip(np.searchsorted(self._sorted, ids), 0, max(n - 1, 0))
+        known = self._sorted[pos] == ids if n else np.zeros(len(ids), bool)
+        return self._order[pos], known
+
+
+def _target_csr(targets: pd.DataFrame, train: pd.DataFrame, item_ids: np.ndarray,
+                rows: _UserRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every user's targets as CSR (ptr, cols) plus a cold flag per target; every user needs
+    at least one target and no target twice."""
+    users, n_items = rows.users, len(item_ids)
+    t_rows, known = rows(targets["user_id"].to_numpy(np.int64))
+    if not known.all():
+        raise ValueError(
+            f"{int((~known).sum())} target rows belong to users not in `users`; "
+            "evaluate a subset with EvalData.subset() instead"
+        )
+    t_cols = _column_lookup(item_ids, targets["item_id"].to_numpy(np.int64), "target")
+    if "is_cold" in targets.columns:
+        t_cold = targets["is_cold"].to_numpy(bool)
+    else:
+        warm = np.zeros(n_items, dtype=bool)
+        warm[_column_lookup(item_ids, train["item_id"].to_numpy(np.int64), "train")] = True
+        t_cold = ~warm[t_cols]
+    target_ptr, target_cols, order = _csr(t_rows, t_cols, len(users))
+    n_t = np.diff(target_ptr)
+    if (n_t == 0).any():
+        bad = users[n_t == 0][:5].tolist()
+        raise ValueError(f"users {bad} have no targets at this stage; leave them out of `users`")
+    if (np.diff(_pair_keys(target_ptr, target_cols, n_items)) == 0).any():
+        raise ValueError("a user has the same target item twice; targets must be unique")
+    return target_ptr, target_cols, t_cold[order]
+
+
+def _pair_keys(ptr: np.ndarray, cols: np.ndarray, n_items: int) -> np.ndarray:
+    """One int64 key per (user row, column) pair of a CSR: row * n_items + column."""
+    return np.repeat(np.arange(len(ptr) - 1, dtype=np.int64), np.diff(ptr)) * n_items + cols
+
+
+def _exclusion_csr(history: pd.DataFrame, item_ids: np.ndarray, rows: _UserRows,
+                   target_ptr: np.ndarray, target_cols: np.ndarray,
+                   allow_target_in_history: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """What each user rated in the input history, as CSR (ptr, cols), deduplicated; a target
+    found there raises unless ``allow_target_in_history`` (then it stays rankable, noted)."""
+    n_items = len(item_ids)
+    h_rows, known = rows(history["user_id"].to_numpy(np.int64))
+    h_cols = _column_lookup(item_ids, history["item_id"].to_numpy(np.int64)[known], "history")
+    h_keys = np.unique(h_rows[known] * n_items + h_cols)  # dedupe (user, item) pairs
+    t_keys = _pair_keys(target_ptr, target_cols, n_items)
+    notes: list[str] = []
+    overlap = np.isin(h_keys, t_keys, assume_unique=True)
+    if overlap.any():
+        if not allow_target_in_history:
+            raise ValueError(
+                f"{int(overlap.sum())} targets are items the user already rated in the "
+                "input history, so excluding seen items would make them unreachable. "
+                "Fix the split, or pass allow_target_in_history=True to keep them rankable."
+            )
+        notes.append(
+            f"{int(overlap.sum())} targets were also in the user's history; they were kept "
+            "rankable (not excluded) for that user"
+        )
+        h_keys = h_keys[~overlap]
+    exclude_ptr, exclude_cols, _ = _csr(h_keys // n_items, h_keys % n_items, len(rows.users))
+    return exclude_ptr, exclude_cols, notes
+
+
 def _column_lookup(item_ids: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
     """Catalogue column of each id in ``ids``; unknown ids raise (never dropped)."""
     order = np.argsort(item_ids, kind="stable")
@@ -141,72 +230,16 @@ class EvalData:
         _require(targets, ("user_id", "item_id"), "targets")
         _require(history, ("user_id", "item_id"), "history")
         _require(train, ("item_id",), "train")
-        item_ids = np.asarray(item_ids)
-        if item_ids.ndim != 1 or len(item_ids) == 0:
-            raise ValueError("item_ids must be the 1-D catalogue (ml.item_ids)")
-        if len(np.unique(item_ids)) != len(item_ids):
-            raise ValueError("item_ids has duplicates: each column must be one catalogue item")
+        item_ids = _check_catalogue(item_ids)
         n_items = len(item_ids)
-
-        t_users = targets["user_id"].to_numpy(np.int64)
         if users is None:
-            users = np.unique(t_users)
-        users = np.asarray(users, dtype=np.int64)
-        if len(np.unique(users)) != len(users):
-            raise ValueError("users has duplicates")
-        user_order = np.argsort(users, kind="stable")
-        sorted_users = users[user_order]
-
-        def user_rows(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            pos = np.clip(np.searchsorted(sorted_users, ids), 0, max(len(users) - 1, 0))
-            known = sorted_users[pos] == ids if len(users) else np.zeros(len(ids), bool)
-            return user_order[pos], known
-
-        # targets
-        t_rows, known = user_rows(t_users)
-        if not known.all():
-            raise ValueError(
-                f"{int((~known).sum())} target rows belong to users not in `users`; "
-                "evaluate a subset with EvalData.subset() instead"
-            )
-        t_cols = _column_lookup(item_ids, targets["item_id"].to_numpy(np.int64), "target")
-        if "is_cold" in targets.columns:
-            t_cold = targets["is_cold"].to_numpy(bool)
-        else:
-            warm = np.zeros(n_items, dtype=bool)
-            warm[_column_lookup(item_ids, train["item_id"].to_numpy(np.int64), "train")] = True
-            t_cold = ~warm[t_cols]
-        target_ptr, target_cols, order = _csr(t_rows, t_cols, len(users))
-        target_is_cold = t_cold[order]
-        n_t = np.diff(target_ptr)
-        if (n_t == 0).any():
-            bad = users[n_t == 0][:5].tolist()
-            raise ValueError(f"users {bad} have no targets at this stage; leave them out of `users`")
-        t_keys = np.repeat(np.arange(len(users), dtype=np.int64), n_t) * n_items + target_cols
-        if (np.diff(t_keys) == 0).any():
-            raise ValueError("a user has the same target item twice; targets must be unique")
-
-        # exclusions: everything the user rated in the input history
-        h_users = history["user_id"].to_numpy(np.int64)
-        h_rows, known = user_rows(h_users)
-        h_cols = _column_lookup(item_ids, history["item_id"].to_numpy(np.int64)[known], "history")
-        h_keys = np.unique(h_rows[known] * n_items + h_cols)  # dedupe (user, item) pairs
-        notes: list[str] = []
-        overlap = np.isin(h_keys, t_keys, assume_unique=True)
-        if overlap.any():
-            if not allow_target_in_history:
-                raise ValueError(
-                    f"{int(overlap.sum())} targets are items the user already rated in the "
-                    "input history, so excluding seen items would make them unreachable. "
-                    "Fix the split, or pass allow_target_in_history=True to keep them rankable."
-                )
-            notes.append(
-                f"{int(overlap.sum())} targets were also in the user's history; they were kept "
-                "rankable (not excluded) for that user"
-            )
-            h_keys = h_keys[~overlap]
-        exclude_ptr, exclude_cols, _ = _csr(h_keys // n_items, h_keys % n_items, len(users))
-
+            users = np.unique(targets["user_id"].to_numpy(np.int64))
+        rows = _UserRows(users)
+        users = rows.users
+        target_ptr, target_cols, target_is_cold = _target_csr(targets, train, item_ids, rows)
+        exclude_ptr, exclude_cols, notes = _exclusion_csr(
+            history, item_ids, rows, target_ptr, target_cols, allow_target_in_history
+        )
         tr_cols = _column_lookup(item_ids, train["item_id"].to_numpy(np.int64), "train")
         item_counts = np.bincount(tr_cols, minlength=n_items).astype(np.int64)
         return cls(
@@ -778,22 +811,58 @@ def evaluate(
         raise ValueError("ks must hold positive list lengths, e.g. (10, 50, 100)")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    kmax = ks[-1]
-    n_users, n_items = data.n_users, data.n_items
     kind, fn = _resolve(system, method)
     name = name or getattr(system, "name", None) or type(system).__name__
-
-    mask = can_score_items if can_score_items is not None else getattr(system, "can_score_items", None)
-    if mask is not None:
-        mask = _to_numpy(mask).astype(bool)
-        if mask.shape != (n_items,):
-            raise ValueError(f"can_score_items has shape {mask.shape}, expected ({n_items},)")
+    mask = _scoreable_mask(system, can_score_items, data.n_items)
     unscoreable_cols = np.flatnonzero(~mask) if mask is not None else np.zeros(0, dtype=np.int64)
 
+    t_start = time.perf_counter()
+    topk, system_s = _rank_all(kind, fn, data, ks[-1], batch_size, unscoreable_cols,
+                               exclude_seen, progress, name)
+    protocol_s = time.perf_counter() - t_start
+
+    flags = {
+        "cold": data.target_is_cold.copy(),
+        "unscoreable": ~mask[data.target_cols] if mask is not None else np.zeros(len(data.target_cols), bool),
+    }
+    notes = list(data.notes) + _target_notes(flags, len(data.target_cols), exclude_seen)
+    t_metrics = time.perf_counter()
+    result = _build_result(
+        name=name, stage=data.stage, ks=ks, user_ids=data.user_ids, n_history=data.n_history,
+        topk=topk, target_ptr=data.target_ptr, target_cols=data.target_cols, flags=flags,
+        item_counts=data.item_counts, metric_names=tuple(metrics), timing={}, notes=notes,
+    )
+    total = time.perf_counter() - t_start
+    result.timing.update({
+        "seconds": total,
+        "system_seconds": system_s,
+        "ranking_seconds": protocol_s - system_s,
+        "metrics_seconds": time.perf_counter() - t_metrics,
+        "users_per_s": data.n_users / total if total > 0 else float("inf"),
+    })
+    return result
+
+
+def _scoreable_mask(system, can_score_items, n_items: int) -> np.ndarray | None:
+    """The (n_items,) bool mask of items the system can score: the argument, else the system's
+    own ``can_score_items`` attribute, else None (all scoreable)."""
+    mask = can_score_items if can_score_items is not None else getattr(system, "can_score_items", None)
+    if mask is None:
+        return None
+    mask = _to_numpy(mask).astype(bool)
+    if mask.shape != (n_items,):
+        raise ValueError(f"can_score_items has shape {mask.shape}, expected ({n_items},)")
+    return mask
+
+
+def _rank_all(kind, fn, data: EvalData, kmax: int, batch_size: int, unscoreable_cols,
+              exclude_seen: bool, progress: bool, name: str) -> tuple[np.ndarray, float]:
+    """Every user's top-``kmax`` columns, batch by batch, with banned items (seen, or
+    unscoreable) never in a list; returns the lists and the seconds spent inside the system."""
+    n_users = data.n_users
     ex_rows = np.repeat(np.arange(n_users, dtype=np.int64), data.n_history)
     topk = np.empty((n_users, kmax), dtype=np.int64)
     system_s = 0.0
-    t_start = time.perf_counter()
     starts = range(0, n_users, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -803,40 +872,48 @@ def evaluate(
         stop = min(start + batch_size, n_users)
         uids = data.user_ids[start:stop]
         e0, e1 = data.exclude_ptr[start], data.exclude_ptr[stop]
-        e_rows, e_cols = ex_rows[e0:e1] - start, data.exclude_cols[e0:e1]
-        if kind == "score":
-            t0 = time.perf_counter()
-            raw = fn(uids)
-            system_s += time.perf_counter() - t0
-            s = _check_scores(raw, len(uids), n_items)  # (batch, n_items) own copy
-            if len(unscoreable_cols):
-                s[:, unscoreable_cols] = -np.inf
-            if exclude_seen:
-                s[e_rows, e_cols] = -np.inf
-            topk[start:stop] = top_k(s, kmax)
-        else:
-            banned = np.zeros((len(uids), n_items), dtype=bool)  # (batch, n_items)
-            if len(unscoreable_cols):
-                banned[:, unscoreable_cols] = True
-            if exclude_seen:
-                banned[e_rows, e_cols] = True
-            # Ask for enough items that k remain after dropping the banned ones: a row of
-            # k_req distinct items holds at least k_req - n_banned >= kmax allowed ones.
-            k_req = min(n_items, kmax + int(banned.sum(axis=1).max(initial=0)))
-            t0 = time.perf_counter()
-            raw = fn(uids, k_req)
-            system_s += time.perf_counter() - t0
-            recs = M.as_topk(_check_recs(raw, len(uids), k_req, n_items))  # distinct items
-            bad = (recs < 0) | np.take_along_axis(banned, np.maximum(recs, 0), axis=1)
-            topk[start:stop] = _filter_recs(recs, bad, kmax)
-    protocol_s = time.perf_counter() - t_start
+        seen = (ex_rows[e0:e1] - start, data.exclude_cols[e0:e1]) if exclude_seen else None
+        rank = _rank_by_scores if kind == "score" else _rank_by_recs
+        topk[start:stop], secs = rank(fn, uids, data.n_items, kmax, unscoreable_cols, seen)
+        system_s += secs
+    return topk, system_s
 
-    flags = {
-        "cold": data.target_is_cold.copy(),
-        "unscoreable": ~mask[data.target_cols] if mask is not None else np.zeros(len(data.target_cols), bool),
-    }
-    notes = list(data.notes)
-    n_total = len(data.target_cols)
+
+def _rank_by_scores(fn, uids, n_items: int, kmax: int, unscoreable_cols, seen):
+    """A scoring system's batch: banned items set to -inf, then the top ``kmax``."""
+    t0 = time.perf_counter()
+    raw = fn(uids)
+    secs = time.perf_counter() - t0
+    s = _check_scores(raw, len(uids), n_items)  # (batch, n_items) own copy
+    if len(unscoreable_cols):
+        s[:, unscoreable_cols] = -np.inf
+    if seen is not None:
+        s[seen] = -np.inf
+    return top_k(s, kmax), secs
+
+
+def _rank_by_recs(fn, uids, n_items: int, kmax: int, unscoreable_cols, seen):
+    """A recommending system's batch: ask for enough items that ``kmax`` remain after
+    dropping the banned ones, then drop them."""
+    banned = np.zeros((len(uids), n_items), dtype=bool)  # (batch, n_items)
+    if len(unscoreable_cols):
+        banned[:, unscoreable_cols] = True
+    if seen is not None:
+        banned[seen] = True
+    # A row of k_req distinct items holds at least k_req - n_banned >= kmax allowed ones.
+    k_req = min(n_items, kmax + int(banned.sum(axis=1).max(initial=0)))
+    t0 = time.perf_counter()
+    raw = fn(uids, k_req)
+    secs = time.perf_counter() - t0
+    recs = M.as_topk(_check_recs(raw, len(uids), k_req, n_items))  # distinct items
+    bad = (recs < 0) | np.take_along_axis(banned, np.maximum(recs, 0), axis=1)
+    return _filter_recs(recs, bad, kmax), secs
+
+
+def _target_notes(flags: dict, n_total: int, exclude_seen: bool) -> list[str]:
+    """The notes a result carries about its targets: cold ones, unscoreable ones, and
+    whether seen items were excluded."""
+    notes = []
     n_cold = int(flags["cold"].sum())
     n_unsc = int(flags["unscoreable"].sum())
     if n_cold:
@@ -851,21 +928,7 @@ def evaluate(
         )
     if not exclude_seen:
         notes.append("seen items were NOT excluded (exclude_seen=False)")
-    t_metrics = time.perf_counter()
-    result = _build_result(
-        name=name, stage=data.stage, ks=ks, user_ids=data.user_ids, n_history=data.n_history,
-        topk=topk, target_ptr=data.target_ptr, target_cols=data.target_cols, flags=flags,
-        item_counts=data.item_counts, metric_names=tuple(metrics), timing={}, notes=notes,
-    )
-    total = time.perf_counter() - t_start
-    result.timing.update({
-        "seconds": total,
-        "system_seconds": system_s,
-        "ranking_seconds": protocol_s - system_s,
-        "metrics_seconds": time.perf_counter() - t_metrics,
-        "users_per_s": n_users / total if total > 0 else float("inf"),
-    })
-    return result
+    return notes
 
 
 # --------------------------------------------------------------------------------------

@@ -247,6 +247,14 @@ def test_evaldata_guards():
         EvalData.from_frames(t, split.train, split.train, ITEMS, users=[1, 2, 3, 4])
     with pytest.raises(ValueError, match="lacks column"):
         EvalData.from_frames(t.drop(columns="item_id"), split.train, split.train, ITEMS)
+    with pytest.raises(ValueError, match="users has duplicates"):
+        EvalData.from_frames(t, split.train, split.train, ITEMS, users=[1, 1, 2])
+    with pytest.raises(ValueError, match="not in `users`"):
+        EvalData.from_frames(t, split.train, split.train, ITEMS, users=[1])
+    with pytest.raises(ValueError, match="item_ids has duplicates"):
+        EvalData.from_frames(t, split.train, split.train, np.r_[ITEMS, ITEMS[:1]])
+    with pytest.raises(ValueError, match="1-D catalogue"):
+        EvalData.from_frames(t, split.train, split.train, [])
     # is_cold inferred from train when absent
     d = EvalData.from_frames(t.drop(columns="is_cold"), split.train, split.train, ITEMS)
     assert d.target_is_cold.tolist() == [False, True, False, False, True]
