@@ -381,24 +381,75 @@ def user_prompts(
     Returns a DataFrame indexed by position with columns user_id, prompt, n_tokens (measured),
     n_items (kept), n_history (available), item_ids (kept, oldest first).
     """
+    _check_prompt_args(ratings, budget)
+    item_text = pd.Series(item_text) if not isinstance(item_text, pd.Series) else item_text
+    threshold = data.POSITIVE_MIN if positive_min is None else float(positive_min)
+    all_users = np.asarray(pd.unique(ratings["user_id"]) if users is None else list(users))
+    hist = _prompt_history(ratings, all_users, positive_only, threshold, item_text)
+    prefix, prefix_len, seg_txt, seg_len = _prompt_pieces(
+        hist, item_text, tokenizer, markers, show_rating, positive_only
+    )
+    if budget is not None and prefix_len > budget:
+        raise ValueError(f"budget {budget} is smaller than the prompt's fixed part ({prefix_len} tokens)")
+
+    hist_users = hist["user_id"].to_numpy()
+    hist_items = hist["item_id"].to_numpy()
+    starts = {u: s for u, s in zip(*np.unique(hist_users, return_index=True))}
+    counts = {u: c for u, c in zip(*np.unique(hist_users, return_counts=True))}
+    rows = []  # [user, start, count, kept]
+    for u in all_users:
+        s, c = starts.get(u, 0), counts.get(u, 0)
+        k = c if budget is None else newest_that_fit(seg_len[s : s + c], budget - prefix_len)
+        rows.append([u, s, c, k])
+
+    def render(s: int, c: int, k: int) -> str:
+        return prefix + "".join(seg_txt[s + c - k : s + c])
+
+    prompts, n_tokens = _render_within(rows, render, tokenizer, budget)
+    return pd.DataFrame({
+        "user_id": [r[0] for r in rows],
+        "prompt": prompts,
+        "n_tokens": n_tokens.astype(np.int64),
+        "n_items": np.array([r[3] for r in rows], dtype=np.int64),
+        "n_history": np.array([r[2] for r in rows], dtype=np.int64),
+        "item_ids": [hist_items[s + c - k : s + c] for _, s, c, k in rows],
+    })
+
+
+def newest_that_fit(lengths: Sequence[int], room: int) -> int:
+    """How many of the newest items fit ``room`` tokens, given each item's length (oldest
+    first): the largest k whose last k lengths sum to at most ``room``. Items are kept or
+    dropped whole, never cut."""
+    newest_first = np.cumsum(np.asarray(lengths)[::-1])
+    return int(np.searchsorted(newest_first, room, side="right"))
+
+
+def _check_prompt_args(ratings: pd.DataFrame, budget) -> None:
     missing = {"user_id", "item_id", "rating", "timestamp"} - set(getattr(ratings, "columns", ()))
     if missing:
         raise ValueError(f"ratings must have columns user_id, item_id, rating, timestamp; missing {sorted(missing)}")
     if budget is not None and (not isinstance(budget, (int, np.integer)) or budget < 1):
         raise ValueError(f"budget must be a positive int or None, got {budget!r}")
-    item_text = pd.Series(item_text) if not isinstance(item_text, pd.Series) else item_text
-    threshold = data.POSITIVE_MIN if positive_min is None else float(positive_min)
 
-    all_users = np.asarray(pd.unique(ratings["user_id"]) if users is None else list(users))
+
+def _prompt_history(ratings: pd.DataFrame, users: np.ndarray, positive_only: bool,
+                    threshold: float, item_text: pd.Series) -> pd.DataFrame:
+    """The rendered users' history rows (positives only by default), in time order; every
+    item must have a text."""
     hist = ratings[ratings["rating"] >= threshold] if positive_only else ratings
-    hist = hist[hist["user_id"].isin(all_users)]
+    hist = hist[hist["user_id"].isin(users)]
     hist = hist.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
     unknown = pd.Index(hist["item_id"].unique()).difference(item_text.index)
     if len(unknown):
         raise KeyError(f"{len(unknown)} history items have no text (e.g. {list(unknown[:5])}); "
                        "build item_text over the whole catalogue")
+    return hist
 
-    # Pieces of the prompt, each tokenized once.
+
+def _prompt_pieces(hist: pd.DataFrame, item_text: pd.Series, tokenizer, markers: bool,
+                   show_rating: bool, positive_only: bool):
+    """The prompt's fixed prefix (text, tokens) and one text segment per history row with its
+    token length, each distinct piece tokenized once."""
     if markers:
         prefix = HISTORY
         item_piece = item_text.astype(str)
@@ -412,43 +463,26 @@ def user_prompts(
     item_piece = item_piece.reindex(used)
     item_len = pd.Series(count_tokens(tokenizer, item_piece.tolist(), add_special_tokens=False),
                          index=used)
-    uniq_r = np.unique(hist["rating"].to_numpy()) if show_rating else np.zeros(0)
-    r_text = {float(r): rating_piece(r) for r in uniq_r}
-    r_len = dict(zip(r_text, count_tokens(tokenizer, list(r_text.values()), add_special_tokens=False)))
     prefix_len = int(count_tokens(tokenizer, [prefix], add_special_tokens=True)[0])
-    if budget is not None and prefix_len > budget:
-        raise ValueError(f"budget {budget} is smaller than the prompt's fixed part ({prefix_len} tokens)")
-
-    # Per-user arrays of segment texts and lengths, oldest first.
-    seg_len_all = item_len.reindex(hist["item_id"]).to_numpy()
-    seg_txt_all = item_piece.reindex(hist["item_id"]).to_numpy(dtype=object)
+    seg_len = item_len.reindex(hist["item_id"]).to_numpy()
+    seg_txt = item_piece.reindex(hist["item_id"]).to_numpy(dtype=object)
     if show_rating:
+        uniq_r = np.unique(hist["rating"].to_numpy())
+        r_text = {float(r): rating_piece(r) for r in uniq_r}
+        r_len = dict(zip(r_text, count_tokens(tokenizer, list(r_text.values()),
+                                              add_special_tokens=False)))
         ratings_all = hist["rating"].to_numpy(dtype=np.float64)
-        seg_len_all = seg_len_all + np.array([r_len[r] for r in ratings_all], dtype=np.int64)
-        seg_txt_all = seg_txt_all + np.array([r_text[r] for r in ratings_all], dtype=object)
-    hist_users = hist["user_id"].to_numpy()
-    hist_items = hist["item_id"].to_numpy()
-    starts = {u: s for u, s in zip(*np.unique(hist_users, return_index=True))}
-    counts = {u: c for u, c in zip(*np.unique(hist_users, return_counts=True))}
+        seg_len = seg_len + np.array([r_len[r] for r in ratings_all], dtype=np.int64)
+        seg_txt = seg_txt + np.array([r_text[r] for r in ratings_all], dtype=object)
+    return prefix, prefix_len, seg_txt, seg_len
 
-    rows = []
-    for u in all_users:
-        s, c = starts.get(u, 0), counts.get(u, 0)
-        lens = seg_len_all[s : s + c]
-        if budget is None:
-            k = c
-        else:  # the most items, newest first, whose summed length fits
-            newest_first = np.cumsum(lens[::-1])
-            k = int(np.searchsorted(newest_first, budget - prefix_len, side="right"))
-        rows.append([u, s, c, k])
 
-    def render(s: int, c: int, k: int) -> str:
-        return prefix + "".join(seg_txt_all[s + c - k : s + c])
-
+def _render_within(rows: list, render, tokenizer, budget: int | None):
+    """Render every row's prompt and measure it. Summed lengths are exact when every piece
+    starts with a special token; otherwise a boundary may merge or split differently, so drop
+    the oldest kept item of a prompt over ``budget`` until its measured length fits."""
     prompts = [render(s, c, k) for _, s, c, k in rows]
     n_tokens = count_tokens(tokenizer, prompts)
-    # Summed lengths are exact when every piece starts with a special token; otherwise a
-    # boundary may merge or split differently, so trim until the measured length fits.
     if budget is not None:
         over = np.flatnonzero(n_tokens > budget)
         while over.size:
@@ -457,14 +491,7 @@ def user_prompts(
                 prompts[j] = render(*rows[j][1:])
             n_tokens[over] = count_tokens(tokenizer, [prompts[j] for j in over])
             over = over[n_tokens[over] > budget]
-    return pd.DataFrame({
-        "user_id": [r[0] for r in rows],
-        "prompt": prompts,
-        "n_tokens": n_tokens.astype(np.int64),
-        "n_items": np.array([r[3] for r in rows], dtype=np.int64),
-        "n_history": np.array([r[2] for r in rows], dtype=np.int64),
-        "item_ids": [hist_items[s + c - k : s + c] for _, s, c, k in rows],
-    })
+    return prompts, n_tokens
 
 
 def fit_shares(n_tokens: Sequence[int], budgets: Sequence[int] = (128, 256, 512, 1024)) -> dict[int, float]:
