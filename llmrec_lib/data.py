@@ -584,6 +584,63 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, index=False, lineterminator="\n")
 
 
+def _derived_window(r: pd.DataFrame, src: Path, kept_users: np.ndarray,
+                    drop_earliest: float) -> tuple[pd.Series, int | None]:
+    """Rows of the kept users at or after the ``drop_earliest`` quantile of their timestamps
+    (a mask over ``r``), and that start timestamp (None when nothing is dropped)."""
+    mask = _numeric(r, "userId", src / "ratings.csv").isin(kept_users)
+    r_time = _numeric(r, "timestamp", src / "ratings.csv")
+    start = int(np.quantile(r_time[mask], drop_earliest, method="lower")) if drop_earliest else None
+    if start is not None:
+        mask &= r_time >= start
+    return mask, start
+
+
+def _derived_tags(src: Path, kept_users: np.ndarray, start: int | None) -> pd.DataFrame | None:
+    """The kept users' tag rows in the same window, or None when the source has no tags."""
+    if not _present(src / "tags.csv"):
+        return None
+    t = _read_csv(src / "tags.csv", "tags.csv")
+    t_mask = _numeric(t, "userId", src / "tags.csv").isin(kept_users)
+    if start is not None:
+        t_mask &= _numeric(t, "timestamp", src / "tags.csv") >= start
+    return t.loc[t_mask, list(_COLUMNS["tags.csv"])]
+
+
+def _derived_movies(src: Path, ratings: pd.DataFrame, tag_rows: pd.DataFrame | None,
+                    prune_movies: bool) -> pd.DataFrame:
+    """The catalogue: every source movie, or with ``prune_movies`` only those still rated or
+    tagged."""
+    m = _read_csv(src / "movies.csv", "movies.csv")
+    if prune_movies:
+        used = set(_numeric(ratings, "movieId", src / "ratings.csv").tolist())
+        if tag_rows is not None:
+            used |= set(_numeric(tag_rows, "movieId", src / "tags.csv").tolist())
+        m = m[_numeric(m, "movieId", src / "movies.csv").isin(used)]
+    return m[list(_COLUMNS["movies.csv"])]
+
+
+def _write_derived(out: Path, src: Path, ratings: pd.DataFrame, movies: pd.DataFrame,
+                   tag_rows: pd.DataFrame | None) -> int:
+    """Write the derived folder (removing stale files first); links are kept for the kept
+    movies. Returns the number of links written."""
+    kept_movies = set(_numeric(movies, "movieId", src / "movies.csv").tolist())
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:  # a stale file from an earlier run must not survive
+        (out / name).unlink(missing_ok=True)
+    _write_csv(ratings, out / "ratings.csv")
+    _write_csv(movies, out / "movies.csv")
+    n_links = 0
+    if _present(src / "links.csv"):
+        lk = _read_csv(src / "links.csv", "links.csv")
+        lk = lk[_numeric(lk, "movieId", src / "links.csv").isin(kept_movies)]
+        _write_csv(lk[list(_COLUMNS["links.csv"])], out / "links.csv")
+        n_links = len(lk)
+    if tag_rows is not None:
+        _write_csv(tag_rows, out / "tags.csv")
+    return n_links
+
+
 def derive(
     out: str | Path,
     seed: int = 0,
@@ -623,47 +680,15 @@ def derive(
 
     r = _read_csv(src / "ratings.csv", "ratings.csv")
     r_user = _numeric(r, "userId", src / "ratings.csv")
-    r_time = _numeric(r, "timestamp", src / "ratings.csv")
     users = np.sort(r_user.unique())
     rng = np.random.default_rng(seed)
     n_keep = max(1, int(round(user_frac * len(users))))
     kept_users = np.sort(rng.choice(users, size=n_keep, replace=False))
-    mask = r_user.isin(kept_users)
-    start = int(np.quantile(r_time[mask], drop_earliest, method="lower")) if drop_earliest else None
-    if start is not None:
-        mask &= r_time >= start
+    mask, start = _derived_window(r, src, kept_users, drop_earliest)
     ratings = r.loc[mask, list(_COLUMNS["ratings.csv"])]
-
-    tag_rows = None
-    if tags and _present(src / "tags.csv"):
-        t = _read_csv(src / "tags.csv", "tags.csv")
-        t_mask = _numeric(t, "userId", src / "tags.csv").isin(kept_users)
-        if start is not None:
-            t_mask &= _numeric(t, "timestamp", src / "tags.csv") >= start
-        tag_rows = t.loc[t_mask, list(_COLUMNS["tags.csv"])]
-
-    m = _read_csv(src / "movies.csv", "movies.csv")
-    if prune_movies:
-        used = set(_numeric(ratings, "movieId", src / "ratings.csv").tolist())
-        if tag_rows is not None:
-            used |= set(_numeric(tag_rows, "movieId", src / "tags.csv").tolist())
-        m = m[_numeric(m, "movieId", src / "movies.csv").isin(used)]
-    movies = m[list(_COLUMNS["movies.csv"])]
-    kept_movies = set(_numeric(movies, "movieId", src / "movies.csv").tolist())
-
-    out.mkdir(parents=True, exist_ok=True)
-    for name in FILES:  # a stale file from an earlier run must not survive
-        (out / name).unlink(missing_ok=True)
-    _write_csv(ratings, out / "ratings.csv")
-    _write_csv(movies, out / "movies.csv")
-    n_links = 0
-    if _present(src / "links.csv"):
-        lk = _read_csv(src / "links.csv", "links.csv")
-        lk = lk[_numeric(lk, "movieId", src / "links.csv").isin(kept_movies)]
-        _write_csv(lk[list(_COLUMNS["links.csv"])], out / "links.csv")
-        n_links = len(lk)
-    if tag_rows is not None:
-        _write_csv(tag_rows, out / "tags.csv")
+    tag_rows = _derived_tags(src, kept_users, start) if tags else None
+    movies = _derived_movies(src, ratings, tag_rows, prune_movies)
+    n_links = _write_derived(out, src, ratings, movies, tag_rows)
 
     note = {
         "derived_from": "ml-latest-small (2018)" if verify else config.relative_to_root(src),
