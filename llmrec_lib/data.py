@@ -271,7 +271,17 @@ def load_movielens(path: str | Path | None = None, verify: bool | None = None) -
     if verify:
         verify_files(folder)
 
-    p = folder / "movies.csv"
+    movies = _load_movies(folder / "movies.csv")
+    known = set(movies["item_id"].tolist())
+    ratings = _load_ratings(folder / "ratings.csv", known)
+    tags = _load_tags(folder / "tags.csv", known)
+    links = _load_links(folder / "links.csv")
+    ratings = ratings.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
+    return MovieLens(ratings=ratings, movies=movies, tags=tags, links=links, path=folder)
+
+
+def _load_movies(p: Path) -> pd.DataFrame:
+    """movies.csv as item_id, title, name, year, genres (a list), sorted by id; ids unique."""
     m = _read_csv(p, "movies.csv")
     item_id = _numeric(m, "movieId", p)
     if item_id.duplicated().any():
@@ -279,7 +289,7 @@ def load_movielens(path: str | Path | None = None, verify: bool | None = None) -
         raise SchemaError(f"{p}: movieId {dup} appears twice. Each movie needs one row.")
     parsed = [parse_title(t) for t in m["title"]]
     genres = [[] if g in ("(no genres listed)", "") else g.split("|") for g in m["genres"]]
-    movies = pd.DataFrame(
+    return pd.DataFrame(
         {
             "item_id": item_id,
             "title": m["title"].str.strip(),
@@ -288,9 +298,11 @@ def load_movielens(path: str | Path | None = None, verify: bool | None = None) -
             "genres": genres,
         }
     ).sort_values("item_id", ignore_index=True)
-    known = set(movies["item_id"].tolist())
 
-    p = folder / "ratings.csv"
+
+def _load_ratings(p: Path, known: set) -> pd.DataFrame:
+    """ratings.csv as user_id, item_id, rating, timestamp; stars on the 0.5-5 scale and every
+    movie in the catalogue."""
     r = _read_csv(p, "ratings.csv")
     ratings = pd.DataFrame(
         {
@@ -308,32 +320,34 @@ def load_movielens(path: str | Path | None = None, verify: bool | None = None) -
             "0.5-5.0 (the MovieLens star scale). Fix or remove the row."
         )
     _check_ids(ratings, known, p)
+    return ratings
 
-    p = folder / "tags.csv"
-    if _present(p):
-        t = _read_csv(p, "tags.csv")
-        tags = pd.DataFrame(
-            {
-                "user_id": _numeric(t, "userId", p),
-                "item_id": _numeric(t, "movieId", p),
-                "tag": t["tag"].str.strip(),
-                "timestamp": _numeric(t, "timestamp", p),
-            }
-        )
-        _check_ids(tags, known, p)
-    else:
-        tags = empty_tags()
 
-    p = folder / "links.csv"
-    if _present(p):
-        lk = _read_csv(p, "links.csv")
-        links = pd.DataFrame({"item_id": _numeric(lk, "movieId", p), "imdb_id": lk["imdbId"],
-                              "tmdb_id": lk["tmdbId"]})
-    else:
-        links = empty_links()
+def _load_tags(p: Path, known: set) -> pd.DataFrame:
+    """tags.csv as user_id, item_id, tag, timestamp; an empty table when the file is absent or
+    empty (allowed only unverified: the checksum check requires it)."""
+    if not _present(p):
+        return empty_tags()
+    t = _read_csv(p, "tags.csv")
+    tags = pd.DataFrame(
+        {
+            "user_id": _numeric(t, "userId", p),
+            "item_id": _numeric(t, "movieId", p),
+            "tag": t["tag"].str.strip(),
+            "timestamp": _numeric(t, "timestamp", p),
+        }
+    )
+    _check_ids(tags, known, p)
+    return tags
 
-    ratings = ratings.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
-    return MovieLens(ratings=ratings, movies=movies, tags=tags, links=links, path=folder)
+
+def _load_links(p: Path) -> pd.DataFrame:
+    """links.csv as item_id, imdb_id, tmdb_id; an empty table when absent or empty."""
+    if not _present(p):
+        return empty_links()
+    lk = _read_csv(p, "links.csv")
+    return pd.DataFrame({"item_id": _numeric(lk, "movieId", p), "imdb_id": lk["imdbId"],
+                         "tmdb_id": lk["tmdbId"]})
 
 
 def _present(path: Path) -> bool:
