@@ -84,8 +84,10 @@ class Setting:
     history_text: pd.Series
 
 
-def build_setting(data_dir=None) -> Setting:
-    ml = data.load_movielens(data_dir)
+def build_setting(data_dir=None, verify: bool | None = None) -> Setting:
+    """Split, item prompts and history texts of the MovieLens folder ``data_dir``; ``verify``
+    is :func:`llmrec_lib.data.load_movielens`'s (None: ``LLMREC_DATA_VERIFY``)."""
+    ml = data.load_movielens(data_dir, verify=verify)
     split = data.per_user_split(ml.ratings)
     pop = text.popularity_counts(split.train, ml.item_ids)
     item_text = text.item_texts(ml.movies, fields=ITEM_FIELDS, popularity=pop)

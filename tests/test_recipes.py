@@ -77,3 +77,17 @@ def test_a_ranking_of_another_adapter_is_refused(tmp_path, monkeypatch):
     (tmp_path / name / "ranking_test.npz").unlink()
     with pytest.raises(FileNotFoundError, match=f"recipes evaluate {name}"):
         recipes.verified_ranking_path(name)
+
+def test_build_setting_passes_verify_to_the_loader(copy, monkeypatch):
+    """Chapter 03's ``verify_data`` reaches the checksum check: an edited folder loads only
+    with ``verify=False`` (the default follows LLMREC_DATA_VERIFY, here on)."""
+    from llmrec_lib import data
+
+    monkeypatch.delenv("LLMREC_DATA_VERIFY", raising=False)
+    with open(copy / "ratings.csv", "a", newline="") as fh:
+        fh.write("1,2,5.0,964982704\r\n")
+    with pytest.raises(data.ChecksumError):
+        recipes.build_setting(copy)
+    setting = recipes.build_setting(copy, verify=False)
+    assert len(setting.ml.ratings) == 100837
+    assert setting.item_text.index.equals(setting.history_text.index)
