@@ -89,9 +89,7 @@ def _train_frame(train: Any) -> pd.DataFrame:
             f"fit() needs training ratings: a data.Split or split.train (a DataFrame), got "
             f"{type(train).__name__}"
         )
-    missing = {"user_id", "item_id", "rating", "timestamp"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"ratings lack column(s) {sorted(missing)}; pass split.train")
+    data.require_columns(frame, data.RATING_COLUMNS, "ratings", "Pass split.train.")
     return frame
 
 
@@ -133,9 +131,8 @@ class Histories:
 
     def __init__(self, ratings: pd.DataFrame, item_ids) -> None:
         self.item_ids = _check_catalogue(item_ids)
-        missing = {"user_id", "item_id", "rating", "timestamp"} - set(ratings.columns)
-        if missing:
-            raise ValueError(f"history ratings lack column(s) {sorted(missing)}; pass split.history(stage)")
+        data.require_columns(ratings, data.RATING_COLUMNS, "history ratings",
+                             "Pass split.history(stage).")
         pos = _positives(ratings)
         cols = _columns(self.item_ids, pos["item_id"].to_numpy(), "history")
         users = pos["user_id"].to_numpy(np.int64)

@@ -63,8 +63,9 @@ class ChecksumError(DataError):
     pass
 
 
-class SchemaError(DataError):
-    pass
+class SchemaError(DataError, ValueError):
+    """A table or file without the columns, values or ids the book needs (also a ValueError,
+    so callers that catch wrong arguments catch it too)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -547,12 +548,22 @@ def global_split(ratings: pd.DataFrame, quantile: float = 0.9, valid_quantile: f
     )
 
 
-def _require_columns(ratings: pd.DataFrame) -> None:
-    missing = {"user_id", "item_id", "rating", "timestamp"} - set(ratings.columns)
+RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
+
+
+def require_columns(df, columns, what: str, hint: str = "") -> None:
+    """The library's one column check: raise :class:`SchemaError` naming the table (``what``),
+    the columns it lacks, the columns it has and ``hint`` (where the right table comes from)."""
+    have = list(getattr(df, "columns", ()))
+    missing = [c for c in columns if c not in have]
     if missing:
-        raise SchemaError(
-            f"ratings lack column(s) {sorted(missing)}; pass MovieLens.ratings from load_movielens."
-        )
+        raise SchemaError(f"{what} lacks column(s) {missing}; it has {have}" + (
+            f". {hint}" if hint else ""))
+
+
+def _require_columns(ratings: pd.DataFrame) -> None:
+    require_columns(ratings, RATING_COLUMNS, "ratings",
+                    "Pass MovieLens.ratings from load_movielens.")
 
 
 def window_users_without_history(split: Split, stage: str = "test") -> dict:

@@ -39,6 +39,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from . import data
 from . import metrics as M
 
 __all__ = ["EvalData", "EvalResult", "MatrixScorer", "StoredRanking", "evaluate", "sampled_hit_rate", "save_ranking", "slug", "top_k"]
@@ -164,12 +165,6 @@ def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, n
     return ptr, cols, order
 
 
-def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} lacks column(s) {missing}; it has {list(df.columns)}")
-
-
 @dataclass
 class EvalData:
     """Everything the protocol needs for one stage, as arrays in catalogue column order.
@@ -227,9 +222,9 @@ class EvalData:
         ``allow_target_in_history=True``, which keeps such items rankable for that user and
         records how many there were in ``notes``.
         """
-        _require(targets, ("user_id", "item_id"), "targets")
-        _require(history, ("user_id", "item_id"), "history")
-        _require(train, ("item_id",), "train")
+        data.require_columns(targets, ("user_id", "item_id"), "targets")
+        data.require_columns(history, ("user_id", "item_id"), "history")
+        data.require_columns(train, ("item_id",), "train")
         item_ids = _check_catalogue(item_ids)
         n_items = len(item_ids)
         if users is None:

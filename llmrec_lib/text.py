@@ -202,9 +202,7 @@ def top_tags(tags: pd.DataFrame, k: int = 3) -> dict[int, list[str]]:
     per user, ties broken alphabetically (so the result is deterministic)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    missing = {"user_id", "item_id", "tag"} - set(getattr(tags, "columns", ()))
-    if missing:
-        raise ValueError(f"tags must be a DataFrame with columns user_id, item_id, tag; missing {missing}")
+    data.require_columns(tags, ("user_id", "item_id", "tag"), "tags", "Pass ml.tags.")
     t = tags[["user_id", "item_id"]].copy()
     t["tag"] = tags["tag"].astype(str).str.lower().str.split().str.join(" ")
     t = t[t["tag"] != ""].drop_duplicates()
@@ -222,11 +220,10 @@ def training_tags(tags: pd.DataFrame, train_ratings: pd.DataFrame) -> pd.DataFra
     *the tagging user's* window; what other users tag later is the future for everyone.
     To be strict across users as well, pass ``tags[tags.timestamp <= cutoff]`` instead.
     """
-    need = {"user_id", "item_id", "tag", "timestamp"}
-    if need - set(getattr(tags, "columns", ())):
-        raise ValueError(f"tags must have columns {sorted(need)} (ml.tags)")
-    if {"user_id", "timestamp"} - set(getattr(train_ratings, "columns", ())):
-        raise ValueError("train_ratings must have user_id and timestamp columns (split.train)")
+    data.require_columns(tags, ("user_id", "item_id", "tag", "timestamp"), "tags",
+                         "Pass ml.tags.")
+    data.require_columns(train_ratings, ("user_id", "timestamp"), "train_ratings",
+                         "Pass split.train.")
     last = train_ratings.groupby("user_id")["timestamp"].max()
     limit = tags["user_id"].map(last)
     return tags[limit.notna() & (tags["timestamp"] <= limit)].reset_index(drop=True)
@@ -425,9 +422,8 @@ def newest_that_fit(lengths: Sequence[int], room: int) -> int:
 
 
 def _check_prompt_args(ratings: pd.DataFrame, budget) -> None:
-    missing = {"user_id", "item_id", "rating", "timestamp"} - set(getattr(ratings, "columns", ()))
-    if missing:
-        raise ValueError(f"ratings must have columns user_id, item_id, rating, timestamp; missing {sorted(missing)}")
+    data.require_columns(ratings, data.RATING_COLUMNS, "ratings",
+                         "Pass split.history(stage) or split.train.")
     if budget is not None and (not isinstance(budget, (int, np.integer)) or budget < 1):
         raise ValueError(f"budget must be a positive int or None, got {budget!r}")
 

@@ -193,3 +193,12 @@ def test_bad_split_arguments(ml):
         data.per_user_split(ml.ratings, test_frac=0.6, valid_frac=0.5)
     with pytest.raises(data.SchemaError):
         data.per_user_split(ml.ratings.drop(columns=["rating"]))
+
+
+def test_require_columns_is_the_one_column_check():
+    frame = pd.DataFrame({"user_id": [1], "item_id": [2]})
+    data.require_columns(frame, ("user_id", "item_id"), "targets")  # complete: no error
+    with pytest.raises(data.SchemaError, match=r"ratings lacks column\(s\) \['rating', "
+                       r"'timestamp'\]; it has \['user_id', 'item_id'\]\. Pass split\.train\."):
+        data.require_columns(frame, data.RATING_COLUMNS, "ratings", "Pass split.train.")
+    assert issubclass(data.SchemaError, ValueError)  # callers catching bad arguments catch it
