@@ -630,8 +630,20 @@ class SASRec(Baseline):
             return self._fit(train, progress)
 
     def _fit(self, train: Any, progress: bool) -> "SASRec":
-        cfg = self.cfg
         t0 = time.perf_counter()
+        inputs, targets = self._windows(self._training_sequences(train))
+        self.n_windows = len(inputs)
+        n_vocab = len(self.vocab_cols)
+        freq = np.bincount(targets[targets > 0], minlength=n_vocab + 1).astype(np.float64)
+        log_q = torch.tensor(np.log(np.maximum(freq, 1.0) / freq.sum()), dtype=torch.float32,
+                             device=self.cfg.device)
+        self.net = self._train(SASRecNet(n_vocab, self.cfg), inputs, targets, log_q, t0, progress)
+        self.fit_seconds = time.perf_counter() - t0
+        return self
+
+    def _training_sequences(self, train: Any) -> list[np.ndarray]:
+        """Each user's liked items in time order as model indices (1-based; 0 pads), and the
+        vocabulary they define: only items liked in training get an embedding."""
         pos = _positives(_train_frame(train)).drop_duplicates(["user_id", "item_id"])
         cols = _columns(self.item_ids, pos["item_id"].to_numpy(), "train")
         vocab_cols = np.unique(cols)  # model index v (1-based) <-> catalogue column vocab_cols[v-1]
@@ -640,25 +652,23 @@ class SASRec(Baseline):
         self.col_map[vocab_cols] = np.arange(1, len(vocab_cols) + 1)
         self.can_score_items = self.col_map > 0
         idx = self.col_map[cols]
-        users = pos["user_id"].to_numpy()
-        _, start, count = np.unique(users, return_index=True, return_counts=True)
-        sequences = [idx[s : s + c] for s, c in zip(start, count)]
-        inputs, targets = self._windows(sequences)
-        self.n_windows = len(inputs)
+        _, start, count = np.unique(pos["user_id"].to_numpy(), return_index=True, return_counts=True)
+        return [idx[s : s + c] for s, c in zip(start, count)]
 
-        n_vocab = len(vocab_cols)
-        freq = np.bincount(targets[targets > 0], minlength=n_vocab + 1).astype(np.float64)
-        log_q = torch.tensor(np.log(np.maximum(freq, 1.0) / freq.sum()), dtype=torch.float32, device=cfg.device)
+    def _train(self, net: "SASRecNet", inputs: np.ndarray, targets: np.ndarray,
+               log_q: torch.Tensor, t0: float, progress: bool) -> "SASRecNet":
+        """Sampled-softmax training over shuffled windows for ``cfg.epochs`` epochs or until
+        ``cfg.max_seconds`` (counted from ``t0``) run out, even mid-epoch; logs each epoch."""
+        from tqdm.auto import tqdm
 
+        cfg = self.cfg
         device = torch.device(cfg.device)
-        net = SASRecNet(n_vocab, cfg).to(device)
+        net = net.to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(cfg.seed)
         x_all, y_all = torch.from_numpy(inputs), torch.from_numpy(targets)
         steps_per_epoch = math.ceil(len(x_all) / cfg.batch_size)
         total = cfg.epochs * steps_per_epoch
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=total, desc="SASRec", disable=not progress, leave=False)
         self.train_log = []
         out_of_time = False
@@ -692,9 +702,7 @@ class SASRec(Baseline):
         bar.close()
         self.stopped_early = step < total
         net.eval()
-        self.net = net
-        self.fit_seconds = time.perf_counter() - t0
-        return self
+        return net
 
     # ---- scoring ----------------------------------------------------------------------
 
