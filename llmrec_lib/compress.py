@@ -28,8 +28,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["nested_dims", "truncate", "PCAProjection", "DimChoice", "smallest_dim_keeping",
-           "nested_prefixes_figure"]
+__all__ = ["nested_dims", "truncate", "PCAProjection", "svd_vectors", "DimChoice",
+           "smallest_dim_keeping", "nested_prefixes_figure"]
 
 
 def _check(x, what: str = "vectors") -> np.ndarray:
@@ -94,6 +94,47 @@ class PCAProjection:
             raise ValueError(f"vectors have dim {a.shape[1]}, the projection was fitted on {self.components.shape[1]}")
         return _normalise((a - self.mean) @ self.components.T)
 
+
+
+def svd_vectors(train: pd.DataFrame, history: pd.DataFrame, user_ids, item_ids,
+                dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A collaborative embedding fitted in seconds, nested by construction: truncated SVD.
+
+    ``train`` (columns ``user_id``, ``item_id``; every row counts as one interaction) becomes
+    the 0/1 matrix X (training users x ``item_ids``), factored as X = U S V^T with the
+    singular values in decreasing order. An item's vector is its row of V S (its coordinates
+    along the users' main directions); a user's is the sum of the rows of V over the items
+    of their ``history`` (the PureSVD fold-in, Cremonesi et al. 2010), so users outside
+    ``train`` are encoded too. Coordinate j carries the j-th singular value, so every prefix
+    is the best rank-d fit of X: the nested order Matryoshka training has to learn, here
+    for free. Chapter 05 serves it on data where its committed models do not fit. An item
+    no training user rated gets the zero vector: it has no direction, so search these
+    vectors by inner product (on re-normalised prefixes the same ranking as cosine).
+
+    Returns ``(users, items)``, float32, shapes ``(len(user_ids), dim)`` and
+    ``(len(item_ids), dim)``, not normalised; each direction's sign is fixed (its largest
+    item loading positive), so reruns give the same vectors.
+    """
+    items_index = pd.Index(np.asarray(item_ids))
+    train_users = pd.Index(np.unique(np.asarray(train["user_id"])))
+    x = np.zeros((len(train_users), len(items_index)), dtype=np.float64)
+    cols = items_index.get_indexer(train["item_id"])
+    if (cols < 0).any():
+        raise ValueError("train holds items that are not in item_ids")
+    x[train_users.get_indexer(train["user_id"]), cols] = 1.0
+    if not 1 <= dim <= min(x.shape):
+        raise ValueError(f"dim must be in [1, {min(x.shape)}] for a {x.shape[0]} x "
+                         f"{x.shape[1]} matrix, got {dim}")
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    v = vt[:dim].T  # (n_items, dim), orthonormal columns
+    v = v * np.where(v[np.abs(v).argmax(axis=0), np.arange(dim)] < 0, -1.0, 1.0)
+    users_index = pd.Index(np.asarray(user_ids))
+    h = history[history["user_id"].isin(users_index)]
+    rows, hcols = users_index.get_indexer(h["user_id"]), items_index.get_indexer(h["item_id"])
+    keep = hcols >= 0  # a history item outside the catalogue adds nothing
+    hist = np.zeros((len(users_index), len(items_index)), dtype=np.float64)
+    hist[rows[keep], hcols[keep]] = 1.0
+    return (hist @ v).astype(np.float32), (v * s[:dim]).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from llmrec_lib.compress import (
     nested_dims,
     nested_prefixes_figure,
     smallest_dim_keeping,
+    svd_vectors,
     truncate,
 )
 
@@ -115,3 +116,30 @@ def test_nested_prefixes_figure_draws_one_labelled_prefix_per_dimension():
     assert [p.get_width() for p in ax.patches] == [36, 36, 72, 144, 288]
     with pytest.raises(ValueError, match="one weight"):
         nested_prefixes_figure([8, 4], weights=[1])
+
+
+def test_svd_vectors_are_nested_and_fold_in_new_users():
+    import pandas as pd
+
+    # two tastes: users 0-9 watch items 0-4, users 10-19 items 5-9; item 10 nobody watched
+    pairs = [(u, i) for u in range(10) for i in range(5)]
+    pairs += [(u, i) for u in range(10, 20) for i in range(5, 10)]
+    pairs += [(u, 0) for u in range(10, 13)]  # a little overlap, so the values differ
+    train = pd.DataFrame(pairs, columns=["user_id", "item_id"])
+    history = pd.DataFrame({"user_id": [100, 100, 101], "item_id": [1, 2, 7]})
+    users, items = svd_vectors(train, history, [100, 101, 102], np.arange(11), dim=4)
+    assert users.shape == (3, 4) and items.shape == (11, 4)
+    assert users.dtype == items.dtype == np.float32
+    norms = np.linalg.norm(items, axis=0)  # column j of V S has norm s_j: decreasing
+    assert (np.diff(norms) <= 1e-5).all() and norms[0] > 0
+    np.testing.assert_allclose(items[10], 0, atol=1e-6)  # an unwatched item: no signal
+    np.testing.assert_allclose(users[2], 0, atol=1e-6)  # user 102 has no history
+    scores = users[:2] @ items.T  # a new user of each taste prefers its own items
+    assert scores[0, :5].min() > scores[0, 5:10].max()
+    assert scores[1, 5:10].min() > scores[1, 1:5].max()
+    again, _ = svd_vectors(train, history, [100, 101, 102], np.arange(11), dim=4)
+    np.testing.assert_array_equal(users, again)  # signs fixed: the same vectors
+    with pytest.raises(ValueError, match="dim must be"):
+        svd_vectors(train, history, [100], np.arange(11), dim=12)
+    with pytest.raises(ValueError, match="not in item_ids"):
+        svd_vectors(train, history, [100], np.arange(5), dim=2)
