@@ -46,7 +46,8 @@ from llmrec_lib import metrics as M
 __all__ = ["holm", "mde", "mde_from_interval", "users_needed", "simulated_power", "ratio_bootstrap", "ratio_delta_interval",
            "readout", "popular_items", "segment_masks", "segment_table", "segment_readout", "slot_shares",
            "genre_matrix", "guardrails", "team_draft", "sign_test", "Interleaving", "interleave",
-           "interleave_results", "load_rankings", "t_quantile", "SeedAwareDiff", "seed_aware_diff"]
+           "interleave_results", "load_rankings", "t_quantile", "SeedAwareDiff", "seed_aware_diff",
+           "NotOnThisData", "need", "check_arms", "ledger_row"]
 
 
 def holm(p_values) -> np.ndarray:
@@ -597,3 +598,53 @@ def load_rankings(paths: Mapping[str, str | Path], data: E.EvalData, ks=(10, 50,
         out[name] = E.evaluate(ranking, data, ks=ks, name=name)
     return out
 
+
+
+# --------------------------------------------------------------------------------------------
+# Claims about named arms, on data where some arms are missing
+# --------------------------------------------------------------------------------------------
+
+
+class NotOnThisData(LookupError):
+    """An input a claim needs was not produced on this data (a skipped arm or chapter)."""
+
+
+def need(value, what: str):
+    """``value``, or :class:`NotOnThisData` saying ``what`` is missing when it is None."""
+    if value is None:
+        raise NotOnThisData(f"{what} is not on this data")
+    return value
+
+
+def check_arms(claims, present, arms: Sequence[str], claim: str, holds, *, detail=None,
+               pinned: bool = True):
+    """Check ``claim`` about the named ``arms`` with ``claims`` (:class:`config.Claims`), or
+    record it as not tested when one of them is not among ``present`` (an arm dropped on this
+    data). ``holds`` and ``detail`` are callables, called only when every arm is present.
+    Returns the check's result, or None when skipped (skipping raises on the reference)."""
+    absent = [a for a in arms if a not in present]
+    if absent:
+        claims.skip(claim, f"arm not in this readout: {', '.join(absent)}")
+        return None
+    return claims.check(claim, holds(), pinned=pinned, detail=detail() if detail else "")
+
+
+_LEDGER_GAPS = (NotOnThisData, KeyError, IndexError, StopIteration, TypeError)
+
+
+def ledger_row(claims, design: str, claim: str, build) -> tuple[str, str, str, str]:
+    """One row of a claim ledger: ``(design, claim, evidence, verdict)`` with ``build() ->
+    (evidence, verdict)``. When an input is missing on this data (:class:`NotOnThisData`, a
+    missing key or arm, or a None where a number was expected), the row says "not tested on
+    this data" and the claim is recorded with :meth:`config.Claims.skip`; on the reference
+    release the error is raised, since every input exists there."""
+    try:
+        evidence, verdict = build()
+    except _LEDGER_GAPS as err:
+        if claims.reference:
+            raise
+        why = str(err) if isinstance(err, NotOnThisData) else (
+            f"an input was skipped on this data ({type(err).__name__}: {err})")
+        claims.skip(f"ledger: {claim}", why)
+        return design, claim, f"not available: {why}", "not tested on this data"
+    return design, claim, evidence, verdict

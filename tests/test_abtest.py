@@ -310,3 +310,27 @@ def test_seed_aware_diff_with_one_seed_is_the_paired_interval():
     assert r.lo == pytest.approx(r.mean_diff - 1.965 * r.se, abs=2e-3 * r.se + 1e-6)
     with pytest.raises(ValueError, match="same users"):
         abtest.seed_aware_diff(t[None, :10], c[None, :11])
+
+
+def test_check_arms_and_ledger_row_skip_only_off_the_reference():
+    from llmrec_lib import config
+
+    other = config.Claims("09", reference=False)
+    assert abtest.check_arms(other, {"a"}, ["a"], "a holds", lambda: True, detail=lambda: "d")
+    assert abtest.check_arms(other, {"a"}, ["a", "b"], "b holds", lambda: 1 / 0) is None
+    row = abtest.ledger_row(other, "X", "c", lambda: (abtest.need(None, "chapter 03"), "v"))
+    assert row == ("X", "c", "not available: chapter 03 is not on this data",
+                   "not tested on this data")
+    assert abtest.ledger_row(other, "X", "d", lambda: ({}["k"], "v"))[3] == "not tested on this data"
+    assert abtest.ledger_row(other, "X", "e", lambda: ("ev", "ok")) == ("X", "e", "ev", "ok")
+    table = other.table()
+    assert list(table["holds here"]) == ["yes", "not tested", "not tested", "not tested"]
+    assert "arm not in this readout: b" in table["detail"][1]
+    with pytest.raises(ZeroDivisionError):  # a real error is not a missing input
+        abtest.ledger_row(other, "X", "f", lambda: (1 / 0, "v"))
+
+    ref = config.Claims("09", reference=True)
+    with pytest.raises(AssertionError, match="skipped on the reference"):
+        abtest.check_arms(ref, {"a"}, ["b"], "b holds", lambda: True)
+    with pytest.raises(abtest.NotOnThisData):
+        abtest.ledger_row(ref, "X", "c", lambda: (abtest.need(None, "chapter 03"), "v"))
