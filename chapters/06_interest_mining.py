@@ -60,12 +60,13 @@ cfg = config.settings(
         "history budget (tokens)": recgpt.HISTORY_BUDGET,
         "live users": n_live,
         "live SFT steps": 2,
-        "judged generations": "committed artifacts/recgpt",
+        "judged generations": "committed artifacts/recgpt (reference release only)",
     },
     full={
         "history budget (tokens)": recgpt.HISTORY_BUDGET,
         "SFT steps": recgpt.default_sft_config("full").steps,
-        "judged generations": "this run (python -m llmrec_lib.recgpt full)",
+        "judged generations": "this run, python -m llmrec_lib.recgpt full "
+        "(reference release only)",
     },
 )
 cfg.show()
@@ -1084,7 +1085,7 @@ R0, UNF, TEA = (
 )
 
 
-def holm(key):
+def holm_detail(key):
     """A comparison's difference, interval and Holm-adjusted p, for a claim's detail."""
     return f"{ci(F, key)}, Holm p {F.loc[key, 'holm p']:.3f}"
 
@@ -1100,7 +1101,7 @@ for key, sign in [
         f"{key[0]}: {key[1]} {'rises' if sign > 0 else 'falls'} (Holm p < 0.05)",
         lambda: (
             F.loc[key, "holm p"] < 0.05 and sign * F.loc[key, "diff"] > 0,
-            holm(key),
+            holm_detail(key),
         ),
     )
 for j in ("grounding", "hallucination", "precision_lift", "recall_lift"):
@@ -1110,7 +1111,7 @@ for j in ("grounding", "hallucination", "precision_lift", "recall_lift"):
             -0.05 < F.loc[(TEA, j), "lo"]
             and F.loc[(TEA, j), "hi"] < 0.05
             and F.loc[(TEA, j), "holm p"] > 0.05,
-            holm((TEA, j)),
+            holm_detail((TEA, j)),
         ),
     )
 
@@ -1173,7 +1174,7 @@ if cfg.mode == "quick":  # the prose above quotes the committed run
             lambda: (
                 F.loc[(R0, j), "holm p"] > 0.05
                 and 0.025 < F.loc[(R0, j), "MDE"] < 0.045,
-                f"{holm((R0, j))}, MDE {F.loc[(R0, j), 'MDE']:.3f}",
+                f"{holm_detail((R0, j))}, MDE {F.loc[(R0, j), 'MDE']:.3f}",
             ),
         )
     check_committed(  # "MDEs about 0.05"

@@ -61,11 +61,12 @@ cfg = config.settings(
     quick={
         "tags per user": recgpt.N_TAGS,
         "live users": n_live,
-        "judged generations": "committed artifacts/recgpt",
+        "judged generations": "committed artifacts/recgpt (reference release only)",
     },
     full={
         "tags per user": recgpt.N_TAGS,
-        "judged generations": "artifacts/recgpt from python -m llmrec_lib.recgpt full",
+        "judged generations": "artifacts/recgpt from python -m llmrec_lib.recgpt "
+        "full (reference release only)",
     },
 )
 cfg.show()
