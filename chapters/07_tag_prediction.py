@@ -42,6 +42,7 @@ stale_weeks = 2  # how old the stale interests are (RecGPT refreshes every two w
 verify_data = None  # None: LLMREC_DATA_VERIFY (default: verify the reference checksums)
 
 # %%
+import functools
 import json
 import time
 
@@ -77,7 +78,7 @@ print(config.data_status(cfg.data_dir))
 # on the reference release and only recorded on other data; a mechanic (every item tag names
 # its item's category) is asserted on any data. Claims about the committed generations
 # (`artifacts/recgpt`) are checked only where they fit the data, `claims.artifacts_fit`, and
-# recorded as not tested elsewhere (`check_committed`).
+# recorded as not tested elsewhere (`llmrec_lib/config.py::Claims.check_committed`).
 
 # %%
 claims = config.Claims("07", path=cfg.data_dir)
@@ -88,14 +89,8 @@ WHY = (
 )
 
 
-def check_committed(claim, test, pinned=True):
-    """A claim about the committed generations: ``test()`` returns (holds, detail).
-    Where they do not fit the data, the claim is recorded as not tested."""
-    if not committed:
-        claims.skip(claim, WHY)
-        return
-    holds, detail = test()
-    claims.check(claim, holds, pinned=pinned, detail=detail)
+# a claim about the committed run: checked where it fits the data, else not tested
+check_committed = functools.partial(claims.check_committed, why=WHY)
 
 
 def ci(table, key, col="mean"):

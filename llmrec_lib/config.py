@@ -326,15 +326,27 @@ class Claims:
         data they would score users whose test items they may have trained on."""
         return self.reference
 
-    def skip(self, claim: str, why: str) -> None:
+    def skip(self, claim: str, why: str, *, pinned: bool = True) -> None:
         """Record a claim this data cannot test, with the reason (for example "needs the
-        committed adapter, trained on the reference split"). On the reference release nothing
-        may be skipped: every claim is tested there, so skipping raises."""
+        committed adapter, trained on the reference split"); ``pinned`` says which kind of claim
+        it would have been. On the reference release nothing may be skipped: every claim is
+        tested there, so skipping raises."""
         if self.reference:
             raise AssertionError(
                 f"claim skipped on the reference release, where every claim is tested: {claim}"
             )
-        self.items.append(Claim(claim, None, True, f"not tested: {why}"))
+        self.items.append(Claim(claim, None, bool(pinned), f"not tested: {why}"))
+
+    def check_committed(self, claim: str, test, why: str, *, pinned: bool = True):
+        """A claim about committed artifacts: where they fit this data (:attr:`artifacts_fit`)
+        ``test()`` runs and returns ``(holds, detail)``, checked as :meth:`check` does; elsewhere
+        it never runs and the claim is recorded as not tested, with ``why``. Returns what
+        :meth:`check` returns, or None when skipped."""
+        if not self.artifacts_fit:
+            self.skip(claim, why, pinned=pinned)
+            return None
+        holds, detail = test()
+        return self.check(claim, holds, pinned=pinned, detail=detail)
 
     def table(self):
         """One row per claim: the claim, pinned or mechanic, and whether it holds on this data."""

@@ -117,6 +117,26 @@ def test_skipped_claims_are_reported_elsewhere_and_refused_on_the_reference():
         on_ref.skip("the committed adapter beats popularity", "no reason holds here")
 
 
+def test_claims_about_committed_artifacts_run_only_where_they_fit():
+    ran = []
+
+    def test():
+        ran.append(1)
+        return False, "0.1 < 0.2"
+
+    elsewhere = config.Claims("06", reference=False)
+    assert elsewhere.check_committed("student beats rule", test, "needs the run") is None
+    elsewhere.check_committed("resume equals no interrupt", test, "needs the run", pinned=False)
+    assert ran == []  # never evaluated where the artifacts do not fit
+    table = elsewhere.table()
+    assert table["holds here"].tolist() == ["not tested", "not tested"]
+    assert table["kind"].tolist() == ["pinned to reference", "mechanic"]
+    on_ref = config.Claims("06", reference=True)
+    with pytest.raises(AssertionError, match="student beats rule .0.1 < 0.2."):
+        on_ref.check_committed("student beats rule", test, "needs the run")
+    assert ran == [1]
+
+
 def test_claims_ask_the_data_by_default(copy, data_dir):
     assert config.Claims(path=data_dir).reference is True
     _append(copy / "ratings.csv", "1,2,5.0,964982704\n")
