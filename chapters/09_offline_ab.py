@@ -1422,6 +1422,11 @@ def interval_verdict(
     )
 
 
+def read_out(name: str) -> str:
+    """``name``, or NotOnThisData when that arm is not in this readout."""
+    return abtest.need(name if name in results else None, f"the arm '{name}'")
+
+
 def cell(ch: dict | None, number: str) -> dict:
     """A chapter's results, or NotOnThisData when that chapter did not run here."""
     return abtest.need(ch, f"chapter {number}'s results")
@@ -1439,7 +1444,7 @@ def fine_tuning():
 
 def one_llm():
     # the book's best single-LLM arm (chapter 03's second recipe)
-    llm_vs_knn = board.loc[BEST_LLM]
+    llm_vs_knn = board.loc[read_out(BEST_LLM)]
     llm_mde = board.loc[BEST_LLM, ["MDE", "relative MDE"]]
     return (
         f"this readout: {metric} {llm_vs_knn[metric]:.3f} "
@@ -1467,7 +1472,7 @@ def multi_source():
             "not detectable at our scale: validation rules out gains above 0.002 "
             "Recall@50 for every share (the tie rule keeps item-kNN alone)",
         )
-    multi_vs_knn = board.loc[MULTI]
+    multi_vs_knn = board.loc[read_out(MULTI)]
     return (
         f"this readout: {MULTI} vs {control}, "
         f"lift {multi_vs_knn['relative lift']:+.1%} "
@@ -1491,7 +1496,7 @@ def context_length():
 
 def text_native():
     cold_llm, cold_knn = (
-        seg("LLM dual encoder", "cold targets"),
+        seg(read_out("LLM dual encoder"), "cold targets"),
         seg("item-kNN", "cold targets"),
     )
     return (
@@ -1532,10 +1537,11 @@ def matryoshka():
 
 def inference_cost():
     tower_fit_s = np.median(list(cell(ch08, "08")["fit_seconds"].values()))
+    llm_fit_s = fit_seconds(read_out("LLM dual encoder"))
     return (
         f"section 7: the LLM dual encoder needs {ratio:,.0f}x SASRec's FLOPs "
         "per user; chapter 08's three towers "
-        f"train in {tower_fit_s:.0f} s vs {fit_seconds('LLM dual encoder'):,.0f} s",
+        f"train in {tower_fit_s:.0f} s vs {llm_fit_s:,.0f} s",
         "supported" if ratio > 100 else "not supported",
     )
 
@@ -1634,7 +1640,8 @@ def compression():
 
 def tag_generation():
     c7 = cell(ch07, "07")
-    tag_hr = {r["system"]: r for r in c7["tag_judges"] if r["judge"] == "hr@6"}
+    judged = abtest.need(c7["tag_judges"], "chapter 07's judged tags")
+    tag_hr = {r["system"]: r for r in judged if r["judge"] == "hr@6"}
     tuned_tags = next(v for k, v in tag_hr.items() if "LoRA" in k)
     v2 = c7["llm_it_v2"]
     v2_hr = v2["hr_at_k"]["LLM_IT v2"]["6"]
