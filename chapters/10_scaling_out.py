@@ -999,8 +999,8 @@ if recgpt_fit:
     )
 else:
     runs06 = run07 = meta06 = meta07 = None
-    for claim in RECGPT_CLAIMS:
-        claims.skip(claim, SKIP_RECGPT)
+    for i, claim in enumerate(RECGPT_CLAIMS):  # the first is a mechanic
+        claims.skip(claim, SKIP_RECGPT, pinned=i > 0)
     print(f"skipped on this data: RecGPT's measured bill ({SKIP_RECGPT})")
 
 # %% [markdown]

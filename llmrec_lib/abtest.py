@@ -624,7 +624,7 @@ def check_arms(claims, present, arms: Sequence[str], claim: str, holds, *, detai
     Returns the check's result, or None when skipped (skipping raises on the reference)."""
     absent = [a for a in arms if a not in present]
     if absent:
-        claims.skip(claim, f"arm not in this readout: {', '.join(absent)}")
+        claims.skip(claim, f"arm not in this readout: {', '.join(absent)}", pinned=pinned)
         return None
     return claims.check(claim, holds(), pinned=pinned, detail=detail() if detail else "")
 

@@ -334,3 +334,11 @@ def test_check_arms_and_ledger_row_skip_only_off_the_reference():
         abtest.check_arms(ref, {"a"}, ["b"], "b holds", lambda: True)
     with pytest.raises(abtest.NotOnThisData):
         abtest.ledger_row(ref, "X", "c", lambda: (abtest.need(None, "chapter 03"), "v"))
+
+
+def test_check_arms_keeps_the_kind_of_a_skipped_claim():
+    from llmrec_lib import config
+
+    other = config.Claims("09", reference=False)
+    abtest.check_arms(other, set(), ["a"], "a mechanic", lambda: True, pinned=False)
+    assert other.table()["kind"].tolist() == ["mechanic"]
