@@ -20,12 +20,24 @@
 # This chapter flips each switch once on the chapter-03 model, trains every variant the same
 # way, and puts our effect, with a 95% interval, beside the paper's. At our scale some effects
 # will be smaller than our noise; saying so, with the interval that shows it, is the result.
+#
+# The numbers quoted in the prose are those of the reference data, the 2018 ml-latest-small
+# release. On other data (your own, or a derived copy) sections 1 and 2 run live on your data,
+# with the untrained model standing in for the committed base arm. The six arms of sections 3
+# and 4 and the longer-trained model are committed adapters trained on the reference split,
+# which would score users whose test movies they trained on: on other data they are not
+# evaluated. Section 5's synthetic world does not depend on your data, so its result is the
+# reference run's; it costs about four minutes, so on other data it runs only when you set
+# `synthetic_everywhere = True`. The closing table, "Which claims hold on this data", lists
+# every claim that was not run as "not tested".
 
 # %% tags=["parameters"]
 mode = None  # None: take LLMREC_MODE (default "quick"); or "quick" / "full"
 seed = 20251016
 headline = "recall@50"  # the most stable of our metrics on 602 test users
 synthetic_steps = {"quick": 30, "full": 300}
+verify_data = None  # None: LLMREC_DATA_VERIFY (default: verify the reference checksums)
+synthetic_everywhere = False  # section 5 on other data too (same world: same result)
 
 # %%
 import json
@@ -60,6 +72,18 @@ cfg = config.settings(
     },
 )
 cfg.show()
+print(config.data_status(cfg.data_dir))
+
+# %% [markdown]
+# Every check below goes through `claims`: a claim pinned to the reference numbers ("two hard
+# negatives change Recall@50 by no detectable amount") is asserted on the reference release
+# and only recorded on other data; a mechanic (the checks in section 5's synthetic world,
+# which is the same whatever data you run on) is asserted everywhere. Claims that need the
+# committed adapters are recorded as not tested on other data, with the reason.
+
+# %%
+claims = config.Claims("04", path=cfg.data_dir)
+NOT_HERE = "needs the committed ablation adapters, trained on the reference split"
 
 # %% [markdown]
 # **Learning goals**
@@ -85,7 +109,7 @@ cfg.show()
 show.source(train.sample_hard_negatives)
 
 # %%
-setting = recipes.build_setting(cfg.data_dir)
+setting = recipes.build_setting(cfg.data_dir, verify=verify_data)
 pairs = train.training_pairs(setting.split.train)
 has_neg = np.array([len(pairs.negatives.get(int(u), ())) > 0 for u in pairs.user_id])
 n_neg = pd.Series({u: len(v) for u, v in pairs.negatives.items()})
@@ -96,9 +120,11 @@ print(
 )
 
 # %%
-assert (
-    0.5 < has_neg.mean() < 1
-)  # most pairs get real hard negatives, some fall back to random
+claims.check(  # most pairs get real hard negatives, some fall back to random
+    "between half and all training pairs have a user with a real dislike",
+    0.5 < has_neg.mean() < 1,
+    detail=f"{has_neg.mean():.1%} of {len(has_neg):,} pairs",
+)
 
 # %% [markdown]
 # One pair of a batch with k = 2: the member prompt, the positive, and the two disliked movies
@@ -157,13 +183,21 @@ print(
 # the member. If it did not, the hard columns would add little to the loss or its gradient.
 #
 # We measure it with the committed base arm (section 3), trained without hard negatives, on 8
-# batches of real pairs, keeping the rows whose user has a real dislike. Per member: the mean
+# batches of real pairs, keeping the rows whose user has a real dislike. (On other data the
+# committed arm does not fit, so the untrained model of section 1 stands in for it: it never
+# saw a dislike as a negative either, but it never learned from any pair at all, so read its
+# number as a weaker version of the test.) Per member: the mean
 # cosine to their two disliked movies minus the mean cosine to the batch's other items (false
 # negatives masked out) and, for scale, the cosine to their positive minus that to their
 # dislikes. Each with a 95% bootstrap interval over members.
 
 # %%
-base_model = DualEncoder.from_adapter(recipes.ARTIFACTS / "ablate-base")
+if claims.artifacts_fit:
+    base_model = DualEncoder.from_adapter(recipes.ARTIFACTS / "ablate-base")
+    probe_model = "the committed base arm (400 steps, no hard negatives)"
+else:  # the committed arm was trained on the reference split
+    base_model = model
+    probe_model = "the untrained model (the committed base arm fits the reference only)"
 probe = train.Trainer(
     base_model,
     pairs,
@@ -197,7 +231,7 @@ del base_model, probe
 hard_ci = M.bootstrap_ci(hard_gap, seed=seed)
 pos_ci = M.bootstrap_ci(pos_gap, seed=seed)
 print(
-    f"{len(hard_gap)} members; cosine to dislikes minus to random in-batch items "
+    f"{probe_model}: {len(hard_gap)} members; cosine to dislikes minus to random items "
     f"{hard_ci.mean:+.3f} [{hard_ci.lo:+.3f}, {hard_ci.hi:+.3f}]; "
     f"to the positive minus to dislikes {pos_ci.mean:+.3f} "
     f"[{pos_ci.lo:+.3f}, {pos_ci.hi:+.3f}]"
@@ -212,7 +246,13 @@ print(
 # recall is the question of section 4.
 
 # %%
-assert hard_ci.lo > 0  # dislikes score above random in-batch items: they are hard
+claims.check(  # dislikes score above random in-batch items: they are hard
+    "a model that never saw dislikes as negatives scores them above random in-batch "
+    "items (95% interval above 0)",
+    hard_ci.lo > 0,
+    detail=f"{hard_ci.mean:+.3f} [{hard_ci.lo:+.3f}, {hard_ci.hi:+.3f}] cosine, "
+    f"{len(hard_gap)} members; model: {probe_model}",
+)
 
 # %% [markdown]
 # The price is compute: every hard negative is one more item prompt through the LLM per pair.
@@ -250,12 +290,15 @@ print(
 # than a short item prompt.
 
 # %%
-sec = {
-    k: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
-    for k, n in ((0, "ablate-base"), (1, "ablate-hard1"), (2, "ablate-hard2"))
-}
-sec = {k: m["train_seconds_all_steps"] / m["steps_done"] for k, m in sec.items()}
-print({f"k={k}": f"{t:.2f} s/step ({t / sec[0]:.2f}x)" for k, t in sec.items()})
+if claims.artifacts_fit:
+    sec = {
+        k: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
+        for k, n in ((0, "ablate-base"), (1, "ablate-hard1"), (2, "ablate-hard2"))
+    }
+    sec = {k: m["train_seconds_all_steps"] / m["steps_done"] for k, m in sec.items()}
+    print({f"k={k}": f"{t:.2f} s/step ({t / sec[0]:.2f}x)" for k, t in sec.items()})
+else:
+    print("the committed arms' step times: reference data only (no arm trained here)")
 
 # %% [markdown]
 # ## 3. Six arms, one switch each
@@ -274,7 +317,7 @@ ARMS = {
     "ablate-full-history": "full history (all ratings, with scores)",
     "ablate-last-token": "last-token pooling",
 }
-if cfg.mode == "full":
+if cfg.mode == "full" and claims.artifacts_fit:  # never publish adapters of other data
     for name in ARMS:
         t0 = time.perf_counter()
         tr = recipes.train_recipe(name, "full", setting=setting)
@@ -287,7 +330,7 @@ if cfg.mode == "full":
         recipes.evaluate_published(name, setting, "test", save=True)
 metas = {
     n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
-    for n in ARMS
+    for n in (ARMS if claims.artifacts_fit else ())
 }
 pd.DataFrame(
     {
@@ -307,24 +350,35 @@ pd.DataFrame(
 # half each on two cores. So the evaluation command (`python -m llmrec_lib.recipes evaluate
 # NAME`) also stores each arm's top-100 list per test user beside its adapter, and quick mode
 # re-measures every metric from those lists with chapter 02's protocol, in seconds. To show the
-# stored lists are what the adapter produces, one arm is re-encoded live on 100 test users:
+# stored lists are what the adapter produces, one arm is re-encoded live on 100 test users.
+# On other data the arms, their lists and everything below up to section 5 are skipped: the
+# adapters were trained on the reference split, and retraining six arms does not fit a quick
+# run (each takes about half an hour of two cores, then a minute and a half to evaluate).
 
 # %%
 spot = "ablate-hard2"
-rng = np.random.default_rng(seed)
-spot_users = np.sort(rng.choice(setting.split.users("test"), size=100, replace=False))
-live_res = recipes.evaluate_published(spot, setting, "test", users=spot_users)
-stored_res = {n: recipes.stored_result(n, setting, "test") for n in ARMS}
-a = live_res.per_user.set_index("user_id")[headline]
-s = stored_res[spot].per_user.set_index("user_id").loc[a.index, headline]
-agree = float(np.mean(np.isclose(a.to_numpy(), s.to_numpy())))
-print(
-    f"{spot}: live vs stored {headline} agree for {agree:.0%} of 100 users "
-    f"(mean {a.mean():.4f} live, {s.mean():.4f} stored)"
-)
+stored_res, agree = {}, None  # on other data: no arm, no stored list
+if claims.artifacts_fit:
+    rng = np.random.default_rng(seed)
+    spot_users = np.sort(
+        rng.choice(setting.split.users("test"), size=100, replace=False)
+    )
+    live_res = recipes.evaluate_published(spot, setting, "test", users=spot_users)
+    stored_res = {n: recipes.stored_result(n, setting, "test") for n in ARMS}
+    a = live_res.per_user.set_index("user_id")[headline]
+    s = stored_res[spot].per_user.set_index("user_id").loc[a.index, headline]
+    agree = float(np.mean(np.isclose(a.to_numpy(), s.to_numpy())))
+    print(
+        f"{spot}: live vs stored {headline} agree for {agree:.0%} of 100 users "
+        f"(mean {a.mean():.4f} live, {s.mean():.4f} stored)"
+    )
 
 # %%
-assert agree >= 0.95  # bf16 rounding may swap a near-tie, nothing more
+spot_claim = "the stored top-100 lists are what the adapter produces (>= 95% agree)"
+if agree is None:
+    claims.skip(spot_claim, NOT_HERE)
+else:  # bf16 rounding may swap a near-tie, nothing more
+    claims.check(spot_claim, agree >= 0.95, detail=f"{agree:.0%} of 100 users")
 
 # %% [markdown]
 # ## 4. The ablation table
@@ -353,8 +407,8 @@ PAPER = {  # LinkedIn, Recall@10 relative to its reference arm (secondary write-
     "ablate-last-token": -0.124,
 }
 rows = []
-base = stored_res["ablate-base"]
-bm = base.mean(headline)
+base = stored_res.get("ablate-base")  # None on other data: no arm is evaluated there
+bm = base.mean(headline) if base is not None else None
 
 
 def paired(name: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -366,6 +420,9 @@ def paired(name: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 for name, label in ARMS.items():
+    if name not in stored_res:  # other data: the keys later chapters read, left empty
+        rows.append({"arm": label, "diff": None, "diff lo": None, "diff hi": None})
+        continue
     r = stored_res[name].summary()
     row = {
         "arm": label,
@@ -403,45 +460,46 @@ table.round(4)
 # Recall@10 beside the paper's Recall@10, the only metric the paper reports.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
 t = table.dropna(subset=["diff"])
-y = np.arange(len(t))
-for ax, col, lo, hi, metric in (
-    (axes[0], "ours, relative", "relative lo", "relative hi", "Recall@50"),
-    (
-        axes[1],
-        "ours, relative (R@10)",
-        "R@10 relative lo",
-        "R@10 relative hi",
-        "Recall@10",
-    ),
-):
-    ax.errorbar(
-        t[col],
+if len(t):  # other data: no arm, no figure
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    y = np.arange(len(t))
+    for ax, col, lo, hi, metric in (
+        (axes[0], "ours, relative", "relative lo", "relative hi", "Recall@50"),
+        (
+            axes[1],
+            "ours, relative (R@10)",
+            "R@10 relative lo",
+            "R@10 relative hi",
+            "Recall@10",
+        ),
+    ):
+        ax.errorbar(
+            t[col],
+            y,
+            xerr=[t[col] - t[lo], t[hi] - t[col]],
+            fmt="o",
+            capsize=3,
+            color=plots.COLORS["test"],
+            label=f"ours, test {metric} (95% CI)",
+        )
+        ax.axvline(0, color="grey", lw=1)
+        ax.set_xlabel(f"relative change in {metric} vs the base arm")
+        ax.set_title(f"{metric}")
+    axes[1].scatter(
+        t["LinkedIn, relative (R@10)"],
         y,
-        xerr=[t[col] - t[lo], t[hi] - t[col]],
-        fmt="o",
-        capsize=3,
-        color=plots.COLORS["test"],
-        label=f"ours, test {metric} (95% CI)",
+        marker="D",
+        color="black",
+        zorder=3,
+        label="LinkedIn, Recall@10 (no interval reported)",
     )
-    ax.axvline(0, color="grey", lw=1)
-    ax.set_xlabel(f"relative change in {metric} vs the base arm")
-    ax.set_title(f"{metric}")
-axes[1].scatter(
-    t["LinkedIn, relative (R@10)"],
-    y,
-    marker="D",
-    color="black",
-    zorder=3,
-    label="LinkedIn, Recall@10 (no interval reported)",
-)
-axes[0].set_yticks(y, t.index)
-axes[0].invert_yaxis()
-for ax in axes:  # below the panel, clear of the rows
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
-fig.suptitle("Each switch against the base arm, one metric per panel", fontsize=10)
-fig.tight_layout()
+    axes[0].set_yticks(y, t.index)
+    axes[0].invert_yaxis()
+    for ax in axes:  # below the panel, clear of the rows
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    fig.suptitle("Each switch against the base arm, one metric per panel", fontsize=10)
+    fig.tight_layout()
 
 # %% [markdown]
 # What the table says, switch by switch (each asserted below):
@@ -468,7 +526,7 @@ fig.tight_layout()
 # %%
 diffs = table.dropna(subset=["diff"])
 names = {label: name for name, label in ARMS.items()}
-for arm in ("+ 1 hard negative", "+ 2 hard negatives"):
+for arm in diffs.index.intersection(["+ 1 hard negative", "+ 2 hard negatives"]):
     r = diffs.loc[arm]
     print(
         f"{arm}: {headline} {r['diff']:+.4f} "
@@ -478,18 +536,27 @@ for arm in ("+ 1 hard negative", "+ 2 hard negatives"):
         f"{r['R@10 relative hi']:+.0%}], relative MDE {r['relative MDE (R@10)']:.0%} "
         f"(LinkedIn {PAPER[names[arm]]:+.1%})"
     )
-for arm in ("+ 1 hard negative", "+ 2 hard negatives"):
-    assert diffs.loc[arm, "diff lo"] < 0 < diffs.loc[arm, "diff hi"], (
-        arm
-    )  # no detectable effect
-for arm in (
-    "BCE instead of InfoNCE",
-    "full history (all ratings, with scores)",
-    "last-token pooling",
+for arm, worse in (
+    ("+ 1 hard negative", False),  # no detectable effect
+    ("+ 2 hard negatives", False),
+    ("BCE instead of InfoNCE", True),  # significantly worse: the paper's direction
+    ("full history (all ratings, with scores)", True),
+    ("last-token pooling", True),
 ):
-    assert diffs.loc[arm, "diff hi"] < 0, (
-        arm
-    )  # significantly worse: the paper's direction
+    claim = (
+        f"{arm}: {headline} significantly below the base arm (interval below 0)"
+        if worse
+        else f"{arm}: no detectable change in {headline} (interval spans 0)"
+    )
+    if arm not in diffs.index:
+        claims.skip(claim, NOT_HERE)
+        continue
+    lo, hi = diffs.loc[arm, "diff lo"], diffs.loc[arm, "diff hi"]
+    claims.check(
+        claim,
+        hi < 0 if worse else lo < 0 < hi,
+        detail=f"{diffs.loc[arm, 'diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]",
+    )
 
 # %% [markdown]
 # ### Longer training, for scale
@@ -500,14 +567,23 @@ for arm in (
 # buys.
 
 # %%
-longer = recipes.stored_result("infonce", setting, "test")
-p_long = longer.compare(base, headline)
-print(
-    f"1,600 vs 400 steps: {headline} {longer.mean(headline):.4f} vs {bm:.4f}, "
-    f"diff {p_long.mean_diff:+.4f} [{p_long.lo:+.4f}, {p_long.hi:+.4f}], "
-    f"p={p_long.p_value:.3f}"
-)
-assert p_long.lo > 0  # four times the steps helps more than any switch above
+long_claim = f"1,600 steps beat the 400-step base arm on {headline} (interval above 0)"
+p_long = None
+if claims.artifacts_fit:
+    longer = recipes.stored_result("infonce", setting, "test")
+    p_long = longer.compare(base, headline)
+    print(
+        f"1,600 vs 400 steps: {headline} {longer.mean(headline):.4f} vs {bm:.4f}, "
+        f"diff {p_long.mean_diff:+.4f} [{p_long.lo:+.4f}, {p_long.hi:+.4f}], "
+        f"p={p_long.p_value:.3f}"
+    )
+    claims.check(  # four times the steps helps more than any switch above
+        long_claim,
+        p_long.lo > 0,
+        detail=f"{p_long.mean_diff:+.4f} [{p_long.lo:+.4f}, {p_long.hi:+.4f}]",
+    )
+else:
+    claims.skip(long_claim, "needs the committed 'infonce' model and the base arm")
 
 # %% [markdown]
 # ## 5. A second check where the truth is known
@@ -517,16 +593,19 @@ assert p_long.lo > 0  # four times the steps helps more than any switch above
 # a small dual encoder (MiniLM, all 6 layers, LoRA) there with 0 and 2 such hard negatives, we can
 # measure not only Recall@10 but **interest precision@10**: the share of the top 10 that belongs
 # to one of the user's planted interests, a ground truth no real log has. The world is
-# `llmrec_lib/synthetic.py::make_world`.
+# `llmrec_lib/synthetic.py::make_world`. It is the same world whatever data the book runs
+# on, so on other data this section is skipped unless `synthetic_everywhere` is set: the
+# answer would be the reference run's, at four minutes of training.
 
 # %%
+run_synthetic = claims.artifacts_fit or synthetic_everywhere
 world = synthetic.make_world(seed=seed % 1000)
 wset = recipes.world_setting(world)
 mini = EncoderConfig(
     backbone="minilm-l6", n_layers=None, user_max_tokens=96, item_max_tokens=24
 )
 syn = {}
-for k in (0, 2):
+for k in (0, 2) if run_synthetic else ():
     c = train.TrainConfig(
         steps=synthetic_steps[cfg.mode],
         batch_size=16,
@@ -547,7 +626,7 @@ for k in (0, 2):
         "precision": prec,
         "seconds_per_step": tr_k.throughput()["seconds_per_step"],
     }
-syn_table = pd.DataFrame(
+syn_table = pd.DataFrame(  # empty when skipped
     {
         f"k={k}": {
             "recall@10": v["result"].mean("recall@10"),
@@ -560,26 +639,30 @@ syn_table = pd.DataFrame(
 syn_table.round(4)
 
 # %%
-p_syn = M.paired_bootstrap(syn[2]["precision"], syn[0]["precision"], seed=seed)
-p_syn_recall = syn[2]["result"].compare(syn[0]["result"], "recall@10")
-syn_recall = {
-    k: v["result"].per_user.set_index("user_id")["recall@10"] for k, v in syn.items()
-}
-syn_mde = abtest.mde(syn_recall[2] - syn_recall[0].loc[syn_recall[2].index])
-syn_verdict = (
-    "hard negatives help"
-    if p_syn_recall.lo > 0
-    else "hard negatives hurt"
-    if p_syn_recall.hi < 0
-    else f"no detectable effect (MDE {syn_mde:.3f})"
-)
-print(
-    f"{synthetic_steps[cfg.mode]} steps, k=2 minus k=0: recall@10 "
-    f"{p_syn_recall.mean_diff:+.4f} [{p_syn_recall.lo:+.4f}, {p_syn_recall.hi:+.4f}] "
-    f"-> {syn_verdict}; interest precision@10 {p_syn.mean_diff:+.4f} "
-    f"[{p_syn.lo:+.4f}, {p_syn.hi:+.4f}], both arms at "
-    f"{min(v['precision'].mean() for v in syn.values()):.3f} or above"
-)
+p_syn = p_syn_recall = syn_mde = syn_verdict = None  # skipped: nothing measured
+if syn:
+    p_syn = M.paired_bootstrap(syn[2]["precision"], syn[0]["precision"], seed=seed)
+    p_syn_recall = syn[2]["result"].compare(syn[0]["result"], "recall@10")
+    syn_recall = {
+        k: v["result"].per_user.set_index("user_id")["recall@10"]
+        for k, v in syn.items()
+    }
+    syn_mde = abtest.mde(syn_recall[2] - syn_recall[0].loc[syn_recall[2].index])
+    syn_verdict = (
+        "hard negatives help"
+        if p_syn_recall.lo > 0
+        else "hard negatives hurt"
+        if p_syn_recall.hi < 0
+        else f"no detectable effect (MDE {syn_mde:.3f})"
+    )
+    print(
+        f"{synthetic_steps[cfg.mode]} steps, k=2 minus k=0: recall@10 "
+        f"{p_syn_recall.mean_diff:+.4f} "
+        f"[{p_syn_recall.lo:+.4f}, {p_syn_recall.hi:+.4f}] -> {syn_verdict}; "
+        f"interest precision@10 {p_syn.mean_diff:+.4f} "
+        f"[{p_syn.lo:+.4f}, {p_syn.hi:+.4f}], both arms at "
+        f"{min(v['precision'].mean() for v in syn.values()):.3f} or above"
+    )
 
 # %% [markdown]
 # Read the two measures separately.
@@ -608,19 +691,43 @@ print(
 # click, and the hard negatives hold it back. Exercise 2 makes the world harder.
 
 # %%
-chance = np.mean(
-    [
-        len(world.user_interests[int(u)]) / len(world.topics)
-        for u in syn[0]["result"].user_ids
-    ]
-)
-assert min(v["precision"].mean() for v in syn.values()) > max(
-    0.9, 2 * chance
-)  # both arms learned the interests
-if cfg.mode == "full":
-    assert p_syn_recall.lo > 0  # 300 steps: two hard negatives raise Recall@10
+# the synthetic world is the same whatever data the book runs on: asserted where it runs
+syn_claims = [
+    "synthetic world: both arms' interest precision@10 above max(0.9, 2x chance)",
+    "synthetic world, 300 steps: 2 hard negatives raise Recall@10"
+    if cfg.mode == "full"
+    else "synthetic world, 30 steps: 2 hard negatives change Recall@10 undetectably",
+]
+if syn:
+    chance = np.mean(
+        [
+            len(world.user_interests[int(u)]) / len(world.topics)
+            for u in syn[0]["result"].user_ids
+        ]
+    )
+    lowest = min(v["precision"].mean() for v in syn.values())
+    claims.check(  # both arms learned the interests
+        syn_claims[0],
+        lowest > max(0.9, 2 * chance),
+        pinned=False,
+        detail=f"lowest {lowest:.3f}, chance {chance:.3f}",
+    )
+    claims.check(  # 300 steps: they raise Recall@10; 30 steps: no detectable effect yet
+        syn_claims[1],
+        p_syn_recall.lo > 0
+        if cfg.mode == "full"
+        else p_syn_recall.lo < 0 < p_syn_recall.hi,
+        pinned=False,
+        detail=f"{p_syn_recall.mean_diff:+.4f} "
+        f"[{p_syn_recall.lo:+.4f}, {p_syn_recall.hi:+.4f}]",
+    )
 else:
-    assert p_syn_recall.lo < 0 < p_syn_recall.hi  # 30 steps: no detectable effect yet
+    for claim in syn_claims:
+        claims.skip(
+            claim,
+            "the synthetic world does not depend on this data (the reference run "
+            "measured it); set synthetic_everywhere = True to train it here",
+        )
 
 # %% [markdown]
 # ## Results
@@ -629,15 +736,15 @@ else:
 out = {
     "chapter": "04",
     "mode": cfg.mode,
-    "produced_by": {n: m["command"] for n, m in metas.items()},
-    "table": table.reset_index().to_dict(orient="records"),
-    "longer_training": p_long._asdict(),
+    "produced_by": {n: m["command"] for n, m in metas.items()} or None,
+    "table": table.reset_index().to_dict(orient="records"),  # None where not tested
+    "longer_training": p_long._asdict() if p_long is not None else None,
     "spot_check_agreement": agree,
     "synthetic": {
         "steps": synthetic_steps[cfg.mode],
         "table": syn_table.reset_index().to_dict(orient="records"),
-        "precision_diff": p_syn._asdict(),
-        "recall_diff": p_syn_recall._asdict() | {"mde": syn_mde},
+        "precision_diff": p_syn._asdict() if syn else None,
+        "recall_diff": p_syn_recall._asdict() | {"mde": syn_mde} if syn else None,
         "recall_verdict": syn_verdict,
     },
     "test": {n: r.to_dict(segments=False) for n, r in stored_res.items()},
@@ -647,6 +754,20 @@ out = {
     json.dumps(out, indent=2, default=float)
 )
 print(f"wrote results/ch04.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
+
+# %% [markdown]
+# ## Which claims hold on this data
+#
+# Every check of this chapter, one row each. On the reference release every row holds (the
+# chapter would have stopped otherwise). On other data, rows "pinned to reference" are the
+# reference's findings measured again: a "no" is a result about your data, not an error.
+# Rows "not tested" needed the committed adapters, which fit the reference split only.
+# Mechanics hold on any data.
+
+# %%
+print(config.data_status(cfg.data_dir))
+assert not claims.failed or not claims.reference
+claims.table()
 
 # %% [markdown]
 # ## Summary
