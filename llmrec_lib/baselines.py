@@ -42,7 +42,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-
 import torch
 import torch.nn.functional as F
 from torch import nn

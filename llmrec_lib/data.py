@@ -496,7 +496,7 @@ def per_user_split(
     """
     if not 0 < test_frac < 1 or not 0 < valid_frac < 1 or test_frac + valid_frac >= 1:
         raise ValueError("need 0 < test_frac, valid_frac and test_frac + valid_frac < 1")
-    _require_columns(ratings)
+    require_columns(ratings, RATING_COLUMNS, "ratings", "Pass MovieLens.ratings from load_movielens.")
     r = ratings.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
     pos = r[r["rating"] >= POSITIVE_MIN]
     n_pos = pos.groupby("user_id").size()
@@ -533,7 +533,7 @@ def global_split(ratings: pd.DataFrame, quantile: float = 0.9, valid_quantile: f
     timestamps, validation = between ``valid_quantile`` and ``quantile``, train = before."""
     if not 0 < valid_quantile < quantile < 1:
         raise ValueError("need 0 < valid_quantile < quantile < 1")
-    _require_columns(ratings)
+    require_columns(ratings, RATING_COLUMNS, "ratings", "Pass MovieLens.ratings from load_movielens.")
     r = ratings.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
     cut_test = int(np.quantile(r["timestamp"], quantile))
     cut_valid = int(np.quantile(r["timestamp"], valid_quantile))
@@ -561,9 +561,6 @@ def require_columns(df, columns, what: str, hint: str = "") -> None:
             f". {hint}" if hint else ""))
 
 
-def _require_columns(ratings: pd.DataFrame) -> None:
-    require_columns(ratings, RATING_COLUMNS, "ratings",
-                    "Pass MovieLens.ratings from load_movielens.")
 
 
 def window_users_without_history(split: Split, stage: str = "test") -> dict:

@@ -190,9 +190,8 @@ def _tag_modifiers(tags: pd.DataFrame | None, min_users: int, max_words: int) ->
     most used first, then alphabetical."""
     if tags is None or len(tags) == 0:
         return {}
-    need = {"user_id", "item_id", "tag"}
-    if need - set(tags.columns):
-        raise ValueError(f"tags must have columns {sorted(need)}; pass ml.tags or text.training_tags(...)")
+    data.require_columns(tags, ("user_id", "item_id", "tag"), "tags",
+                         "Pass ml.tags or text.training_tags(...).")
     t = tags[["user_id", "item_id"]].copy()
     t["tag"] = tags["tag"].astype(str).str.casefold().str.split().str.join(" ")
     t = t.drop_duplicates()
@@ -242,9 +241,7 @@ def item_tags(
 
     Returns a Series item_id -> list[str], named "tags", in the order of ``movies``.
     """
-    missing = {"item_id", "genres", "year"} - set(getattr(movies, "columns", ()))
-    if missing:
-        raise ValueError(f"movies must have columns item_id, genres, year (ml.movies); missing {sorted(missing)}")
+    data.require_columns(movies, ("item_id", "genres", "year"), "movies", "Pass ml.movies.")
     if max_tags is not None and max_tags < 1:
         raise ValueError(f"max_tags must be None or >= 1, got {max_tags}")
     if min_tag_users < 1 or max_tag_words < 1 or max_user_tags < 0:
@@ -332,21 +329,15 @@ def load_predicted_tags(path=None, source: str | None = "fine-tuned") -> dict[in
 #: The book's analogue: a rating of 4 or more is "liked", 2 or less "disliked", and the
 #: lukewarm middle (2.5-3.5), the closest thing MovieLens has to a click without commitment,
 #: is dropped.
-LIKED_MIN = 4.0
-DISLIKED_MAX = 2.0
-
-
-def _require(df, columns, what):
-    missing = set(columns) - set(getattr(df, "columns", ()))
-    if missing:
-        raise ValueError(f"{what} must have columns {sorted(columns)}; missing {sorted(missing)}")
+LIKED_MIN = data.POSITIVE_MIN  # the book's one pair of thresholds (data.py), under RecGPT's
+DISLIKED_MAX = data.NEGATIVE_MAX  # words: a like is a positive, a dislike a negative
 
 
 def reliable_behaviours(ratings: pd.DataFrame, liked_min: float = LIKED_MIN,
                         disliked_max: float = DISLIKED_MAX) -> pd.DataFrame:
     """The ratings that say something clear: liked (>= ``liked_min``) or disliked
     (<= ``disliked_max``), with a ``liked`` bool column; the lukewarm middle is dropped."""
-    _require(ratings, {"user_id", "item_id", "rating", "timestamp"}, "ratings")
+    data.require_columns(ratings, data.RATING_COLUMNS, "ratings")
     if disliked_max >= liked_min:
         raise ValueError(f"disliked_max ({disliked_max}) must be below liked_min ({liked_min})")
     keep = (ratings["rating"] >= liked_min) | (ratings["rating"] <= disliked_max)
@@ -378,7 +369,7 @@ def short_item_texts(movies: pd.DataFrame, max_words: int = 8, max_genres: int =
     core words. RecGPT shortens keyword-stuffed Taobao titles with an LLM; MovieLens titles
     are already short, so here the genre list is where the tokens are saved.
     """
-    _require(movies, {"item_id", "name", "year", "genres"}, "movies")
+    data.require_columns(movies, ("item_id", "name", "year", "genres"), "movies")
     out = []
     for name, year, genres in zip(movies["name"].astype(str), movies["year"], movies["genres"]):
         short = name
@@ -403,7 +394,7 @@ def _fmt_rating(r: float) -> str:
 def raw_history_texts(ratings: pd.DataFrame, item_text: pd.Series, users=None) -> pd.Series:
     """Each user's history uncompressed: one line per rating, oldest first,
     ``2016-05-01 14:03 rated 4.5: <item text>``. user_id -> text."""
-    _require(ratings, {"user_id", "item_id", "rating", "timestamp"}, "ratings")
+    data.require_columns(ratings, data.RATING_COLUMNS, "ratings")
     r = ratings if users is None else ratings[ratings["user_id"].isin(list(users))]
     r = r.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
     when = pd.to_datetime(r["timestamp"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
@@ -462,7 +453,7 @@ def _bucket_lines(items: np.ndarray, buckets: np.ndarray, liked: np.ndarray, ite
 
 def compressed_history_texts(ratings: pd.DataFrame, item_text: pd.Series, users=None, **kw) -> pd.Series:
     """:func:`compressed_history_lines` for every user, joined by newlines. user_id -> text."""
-    _require(ratings, {"user_id", "item_id", "rating", "timestamp"}, "ratings")
+    data.require_columns(ratings, data.RATING_COLUMNS, "ratings")
     r = ratings if users is None else ratings[ratings["user_id"].isin(list(users))]
     out = {int(u): "\n".join(compressed_history_lines(g, item_text, **kw)) for u, g in r.groupby("user_id")}
     return pd.Series(out, name="text").rename_axis("user_id")
@@ -558,7 +549,7 @@ def compression_stats(ratings: pd.DataFrame, movies: pd.DataFrame, tokenizer, *,
 def phrase_base_rates(positives: pd.DataFrame, itags: pd.Series) -> pd.Series:
     """Share of the positive ratings in ``positives`` whose item carries each tag phrase
     (pass training positives only). The teacher's "what everybody likes" reference."""
-    _require(positives, {"item_id"}, "positives")
+    data.require_columns(positives, ("item_id",), "positives")
     counts: dict[str, int] = {}
     per_item = positives["item_id"].value_counts()
     for item_id, n in per_item.items():
@@ -636,7 +627,7 @@ def popular_tags(positives: pd.DataFrame, movies: pd.DataFrame, itags: pd.Series
     """The same tags for everyone (no LLM, no user): the ``n`` categories most often the
     category (:func:`item_category`) of a liked item in ``positives`` (training only), each
     as its most frequent phrase there. HR@K's popularity baseline."""
-    _require(positives, {"item_id"}, "positives")
+    data.require_columns(positives, ("item_id",), "positives")
     genres = movies.set_index("item_id")["genres"]
     cat_count: dict[str, int] = {}
     phrase_count: dict[str, dict[str, int]] = {}
@@ -765,7 +756,7 @@ class ItemFacts:
 
     @classmethod
     def build(cls, movies: pd.DataFrame, tags: pd.DataFrame | None = None) -> "ItemFacts":
-        _require(movies, {"item_id", "name", "year", "genres"}, "movies")
+        data.require_columns(movies, ("item_id", "name", "year", "genres"), "movies")
         tag_words: dict[int, set] = {}
         if tags is not None and len(tags):
             for i, t in zip(tags["item_id"].tolist(), tags["tag"].astype(str).str.casefold()):
@@ -1049,7 +1040,7 @@ def history_before(ratings: pd.DataFrame, cutoff: dict) -> pd.DataFrame:
     """Each user's ratings strictly before their own ``cutoff`` timestamp (user -> ts); users
     without a cutoff are dropped. The staleness experiment mines interests from
     ``history_before(h, window_start - k weeks)`` instead of the whole history ``h``."""
-    _require(ratings, {"user_id", "timestamp"}, "ratings")
+    data.require_columns(ratings, ("user_id", "timestamp"), "ratings")
     limit = ratings["user_id"].map(cutoff)
     return ratings[limit.notna() & (ratings["timestamp"] < limit)].reset_index(drop=True)
 

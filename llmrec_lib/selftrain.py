@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import recgpt, tagger
+from llmrec_lib import data, recgpt, tagger
 
 __all__ = ["K_SAMPLES", "N_PROMPTS", "ARMS", "passes", "pick", "judge_samples", "run_full", "load"]
 
@@ -57,9 +57,8 @@ def passes(judged: pd.DataFrame) -> pd.Series:
     """The judge filter: a full answer (:data:`recgpt.N_INTERESTS` phrases), hallucination at
     most :data:`MAX_HALLUCINATION`, grounding at least :data:`MIN_GROUNDING`, precision lift
     above :data:`MIN_PRECISION_LIFT` (NaN lift, no judging window, fails)."""
-    need = {"n", "grounding", "hallucination", "precision_lift"}
-    if missing := need - set(judged.columns):
-        raise ValueError(f"judged lacks columns {sorted(missing)}: pass recgpt.judge_interests output")
+    data.require_columns(judged, ("n", "grounding", "hallucination", "precision_lift"), "judged",
+                         "Pass recgpt.judge_interests output.")
     lift = judged["precision_lift"].fillna(-np.inf)
     return ((judged["n"] == recgpt.N_INTERESTS) & (judged["hallucination"] <= MAX_HALLUCINATION)
             & (judged["grounding"] >= MIN_GROUNDING) & (lift > MIN_PRECISION_LIFT))

@@ -164,9 +164,8 @@ class ItemFeatures:
     @classmethod
     def build(cls, movies: pd.DataFrame, train: pd.DataFrame, item_ids, n_pop: int = text.N_BUCKETS) -> "ItemFeatures":
         """From ``ml.movies`` (``genres`` as lists, ``year``) and the *training* ratings only."""
-        missing = {"item_id", "genres", "year"} - set(movies.columns)
-        if missing:
-            raise ValueError(f"movies lacks column(s) {sorted(missing)}; pass ml.movies from data.load_movielens")
+        data.require_columns(movies, ("item_id", "genres", "year"), "movies",
+                             "Pass ml.movies from data.load_movielens.")
         item_ids = np.asarray(item_ids, dtype=np.int64)
         m = movies.set_index("item_id")
         absent = pd.Index(item_ids).difference(m.index)

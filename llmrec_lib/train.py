@@ -83,7 +83,7 @@ def training_pairs(
         max_pairs_per_user: cap per user (a random, seeded subset) so heavy raters do not
             dominate an epoch.
     """
-    data._require_columns(train)
+    data.require_columns(train, data.RATING_COLUMNS, "training ratings", "Pass split.train.")
     r = train.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
     hist = (r[r["rating"] >= data.POSITIVE_MIN] if positive_only else r).reset_index(drop=True)
     pos = r[r["rating"] >= data.POSITIVE_MIN]

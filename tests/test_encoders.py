@@ -11,7 +11,6 @@ import torch
 from llmrec_lib import backbones as B
 from llmrec_lib import encoders as E
 
-
 TEXTS = [
     "Toy Story (1995) Adventure, Animation, Children",
     "Heat",

@@ -4,10 +4,9 @@ the model packages are pinned, the chapters are py:percent files with a paramete
 from __future__ import annotations
 
 import re
-import tomllib
-from pathlib import Path
 
 import pytest
+import tomllib
 
 from llmrec_lib import config
 

@@ -11,12 +11,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from tests.conftest import noisy_tiny_llama
 import torch
 
 from llmrec_lib import backbones as B
 from llmrec_lib import generation as G
+from tests.conftest import noisy_tiny_llama
 
 PROMPTS = ["hello there", "a much longer prompt about movies, actors and directors", "x", "List 3 genres"]
 

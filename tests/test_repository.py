@@ -96,9 +96,7 @@ LIB_MODULES = frozenset(p.stem for p in LIBRARY.glob("*.py") if p.stem != "__ini
 NAMEDTUPLE_API = frozenset({"_asdict", "_replace", "_fields", "_field_defaults", "_make"})
 # Known uses whose callee lives in a module being reworked elsewhere (issue 15): (file, use).
 # Delete an entry when its callee gets a public name; add none.
-PENDING = frozenset({
-    ("llmrec_lib/train.py", "data._require_columns"),
-})
+PENDING: frozenset = frozenset()  # empty since data.require_columns became public
 
 
 def _is_private(name: str) -> bool:

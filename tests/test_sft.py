@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
-
-from tests.conftest import noisy_tiny_llama
 import torch
 
 from llmrec_lib import generation as G
 from llmrec_lib import sft
+from tests.conftest import noisy_tiny_llama
 
 EXAMPLES = [("Say cat.", "cat"), ("Say dog.", "dog"), ("Say owl.", "owl"), ("Say fox.", "fox")]
 
