@@ -18,6 +18,7 @@ Environment variables:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 from dataclasses import asdict, dataclass, field
@@ -349,12 +350,20 @@ class Claims:
         return self.check(claim, holds, pinned=pinned, detail=detail)
 
     def table(self):
-        """One row per claim: the claim, pinned or mechanic, and whether it holds on this data."""
+        """One row per claim: the claim, pinned or mechanic, and whether it holds on this data.
+
+        A chapter's table is also kept as ``claims/chNN.json`` in :func:`results_dir`, so that
+        :func:`claims_summary` can say, chapter by chapter, how many claims held on a run."""
         import pandas as pd
 
         said = {True: "yes", False: "no", None: "not tested"}
         rows = [{"claim": c.claim, "kind": "pinned to reference" if c.pinned else "mechanic",
                  "holds here": said[c.holds], "detail": c.detail} for c in self.items]
+        if self.chapter:
+            folder = results_dir() / "claims"
+            folder.mkdir(exist_ok=True)
+            record = {"chapter": self.chapter, "reference": self.reference, "claims": rows}
+            (folder / f"ch{self.chapter}.json").write_text(json.dumps(record, indent=1) + "\n")
         return pd.DataFrame(rows, columns=["claim", "kind", "holds here", "detail"])
 
     @property
@@ -364,3 +373,30 @@ class Claims:
     @property
     def skipped(self) -> list[Claim]:
         return [c for c in self.items if c.holds is None]
+
+
+def claims_summary(folder: str | os.PathLike | None = None):
+    """Chapter by chapter, how many claims held, failed and were not tested on the run whose
+    results are in ``folder`` (default :func:`results_dir`), from the tables the chapters kept
+    (:meth:`Claims.table`). ``python -m llmrec_lib.config claims [FOLDER]`` prints it."""
+    import pandas as pd
+
+    folder = Path(folder) if folder is not None else results_dir()
+    rows = []
+    for path in sorted((folder / "claims").glob("ch*.json")):
+        record = json.loads(path.read_text())
+        said = [c["holds here"] for c in record["claims"]]
+        rows.append({"chapter": record["chapter"], "claims": len(said),
+                     "hold": said.count("yes"), "fail": said.count("no"),
+                     "not tested": said.count("not tested"),
+                     "data": "reference" if record["reference"] else "other"})
+    return pd.DataFrame(rows, columns=["chapter", "claims", "hold", "fail", "not tested", "data"])
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) < 2 or sys.argv[1] != "claims":
+        sys.exit("usage: python -m llmrec_lib.config claims [RESULTS_FOLDER]")
+    summary = claims_summary(sys.argv[2] if len(sys.argv) > 2 else None)
+    print(summary.to_string(index=False) if len(summary) else "no claims tables found")

@@ -68,6 +68,16 @@ def world():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def results_elsewhere(tmp_path_factory):
+    """Unit tests write results (config.Claims.table keeps claims/chNN.json) to a folder of
+    their own, never into the reader's results/ where the chapters' run lives."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LLMREC_RESULTS_DIR", str(tmp_path_factory.mktemp("results")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def one_thread():
     """The models in the tests are tiny: one thread avoids OpenMP hand-offs that cost more
     than the maths when other processes share the 2 cores."""

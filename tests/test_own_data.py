@@ -17,9 +17,11 @@ ENV = "LLMREC_DATA_VERIFY"
 
 
 @pytest.fixture(autouse=True)
-def _switch_unset(monkeypatch):
-    """Each test starts from the default (checksums on), whatever the reader's shell says."""
+def _switch_unset(monkeypatch, tmp_path):
+    """Each test starts from the default (checksums on), whatever the reader's shell says, and
+    writes results (the claims tables Claims.table keeps) to a folder of its own."""
     monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setenv("LLMREC_RESULTS_DIR", str(tmp_path / "results"))
 
 
 # ---- the switch ---------------------------------------------------------------------------
@@ -368,3 +370,26 @@ def test_convert_ml10m_style_tags(tmp_path):
     ml = data.load_movielens(tmp_path / "out", verify=False)
     assert ml.tags["tag"].tolist() == ["pixar", "musical, not really"]
     assert pd.api.types.is_integer_dtype(ml.tags["timestamp"])
+
+
+def test_claims_tables_are_kept_and_summarized(tmp_path):
+    other = config.Claims("03", reference=False)
+    other.check("beats popularity", False)
+    other.check("loss falls", True, pinned=False)
+    other.skip("the committed adapter beats item-kNN", "needs the committed adapter")
+    other.table()
+    ref = config.Claims("00", reference=True)
+    ref.check("610 users", True)
+    ref.table()
+    summary = config.claims_summary()
+    assert summary.to_dict("records") == [
+        {"chapter": "00", "claims": 1, "hold": 1, "fail": 0, "not tested": 0, "data": "reference"},
+        {"chapter": "03", "claims": 3, "hold": 1, "fail": 1, "not tested": 1, "data": "other"},
+    ]
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "llmrec_lib.config", "claims",
+                          str(tmp_path / "results")],
+                         capture_output=True, text=True, check=True, cwd=config.PROJECT_ROOT)
+    assert "not tested" in out.stdout and out.stderr == ""
