@@ -22,6 +22,15 @@
 # much recall each nested prefix keeps, whether Matryoshka training beats shrinking a model after
 # the fact, what faiss's index types then cost in recall, latency and memory at each size, and
 # which dimension a rule fixed in advance tells you to serve.
+#
+# The numbers quoted in the prose are those of the reference data, the 2018 ml-latest-small
+# release. On other data (your own, or a derived copy) the loss of section 1 runs on your
+# batches, and the index measurements of section 6 run on your data with a stand-in model: a
+# truncated SVD of your training ratings, fitted in seconds, whose prefixes are nested by
+# construction. The two committed SmolLM2 models were trained on the reference split (they
+# would score users whose test movies they trained on), so the comparisons that need them
+# (sections 4, 5 and 7: Matryoshka against truncation and PCA, the dimension rule) are not
+# run there; the closing table, "Which claims hold on this data", lists them as "not tested".
 
 # %% tags=["parameters"]
 mode = None  # None: take LLMREC_MODE (default "quick"); or "quick" / "full"
@@ -29,6 +38,8 @@ seed = 20251016
 k_headline = 20  # the Recall@K the dimension rule is stated in (section 3)
 keep_share = 0.95  # the rule: keep at least this share of full recall
 ks = [10, 20, 50, 100]
+stand_in_dim = 256  # on other data: the SVD stand-in's full dimension (section 2)
+verify_data = None  # None: LLMREC_DATA_VERIFY (default: verify the reference checksums)
 
 # %%
 import json
@@ -72,6 +83,18 @@ cfg = config.settings(
     },
 )
 cfg.show()
+print(config.data_status(cfg.data_dir))
+
+# %% [markdown]
+# Every check below goes through `claims`: a claim pinned to the reference numbers ("PCA ties
+# or beats the Matryoshka prefix") is asserted on the reference release and only recorded on
+# other data; a mechanic (the loss is the mean over prefixes, exact search is exact) is
+# asserted everywhere. Claims that need the committed models are recorded as not tested on
+# other data, with the reason.
+
+# %%
+claims = config.Claims("05", path=cfg.data_dir)
+NOT_HERE = "needs the committed 'infonce' and 'matryoshka' models (reference split)"
 
 # %% [markdown]
 # **Learning goals**
@@ -104,7 +127,7 @@ fig = compress.nested_prefixes_figure(mat_cfg.matryoshka_dims)
 # `MatryoshkaLoss` is checked against the sum written out by hand.
 
 # %%
-setting = recipes.build_setting(cfg.data_dir)
+setting = recipes.build_setting(cfg.data_dir, verify=verify_data)
 pairs = train.training_pairs(setting.split.train)
 config.seed_everything(seed)
 model = DualEncoder(enc_cfg)
@@ -132,9 +155,12 @@ mat = float(losses.MatryoshkaLoss(base, mat_cfg.matryoshka_dims)(u, v))
 print({d: round(x, 3) for d, x in per_dim.items()}, "-> Matryoshka loss", round(mat, 3))
 
 # %%
-assert (
-    abs(mat - np.mean(list(per_dim.values()))) < 1e-5
-)  # equal weights: the mean over prefixes
+claims.check(  # equal weights: the mean over prefixes
+    "the Matryoshka loss equals the mean of InfoNCE over the prefixes (1e-5)",
+    abs(mat - np.mean(list(per_dim.values()))) < 1e-5,
+    pinned=False,
+    detail=f"{mat:.6f} vs {np.mean(list(per_dim.values())):.6f}",
+)
 
 # %% [markdown]
 # The loss is `llmrec_lib/losses.py::MatryoshkaLoss`: a wrapper around any base loss (here
@@ -152,10 +178,16 @@ show.source(losses.MatryoshkaLoss)
 # `matryoshka` was trained on all five prefixes at once. Quick mode loads them (about 0.5 MB each);
 # full mode retrains both here first (about 30 minutes each on two CPU cores; `infonce` shares
 # its checkpoint folder with chapter 03, so after that chapter's full run it resumes finished).
+#
+# On other data neither is loaded (nor retrained and published over the committed ones): a
+# **stand-in** takes the Matryoshka model's place in section 6, a truncated SVD of the
+# training ratings (`llmrec_lib/compress.py::svd_vectors`, 256 dimensions by default). Its
+# coordinates come in the order of their singular values, so each prefix is the best rank-d
+# fit of the ratings: nested, like a Matryoshka vector, without any training.
 
 # %%
 NAMES = {"infonce": "InfoNCE (no Matryoshka)", "matryoshka": "InfoNCE + Matryoshka"}
-if cfg.mode == "full":
+if cfg.mode == "full" and claims.artifacts_fit:  # never publish adapters of other data
     for name in NAMES:
         t0 = time.perf_counter()
         tr = recipes.train_recipe(name, "full", setting=setting, evaluate_every=800)
@@ -169,7 +201,7 @@ if cfg.mode == "full":
             name, setting, "test", save=True
         )  # chapter 09's top-100 lists
 metas = {}
-for name in NAMES:
+for name in NAMES if claims.artifacts_fit else ():
     metas[name] = json.loads((recipes.ARTIFACTS / name / "encoder.json").read_text())[
         "meta"
     ]
@@ -187,7 +219,7 @@ for name in NAMES:
 test_data = evaluate.EvalData.from_split(setting.split, "test", setting.ml.item_ids)
 users = test_data.user_ids
 vectors = {}
-for name in NAMES:
+for name in NAMES if claims.artifacts_fit else ():
     m = DualEncoder.from_adapter(recipes.ARTIFACTS / name)
     system = recipes.dual_encoder_system(m, setting, "test", name=name)
     vectors[name] = {
@@ -195,7 +227,22 @@ for name in NAMES:
         "users": system.user_vectors(users),
     }
     del m, system
-full_dim = vectors["matryoshka"]["items"].shape[1]
+if claims.artifacts_fit:
+    served_model = "matryoshka"
+else:  # the stand-in: at most the training users' count of dimensions, a power of two
+    n_train = setting.split.train["user_id"].nunique()
+    svd_dim = min(stand_in_dim, 2 ** int(np.log2(n_train)))
+    su, si = compress.svd_vectors(
+        setting.split.train,
+        setting.split.history("test"),
+        users,
+        setting.ml.item_ids,
+        svd_dim,
+    )
+    vectors["svd"] = {"items": si, "users": su}
+    served_model = "svd"
+    print(f"stand-in: SVD of {n_train} training users' ratings, {svd_dim} dimensions")
+full_dim = vectors[served_model]["items"].shape[1]
 dims = compress.nested_dims(full_dim, 16)
 print("full dimension", full_dim, "| nested prefixes", dims)
 
@@ -244,7 +291,9 @@ show.source(compress.smallest_dim_keeping)
 #   vectors (fitted on the catalogue, applied to users and items).
 #
 # The three are `llmrec_lib/compress.py::truncate` (prefix and truncation alike) and
-# `compress.py::PCAProjection`.
+# `compress.py::PCAProjection`. On other data only the stand-in's prefixes are measured
+# (there is no model trained without Matryoshka to truncate or project), so the figure has
+# one line and the comparisons of sections 4 and 5 are not run.
 
 
 # %%
@@ -262,8 +311,11 @@ ARMS = {
     "PCA (no Matryoshka)": ("infonce", "pca"),
 }
 MAT, TRUNC, PCA = ARMS
+# the arm section 6 serves: the Matryoshka prefix; on other data, the stand-in's
+SERVED = MAT if claims.artifacts_fit else "SVD stand-in prefix"
+arms_here = ARMS if claims.artifacts_fit else {SERVED: (served_model, "prefix")}
 results, rows = {}, []
-for arm, (name, how) in ARMS.items():
+for arm, (name, how) in arms_here.items():
     for d in dims:
         us, it = shrink(name, how, d)
         r = evaluate.evaluate(
@@ -293,7 +345,9 @@ sweep[sweep["k"] == k_headline].pivot(
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-for arm, color in zip(ARMS, [plots.COLORS["test"], plots.COLORS["history"], "grey"]):
+for arm, color in zip(
+    arms_here, [plots.COLORS["test"], plots.COLORS["history"], "grey"]
+):
     s = sweep[(sweep["arm"] == arm) & (sweep["k"] == k_headline)].sort_values("dim")
     axes[0].errorbar(
         s["dim"],
@@ -333,17 +387,27 @@ fig.tight_layout()
 
 # %%
 smallest = dims[-1]
-m_vs_t = results[MAT, smallest].compare(
-    results[TRUNC, smallest], f"recall@{k_headline}"
+mt_claim = (
+    f"at 1/16 of the dimensions the Matryoshka prefix beats truncation (R@{k_headline})"
 )
-print(
-    f"d={smallest}: Matryoshka minus truncation, Recall@{k_headline} "
-    f"{m_vs_t.mean_diff:+.4f} "
-    f"[{m_vs_t.lo:+.4f}, {m_vs_t.hi:+.4f}], p={m_vs_t.p_value:.3f}"
-)
-assert (
-    m_vs_t.lo > 0
-)  # at 1/16 of the dimensions, Matryoshka prefixes beat plain truncation
+m_vs_t = None
+if claims.artifacts_fit:
+    m_vs_t = results[MAT, smallest].compare(
+        results[TRUNC, smallest], f"recall@{k_headline}"
+    )
+    print(
+        f"d={smallest}: Matryoshka minus truncation, Recall@{k_headline} "
+        f"{m_vs_t.mean_diff:+.4f} "
+        f"[{m_vs_t.lo:+.4f}, {m_vs_t.hi:+.4f}], p={m_vs_t.p_value:.3f}"
+    )
+    claims.check(
+        mt_claim,
+        m_vs_t.lo > 0,
+        detail=f"d={smallest}: {m_vs_t.mean_diff:+.4f} [{m_vs_t.lo:+.4f}, "
+        f"{m_vs_t.hi:+.4f}]",
+    )
+else:
+    claims.skip(mt_claim, NOT_HERE)
 
 # %% [markdown]
 # ## 5. Matryoshka or PCA?
@@ -372,7 +436,7 @@ def verdict(lo: float, hi: float, better: str, worse: str) -> str:
 
 
 rows = []
-for d in dims:
+for d in dims if claims.artifacts_fit else ():  # other data: no PCA or Matryoshka arm
     p = results[PCA, d].compare(results[MAT, d], metric)
     rows.append(
         {
@@ -387,25 +451,27 @@ for d in dims:
             "verdict": verdict(p.lo, p.hi, "PCA better", "Matryoshka better"),
         }
     )
-pca_vs_mat = pd.DataFrame(rows).set_index("dim")
+pca_vs_mat = pd.DataFrame(rows or {"dim": []}).set_index("dim")
 shrunk = [d for d in dims if d < full_dim]
-pooled = metrics.paired_bootstrap(
-    np.mean([per_user(PCA, d) for d in shrunk], axis=0),
-    np.mean([per_user(MAT, d) for d in shrunk], axis=0),
-    seed=seed,
-)
-pooled_mde = abtest.mde(
-    np.mean([per_user(PCA, d) - per_user(MAT, d) for d in shrunk], axis=0)
-)
-ahead = sweep.pivot_table(index=["dim", "k"], columns="arm", values="recall")
-ahead = ahead[ahead.index.get_level_values("dim") < full_dim]
-n_ahead = int((ahead[PCA] > ahead[MAT]).sum())
-print(
-    f"averaged over the {len(shrunk)} shrunk dimensions, PCA minus Matryoshka "
-    f"{metric}: {pooled.mean_diff:+.4f} [{pooled.lo:+.4f}, {pooled.hi:+.4f}] "
-    f"(MDE {pooled_mde:.4f}); PCA ahead on the point estimate in {n_ahead} "
-    f"of {len(ahead)} (dimension, K) cells"
-)
+pooled, pooled_mde = None, None
+if claims.artifacts_fit:
+    pooled = metrics.paired_bootstrap(
+        np.mean([per_user(PCA, d) for d in shrunk], axis=0),
+        np.mean([per_user(MAT, d) for d in shrunk], axis=0),
+        seed=seed,
+    )
+    pooled_mde = abtest.mde(
+        np.mean([per_user(PCA, d) - per_user(MAT, d) for d in shrunk], axis=0)
+    )
+    ahead = sweep.pivot_table(index=["dim", "k"], columns="arm", values="recall")
+    ahead = ahead[ahead.index.get_level_values("dim") < full_dim]
+    n_ahead = int((ahead[PCA] > ahead[MAT]).sum())
+    print(
+        f"averaged over the {len(shrunk)} shrunk dimensions, PCA minus Matryoshka "
+        f"{metric}: {pooled.mean_diff:+.4f} [{pooled.lo:+.4f}, {pooled.hi:+.4f}] "
+        f"(MDE {pooled_mde:.4f}); PCA ahead on the point estimate in {n_ahead} "
+        f"of {len(ahead)} (dimension, K) cells"
+    )
 pca_vs_mat.round(4)
 
 # %% [markdown]
@@ -432,10 +498,32 @@ pca_vs_mat.round(4)
 # of them); and averaged over the shrunk dimensions PCA is ahead.
 
 # %%
-se = (pca_vs_mat["hi"] - pca_vs_mat["lo"]) / (2 * 1.96)  # SE of each difference
-assert (pca_vs_mat["verdict"] != "Matryoshka better").all()  # never beaten by it
-assert (pca_vs_mat.loc[shrunk, "PCA minus Matryoshka"] > -se[shrunk]).all()
-assert pooled.mean_diff > 0  # PCA ahead on average over the shrunk dimensions
+pca_claims = (
+    "the Matryoshka prefix is significantly better than PCA at no dimension",
+    "at every shrunk dimension the prefix leads PCA by less than one standard error",
+    "averaged over the shrunk dimensions, PCA is ahead of the prefix",
+)
+if claims.artifacts_fit:
+    se = (pca_vs_mat["hi"] - pca_vs_mat["lo"]) / (2 * 1.96)  # SE of each difference
+    lead = pca_vs_mat.loc[shrunk, "PCA minus Matryoshka"]
+    claims.check(  # never beaten by it
+        pca_claims[0],
+        (pca_vs_mat["verdict"] != "Matryoshka better").all(),
+        detail=", ".join(f"{d}: {v}" for d, v in pca_vs_mat["verdict"].items()),
+    )
+    claims.check(
+        pca_claims[1],
+        (lead > -se[shrunk]).all(),
+        detail=", ".join(f"{d}: {x:+.4f} (SE {se[d]:.4f})" for d, x in lead.items()),
+    )
+    claims.check(  # PCA ahead on average over the shrunk dimensions
+        pca_claims[2],
+        pooled.mean_diff > 0,
+        detail=f"{pooled.mean_diff:+.4f} [{pooled.lo:+.4f}, {pooled.hi:+.4f}]",
+    )
+else:
+    for claim in pca_claims:
+        claims.skip(claim, NOT_HERE)
 
 # %% [markdown]
 # ## 6. Approximate nearest neighbours at each dimension
@@ -446,10 +534,16 @@ assert pooled.mean_diff > 0  # PCA ahead on average over the shrunk dimensions
 # top of what the dimension lost), latency per query (single queries: the online case), and
 # index memory. PQ stores d/8 one-byte codes per item; it is meant to be followed by exact
 # re-scoring of a wider list, shown in the last column. The indexes and the measurements are
-# `llmrec_lib/index.py::build_index` and `index.py::compare_indexes`.
+# `llmrec_lib/index.py::build_index` and `index.py::compare_indexes`. On other data the
+# stand-in's prefixes take the Matryoshka model's place, at the same fractions of its full
+# dimension.
 
 # %%
 index.set_threads(None)
+# cosine; the stand-in has all-zero vectors (movies no training user rated), which
+# have no direction, so it searches by inner product: on the re-normalised prefixes
+# the same ranking as cosine, with those movies at 0, as in section 4's evaluation
+metric_ann = "cosine" if claims.artifacts_fit else "ip"
 configs = [
     ("flat", {}),
     ("ivf", {"nprobe": 10}),
@@ -458,8 +552,12 @@ configs = [
 ]
 ann = []
 for d in dims:
-    us, it = shrink("matryoshka", "prefix", d)
-    ann.append(index.compare_indexes(it, us, configs, k=100, n_single=200, seed=seed))
+    us, it = shrink(served_model, "prefix", d)
+    ann.append(
+        index.compare_indexes(
+            it, us, configs, k=100, n_single=200, seed=seed, metric=metric_ann
+        )
+    )
 ann = pd.concat(ann, ignore_index=True)
 ann["memory_MiB"] = ann["memory_bytes"] / 2**20
 ann[
@@ -488,9 +586,9 @@ ann[
 n_seen = np.diff(test_data.exclude_ptr)
 served, rows = {}, []
 for d in dims:
-    us, it = shrink("matryoshka", "prefix", d)
+    us, it = shrink(served_model, "prefix", d)
     for kind, params in configs:
-        ix = index.build_index(it, kind, "cosine", seed=seed, **params)
+        ix = index.build_index(it, kind, metric_ann, seed=seed, **params)
         scores = np.full((len(users), len(it)), -np.inf, dtype=np.float32)
         t0 = time.perf_counter()
         for row, (q, seen) in enumerate(zip(us, n_seen)):
@@ -563,8 +661,8 @@ axes[1].set(
 for ax in axes:
     ax.legend(fontsize=8, title="index", loc="lower right")
 fig.suptitle(
-    "The Matryoshka model served through four indexes at five dimensions: "
-    "up and to the left is better",
+    f"The {'Matryoshka model' if claims.artifacts_fit else 'SVD stand-in'} served "
+    "through four indexes at five dimensions: up and to the left is better",
     fontsize=10,
 )
 fig.tight_layout()
@@ -581,12 +679,15 @@ fig.tight_layout()
 
 # %%
 flat_served = plane[plane["kind"] == "flat"].set_index("dim")["served recall"]
-exact = pd.Series({d: results[MAT, d].mean(metric) for d in dims})
-print(
-    "Flat served minus exact evaluation, largest gap:",
-    (flat_served - exact).abs().max(),
+exact = pd.Series({d: results[SERVED, d].mean(metric) for d in dims})
+gap = (flat_served - exact).abs().max()
+print("Flat served minus exact evaluation, largest gap:", gap)
+claims.check(  # Flat is exact search, ties aside
+    f"served through Flat, every dimension gives the exact Recall@{k_headline} (1e-3)",
+    gap < 1e-3,
+    pinned=False,
+    detail=f"largest gap {gap:.1e}; model: {SERVED}",
 )
-assert (flat_served - exact).abs().max() < 1e-3  # Flat is exact search, ties aside
 
 
 def served_user(kind: str, d: int) -> np.ndarray:
@@ -652,23 +753,34 @@ index_loss.unstack("index").round(4)
 
 # %%
 approx = index_loss.loc[["ivf", "hnsw"]]
-assert (approx["minus Flat"].abs() < 0.002).all()  # IVF, HNSW: no served-recall loss
+worst = approx["minus Flat"].abs()
+claims.check(  # IVF, HNSW: no served-recall loss
+    f"IVF and HNSW stay within 0.002 of Flat's served Recall@{k_headline} everywhere",
+    (worst < 0.002).all(),
+    detail=f"largest gap {worst.max():.4f} ({worst.idxmax()[0]}, "
+    f"d={worst.idxmax()[1]}); model: {SERVED}",
+)
 pq_se = (pq_loss.hi - pq_loss.lo) / (2 * 1.96)
-assert pq_loss.mean_diff < -pq_se  # PQ loses served recall, by more than noise
+claims.check(  # PQ loses served recall, by more than noise
+    "PQ loses served recall, averaged over the dimensions, by more than one SE",
+    pq_loss.mean_diff < -pq_se,
+    detail=f"{pq_loss.mean_diff:+.4f} (SE {pq_se:.4f}); model: {SERVED}",
+)
 
 # %% [markdown]
 # ## 7. The dimension the rule chooses, and what it saves
 #
 # Section 3's rule, applied to each way of shrinking: for every dimension, the share of the
 # full dimension's Recall@20 it keeps, with the 95% paired interval of that share; a dimension
-# qualifies when the interval's lower end is at least 95%.
+# qualifies when the interval's lower end is at least 95%. (On other data the rule is applied
+# to the stand-in alone: its choice is shown, but no claim rests on it.)
 
 # %%
 choice = {
     arm: compress.smallest_dim_keeping(
         {d: per_user(arm, d) for d in dims}, keep=keep_share, seed=seed
     )
-    for arm in ARMS
+    for arm in arms_here
 }
 flat = ann[ann["kind"] == "flat"].set_index("dim")["memory_bytes"]
 for arm, c in choice.items():
@@ -677,7 +789,7 @@ for arm, c in choice.items():
         f"{flat[full_dim] / 2**20:.1f} -> {flat[c.dim] / 2**20:.1f} MiB "
         f"({1 - flat[c.dim] / flat[full_dim]:.0%} saved)"
     )
-choice[MAT].table.round(3)
+choice[SERVED].table.round(3)
 
 # %% [markdown]
 # **The rule serves the full 576 dimensions, for every way of shrinking: no prefix is shown to
@@ -695,8 +807,25 @@ choice[MAT].table.round(3)
 # set cannot certify a smaller one.
 
 # %%
-assert choice[MAT].dim == full_dim  # no Matryoshka prefix is shown to keep 95%
-assert (choice[MAT].table.loc[shrunk, "share"] < keep_share).all()  # not even on points
+rule_claims = (
+    "the rule serves the full dimension: no Matryoshka prefix is shown to keep 95%",
+    "no Matryoshka prefix keeps 95% of full Recall@20 even on the point estimate",
+)
+if claims.artifacts_fit:
+    shares = choice[MAT].table.loc[shrunk, "share"]
+    claims.check(
+        rule_claims[0],
+        choice[MAT].dim == full_dim,
+        detail=f"chose {choice[MAT].dim} of {full_dim}",
+    )
+    claims.check(  # not even on points
+        rule_claims[1],
+        (shares < keep_share).all(),
+        detail=", ".join(f"{d}: {x:.0%}" for d, x in shares.items()),
+    )
+else:
+    for claim in rule_claims:
+        claims.skip(claim, NOT_HERE)
 
 # %% [markdown]
 # ```{admonition} The paper reports / we measure
@@ -735,8 +864,11 @@ paper
 # %%
 quarter = full_dim // 4
 share = sweep.set_index(["arm", "dim", "k"])["share of full"]
-keeps = {arm: share[arm, quarter, k_headline] for arm in ARMS}
-{a: f"{v:.1%}" for a, v in keeps.items()}
+keeps = {  # None: not measured on this data (chapter 09 reads the Matryoshka one)
+    arm: share[arm, quarter, k_headline] if arm in arms_here else None
+    for arm in {**ARMS, **arms_here}
+}
+{a: "not measured" if v is None else f"{v:.1%}" for a, v in keeps.items()}
 
 # %% [markdown]
 # ## Results
@@ -745,14 +877,17 @@ keeps = {arm: share[arm, quarter, k_headline] for arm in ARMS}
 out = {
     "chapter": "05",
     "mode": cfg.mode,
-    "produced_by": {n: metas[n]["command"] for n in NAMES},
+    "produced_by": {n: m["command"] for n, m in metas.items()} or None,
+    "served_model": SERVED,
     "dims": dims,
     "k_headline": k_headline,
     "sweep": sweep.to_dict(orient="records"),
     "keeps_at_quarter": keeps,
-    "matryoshka_vs_truncation_smallest": m_vs_t._asdict(),
+    "matryoshka_vs_truncation_smallest": m_vs_t._asdict() if m_vs_t else None,
     "pca_vs_matryoshka": pca_vs_mat.reset_index().to_dict(orient="records"),
-    "pca_vs_matryoshka_pooled": pooled._asdict() | {"mde": pooled_mde},
+    "pca_vs_matryoshka_pooled": (
+        pooled._asdict() | {"mde": pooled_mde} if pooled is not None else None
+    ),
     "ann": ann.drop(columns=["memory_MiB"]).to_dict(orient="records"),
     "served_plane": plane.to_dict(orient="records"),
     "dimension_rule": {
@@ -772,6 +907,20 @@ out = {
     json.dumps(out, indent=2, default=float)
 )
 print(f"wrote results/ch05.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
+
+# %% [markdown]
+# ## Which claims hold on this data
+#
+# Every check of this chapter, one row each. On the reference release every row holds (the
+# chapter would have stopped otherwise). On other data, rows "pinned to reference" are the
+# reference's findings measured again (the index rows on the SVD stand-in): a "no" is a
+# result about your data, not an error. Rows "not tested" needed the committed models, which
+# fit the reference split only. Mechanics hold on any data.
+
+# %%
+print(config.data_status(cfg.data_dir))
+assert not claims.failed or not claims.reference
+claims.table()
 
 # %% [markdown]
 # ## Summary
