@@ -393,3 +393,25 @@ def test_claims_tables_are_kept_and_summarized(tmp_path):
                           str(tmp_path / "results")],
                          capture_output=True, text=True, check=True, cwd=config.PROJECT_ROOT)
     assert "not tested" in out.stdout and out.stderr == ""
+
+
+# ---- every chapter runs on other data ------------------------------------------------------
+
+CHAPTERS = sorted((config.PROJECT_ROOT / "chapters").glob("[0-9][0-9]_*.py"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_reports_which_claims_hold(path):
+    """Each chapter takes the verify_data parameter, checks its claims through config.Claims
+    and ends with the table of which hold (make test-derived proves it runs on other data)."""
+    src = path.read_text()
+    assert "verify_data = None" in src, f"{path.name}: no verify_data parameter"
+    assert f'config.Claims("{path.stem[:2]}"' in src, f"{path.name}: no config.Claims"
+    assert "## Which claims hold on this data" in src and "claims.table()" in src
+
+
+def test_ci_runs_every_chapter_on_the_derived_data():
+    makefile = (config.PROJECT_ROOT / "Makefile").read_text()
+    line = next(ln for ln in makefile.splitlines() if ln.startswith("DERIVED_CHAPTERS"))
+    listed = set(line.split("=", 1)[1].split())
+    assert listed == {p.stem[:2] for p in CHAPTERS}, f"make test-derived runs only {sorted(listed)}"
