@@ -168,6 +168,24 @@ def test_unmodified_student_version_gets_no_marks(built, master, needs_data):
 # student might write instead, and the mistake it stands for. The reference notebook with that
 # one edit must lose marks: the tests catch the mistakes students make, not only blanks.
 WRONG_ANSWERS = {
+    "00_introduction": (
+        "return float(hits / min(k, len(targets)))", "return float(hits / len(targets))",
+        "plain recall: a user with more targets than k can never reach 1"),
+    "01_text_featurization": (
+        "return (lo + hi) // 2", "return lo",
+        "ties go to the lowest bucket instead of the mid-rank"),
+    "02_baselines": (
+        "positives = split.train[split.train[\"rating\"] >= data.POSITIVE_MIN]",
+        "positives = split.train",
+        "popularity counts every rating, not only the likes"),
+    "03_llm_dual_encoder": (
+        "logits = torch.cat([in_batch, hard_logits], dim=1) / temperature",
+        "logits = in_batch / temperature",
+        "the hard negatives never enter the softmax"),
+    "05_matryoshka_ann": (
+        "base(F.normalize(users[:, :d], dim=-1), F.normalize(items[:, :d], dim=-1))",
+        "base(users[:, :d], items[:, :d])",
+        "prefixes scored without re-normalising them"),
     "04_hard_negatives_ablations": (
         'masked_fill(mask, float("-inf"))', "masked_fill(mask, 0.0)",
         "a masked column gets a logit of 0 instead of leaving the denominator"),
@@ -185,17 +203,16 @@ WRONG_ANSWERS = {
     "10_scaling_out": (
         "return weights + attention", "return weights",
         "FLOPs without the attention term"),
+    "08_three_towers": (
+        "return any(abs(y - int(year)) > tolerance for y in years_named(explanation))",
+        "return any(y != int(year) for y in years_named(explanation))",
+        "no tolerance: a year off by one is called wrong"),
 }
-# Masters written before this check; every newer master must define a wrong answer above.
-NO_WRONG_ANSWER_YET = {"00_introduction", "01_text_featurization", "02_baselines", "03_llm_dual_encoder",
-                       "05_matryoshka_ann", "08_three_towers"}
 WRONG = [m for m in MASTERS if m.stem in WRONG_ANSWERS]
 
 
 @pytest.mark.parametrize("master", MASTERS, ids=IDS)
 def test_masters_have_a_plausible_wrong_answer(master):
-    if master.stem in NO_WRONG_ANSWER_YET:
-        pytest.skip("written before the wrong-answer check; none defined yet")
     assert master.stem in WRONG_ANSWERS, f"{master.name}: define a plausible wrong answer in WRONG_ANSWERS"
     right = WRONG_ANSWERS[master.stem][0]
     secret, _ = _solution_and_other_lines(master)
@@ -218,4 +235,5 @@ def test_plausible_wrong_answer_loses_marks(built, master, needs_data, tmp_path)
     submission.write_text(json.dumps(nb))
     results = _grade(submission, dest / "autograder" / "autograder.zip")
     failed = [name for name, ok in _case_results(results) if not ok]
+    print(f"{master.stem}: {mistake}: {results.total:g}/{results.possible:g}, fails {failed}")
     assert failed and results.total < results.possible, f"{mistake} still gets full marks"
