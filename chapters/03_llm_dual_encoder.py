@@ -56,6 +56,7 @@ from llmrec_lib import (
     baselines,
     config,
     evaluate,
+    metrics,
     plots,
     recipes,
     serving,
@@ -839,7 +840,7 @@ gain = probe.compare(res[TUNED], "recall@50")
 
 
 def ci(p):  # a paired difference with its 95% interval
-    return f"{p.mean_diff:+.3f} [{p.lo:+.3f}, {p.hi:+.3f}]"
+    return metrics.interval_text(p.mean_diff, p.lo, p.hi, signed=True)
 
 
 print(f"beta chosen on validation: {beta}")

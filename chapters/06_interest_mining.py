@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec_lib import abtest, backbones, config, generation  # isort: skip
-from llmrec_lib import plots, recgpt, selftrain, sft, show  # isort: skip
+from llmrec_lib import metrics, plots, recgpt, selftrain, sft, show  # isort: skip
 
 chapter_t0 = time.perf_counter()
 cfg = config.settings(
@@ -96,7 +96,7 @@ check_committed = functools.partial(claims.check_committed, why=WHY)
 def ci(table, key, col="diff"):
     """One row's value and 95% interval, for a claim's detail."""
     row = table.loc[key]
-    return f"{row[col]:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}]"
+    return metrics.interval_text(row[col], row["lo"], row["hi"], signed=True)
 
 
 # %% [markdown]

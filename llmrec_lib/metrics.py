@@ -419,6 +419,13 @@ class PairedResult(NamedTuple):
     n: int
 
 
+def interval_text(mean: float, lo: float, hi: float, signed: bool = False, digits: int = 3) -> str:
+    """A value with its interval as the book prints it: ``0.236 [0.215, 0.258]``, or with
+    ``signed`` (a difference) ``+0.012 [-0.003, +0.027]``."""
+    f = f"{'+' if signed else ''}.{int(digits)}f"
+    return f"{mean:{f}} [{lo:{f}}, {hi:{f}}]"
+
+
 def _clean(values, nan_policy: str, name: str = "values") -> np.ndarray:
     v = np.asarray(values, dtype=np.float64).ravel()
     if nan_policy not in ("raise", "omit"):

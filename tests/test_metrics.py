@@ -325,3 +325,9 @@ def test_paired_bootstrap_pvalues_under_null_are_not_too_small():
         a, b = rng.random(80), rng.random(80)
         small += M.paired_bootstrap(a, b, n_boot=400, seed=t).p_value < 0.05
     assert small <= 12
+
+
+def test_interval_text_prints_values_and_differences():
+    assert M.interval_text(0.2361, 0.2149, 0.2583) == "0.236 [0.215, 0.258]"
+    assert M.interval_text(0.012, -0.003, 0.027, signed=True) == "+0.012 [-0.003, +0.027]"
+    assert M.interval_text(0.5, 0.25, 0.75, digits=1) == "0.5 [0.2, 0.8]"
