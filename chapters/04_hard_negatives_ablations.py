@@ -792,12 +792,29 @@ claims.table()
 # ## Exercises
 #
 # 1. **Three hard negatives.** Add `recipes.RECIPES["ablate-hard3"]` with `hard_negatives=3` and
-#    count its tokens per step as in section 2. *Check:* the count is above k=2's.
-# 2. **A harder world.** Build `synthetic.make_world(p_click_other=0.2, seed=1)` (users click more
-#    off-interest items, so impressions carry more signal) and rerun section 5. *Check:* the k=0
-#    arm's interest precision drops below the default world's, and say whether k=2 now helps.
+#    count its tokens per step as in section 2. *Check:* on batch 0 (16 pairs), 4,576 tokens,
+#    1.87x k=0's 2,448 (k=1: 3,296; k=2: 3,552, 1.45x). The 2,016 member tokens are the same
+#    for every k (a different member count means a different batch); the 64 item prompts (16
+#    positives, 48 hard) are padded to the longest, here the 40-token cap, so the items count
+#    64 x 40 = 2,560 padded tokens, as the model computes them.
+# 2. **A harder world.** Build `synthetic.make_world(p_click_other=0.2, seed=1)` (users click
+#    an off-interest item with probability 0.2 instead of the default 0.03, so impressions
+#    carry more signal) and rerun section 5. *Check:* the k=0 arm's interest precision@10
+#    falls from 0.985 (the default world) to about 0.69, and its Recall@10 from 0.152 to
+#    about 0.081 (quick mode, 30 steps). A precision still near 0.98 means the arms were
+#    trained or judged on the default world. Say whether k=2 now helps, from its paired
+#    interval.
 # 3. **How many users to see +3.6%?** From the base arm's per-user Recall@10, estimate by bootstrap
 #    how many test users a +3.6% relative lift needs for a paired interval that excludes zero.
-#    *Check:* your number is larger than 602, and you can say by roughly how much.
+#    *Check:* the base arm's Recall@10 is 0.0093, so +3.6% is 0.00034 per user; with the
+#    per-user SD of a paired difference the ablation arms show (0.047 for k=1, 0.050 for k=2,
+#    committed adapters), an interval that excludes zero half the time needs about 75,000 to
+#    83,000 users, and 80% power about 150,000 to 170,000: over a hundred times 602. A number
+#    below 602 (about 140) has put the standard error of the mean, about 0.002, where the
+#    per-user SD belongs.
 # 4. **A fair BCE.** BCE has a bias term (`losses.BCELoss(bias=...)`); try 0.0 and 0.8 on the batch
-#    of section 2. *Check:* the loss changes, and say which direction favours recall and why.
+#    of section 2. *Check:* with the untrained model of section 1 (temperature 0.05), the loss
+#    is about 19.0 at bias 0.0, 9.0 at the default 0.5 and 3.1 at 0.8: it falls as the bias
+#    rises. Untrained, every cosine is near 0.95 (positives 0.956, negatives 0.951), so the
+#    negatives' term is almost all of it. A loss that rises with the bias (about 35 at "0.8")
+#    has the sign of the shift reversed. Say which direction favours recall and why.

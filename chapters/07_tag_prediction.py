@@ -765,10 +765,16 @@ claims.table()
 #
 # ## Exercises
 #
-# 1. **K.** Compute HR@1 for the four systems. *Check:* every HR@1 is at most the same
-#    system's HR@3.
-# 2. **One tag per category.** Rebuild `rule` with `max_per_category=1`. *Check:* its
-#    diversity rate rises or stays equal, and report what HR@6 does.
+# 1. **K.** Compute HR@1 for the four systems (`recgpt.judge_tags(..., k=1, **tj)`).
+#    *Check:* on the 120 users of the committed generations (quick mode), HR@1 is 0.015 for
+#    zero-shot, 0.150 for the fine-tuned model, 0.186 for the rule and 0.127 for popular
+#    (HR@3: 0.019, 0.335, 0.399, 0.360). The fine-tuned model beats popular at K = 1 but not
+#    at K = 3; the rule leads at both. On all 602 test users: rule 0.181, popular 0.137.
+# 2. **One tag per category.** Rebuild `rule` with `max_per_category=1`. *Check:* 52 of the
+#    602 test users (8.6%) get a different list, 5.87 tags on average instead of 5.99, yet
+#    HR@6 stays 0.604 and the diversity rate 0.978, both unchanged to the last digit (quick
+#    mode). A change in either means something besides the second phrase per category moved;
+#    say why neither judge can see it.
 # 3. **Head noun.** Write three tags whose category the map gets wrong (e.g. "comic book
 #    adaptation"). *Check:* `recgpt.tag_category` returns the wrong category for each; say
 #    how a learned tag-to-category model would avoid it.
