@@ -96,7 +96,7 @@ check_committed = functools.partial(claims.check_committed, why=WHY)
 def ci(table, key, col="mean"):
     """One row's value and 95% interval, for a claim's detail."""
     row = table.loc[key]
-    return f"{row[col]:.3f} [{row['lo']:.3f}, {row['hi']:.3f}]"
+    return metrics.interval_text(row[col], row["lo"], row["hi"])
 
 
 # %% [markdown]
