@@ -1893,9 +1893,7 @@ if repro:
     )  # a run still training has no total yet
     if unfinished:
         print("adapters without a finished training record (left out):", unfinished)
-    recgpt_meta = json.loads(
-        (config.PROJECT_ROOT / "artifacts" / "recgpt" / "meta.json").read_text()
-    )
+    recgpt_meta = json.loads((config.artifacts_dir("recgpt") / "meta.json").read_text())
     training = pd.DataFrame(
         [
             {

@@ -96,6 +96,16 @@ def cache_dir(sub: str | None = None) -> Path:
     return path
 
 
+def artifacts_dir(sub: str | None = None) -> Path:
+    """``artifacts/`` in the project, or its ``sub`` folder: the one place its path is spelled.
+
+    Committed adapters (``adapters/``) and RecGPT generations (``recgpt/``) live there; quick
+    mode reads them and full mode rewrites them.
+    """
+    path = PROJECT_ROOT / "artifacts"
+    return path / sub if sub else path
+
+
 def results_dir() -> Path:
     """Where chapters write their headline numbers (JSON) for later chapters."""
     path = Path(os.environ.get("LLMREC_RESULTS_DIR", PROJECT_ROOT / "results")).expanduser()

@@ -272,7 +272,7 @@ def artifacts_dir() -> Path:
     """``artifacts/recgpt`` in the project (committed generations, adapters and tags)."""
     from llmrec_lib import config
 
-    return config.PROJECT_ROOT / "artifacts" / "recgpt"
+    return config.artifacts_dir("recgpt")
 
 
 def predicted_tags_path() -> Path:

@@ -33,7 +33,7 @@ from llmrec_lib import config, data, distributed, text
 from llmrec_lib.encoders import EncoderConfig
 from llmrec_lib.train import TrainConfig
 
-ARTIFACTS = config.PROJECT_ROOT / "artifacts" / "adapters"
+ARTIFACTS = config.artifacts_dir("adapters")
 ITEM_FIELDS = ("title", "genres", "pop")  # the item prompt; no tags: most postdate their author's training (text.training_tags)
 HISTORY_FIELDS = ("title", "genres")  # the shorter item text inside a user prompt
 

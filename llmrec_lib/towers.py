@@ -1126,7 +1126,7 @@ EXPLAIN_CONFIG = dict(max_new_tokens=20, temperature=0.0, batch_size=8, repetiti
 
 def explanations_path() -> Path:
     """``artifacts/recgpt/explanations.json``: the committed (tag, item) -> explanation table."""
-    return config.PROJECT_ROOT / "artifacts" / "recgpt" / "explanations.json"
+    return config.artifacts_dir("recgpt") / "explanations.json"
 
 
 def best_tags(model: ThreeTowerModel, tags: Sequence[str], item_cols: Sequence[int]) -> list[str | None]:

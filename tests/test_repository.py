@@ -235,3 +235,15 @@ def test_settings_show_no_machine_path(tmp_path, monkeypatch, capsys):
     config.settings("00", "quick").show()
     out = capsys.readouterr().out
     assert "data: ml-latest-small (LLMREC_DATA_DIR)" in out and str(tmp_path) not in out
+
+
+def test_the_artifacts_folder_is_spelled_once():
+    """config.artifacts_dir is the one place that names the artifacts folder (issue 15)."""
+    spelled = [
+        str(path.relative_to(config.PROJECT_ROOT))
+        for folder in ("llmrec_lib", "chapters")
+        for path in sorted((config.PROJECT_ROOT / folder).glob("*.py"))
+        if '/ "artifacts"' in path.read_text() and path.name != "config.py"
+    ]
+    assert not spelled, f"use config.artifacts_dir() instead of spelling the path in {spelled}"
+    assert config.artifacts_dir("recgpt") == config.PROJECT_ROOT / "artifacts" / "recgpt"
