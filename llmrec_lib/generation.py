@@ -957,18 +957,32 @@ def parse_list(
 
     lines = [line.strip() for line in cleaned.splitlines() if line.strip()]
     # 2. Numbered/bulleted lines: the items are exactly those lines; the rest is chatter.
-    marked = [line for line in lines if _MARKER.match(line)]
-    if marked:
-        if len(marked) == 1 and len(_INLINE_NUMBER.findall(marked[0])) > 1:
-            parts = _INLINE_NUMBER.split(marked[0])  # "1. Action 2. Comedy 3. Drama"
-            return _finish([p for p in parts if p.strip()], raw, **kw)
-        return _finish([_MARKER.sub("", line) for line in marked], raw, **kw)
-
+    marked = _marked_items(lines)
+    if marked is not None:
+        return _finish(marked, raw, **kw)
     # 3. Prose: a refusal is not a list.
     if _REFUSAL.search(cleaned):
         return ParseResult([], False, "refusal: " + cleaned[:80], raw)
-    # 4. Drop preamble/closing lines ("Here are...:", "Sure!", "Hope this helps") when
-    #    something else remains, then take the part after a leading "Label:".
+    # 4.-5. Drop the chatter, then split comma/semicolon lists of short phrases.
+    return _finish(_split_phrases(_prose_body(lines), max_words), raw, **kw)
+
+
+def _marked_items(lines: list[str]) -> list[str] | None:
+    """The items of numbered or bulleted lines, markers removed (None when no line is marked).
+
+    One marked line that numbers several items inline ("1. Action 2. Comedy 3. Drama") is
+    split at its numbers."""
+    marked = [line for line in lines if _MARKER.match(line)]
+    if not marked:
+        return None
+    if len(marked) == 1 and len(_INLINE_NUMBER.findall(marked[0])) > 1:
+        return [p for p in _INLINE_NUMBER.split(marked[0]) if p.strip()]
+    return [_MARKER.sub("", line) for line in marked]
+
+
+def _prose_body(lines: list[str]) -> list[str]:
+    """Prose lines less their chatter: preamble and closing lines ("Here are...:", "Sure!",
+    "Hope this helps") go when something else remains, and a leading "Label:" goes."""
     body = [line for line in lines if not (line.endswith(":") or _PREAMBLE.match(line))]
     if not body:
         body = lines
@@ -979,10 +993,14 @@ def parse_list(
             if rest.strip() and "," not in prefix:
                 line = rest
         parts.append(line)
-    # 5. A line is a comma/semicolon list only when every piece is a short phrase; a sentence
-    #    that merely contains commas ("A user enjoyed a mix of sci-fi films, including ...")
-    #    stays one (long, hence dropped) candidate. "The user likes A, B, and C" loses its
-    #    lead-in ("The user likes").
+    return parts
+
+
+def _split_phrases(parts: list[str], max_words: int) -> list[str]:
+    """Candidates from prose lines: a line is a comma/semicolon list only when every piece is
+    a short phrase; a sentence that merely contains commas ("A user enjoyed a mix of sci-fi
+    films, including ...") stays one (long, hence dropped) candidate. "The user likes A, B,
+    and C" loses its lead-in ("The user likes")."""
     candidates: list[str] = []
     for line in parts:
         pieces = [q.strip() for q in re.split(r"[,;]|\s+\|\s+", line)]
@@ -992,7 +1010,7 @@ def parse_list(
             candidates.extend(pieces)
         else:
             candidates.append(line)
-    return _finish(candidates, raw, **kw)
+    return candidates
 
 
 def _find_json(text: str, opener: str | None = None) -> tuple[Any, bool]:

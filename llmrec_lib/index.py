@@ -248,7 +248,23 @@ def build_index(
     if metric == "cosine":
         x = _normalise(x, "vectors")
     n, d = x.shape
+    params = _index_params(kind, n, d, nlist=nlist, nprobe=nprobe, M=M, ef_construction=ef_construction,
+                           ef_search=ef_search, pq_m=pq_m, nbits=nbits, seed=seed)
     faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    set_threads()
+    index = faiss.index_factory(d, _factory_string(kind, params), faiss_metric)
+    _set_knobs(index, kind, params)
+    if not index.is_trained:
+        index.train(x)
+    index.add(x)
+    return VectorIndex(kind=kind, metric=metric, dim=d, params=params, index=index)
+
+
+def _index_params(kind: str, n: int, d: int, *, nlist, nprobe, M, ef_construction, ef_search, pq_m, nbits,
+                  seed) -> dict:
+    """The knobs that apply to ``kind``, defaults filled in for ``n`` vectors of dimension ``d``
+    and checked (a bad one raises here, before faiss sees it); they are kept in
+    :attr:`VectorIndex.params` and saved with the index."""
     params: dict = {}
     if kind in ("ivf", "ivfpq"):
         nlist = int(nlist) if nlist is not None else max(1, int(round(math.sqrt(n))))
@@ -266,8 +282,12 @@ def build_index(
     if kind == "hnsw":
         params.update(M=int(M), ef_construction=int(ef_construction), ef_search=int(ef_search))
     params["seed"] = int(seed)
+    return params
 
-    desc = {
+
+def _factory_string(kind: str, params: dict) -> str:
+    """faiss's ``index_factory`` description of ``kind`` with ``params``."""
+    return {
         "flat": "Flat",
         "ivf": f"IVF{params.get('nlist')},Flat",
         "hnsw": f"HNSW{params.get('M')}",
@@ -276,20 +296,18 @@ def build_index(
         "pq": f"PQ{params.get('pq_m')}x{params.get('nbits')}np",
         "ivfpq": f"IVF{params.get('nlist')},PQ{params.get('pq_m')}x{params.get('nbits')}np",
     }[kind]
-    set_threads()
-    index = faiss.index_factory(d, desc, faiss_metric)
+
+
+def _set_knobs(index, kind: str, params: dict) -> None:
+    """Set the k-means seeds and the search knobs that ``index_factory`` cannot spell."""
     if kind in ("ivf", "ivfpq"):
-        index.cp.seed = int(seed)
+        index.cp.seed = params["seed"]
         index.nprobe = params["nprobe"]
     if kind in ("pq", "ivfpq"):
-        index.pq.cp.seed = int(seed)
+        index.pq.cp.seed = params["seed"]
     if kind == "hnsw":
         index.hnsw.efConstruction = params["ef_construction"]
         index.hnsw.efSearch = params["ef_search"]
-    if not index.is_trained:
-        index.train(x)
-    index.add(x)
-    return VectorIndex(kind=kind, metric=metric, dim=d, params=params, index=index)
 
 
 def ann_recall(approx_ids, exact_ids, per_query: bool = False):

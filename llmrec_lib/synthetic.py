@@ -90,12 +90,30 @@ def make_world(
     if n_items < len(TOPICS) or n_users < 1 or slate_size < 1:
         raise ValueError(f"need n_items >= {len(TOPICS)}, n_users >= 1 and slate_size >= 1")
     rng = np.random.default_rng(seed)
-    n_topics = len(TOPICS)
-    topic_names = [t[0] for t in TOPICS]
+    item_topic, popularity, movies = _make_items(rng, n_items)
+    interests, imp = _make_impressions(
+        rng, item_topic, popularity, n_users, n_days, slate_size, interests_per_user,
+        p_click_interest, p_click_other, share_interest_in_slate,
+    )
+    item_ids = movies["item_id"].to_numpy()
+    return World(
+        ml=_as_movielens(imp, movies, item_topic),
+        impressions=imp,
+        user_interests=interests,
+        item_topic=pd.Series(item_topic, index=item_ids, name="topic"),
+        topics=[t[0] for t in TOPICS],
+    )
 
-    # Items: a topic each (Zipf-ish popularity inside the topic), a title from a modifier and a
-    # core word, a year, the topic's genre plus sometimes a second one, and a user tag.
-    item_ids = np.arange(1, n_items + 1)
+
+T0 = 1_500_000_000  # the world's first day, as a Unix time (July 2017)
+
+
+def _make_items(rng: np.random.Generator, n_items: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Items: a topic each, a Zipf-ish popularity (which of a topic's items a slate shows), a
+    title from a modifier and a core word, a year, the topic's genre plus sometimes a second
+    one. Returns (topic index per item, popularity per item, the movies frame); the item in
+    row i has id i + 1."""
+    n_topics = len(TOPICS)
     item_topic = rng.integers(0, n_topics, size=n_items)
     popularity = rng.zipf(1.6, size=n_items).clip(max=50).astype(float)
     titles, genres, years = [], [], []
@@ -110,21 +128,29 @@ def make_world(
         years.append(year)
     movies = pd.DataFrame(
         {
-            "item_id": item_ids,
+            "item_id": np.arange(1, n_items + 1),
             "title": titles,
             "name": [t.rsplit(" (", 1)[0] for t in titles],
             "year": pd.array(years, dtype="Int64"),
             "genres": genres,
         }
     )
+    return item_topic, popularity, movies
+
+
+def _make_impressions(rng, item_topic, popularity, n_users, n_days, slate_size, interests_per_user,
+                      p_click_interest, p_click_other, share_interest_in_slate):
+    """Users with planted interests, then their impressions and clicks day by day.
+
+    Returns (user_id -> planted topic indices, impressions frame: user_id, item_id, timestamp,
+    clicked)."""
+    n_topics = len(TOPICS)
+    item_ids = np.arange(1, len(item_topic) + 1)
     by_topic = [item_ids[item_topic == t] for t in range(n_topics)]
     pop_by_topic = [popularity[item_topic == t] / popularity[item_topic == t].sum() for t in range(n_topics)]
-
-    # Users: planted interests, then impressions day by day.
     lo, hi = interests_per_user
     interests = {}
     rows = []
-    t0 = 1_500_000_000
     for u in range(1, n_users + 1):
         k = int(rng.integers(lo, hi + 1))
         mine = sorted(rng.choice(n_topics, size=min(k, n_topics), replace=False).tolist())
@@ -143,8 +169,13 @@ def make_world(
                 seen.add(item)
                 hit = item_topic[item - 1] in mine
                 clicked = rng.random() < (p_click_interest if hit else p_click_other)
-                rows.append((u, item, t0 + int(d) * 86_400 + j * 60 + int(rng.integers(60)), clicked))
-    imp = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "clicked"])
+                rows.append((u, item, T0 + int(d) * 86_400 + j * 60 + int(rng.integers(60)), clicked))
+    return interests, pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "clicked"])
+
+
+def _as_movielens(imp: pd.DataFrame, movies: pd.DataFrame, item_topic: np.ndarray) -> MovieLens:
+    """The world in MovieLens's layout: a click is a 5.0 rating, an impression without one a
+    1.0, and each item carries its topic's name as a tag."""
     ratings = pd.DataFrame(
         {
             "user_id": imp["user_id"].astype("int64"),
@@ -153,19 +184,13 @@ def make_world(
             "timestamp": imp["timestamp"].astype("int64"),
         }
     ).sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
+    n_items = len(movies)
     tags = pd.DataFrame(
         {
             "user_id": np.ones(n_items, dtype="int64"),
-            "item_id": item_ids,
+            "item_id": movies["item_id"].to_numpy(),
             "tag": [TOPICS[t][0] for t in item_topic],
-            "timestamp": np.full(n_items, t0, dtype="int64"),
+            "timestamp": np.full(n_items, T0, dtype="int64"),
         }
     )
-    ml = MovieLens(ratings=ratings, movies=movies, tags=tags, links=None, path=Path("<synthetic>"))
-    return World(
-        ml=ml,
-        impressions=imp,
-        user_interests=interests,
-        item_topic=pd.Series(item_topic, index=item_ids, name="topic"),
-        topics=topic_names,
-    )
+    return MovieLens(ratings=ratings, movies=movies, tags=tags, links=None, path=Path("<synthetic>"))

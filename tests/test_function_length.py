@@ -15,10 +15,7 @@ PENDING = {  # module.function: why it is still long
     "selftrain.run_full": "a linear script of one self-training round: sample, judge, train 3 arms",
     "recgpt.run_full": "a linear script: teacher, SFT, generation, judging",
     "tagger.run_full": "a linear script: targets, SFT, generation, judging",
-    "synthetic.make_world": "one generative story told top to bottom (users, items, clicks)",
     "towers.ThreeTowerModel._fit": "one training loop with three losses; to split with the towers",
-    "generation.parse_list": "one parser's cases in order (numbering, bullets, commas)",
-    "index.build_index": "one dispatch over faiss index kinds",
 }
 
 
