@@ -20,11 +20,11 @@ export LLMREC_MODE ?= quick
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: reproduce help setup browser test test-derived test-lib test-chapters test-assignments book lab data notebooks executed assignments bench clean
+.PHONY: reproduce help setup browser lint test test-derived test-lib test-chapters test-assignments book lab data notebooks executed assignments bench clean
 
 help:
 	@echo "make book   run every chapter (quick mode) and render the HTML book into _build/html"
-	@echo "make test   the library's tests, then every chapter as a test (nbval)"
+	@echo "make test   ruff (make lint), the library's tests, then every chapter as a test (nbval)"
 	@echo "make lab    JupyterLab on chapters/"
 	@echo "make data   download and verify MovieLens ml-latest-small into data/ (needs internet)"
 	@echo "make bench  the speed benchmarks (scripts that print figures and ratios)"
@@ -67,7 +67,14 @@ $(NB_DIR)/%.ipynb: chapters/%.py $(STAMP)
 
 notebooks: $(NOTEBOOKS)
 
-test: setup notebooks
+# House style (issue 15): the linter (pyproject.toml's [tool.ruff]) on the library, its tests, the
+# tools and the chapters, and the formatter's check on the chapters, whose code the book shows
+# (tests/test_chapters_style.py checks their width, not their format). Seconds; fails first.
+lint: setup
+	$(BIN)/ruff check llmrec_lib tests tools chapters assignments
+	$(BIN)/ruff format --check chapters
+
+test: setup lint notebooks
 	$(BIN)/python -m pytest -q tests
 	$(NBVAL) $(NOTEBOOKS)
 
@@ -90,7 +97,7 @@ test-derived: setup notebooks
 	  $(foreach c,$(DERIVED_CHAPTERS),$(wildcard $(NB_DIR)/$(c)_*.ipynb))
 	$(BIN)/python -m llmrec_lib.config claims $(DERIVED_RESULTS)
 
-test-lib: setup
+test-lib: setup lint
 	$(BIN)/python -m pytest -q tests
 
 test-chapters: setup notebooks
