@@ -23,6 +23,7 @@ import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -177,9 +178,48 @@ def autocast(device: str = "cpu", enabled: bool = True):
     return torch.autocast(dev, dtype=torch.bfloat16)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ModeSettings:
+    """The book's one pattern for values that differ between the run modes (issue 15 part 4).
+
+    A frozen dataclass whose fields are the values, with the values of each mode declared
+    beside them in ``MODES``; :meth:`for_mode` builds the one for the current mode. Frozen, so
+    a run cannot drift from what it printed, and one place for each number: a chapter shows
+    the object rather than copying its numbers into prose. :class:`Settings` (a chapter's
+    sizes, given by the chapter) follows the same protocol, and
+    :class:`llmrec_lib.recipes.RunLength` subclasses this one.
+
+    Attributes:
+        mode: the run mode the values are for ("quick" or "full").
+    """
+
+    mode: str
+
+    MODES: ClassVar[dict[str, dict]] = {}  # mode -> field values; each subclass declares its own
+
+    @classmethod
+    def for_mode(cls, mode: str | None = None):
+        """The values of one run mode.
+
+        Args:
+            mode: "quick" or "full"; None reads ``LLMREC_MODE`` (see :func:`get_mode`).
+
+        Returns:
+            An instance of ``cls`` holding ``cls.MODES[mode]``.
+        """
+        resolved = get_mode(mode)
+        if resolved not in cls.MODES:
+            raise ValueError(f"{cls.__name__} declares no values for mode {resolved!r}: add them to its MODES")
+        return cls(mode=resolved, **cls.MODES[resolved])
+
+
+@dataclass(frozen=True)
 class Settings:
-    """A chapter's resolved settings, printed at its top."""
+    """A chapter's resolved settings, printed at its top (built by :meth:`for_mode`).
+
+    Frozen like every per-mode setting (:class:`ModeSettings`); ``sizes`` is the chapter's own
+    dict and stays a dict.
+    """
 
     chapter: str
     mode: str
@@ -204,6 +244,51 @@ class Settings:
         return out
 
 
+    @classmethod
+    def for_mode(
+        cls,
+        mode: str | None = None,
+        *,
+        chapter: str,
+        quick: dict | None = None,
+        full: dict | None = None,
+        backbone: str = "smollm2-135m",
+        seed: int = DEFAULT_SEED,
+        data: str | os.PathLike | None = None,
+        device: str | None = None,
+    ) -> "Settings":
+        """Resolve a chapter's settings: the mode picks the ``quick`` or the ``full`` sizes.
+
+        Seeds every generator with ``seed`` (:func:`seed_everything`) as a side effect, so a
+        chapter's first cell makes its run repeatable.
+
+        Args:
+            mode: "quick" or "full"; None reads ``LLMREC_MODE``.
+            chapter: the chapter's number ("03"), printed and stored in its results.
+            quick: the chapter's sizes in quick mode.
+            full: the chapter's sizes in full mode.
+            backbone: the model the chapter starts from.
+            seed: the seed of every random generator.
+            data: the MovieLens folder; None reads ``LLMREC_DATA_DIR`` (see :func:`data_dir`).
+            device: "cpu", "cuda" or "mps"; None picks the best one present.
+
+        Returns:
+            The chapter's :class:`Settings`.
+        """
+        resolved = get_mode(mode)
+        sizes = dict((quick if resolved == "quick" else full) or {})
+        seed_everything(seed)
+        return cls(
+            chapter=chapter,
+            mode=resolved,
+            seed=seed,
+            device=get_device(device),
+            data_dir=data_dir(data),
+            backbone=backbone,
+            sizes=sizes,
+        )
+
+
 def settings(
     chapter: str,
     mode: str | None = None,
@@ -215,19 +300,23 @@ def settings(
     data: str | os.PathLike | None = None,
     device: str | None = None,
 ) -> Settings:
-    """Resolve a chapter's settings: the mode picks ``quick`` or ``full`` sizes."""
-    resolved = get_mode(mode)
-    sizes = dict((quick if resolved == "quick" else full) or {})
-    seed_everything(seed)
-    return Settings(
-        chapter=chapter,
-        mode=resolved,
-        seed=seed,
-        device=get_device(device),
-        data_dir=data_dir(data),
-        backbone=backbone,
-        sizes=sizes,
-    )
+    """A chapter's settings: :meth:`Settings.for_mode`, under the name the chapters call.
+
+    Args:
+        chapter: the chapter's number ("03").
+        mode: "quick" or "full"; None reads ``LLMREC_MODE``.
+        quick: the chapter's sizes in quick mode.
+        full: the chapter's sizes in full mode.
+        backbone: the model the chapter starts from.
+        seed: the seed of every random generator.
+        data: the MovieLens folder; None reads ``LLMREC_DATA_DIR``.
+        device: "cpu", "cuda" or "mps"; None picks the best one present.
+
+    Returns:
+        The chapter's :class:`Settings`.
+    """
+    return Settings.for_mode(mode, chapter=chapter, quick=quick, full=full, backbone=backbone, seed=seed,
+                             data=data, device=device)
 
 
 # --------------------------------------------------------------------------------------

@@ -67,11 +67,38 @@ _SEQ_TRAIN = replace(_BASE_TRAIN, batch_size=8, positions=8, user_budget=256, ob
                      patience=2)
 RECIPES["mixed"] = (_SEQ_ENC, _SEQ_TRAIN)
 
-# steps of the live quick run and of the full run, per recipe
-STEPS = {"quick": 24, "full": 1600}
-ABLATION_STEPS = 400
-# every-position recipes: steps of 8 users (about 50 pairs each), so fewer steps do more
-SEQUENCE_STEPS = {"quick": 12, "full": 800}
+
+
+@dataclass(frozen=True)
+class RunLength(config.ModeSettings):
+    """Optimiser steps of a recipe's run, per mode (:class:`llmrec_lib.config.ModeSettings`).
+
+    Quick mode is a short live run that shows the mechanics; full mode is the run whose
+    adapter is committed. :func:`recipe` picks the one that fits a recipe (:meth:`steps_for`).
+
+    Attributes:
+        mode: "quick" or "full".
+        steps: the one-pair-per-user recipes (infonce, matryoshka).
+        ablation_steps: chapter 04's ``ablate-*`` recipes; shorter full runs, so that all six
+            fit in about an hour and a half of 2 CPU cores (quick mode: as ``steps``).
+        sequence_steps: the every-position recipes (``mixed``): steps of 8 users, about 50
+            pairs each, so fewer steps do more.
+    """
+
+    steps: int
+    ablation_steps: int
+    sequence_steps: int
+
+    MODES = {
+        "quick": dict(steps=24, ablation_steps=24, sequence_steps=12),
+        "full": dict(steps=1600, ablation_steps=400, sequence_steps=800),
+    }
+
+    def steps_for(self, name: str) -> int:
+        """The steps of recipe ``name`` in this mode."""
+        if RECIPES[name][1].positions:
+            return self.sequence_steps
+        return self.ablation_steps if name in ABLATIONS else self.steps
 
 
 @dataclass
@@ -99,12 +126,7 @@ def recipe(name: str, mode: str) -> tuple[EncoderConfig, TrainConfig]:
     if name not in RECIPES:
         raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     enc, tr = RECIPES[name]
-    mode = config.get_mode(mode)
-    if tr.positions:
-        steps = SEQUENCE_STEPS[mode]
-    else:
-        steps = ABLATION_STEPS if mode == "full" and name in ABLATIONS else STEPS[mode]
-    return enc, replace(tr, steps=steps)
+    return enc, replace(tr, steps=RunLength.for_mode(mode).steps_for(name))
 
 
 def dual_encoder_system(model, setting: Setting, stage: str, *, cache: bool = True, progress: bool = True,

@@ -91,3 +91,27 @@ def test_build_setting_passes_verify_to_the_loader(copy, monkeypatch):
     setting = recipes.build_setting(copy, verify=False)
     assert len(setting.ml.ratings) == 100837
     assert setting.item_text.index.equals(setting.history_text.index)
+
+
+def test_run_length_is_the_one_per_mode_pattern(monkeypatch):
+    """Steps per mode sit in one frozen RunLength (config.ModeSettings); recipe() reads them."""
+    import dataclasses
+
+    from llmrec_lib import config
+
+    full = recipes.RunLength.for_mode("full")
+    assert (full.steps, full.ablation_steps, full.sequence_steps) == (1600, 400, 800)
+    quick = recipes.RunLength.for_mode("quick")
+    assert (quick.steps, quick.ablation_steps, quick.sequence_steps) == (24, 24, 12)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        full.steps = 1
+    monkeypatch.setenv("LLMREC_MODE", "full")
+    assert recipes.RunLength.for_mode() == full
+    for name in recipes.RECIPES:
+        assert recipes.recipe(name, "full")[1].steps == full.steps_for(name)
+    assert recipes.recipe("mixed", "quick")[1].steps == 12
+    assert recipes.recipe("ablate-bce", "full")[1].steps == 400
+    settings = config.Settings.for_mode("quick", chapter="00", quick={"users": 5}, full={"users": 9})
+    assert settings.mode == "quick" and settings.sizes == {"users": 5}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.seed = 1
