@@ -16,7 +16,8 @@ Every chapter evaluates on the same split, built here once:
   default on this data.
 
 Positives are ratings >= 4.0; ratings <= 2.0 are "seen but disliked", the book's stand-in for
-impressions without engagement.
+impressions without engagement. Those thresholds, the time order, the tie rule and the column
+check are defined in :mod:`llmrec_lib.interactions` and re-exported here.
 """
 
 from __future__ import annotations
@@ -32,9 +33,16 @@ import numpy as np
 import pandas as pd
 
 from . import config
+from .interactions import (  # noqa: F401  (re-exported: the data layer's many callers use them)
+    NEGATIVE_MAX,
+    POSITIVE_MIN,
+    RATING_COLUMNS,
+    DataError,
+    SchemaError,
+    in_time_order,
+    require_columns,
+)
 
-POSITIVE_MIN = 4.0
-NEGATIVE_MAX = 2.0
 FILES = ("links.csv", "movies.csv", "ratings.csv", "tags.csv")
 REQUIRED = ("ratings.csv", "movies.csv")  # tags.csv and links.csv may be absent or empty
 OFFICIAL_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
@@ -51,21 +59,12 @@ _YEAR_RE = re.compile(r"\((\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
 _NAME_ARTICLE_RE = re.compile(r"^(.*), (" + "|".join(re.escape(a) for a in _ARTICLES) + r")$")
 
 
-class DataError(Exception):
-    """A problem with the data files; the message says what to do about it."""
-
-
 class DataNotFoundError(DataError, FileNotFoundError):
     pass
 
 
 class ChecksumError(DataError):
     pass
-
-
-class SchemaError(DataError, ValueError):
-    """A table or file without the columns, values or ids the book needs (also a ValueError,
-    so callers that catch wrong arguments catch it too)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -277,7 +276,7 @@ def load_movielens(path: str | Path | None = None, verify: bool | None = None) -
     ratings = _load_ratings(folder / "ratings.csv", known)
     tags = _load_tags(folder / "tags.csv", known)
     links = _load_links(folder / "links.csv")
-    ratings = ratings.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
+    ratings = in_time_order(ratings)
     return MovieLens(ratings=ratings, movies=movies, tags=tags, links=links, path=folder)
 
 
@@ -457,7 +456,7 @@ class Split:
         if stage == "valid":
             return self.train
         both = pd.concat([self.train, self.valid_window], ignore_index=True)
-        return both.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
+        return in_time_order(both)
 
     def summary(self) -> dict:
         out = {"split": self.name, "train_ratings": int(len(self.train)),
@@ -497,7 +496,7 @@ def per_user_split(
     if not 0 < test_frac < 1 or not 0 < valid_frac < 1 or test_frac + valid_frac >= 1:
         raise ValueError("need 0 < test_frac, valid_frac and test_frac + valid_frac < 1")
     require_columns(ratings, RATING_COLUMNS, "ratings", "Pass MovieLens.ratings from load_movielens.")
-    r = ratings.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
+    r = in_time_order(ratings)
     pos = r[r["rating"] >= POSITIVE_MIN]
     n_pos = pos.groupby("user_id").size()
     eligible = n_pos[n_pos >= min_positives]
@@ -534,7 +533,7 @@ def global_split(ratings: pd.DataFrame, quantile: float = 0.9, valid_quantile: f
     if not 0 < valid_quantile < quantile < 1:
         raise ValueError("need 0 < valid_quantile < quantile < 1")
     require_columns(ratings, RATING_COLUMNS, "ratings", "Pass MovieLens.ratings from load_movielens.")
-    r = ratings.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
+    r = in_time_order(ratings)
     cut_test = int(np.quantile(r["timestamp"], quantile))
     cut_valid = int(np.quantile(r["timestamp"], valid_quantile))
     ts = r["timestamp"]
@@ -548,17 +547,6 @@ def global_split(ratings: pd.DataFrame, quantile: float = 0.9, valid_quantile: f
     )
 
 
-RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
-
-
-def require_columns(df, columns, what: str, hint: str = "") -> None:
-    """The library's one column check: raise :class:`SchemaError` naming the table (``what``),
-    the columns it lacks, the columns it has and ``hint`` (where the right table comes from)."""
-    have = list(getattr(df, "columns", ()))
-    missing = [c for c in columns if c not in have]
-    if missing:
-        raise SchemaError(f"{what} lacks column(s) {missing}; it has {have}" + (
-            f". {hint}" if hint else ""))
 
 
 

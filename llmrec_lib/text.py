@@ -25,7 +25,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import data
+from llmrec_lib import interactions
+from llmrec_lib.interactions import newest_that_fit
 
 # Field markers. "[ITEM]" opens every item text, so in a user's history it also separates items.
 ITEM = "[ITEM]"
@@ -202,7 +203,7 @@ def top_tags(tags: pd.DataFrame, k: int = 3) -> dict[int, list[str]]:
     per user, ties broken alphabetically (so the result is deterministic)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    data.require_columns(tags, ("user_id", "item_id", "tag"), "tags", "Pass ml.tags.")
+    interactions.require_columns(tags, ("user_id", "item_id", "tag"), "tags", "Pass ml.tags.")
     t = tags[["user_id", "item_id"]].copy()
     t["tag"] = tags["tag"].astype(str).str.lower().str.split().str.join(" ")
     t = t[t["tag"] != ""].drop_duplicates()
@@ -220,9 +221,9 @@ def training_tags(tags: pd.DataFrame, train_ratings: pd.DataFrame) -> pd.DataFra
     *the tagging user's* window; what other users tag later is the future for everyone.
     To be strict across users as well, pass ``tags[tags.timestamp <= cutoff]`` instead.
     """
-    data.require_columns(tags, ("user_id", "item_id", "tag", "timestamp"), "tags",
+    interactions.require_columns(tags, ("user_id", "item_id", "tag", "timestamp"), "tags",
                          "Pass ml.tags.")
-    data.require_columns(train_ratings, ("user_id", "timestamp"), "train_ratings",
+    interactions.require_columns(train_ratings, ("user_id", "timestamp"), "train_ratings",
                          "Pass split.train.")
     last = train_ratings.groupby("user_id")["timestamp"].max()
     limit = tags["user_id"].map(last)
@@ -370,7 +371,7 @@ def user_prompts(
         tokenizer: the tokenizer that defines the budget (markers registered with
             :func:`add_markers` when ``markers``).
         budget: maximum tokens per prompt, special tokens included; None keeps everything.
-        positive_only: keep ratings >= ``positive_min`` (default ``data.POSITIVE_MIN``) only.
+        positive_only: keep ratings >= ``positive_min`` (default ``interactions.POSITIVE_MIN``) only.
         show_rating: append each item's rating (useful with ``positive_only=False``).
         markers: ``[HISTORY]`` + items with ``[RATED] 4.5``; else plain sentences.
         users: users to render (default: every user in ``ratings``, even with no positives).
@@ -380,7 +381,7 @@ def user_prompts(
     """
     _check_prompt_args(ratings, budget)
     item_text = pd.Series(item_text) if not isinstance(item_text, pd.Series) else item_text
-    threshold = data.POSITIVE_MIN if positive_min is None else float(positive_min)
+    threshold = interactions.POSITIVE_MIN if positive_min is None else float(positive_min)
     all_users = np.asarray(pd.unique(ratings["user_id"]) if users is None else list(users))
     hist = _prompt_history(ratings, all_users, positive_only, threshold, item_text)
     prefix, prefix_len, seg_txt, seg_len = _prompt_pieces(
@@ -413,16 +414,8 @@ def user_prompts(
     })
 
 
-def newest_that_fit(lengths: Sequence[int], room: int) -> int:
-    """How many of the newest items fit ``room`` tokens, given each item's length (oldest
-    first): the largest k whose last k lengths sum to at most ``room``. Items are kept or
-    dropped whole, never cut."""
-    newest_first = np.cumsum(np.asarray(lengths)[::-1])
-    return int(np.searchsorted(newest_first, room, side="right"))
-
-
 def _check_prompt_args(ratings: pd.DataFrame, budget) -> None:
-    data.require_columns(ratings, data.RATING_COLUMNS, "ratings",
+    interactions.require_columns(ratings, interactions.RATING_COLUMNS, "ratings",
                          "Pass split.history(stage) or split.train.")
     if budget is not None and (not isinstance(budget, (int, np.integer)) or budget < 1):
         raise ValueError(f"budget must be a positive int or None, got {budget!r}")
@@ -432,9 +425,8 @@ def _prompt_history(ratings: pd.DataFrame, users: np.ndarray, positive_only: boo
                     threshold: float, item_text: pd.Series) -> pd.DataFrame:
     """The rendered users' history rows (positives only by default), in time order; every
     item must have a text."""
-    hist = ratings[ratings["rating"] >= threshold] if positive_only else ratings
-    hist = hist[hist["user_id"].isin(users)]
-    hist = hist.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    hist = ratings[ratings["user_id"].isin(users)]
+    hist = interactions.positives(hist, threshold) if positive_only else interactions.in_time_order(hist)
     unknown = pd.Index(hist["item_id"].unique()).difference(item_text.index)
     if len(unknown):
         raise KeyError(f"{len(unknown)} history items have no text (e.g. {list(unknown[:5])}); "

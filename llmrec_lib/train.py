@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmrec_lib import config, data, distributed
+from llmrec_lib import config, distributed, interactions
 
 # --------------------------------------------------------------------------------------------
 # Pairs
@@ -83,10 +83,11 @@ def training_pairs(
         max_pairs_per_user: cap per user (a random, seeded subset) so heavy raters do not
             dominate an epoch.
     """
-    data.require_columns(train, data.RATING_COLUMNS, "training ratings", "Pass split.train.")
-    r = train.sort_values(["user_id", "timestamp", "item_id"], ignore_index=True)
-    hist = (r[r["rating"] >= data.POSITIVE_MIN] if positive_only else r).reset_index(drop=True)
-    pos = r[r["rating"] >= data.POSITIVE_MIN]
+    interactions.require_columns(train, interactions.RATING_COLUMNS, "training ratings",
+                                 "Pass split.train.")
+    r = interactions.in_time_order(train)
+    hist = interactions.positives(r) if positive_only else r
+    pos = r[r["rating"] >= interactions.POSITIVE_MIN]
 
     users = hist["user_id"].to_numpy()
     times = hist["timestamp"].to_numpy()
@@ -100,8 +101,8 @@ def training_pairs(
         if user not in u_start.index:
             continue
         s, e = int(u_start[user]), int(u_end[user])
-        # history rows strictly earlier than each target: searchsorted on the user's times
-        ends = s + np.searchsorted(times[s:e], grp["timestamp"].to_numpy(), side="left")
+        # history rows strictly earlier in time than each target (the one tie rule)
+        ends = s + interactions.history_end(times[s:e], grp["timestamp"].to_numpy())
         keep = ends - s >= min_history
         idx = np.flatnonzero(keep)
         if max_pairs_per_user is not None and len(idx) > max_pairs_per_user:
@@ -111,7 +112,7 @@ def training_pairs(
         out_t.append(grp["timestamp"].to_numpy()[idx])
         out_s.append(np.full(len(idx), s))
         out_e.append(ends[idx])
-    neg = r[r["rating"] <= data.NEGATIVE_MAX]
+    neg = r[r["rating"] <= interactions.NEGATIVE_MAX]
     negatives = {int(u): g["item_id"].to_numpy() for u, g in neg.groupby("user_id")}
     cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
     return Pairs(cat(out_u, np.int64), cat(out_i, np.int64), cat(out_t, np.int64),
@@ -263,7 +264,7 @@ class Trainer:
         self.state = TrainState()
         self.last_tokens = self.last_user_len = self.last_pairs = 0
         train = pairs.history
-        liked = train[train["rating"] >= data.POSITIVE_MIN]
+        liked = train[train["rating"] >= interactions.POSITIVE_MIN]
         self.user_liked = {int(u): set(g.tolist()) for u, g in liked.groupby("user_id")["item_id"]}
         if cfg.objective not in ("in_batch", "catalogue"):
             raise ValueError(f"objective must be 'in_batch' or 'catalogue', got {cfg.objective!r}")
@@ -471,7 +472,7 @@ def prefix_boundaries(times: np.ndarray, start: int, stop: int, targets: np.ndar
     """For each target row j of one user's time-sorted sequence, how many rows of the window
     ``[start, stop)`` its history may use: the rows strictly earlier in time than row j (the
     library's one tie rule, as in :func:`training_pairs`: same-second rows are not history)."""
-    return np.searchsorted(times[start:stop], times[targets], side="left")
+    return interactions.history_end(times[start:stop], times[targets])
 
 
 class SequenceTrainer(Trainer):
@@ -499,13 +500,11 @@ class SequenceTrainer(Trainer):
                              "negatives or Matryoshka; use Trainer for those ablations")
         if cfg.objective == "catalogue":
             self.loss_fn = losses.CatalogueSoftmax(cfg.temperature)
-        h = h[h["rating"] >= data.POSITIVE_MIN].sort_values(["user_id", "timestamp", "item_id"],
-                                                            ignore_index=True)
-        self.seq_items = h["item_id"].to_numpy(np.int64)
-        self.seq_times = h["timestamp"].to_numpy(np.int64)
-        users, first, count = np.unique(h["user_id"].to_numpy(), return_index=True, return_counts=True)
-        keep = count >= 2  # a target needs one earlier positive
-        self.seq_users, self.seq_start, self.seq_count = users[keep], first[keep], count[keep]
+        seqs = interactions.Sequences.from_ratings(h, "training ratings")
+        self.seq_items, self.seq_times = seqs.item_id, seqs.timestamp
+        keep = seqs.count >= 2  # a target needs one earlier positive
+        self.seq_users, self.seq_start, self.seq_count = (
+            seqs.users[keep], seqs.start[keep], seqs.count[keep])
         tok = self.model.tokenizer
         pieces = self.history_text.reindex(np.unique(self.seq_items)).astype(str)
         self.piece_len = pd.Series(text.count_tokens(tok, pieces.tolist(), add_special_tokens=False),
@@ -525,7 +524,7 @@ class SequenceTrainer(Trainer):
             s0, n = int(self.seq_start[u]), int(self.seq_count[u])
             stop = s0 + int(rng.integers(1, n))  # the last target's row
             lens = self.piece_len.reindex(self.seq_items[s0:stop]).to_numpy()
-            fit = int(np.searchsorted(np.cumsum(lens[::-1]), room, side="right"))
+            fit = interactions.newest_that_fit(lens, room)
             start = stop - max(fit, 1)
             cand = np.arange(start + 1, stop + 1)
             cand = cand[prefix_boundaries(self.seq_times, start, stop, cand) > 0]

@@ -330,8 +330,3 @@ def test_training_tags_drop_the_future():
     assert kept["tag"].tolist() == ["a", "c"]  # b: after user 1's last rating; d: unknown user
 
 
-def test_newest_that_fit_keeps_whole_items_from_the_newest():
-    assert T.newest_that_fit([5, 3, 4], 7) == 2  # 4 + 3 fit, 4 + 3 + 5 do not
-    assert T.newest_that_fit([5, 3, 4], 12) == 3
-    assert T.newest_that_fit([5, 3, 4], 3) == 0  # the newest alone is too long: nothing
-    assert T.newest_that_fit([], 10) == 0
