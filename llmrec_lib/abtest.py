@@ -54,6 +54,12 @@ def holm(p_values) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (same order as given), each in [0, 1].
 
     Reject hypothesis i at level alpha when its adjusted p-value is <= alpha.
+
+    Args:
+        p_values: the raw p-values.
+
+    Returns:
+        The adjusted p-values, a float array in the given order.
     """
     p = np.asarray(p_values, dtype=np.float64)
     if p.ndim != 1 or ((p < 0) | (p > 1)).any() or np.isnan(p).any():
@@ -101,6 +107,17 @@ def mde(diffs=None, *, sd: float | None = None, n: int | None = None, alpha: flo
     *smallest* of m p-values (Bonferroni's level for every one of them). Holm tests the later
     ones at alpha / (m - 1), ..., alpha, so the MDE at alpha / m is a **conservative** bound:
     an arm tested with Holm among m has an MDE between this and the one at ``n_comparisons=1``.
+
+    Args:
+        diffs: the per-user differences (their SD and count are used), or None.
+        sd: the per-user differences' SD, when ``diffs`` is not given.
+        n: the number of users, when ``diffs`` is not given.
+        alpha: the test's two-sided level.
+        power: the probability of detecting the effect.
+        n_comparisons: m tested arms: the level is alpha / m (see :func:`mde`).
+
+    Returns:
+        The MDE, in the metric's units.
     """
     if diffs is not None:
         if sd is not None or n is not None:
@@ -113,9 +130,20 @@ def mde(diffs=None, *, sd: float | None = None, n: int | None = None, alpha: flo
 
 def mde_from_interval(lo: float, hi: float, *, alpha: float = 0.05, power: float = 0.8,
                       n_comparisons: int = 1) -> float:
-    """The MDE implied by a reported (1 - alpha) interval of a mean difference, when the
-    per-user values are not at hand: SE ~ (hi - lo) / (2 z_{1 - alpha/2}) (normal
-    approximation), MDE = (z_{1 - alpha'/2} + z_{power}) * SE with alpha' = alpha / n_comparisons."""
+    """The MDE implied by a reported (1 - alpha) interval of a mean difference, when the per-user
+    values are not at hand: SE ~ (hi - lo) / (2 z_{1 - alpha/2}) (normal approximation),
+    MDE = (z_{1 - alpha'/2} + z_{power}) * SE with alpha' = alpha / n_comparisons.
+
+    Args:
+        lo: the interval's lower end.
+        hi: the interval's upper end.
+        alpha: the test's two-sided level.
+        power: the probability of detecting the effect.
+        n_comparisons: m tested arms: the level is alpha / m (see :func:`mde`).
+
+    Returns:
+        The MDE, in the metric's units.
+    """
     if not hi >= lo:
         raise ValueError("need lo <= hi")
     se = (hi - lo) / (2 * NormalDist().inv_cdf(1 - alpha / 2))
@@ -124,17 +152,39 @@ def mde_from_interval(lo: float, hi: float, *, alpha: float = 0.05, power: float
 
 def users_needed(effect: float, sd: float, *, alpha: float = 0.05, power: float = 0.8,
                  n_comparisons: int = 1) -> float:
-    """Users a paired test needs to detect a true mean difference ``effect`` (per-user SD
-    ``sd``) with probability ``power``: the inverse of :func:`mde`. Infinite for no effect."""
+    """Users a paired test needs to detect a true mean difference ``effect`` with probability
+    ``power``: the inverse of :func:`mde`.
+
+    Args:
+        effect: the true mean per-user difference.
+        sd: the per-user differences' SD.
+        alpha: the test's two-sided level.
+        power: the probability of detecting the effect.
+        n_comparisons: m tested arms: the level is alpha / m (see :func:`mde`).
+
+    Returns:
+        The number of users (not rounded); infinite for no effect.
+    """
     if effect == 0:
         return float("inf")
     return float((_z_sum(alpha, power, n_comparisons) * sd / abs(effect)) ** 2)
 
 
 def simulated_power(values, n: int, *, n_sims: int = 1000, alpha: float = 0.05, seed: int = 0) -> float:
-    """Share of simulated experiments of ``n`` users, drawn with replacement from the per-user
-    outcomes ``values`` (paired differences, or interleaving preferences), in which a
-    two-sided z-test of "mean = 0" rejects at ``alpha``: the empirical power at that size."""
+    """The empirical power at ``n`` users: the share of simulated experiments, drawn with
+    replacement from the per-user outcomes ``values``, in which a two-sided z-test of
+    "mean = 0" rejects at ``alpha``.
+
+    Args:
+        values: per-user outcomes (paired differences, or interleaving preferences).
+        n: users per simulated experiment.
+        n_sims: simulated experiments.
+        alpha: the test's two-sided level.
+        seed: the simulation's seed.
+
+    Returns:
+        The share of experiments that rejected.
+    """
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[np.isfinite(v)]
     if v.size < 2 or int(n) < 2:
@@ -156,8 +206,16 @@ def simulated_power(values, n: int, *, n_sims: int = 1000, alpha: float = 0.05, 
 
 
 def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (numerical: the
-    density integrated on a grid, then inverted; accurate to about 1e-4 for df >= 1)."""
+    """The ``p`` quantile of Student's t (numerical: the density integrated on a grid, then
+    inverted; accurate to about 1e-4 for df >= 1).
+
+    Args:
+        p: the probability, in (0, 1).
+        df: the degrees of freedom (need not be whole).
+
+    Returns:
+        The quantile.
+    """
     if not 0.5 <= p < 1:
         raise ValueError(f"p must be in [0.5, 1), got {p}")
     if not df > 0:
@@ -195,6 +253,16 @@ def seed_aware_diff(treatment, control, alpha: float = 0.05) -> SeedAwareDiff:
     seed-averaged difference and ``s^2`` the variance of an arm's mean over its ``k`` seeds;
     the interval uses Student's t with Welch-Satterthwaite degrees of freedom, because three
     seeds estimate ``s`` poorly. Users with a non-finite value in any row are left out.
+
+    Args:
+        treatment: (seeds, users) per-user metric of the treatment arm (one row for an arm
+            with one seed, e.g. item-kNN).
+        control: (seeds, users) the control's, the same users in the same order.
+        alpha: the interval is at level 1 - alpha.
+
+    Returns:
+        A :class:`SeedAwareDiff`: mean difference, interval, SE and its parts, degrees of
+        freedom.
     """
     t = np.atleast_2d(np.asarray(treatment, dtype=np.float64))
     c = np.atleast_2d(np.asarray(control, dtype=np.float64))
@@ -239,7 +307,18 @@ def ratio_bootstrap(treatment, control, n_boot: int = 1000, alpha: float = 0.05,
     bootstrap interval. Users are resampled **jointly** (a user's two values stay together),
     and the ratio is recomputed on every resample, so the interval carries the noise of the
     denominator as well as the numerator's. (Dividing the interval of the absolute lift by the
-    control's point mean does not.) Pairs with a NaN on either side are dropped."""
+    control's point mean does not.) Pairs with a NaN on either side are dropped.
+
+    Args:
+        treatment: one number per user.
+        control: the same users' numbers under the control, in the same order.
+        n_boot: resamples.
+        alpha: the interval is at level 1 - alpha.
+        seed: the resampling seed.
+
+    Returns:
+        A :class:`llmrec_lib.metrics.CI` of the relative lift.
+    """
     M.check_bootstrap_args(n_boot, alpha)
     t, c = _pair(treatment, control)
     if t.size == 0 or c.mean() == 0:
@@ -265,7 +344,16 @@ def ratio_bootstrap(treatment, control, n_boot: int = 1000, alpha: float = 0.05,
 def ratio_delta_interval(treatment, control, alpha: float = 0.05) -> M.CI:
     """The delta-method (1 - alpha) interval of mean(t) / mean(c) - 1 on paired users:
     R = mt / mc, Var(R) ~ (Var t - 2 R Cov(t, c) + R^2 Var c) / (n mc^2). A large-sample
-    check on :func:`ratio_bootstrap`."""
+    check on :func:`ratio_bootstrap`.
+
+    Args:
+        treatment: one number per user.
+        control: the same users' numbers under the control, in the same order.
+        alpha: the interval is at level 1 - alpha.
+
+    Returns:
+        A :class:`llmrec_lib.metrics.CI` of the relative lift.
+    """
     t, c = _pair(treatment, control)
     n = t.size
     mt, mc = t.mean(), c.mean()
@@ -296,6 +384,18 @@ def readout(results: Mapping[str, E.EvalResult], control: str, metric: str = "re
       at ``power`` and the Bonferroni level alpha / m for m tested arms (conservative under
       Holm), absolute and as a share of the control's mean. A "no detectable difference"
       verdict rules out true lifts of at least that size (with probability ``power``).
+
+    Args:
+        results: arm name -> its :class:`llmrec_lib.evaluate.EvalResult`, the same users.
+        control: the control arm's name.
+        metric: the metric compared.
+        n_boot: resamples.
+        alpha: the tests' level (Holm over the arms).
+        seed: the resampling seed.
+        power: the power the MDE is computed at.
+
+    Returns:
+        A DataFrame, one row per arm.
     """
     if control not in results:
         raise KeyError(f"control {control!r} is not one of the arms {sorted(results)}")
@@ -331,7 +431,16 @@ def readout(results: Mapping[str, E.EvalResult], control: str, metric: str = "re
 
 def popular_items(item_ids, train: pd.DataFrame, *, popular_share: float = 0.2) -> np.ndarray:
     """Bool mask over catalogue columns: the ``popular_share`` most rated items in ``train``
-    (by count, among items rated at least once; ties broken by column order)."""
+    (by count, among items rated at least once; ties broken by column order).
+
+    Args:
+        item_ids: the catalogue's item ids, in column order.
+        train: the training ratings (``item_id`` column).
+        popular_share: the share of rated items called popular.
+
+    Returns:
+        (n_items,) bool.
+    """
     counts = train.groupby("item_id").size().reindex(np.asarray(item_ids), fill_value=0).to_numpy()
     n_top = max(1, int(round(popular_share * (counts > 0).sum())))
     top_cols = np.argsort(-counts, kind="stable")[:n_top]
@@ -348,6 +457,14 @@ def segment_masks(data: E.EvalData, train: pd.DataFrame, *, popular_share: float
       history ratings;
     - ``popular targets`` / ``tail targets``: targets among / outside the ``popular_share`` most
       rated items in training (by count), which hold most of the interactions.
+
+    Args:
+        data: the evaluated users and targets.
+        train: the training ratings.
+        popular_share: as for :func:`popular_items`.
+
+    Returns:
+        Segment name -> keyword arguments of :meth:`EvalResult.segment`.
     """
     is_pop = popular_items(data.item_ids, train, popular_share=popular_share)
     med = float(np.median(data.n_history))
@@ -362,7 +479,19 @@ def segment_masks(data: E.EvalData, train: pd.DataFrame, *, popular_share: float
 
 def segment_table(results: Mapping[str, E.EvalResult], segments: Mapping[str, dict],
                   metric: str = "recall@50", *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Mean and 95% interval of ``metric`` per (arm, segment), with the segment's user count."""
+    """Mean and 95% interval of ``metric`` per (arm, segment), with the segment's user count.
+
+    Args:
+        results: arm name -> its EvalResult.
+        segments: segment name -> keyword arguments of :meth:`EvalResult.segment`
+            (:func:`segment_masks`).
+        metric: the metric.
+        n_boot: resamples.
+        seed: the resampling seed.
+
+    Returns:
+        A DataFrame, one row per (arm, segment).
+    """
     rows = []
     for name, res in results.items():
         for seg, kwargs in segments.items():
@@ -386,7 +515,22 @@ def segment_readout(results: Mapping[str, E.EvalResult], segments: Mapping[str, 
     over all segments x arms: looking at 5 segments of 7 arms is 35 chances to find a lucky
     win. ``metric_for`` overrides the metric per segment (e.g. recall@100 for cold targets).
     MDE as in :func:`readout`, at the Bonferroni level over every tested pair. A pair equal for
-    every user of the segment gets the verdict :data:`IDENTICAL`, not "no detectable difference"."""
+    every user of the segment gets the verdict :data:`IDENTICAL`, not "no detectable difference".
+
+    Args:
+        results: arm name -> its EvalResult.
+        segments: segment name -> keyword arguments of :meth:`EvalResult.segment`.
+        control: the control arm's name.
+        metric: the metric compared.
+        metric_for: segment name -> the metric for that segment instead.
+        n_boot: resamples.
+        alpha: the tests' level (one Holm correction over every pair).
+        seed: the resampling seed.
+        power: the power the MDE is computed at.
+
+    Returns:
+        A DataFrame, one row per (segment, arm), with a verdict.
+    """
     if control not in results:
         raise KeyError(f"control {control!r} is not one of the arms {sorted(results)}")
     metric_for = dict(metric_for or {})
@@ -426,8 +570,17 @@ def segment_readout(results: Mapping[str, E.EvalResult], segments: Mapping[str, 
 
 
 def slot_shares(results: Mapping[str, E.EvalResult], groups: Mapping[str, np.ndarray], k: int = 50) -> pd.DataFrame:
-    """Share of each arm's filled top-``k`` slots that go to each group of items (``groups``:
-    name -> bool mask over catalogue columns, e.g. popular vs tail): where the lists' mix moves."""
+    """Share of each arm's filled top-``k`` slots that go to each group of items: where the
+    lists' mix moves.
+
+    Args:
+        results: arm name -> its EvalResult.
+        groups: group name -> bool mask over catalogue columns (e.g. popular vs tail).
+        k: the list length.
+
+    Returns:
+        A DataFrame, one row per arm, one column per group.
+    """
     rows = {}
     for name, res in results.items():
         sub = res.topk[:, :k]
@@ -443,8 +596,16 @@ def slot_shares(results: Mapping[str, E.EvalResult], groups: Mapping[str, np.nda
 
 
 def genre_matrix(movies: pd.DataFrame, item_ids) -> tuple[np.ndarray, list[str]]:
-    """(n_items, n_genres) 0/1 matrix in ``item_ids`` column order from a movies frame with a
-    ``genres`` column of lists (:func:`llmrec_lib.data.load_movielens`), and the genre names."""
+    """The genres of a movies frame as a 0/1 matrix in catalogue column order.
+
+    Args:
+        movies: a movies frame with a ``genres`` column of lists
+            (:func:`llmrec_lib.data.load_movielens`).
+        item_ids: the catalogue's item ids, in column order.
+
+    Returns:
+        ((n_items, n_genres) 0/1 matrix, the genre names).
+    """
     g = movies.set_index("item_id")["genres"].reindex(np.asarray(item_ids))
     g = g.apply(lambda x: x if isinstance(x, (list, tuple, np.ndarray)) else [])
     names = sorted({x for row in g for x in row})
@@ -470,6 +631,16 @@ def guardrails(results: Mapping[str, E.EvalResult], item_genres, k: int = 50, *,
       split evenly.
 
     Per-user guardrails come with a 95% bootstrap interval (``lo`` / ``hi`` columns).
+
+    Args:
+        results: arm name -> its EvalResult.
+        item_genres: (n_items, n_genres) 0/1 matrix (:func:`genre_matrix`).
+        k: the list length.
+        n_boot: resamples.
+        seed: the resampling seed.
+
+    Returns:
+        A DataFrame, one row per arm.
     """
     rows = []
     for name, res in results.items():
@@ -492,9 +663,17 @@ def team_draft(a: Sequence[int], b: Sequence[int], k: int, rng: np.random.Genera
     """Team-draft interleaving (Radlinski, Kurup & Joachims 2008) of two ranked lists.
 
     The team with fewer picks so far picks next (a coin flip when tied); it adds its highest
-    ranked item not already in the list. Returns the interleaved top-``k`` (item ids / column
-    indices) and, per slot, the team that contributed it (0 = a, 1 = b). Negative entries of
-    ``a`` / ``b`` are empty slots and skipped. Stops early when both lists run out.
+    ranked item not already in the list. Stops early when both lists run out.
+
+    Args:
+        a: the first ranked list (item ids or column indices); negative entries are empty slots
+            and skipped.
+        b: the second ranked list, likewise.
+        k: the interleaved list's length.
+        rng: the coin flips' generator.
+
+    Returns:
+        (the interleaved top-``k``, per slot the team that contributed it: 0 = a, 1 = b).
     """
     lists = ([int(x) for x in a if x >= 0], [int(x) for x in b if x >= 0])
     ptr = [0, 0]
@@ -524,8 +703,15 @@ def team_draft(a: Sequence[int], b: Sequence[int], k: int, rng: np.random.Genera
 
 
 def sign_test(wins: int, losses: int) -> float:
-    """Exact two-sided sign test (binomial, p = 1/2) of ``wins`` against ``losses``; ties are
-    left out before calling. 1.0 when there is nothing to test."""
+    """Exact two-sided sign test (binomial, p = 1/2) of ``wins`` against ``losses``.
+
+    Args:
+        wins: users who preferred one arm (ties are left out before calling).
+        losses: users who preferred the other.
+
+    Returns:
+        The p-value; 1.0 when there is nothing to test.
+    """
     n = int(wins) + int(losses)
     if n == 0:
         return 1.0
@@ -554,10 +740,21 @@ def interleave(topk_a, topk_b, targets: Sequence, k: int = 50, *, seed: int = 0,
                alpha: float = 0.05) -> Interleaving:
     """Replay team-draft interleaving of two arms for every user.
 
-    ``topk_a``, ``topk_b``: (n_users, depth) ranked lists (same users, same order);
-    ``targets``: each user's held-out items. A target in the interleaved top-``k`` is a click
-    credited to the team that placed it; a user prefers the arm with more clicks. Seeded: the
-    same ``seed`` draws the same coin flips.
+    A target in the interleaved top-``k`` is a click credited to the team that placed it; a
+    user prefers the arm with more clicks. Seeded: the same ``seed`` draws the same coin flips.
+
+    Args:
+        topk_a: (n_users, depth) ranked lists of arm a.
+        topk_b: (n_users, depth) ranked lists of arm b, the same users in the same order.
+        targets: each user's held-out items.
+        k: the interleaved list's length.
+        seed: the coin flips' seed.
+        n_boot: resamples of the preference's interval.
+        alpha: the interval is at level 1 - alpha.
+
+    Returns:
+        An :class:`Interleaving`: shares of users preferring each arm, the mean preference
+        with its interval, and the sign test's p-value.
     """
     a = np.asarray(topk_a)
     b = np.asarray(topk_b)
@@ -579,7 +776,19 @@ def interleave(topk_a, topk_b, targets: Sequence, k: int = 50, *, seed: int = 0,
 
 def interleave_results(res_a: E.EvalResult, res_b: E.EvalResult, data: E.EvalData, k: int = 50, *,
                        seed: int = 0, n_boot: int = 1000) -> Interleaving:
-    """:func:`interleave` of two evaluated arms on ``data``'s users and targets (matched by id)."""
+    """:func:`interleave` of two evaluated arms on ``data``'s users and targets (matched by id).
+
+    Args:
+        res_a: arm a's EvalResult.
+        res_b: arm b's EvalResult.
+        data: the evaluated users and their targets.
+        k: the interleaved list's length.
+        seed: the coin flips' seed.
+        n_boot: resamples of the preference's interval.
+
+    Returns:
+        An :class:`Interleaving`.
+    """
     rows_a = pd.Index(res_a.user_ids).get_indexer(data.user_ids)
     rows_b = pd.Index(res_b.user_ids).get_indexer(data.user_ids)
     if (rows_a < 0).any() or (rows_b < 0).any():
@@ -588,7 +797,16 @@ def interleave_results(res_a: E.EvalResult, res_b: E.EvalResult, data: E.EvalDat
 
 
 def load_rankings(paths: Mapping[str, str | Path], data: E.EvalData, ks=(10, 50, 100)) -> dict[str, E.EvalResult]:
-    """Evaluate stored top-K lists (:func:`evaluate.save_ranking`) as arms on ``data``."""
+    """Evaluate stored top-K lists (:func:`evaluate.save_ranking`) as arms on ``data``.
+
+    Args:
+        paths: arm name -> its ``.npz`` file.
+        data: the users and targets to measure on.
+        ks: the list lengths measured (at most the stored K).
+
+    Returns:
+        Arm name -> its EvalResult.
+    """
     out = {}
     for name, path in paths.items():
         ranking = E.StoredRanking(path, data.item_ids)
@@ -610,7 +828,15 @@ class NotOnThisData(LookupError):
 
 
 def need(value, what: str):
-    """``value``, or :class:`NotOnThisData` saying ``what`` is missing when it is None."""
+    """``value``, or :class:`NotOnThisData` saying ``what`` is missing when it is None.
+
+    Args:
+        value: anything.
+        what: what is missing, for the message.
+
+    Returns:
+        ``value``, when it is not None.
+    """
     if value is None:
         raise NotOnThisData(f"{what} is not on this data")
     return value
@@ -618,10 +844,21 @@ def need(value, what: str):
 
 def check_arms(claims, present, arms: Sequence[str], claim: str, holds, *, detail=None,
                pinned: bool = True):
-    """Check ``claim`` about the named ``arms`` with ``claims`` (:class:`config.Claims`), or
-    record it as not tested when one of them is not among ``present`` (an arm dropped on this
-    data). ``holds`` and ``detail`` are callables, called only when every arm is present.
-    Returns the check's result, or None when skipped (skipping raises on the reference)."""
+    """Check ``claim`` about the named ``arms``, or record it as not tested when one of them is
+    not present (an arm dropped on this data).
+
+    Args:
+        claims: the chapter's :class:`config.Claims`.
+        present: the arms this data has.
+        arms: the arms the claim is about.
+        claim: the claim's text.
+        holds: a callable returning whether it holds, called only when every arm is present.
+        detail: a callable returning the detail, likewise (or None).
+        pinned: whether the claim is pinned to the reference numbers.
+
+    Returns:
+        The check's result, or None when skipped (skipping raises on the reference).
+    """
     absent = [a for a in arms if a not in present]
     if absent:
         claims.skip(claim, f"arm not in this readout: {', '.join(absent)}", pinned=pinned)
@@ -637,7 +874,17 @@ def ledger_row(claims, design: str, claim: str, build) -> tuple[str, str, str, s
     (evidence, verdict)``. When an input is missing on this data (:class:`NotOnThisData`, a
     missing key or arm, or a None where a number was expected), the row says "not tested on
     this data" and the claim is recorded with :meth:`config.Claims.skip`; on the reference
-    release the error is raised, since every input exists there."""
+    release the error is raised, since every input exists there.
+
+    Args:
+        claims: the chapter's :class:`config.Claims`.
+        design: the row's design (what was compared).
+        claim: the claim's text.
+        build: a callable returning (evidence, verdict).
+
+    Returns:
+        (design, claim, evidence, verdict).
+    """
     try:
         evidence, verdict = build()
     except _LEDGER_GAPS as err:

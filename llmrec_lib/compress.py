@@ -46,7 +46,16 @@ def _normalise(a: np.ndarray) -> np.ndarray:
 
 
 def nested_dims(full: int, smallest_fraction: int = 16) -> list[int]:
-    """``full, full/2, full/4, ...`` down to ``full/smallest_fraction`` (each must be whole)."""
+    """The nested prefix sizes ``full, full/2, full/4, ...`` down to ``full/smallest_fraction``.
+
+    Args:
+        full: the full dimension.
+        smallest_fraction: the smallest prefix is ``full`` divided by this (a power of two);
+            every size must be whole.
+
+    Returns:
+        The sizes, largest first.
+    """
     if full < 1 or smallest_fraction < 1 or smallest_fraction & (smallest_fraction - 1):
         raise ValueError("full must be >= 1 and smallest_fraction a power of two")
     if full % smallest_fraction:
@@ -59,7 +68,15 @@ def nested_dims(full: int, smallest_fraction: int = 16) -> list[int]:
 
 
 def truncate(vectors, d: int) -> np.ndarray:
-    """The first ``d`` coordinates of each row, re-normalised (a Matryoshka prefix)."""
+    """The first ``d`` coordinates of each row, re-normalised (a Matryoshka prefix).
+
+    Args:
+        vectors: (n, D) array.
+        d: the prefix length, at most D.
+
+    Returns:
+        (n, d) float32, unit rows.
+    """
     a = _check(vectors)
     if not 1 <= d <= a.shape[1]:
         raise ValueError(f"d must be in [1, {a.shape[1]}], got {d}")
@@ -76,6 +93,7 @@ class PCAProjection:
 
     @classmethod
     def fit(cls, vectors, d: int) -> "PCAProjection":
+        """Fit the mean and the top ``d`` principal directions of ``vectors`` (n, D)."""
         a = _check(vectors).astype(np.float64)
         if not 1 <= d <= min(a.shape):
             raise ValueError(f"d must be in [1, {min(a.shape)}] for {a.shape[0]} vectors of dim {a.shape[1]}")
@@ -86,9 +104,11 @@ class PCAProjection:
 
     @property
     def dim(self) -> int:
+        """The projected dimension d."""
         return self.components.shape[0]
 
     def transform(self, vectors) -> np.ndarray:
+        """Project ``vectors`` (n, D): centred, onto the d directions, re-normalised; (n, d)."""
         a = _check(vectors)
         if a.shape[1] != self.components.shape[1]:
             raise ValueError(f"vectors have dim {a.shape[1]}, the projection was fitted on {self.components.shape[1]}")
@@ -100,20 +120,27 @@ def svd_vectors(train: pd.DataFrame, history: pd.DataFrame, user_ids, item_ids,
                 dim: int) -> tuple[np.ndarray, np.ndarray]:
     """A collaborative embedding fitted in seconds, nested by construction: truncated SVD.
 
-    ``train`` (columns ``user_id``, ``item_id``; every row counts as one interaction) becomes
-    the 0/1 matrix X (training users x ``item_ids``), factored as X = U S V^T with the
-    singular values in decreasing order. An item's vector is its row of V S (its coordinates
-    along the users' main directions); a user's is the sum of the rows of V over the items
-    of their ``history`` (the PureSVD fold-in, Cremonesi et al. 2010), so users outside
-    ``train`` are encoded too. Coordinate j carries the j-th singular value, so every prefix
-    is the best rank-d fit of X: the nested order Matryoshka training has to learn, here
-    for free. Chapter 05 serves it on data where its committed models do not fit. An item
-    no training user rated gets the zero vector: it has no direction, so search these
+    ``train`` becomes the 0/1 matrix X (training users x ``item_ids``), factored as
+    X = U S V^T with the singular values in decreasing order. An item's vector is its row of
+    V S (its coordinates along the users' main directions); a user's is the sum of the rows of
+    V over the items of their ``history`` (the PureSVD fold-in, Cremonesi et al. 2010), so
+    users outside ``train`` are encoded too. Coordinate j carries the j-th singular value, so
+    every prefix is the best rank-d fit of X: the nested order Matryoshka training has to
+    learn, here for free. Chapter 05 serves it on data where its committed models do not fit.
+    An item no training user rated gets the zero vector: it has no direction, so search these
     vectors by inner product (on re-normalised prefixes the same ranking as cosine).
 
-    Returns ``(users, items)``, float32, shapes ``(len(user_ids), dim)`` and
-    ``(len(item_ids), dim)``, not normalised; each direction's sign is fixed (its largest
-    item loading positive), so reruns give the same vectors.
+    Args:
+        train: columns ``user_id``, ``item_id``; every row counts as one interaction.
+        history: the interactions each user in ``user_ids`` is encoded from (same columns).
+        user_ids: the users to encode, in output order.
+        item_ids: the catalogue, in output order.
+        dim: the embedding size.
+
+    Returns:
+        ``(users, items)``, float32, shapes ``(len(user_ids), dim)`` and
+        ``(len(item_ids), dim)``, not normalised; each direction's sign is fixed (its largest
+        item loading positive), so reruns give the same vectors.
     """
     items_index = pd.Index(np.asarray(item_ids))
     train_users = pd.Index(np.unique(np.asarray(train["user_id"])))
@@ -168,6 +195,17 @@ def smallest_dim_keeping(per_user: Mapping[int, np.ndarray], keep: float = 0.95,
     This is deliberately not "the smallest dimension whose loss is not significant": that rule
     rewards noise (the noisier a prefix, the more easily it passes) and can call a small
     prefix lossless while a larger one loses significantly.
+
+    Args:
+        per_user: each dimension -> the per-user metric at that dimension (the same users in
+            the same order for every dimension); the largest dimension is the reference.
+        keep: the share of the reference's mean a dimension must keep.
+        alpha: the bootstrap interval is at level 1 - alpha.
+        n_boot: bootstrap resamples.
+        seed: the bootstrap's seed.
+
+    Returns:
+        A :class:`DimChoice`: the chosen dimension and the evidence for every dimension.
     """
     from .abtest import ratio_bootstrap
 
@@ -200,9 +238,19 @@ def smallest_dim_keeping(per_user: Mapping[int, np.ndarray], keep: float = 0.95,
 
 
 def nested_prefixes_figure(dims, weights=None):
-    """One Matryoshka embedding drawn to scale: a bar of ``max(dims)`` coordinates, and under
-    it one bracket per nested prefix (the first d numbers), each re-normalised and scored by
-    its own InfoNCE; the loss is the weighted mean of those terms (equal weights by default)."""
+    """One Matryoshka embedding drawn to scale [kusupati2022matryoshka].
+
+    A bar of ``max(dims)`` coordinates, and under it one bracket per nested prefix (the first
+    d numbers), each re-normalised and scored by its own InfoNCE; the loss is the weighted
+    mean of those terms.
+
+    Args:
+        dims: the nested prefix sizes.
+        weights: one weight per size (None: equal weights).
+
+    Returns:
+        The figure.
+    """
     import matplotlib.pyplot as plt  # imported here: `import llmrec_lib.compress` stays light
 
     dims = [int(d) for d in dims]

@@ -34,7 +34,14 @@ DEFAULT_SEED = 20251016
 
 
 def get_mode(mode: str | None = None) -> str:
-    """The run mode: the explicit argument, else ``LLMREC_MODE``, else ``"quick"``."""
+    """The run mode: the explicit argument, else ``LLMREC_MODE``, else ``"quick"``.
+
+    Args:
+        mode: "quick", "full", or None / "" to read the environment.
+
+    Returns:
+        One of :data:`MODES` (ValueError, saying how to set it, for anything else).
+    """
     value = mode if mode not in (None, "") else os.environ.get("LLMREC_MODE", "quick")
     value = str(value).strip().lower()
     if value not in MODES:
@@ -47,7 +54,14 @@ def get_mode(mode: str | None = None) -> str:
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The MovieLens folder: the explicit argument, else ``LLMREC_DATA_DIR``, else
-    ``data/ml-latest-small`` inside the project."""
+    ``data/ml-latest-small`` inside the project.
+
+    Args:
+        path: the folder, or None to read the environment.
+
+    Returns:
+        The folder's path, user (~) expanded; it may not exist.
+    """
     if path is not None:
         return Path(path).expanduser()
     env = os.environ.get("LLMREC_DATA_DIR")
@@ -64,6 +78,13 @@ def relative_to_root(path: str | os.PathLike, root: str | os.PathLike | None = N
     which usually lives outside the project): its name and the rest, e.g. ``ml-latest-small``.
     Anywhere else: relative to the project (``../...``), or only the name when no relative
     path exists (another drive). Forward slashes on every OS, so the JSON reads the same.
+
+    Args:
+        path: the path to record.
+        root: the project folder (None: :data:`PROJECT_ROOT`).
+
+    Returns:
+        The path as text, never absolute.
     """
     p = Path(os.path.abspath(Path(path).expanduser()))
     base = Path(os.path.abspath(Path(root).expanduser() if root is not None else PROJECT_ROOT))
@@ -80,8 +101,16 @@ def relative_to_root(path: str | os.PathLike, root: str | os.PathLike | None = N
 
 
 def command_line(module: str, argv: list[str] | None = None) -> str:
-    """The command that ran ``python -m module`` with ``argv`` (default: this process's
-    arguments), quoted so it can be pasted into a shell: what a committed artifact records."""
+    """The command that ran ``python -m module``, quoted so it can be pasted into a shell: what
+    a committed artifact records.
+
+    Args:
+        module: the module run with ``-m``.
+        argv: its arguments (None: this process's).
+
+    Returns:
+        The command line.
+    """
     import shlex
     import sys
 
@@ -90,7 +119,14 @@ def command_line(module: str, argv: list[str] | None = None) -> str:
 
 
 def cache_dir(sub: str | None = None) -> Path:
-    """Where model copies and embedding caches live (created on demand)."""
+    """Where model copies and embedding caches live (created on demand).
+
+    Args:
+        sub: a sub-folder (None: the cache folder itself).
+
+    Returns:
+        The folder: ``LLMREC_CACHE_DIR``, else ``.cache/`` in the project, plus ``sub``.
+    """
     root = Path(os.environ.get("LLMREC_CACHE_DIR", PROJECT_ROOT / ".cache")).expanduser()
     path = root / sub if sub else root
     path.mkdir(parents=True, exist_ok=True)
@@ -102,20 +138,38 @@ def artifacts_dir(sub: str | None = None) -> Path:
 
     Committed adapters (``adapters/``) and RecGPT generations (``recgpt/``) live there; quick
     mode reads them and full mode rewrites them.
+
+    Args:
+        sub: a sub-folder, e.g. ``"adapters"`` (None: ``artifacts/`` itself).
+
+    Returns:
+        The folder's path (not created).
     """
     path = PROJECT_ROOT / "artifacts"
     return path / sub if sub else path
 
 
 def results_dir() -> Path:
-    """Where chapters write their headline numbers (JSON) for later chapters."""
+    """Where chapters write their headline numbers (JSON) for later chapters.
+
+    Returns:
+        ``LLMREC_RESULTS_DIR``, else ``results/`` in the project (created on demand).
+    """
     path = Path(os.environ.get("LLMREC_RESULTS_DIR", PROJECT_ROOT / "results")).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def get_device(prefer: str | None = None) -> str:
-    """cuda, then mps, then cpu, unless ``prefer`` or ``LLMREC_DEVICE`` names one."""
+    """cuda, then mps, then cpu, unless ``prefer`` or ``LLMREC_DEVICE`` names one.
+
+    Args:
+        prefer: a device to use ("cpu", "cuda", "cuda:1", "mps"); None: the environment, else
+            the best one present.
+
+    Returns:
+        The device's name.
+    """
     choice = prefer or os.environ.get("LLMREC_DEVICE")
     if choice:
         return choice
@@ -136,6 +190,13 @@ def private_torch_rng(seed: int, num_threads: int | None = None):
 
     A small model on a busy machine can be many times faster on one thread: every op waits
     for the slowest of its threads.
+
+    Args:
+        seed: the block's torch seed.
+        num_threads: intra-op threads inside the block (None: unchanged).
+
+    Yields:
+        Nothing: the block runs under the private state.
     """
     import torch
 
@@ -151,7 +212,14 @@ def private_torch_rng(seed: int, num_threads: int | None = None):
 
 
 def seed_everything(seed: int = DEFAULT_SEED) -> int:
-    """Seed Python, NumPy and (if imported) torch, so a chapter's numbers repeat."""
+    """Seed Python, NumPy and (if imported) torch, so a chapter's numbers repeat.
+
+    Args:
+        seed: the seed.
+
+    Returns:
+        ``seed``.
+    """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     os.environ["PYTHONHASHSEED"] = str(seed)
@@ -167,6 +235,13 @@ def autocast(device: str = "cpu", enabled: bool = True):
     """bf16 autocast where it helps (CPUs with AVX-512 BF16, recent GPUs); a no-op otherwise.
 
     On the project's 2-core machines bf16 autocast was 3-7x faster than float32 and steadier.
+
+    Args:
+        device: the device the block runs on ("cpu", "cuda", "cuda:0", "mps").
+        enabled: False gives a no-op context.
+
+    Returns:
+        A context manager.
     """
     if not enabled:
         return contextlib.nullcontext()
@@ -230,6 +305,7 @@ class Settings:
     sizes: dict = field(default_factory=dict)
 
     def show(self) -> None:
+        """Print the settings as a chapter's first output (the data folder by name, never its path)."""
         print(f"chapter {self.chapter} | mode={self.mode} | seed={self.seed} | device={self.device}")
         # by name, not by this machine's path: rendered books are shared
         where = " (LLMREC_DATA_DIR)" if os.environ.get("LLMREC_DATA_DIR") else ""
@@ -239,6 +315,7 @@ class Settings:
             print(f"  {key}: {value}")
 
     def as_dict(self) -> dict:
+        """The settings as a dict for a chapter's results, the data folder relative (no machine path)."""
         out = asdict(self)
         out["data_dir"] = relative_to_root(self.data_dir)  # no absolute machine path in results
         return out
@@ -335,6 +412,12 @@ def data_verify(verify: bool | str | None = None) -> bool:
     else True. ``LLMREC_DATA_VERIFY=0`` (or false/no/off) is the one switch that runs the book
     on unverified data in the MovieLens layout; :func:`llmrec_lib.data.load_movielens` called
     without ``verify`` follows it.
+
+    Args:
+        verify: True, False, a string such as "0" or "yes", or None to read the environment.
+
+    Returns:
+        Whether to verify.
     """
     value = verify if verify is not None else os.environ.get(DATA_VERIFY_ENV, "")
     if isinstance(value, (bool, np.bool_)):
@@ -362,6 +445,12 @@ def reference_data(path: str | os.PathLike | None = None) -> bool:
     reference numbers when this is True and only report them otherwise (:class:`Claims`).
     A missing folder or file is simply not the reference (False, no error). The answer is
     cached per folder and per file size and modification time, so asking again is free.
+
+    Args:
+        path: the MovieLens folder (None: :func:`data_dir`).
+
+    Returns:
+        Whether it is the reference release.
     """
     from . import data  # data imports config: import at call time
 
@@ -369,8 +458,15 @@ def reference_data(path: str | os.PathLike | None = None) -> bool:
 
 
 def data_status(path: str | os.PathLike | None = None) -> str:
-    """One line for a chapter to print under its settings: which data it runs on and what
-    that means for its claims."""
+    """One line for a chapter to print under its settings: which data it runs on and what that
+    means for its claims.
+
+    Args:
+        path: the MovieLens folder (None: :func:`data_dir`).
+
+    Returns:
+        The line.
+    """
     folder = data_dir(path)
     if reference_data(folder):
         return (f"data: {folder.name} is the 2018 ml-latest-small release (checksums match): "
@@ -384,6 +480,9 @@ def data_status(path: str | os.PathLike | None = None) -> str:
 
 @dataclass
 class Claim:
+    """One claim of a chapter: its text, whether it held (None: not tested on this data), whether
+    it is pinned to the reference numbers, and a detail (the measured value, or why untested).
+    """
     claim: str
     holds: bool | None  # None: not tested on this data (see Claims.skip)
     pinned: bool
@@ -411,6 +510,9 @@ class Claims:
         self.items: list[Claim] = []
 
     def check(self, claim: str, holds, *, pinned: bool = True, detail: str = "") -> bool:
+        """Record one claim; raise if it fails where it must hold (see the class); returns whether
+        it held.
+        """
         ok = bool(holds)
         self.items.append(Claim(claim, ok, bool(pinned), str(detail)))
         if not ok and (self.reference or not pinned):
@@ -467,17 +569,26 @@ class Claims:
 
     @property
     def failed(self) -> list[Claim]:
+        """The claims that did not hold (recorded on data where they are only reported)."""
         return [c for c in self.items if c.holds is False]
 
     @property
     def skipped(self) -> list[Claim]:
+        """The claims not tested on this data."""
         return [c for c in self.items if c.holds is None]
 
 
 def claims_summary(folder: str | os.PathLike | None = None):
-    """Chapter by chapter, how many claims held, failed and were not tested on the run whose
-    results are in ``folder`` (default :func:`results_dir`), from the tables the chapters kept
-    (:meth:`Claims.table`). ``python -m llmrec_lib.config claims [FOLDER]`` prints it."""
+    """Chapter by chapter, how many claims held, failed and were not tested on one run, from the
+    tables the chapters kept (:meth:`Claims.table`). ``python -m llmrec_lib.config claims
+    [FOLDER]`` prints it.
+
+    Args:
+        folder: the run's results folder (None: :func:`results_dir`).
+
+    Returns:
+        A DataFrame: chapter, claims, hold, fail, not tested, data.
+    """
     import pandas as pd
 
     folder = Path(folder) if folder is not None else results_dir()

@@ -254,10 +254,12 @@ class EvalData:
 
     @property
     def n_users(self) -> int:
+        """How many users are evaluated."""
         return len(self.user_ids)
 
     @property
     def n_items(self) -> int:
+        """How many items the catalogue holds (the score matrices' width)."""
         return len(self.item_ids)
 
     @property
@@ -350,13 +352,19 @@ def _gather(ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """(batch, k) column indices of the k best scores per row, best first.
+    """Column indices of the k best scores per row, best first.
 
     Ties go to the lower column index, so the result does not depend on how numpy's
-    partition happened to order equal values. Slots whose score is -inf (excluded or
-    unscoreable items) come back as -1: such items are never recommended. ``scores`` must
-    be free of NaN. Cost: one O(n_items) partition per row, a few O(n_items) masks, and a
-    sort of k values.
+    partition happened to order equal values. Cost: one O(n_items) partition per row, a few
+    O(n_items) masks, and a sort of k values.
+
+    Args:
+        scores: (batch, n_items), free of NaN; -inf marks items never to recommend.
+        k: how many columns per row.
+
+    Returns:
+        (batch, k) int column indices; slots whose score is -inf (excluded or unscoreable
+        items) come back as -1: such items are never recommended.
     """
     s = np.asarray(scores)
     if s.ndim != 2:
@@ -409,6 +417,7 @@ class MatrixScorer:
         self.name = name
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
+        """The stored rows of ``user_ids`` (KeyError for a user without one)."""
         user_ids = np.asarray(user_ids, dtype=np.int64)
         pos = np.searchsorted(self.user_ids[self._order], user_ids)
         rows = self._order[np.clip(pos, 0, len(self.user_ids) - 1)]
@@ -418,7 +427,14 @@ class MatrixScorer:
 
 
 def slug(name: str) -> str:
-    """A file-name-safe version of a system name: ``"popular (1095 d)"`` -> ``"popular-1095-d"``."""
+    """A file-name-safe version of a system name: ``"popular (1095 d)"`` -> ``"popular-1095-d"``.
+
+    Args:
+        name: the system's name.
+
+    Returns:
+        Lowercase letters, digits and single dashes.
+    """
     import re
 
     out = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -428,11 +444,21 @@ def slug(name: str) -> str:
 
 
 def save_ranking(result: "EvalResult", item_ids, path, *, meta: dict | None = None) -> Path:
-    """Save the top-K lists of ``result`` (as item ids, seen items already removed) to ``path``
-    (a compressed ``.npz``), so a later chapter can re-measure the system without its model.
+    """Save the top-K lists of ``result`` so a later chapter can re-measure the system without
+    its model.
 
     :class:`StoredRanking` loads it back as a system; evaluating that system on the same
     ``EvalData`` reproduces every metric at k <= the saved K, segments included.
+
+    Args:
+        result: the :class:`EvalResult` whose lists are saved.
+        item_ids: the catalogue's item ids, in column order (lists are saved as item ids, seen
+            items already removed).
+        path: the compressed ``.npz`` file to write.
+        meta: extra facts stored with the lists (which model, which data).
+
+    Returns:
+        ``path``.
     """
     import json
 
@@ -473,6 +499,7 @@ class StoredRanking:
         self._row = {int(u): i for i, u in enumerate(self.user_ids)}
 
     def recommend(self, user_ids, k: int) -> np.ndarray:
+        """The stored top-``k`` columns of each of ``user_ids`` (-1 past the stored K)."""
         missing = [int(u) for u in user_ids if int(u) not in self._row]
         if missing:
             raise KeyError(f"the stored ranking has no list for users {missing[:5]}")
@@ -577,6 +604,7 @@ class EvalResult:
 
     @property
     def user_ids(self) -> np.ndarray:
+        """The evaluated users, in the order of ``per_user``."""
         return self.per_user["user_id"].to_numpy()
 
     @property
@@ -784,20 +812,30 @@ def evaluate(
 ) -> EvalResult:
     """Rank the full catalogue for every user of ``data`` and measure the top-K lists.
 
-    ``system``: an object with ``score(user_ids) -> (batch, n_items)`` (numpy or torch; higher
-    is better; -inf = never recommend), or with ``recommend(user_ids, k) -> (batch, k)`` column
-    indices (best first, -1 = no more items), or a plain scoring callable. ``method`` forces
-    one path when a system has both.
-
-    ``can_score_items``: bool (n_items,), False for items the system cannot score (default:
-    the system's own ``can_score_items`` attribute, else all True). Such items are never
-    recommended; targets among them stay in the denominators (they are misses), are counted
-    per user in ``n_unscoreable_targets``, announced in ``notes`` and measurable with
-    ``segment("scoreable")`` / ``segment("unscoreable")``.
-
     A recommender is asked for ``k + (largest number of banned items in the batch)`` items
     (banned = seen or unscoreable), so that ``k`` remain after removing them; it need not
-    know about exclusions. With ``exclude_seen=False`` seen items stay rankable.
+    know about exclusions.
+
+    Args:
+        system: an object with ``score(user_ids) -> (batch, n_items)`` (numpy or torch; higher
+            is better; -inf = never recommend), or with ``recommend(user_ids, k) -> (batch,
+            k)`` column indices (best first, -1 = no more items), or a plain scoring callable.
+        data: the users, their targets and their seen items (:class:`EvalData`).
+        ks: the list lengths measured.
+        batch_size: users scored at once.
+        can_score_items: bool (n_items,), False for items the system cannot score (default:
+            the system's own ``can_score_items`` attribute, else all True). Such items are
+            never recommended; targets among them stay in the denominators (they are misses),
+            are counted per user in ``n_unscoreable_targets``, announced in ``notes`` and
+            measurable with ``segment("scoreable")`` / ``segment("unscoreable")``.
+        exclude_seen: False keeps seen items rankable.
+        method: "auto", "score" or "recommend": forces one path when a system has both.
+        metrics: which metrics, at every k.
+        name: the system's name in the result (default: its ``name`` attribute).
+        progress: show a progress bar.
+
+    Returns:
+        An :class:`EvalResult`: per-user metrics, means with intervals, segments.
     """
     if not isinstance(data, EvalData):
         raise TypeError("data must be an EvalData (EvalData.from_split(split, stage, ml.item_ids))")
@@ -989,14 +1027,26 @@ def sampled_hit_rate(
     batch_size: int = 256,
     can_score_items=None,
 ) -> np.ndarray:
-    """Sampled HR@k, the shortcut of many papers: per user, the share of their targets that
-    rank in the top k among themselves plus ``n_negatives`` random items.
+    """Sampled HR@k, the shortcut of many papers: per user, the share of their targets that rank
+    in the top k among themselves plus ``n_negatives`` random items.
 
     Each user gets one uniform sample of items they have neither rated nor hold as a target,
     shared by their targets; ties break as in :func:`evaluate` (lower column first); a target
     scored -inf (or unscoreable) is a miss. A random scorer lands at k / (n_negatives + 1).
-    Krichene & Rendle (KDD 2020) show such numbers can reorder models: the book reports them
-    only to show that; every comparison uses :func:`evaluate`. Returns (n_users,) values.
+    Such numbers can reorder models [krichene2020sampled]: the book reports them only to show
+    that; every comparison uses :func:`evaluate`.
+
+    Args:
+        system: as for :func:`evaluate`, with a ``score`` method or callable.
+        data: the users and their targets (:class:`EvalData`).
+        n_negatives: random items ranked against each target.
+        k: the cut-off.
+        seed: the sampling seed.
+        batch_size: users scored at once.
+        can_score_items: as for :func:`evaluate`.
+
+    Returns:
+        (n_users,) float values, in ``data``'s user order.
     """
     if not 1 <= k <= n_negatives:
         raise ValueError(f"need 1 <= k <= n_negatives, got k={k}, n_negatives={n_negatives}")

@@ -117,6 +117,7 @@ class GenerationConfig:
 
     @property
     def greedy(self) -> bool:
+        """Whether decoding is greedy (temperature 0): the same prompt gives the same answer."""
         return self.temperature == 0
 
     def cache_fields(self) -> dict:
@@ -137,9 +138,16 @@ class GenerationConfig:
 
 
 def to_messages(prompt, system_prompt: str | None = None) -> list[Message]:
-    """A prompt as a chat message list: a string becomes one user message; a list of
-    ``{"role", "content"}`` dicts is checked and copied. ``system_prompt`` is prepended unless
-    the prompt already starts with a system message."""
+    """A prompt as a chat message list.
+
+    Args:
+        prompt: a string (one user message) or a list of ``{"role", "content"}`` dicts
+            (checked and copied).
+        system_prompt: prepended as a system message unless the prompt already starts with one.
+
+    Returns:
+        The list of message dicts.
+    """
     if isinstance(prompt, str):
         messages = [{"role": "user", "content": prompt}]
     elif isinstance(prompt, (list, tuple)):
@@ -172,7 +180,15 @@ def to_messages(prompt, system_prompt: str | None = None) -> list[Message]:
 
 
 def prompt_seed(base_seed: int, messages: list[Message]) -> int:
-    """A per-prompt seed (63 bits) derived from the base seed and the prompt's text."""
+    """A per-prompt seed, so a sampled answer depends on its prompt and not on the batch order.
+
+    Args:
+        base_seed: the run's seed.
+        messages: the prompt's messages.
+
+    Returns:
+        A 63-bit seed derived from both.
+    """
     blob = json.dumps([base_seed, messages], sort_keys=True, ensure_ascii=False).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") >> 1
 
@@ -203,6 +219,9 @@ class Generator:
 
     @property
     def identity(self) -> str:  # pragma: no cover - abstract
+        """What the answers depend on besides the prompt and the settings (model, weights, server):
+        part of the cache key.
+        """
         raise NotImplementedError
 
     def generate(self, prompts: Sequence, *, config: GenerationConfig | None = None, progress: bool = True) -> list[str]:
@@ -239,6 +258,12 @@ def weights_fingerprint(model) -> str:
     name, shape, dtype, its sum (float64: any real update moves it) and up to 256 evenly spaced
     values. Fine-tuning or loading an adapter changes the fingerprint, so a cached answer from
     other weights is never returned.
+
+    Args:
+        model: a torch module.
+
+    Returns:
+        A hex digest.
     """
     import torch
 
@@ -369,6 +394,7 @@ class LocalGenerator(Generator):
 
     @property
     def identity(self) -> str:
+        """The model's name and its weights' fingerprint (:func:`weights_fingerprint`)."""
         if self._identity is not None:
             return self._identity
         # the weights' fingerprint identifies the adapter; its folder's name is only a readable
@@ -540,6 +566,7 @@ class OpenAIGenerator(Generator):
 
     @property
     def identity(self) -> str:
+        """``openai:<model>@<base_url>``: a server's weights are identified by its model name."""
         return f"openai:{self.model}@{self.base_url}"
 
     def _payload(self, messages: list[Message], cfg: GenerationConfig) -> dict:
@@ -644,7 +671,16 @@ class OpenAIGenerator(Generator):
 
 
 def cache_key(identity: str, cfg: GenerationConfig, messages: list[Message]) -> str:
-    """sha256 of (backend identity, the settings that change answers, the messages)."""
+    """The key of one cached answer.
+
+    Args:
+        identity: the backend's identity (:attr:`Generator.identity`).
+        cfg: the generation settings; only those that change answers count.
+        messages: the prompt's messages.
+
+    Returns:
+        sha256 hex digest of the three.
+    """
     blob = json.dumps([identity, cfg.cache_fields(), messages], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -676,6 +712,7 @@ class CachedGenerator(Generator):
 
     @property
     def config(self) -> GenerationConfig:  # type: ignore[override]
+        """The wrapped generator's settings (setting it sets theirs)."""
         return self.inner.config
 
     @config.setter
@@ -684,9 +721,11 @@ class CachedGenerator(Generator):
 
     @property
     def identity(self) -> str:
+        """The wrapped generator's identity."""
         return self.inner.identity
 
     def path_for(self, identity: str) -> Path:
+        """The cache file (JSON lines) of one generator identity under ``cache_dir``."""
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", identity.split("#")[0])[:60].strip("_")
         return self.cache_dir / f"{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.jsonl"
 
@@ -774,6 +813,7 @@ class CachedGenerator(Generator):
 
     @property
     def stats(self) -> dict:
+        """Cache hits, misses (over the generator's life and in the latest call) and corrupt lines."""
         return {
             "hits": self.hits,
             "misses": self.misses,
@@ -792,11 +832,21 @@ def load_generator(
     cache: bool = True,
 ) -> Generator:
     """The generator a chapter uses: an HTTP server when ``base_url`` (or
-    ``$LLMREC_LLM_BASE_URL``) is set, else a local model (``model``, ``$LLMREC_LLM_MODEL`` or
-    the bundled ``"smollm2-135m"``); wrapped in a :class:`CachedGenerator` unless ``cache=False``.
+    ``$LLMREC_LLM_BASE_URL``) is set, else a local model.
 
     A reader with a GPU server runs e.g. ``vllm serve Qwen/Qwen2.5-7B-Instruct`` and sets
     ``LLMREC_LLM_BASE_URL=http://localhost:8000 LLMREC_LLM_MODEL=Qwen/Qwen2.5-7B-Instruct``.
+
+    Args:
+        model: the model's name (None: ``$LLMREC_LLM_MODEL``, else the bundled
+            ``"smollm2-135m"``).
+        base_url: an OpenAI-compatible server (None: ``$LLMREC_LLM_BASE_URL``, else local).
+        adapter_id: a PEFT adapter folder (or hub id) applied on top of the local model.
+        config: the generation settings (None: the defaults).
+        cache: wrap the generator in a :class:`CachedGenerator`.
+
+    Returns:
+        The :class:`Generator`.
     """
     base_url = base_url or os.environ.get("LLMREC_LLM_BASE_URL") or None
     model = model or os.environ.get("LLMREC_LLM_MODEL") or None
@@ -936,6 +986,9 @@ def parse_list(
 
     Not ok (``ok=False``) for: empty output, a refusal ("I'm sorry, I cannot..."), only
     sentences, fewer than ``min_items`` items.
+
+    Returns:
+        A :class:`ParseResult`: the items, whether the answer is ok, why not, and the raw text.
     """
     if max_items is not None and (not isinstance(max_items, int) or max_items < 1):
         raise ValueError(f"max_items must be None or an int >= 1, got {max_items!r}")
@@ -1035,8 +1088,16 @@ def _find_json(text: str, opener: str | None = None) -> tuple[Any, bool]:
 
 
 def parse_json(text: str) -> JsonResult:
-    """The first JSON object or array in a generation: tolerant of code fences, text before
-    and after it, and Python-style quotes. E.g. a judge's ``{"score": 4, "reason": "..."}``."""
+    """The first JSON object or array in a generation, e.g. a judge's
+    ``{"score": 4, "reason": "..."}``: tolerant of code fences, text before and after it, and
+    Python-style quotes.
+
+    Args:
+        text: the generated text.
+
+    Returns:
+        A :class:`JsonResult`: the value, whether one was found, why not, and the raw text.
+    """
     raw = text if isinstance(text, str) else ""
     cleaned, why = _text_or_fail(text, "parse_json")
     if cleaned is None:
@@ -1050,7 +1111,17 @@ def parse_json(text: str) -> JsonResult:
 def parse_json_list(text: str, max_items: int | None = None, *, min_items: int = 1, max_words: int = 8) -> ParseResult:
     """A list of short strings written as JSON (``["a", "b"]``), tolerant of code fences,
     surrounding prose, Python quotes, and an object wrapping one list (``{"tags": [...]}``).
-    Numbers become strings; nested objects make the result not ok."""
+    Numbers become strings; nested objects make the result not ok.
+
+    Args:
+        text: the generated text.
+        max_items: as for :func:`parse_list`.
+        min_items: as for :func:`parse_list`.
+        max_words: as for :func:`parse_list`.
+
+    Returns:
+        A :class:`ParseResult`.
+    """
     raw = text if isinstance(text, str) else ""
     cleaned, why = _text_or_fail(text, "parse_json_list")
     if cleaned is None:
@@ -1101,19 +1172,23 @@ class ParseReport:
         return result
 
     def extend(self, results: Iterable) -> "ParseReport":
+        """Count every result of ``results`` (:meth:`add`); returns the report."""
         for r in results:
             self.add(r)
         return self
 
     @property
     def n_malformed(self) -> int:
+        """How many results were not ok."""
         return self.n - self.n_ok
 
     @property
     def malformed_rate(self) -> float:
+        """The share of results that were not ok (0 when there are none)."""
         return self.n_malformed / self.n if self.n else 0.0
 
     def summary(self) -> str:
+        """One line of counts, then the failure reasons by frequency and a few examples."""
         head = f"{self.name}: {self.n_ok}/{self.n} parsed, {self.n_malformed} malformed ({self.malformed_rate:.1%})"
         if not self.n_malformed:
             return head
@@ -1124,6 +1199,7 @@ class ParseReport:
     __str__ = summary
 
     def as_dict(self) -> dict:
+        """The counts, reasons and examples as a JSON-ready dict (for a chapter's results)."""
         return {
             "name": self.name,
             "n": self.n,
@@ -1136,7 +1212,17 @@ class ParseReport:
 
 
 def parse_all(texts: Sequence[str], parser: Callable = parse_list, *, name: str = "generations", **kwargs):
-    """Parse every text with ``parser(text, **kwargs)``; returns ``(results, ParseReport)``."""
+    """Parse every text, counting the failures.
+
+    Args:
+        texts: the generated texts.
+        parser: :func:`parse_list`, :func:`parse_json_list`, :func:`parse_json` or alike.
+        name: the report's name.
+        **kwargs: passed to ``parser``.
+
+    Returns:
+        (the results in order, the :class:`ParseReport`).
+    """
     report = ParseReport(name=name)
     results = [report.add(parser(t, **kwargs), index=i) for i, t in enumerate(texts)]
     return results, report

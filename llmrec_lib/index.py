@@ -51,8 +51,15 @@ def _faiss():
 
 
 def set_threads(n: int | None = None) -> int:
-    """Set faiss's OpenMP threads: ``n``, else LLMREC_THREADS / OMP_NUM_THREADS, else the
-    CPUs this process may use. Returns the number set."""
+    """Set faiss's OpenMP threads, never more than this process may run on.
+
+    Args:
+        n: threads to use; None reads LLMREC_THREADS, else OMP_NUM_THREADS, else takes the CPUs
+            this process may use.
+
+    Returns:
+        The number of threads set.
+    """
     if n is None:
         env = os.environ.get("LLMREC_THREADS") or os.environ.get("OMP_NUM_THREADS")
         try:
@@ -109,6 +116,7 @@ class VectorIndex:
 
     @property
     def n(self) -> int:
+        """How many vectors the index holds."""
         return int(self.index.ntotal)
 
     def add(self, vectors) -> None:
@@ -216,7 +224,17 @@ def _meta_path(path: Path) -> Path:
 
 
 def load_index(path, dim: int | None = None, metric: str | None = None, kind: str | None = None) -> VectorIndex:
-    """Same as :meth:`VectorIndex.load`."""
+    """Read an index written by :meth:`VectorIndex.save` (same as :meth:`VectorIndex.load`).
+
+    Args:
+        path: the faiss file; its metadata sits beside it at ``path + ".json"``.
+        dim: the dimension the caller expects (None: any).
+        metric: the metric the caller expects (None: any).
+        kind: the kind the caller expects (None: any).
+
+    Returns:
+        The :class:`VectorIndex`; a mismatch with what was expected raises ValueError.
+    """
     return VectorIndex.load(path, dim=dim, metric=metric, kind=kind)
 
 
@@ -238,6 +256,22 @@ def build_index(
 
     See the module docstring for the kinds and their knobs. ``nbits`` defaults to 8, lowered
     for tiny inputs so k-means has at least as many points as centroids (2**nbits <= n).
+
+    Args:
+        vectors: (n, d) float array, one row per item.
+        kind: one of :data:`KINDS`.
+        metric: one of :data:`METRICS`.
+        nlist: ivf / ivfpq cells (None: round(sqrt(n))).
+        nprobe: ivf / ivfpq cells searched per query (capped at nlist).
+        M: hnsw links per node.
+        ef_construction: hnsw candidate list size while building.
+        ef_search: hnsw candidate list size while searching.
+        pq_m: pq / ivfpq sub-quantisers; must divide d (None: d / 8 or the next divisor below).
+        nbits: bits per pq code (None: 8, or fewer for tiny inputs).
+        seed: the k-means seed.
+
+    Returns:
+        The :class:`VectorIndex` holding every row, its knobs in ``params``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -313,10 +347,15 @@ def _set_knobs(index, kind: str, params: dict) -> None:
 def ann_recall(approx_ids, exact_ids, per_query: bool = False):
     """Share of the exact neighbours that the approximate search also returned.
 
-    ``approx_ids`` (nq, ka) and ``exact_ids`` (nq, ke) row-aligned; -1 entries are empty
-    (never matched, and not counted in the exact denominator). ka > ke measures
-    "R@ke within ka", the usual re-ranking setting. Returns the mean over queries
-    (or the per-query array).
+    ka > ke measures "R@ke within ka", the usual re-ranking setting.
+
+    Args:
+        approx_ids: (nq, ka) ids the approximate index returned; -1 entries are empty.
+        exact_ids: (nq, ke) the exact neighbours, row-aligned; -1 entries are not counted.
+        per_query: return one value per query instead of their mean.
+
+    Returns:
+        The mean recall over queries (a float), or the per-query array.
     """
     a = np.asarray(approx_ids)
     e = np.asarray(exact_ids)
@@ -350,13 +389,26 @@ def compare_indexes(items, queries, configs=STANDARD_CONFIGS, *, k: int = 10, me
                     n_single: int = 100, seed: int = 0, exact_ids=None):
     """Build each ``(kind, params)`` index over ``items`` and measure it on ``queries``.
 
-    Returns a DataFrame, one row per configuration: build seconds, batch and single-query
-    latency (microseconds per query), index memory (bytes, :meth:`VectorIndex.memory_bytes`),
-    ``recall@k`` = share of the exact top-k returned (:func:`ann_recall`), and ``recall@k in
-    10k`` = the share found among its top ``10 * k`` (what survives exact re-scoring of a
-    wider candidate list, the usual way to use PQ). The exact top-k is ``exact_ids`` if given,
-    else brute force over ``items`` (a Flat index). Search-only knobs (``nprobe``,
-    ``ef_search``) reuse an index already built with the same build knobs.
+    The exact top-k is ``exact_ids`` if given, else brute force over ``items`` (a Flat index).
+    Search-only knobs (``nprobe``, ``ef_search``) reuse an index already built with the same
+    build knobs.
+
+    Args:
+        items: (n, d) item vectors.
+        queries: (nq, d) query vectors.
+        configs: ``(kind, params)`` pairs, params as :func:`build_index`'s keywords.
+        k: the neighbours measured.
+        metric: one of :data:`METRICS`.
+        n_single: queries timed one by one for the single-query latency.
+        seed: the k-means seed of every index.
+        exact_ids: the exact top-k ids (nq, >= k), if already known.
+
+    Returns:
+        A DataFrame, one row per configuration: build seconds, batch and single-query latency
+        (microseconds per query), index memory (bytes, :meth:`VectorIndex.memory_bytes`),
+        ``recall@k`` = share of the exact top-k returned (:func:`ann_recall`), and ``recall@k
+        in 10k`` = the share found among its top ``10 * k`` (what survives exact re-scoring of
+        a wider candidate list, the usual way to use PQ).
     """
     import time
 

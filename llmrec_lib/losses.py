@@ -7,7 +7,7 @@ All losses take L2-normalised embeddings, so a dot product is a cosine similarit
 * ``hard``   (B, k, d), optional: k hard negatives per pair (shown-but-not-engaged items; in
   this book, seen-but-disliked movies).
 
-LinkedIn (arXiv 2510.14223) trains with InfoNCE and in-batch negatives shared across GPUs,
+LinkedIn [linkedin2025retrieval] trains with InfoNCE and in-batch negatives shared across GPUs,
 adds hard negatives (+1 per member: +2.0% Recall@10, +2: +3.6%), compares against BCE, and
 shrinks the embedding with Matryoshka training. sentence-transformers calls the same InfoNCE
 ``MultipleNegativesRankingLoss`` (scale 20 = temperature 0.05) and the nested version
@@ -37,8 +37,14 @@ __all__ = [
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Concatenate ``x`` from every rank, keeping gradients (the global batch of negatives).
 
-    Returns the gathered tensor and the offset of this rank's rows in it. Without an
-    initialised process group this is the identity with offset 0.
+    Without an initialised process group this is the identity with offset 0.
+
+    Args:
+        x: this rank's rows (B, ...).
+
+    Returns:
+        (the rows of every rank, concatenated in rank order; the offset of this rank's rows
+        in it).
     """
     import torch.distributed as dist
 
@@ -61,6 +67,15 @@ def false_negative_mask(
     A column is a false negative if it holds the same item as row i's positive (the same
     movie twice in a batch) or an item row i's user already liked (``user_positives``). Row
     i's own positive, column ``row_offset + i``, is never masked.
+
+    Args:
+        row_items: (B,) item id of each row's positive.
+        col_items: (N,) item id of each column (the global batch's positives).
+        row_offset: where this rank's rows start among the columns (:func:`gather_with_grad`).
+        user_positives: per row, the item ids its user liked; None masks duplicates only.
+
+    Returns:
+        A bool tensor (B, N), True for the columns to leave out of row i's denominator.
     """
     same = row_items[:, None] == col_items[None, :]  # (B, N)
     if user_positives is not None:
@@ -104,7 +119,7 @@ class InfoNCE(_Temperature):
     where j runs over the positives of the whole (global) batch and h over row i's own hard
     negatives. Masked columns (false negatives) are removed from the denominator.
 
-    **log-Q correction** (Yi et al., RecSys 2019). In-batch negatives are the positives of
+    **log-Q correction** [yi2019sampling]. In-batch negatives are the positives of
     other rows, so an item turns up as a negative in proportion to its popularity q_j. Without
     a correction the softmax learns s(u, v) ~ log p(v | u) - log q_v: "specific to this user",
     which pushes the popular head down. Passing ``log_q`` (one log-probability per column,
@@ -136,6 +151,7 @@ class InfoNCE(_Temperature):
         shared_ids: torch.Tensor | None = None,
         shared_log_q: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """The mean InfoNCE loss of a batch (see the class docstring for the arguments)."""
         _check(users, items, hard)
         all_items, offset = gather_with_grad(items)  # (N, d), N = global batch
         scale = self.scale()
@@ -165,9 +181,18 @@ class InfoNCE(_Temperature):
 
 
 def log_q(counts: torch.Tensor | Sequence[float], smoothing: float = 1.0) -> torch.Tensor:
-    """log of each item's in-batch sampling probability, estimated from training counts:
-    log((c + smoothing) / sum(c + smoothing)). ``smoothing`` keeps items seen once or never
-    finite. Index the result by each batch item's catalogue column."""
+    """log of each item's in-batch sampling probability, estimated from training counts.
+
+    log((c + smoothing) / sum(c + smoothing)), the correction of [yi2019sampling]. Index the
+    result by each batch item's catalogue column.
+
+    Args:
+        counts: how often each catalogue item is a training positive.
+        smoothing: added to every count, so that items seen once or never stay finite.
+
+    Returns:
+        A float tensor of log-probabilities, one per item.
+    """
     c = torch.as_tensor(counts, dtype=torch.float64)
     if c.ndim != 1 or (c < 0).any():
         raise ValueError("counts must be a 1-d array of non-negative numbers")
@@ -198,6 +223,7 @@ class CatalogueSoftmax(_Temperature):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor, *, table: torch.Tensor,
                 columns: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean full-catalogue softmax loss of a batch (see the class docstring)."""
         _check(users, items, None)
         if table.ndim != 2 or table.shape[1] != users.shape[1]:
             raise ValueError(f"table must be (n_items, {users.shape[1]}), got {tuple(table.shape)}")
@@ -233,6 +259,7 @@ class BCELoss(_Temperature):
         self.bias = bias
 
     def forward(self, users, items, hard=None, item_ids=None, user_positives=None, mask=None):
+        """The mean of the positives' and the negatives' binary cross-entropy (see the class)."""
         _check(users, items, hard)
         all_items, offset = gather_with_grad(items)
         scale = self.scale()
@@ -259,7 +286,7 @@ class MatryoshkaLoss(nn.Module):
     """L = sum_k w_k * base(first d_k dimensions, re-normalised).
 
     Training every nested prefix at once makes the first d_k dimensions a usable embedding
-    on their own (Kusupati et al., 2022); LinkedIn keeps 512 of 3072 dimensions at -0.8%
+    on their own [kusupati2022matryoshka]; LinkedIn keeps 512 of 3072 dimensions at -0.8%
     Recall@10 [S].
     """
 
@@ -284,6 +311,7 @@ class MatryoshkaLoss(nn.Module):
         self.weights = [x for _, x in pairs]
 
     def forward(self, users, items, hard=None, **kwargs):
+        """The weighted sum of ``base``'s loss on every nested prefix (see the class)."""
         if self.dims[0] > users.shape[-1]:
             raise ValueError(f"largest Matryoshka dim {self.dims[0]} exceeds embedding size {users.shape[-1]}")
         total = users.new_zeros((), dtype=torch.float32)

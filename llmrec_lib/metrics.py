@@ -16,7 +16,7 @@ Definitions (binary relevance; ``hits_u@k`` = targets of user u among their firs
 -----------------------------------------------------------------------------------------
 Recall@k          hits_u@k / |T_u|. The standard definition: the share of a user's targets
                   that were retrieved. It cannot reach 1 when |T_u| > k.
-RecallCapped@k    hits_u@k / min(k, |T_u|) (Liang et al. 2018, "VAE-CF"): 1 is reachable for
+RecallCapped@k    hits_u@k / min(k, |T_u|) ([liang2018vae], "VAE-CF"): 1 is reachable for
                   every user. Reported under its own name, never as "recall".
 Precision@k       hits_u@k / k.
 NDCG@k            DCG / IDCG with DCG = sum_{r<=k} hit_r / log2(r + 1) and IDCG the DCG of a
@@ -88,7 +88,14 @@ __all__ = [
 
 
 def as_topk(topk) -> np.ndarray:
-    """Validate a top-K matrix and return it as int64 (n_users, K)."""
+    """Validate a top-K matrix (see the module docstring) and return it as int64.
+
+    Args:
+        topk: (n_users, K) column indices; a 1-D array raises, saying to pass topk[None, :].
+
+    Returns:
+        (n_users, K) int64.
+    """
     arr = np.asarray(topk)
     if arr.ndim != 2:
         raise ValueError(
@@ -162,9 +169,16 @@ def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def hit_matrix(topk, targets: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """Which recommended items are targets.
 
-    Returns ``hits`` bool (n_users, K), ``hits[u, r]`` = topk[u, r] is a target of user u,
-    and ``n_targets`` int64 (n_users,). One vectorised membership test: every (user, item)
-    pair is encoded as the integer ``user * M + item``, so no Python loop runs per user.
+    One vectorised membership test: every (user, item) pair is encoded as the integer
+    ``user * M + item``, so no Python loop runs per user.
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        targets: per user, the target columns.
+
+    Returns:
+        ``(hits, n_targets)``: ``hits`` bool (n_users, K), ``hits[u, r]`` = topk[u, r] is a
+        target of user u; ``n_targets`` int64 (n_users,).
     """
     topk = as_topk(topk)
     n_users, width = topk.shape
@@ -232,32 +246,87 @@ def _one(fn, topk, targets, k):
 
 
 def recall_at_k(topk, targets: Sequence, k: int | None = None) -> np.ndarray:
-    """Per-user Recall@k = hits in the first k / number of targets (NaN without targets)."""
+    """Per-user Recall@k = hits in the first k / number of targets.
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        targets: per user, the target columns.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float, NaN for a user without targets.
+    """
     return _one(_recall, topk, targets, k)
 
 
 def recall_capped_at_k(topk, targets: Sequence, k: int | None = None) -> np.ndarray:
-    """Per-user hits in the first k / min(k, number of targets): 1 is reachable for all."""
+    """Per-user hits in the first k / min(k, number of targets): 1 is reachable for all
+    [liang2018vae].
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        targets: per user, the target columns.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float, NaN for a user without targets.
+    """
     return _one(_recall_capped, topk, targets, k)
 
 
 def precision_at_k(topk, targets: Sequence, k: int | None = None) -> np.ndarray:
-    """Per-user hits in the first k / k."""
+    """Per-user hits in the first k / k.
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        targets: per user, the target columns.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float, NaN for a user without targets.
+    """
     return _one(_precision, topk, targets, k)
 
 
 def ndcg_at_k(topk, targets: Sequence, k: int | None = None) -> np.ndarray:
-    """Per-user binary NDCG@k; the ideal list has min(k, |targets|) hits at the top."""
+    """Per-user binary NDCG@k; the ideal list has min(k, |targets|) hits at the top.
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        targets: per user, the target columns.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float, NaN for a user without targets.
+    """
     return _one(_ndcg, topk, targets, k)
 
 
 def hit_rate_at_k(topk, targets: Sequence, k: int | None = None) -> np.ndarray:
-    """Per-user HR@k: 1.0 if any target is in the first k, else 0.0."""
+    """Per-user HR@k: 1.0 if any target is in the first k, else 0.0.
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        targets: per user, the target columns.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float, NaN for a user without targets.
+    """
     return _one(_hit_rate, topk, targets, k)
 
 
 def mrr_at_k(topk, targets: Sequence, k: int | None = None) -> np.ndarray:
-    """Per-user reciprocal rank of the first hit within the first k (0.0 if none)."""
+    """Per-user reciprocal rank of the first hit within the first k (0.0 if none).
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        targets: per user, the target columns.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float, NaN for a user without targets.
+    """
     return _one(_mrr, topk, targets, k)
 
 
@@ -267,9 +336,17 @@ def ranking_metrics(
     ks: Sequence[int] = (10, 50, 100),
     metrics: Sequence[str] = ("recall", "ndcg", "hr", "mrr"),
 ) -> dict[str, np.ndarray]:
-    """Several per-user metrics at several k from one hit matrix: ``{"recall@10": ...}``.
+    """Several per-user metrics at several k from one hit matrix.
 
-    Names: ``recall``, ``recall_capped``, ``precision``, ``ndcg``, ``hr``, ``mrr``.
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        targets: per user, the target columns.
+        ks: the cut-offs, each at most K.
+        metrics: names among ``recall``, ``recall_capped``, ``precision``, ``ndcg``, ``hr``,
+            ``mrr``.
+
+    Returns:
+        ``{"recall@10": (n_users,) array, ...}``, one entry per metric and k.
     """
     unknown = [m for m in metrics if m not in _RANKING]
     if unknown:
@@ -300,7 +377,16 @@ def _valid_slice(topk, k: int | None, n_items: int | None = None) -> np.ndarray:
 
 
 def coverage(topk, n_items: int, k: int | None = None) -> float:
-    """Share of the catalogue's ``n_items`` columns recommended to at least one user."""
+    """Share of the catalogue's ``n_items`` columns recommended to at least one user.
+
+    Args:
+        topk: (n_users, K) column indices; -1 = empty slot.
+        n_items: the catalogue's size.
+        k: the cut-off (None: K).
+
+    Returns:
+        A share in [0, 1].
+    """
     if n_items <= 0:
         raise ValueError("n_items must be positive")
     sub = _valid_slice(topk, k, n_items)
@@ -308,9 +394,18 @@ def coverage(topk, n_items: int, k: int | None = None) -> float:
 
 
 def gini_index(topk, n_items: int, k: int | None = None) -> float:
-    """Gini index of recommendation counts over the whole catalogue (unrecommended items
-    count as 0): 0 when every item is recommended equally often, (n-1)/n when one item takes
-    every slot. NaN when nothing is recommended."""
+    """Gini index of recommendation counts over the whole catalogue (unrecommended items count
+    as 0): 0 when every item is recommended equally often, (n-1)/n when one item takes every
+    slot.
+
+    Args:
+        topk: (n_users, K) column indices; -1 = empty slot.
+        n_items: the catalogue's size.
+        k: the cut-off (None: K).
+
+    Returns:
+        The index; NaN when nothing is recommended.
+    """
     if n_items <= 0:
         raise ValueError("n_items must be positive")
     sub = _valid_slice(topk, k, n_items)
@@ -332,13 +427,27 @@ def _check_counts(item_counts) -> np.ndarray:
 
 
 def self_information(item_counts) -> np.ndarray:
-    """-log2 p(i), p(i) = (c_i + 1) / (sum c + n_items): (n_items,) bits per item."""
+    """Each item's self-information -log2 p(i), p(i) = (c_i + 1) / (sum c + n_items).
+
+    Args:
+        item_counts: (n_items,) training count per catalogue column.
+
+    Returns:
+        (n_items,) bits per item.
+    """
     c = _check_counts(item_counts)
     return -np.log2((c + 1.0) / (c.sum() + c.size))
 
 
 def popularity_percentiles(item_counts) -> np.ndarray:
-    """Each item's popularity percentile in [0, 1] (mid-rank for ties; 0.5 if all tie)."""
+    """Each item's popularity percentile in [0, 1] (mid-rank for ties; 0.5 if all tie).
+
+    Args:
+        item_counts: (n_items,) training count per catalogue column.
+
+    Returns:
+        (n_items,) float.
+    """
     c = _check_counts(item_counts)
     n = c.size
     if n == 1:
@@ -358,28 +467,62 @@ def _per_user_mean(topk, k: int | None, per_item: np.ndarray) -> np.ndarray:
 
 
 def novelty(topk, item_counts, k: int | None = None) -> np.ndarray:
-    """Per-user mean self-information (bits) of the first k recommended items."""
+    """Per-user mean self-information (bits) of the first k recommended items.
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        item_counts: (n_items,) training count per catalogue column.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float.
+    """
     return _per_user_mean(topk, k, self_information(item_counts))
 
 
 def average_popularity(topk, item_counts, k: int | None = None) -> np.ndarray:
-    """Per-user mean training count of the first k recommended items (ARP)."""
+    """Per-user mean training count of the first k recommended items (ARP).
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        item_counts: (n_items,) training count per catalogue column.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float.
+    """
     return _per_user_mean(topk, k, _check_counts(item_counts))
 
 
 def popularity_percentile(topk, item_counts, k: int | None = None) -> np.ndarray:
-    """Per-user mean popularity percentile of the first k recommended items (1 = top)."""
+    """Per-user mean popularity percentile of the first k recommended items (1 = top).
+
+    Args:
+        topk: (n_users, K) column indices, best first; -1 = empty slot.
+        item_counts: (n_items,) training count per catalogue column.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float.
+    """
     return _per_user_mean(topk, k, popularity_percentiles(item_counts))
 
 
 def genre_entropy(topk, item_genres, k: int | None = None) -> np.ndarray:
     """Per-user intra-list genre entropy (bits) of the first k recommended items.
 
-    ``item_genres``: (n_items, n_genres) 0/1 (or bool) matrix, one row per catalogue column.
     Each recommended item spreads one unit of weight evenly over its genres (an item with no
-    genre adds nothing); the entropy is that of the resulting genre distribution. NaN for a
-    user whose first k items carry no genre at all. A multi-genre item is diverse on its own,
-    so a one-item list can have entropy above 0: the measure is of the list's genre *mix*.
+    genre adds nothing); the entropy is that of the resulting genre distribution. A
+    multi-genre item is diverse on its own, so a one-item list can have entropy above 0: the
+    measure is of the list's genre *mix*.
+
+    Args:
+        topk: (n_users, K) column indices; -1 = empty slot.
+        item_genres: (n_items, n_genres) 0/1 (or bool) matrix, one row per catalogue column.
+        k: the cut-off (None: K).
+
+    Returns:
+        (n_users,) float; NaN for a user whose first k items carry no genre at all.
     """
     g = np.asarray(item_genres, dtype=np.float64)
     if g.ndim != 2 or ((g != 0) & (g != 1)).any():
@@ -421,7 +564,18 @@ class PairedResult(NamedTuple):
 
 def interval_text(mean: float, lo: float, hi: float, signed: bool = False, digits: int = 3) -> str:
     """A value with its interval as the book prints it: ``0.236 [0.215, 0.258]``, or with
-    ``signed`` (a difference) ``+0.012 [-0.003, +0.027]``."""
+    ``signed`` (a difference) ``+0.012 [-0.003, +0.027]``.
+
+    Args:
+        mean: the value.
+        lo: the interval's lower end.
+        hi: the interval's upper end.
+        signed: print a sign on every number (for differences).
+        digits: decimals.
+
+    Returns:
+        The text.
+    """
     f = f"{'+' if signed else ''}.{int(digits)}f"
     return f"{mean:{f}} [{lo:{f}}, {hi:{f}}]"
 
@@ -442,8 +596,13 @@ def _clean(values, nan_policy: str, name: str = "values") -> np.ndarray:
 
 
 def check_bootstrap_args(n_boot: int, alpha: float) -> None:
-    """Raise ValueError unless ``n_boot >= 1`` resamples and ``0 < alpha < 1`` (the
-    arguments every bootstrap interval here takes, and :mod:`llmrec_lib.abtest` too)."""
+    """Raise ValueError unless the arguments every bootstrap interval here takes (and
+    :mod:`llmrec_lib.abtest`'s too) make sense.
+
+    Args:
+        n_boot: resamples; at least 1.
+        alpha: the interval is at level 1 - alpha; strictly between 0 and 1.
+    """
     if int(n_boot) < 1:
         raise ValueError("n_boot must be at least 1")
     if not 0 < alpha < 1:
@@ -479,8 +638,16 @@ def bootstrap_ci(
     """Mean of per-user ``values`` and its (1 - alpha) percentile-bootstrap interval.
 
     Users are the resampling unit: they are the independent draws of an offline test.
-    NaN values raise unless ``nan_policy="omit"`` (then they are left out). An empty input
-    gives ``CI(nan, nan, nan)``.
+
+    Args:
+        values: one number per user.
+        n_boot: resamples.
+        alpha: the interval is at level 1 - alpha.
+        seed: the resampling seed.
+        nan_policy: "raise" (a NaN raises) or "omit" (NaNs are left out).
+
+    Returns:
+        A :class:`CI`; ``CI(nan, nan, nan)`` for an empty input.
     """
     check_bootstrap_args(n_boot, alpha)
     v = _clean(values, nan_policy)
@@ -501,11 +668,20 @@ def paired_bootstrap(
 ) -> PairedResult:
     """System a minus system b, user by user: mean difference, interval and p-value.
 
-    ``a[i]`` and ``b[i]`` must be the same user's metric under the two systems. The interval
-    is the percentile bootstrap of the mean difference; the two-sided p-value tests "mean
-    difference = 0" with the centred bootstrap distribution (Efron & Tibshirani 1993, 16.4):
-    p = (1 + #{|m*_b - m| >= |m|}) / (n_boot + 1), never exactly 0.
-    With ``nan_policy="omit"`` a pair with a NaN on either side is dropped.
+    The interval is the percentile bootstrap of the mean difference; the two-sided p-value
+    tests "mean difference = 0" with the centred bootstrap distribution (Efron & Tibshirani
+    1993, 16.4): p = (1 + #{|m*_b - m| >= |m|}) / (n_boot + 1), never exactly 0.
+
+    Args:
+        a: one number per user under system a.
+        b: the same users' numbers under system b, in the same order.
+        n_boot: resamples.
+        alpha: the interval is at level 1 - alpha.
+        seed: the resampling seed.
+        nan_policy: "raise", or "omit" to drop a pair with a NaN on either side.
+
+    Returns:
+        A :class:`PairedResult`.
     """
     check_bootstrap_args(n_boot, alpha)
     a = np.asarray(a, dtype=np.float64).ravel()

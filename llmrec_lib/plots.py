@@ -26,7 +26,14 @@ def _arrow(ax, x0, y0, x1, y1):
 
 
 def funnel_figure(stages: list[tuple[str, str]]) -> plt.Figure:
-    """A recommender funnel: (stage name, how many items survive it) from wide to narrow."""
+    """A recommender funnel, from the whole catalogue down to what a ranker scores.
+
+    Args:
+        stages: (stage name, how many items survive it), from wide to narrow.
+
+    Returns:
+        The figure.
+    """
     fig, ax = plt.subplots(figsize=(8, 3.2))
     n = len(stages)
     for i, (name, size) in enumerate(stages):
@@ -41,7 +48,12 @@ def funnel_figure(stages: list[tuple[str, str]]) -> plt.Figure:
 
 
 def designs_figure() -> plt.Figure:
-    """LinkedIn's single LLM dual encoder next to RecGPT's chain of LLMs and three towers."""
+    """LinkedIn's single LLM dual encoder [linkedin2025retrieval] next to RecGPT's chain of
+    LLMs and three towers [recgpt2025].
+
+    Returns:
+        The figure.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
     ax = axes[0]
     ax.set_title("LinkedIn (arXiv 2510.14223): one LLM encodes members and items")
@@ -81,7 +93,16 @@ def designs_figure() -> plt.Figure:
 
 
 def split_timeline_figure(split, user_ids, titles: dict | None = None) -> plt.Figure:
-    """Each row a user; each dot a rating, coloured by where the split put it."""
+    """Each row a user; each dot a rating, coloured by where the split put it.
+
+    Args:
+        split: a :class:`llmrec_lib.data.Split` (its train, valid and test windows).
+        user_ids: the users drawn, one row each, top to bottom.
+        titles: optional texts; ``"title"`` replaces the default title.
+
+    Returns:
+        The figure.
+    """
     parts = [("history", split.train), ("valid", split.valid_window), ("test", split.test_window)]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(user_ids) + 1.2))
     for row, user in enumerate(user_ids):
@@ -99,7 +120,21 @@ def split_timeline_figure(split, user_ids, titles: dict | None = None) -> plt.Fi
 
 def bars_with_ci(table: pd.DataFrame, value: str, lo: str, hi: str, label: str,
                  title: str, ax=None, color=None) -> plt.Figure:
-    """Horizontal bars with 95% intervals, one per row of ``table``."""
+    """Horizontal bars with 95% intervals, one per row of ``table``.
+
+    Args:
+        table: one row per bar.
+        value: the column of bar lengths.
+        lo: the column of interval lower ends.
+        hi: the column of interval upper ends.
+        label: the column of bar labels.
+        title: the axes' title.
+        ax: draw into these axes (None: a new figure).
+        color: the bars' colour (None: ``COLORS["history"]``).
+
+    Returns:
+        The figure the bars are in.
+    """
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 0.4 * len(table) + 1.2))
     else:
@@ -119,10 +154,18 @@ def bars_with_ci(table: pd.DataFrame, value: str, lo: str, hi: str, label: str,
 def lora_figure(projections: list[tuple[str, int, int, bool]], r: int, alpha: float) -> plt.Figure:
     """LoRA in one picture: W + (alpha/r) B A for one projection, and what it adapts in a layer.
 
-    ``projections``: (name, d_in, d_out, adapted) for every weight matrix of one transformer
-    layer, as the model has them. The left panel draws the first adapted projection's frozen
-    W (d_out x d_in) beside B (d_out x r) and A (r x d_in), to scale; the right panel counts,
-    per projection, the frozen weights and the LoRA weights r (d_in + d_out) added to it.
+    The left panel draws the first adapted projection's frozen W (d_out x d_in) beside B
+    (d_out x r) and A (r x d_in), to scale; the right panel counts, per projection, the frozen
+    weights and the LoRA weights r (d_in + d_out) added to it [hu2022lora].
+
+    Args:
+        projections: (name, d_in, d_out, adapted) for every weight matrix of one transformer
+            layer, as the model has them.
+        r: the LoRA rank.
+        alpha: the LoRA scale numerator (the update is scaled by alpha / r).
+
+    Returns:
+        The figure.
     """
     adapted = [p for p in projections if p[3]]
     if not adapted:
@@ -179,11 +222,19 @@ def logit_matrix_figure(logits: np.ndarray, masked: np.ndarray, n_hard: int = 0,
                         duplicate: np.ndarray | None = None, title: str | None = None) -> plt.Figure:
     """The InfoNCE logit matrix of one batch: rows are members, columns their candidates.
 
-    ``logits`` (B, B + n_hard): s(u_i, v_j) / t for the B in-batch columns (column i is row i's
-    positive), then row i's own ``n_hard`` hard negatives. ``masked`` (B, B), True where a
-    column is removed from row i's softmax (``losses.false_negative_mask``); ``duplicate``, a
-    subset of ``masked``, marks the cells masked because they hold row i's own movie (drawn
-    darker than the cells masked because the member already liked that movie).
+    Args:
+        logits: (B, B + n_hard) s(u_i, v_j) / t for the B in-batch columns (column i is row
+            i's positive), then row i's own ``n_hard`` hard negatives.
+        masked: (B, B) True where a column is removed from row i's softmax
+            (``losses.false_negative_mask``).
+        n_hard: hard negatives per row.
+        duplicate: a subset of ``masked``: the cells masked because they hold row i's own
+            movie (drawn darker than the cells masked because the member already liked that
+            movie).
+        title: the axes' title (None: a default).
+
+    Returns:
+        The figure.
     """
     logits = np.asarray(logits, dtype=float)
     masked = np.asarray(masked, dtype=bool)

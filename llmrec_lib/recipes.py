@@ -112,8 +112,15 @@ class Setting:
 
 
 def build_setting(data_dir=None, verify: bool | None = None) -> Setting:
-    """Split, item prompts and history texts of the MovieLens folder ``data_dir``; ``verify``
-    is :func:`llmrec_lib.data.load_movielens`'s (None: ``LLMREC_DATA_VERIFY``)."""
+    """Split, item prompts and history texts of a MovieLens folder, built once per run.
+
+    Args:
+        data_dir: the MovieLens folder (None: ``LLMREC_DATA_DIR``, see :func:`config.data_dir`).
+        verify: :func:`llmrec_lib.data.load_movielens`'s (None: ``LLMREC_DATA_VERIFY``).
+
+    Returns:
+        The :class:`Setting`.
+    """
     ml = data.load_movielens(data_dir, verify=verify)
     split = data.per_user_split(ml.ratings)
     pop = text.popularity_counts(split.train, ml.item_ids)
@@ -123,6 +130,15 @@ def build_setting(data_dir=None, verify: bool | None = None) -> Setting:
 
 
 def recipe(name: str, mode: str) -> tuple[EncoderConfig, TrainConfig]:
+    """A recipe's configs, its steps set for the mode (:class:`RunLength`).
+
+    Args:
+        name: a key of :data:`RECIPES` (KeyError, listing them, otherwise).
+        mode: "quick" or "full"; None reads ``LLMREC_MODE``.
+
+    Returns:
+        (EncoderConfig, TrainConfig).
+    """
     if name not in RECIPES:
         raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     enc, tr = RECIPES[name]
@@ -131,10 +147,24 @@ def recipe(name: str, mode: str) -> tuple[EncoderConfig, TrainConfig]:
 
 def dual_encoder_system(model, setting: Setting, stage: str, *, cache: bool = True, progress: bool = True,
                         name: str = "dual encoder", positive_only: bool = True):
-    """The fine-tuned (or zero-shot) dual encoder as an evaluable system for ``stage``:
-    items encoded from their item prompts, users from their marker prompts, both pooled the way
-    the model was trained (``model.cfg.pooling``). ``positive_only=False`` writes user prompts
-    from every rating with its score, as the "full history" recipe was trained."""
+    """The fine-tuned (or zero-shot) dual encoder as an evaluable system for ``stage``.
+
+    Items are encoded from their item prompts, users from their marker prompts, both pooled
+    the way the model was trained (``model.cfg.pooling``).
+
+    Args:
+        model: a :class:`llmrec_lib.encoders.DualEncoder`.
+        setting: the data (:class:`Setting`).
+        stage: "valid" or "test": whose histories the user prompts are written from.
+        cache: keep the item and user embeddings in the cache folder.
+        progress: show progress bars.
+        name: the system's name in results.
+        positive_only: False writes user prompts from every rating with its score, as the
+            "full history" recipe was trained.
+
+    Returns:
+        A system with ``score(user_ids)`` for :func:`llmrec_lib.evaluate.evaluate`.
+    """
     from llmrec_lib import baselines
 
     backbone = model.backbone
@@ -150,8 +180,15 @@ def dual_encoder_system(model, setting: Setting, stage: str, *, cache: bool = Tr
 
 
 def world_setting(world) -> Setting:
-    """A :class:`Setting` over a synthetic world (:func:`llmrec_lib.synthetic.make_world`):
-    per-user split, items and history written as title + genres."""
+    """A :class:`Setting` over a synthetic world: per-user split, items and history written as
+    title + genres.
+
+    Args:
+        world: a :func:`llmrec_lib.synthetic.make_world` world.
+
+    Returns:
+        The :class:`Setting`.
+    """
     split = data.per_user_split(world.ml.ratings)
     item_text = text.item_texts(world.ml.movies, fields=("title", "genres"))
     return Setting(world.ml, split, item_text, item_text)
@@ -160,8 +197,20 @@ def world_setting(world) -> Setting:
 def train_and_evaluate(setting: Setting, enc: EncoderConfig, tr: TrainConfig, *, stage: str = "test",
                        ks=(10, 50), progress: bool = False):
     """Train a fresh dual encoder with ``(enc, tr)`` on ``setting`` (no checkpoints), then
-    evaluate it on ``stage``; returns (trainer, EvalResult). For small experiments such as
-    chapter 04's synthetic check; the committed models go through :func:`train_recipe`."""
+    evaluate it on ``stage``. For small experiments such as chapter 04's synthetic check; the
+    committed models go through :func:`train_recipe`.
+
+    Args:
+        setting: the data.
+        enc: the encoder's config.
+        tr: the training config.
+        stage: "valid" or "test".
+        ks: the list lengths measured.
+        progress: show progress bars.
+
+    Returns:
+        (the Trainer, the EvalResult).
+    """
     from llmrec_lib import evaluate, train
     from llmrec_lib.encoders import DualEncoder
 
@@ -177,7 +226,15 @@ def train_and_evaluate(setting: Setting, enc: EncoderConfig, tr: TrainConfig, *,
 
 
 def load_published(name: str, device: str | None = None):
-    """The committed full-mode model of recipe ``name`` and the TrainConfig it was trained with."""
+    """The committed full-mode model of recipe ``name`` and the TrainConfig it was trained with.
+
+    Args:
+        name: a key of :data:`RECIPES`.
+        device: where to load it (None: the best device present).
+
+    Returns:
+        (DualEncoder with the adapter loaded, TrainConfig).
+    """
     from llmrec_lib.encoders import DualEncoder
 
     path = ARTIFACTS / name
@@ -189,15 +246,36 @@ def load_published(name: str, device: str | None = None):
 
 
 def ranking_path(name: str, stage: str = "test") -> Path:
-    """Where ``evaluate`` stores the committed adapter's top-100 lists for ``stage``."""
+    """Where ``evaluate`` stores the committed adapter's top-100 lists for ``stage``.
+
+    Args:
+        name: a key of :data:`RECIPES`.
+        stage: "valid" or "test".
+
+    Returns:
+        The ``.npz`` path (it may not exist).
+    """
     return ARTIFACTS / name / f"ranking_{stage}.npz"
 
 
 def evaluate_published(name: str, setting: Setting | None = None, stage: str = "test", *,
                        ks=(10, 50, 100), users=None, save: bool = False, cache: bool = True,
                        progress: bool = True):
-    """Evaluate the committed adapter of ``name`` on ``stage`` (full catalogue, all of the
-    stage's users or ``users``); ``save`` writes its top-100 lists to :func:`ranking_path`."""
+    """Evaluate the committed adapter of ``name`` on ``stage`` (full catalogue).
+
+    Args:
+        name: a key of :data:`RECIPES`.
+        setting: the data (None: :func:`build_setting`).
+        stage: "valid" or "test".
+        ks: the list lengths measured.
+        users: evaluate only these users (None: all of the stage's).
+        save: write its top-100 lists to :func:`ranking_path`.
+        cache: keep the embeddings in the cache folder.
+        progress: show progress bars.
+
+    Returns:
+        The :class:`llmrec_lib.evaluate.EvalResult`.
+    """
     from llmrec_lib import evaluate
 
     setting = setting or build_setting()
@@ -218,7 +296,15 @@ def evaluate_published(name: str, setting: Setting | None = None, stage: str = "
 
 def verified_ranking_path(name: str, stage: str = "test") -> Path:
     """:func:`ranking_path`, after checking that the stored lists were made by the adapter
-    committed now (a retrained adapter makes them stale: a clear error, never old numbers)."""
+    committed now (a retrained adapter makes them stale: a clear error, never old numbers).
+
+    Args:
+        name: a key of :data:`RECIPES`.
+        stage: "valid" or "test".
+
+    Returns:
+        The ``.npz`` path.
+    """
     path = ranking_path(name, stage)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; run: python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
@@ -231,7 +317,17 @@ def verified_ranking_path(name: str, stage: str = "test") -> Path:
 
 
 def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 100)):
-    """The committed adapter's metrics re-measured from its stored top-100 lists (seconds)."""
+    """The committed adapter's metrics re-measured from its stored top-100 lists (seconds).
+
+    Args:
+        name: a key of :data:`RECIPES`.
+        setting: the data the lists were made on.
+        stage: "valid" or "test".
+        ks: the list lengths measured (at most 100).
+
+    Returns:
+        The :class:`llmrec_lib.evaluate.EvalResult`.
+    """
     from llmrec_lib import abtest, evaluate
 
     path = verified_ranking_path(name, stage)
@@ -240,7 +336,14 @@ def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 
 
 
 def adapter_sha(name: str) -> str:
-    """SHA-256 prefix of the committed adapter of ``name``: what its stored rankings are tied to."""
+    """SHA-256 prefix of the committed adapter of ``name``: what its stored rankings are tied to.
+
+    Args:
+        name: a key of :data:`RECIPES`.
+
+    Returns:
+        16 hex digits.
+    """
     return _sha(ARTIFACTS / name / "adapter.safetensors")
 
 
@@ -251,7 +354,18 @@ def _sha(path: Path) -> str:
 
 
 def validation_fn(setting: Setting, n_users: int = 150, k: int = 50, seed: int = 0):
-    """``model -> {"recall@50": ...}`` on a fixed sample of validation users (full catalogue)."""
+    """The validation measure a training run reports: recall on a fixed sample of validation
+    users, full catalogue.
+
+    Args:
+        setting: the data.
+        n_users: validation users sampled.
+        k: the list length.
+        seed: the sample's seed.
+
+    Returns:
+        A function ``model -> {"recall@50": ...}`` (the key names ``k``).
+    """
     from llmrec_lib import evaluate
 
     users = setting.split.users("valid")
@@ -269,10 +383,23 @@ def validation_fn(setting: Setting, n_users: int = 150, k: int = 50, seed: int =
 def train_recipe(name: str, mode: str = "quick", *, setting: Setting | None = None,
                  out_dir: str | Path | None = None, max_seconds: float | None = None,
                  stop_at: int | None = None, evaluate_every: int = 0, progress: bool = True):
-    """Train recipe ``name``; returns the Trainer (its model holds the adapter).
+    """Train recipe ``name``.
 
     Checkpoints go to ``out_dir`` (default ``.cache/runs/<name>-<mode>``): rerunning the same
     command after an interruption resumes where it stopped.
+
+    Args:
+        name: a key of :data:`RECIPES`.
+        mode: "quick" or "full" (the steps, :class:`RunLength`).
+        setting: the data (None: :func:`build_setting`).
+        out_dir: the checkpoint folder.
+        max_seconds: stop (resumably) after this long.
+        stop_at: stop (resumably) at this step.
+        evaluate_every: validate every this many steps (0: never), keeping the best adapter.
+        progress: show progress bars.
+
+    Returns:
+        The Trainer (its model holds the adapter).
     """
     from llmrec_lib import train
     from llmrec_lib.encoders import DualEncoder
@@ -297,7 +424,17 @@ def publish(trainer, name: str, seconds: float, command: str) -> Path:
     """Save the trained adapter (bf16) under ``artifacts/adapters/<name>`` with how it was made.
 
     A run that validated during training publishes its validation-best weights (the
-    ``best/`` adapter the trainer kept), not the last ones; ``best_step`` says which."""
+    ``best/`` adapter the trainer kept), not the last ones; ``best_step`` says which.
+
+    Args:
+        trainer: the finished Trainer.
+        name: the recipe's name.
+        seconds: the training time, stored with it.
+        command: the command that reproduces it, stored with it.
+
+    Returns:
+        The adapter's folder.
+    """
     import torch
 
     best = trainer.out_dir / "best" if trainer.out_dir else None
@@ -349,6 +486,14 @@ def _cpus() -> int:
 
 
 def main(argv=None) -> int:
+    """The command line: ``train``, ``evaluate`` or ``list`` recipes (see the module docstring).
+
+    Args:
+        argv: the arguments (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+    """
     parser = argparse.ArgumentParser(prog="python -m llmrec_lib.recipes")
     sub = parser.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a recipe; full mode publishes its adapter to artifacts/")

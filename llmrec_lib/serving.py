@@ -51,9 +51,11 @@ class PopularityPrior:
 
     @property
     def can_score_items(self):
+        """The wrapped system's ``can_score_items`` (which items it can score at all), passed on."""
         return getattr(self.system, "can_score_items", None)
 
     def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items) the wrapped system's scores plus the popularity bonus."""
         s = _scores(self.system, np.asarray(user_ids))
         if s.shape[1] != len(self.prior):
             raise ValueError(f"system scores {s.shape[1]} items, counts cover {len(self.prior)}")
@@ -61,8 +63,17 @@ class PopularityPrior:
 
 
 def slot_pattern(n: int, share: float) -> np.ndarray:
-    """(n,) bool: True where list position p goes to the second source. Any prefix of
-    length K holds ``floor(share * K)`` such slots, so the share holds at every K."""
+    """Which list positions go to the second source, spread evenly.
+
+    Any prefix of length K holds ``floor(share * K)`` such slots, so the share holds at every K.
+
+    Args:
+        n: the list length.
+        share: the second source's share of the slots, in [0, 1].
+
+    Returns:
+        (n,) bool: True where list position p goes to the second source.
+    """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"share must be in [0, 1], got {share}")
     p = np.arange(1, n + 1)
@@ -87,6 +98,7 @@ class MultiSource:
                              f"{getattr(second, 'name', 'second')} ({share:.0%} of slots)")
 
     def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items) scores that rank the merged list first, the rest at -inf."""
         user_ids = np.asarray(user_ids)
         a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
         hist = getattr(self.first, "histories", None)
@@ -123,9 +135,18 @@ class MultiSource:
 
 def choose_on_validation(grid: Sequence[Any], metric_of: Callable[[Any], float], tol: float = 0.0,
                          ) -> tuple[Any, pd.DataFrame]:
-    """Evaluate ``metric_of(value)`` for each value of ``grid`` and keep the **first** value
-    (in the grid's order, the order of preference declared before looking) whose metric is
-    within ``tol`` of the best. Returns (chosen value, table of every value's metric)."""
+    """Keep the **first** value of ``grid`` whose validation metric is within ``tol`` of the best.
+
+    The grid's order is the order of preference, declared before looking at the metric.
+
+    Args:
+        grid: the candidate values, most preferred first.
+        metric_of: value -> its validation metric (higher is better).
+        tol: how far below the best a value may be and still be chosen.
+
+    Returns:
+        (the chosen value, a table of every value's metric).
+    """
     grid = list(grid)
     if not grid:
         raise ValueError("the grid is empty")
@@ -137,8 +158,16 @@ def choose_on_validation(grid: Sequence[Any], metric_of: Callable[[Any], float],
 
 
 def popularity_percentiles(cols: np.ndarray, counts: Sequence[float]) -> np.ndarray:
-    """Popularity percentile (0 = least rated, 1 = most rated item of the catalogue) of each
-    catalogue column in ``cols`` (-1 entries, empty slots, are dropped)."""
+    """Popularity percentile of each catalogue column in ``cols`` (0 = least rated, 1 = most
+    rated item of the catalogue).
+
+    Args:
+        cols: catalogue columns (any shape); -1 entries, empty slots, are dropped.
+        counts: training counts, one per catalogue column.
+
+    Returns:
+        A flat float array, one percentile per non-empty entry of ``cols``.
+    """
     counts = np.asarray(counts, dtype=np.float64)
     ranks = pd.Series(counts).rank(method="average", pct=True).to_numpy()
     cols = np.asarray(cols).ravel()
@@ -147,8 +176,19 @@ def popularity_percentiles(cols: np.ndarray, counts: Sequence[float]) -> np.ndar
 
 def tune_prior(valid_system: Any, valid_data, counts, grid: Sequence[float], metric: str = "recall@50",
                tol: float = 0.002) -> tuple[float, pd.DataFrame]:
-    """Choose :class:`PopularityPrior`'s ``beta`` on validation: the first value of ``grid``
-    (order = preference, smallest first) within ``tol`` of the best validation ``metric``."""
+    """Choose :class:`PopularityPrior`'s ``beta`` on validation (:func:`choose_on_validation`).
+
+    Args:
+        valid_system: the bound system of the validation stage.
+        valid_data: the validation :class:`llmrec_lib.evaluate.EvalData`.
+        counts: training counts in catalogue order.
+        grid: the ``beta`` values, order = preference (smallest first).
+        metric: the metric compared, a column of the evaluation.
+        tol: how far below the best a value may be and still be chosen.
+
+    Returns:
+        (the chosen beta, a table of every value's metric).
+    """
     from llmrec_lib import evaluate
 
     k = int(metric.split("@")[1])
@@ -162,7 +202,19 @@ def tune_prior(valid_system: Any, valid_data, counts, grid: Sequence[float], met
 def tune_share(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[float],
                metric: str = "recall@50", tol: float = 0.002) -> tuple[float, pd.DataFrame]:
     """Choose :class:`MultiSource`'s ``share`` on validation, with the same rule as
-    :func:`tune_prior` (grid order = preference)."""
+    :func:`tune_prior` (grid order = preference).
+
+    Args:
+        first_valid: the first source, bound to the validation stage.
+        second_valid: the second source, bound to the validation stage.
+        valid_data: the validation :class:`llmrec_lib.evaluate.EvalData`.
+        grid: the ``share`` values, order = preference.
+        metric: the metric compared, a column of the evaluation.
+        tol: how far below the best a value may be and still be chosen.
+
+    Returns:
+        (the chosen share, a table of every value's metric).
+    """
     from llmrec_lib import evaluate
 
     k = int(metric.split("@")[1])

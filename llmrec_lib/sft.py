@@ -68,7 +68,14 @@ class SFTConfig:
 
 
 def chat_template(tokenizer) -> str:
-    """The template :class:`generation.LocalGenerator` uses for this tokenizer."""
+    """The chat template :class:`generation.LocalGenerator` uses for this tokenizer.
+
+    Args:
+        tokenizer: a transformers tokenizer.
+
+    Returns:
+        Its own template, or generation.FALLBACK_CHAT_TEMPLATE when it has none.
+    """
     from llmrec_lib import generation
 
     return getattr(tokenizer, "chat_template", None) or generation.FALLBACK_CHAT_TEMPLATE
@@ -76,9 +83,22 @@ def chat_template(tokenizer) -> str:
 
 def encode_example(tokenizer, prompt: str, answer: str, max_len: int = 512,
                    system_prompt: str | None = None) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one example: the rendered prompt (labels -100), then the
-    answer and the end-of-turn token (labels = the tokens). Prompt and answer are tokenized
-    separately, as at generation time, where the answer's tokens follow the prompt's."""
+    """One example as (input_ids, labels): the rendered prompt (labels -100), then the answer
+    and the end-of-turn token (labels = the tokens).
+
+    Prompt and answer are tokenized separately, as at generation time, where the answer's
+    tokens follow the prompt's.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        prompt: the user turn.
+        answer: the assistant turn the model learns to write.
+        max_len: the longest example, in tokens.
+        system_prompt: an optional system turn before the prompt.
+
+    Returns:
+        (input_ids, labels), lists of the same length.
+    """
     from llmrec_lib import generation
 
     if not isinstance(prompt, str) or not prompt.strip():
@@ -101,7 +121,15 @@ def encode_example(tokenizer, prompt: str, answer: str, max_len: int = 512,
 
 
 def collate(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch: pad tokens get attention 0 and label -100."""
+    """Right-pad a batch: pad tokens get attention 0 and label -100.
+
+    Args:
+        batch: (input_ids, labels) pairs of :func:`encode_example`.
+        pad_id: the tokenizer's pad id.
+
+    Returns:
+        {"input_ids", "attention_mask", "labels"}, (batch, longest) int64 tensors.
+    """
     width = max(len(ids) for ids, _ in batch)
     input_ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
@@ -114,8 +142,18 @@ def collate(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[s
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """The examples of ``step`` (0-based): consecutive slices of a permutation per epoch,
-    drawn from (seed, epoch), so any step's batch is known without replaying earlier ones."""
+    """The examples of one step: consecutive slices of a permutation per epoch, drawn from
+    (seed, epoch), so any step's batch is known without replaying earlier ones.
+
+    Args:
+        n: how many examples.
+        batch_size: examples per step.
+        seed: the run's seed.
+        step: the step, 0-based.
+
+    Returns:
+        (batch_size,) int64 example indices.
+    """
     if n < 1:
         raise ValueError("no examples to train on")
     start = step * batch_size
@@ -130,6 +168,7 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 @dataclass
 class SFTState:
+    """Where a run is: the next step, and one record per finished step (stored in checkpoints)."""
     step: int = 0
     history: list = field(default_factory=list)  # [{"step", "loss", "n_tokens", "seconds"}]
 
@@ -180,10 +219,12 @@ class SFTTrainer:
 
     @property
     def n_trainable(self) -> int:
+        """How many weights fine-tuning changes (the LoRA matrices)."""
         return int(sum(p.numel() for p in self.params))
 
     # ---------------------------------------------------------------------------- steps
     def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """The padded batch of ``step`` (:func:`batch_indices`), on the model's device."""
         idx = batch_indices(len(self.encoded), self.cfg.batch_size, self.cfg.seed, step)
         out = collate([self.encoded[i] for i in idx], self.backbone.pad_token_id)
         return {k: v.to(self.backbone.device) for k, v in out.items()}
@@ -234,6 +275,7 @@ class SFTTrainer:
         return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
 
     def save_checkpoint(self) -> Path:
+        """Write the adapter, the optimiser and the state to ``out_dir/checkpoint`` (a whole folder, renamed into place); returns it."""
         from safetensors.torch import save_file
 
         ckpt = self.out_dir / "checkpoint"
@@ -322,7 +364,14 @@ def _load_init_adapter(model, folder, cfg: SFTConfig) -> str:
 
 
 def adapter_fingerprint(folder) -> str:
-    """A hash of a saved adapter's tensors (names and values)."""
+    """A hash of a saved adapter's tensors (names and values).
+
+    Args:
+        folder: a folder holding ``adapter_model.safetensors``.
+
+    Returns:
+        16 hex digits.
+    """
     import hashlib
 
     from safetensors.torch import load_file
@@ -337,7 +386,17 @@ def adapter_fingerprint(folder) -> str:
 
 def run_dir_for(work, cfg: SFTConfig, examples: Sequence[tuple[str, str]], start: str = "") -> Path:
     """One checkpoint folder per (config, examples, starting adapter) under ``work``: a rerun
-    with the same settings resumes, a run with other settings starts its own."""
+    with the same settings resumes, a run with other settings starts its own.
+
+    Args:
+        work: the parent folder.
+        cfg: the run's settings.
+        examples: the training (prompt, answer) pairs.
+        start: a fingerprint of the starting adapter ("" for none).
+
+    Returns:
+        The run's folder.
+    """
     import hashlib
 
     def sha(s: str) -> str:
@@ -354,9 +413,21 @@ def fit(backbone_name: str, train: Sequence[tuple[str, str]], held_out: Sequence
     on ``held_out``, resumable LoRA SFT on ``train`` (checkpoints in :func:`run_dir_for`
     under ``work``), answer loss after, and the adapter saved to ``adapter_out``.
 
-    ``init_adapter`` (a folder) continues that adapter instead of starting LoRA at zero; the
-    "base" loss is then the starting adapter's. Returns {"val_loss_base", "val_loss_tuned",
-    "seconds", "n_train", "n_held_out"}."""
+    Args:
+        backbone_name: the base model (:func:`backbones.load_backbone`'s name).
+        train: the training (prompt, answer) pairs.
+        held_out: (prompt, answer) pairs measured before and after.
+        cfg: the run's settings.
+        work: the folder checkpoints go under.
+        adapter_out: where the trained adapter is saved.
+        command: the command that reproduces the run, stored with the adapter.
+        init_adapter: a folder whose adapter is continued instead of starting LoRA at zero;
+            the "base" loss is then the starting adapter's.
+        progress: show a progress bar.
+
+    Returns:
+        {"val_loss_base", "val_loss_tuned", "seconds", "n_train", "n_held_out"}.
+    """
     from llmrec_lib import backbones
 
     t = time.perf_counter()
@@ -377,7 +448,14 @@ def fit(backbone_name: str, train: Sequence[tuple[str, str]], held_out: Sequence
 
 
 def config_dict(cfg: SFTConfig) -> dict:
-    """``cfg`` as a JSON-ready dict (what checkpoints and adapters store, and compare)."""
+    """``cfg`` as a JSON-ready dict (what checkpoints and adapters store, and compare).
+
+    Args:
+        cfg: the run's settings.
+
+    Returns:
+        A dict of plain values.
+    """
     d = asdict(cfg)
     d["target_modules"] = list(d["target_modules"])
     return d
@@ -396,7 +474,19 @@ def _fingerprint(examples, system_prompt) -> str:
 def answer_loss(backbone_or_model, tokenizer, examples: Sequence[tuple[str, str]], *, batch_size: int = 8,
                 max_len: int = 512, use_autocast: bool = True) -> float:
     """Mean answer-token cross-entropy of a model (with or without adapter) on ``examples``:
-    the held-out number that says whether fine-tuning taught the task."""
+    the held-out number that says whether fine-tuning taught the task.
+
+    Args:
+        backbone_or_model: a :class:`backbones.Backbone` or a (peft) model.
+        tokenizer: its tokenizer.
+        examples: (prompt, answer) pairs.
+        batch_size: examples per forward pass.
+        max_len: the longest example, in tokens.
+        use_autocast: bf16 autocast where the device supports it.
+
+    Returns:
+        The mean loss over every answer token.
+    """
     model = getattr(backbone_or_model, "model", backbone_or_model)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -56,6 +56,7 @@ class World:
     topics: list[str]
 
     def interest_names(self, user_id: int) -> list[str]:
+        """The names of ``user_id``'s planted interests (topics), in topic order."""
         return [self.topics[t] for t in self.user_interests[user_id]]
 
     def interest_precision(self, user_ids, topk_item_ids, k: int) -> np.ndarray:
@@ -86,6 +87,20 @@ def make_world(
 
     Each user is active on a random subset of days; on each active day they see a slate with
     about ``share_interest_in_slate`` items from their interests and the rest at random.
+
+    Args:
+        n_users: how many users.
+        n_items: how many items; at least one per topic.
+        n_days: days the world runs; each user is active on 2 or more of them.
+        slate_size: items shown per active day (fewer when an item repeats or was seen).
+        interests_per_user: (fewest, most) planted topics per user, drawn uniformly.
+        p_click_interest: click probability of a shown item in one of the user's interests.
+        p_click_other: click probability of any other shown item.
+        share_interest_in_slate: expected share of a slate drawn from the user's interests.
+        seed: the seed of the one random generator every draw comes from.
+
+    Returns:
+        The :class:`World`: the MovieLens-shaped data and its ground truth.
     """
     if n_items < len(TOPICS) or n_users < 1 or slate_size < 1:
         raise ValueError(f"need n_items >= {len(TOPICS)}, n_users >= 1 and slate_size >= 1")
