@@ -36,7 +36,8 @@ import re
 
 import numpy as np
 
-from llmrec_lib import data, towers
+from llmrec_lib import data
+from llmrec_lib.recgpt import towers
 
 ml = data.load_movielens()
 movies = ml.movies.set_index("item_id")

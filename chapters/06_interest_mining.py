@@ -49,7 +49,8 @@ import numpy as np
 import pandas as pd
 
 from llmrec_lib import abtest, backbones, config, generation  # isort: skip
-from llmrec_lib import metrics, plots, recgpt, selftrain, sft, show  # isort: skip
+from llmrec_lib import metrics, plots, recgpt, sft, show  # isort: skip
+from llmrec_lib.recgpt import selftrain  # isort: skip
 
 chapter_t0 = time.perf_counter()
 cfg = config.settings(
@@ -126,14 +127,14 @@ def ci(table, key, col="diff"):
 # |---|---|---|---|---|
 # | behaviour compression | reliable behaviours, item- and sequence-level compression, 128k tokens | the same steps on ratings (section 1), SmolLM2's 8k window; prompts read the newest 160 tokens | implemented | 06 |
 # | LLM_UI (interest mining) | fine-tuned LLM, about 16 interests per user, refreshed every two weeks | SmolLM2-135M-Instruct + LoRA, 5 interests per user, mined once | implemented | 06 |
-# | LLM_IT (tag prediction) | fine-tuned LLM, at least 50 "modifier + core word" tags per user, each with its interest and a reason | 6 tags per user; first from the adapter LLM_UI shares; then a second, separate LLM_IT (`llmrec_lib/tagger.py`) whose prompt adds a category summary of the last 50 likes | implemented | 07 |
+# | LLM_IT (tag prediction) | fine-tuned LLM, at least 50 "modifier + core word" tags per user, each with its interest and a reason | 6 tags per user; first from the adapter LLM_UI shares; then a second, separate LLM_IT (`llmrec_lib/recgpt/tagger.py`) whose prompt adds a category summary of the last 50 likes | implemented | 07 |
 # | tag-to-category model | a model maps each tag to a category for HR@30 | a keyword head-noun map, `recgpt.tag_category` | substituted | 07 |
 # | three towers (user, item, tag) | $L_{col} + a L_{tag} + (1-a) L_{cate}$, $a$ = 0.5; $y = b\,y_{col} + (1-b)\,y_{sem}$, $b$ not disclosed | the same towers and loss on MovieLens features, frozen MiniLM token embeddings in the tag tower | implemented (pocket scale) | 08 |
 # | LLM_RE (explanations) | a few words per (interest, item), offline, into a lookup table | SmolLM2-135M-Instruct writes them offline into a lookup table | implemented | 08 |
 # | LLM judges | LLMs fine-tuned on human labels (0.77-0.93 accuracy against humans) filter every stage's training data | measured rules: `recgpt.judge_interests`, `recgpt.judge_tags` (and chapter 08's explanation rules); they judge, they filter nothing | substituted | 06-08 |
 # | multi-task curriculum | 16 subtasks, 16.3k samples | 2 tasks (interests, tags) in one LoRA run, no curriculum | substituted (mostly omitted) | 06 |
 # | distillation from a reasoning LLM | 90.0k answers generated, 19.0k kept after judge filtering | a counting teacher (`recgpt.teacher_interests`), every answer kept | substituted | 06 |
-# | judge-filtered self-training | 21.1k samples from the student, kept by the judges, trained on again | one round in miniature (`llmrec_lib/selftrain.py`, section 7): 960 sampled answers, 51 kept by the rule judges, 40 more LoRA steps, with unfiltered and more-teacher-steps controls | implemented (one small round) | 06 |
+# | judge-filtered self-training | 21.1k samples from the student, kept by the judges, trained on again | one round in miniature (`llmrec_lib/recgpt/selftrain.py`, section 7): 960 sampled answers, 51 kept by the rule judges, 40 more LoRA steps, with unfiltered and more-teacher-steps controls | implemented (one small round) | 06 |
 # | incremental training | every two weeks on the last 14 days of logs | trained once, on the training ratings | omitted | 07 |
 #
 # The omitted and miniature stages are where the paper's scale lives: after judge-filtered
@@ -297,7 +298,7 @@ print(
 )
 
 # %% [markdown]
-# The teacher lives in `llmrec_lib/recgpt.py::teacher_interests`: each phrase scored by how
+# The teacher lives in `llmrec_lib/recgpt/__init__.py::teacher_interests`: each phrase scored by how
 # far its count on the shown liked films exceeds what an average user with as many likes
 # would show (the base rate), at most two per category. Its source:
 
@@ -467,7 +468,7 @@ claims.check(  # every test user, no LLM: the same in both modes
 )
 
 # %% [markdown]
-# All of these judges are one function, `llmrec_lib/recgpt.py::judge_interests`; its docstring
+# All of these judges are one function, `llmrec_lib/recgpt/__init__.py::judge_interests`; its docstring
 # states each rate's formula. Its source:
 
 # %% tags=["hide-output"]
@@ -919,7 +920,7 @@ for src, rep in (meta["parse_reports"] if committed else {}).items():
 #
 # RecGPT's LLM_UI did not stop at distillation: the student sampled answers for many users,
 # LLM judges kept those that passed, and the student trained on them again (90.0k distilled
-# answers with 19.0k kept, then 21.1k self-training samples). `llmrec_lib/selftrain.py` runs
+# answers with 19.0k kept, then 21.1k self-training samples). `llmrec_lib/recgpt/selftrain.py` runs
 # one such round in miniature, with this chapter's judges in place of the paper's LLM judges:
 #
 # 1. **Generate.** 240 training cut points (training ratings only), 4 sampled answers each
@@ -945,7 +946,7 @@ for src, rep in (meta["parse_reports"] if committed else {}).items():
 
 # %%
 if cfg.mode == "full" and committed:
-    selftrain.run_full(command="python -m llmrec_lib.selftrain full")
+    selftrain.run_full(command="python -m llmrec_lib.recgpt.selftrain full")
 st_meta = funnel = None  # the committed round: only where it fits the data
 if committed:
     st_meta, st_samples, st_gens = selftrain.load()
@@ -1001,8 +1002,8 @@ check_committed(
 )
 
 # %% [markdown]
-# The filter and the pick are `llmrec_lib/selftrain.py::passes` and
-# `llmrec_lib/selftrain.py::pick`; the whole round is `llmrec_lib/selftrain.py::run_full`.
+# The filter and the pick are `llmrec_lib/recgpt/selftrain.py::passes` and
+# `llmrec_lib/recgpt/selftrain.py::pick`; the whole round is `llmrec_lib/recgpt/selftrain.py::run_full`.
 
 # %% tags=["hide-output"]
 show.source(selftrain.passes)

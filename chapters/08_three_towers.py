@@ -58,10 +58,9 @@ from llmrec_lib import (
     plots,
     recgpt,
     show,
-    tagger,
     text,
-    towers,
 )
+from llmrec_lib.recgpt import tagger, towers
 
 chapter_t0 = time.perf_counter()
 run = towers.MODES[config.get_mode(mode)]
@@ -424,8 +423,8 @@ claims.check(  # the correction matters a lot
 )
 
 # %% [markdown]
-# The three losses are one function, `llmrec_lib/towers.py::tower_losses` (with the masks of
-# `llmrec_lib/towers.py::history_tag_masks`). Its source:
+# The three losses are one function, `llmrec_lib/recgpt/towers.py::tower_losses` (with the masks of
+# `llmrec_lib/recgpt/towers.py::history_tag_masks`). Its source:
 
 # %% tags=["hide-output"]
 show.source(towers.tower_losses)
@@ -436,7 +435,7 @@ show.source(towers.tower_losses)
 # **LLM tags** (the main line): chapter 07's second LLM_IT. For each user, chapter 06's
 # fine-tuned LLM_UI mined interests from the compressed history, and the tag model read those
 # interests, the history and a category summary, and wrote six tags for the next films
-# (`tagger.load_tags`; generated once in full mode by `python -m llmrec_lib.tagger full`, for
+# (`tagger.load_tags`; generated once in full mode by `python -m llmrec_lib.recgpt.tagger full`, for
 # every test user and a seeded sample of validation users, and committed). **Rule tags** (the
 # ablation): the counting rule the towers were trained with, computed live from each stage's
 # history. Validation can only choose on the users the LLM tagged.
@@ -1120,8 +1119,8 @@ if cfg.mode == "quick":  # the prose above quotes the committed table
         claims.skip(RELEVANT, "judges picks among the LLM's tags; here the rule's")
 
 # %% [markdown]
-# The grounded judge and its control are `llmrec_lib/towers.py::judge_grounded` and
-# `llmrec_lib/towers.py::derangement`. The judge's source:
+# The grounded judge and its control are `llmrec_lib/recgpt/towers.py::judge_grounded` and
+# `llmrec_lib/recgpt/towers.py::derangement`. The judge's source:
 
 # %% tags=["hide-output"]
 show.source(towers.judge_grounded)

@@ -904,8 +904,9 @@ claims.check(  # item-kNN cannot recommend a movie nobody rated
 # - **freshness**: what a new movie needs before it can be retrieved.
 
 # %%
-from llmrec_lib import backbones, text, towers
+from llmrec_lib import backbones, text
 from llmrec_lib import train as T
+from llmrec_lib.recgpt import towers
 
 n_items = len(setting.ml.item_ids)
 smol = backbones.load_backbone("smollm2-135m", n_layers=8)

@@ -377,7 +377,8 @@ def recgpt_run_tokens(setting, run: str = "ch06", *, source: str = "fine-tuned",
     """
     import pandas as pd
 
-    from llmrec_lib import recgpt, tagger
+    from llmrec_lib import recgpt
+    from llmrec_lib.recgpt import tagger
 
     art = Path(artifacts) if artifacts is not None else recgpt.artifacts_dir()
     tok = setting.tokenizer

@@ -1,11 +1,11 @@
-"""Judge-filtered self-training (llmrec_lib.selftrain): the filter, the pick, the full round."""
+"""Judge-filtered self-training (llmrec_lib.recgpt.selftrain): the filter, the pick, the full round."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from llmrec_lib import recgpt as R
-from llmrec_lib import selftrain as S
+from llmrec_lib.recgpt import selftrain as S
 
 
 def judged(rows):
@@ -36,7 +36,7 @@ def test_pick_keeps_the_best_passing_sample_once_per_prompt():
 
 def test_judge_samples_read_each_cut(setting):
     users = np.sort(setting.split.train["user_id"].unique())[:5].tolist()
-    from llmrec_lib import tagger
+    from llmrec_lib.recgpt import tagger
 
     cuts = tagger.cut_points(setting, users=users)
     teacher = R.teacher_interests(cuts["shown_liked"].iloc[0], setting.itags, setting.base_rate)
@@ -50,7 +50,8 @@ def test_judge_samples_read_each_cut(setting):
 def test_run_full_on_tiny_llama(setting, tmp_path, monkeypatch):
     import dataclasses
 
-    from llmrec_lib import sft, tagger
+    from llmrec_lib import sft
+    from llmrec_lib.recgpt import tagger
 
     users = np.sort(setting.split.train["user_id"].unique())[:6].tolist()
     tiny_cfg = {"batch_size": 2, "max_len": 2048, "save_every": 1, "steps": 2, "warmup": 0}

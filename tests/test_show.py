@@ -111,7 +111,7 @@ def test_a_fence_in_the_source_does_not_close_the_block(tmp_path, monkeypatch):
 
 # A chapter names where a mechanism lives as `llmrec_lib/x.py::Name` (or, once the folder
 # is clear from the paragraph, `x.py::Name`); every such name must still exist.
-NAMED = re.compile(r"`(?:llmrec_lib/)?([a-z_]+)\.py::([A-Za-z_][\w.]*)`")
+NAMED = re.compile(r"`(?:llmrec_lib/)?((?:[a-z_]+/)*[a-z_]+)\.py::([A-Za-z_][\w.]*)`")
 CHAPTERS = sorted((config.PROJECT_ROOT / "chapters").glob("[0-9][0-9]_*.py"))
 
 
@@ -129,7 +129,8 @@ def test_every_location_a_chapter_names_exists(path):
     missing = []
     for module, name in named_locations(path.read_text()):
         try:
-            obj = importlib.import_module(f"llmrec_lib.{module}")
+            dotted = module.replace("/", ".").removesuffix(".__init__")  # recgpt/tagger, a package
+            obj = importlib.import_module(f"llmrec_lib.{dotted}")
             for part in name.split("."):
                 obj = getattr(obj, part)
         except (ImportError, AttributeError):

@@ -1,11 +1,11 @@
-"""The second LLM_IT (llmrec_lib.tagger): targets, prompt, post-processing, the full run."""
+"""The second LLM_IT (llmrec_lib.recgpt.tagger): targets, prompt, post-processing, the full run."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from llmrec_lib import recgpt as R
-from llmrec_lib import tagger as T
+from llmrec_lib.recgpt import tagger as T
 
 ITAGS = pd.Series({1: ["90s drama"], 2: ["80s comedy"], 3: ["crime drama"], 4: ["2000s horror"],
                    5: ["animated comedy"], 6: ["90s sci-fi"], 7: []}, dtype=object)

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from llmrec_lib import data, evaluate, generation, towers
+from llmrec_lib import data, evaluate, generation
+from llmrec_lib.recgpt import towers
 
 # --------------------------------------------------------------------------------------
 # Small helpers
@@ -407,14 +408,14 @@ def test_committed_explanations_match_current_code(ml):
 
     path = towers.explanations_path()
     if not path.is_file():
-        pytest.skip(f"{path} not generated yet: python -m llmrec_lib.towers explain")
+        pytest.skip(f"{path} not generated yet: python -m llmrec_lib.recgpt.towers explain")
     table = towers.ExplanationTable.load(path)
     assert table.stale_rows(ml.movies).empty, "prompts changed: regenerate with the command in meta"
     judged = table.judged(ml.movies, recgpt.tag_category)
     assert judged["relevant"].mean() == pytest.approx(table.meta["judges"]["relevant"])
     assert judged["faithful"].mean() == pytest.approx(table.meta["judges"]["faithful"])
     assert judged["grounded"].mean() == pytest.approx(table.meta["judges"]["grounded"])
-    assert "python -m llmrec_lib.towers explain" in table.meta["command"]
+    assert "python -m llmrec_lib.recgpt.towers explain" in table.meta["command"]
 
 
 def test_nearest_tag_agreement_counts_hits_and_chance():

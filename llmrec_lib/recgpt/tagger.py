@@ -23,7 +23,7 @@ cause and keeps every fix visible:
 
 Run (resumable; everything cached under ``.cache/recgpt-tagger``)::
 
-    python -m llmrec_lib.tagger full          # writes artifacts/recgpt/tagger/
+    python -m llmrec_lib.recgpt.tagger full          # writes artifacts/recgpt/tagger/
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ def load_tags(stage: str = "test", path: Path | None = None, *, field: str = "ta
         raise ValueError(f"field must be 'tags', 'text' or 'interests', got {field!r}")
     path = Path(path) if path is not None else recgpt.artifacts_dir() / OUT / "tags.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `python -m llmrec_lib.tagger full` "
+        raise FileNotFoundError(f"{path} not found: run `python -m llmrec_lib.recgpt.tagger full` "
                                 "(see artifacts/recgpt/README.md)")
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     parse = (lambda r: recgpt.parse_phrases(r["text"], recgpt.N_TAGS).items) if field == "tags" else (lambda r: r[field])
@@ -332,14 +332,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from llmrec_lib import config
 
-    ap = argparse.ArgumentParser(prog="python -m llmrec_lib.tagger",
+    ap = argparse.ArgumentParser(prog="python -m llmrec_lib.recgpt.tagger",
                                  description="The second LLM_IT: SFT and tags for validation and test users")
     ap.add_argument("what", choices=["full"])
     ap.add_argument("--valid-users", type=int, default=0, help="validation users to tag (0: all)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    command = config.command_line("llmrec_lib.tagger", argv)
+    command = config.command_line("llmrec_lib.recgpt.tagger", argv)
     meta = run_full(n_users={"valid": args.valid_users or None}, steps=args.steps, seed=args.seed, command=command)
     print({k: meta[k] for k in ("val_loss_base", "val_loss_tuned", "wall_s")})
     return 0

@@ -1090,7 +1090,7 @@ class ExplanationTable:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no explanation table at {path}; regenerate it with "
-                                    "`python -m llmrec_lib.towers explain` (see the chapter 08 artifact notes)")
+                                    "`python -m llmrec_lib.recgpt.towers explain` (see the chapter 08 artifact notes)")
         payload = json.loads(path.read_text())
         return cls(pd.DataFrame(payload["rows"], columns=list(cls.COLUMNS)), payload["meta"])
 
@@ -1197,7 +1197,7 @@ def explain_model(model: ThreeTowerModel, split: data.Split, movies: pd.DataFram
 def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: int = 0, *,
                 model: ThreeTowerModel | None = None, out: str | os.PathLike | None = None,
                 progress: bool = True) -> ExplanationTable:
-    """Explain what chapter 08's selected model retrieves (what ``python -m llmrec_lib.towers
+    """Explain what chapter 08's selected model retrieves (what ``python -m llmrec_lib.recgpt.towers
     explain`` runs): the history-trained model of ``mode`` with ``alpha`` and ``seed`` (or
     ``model``, already trained), queried on test with chapter 07's LLM tags and fused with
     ``b``; the top ``explain_k`` items of ``explain_users`` seeded test users, each with the
@@ -1205,7 +1205,8 @@ def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: in
     saved (default :func:`explanations_path`)."""
     import dataclasses
 
-    from llmrec_lib import backbones, recgpt, tagger
+    from llmrec_lib import backbones, recgpt
+    from llmrec_lib.recgpt import tagger
 
     t0 = time.perf_counter()
     settings = MODES[mode]
@@ -1219,7 +1220,7 @@ def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: in
                       history_tagger=lambda items: recgpt.recent_tags(items, item_tags, n=recgpt.N_TAGS))
         model.fit(split.train, progress=progress)
     cfg = model.cfg
-    command = f"python -m llmrec_lib.towers explain --mode {mode} --alpha {cfg.alpha:g} --b {b:g} --seed {cfg.seed}"
+    command = f"python -m llmrec_lib.recgpt.towers explain --mode {mode} --alpha {cfg.alpha:g} --b {b:g} --seed {cfg.seed}"
     table = explain_model(
         model, split, ml.movies, tagger.load_tags("test"), settings["explain_users"], settings["explain_k"], b,
         progress=progress,
@@ -1236,7 +1237,7 @@ def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: in
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m llmrec_lib.towers", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m llmrec_lib.recgpt.towers", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("explain", help="generate the (tag, item) explanation table with SmolLM2")
     e.add_argument("--mode", default="full", choices=sorted(MODES))

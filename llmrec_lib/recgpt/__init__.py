@@ -1373,6 +1373,3 @@ def main(argv: list[str] | None = None) -> int:
     print({k: meta[k] for k in ("val_loss_base", "val_loss_tuned", "wall_s")})
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,7 +20,7 @@ adapter, ``artifacts/recgpt/adapter``) and the chapter-06 judges:
 
 Run (resumable; everything cached under ``.cache/recgpt-selftrain``)::
 
-    python -m llmrec_lib.selftrain full        # writes artifacts/recgpt/selftrain/
+    python -m llmrec_lib.recgpt.selftrain full        # writes artifacts/recgpt/selftrain/
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import data, recgpt, tagger
+from llmrec_lib import data, recgpt
+from llmrec_lib.recgpt import tagger
 
 __all__ = ["K_SAMPLES", "N_PROMPTS", "ARMS", "passes", "pick", "judge_samples", "run_full", "load"]
 
@@ -230,7 +231,7 @@ def load(path: Path | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """The committed run: (meta, samples, generations)."""
     path = Path(path) if path is not None else recgpt.artifacts_dir() / OUT
     if not (path / "meta.json").is_file():
-        raise FileNotFoundError(f"{path}/meta.json not found: run `python -m llmrec_lib.selftrain full` "
+        raise FileNotFoundError(f"{path}/meta.json not found: run `python -m llmrec_lib.recgpt.selftrain full` "
                                 "(see artifacts/recgpt/README.md)")
     samples = pd.DataFrame([json.loads(x) for x in (path / "samples.jsonl").read_text().splitlines() if x.strip()])
     return json.loads((path / "meta.json").read_text()), samples, recgpt.read_generations(path / "generations.jsonl")
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from llmrec_lib import config
 
-    ap = argparse.ArgumentParser(prog="python -m llmrec_lib.selftrain",
+    ap = argparse.ArgumentParser(prog="python -m llmrec_lib.recgpt.selftrain",
                                  description="Judge-filtered self-training of chapter 06's LLM_UI student")
     ap.add_argument("what", choices=["full"])
     ap.add_argument("--prompts", type=int, default=N_PROMPTS)
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     meta = run_full(seed=args.seed, n_prompts=args.prompts, k_samples=args.samples,
-                    command=config.command_line("llmrec_lib.selftrain", argv))
+                    command=config.command_line("llmrec_lib.recgpt.selftrain", argv))
     print(meta["funnel"], round(meta["wall_s"]))
     return 0
 
