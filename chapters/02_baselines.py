@@ -46,7 +46,8 @@ import pandas as pd
 # baselines first: it asks OpenMP threads to wait passively before torch loads (spinning
 # threads made training 40x slower on a shared 2-core machine)
 # isort: off
-from llmrec_lib import baselines, backbones, config, data, evaluate, index, show, text
+from llmrec_lib import baselines, backbones, config, data, encoders, evaluate, index
+from llmrec_lib import show, text
 # isort: on
 
 cfg = config.settings(
@@ -368,15 +369,15 @@ if cfg.mode == "quick":
 # on disk (keyed by model weights and texts), so re-running the chapter skips the encoding.
 # Quick mode encodes with SmolLM2's first layers only and skips its prompt variant (encoding the
 # catalogue with all 30 layers takes about five minutes on two cores); full mode does all.
-# The two users are `llmrec_lib/baselines.py::ItemMeanRetrieval` and
-# `baselines.py::PromptRetrieval`; the item vectors, `baselines.py::item_text_embeddings`.
+# The two users are `llmrec_lib/encoders.py::ItemMeanRetrieval` and
+# `encoders.py::PromptRetrieval`; the item vectors, `encoders.py::item_text_embeddings`.
 
 # %%
 item_text = text.item_texts(ml.movies, fields=("title", "genres"), markers=False)
 text_vectors, embed_seconds = {}, {}
 minilm = backbones.load_backbone("minilm-l6", device="cpu")
 t0 = time.perf_counter()
-text_vectors["MiniLM"] = baselines.item_text_embeddings(minilm, item_text, ml.item_ids)
+text_vectors["MiniLM"] = encoders.item_text_embeddings(minilm, item_text, ml.item_ids)
 embed_seconds["MiniLM items"] = time.perf_counter() - t0
 n_layers = cfg.sizes["smollm2_layers"]
 smol = backbones.load_backbone(
@@ -384,7 +385,7 @@ smol = backbones.load_backbone(
 )
 smol_name = "SmolLM2" if n_layers == 30 else f"SmolLM2 (first {n_layers} of 30 layers)"
 t0 = time.perf_counter()
-text_vectors[smol_name] = baselines.item_text_embeddings(
+text_vectors[smol_name] = encoders.item_text_embeddings(
     smol, item_text, ml.item_ids, max_length=48
 )
 embed_seconds[f"{smol_name} items"] = time.perf_counter() - t0
@@ -411,13 +412,13 @@ recent_choice = {}
 for name, vectors in text_vectors.items():
     grid = {
         str(n): valid_score(
-            baselines.ItemMeanRetrieval(ml.item_ids, vectors, max_history=n).fit()
+            encoders.ItemMeanRetrieval(ml.item_ids, vectors, max_history=n).fit()
         )
         for n in cfg.sizes["text_recent_items"]
     }
     best = max(grid, key=grid.get)
     recent_choice[name] = {"valid": grid, "chosen": best}
-    model = baselines.ItemMeanRetrieval(
+    model = encoders.ItemMeanRetrieval(
         ml.item_ids,
         vectors,
         max_history=None if best == "None" else int(best),
@@ -433,8 +434,8 @@ prompt_backbones = [("MiniLM", minilm, cfg.sizes["minilm_prompt_budget"])]
 if cfg.sizes["smollm2_prompt_budget"]:
     prompt_backbones.append((smol_name, smol, cfg.sizes["smollm2_prompt_budget"]))
 for name, backbone, budget in prompt_backbones:
-    encoder = baselines.prompt_user_encoder(backbone, item_text, budget=budget)
-    model = baselines.PromptRetrieval(
+    encoder = encoders.prompt_user_encoder(backbone, item_text, budget=budget)
+    model = encoders.PromptRetrieval(
         ml.item_ids,
         text_vectors[name],
         encoder,
@@ -653,7 +654,7 @@ for kind, params in (
     _, top = idx.search(queries, 100)
     per_query_ms = 1000 * (time.perf_counter() - t0) / len(queries)
     served = evaluate.evaluate(
-        baselines.VectorRecommender(bound, idx), stages["valid"], ks=ks
+        encoders.VectorRecommender(bound, idx), stages["valid"], ks=ks
     )
     ann_rows.append(
         {

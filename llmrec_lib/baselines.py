@@ -1,6 +1,6 @@
 """The baselines every LLM chapter must beat (chapter 02).
 
-Five families, from the floor upwards:
+Four families, from the floor upwards:
 
 * :class:`RandomScorer` -- random scores: the floor any learned model must clear.
 * :class:`MostPopular` -- the most popular items, optionally counted in a recent time window.
@@ -8,9 +8,10 @@ Five families, from the floor upwards:
 * :class:`SASRec` -- an ID-based sequential model in the SASRec style: a causal transformer
   over item-ID sequences, trained on next-item prediction with an in-batch sampled softmax and
   the log-Q correction (the same loss family as LinkedIn's in-batch InfoNCE).
-* :class:`ItemMeanRetrieval` and :class:`PromptRetrieval` -- zero-shot text retrieval with a
-  bundled language model: a user is the mean of their liked items' text embeddings, or the
-  embedding of their whole history written as one prompt (chapter 01's user prompt).
+
+The text baselines of chapter 02 (zero-shot retrieval with a bundled language model,
+``ItemMeanRetrieval`` and ``PromptRetrieval``) follow the same life but live with the dual
+encoder in :mod:`llmrec_lib.encoders`: they are the trained LLM's retrieval path too.
 
 Every baseline follows the same two-step life, and the split decides what each step sees::
 
@@ -27,7 +28,7 @@ evaluation protocol's job. Items a model has never seen in training (cold items)
 embedding and no co-occurrence: such a model says so in ``can_score_items`` (a bool mask over
 the catalogue, read by :func:`llmrec_lib.evaluate.evaluate`) and gives them ``-inf``.
 
-Inputs are *positives* (rating >= ``data.POSITIVE_MIN``): what a user liked, in time order.
+Inputs are *positives* (rating >= ``interactions.POSITIVE_MIN``): what a user liked, in time order.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,26 +47,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmrec_lib import config, data
-from llmrec_lib.encoders import backbone_fingerprint, embed_cached  # noqa: F401  (re-exported)
+from llmrec_lib import config, data, interactions
 
 __all__ = [
     "Histories",
+    "check_catalogue",
     "BoundSystem",
     "RandomScorer",
     "MostPopular",
     "ItemKNN",
     "SASRecConfig",
     "SASRec",
-    "ItemMeanRetrieval",
-    "PromptRetrieval",
-    "embed_cached",
-    "backbone_fingerprint",
-    "item_text_embeddings",
-    "prompt_user_encoder",
     "SASRecNet",
     "sampled_softmax_loss",
-    "VectorRecommender",
     "evaluate_stages",
     "tidy_table",
     "wide_table",
@@ -88,7 +82,7 @@ def _train_frame(train: Any) -> pd.DataFrame:
             f"fit() needs training ratings: a data.Split or split.train (a DataFrame), got "
             f"{type(train).__name__}"
         )
-    data.require_columns(frame, data.RATING_COLUMNS, "ratings", "Pass split.train.")
+    interactions.require_columns(frame, interactions.RATING_COLUMNS, "ratings", "Pass split.train.")
     return frame
 
 
@@ -106,7 +100,9 @@ def _columns(item_ids: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
     return pos.astype(np.int64)
 
 
-def _check_catalogue(item_ids) -> np.ndarray:
+def check_catalogue(item_ids) -> np.ndarray:
+    """``item_ids`` as the catalogue every score matrix is laid out by: a sorted, unique 1-D
+    int64 array (``ml.item_ids``); anything else raises."""
     ids = np.asarray(item_ids, dtype=np.int64)
     if ids.ndim != 1 or len(ids) == 0:
         raise ValueError("item_ids must be the 1-D catalogue in column order (ml.item_ids)")
@@ -115,28 +111,22 @@ def _check_catalogue(item_ids) -> np.ndarray:
     return ids
 
 
-def _positives(ratings: pd.DataFrame) -> pd.DataFrame:
-    pos = ratings[ratings["rating"] >= data.POSITIVE_MIN]
-    return pos.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
-
-
 class Histories:
     """Each user's positives as catalogue columns, oldest first, built once per stage.
 
     ``ratings`` is what a stage may see as input (``split.history(stage)``); ratings below
-    ``data.POSITIVE_MIN`` are dropped. ``last_time[u]`` is the time of the user's latest
-    rating of any kind: "now" for that user, the moment a recommendation is asked for.
+    ``interactions.POSITIVE_MIN`` are dropped (:class:`interactions.Sequences`).
+    ``last_time[u]`` is the time of the user's latest rating of any kind: "now" for that
+    user, the moment a recommendation is asked for. Everything in ``ratings`` is strictly
+    before the stage's targets (the split cuts by time), so the history at "now" obeys the
+    same tie rule as the training pairs.
     """
 
     def __init__(self, ratings: pd.DataFrame, item_ids) -> None:
-        self.item_ids = _check_catalogue(item_ids)
-        data.require_columns(ratings, data.RATING_COLUMNS, "history ratings",
-                             "Pass split.history(stage).")
-        pos = _positives(ratings)
-        cols = _columns(self.item_ids, pos["item_id"].to_numpy(), "history")
-        users = pos["user_id"].to_numpy(np.int64)
-        uniq, start, count = np.unique(users, return_index=True, return_counts=True)
-        self._cols = {int(u): cols[s : s + c] for u, s, c in zip(uniq, start, count)}
+        self.item_ids = check_catalogue(item_ids)
+        seqs = interactions.Sequences.from_ratings(ratings, "history ratings",
+                                                   "Pass split.history(stage).")
+        self._cols = seqs.per_user(_columns(self.item_ids, seqs.item_id, "history"))
         last = ratings.groupby("user_id")["timestamp"].max()
         self.last_time = {int(u): int(t) for u, t in last.items()}
 
@@ -222,7 +212,7 @@ class Baseline:
     bound_class = BoundSystem
 
     def __init__(self, item_ids) -> None:
-        self.item_ids = _check_catalogue(item_ids)
+        self.item_ids = check_catalogue(item_ids)
         self.can_score_items = np.ones(len(self.item_ids), dtype=bool)
         self.fit_seconds: float | None = None
 
@@ -313,7 +303,7 @@ class MostPopular(Baseline):
 
     def fit(self, train: Any) -> "MostPopular":
         t0 = time.perf_counter()
-        pos = _positives(_train_frame(train))
+        pos = interactions.positives(_train_frame(train))
         if pos.empty:
             raise ValueError("no positive ratings in train: popularity has nothing to count")
         order = np.argsort(pos["timestamp"].to_numpy(), kind="stable")
@@ -393,7 +383,7 @@ class ItemKNN(Baseline):
 
     def fit(self, train: Any) -> "ItemKNN":
         t0 = time.perf_counter()
-        pos = _positives(_train_frame(train)).drop_duplicates(["user_id", "item_id"])
+        pos = interactions.positives(_train_frame(train)).drop_duplicates(["user_id", "item_id"])
         if pos.empty:
             raise ValueError("no positive ratings in train: item-kNN has nothing to count")
         cols = _columns(self.item_ids, pos["item_id"].to_numpy(), "train")
@@ -586,6 +576,17 @@ class SASRec(Baseline):
     windows of ``max_len + 1`` items (from the newest backwards, so every transition is used
     once); at each position the model predicts the next item. The vocabulary is the items
     with a training positive; others (cold items) are not scoreable.
+
+    Same-second positives are the one place the library's tie rule
+    (:mod:`llmrec_lib.interactions`: a same-second positive is never history) is not applied:
+    a window predicts position k + 1 from positions <= k, so the second of two positives rated
+    in the same second is predicted from its twin (15% of training transitions on the
+    reference split). It is left so on purpose, for now: it shapes training targets only, never
+    what is evaluated (at scoring time a user's input ends strictly before their first held-out
+    target, since the split cuts by time); and the fix (take, for target k, the state at the
+    last position strictly earlier in time, and drop targets with none inside the window)
+    would change every SASRec number of chapters 02 and 09, including the committed full-mode
+    results, which only a full run can regenerate.
     """
 
     def __init__(self, item_ids, cfg: SASRecConfig | None = None, **overrides) -> None:
@@ -643,7 +644,7 @@ class SASRec(Baseline):
     def _training_sequences(self, train: Any) -> list[np.ndarray]:
         """Each user's liked items in time order as model indices (1-based; 0 pads), and the
         vocabulary they define: only items liked in training get an embedding."""
-        pos = _positives(_train_frame(train)).drop_duplicates(["user_id", "item_id"])
+        pos = interactions.positives(_train_frame(train)).drop_duplicates(["user_id", "item_id"])
         cols = _columns(self.item_ids, pos["item_id"].to_numpy(), "train")
         vocab_cols = np.unique(cols)  # model index v (1-based) <-> catalogue column vocab_cols[v-1]
         self.vocab_cols = vocab_cols
@@ -780,213 +781,8 @@ class SASRec(Baseline):
 
 
 # --------------------------------------------------------------------------------------
-# Zero-shot text retrieval
+# Tables of results
 # --------------------------------------------------------------------------------------
-
-
-def item_text_embeddings(
-    backbone,
-    item_texts: pd.Series | Mapping[int, str],
-    item_ids,
-    *,
-    max_length: int = 64,
-    batch_size: int = 64,
-    cache: bool = True,
-    progress: bool = True,
-    pooling: str = "mean",
-) -> np.ndarray:
-    """(n_items, hidden) L2-normalised, pooled (mean by default) vectors of every catalogue item's text.
-
-    ``item_texts`` maps item id -> text (``text.item_texts(ml.movies, ...)``) and must cover
-    the whole catalogue: a text model can embed an item nobody has rated yet.
-    """
-    item_ids = _check_catalogue(item_ids)
-    series = item_texts if isinstance(item_texts, pd.Series) else pd.Series(dict(item_texts))
-    missing = pd.Index(item_ids).difference(series.index)
-    if len(missing):
-        raise ValueError(f"{len(missing)} catalogue items have no text (e.g. {list(missing[:5])}); "
-                         "build item texts over ml.movies")
-    texts = series.reindex(item_ids).astype(str).tolist()
-    return embed_cached(backbone, texts, cache=cache, tag="items", max_length=max_length,
-                        batch_size=batch_size, pooling=pooling, normalize=True, progress=progress)
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-class ItemMeanRetrieval(Baseline):
-    """Zero-shot: a user is the normalised mean of their liked items' text vectors.
-
-    No training at all (``fit`` only records the call): the item vectors come from a language
-    model that has never seen a rating. Every item has text, so every item -- cold ones too --
-    is scoreable. ``max_history`` keeps the most recent positives only (None: all).
-    """
-
-    def __init__(self, item_ids, item_vectors: np.ndarray, name: str = "text mean",
-                 max_history: int | None = None) -> None:
-        super().__init__(item_ids)
-        v = np.asarray(item_vectors, dtype=np.float32)
-        if v.shape[0] != self.n_items or v.ndim != 2:
-            raise ValueError(f"item_vectors must be (n_items={self.n_items}, dim), got {v.shape}")
-        if max_history is not None and max_history < 1:
-            raise ValueError("max_history must be >= 1 or None")
-        self.item_vectors = _normalise(v)
-        self.max_history = max_history
-        self.name = name
-
-    def fit(self, train: Any = None) -> "ItemMeanRetrieval":
-        self.fit_seconds = 0.0
-        return self
-
-    def user_vectors(self, user_ids: np.ndarray, hist: Histories) -> np.ndarray:
-        hist.require(user_ids, self.name)
-        out = np.empty((len(user_ids), self.item_vectors.shape[1]), dtype=np.float32)
-        for row, u in enumerate(user_ids):
-            cols = hist[u] if self.max_history is None else hist[u][-self.max_history :]
-            out[row] = self.item_vectors[cols].mean(axis=0)
-        return _normalise(out)
-
-    def _score(self, user_ids: np.ndarray, hist: Histories) -> np.ndarray:
-        return self.user_vectors(user_ids, hist) @ self.item_vectors.T  # (B, n_items) cosine
-
-
-class _PromptBound(BoundSystem):
-    """A bound :class:`PromptRetrieval`: user vectors were encoded once, when binding."""
-
-    user_index: dict[int, int]
-    user_matrix: np.ndarray  # (n_encoded_users, dim), L2-normalised
-
-    def score(self, user_ids) -> np.ndarray:
-        return self.user_vectors(user_ids) @ self.model.item_vectors.T  # (B, n_items) cosine
-
-    def user_vectors(self, user_ids) -> np.ndarray:
-        user_ids = np.asarray(user_ids, dtype=np.int64).ravel()
-        missing = [int(u) for u in user_ids if int(u) not in self.user_index]
-        if missing:
-            raise KeyError(f"users {missing[:5]} were not encoded when binding; pass them in "
-                           "users= to bind() (for_stage passes split.users(stage))")
-        return self.user_matrix[[self.user_index[int(u)] for u in user_ids]]
-
-
-class PromptRetrieval(Baseline):
-    """Zero-shot: a user is the embedding of their history written as one prompt.
-
-    ``encode_users(history_ratings, user_ids) -> (len(user_ids), dim)`` builds and embeds the
-    prompts (see :func:`prompt_user_encoder`, which uses chapter 01's ``text.user_prompts``).
-    Binding to a stage encodes that stage's users once; scoring is then a matrix product.
-    """
-
-    def __init__(self, item_ids, item_vectors: np.ndarray,
-                 encode_users: Callable[[pd.DataFrame, np.ndarray], np.ndarray],
-                 name: str = "text prompt") -> None:
-        super().__init__(item_ids)
-        v = np.asarray(item_vectors, dtype=np.float32)
-        if v.shape[0] != self.n_items or v.ndim != 2:
-            raise ValueError(f"item_vectors must be (n_items={self.n_items}, dim), got {v.shape}")
-        self.item_vectors = _normalise(v)
-        self.encode_users = encode_users
-        self.name = name
-
-    bound_class = _PromptBound
-
-    def fit(self, train: Any = None) -> "PromptRetrieval":
-        self.fit_seconds = 0.0
-        return self
-
-    def bind(self, history: pd.DataFrame, name: str | None = None, users=None) -> BoundSystem:
-        """Encode the prompts of ``users`` (default: every user in ``history``) now."""
-        if isinstance(history, Histories):
-            raise TypeError("PromptRetrieval needs the history ratings (a DataFrame) to write prompts")
-        system = super().bind(history, name)
-        users = np.unique(history["user_id"].to_numpy(np.int64)) if users is None else np.asarray(users, np.int64)
-        system.histories.require(users, self.name)
-        vectors = _normalise(np.asarray(self.encode_users(history, users), dtype=np.float32))
-        if vectors.shape != (len(users), self.item_vectors.shape[1]):
-            raise ValueError(f"encode_users returned {vectors.shape}, expected ({len(users)}, "
-                             f"{self.item_vectors.shape[1]}): the user and item encoders must match")
-        system.user_index = {int(u): i for i, u in enumerate(users)}
-        system.user_matrix = vectors
-        return system
-
-    def for_stage(self, split: data.Split, stage: str, name: str | None = None) -> BoundSystem:
-        return self.bind(split.history(stage), name, users=split.users(stage))
-
-    def _score(self, user_ids: np.ndarray, hist: Histories) -> np.ndarray:  # pragma: no cover
-        raise RuntimeError("PromptRetrieval scores through its bound system: use bind() or for_stage()")
-
-
-def prompt_user_encoder(
-    backbone,
-    item_text: pd.Series,
-    *,
-    budget: int = 256,
-    batch_size: int = 16,
-    markers: bool = False,
-    cache: bool = True,
-    progress: bool = True,
-    pooling: str = "mean",
-    positive_only: bool = True,
-) -> Callable[[pd.DataFrame, np.ndarray], np.ndarray]:
-    """An ``encode_users`` for :class:`PromptRetrieval`: chapter 01's positive-only prompt
-    (``text.user_prompts``, most recent items within ``budget`` tokens), mean-pooled.
-
-    ``positive_only=False`` renders every rating with its score (the "full history" ablation
-    of chapter 04); ``pooling="last"`` takes the last token's state instead of the mean.
-
-    ``markers=False`` by default: an un-tuned model has never seen the marker tokens, so plain
-    sentences ("Movies this user liked, oldest first: ...") suit zero-shot use better.
-    """
-    from llmrec_lib import text
-
-    def encode(history: pd.DataFrame, users: np.ndarray) -> np.ndarray:
-        prompts = text.user_prompts(history, item_text, backbone.tokenizer, budget=budget,
-                                    markers=markers, users=users, positive_only=positive_only,
-                                    show_rating=not positive_only)
-        if (prompts["n_items"] == 0).any():
-            bad = prompts.loc[prompts["n_items"] == 0, "user_id"].tolist()[:5]
-            raise ValueError(f"users {bad} got an empty prompt (no positive fits the budget of {budget})")
-        return embed_cached(backbone, prompts["prompt"].tolist(), cache=cache, tag="users",
-                            max_length=budget, batch_size=batch_size, pooling=pooling,
-                            normalize=True, progress=progress)
-
-    return encode
-
-
-# --------------------------------------------------------------------------------------
-# Serving through a vector index, and tables of results
-# --------------------------------------------------------------------------------------
-
-
-class VectorRecommender:
-    """Top-K lists from a vector index (:mod:`llmrec_lib.index`): how retrieval is served.
-
-    ``bound`` is a bound system with ``user_vectors`` (a text model or SASRec) and ``index``
-    was built over the item vectors of the same model, row ``i`` = ``columns[i]`` (default:
-    catalogue column ``i``). ``recommend(user_ids, k)`` is what :func:`evaluate.evaluate`
-    calls for a list-returning system; -1 fills slots the index could not fill.
-    """
-
-    def __init__(self, bound: BoundSystem, index, name: str | None = None,
-                 columns: np.ndarray | None = None) -> None:
-        self.bound = bound
-        self.index = index
-        self.columns = None if columns is None else np.asarray(columns, dtype=np.int64)
-        if self.columns is not None and len(self.columns) != index.n:
-            raise ValueError(f"columns has {len(self.columns)} entries for an index of {index.n} vectors")
-        self.name = name or f"{bound.name} [{index.kind}]"
-        self.search_seconds = 0.0
-
-    def recommend(self, user_ids, k: int) -> np.ndarray:
-        queries = self.bound.user_vectors(user_ids)  # (B, dim)
-        t0 = time.perf_counter()
-        _, ids = self.index.search(queries, min(int(k), self.index.n))  # (B, k') index rows
-        self.search_seconds += time.perf_counter() - t0
-        if self.columns is not None:
-            ids = np.where(ids >= 0, self.columns[np.maximum(ids, 0)], -1)
-        if ids.shape[1] < k:
-            ids = np.concatenate([ids, np.full((len(ids), k - ids.shape[1]), -1)], axis=1)
-        return ids
 
 
 def tidy_table(results: Sequence[Any], metrics: Sequence[str], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:

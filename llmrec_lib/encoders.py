@@ -10,8 +10,15 @@ wastes compute on pad tokens, so :func:`embed_texts` sorts texts by token length
 
 :class:`DualEncoder` is the trainable version (chapter 03): one shared LLM for users and items
 with LoRA adapters, saved and loaded as safetensors. peft injects the adapters into the
-backbone in place, so :func:`embed_texts` and the cached encoders of :mod:`baselines` run
-through them too (their cache key hashes the weights, adapters included).
+backbone in place, so :func:`embed_texts` and the cached :func:`embed_cached` run through
+them too (the cache key hashes the weights, adapters included).
+
+The encoder as a recommender lives here too, zero-shot (chapter 02) or trained (chapters
+03-05 and 09, through ``recipes.dual_encoder_system``): :func:`item_text_embeddings` embeds
+the catalogue, :func:`prompt_user_encoder` a user's history prompt, :class:`PromptRetrieval`
+and :class:`ItemMeanRetrieval` are evaluable systems with the baselines' two-step life
+(:class:`llmrec_lib.baselines.Baseline`), and :class:`VectorRecommender` serves any of them
+through a vector index.
 """
 
 from __future__ import annotations
@@ -20,16 +27,19 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmrec_lib import config
+from llmrec_lib import config, data
+from llmrec_lib.baselines import Baseline, BoundSystem, Histories, check_catalogue
 
 POOLINGS = ("mean", "last")
 
@@ -442,3 +452,207 @@ class DualEncoder(nn.Module):
         cfg = EncoderConfig.from_dict(json.loads((Path(path) / "encoder.json").read_text())["encoder"])
         return cls(cfg, device=device).load_adapter(path)
 
+
+# --------------------------------------------------------------------------------------
+# Text retrieval: the encoder as a recommender (zero-shot in chapter 02, trained from 03 on)
+# --------------------------------------------------------------------------------------
+
+
+def item_text_embeddings(
+    backbone,
+    item_texts: pd.Series | Mapping[int, str],
+    item_ids,
+    *,
+    max_length: int = 64,
+    batch_size: int = 64,
+    cache: bool = True,
+    progress: bool = True,
+    pooling: str = "mean",
+) -> np.ndarray:
+    """(n_items, hidden) L2-normalised, pooled (mean by default) vectors of every catalogue item's text.
+
+    ``item_texts`` maps item id -> text (``text.item_texts(ml.movies, ...)``) and must cover
+    the whole catalogue: a text model can embed an item nobody has rated yet.
+    """
+    item_ids = check_catalogue(item_ids)
+    series = item_texts if isinstance(item_texts, pd.Series) else pd.Series(dict(item_texts))
+    missing = pd.Index(item_ids).difference(series.index)
+    if len(missing):
+        raise ValueError(f"{len(missing)} catalogue items have no text (e.g. {list(missing[:5])}); "
+                         "build item texts over ml.movies")
+    texts = series.reindex(item_ids).astype(str).tolist()
+    return embed_cached(backbone, texts, cache=cache, tag="items", max_length=max_length,
+                        batch_size=batch_size, pooling=pooling, normalize=True, progress=progress)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class ItemMeanRetrieval(Baseline):
+    """Zero-shot: a user is the normalised mean of their liked items' text vectors.
+
+    No training at all (``fit`` only records the call): the item vectors come from a language
+    model that has never seen a rating. Every item has text, so every item -- cold ones too --
+    is scoreable. ``max_history`` keeps the most recent positives only (None: all).
+    """
+
+    def __init__(self, item_ids, item_vectors: np.ndarray, name: str = "text mean",
+                 max_history: int | None = None) -> None:
+        super().__init__(item_ids)
+        v = np.asarray(item_vectors, dtype=np.float32)
+        if v.shape[0] != self.n_items or v.ndim != 2:
+            raise ValueError(f"item_vectors must be (n_items={self.n_items}, dim), got {v.shape}")
+        if max_history is not None and max_history < 1:
+            raise ValueError("max_history must be >= 1 or None")
+        self.item_vectors = _normalise(v)
+        self.max_history = max_history
+        self.name = name
+
+    def fit(self, train: Any = None) -> "ItemMeanRetrieval":
+        self.fit_seconds = 0.0
+        return self
+
+    def user_vectors(self, user_ids: np.ndarray, hist: Histories) -> np.ndarray:
+        hist.require(user_ids, self.name)
+        out = np.empty((len(user_ids), self.item_vectors.shape[1]), dtype=np.float32)
+        for row, u in enumerate(user_ids):
+            cols = hist[u] if self.max_history is None else hist[u][-self.max_history :]
+            out[row] = self.item_vectors[cols].mean(axis=0)
+        return _normalise(out)
+
+    def _score(self, user_ids: np.ndarray, hist: Histories) -> np.ndarray:
+        return self.user_vectors(user_ids, hist) @ self.item_vectors.T  # (B, n_items) cosine
+
+
+class _PromptBound(BoundSystem):
+    """A bound :class:`PromptRetrieval`: user vectors were encoded once, when binding."""
+
+    user_index: dict[int, int]
+    user_matrix: np.ndarray  # (n_encoded_users, dim), L2-normalised
+
+    def score(self, user_ids) -> np.ndarray:
+        return self.user_vectors(user_ids) @ self.model.item_vectors.T  # (B, n_items) cosine
+
+    def user_vectors(self, user_ids) -> np.ndarray:
+        user_ids = np.asarray(user_ids, dtype=np.int64).ravel()
+        missing = [int(u) for u in user_ids if int(u) not in self.user_index]
+        if missing:
+            raise KeyError(f"users {missing[:5]} were not encoded when binding; pass them in "
+                           "users= to bind() (for_stage passes split.users(stage))")
+        return self.user_matrix[[self.user_index[int(u)] for u in user_ids]]
+
+
+class PromptRetrieval(Baseline):
+    """Zero-shot: a user is the embedding of their history written as one prompt.
+
+    ``encode_users(history_ratings, user_ids) -> (len(user_ids), dim)`` builds and embeds the
+    prompts (see :func:`prompt_user_encoder`, which uses chapter 01's ``text.user_prompts``).
+    Binding to a stage encodes that stage's users once; scoring is then a matrix product.
+    """
+
+    def __init__(self, item_ids, item_vectors: np.ndarray,
+                 encode_users: Callable[[pd.DataFrame, np.ndarray], np.ndarray],
+                 name: str = "text prompt") -> None:
+        super().__init__(item_ids)
+        v = np.asarray(item_vectors, dtype=np.float32)
+        if v.shape[0] != self.n_items or v.ndim != 2:
+            raise ValueError(f"item_vectors must be (n_items={self.n_items}, dim), got {v.shape}")
+        self.item_vectors = _normalise(v)
+        self.encode_users = encode_users
+        self.name = name
+
+    bound_class = _PromptBound
+
+    def fit(self, train: Any = None) -> "PromptRetrieval":
+        self.fit_seconds = 0.0
+        return self
+
+    def bind(self, history: pd.DataFrame, name: str | None = None, users=None) -> BoundSystem:
+        """Encode the prompts of ``users`` (default: every user in ``history``) now."""
+        if isinstance(history, Histories):
+            raise TypeError("PromptRetrieval needs the history ratings (a DataFrame) to write prompts")
+        system = super().bind(history, name)
+        users = np.unique(history["user_id"].to_numpy(np.int64)) if users is None else np.asarray(users, np.int64)
+        system.histories.require(users, self.name)
+        vectors = _normalise(np.asarray(self.encode_users(history, users), dtype=np.float32))
+        if vectors.shape != (len(users), self.item_vectors.shape[1]):
+            raise ValueError(f"encode_users returned {vectors.shape}, expected ({len(users)}, "
+                             f"{self.item_vectors.shape[1]}): the user and item encoders must match")
+        system.user_index = {int(u): i for i, u in enumerate(users)}
+        system.user_matrix = vectors
+        return system
+
+    def for_stage(self, split: data.Split, stage: str, name: str | None = None) -> BoundSystem:
+        return self.bind(split.history(stage), name, users=split.users(stage))
+
+    def _score(self, user_ids: np.ndarray, hist: Histories) -> np.ndarray:  # pragma: no cover
+        raise RuntimeError("PromptRetrieval scores through its bound system: use bind() or for_stage()")
+
+
+def prompt_user_encoder(
+    backbone,
+    item_text: pd.Series,
+    *,
+    budget: int = 256,
+    batch_size: int = 16,
+    markers: bool = False,
+    cache: bool = True,
+    progress: bool = True,
+    pooling: str = "mean",
+    positive_only: bool = True,
+) -> Callable[[pd.DataFrame, np.ndarray], np.ndarray]:
+    """An ``encode_users`` for :class:`PromptRetrieval`: chapter 01's positive-only prompt
+    (``text.user_prompts``, most recent items within ``budget`` tokens), mean-pooled.
+
+    ``positive_only=False`` renders every rating with its score (the "full history" ablation
+    of chapter 04); ``pooling="last"`` takes the last token's state instead of the mean.
+
+    ``markers=False`` by default: an un-tuned model has never seen the marker tokens, so plain
+    sentences ("Movies this user liked, oldest first: ...") suit zero-shot use better.
+    """
+    from llmrec_lib import text
+
+    def encode(history: pd.DataFrame, users: np.ndarray) -> np.ndarray:
+        prompts = text.user_prompts(history, item_text, backbone.tokenizer, budget=budget,
+                                    markers=markers, users=users, positive_only=positive_only,
+                                    show_rating=not positive_only)
+        if (prompts["n_items"] == 0).any():
+            bad = prompts.loc[prompts["n_items"] == 0, "user_id"].tolist()[:5]
+            raise ValueError(f"users {bad} got an empty prompt (no positive fits the budget of {budget})")
+        return embed_cached(backbone, prompts["prompt"].tolist(), cache=cache, tag="users",
+                            max_length=budget, batch_size=batch_size, pooling=pooling,
+                            normalize=True, progress=progress)
+
+    return encode
+
+
+class VectorRecommender:
+    """Top-K lists from a vector index (:mod:`llmrec_lib.index`): how retrieval is served.
+
+    ``bound`` is a bound system with ``user_vectors`` (a text model or SASRec) and ``index``
+    was built over the item vectors of the same model, row ``i`` = ``columns[i]`` (default:
+    catalogue column ``i``). ``recommend(user_ids, k)`` is what :func:`evaluate.evaluate`
+    calls for a list-returning system; -1 fills slots the index could not fill.
+    """
+
+    def __init__(self, bound: BoundSystem, index, name: str | None = None,
+                 columns: np.ndarray | None = None) -> None:
+        self.bound = bound
+        self.index = index
+        self.columns = None if columns is None else np.asarray(columns, dtype=np.int64)
+        if self.columns is not None and len(self.columns) != index.n:
+            raise ValueError(f"columns has {len(self.columns)} entries for an index of {index.n} vectors")
+        self.name = name or f"{bound.name} [{index.kind}]"
+        self.search_seconds = 0.0
+
+    def recommend(self, user_ids, k: int) -> np.ndarray:
+        queries = self.bound.user_vectors(user_ids)  # (B, dim)
+        t0 = time.perf_counter()
+        _, ids = self.index.search(queries, min(int(k), self.index.n))  # (B, k') index rows
+        self.search_seconds += time.perf_counter() - t0
+        if self.columns is not None:
+            ids = np.where(ids >= 0, self.columns[np.maximum(ids, 0)], -1)
+        if ids.shape[1] < k:
+            ids = np.concatenate([ids, np.full((len(ids), k - ids.shape[1]), -1)], axis=1)
+        return ids

@@ -165,17 +165,17 @@ def dual_encoder_system(model, setting: Setting, stage: str, *, cache: bool = Tr
     Returns:
         A system with ``score(user_ids)`` for :func:`llmrec_lib.evaluate.evaluate`.
     """
-    from llmrec_lib import baselines
+    from llmrec_lib import encoders
 
     backbone = model.backbone
-    items = baselines.item_text_embeddings(backbone, setting.item_text, setting.ml.item_ids,
-                                           max_length=model.cfg.item_max_tokens, cache=cache,
-                                           progress=progress, pooling=model.cfg.pooling)
-    encode_users = baselines.prompt_user_encoder(backbone, setting.history_text,
-                                                 budget=model.cfg.user_max_tokens, markers=True,
-                                                 cache=cache, progress=progress, pooling=model.cfg.pooling,
-                                                 positive_only=positive_only)
-    return baselines.PromptRetrieval(setting.ml.item_ids, items, encode_users, name=name).fit().for_stage(
+    items = encoders.item_text_embeddings(backbone, setting.item_text, setting.ml.item_ids,
+                                          max_length=model.cfg.item_max_tokens, cache=cache,
+                                          progress=progress, pooling=model.cfg.pooling)
+    encode_users = encoders.prompt_user_encoder(backbone, setting.history_text,
+                                                budget=model.cfg.user_max_tokens, markers=True,
+                                                cache=cache, progress=progress, pooling=model.cfg.pooling,
+                                                positive_only=positive_only)
+    return encoders.PromptRetrieval(setting.ml.item_ids, items, encode_users, name=name).fit().for_stage(
         setting.split, stage)
 
 

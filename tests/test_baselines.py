@@ -8,6 +8,7 @@ import pytest
 
 from llmrec_lib import baselines as B
 from llmrec_lib import data
+from llmrec_lib import encoders as E
 from llmrec_lib.evaluate import EvalData, evaluate
 
 TINY_SASREC = dict(max_len=16, d_model=32, n_layers=1, n_heads=2, dropout=0.0, epochs=3,
@@ -43,7 +44,7 @@ def _all_systems(wsplit, items, sasrec):
         B.MostPopular(items, window_days=7, anchor="user").fit(wsplit.train),
         B.ItemKNN(items, n_neighbors=20).fit(wsplit.train),
         sasrec,
-        B.ItemMeanRetrieval(items, vectors).fit(),
+        E.ItemMeanRetrieval(items, vectors).fit(),
     ]
 
 
@@ -222,7 +223,7 @@ def test_id_models_flag_cold_items_text_models_score_them(wsplit, items):
         np.testing.assert_array_equal(model.can_score_items, liked)
         s = model.bind(hist).score(users)  # the history still holds the cold items: skipped
         assert np.isneginf(s[:, ~liked]).all() and np.isfinite(s[:, liked]).all()
-    text = B.ItemMeanRetrieval(items, np.random.default_rng(0).normal(size=(len(items), 4))).fit()
+    text = E.ItemMeanRetrieval(items, np.random.default_rng(0).normal(size=(len(items), 4))).fit()
     assert text.can_score_items.all() and np.isfinite(text.bind(hist).score(users)).all()
     pop = B.MostPopular(items).fit(train)
     assert pop.can_score_items.all()  # a count of zero is still a score
@@ -298,13 +299,13 @@ def test_logq_correction_matches_its_formula():
 def test_item_mean_retrieval_is_the_mean_of_liked_items():
     items = np.array([1, 2, 3])
     vecs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
-    model = B.ItemMeanRetrieval(items, vecs).fit()
+    model = E.ItemMeanRetrieval(items, vecs).fit()
     hist = ratings([(5, 1, 5.0, 1), (5, 2, 4.0, 2), (5, 3, 1.0, 3)])  # 3 disliked: ignored
     s = model.bind(hist).score([5])[0]
     u = np.array([0.5, 0.5]) / np.linalg.norm([0.5, 0.5])
     np.testing.assert_allclose(s, model.item_vectors @ u, rtol=1e-6)
     assert np.argmax(s) == 2  # the item halfway between the two liked ones
-    last = B.ItemMeanRetrieval(items, vecs, max_history=1).fit().bind(hist).score([5])[0]
+    last = E.ItemMeanRetrieval(items, vecs, max_history=1).fit().bind(hist).score([5])[0]
     assert np.argmax(last) == 1  # only the most recent like (item 2) counts
 
 
@@ -319,7 +320,7 @@ def test_prompt_retrieval_uses_the_encoder_once_per_stage(wsplit, items):
         return np.stack([np.cos(m / 50), np.sin(m / 50)], axis=1)
 
     vecs = np.stack([np.cos(items / 50), np.sin(items / 50)], axis=1)
-    model = B.PromptRetrieval(items, vecs, encode).fit()
+    model = E.PromptRetrieval(items, vecs, encode).fit()
     system = model.for_stage(wsplit, "valid")
     users = wsplit.users("valid")
     assert calls == [len(users)]
@@ -331,20 +332,20 @@ def test_prompt_retrieval_uses_the_encoder_once_per_stage(wsplit, items):
 
 def test_embed_cached_reuses_vectors(tmp_path, monkeypatch):
     pytest.importorskip("transformers")
-    from llmrec_lib import backbones, encoders
+    from llmrec_lib import backbones
 
     monkeypatch.setenv("LLMREC_CACHE_DIR", str(tmp_path))
     bb = backbones.load_backbone("tiny-llama", device="cpu")
     texts = ["a space opera", "a quiet western", "a haunted house"]
-    first = B.embed_cached(bb, texts, max_length=16, progress=False)
+    first = E.embed_cached(bb, texts, max_length=16, progress=False)
     files = list((tmp_path / "embeddings").glob("*.npy"))
     assert len(files) == 1
-    monkeypatch.setattr(encoders, "embed_texts", lambda *a, **k: pytest.fail("cache not used"))
-    np.testing.assert_array_equal(B.embed_cached(bb, texts, max_length=16, progress=False), first)
+    monkeypatch.setattr(E, "embed_texts", lambda *a, **k: pytest.fail("cache not used"))
+    np.testing.assert_array_equal(E.embed_cached(bb, texts, max_length=16, progress=False), first)
     # another text, another entry (the cache never serves stale vectors)
     monkeypatch.undo()
     monkeypatch.setenv("LLMREC_CACHE_DIR", str(tmp_path))
-    B.embed_cached(bb, texts[:2], max_length=16, progress=False)
+    E.embed_cached(bb, texts[:2], max_length=16, progress=False)
     assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 2
 
 
@@ -368,7 +369,7 @@ def test_clear_errors(wsplit, items):
     with pytest.raises(ValueError, match="divisible"):
         B.SASRecConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match=r"item_vectors must be"):
-        B.ItemMeanRetrieval(items, np.zeros((3, 2)))
+        E.ItemMeanRetrieval(items, np.zeros((3, 2)))
 
 
 # ------------------------------------------------------------------------------------
@@ -381,22 +382,22 @@ def test_vector_recommender_flat_index_matches_dense_scores(wsplit, items):
     from llmrec_lib import index
 
     vecs = np.random.default_rng(1).normal(size=(len(items), 16)).astype(np.float32)
-    model = B.ItemMeanRetrieval(items, vecs, max_history=5).fit()
+    model = E.ItemMeanRetrieval(items, vecs, max_history=5).fit()
     ev = EvalData.from_split(wsplit, "valid", items)
     results = B.evaluate_stages(model, wsplit, {"valid": ev}, ks=(10, 50))
     dense = results["valid"]
     assert "bind_seconds" in dense.timing
     bound = model.for_stage(wsplit, "valid")
     flat = index.build_index(model.item_vectors, "flat", "ip")
-    served = evaluate(B.VectorRecommender(bound, flat), ev, ks=(10, 50))
+    served = evaluate(E.VectorRecommender(bound, flat), ev, ks=(10, 50))
     np.testing.assert_array_equal(served.topk, dense.topk)  # exact search = dense scoring
     # an index over a subset of the catalogue maps its rows back to catalogue columns
     cols = np.arange(0, len(items), 2)
     part = index.build_index(model.item_vectors[cols], "flat", "ip")
-    recs = B.VectorRecommender(bound, part, columns=cols).recommend(ev.user_ids[:3], 5)
+    recs = E.VectorRecommender(bound, part, columns=cols).recommend(ev.user_ids[:3], 5)
     assert recs.shape == (3, 5) and np.isin(recs, cols).all()
     with pytest.raises(ValueError, match="columns"):
-        B.VectorRecommender(bound, part, columns=cols[:-1])
+        E.VectorRecommender(bound, part, columns=cols[:-1])
     with pytest.raises(TypeError, match="no user vectors"):
         B.MostPopular(items).fit(wsplit.train).for_stage(wsplit, "valid").user_vectors([1])
 
