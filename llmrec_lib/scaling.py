@@ -15,7 +15,8 @@ Three measurements and one calculation, each small enough for two CPU cores:
   (:func:`llmrec_lib.encoders.embed_texts`) and counts its FLOPs (:func:`forward_flops`).
 * :func:`project` turns measured FLOPs per item and per user into GPUs per day at an assumed
   peak and utilisation, and :func:`index_bytes` an index size, for production-scale counts that
-  the caller states as assumptions.
+  the caller states as assumptions. :func:`arm_costs` is chapter 09's bill per arm (FLOPs per
+  user, index bytes, what a new movie needs), from each model's sizes.
 * :func:`recgpt_run_tokens` counts the prompt and answer tokens per user of the committed
   RecGPT runs (chapters 06 and 07), and :func:`recgpt_bill` turns tokens per user and a
   device's speed into device-hours per refresh of every user (:func:`generation_flops` gives
@@ -37,13 +38,14 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["ddp_configs", "launch_ddp", "ddp_summary", "clustered_vectors", "exact_topk", "index_at_scale",
-           "matmul_params", "forward_flops", "encoding_throughput", "project", "index_bytes", "recgpt_run_tokens",
+           "matmul_params", "forward_flops", "encoding_throughput", "project", "index_bytes", "ArmCost", "arm_costs",
+           "recgpt_run_tokens",
            "recgpt_bill", "generation_flops", "checkpoint_curve", "log_trend"]
 
 
@@ -350,6 +352,66 @@ def index_bytes(n_items: float, dim: int, bytes_per_value: float) -> float:
     """Bytes of ``n_items`` vectors of ``dim`` values, ``bytes_per_value`` each (4 float32,
     2 bf16; a PQ code with d/8 one-byte sub-quantisers is 1/8 byte per value)."""
     return float(n_items) * dim * bytes_per_value
+
+
+@dataclass(frozen=True)
+class ArmCost:
+    """What one retrieval arm costs to serve, from its model's sizes (chapter 09's cost table)."""
+
+    user_flops: float  # the forward pass that turns one user into a query
+    score_flops: float  # scoring the whole catalogue against that query
+    index_bytes: float  # what the served index holds in memory
+    new_item_needs: str  # what a new movie needs before it can be retrieved
+
+    @property
+    def mflop_per_user(self) -> float:
+        """Forward plus scoring, in millions of FLOPs per user."""
+        return (self.user_flops + self.score_flops) / 1e6
+
+
+def arm_costs(n_items: int, *, llm_user_flops: float, llm_long_user_flops: float, llm_item_flops: float,
+              llm_dim: int, median_history: float, knn_nnz: int, sasrec: dict, towers,
+              text_dim: int = 384) -> dict[str, ArmCost]:
+    """Chapter 09's arms, each with its :class:`ArmCost`.
+
+    Args:
+        n_items: the catalogue size.
+        llm_user_flops, llm_long_user_flops, llm_item_flops: :func:`forward_flops` of one user
+            prompt (the first recipe's budget), one with the second recipe's longer budget, and
+            one item text.
+        llm_dim: the LLM's vector width (a float32 index holds ``4 * llm_dim`` bytes per item).
+        median_history: the median user's history length (item-kNN sums that many rows).
+        knn_nnz: stored similarities of item-kNN (about 20 bytes each: value, index, pointer).
+        sasrec: SASRec's config (``d_model``, ``n_layers``, ``max_len``); its blocks hold about
+            ``12 * d_model**2`` weights each.
+        towers: the three towers' :class:`~llmrec_lib.recgpt.towers.TowerConfig`; the tag tower
+            is an MLP over the ``text_dim``-wide MiniLM token-embedding mean.
+    """
+    per_item_vector = 4 * llm_dim * n_items
+    llm_score = 2 * llm_dim * n_items
+    llm_fresh = f"one forward of its text ({llm_item_flops / 1e9:.2f} GFLOP)"
+    knn = ArmCost(2 * median_history * knn_nnz / n_items, 0.0, 20 * knn_nnz,
+                  "ratings, then a refit of the similarities")
+    sas_params = 12 * sasrec["d_model"] ** 2 * sasrec["n_layers"]
+    llm = ArmCost(llm_user_flops, llm_score, per_item_vector, llm_fresh)
+    tag_mlp = 2 * (text_dim * towers.hidden + towers.hidden * towers.dim)
+    tower = ArmCost(towers.max_history * towers.dim + tag_mlp, 2 * towers.dim * n_items,
+                    4 * towers.dim * n_items, "nothing for its features; ratings for its ID row")
+    return {
+        "popularity": ArmCost(0.0, n_items, 8 * n_items, "enough ratings to rise in the counts"),
+        "item-kNN": knn,
+        "SASRec": ArmCost(2 * sas_params * sasrec["max_len"], 2 * sasrec["d_model"] * n_items,
+                          4 * sasrec["d_model"] * n_items, "ratings, then retraining its ID embedding"),
+        "LLM dual encoder": llm,
+        "LLM dual encoder + Matryoshka": llm,
+        "LLM dual encoder, 2 hard negatives (400 steps)": llm,
+        "LLM, mixed negatives + log-Q": replace(llm, user_flops=llm_long_user_flops),
+        "item-kNN + LLM multi-source": ArmCost(
+            llm_long_user_flops + knn.user_flops, llm_score, per_item_vector + knn.index_bytes,
+            "one forward of its text (the LLM source); ratings for item-kNN"),
+        **{f"three towers, {who}{tags} tags": tower
+           for who in ("", "no user ID, ") for tags in ("LLM", "rule")},
+    }
 
 
 # --------------------------------------------------------------------------------------------

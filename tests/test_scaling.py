@@ -196,3 +196,26 @@ def test_log_trend_recovers_a_planted_slope():
     assert tn["b_lo"] < 0.01 < tn["b_hi"] and tn["r2"] < 1
     with pytest.raises(ValueError):
         scaling.log_trend([1, 2], [0.1, 0.2])
+
+
+def test_arm_costs_are_the_chapter_09_arithmetic():
+    from types import SimpleNamespace
+
+    towers = SimpleNamespace(dim=64, hidden=128, max_history=50)
+    sasrec = {"d_model": 64, "n_layers": 2, "max_len": 50}
+    user, long_user, item = scaling.forward_flops(1e6, 100, 8, 576, 100), 3e9, 2e9
+    costs = scaling.arm_costs(1000, llm_user_flops=user, llm_long_user_flops=long_user,
+                              llm_item_flops=item, llm_dim=576, median_history=40, knn_nnz=5000,
+                              sasrec=sasrec, towers=towers)
+    assert costs["popularity"].mflop_per_user == 1000 / 1e6
+    assert costs["item-kNN"].user_flops == 2 * 40 * 5000 / 1000 and costs["item-kNN"].index_bytes == 20 * 5000
+    assert costs["SASRec"].mflop_per_user == (2 * 12 * 64**2 * 2 * 50 + 2 * 64 * 1000) / 1e6
+    assert costs["LLM dual encoder"].mflop_per_user == (user + 2 * 576 * 1000) / 1e6
+    assert costs["LLM dual encoder"].new_item_needs == "one forward of its text (2.00 GFLOP)"
+    assert costs["LLM, mixed negatives + log-Q"].user_flops == long_user
+    multi = costs["item-kNN + LLM multi-source"]
+    assert multi.user_flops == long_user + costs["item-kNN"].user_flops
+    assert multi.index_bytes == 4 * 576 * 1000 + 20 * 5000
+    tower = costs["three towers, no user ID, rule tags"]
+    assert tower.user_flops == 50 * 64 + 2 * (384 * 128 + 128 * 64) and tower.index_bytes == 4 * 64 * 1000
+    assert len(costs) == 12
