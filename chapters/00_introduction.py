@@ -421,9 +421,9 @@ claims.check(
 # full mode give the same values here).
 
 # %%
-import json
+from llmrec_lib import results as records
 
-results = {
+out = {
     "mode": cfg.mode,
     "data": overview,
     "per_user_split": split_summary,
@@ -433,10 +433,8 @@ results = {
     "top10pct_rating_share": top10_share,
     "sampled_hr@10_vs_full_recall@10": compare.to_dict(),
 }
-(config.results_dir() / "ch00.json").write_text(
-    json.dumps(results, indent=2, default=float)
-)
-print("wrote", config.results_dir() / "ch00.json")
+path = records.save("00", out)  # checked against llmrec_lib/results.py::RECORDS
+print("wrote", config.relative_to_root(path))
 
 # %% [markdown]
 # ## Which claims hold on this data

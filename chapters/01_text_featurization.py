@@ -35,7 +35,6 @@ budgets = [128, 256, 512, 1024]
 verify_data = None  # None: LLMREC_DATA_VERIFY (default: verify the reference checksums)
 
 # %%
-import json
 import time
 
 import matplotlib.pyplot as plt
@@ -747,7 +746,9 @@ claims.check(
 # ## Results
 
 # %%
-results = {
+from llmrec_lib import results as records
+
+out = {
     "mode": cfg.mode,
     "embedded_movies": int(len(zs_text)),
     "marker_tokens_per_item": marker_table.round(4).to_dict(orient="index"),
@@ -770,12 +771,10 @@ results = {
     "claims_not_holding": [c.claim for c in claims.failed],
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch01.json").write_text(
-    json.dumps(results, indent=2, default=float)
-)
+path = records.save("01", out)  # checked against llmrec_lib/results.py::RECORDS
 print(
-    f"wrote {config.results_dir() / 'ch01.json'} ({cfg.mode} mode, "
-    f"{results['chapter_seconds']:.0f} s)"
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
 )
 
 # %% [markdown]

@@ -36,7 +36,6 @@ tune_metric = (
 verify_data = None  # None: LLMREC_DATA_VERIFY (default: verify the reference checksums)
 
 # %%
-import json
 import time
 
 import matplotlib.pyplot as plt
@@ -48,6 +47,7 @@ import pandas as pd
 # isort: off
 from llmrec_lib import baselines, backbones, config, data, encoders, evaluate, index
 from llmrec_lib import show, text
+from llmrec_lib import results as records
 # isort: on
 
 cfg = config.settings(
@@ -823,9 +823,11 @@ out = {
     "eval_seconds_full_matrix": timed.timing["seconds"],
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-path = config.results_dir() / "ch02.json"
-path.write_text(json.dumps(out, indent=2, default=float))
-print(f"wrote {path} ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
+path = records.save("02", out)  # checked against llmrec_lib/results.py::RECORDS
+print(
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
+)
 
 # %% [markdown]
 # Chapter 09 compares every system of the book user by user. So that it does not refit these

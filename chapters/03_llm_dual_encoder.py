@@ -64,6 +64,7 @@ from llmrec_lib import (
     text,
     train,
 )
+from llmrec_lib import results as records
 from llmrec_lib.encoders import DualEncoder, mean_pool
 
 chapter_t0 = time.perf_counter()
@@ -624,12 +625,11 @@ table.round(4)
 # ### Against the chapter-02 baselines
 #
 # The baselines' numbers come from `results/ch02.json`, written by chapter 02 on the same split
-# and catalogue, never copied by hand.
+# and catalogue, never copied by hand: `llmrec_lib/results.py::leaderboard` reads them and
+# ranks them with this chapter's models.
 
 # %%
-ch02 = json.loads((config.results_dir() / "ch02.json").read_text())
-base = pd.DataFrame(ch02["table"])
-base = base[(base["stage"] == "test") & (base["metric"] == "recall@50")]
+ch02 = records.load("02", "table", "cold", "choices")
 
 
 def recall50(results):  # one row per system: test Recall@50 and its 95% interval
@@ -637,10 +637,9 @@ def recall50(results):  # one row per system: test Recall@50 and its 95% interva
     return pd.DataFrame(rows)[["mean", "lo", "hi"]].assign(system=list(results))
 
 
-ours = recall50(res)
-board = pd.concat(
-    [base[["system", "mean", "lo", "hi"]], ours], ignore_index=True
-).sort_values("mean", ascending=False)
+ours = recall50(res).assign(chapter="03").to_dict(orient="records")
+board = records.leaderboard("recall@50", ["02"], ours)
+base = board[board["chapter"] == "02"]  # chapter 02's baselines
 fig = plots.bars_with_ci(
     board,
     "mean",
@@ -1333,10 +1332,11 @@ out = {
     "relative_lift_recall@10_new": lift_new,
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch03.json").write_text(
-    json.dumps(out, indent=2, default=float)
+path = records.save("03", out)  # checked against llmrec_lib/results.py::RECORDS
+print(
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
 )
-print(f"wrote results/ch03.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
 # ## Which claims hold on this data

@@ -50,6 +50,7 @@ import torch
 
 from llmrec_lib import abtest, config, losses, plots, recipes, show, synthetic, train
 from llmrec_lib import metrics as M
+from llmrec_lib import results as records
 from llmrec_lib.encoders import EncoderConfig
 
 chapter_t0 = time.perf_counter()
@@ -750,10 +751,11 @@ out = {
     "test": {n: r.to_dict(segments=False) for n, r in stored_res.items()},
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch04.json").write_text(
-    json.dumps(out, indent=2, default=float)
+path = records.save("04", out)  # checked against llmrec_lib/results.py::RECORDS
+print(
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
 )
-print(f"wrote results/ch04.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
 # ## Which claims hold on this data

@@ -63,6 +63,7 @@ from llmrec_lib import (
     show,
     train,
 )
+from llmrec_lib import results as records
 from llmrec_lib.encoders import DualEncoder
 
 chapter_t0 = time.perf_counter()
@@ -903,10 +904,11 @@ out = {
     },
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch05.json").write_text(
-    json.dumps(out, indent=2, default=float)
+path = records.save("05", out)  # checked against llmrec_lib/results.py::RECORDS
+print(
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
 )
-print(f"wrote results/ch05.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
 # ## Which claims hold on this data

@@ -138,11 +138,15 @@ def check(chapter: str, record: dict) -> list[str]:
 
 
 def _relative(value):
-    """A path, or a mapping of name -> path, as the repository-relative text it is stored as."""
+    """A path, or a mapping of name -> path, as the repository-relative text it is stored as.
+    A path that is already relative is kept as it is (it may be relative to the data folder,
+    as ``Settings.as_dict`` writes it, not to the working directory)."""
     if isinstance(value, dict):
         return {k: _relative(v) for k, v in value.items()}
     if value is None:
         return None
+    if not Path(value).expanduser().is_absolute():
+        return Path(value).as_posix()
     return config.relative_to_root(value)
 
 
@@ -151,7 +155,7 @@ def _with_relative_paths(record: dict, paths: tuple) -> dict:
     written relative to the repository."""
     def walk(value):
         if isinstance(value, Path):
-            return config.relative_to_root(value)
+            return _relative(value)
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
