@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+
 import torch
 
 from llmrec_lib import recipes, train
