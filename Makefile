@@ -67,9 +67,10 @@ $(NB_DIR)/%.ipynb: chapters/%.py $(STAMP)
 
 notebooks: $(NOTEBOOKS)
 
-# House style (issue 15): the linter (pyproject.toml's [tool.ruff]) on the library, its tests, the
-# tools, the benchmarks and the chapters, and the formatter's check on the chapters, whose code the book shows
-# (tests/test_chapters_style.py checks their width, not their format). Seconds; fails first.
+# House style (issue 15): the linter (pyproject.toml's [tool.ruff]) on the library, its tests,
+# the tools, the benchmarks and the chapters, and the formatter's check on the chapters, whose
+# code the book shows (tests/test_chapters_style.py checks their width, not their format).
+# Seconds; fails first.
 lint: setup
 	$(BIN)/ruff check llmrec_lib tests tools chapters assignments benchmarks
 	$(BIN)/ruff format --check chapters
