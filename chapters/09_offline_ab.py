@@ -103,15 +103,12 @@ claims = config.Claims("09", path=cfg.data_dir)
 # which. Chapter 02's classic arms are always there: chapter 02 runs on any data.
 
 # %%
+from llmrec_lib import results as records
+
 setting = recipes.build_setting(cfg.data_dir, verify=verify_data)
 test_data = evaluate.EvalData.from_split(setting.split, "test", setting.ml.item_ids)
 rank_dir = config.results_dir() / "rankings"
-ch02_path = config.results_dir() / "ch02.json"
-if not ch02_path.is_file():
-    raise FileNotFoundError(
-        f"{ch02_path} is missing: run chapter 02 on this data first"
-    )
-ch02 = json.loads(ch02_path.read_text())
+ch02 = records.load("02", "choices", "sasrec")  # says to run chapter 02 when missing
 SKIP_COMMITTED = (
     "its lists come from a committed adapter, trained on the reference split"
 )
@@ -161,11 +158,9 @@ if no_id_rule.is_file():
     SOURCES["three towers, no user ID, rule tags"] = ("RecGPT", no_id_rule)
 # chapter 03's two-source list, when validation gave the LLM any slots (a share of 0 is
 # item-kNN itself, and an arm read out against itself is no evidence: see the ledger)
-ch03_path = config.results_dir() / "ch03.json"
-if claims.reference or ch03_path.is_file():
-    ch03_share = json.loads(ch03_path.read_text())["share"]
-else:
-    ch03_share = None  # chapter 03 did not run on this data: its arms are dropped below
+c03 = records.load("03", "share", missing_ok=not claims.reference)
+# None: chapter 03 did not run on this data, and its arms are dropped below
+ch03_share = c03["share"] if c03 is not None else None
 if ch03_share is None or ch03_share > 0:
     SOURCES["item-kNN + LLM multi-source"] = (
         "LinkedIn",
@@ -898,14 +893,14 @@ claims.check(  # item-kNN cannot recommend a movie nobody rated
 #   full-mode runs; the classic and RecGPT arms as fitted in this run's chapters 02 and 08);
 # - **inference FLOPs per user**: the forward pass that turns a user into a query vector, plus
 #   scoring the whole catalogue against it (2 * d * items); the LLM's forward is counted from
-#   its real prompt length and weights (`llmrec_lib/train.py::transformer_flops`);
+#   its real prompt length and weights (`llmrec_lib/scaling.py::forward_flops`); the
+#   table of arms is `llmrec_lib/scaling.py::arm_costs`;
 # - **index memory**: item vectors as float32 (n_items * d * 4 bytes); item-kNN keeps an
 #   item-item similarity matrix instead;
 # - **freshness**: what a new movie needs before it can be retrieved.
 
 # %%
-from llmrec_lib import backbones, text
-from llmrec_lib import train as T
+from llmrec_lib import backbones, scaling, text
 from llmrec_lib.recgpt import towers
 
 n_items = len(setting.ml.item_ids)
@@ -920,22 +915,11 @@ prompts = text.user_prompts(
     users=test_data.user_ids,
 )
 user_tokens = float(prompts["n_tokens"].mean())
-llm_user_flops = (
-    T.transformer_flops(
-        n_params_8,
-        int(round(user_tokens)),
-        8,
-        smol.hidden_size,
-        int(round(user_tokens)),
-    )
-    / 2
-)
+t_user = int(round(user_tokens))  # one forward over the mean prompt
+llm_user_flops = scaling.forward_flops(n_params_8, t_user, 8, smol.hidden_size, t_user)
 llm_item_tokens = 40
-llm_item_flops = (
-    T.transformer_flops(
-        n_params_8, llm_item_tokens, 8, smol.hidden_size, llm_item_tokens
-    )
-    / 2
+llm_item_flops = scaling.forward_flops(
+    n_params_8, llm_item_tokens, 8, smol.hidden_size, llm_item_tokens
 )
 print(
     f"SmolLM2 (8 layers): {n_params_8 / 1e6:.1f}M non-embedding weights; "
@@ -1009,44 +993,6 @@ def fit_seconds(arm: str) -> float:
     )
 
 
-sas = ch02["sasrec"]["config"]
-sas_params = 12 * sas["d_model"] ** 2 * sas["n_layers"]
-median_history = float(np.median(test_data.n_history))
-nnz = knn.nnz
-d_llm = (tuned.backbone if tuned is not None else smol).hidden_size
-cost_model = {  # arm -> (forward FLOPs per user, index bytes, what a new movie needs)
-    "popularity": (0.0, 8 * n_items, "enough ratings to rise in the counts"),
-    "item-kNN": (
-        2 * median_history * nnz / n_items,
-        20 * nnz,
-        "ratings, then a refit of the similarities",
-    ),
-    "SASRec": (
-        2 * sas_params * sas["max_len"],
-        4 * sas["d_model"] * n_items,
-        "ratings, then retraining its ID embedding",
-    ),
-    "LLM dual encoder": (
-        llm_user_flops,
-        4 * d_llm * n_items,
-        f"one forward of its text ({llm_item_flops / 1e9:.2f} GFLOP)",
-    ),
-}
-tc = towers.TowerConfig()
-tag_mlp = 2 * (
-    384 * tc.hidden + tc.hidden * tc.dim
-)  # MiniLM token-embedding mean -> MLP -> dim
-three = (
-    tc.max_history * tc.dim + tag_mlp,
-    4 * tc.dim * n_items,
-    "nothing for its features; ratings for its ID row",
-)
-cost_model["three towers, LLM tags"] = three
-cost_model["three towers, no user ID, LLM tags"] = three
-cost_model["three towers, rule tags"] = three
-cost_model["three towers, no user ID, rule tags"] = three
-score_flops_3 = 2 * tc.dim * n_items
-cost_model["LLM dual encoder + Matryoshka"] = cost_model["LLM dual encoder"]
 # the second recipe reads up to 256 history tokens; the multi-source arm runs it and
 # item-kNN
 p256 = text.user_prompts(
@@ -1057,45 +1003,31 @@ p256 = text.user_prompts(
     users=test_data.user_ids,
 )
 t256 = int(round(float(p256["n_tokens"].mean())))
-llm256 = T.transformer_flops(n_params_8, t256, 8, smol.hidden_size, t256) / 2
-cost_model["LLM, mixed negatives + log-Q"] = (llm256,) + cost_model["LLM dual encoder"][
-    1:
-]
-cost_model["item-kNN + LLM multi-source"] = (
-    llm256 + cost_model["item-kNN"][0],
-    cost_model["LLM dual encoder"][1] + cost_model["item-kNN"][1],
-    "one forward of its text (the LLM source); ratings for item-kNN",
+# arm -> FLOPs per user, index bytes, what a new movie needs
+arm_cost = scaling.arm_costs(
+    n_items,
+    llm_user_flops=llm_user_flops,
+    llm_long_user_flops=scaling.forward_flops(
+        n_params_8, t256, 8, smol.hidden_size, t256
+    ),
+    llm_item_flops=llm_item_flops,
+    llm_dim=(tuned.backbone if tuned is not None else smol).hidden_size,
+    median_history=float(np.median(test_data.n_history)),
+    knn_nnz=knn.nnz,
+    sasrec=ch02["sasrec"]["config"],
+    towers=towers.TowerConfig(),
 )
-cost_model["LLM dual encoder, 2 hard negatives (400 steps)"] = cost_model[
-    "LLM dual encoder"
-]
-score_flops = {
-    "popularity": n_items,
-    "item-kNN": 0.0,
-    "SASRec": 2 * sas["d_model"] * n_items,
-    "three towers, LLM tags": score_flops_3,
-    "three towers, no user ID, LLM tags": score_flops_3,
-    "three towers, rule tags": score_flops_3,
-    "three towers, no user ID, rule tags": score_flops_3,
-}
-
-
-def mflop_per_user(arm: str) -> float:
-    """Forward FLOPs of one user plus scoring the catalogue, in millions."""
-    return (cost_model[arm][0] + score_flops.get(arm, 2 * d_llm * n_items)) / 1e6
-
-
 costs = pd.DataFrame(
     [
         {
             "arm": arm,
             "design": design[arm],
             "training s": fit_seconds(arm),
-            "MFLOP per user": mflop_per_user(arm),
+            "MFLOP per user": arm_cost[arm].mflop_per_user,
             "ms per user (measured)": measured.get(arm, np.nan),
             "p95 ms per user (measured)": measured_p95.get(arm, np.nan),
-            "index MiB": cost_model[arm][1] / 2**20,
-            "a new movie needs": cost_model[arm][2],
+            "index MiB": arm_cost[arm].index_bytes / 2**20,
+            "a new movie needs": arm_cost[arm].new_item_needs,
         }
         for arm in results
     ]
@@ -1113,7 +1045,7 @@ costs.round(3)
 
 # %%
 # the design's cost, from the model's sizes: the same whether or not its arm is read out
-ratio = mflop_per_user("LLM dual encoder") / mflop_per_user("SASRec")
+ratio = arm_cost["LLM dual encoder"].mflop_per_user / arm_cost["SASRec"].mflop_per_user
 print(f"LLM / SASRec FLOPs per user: {ratio:,.0f}x")
 claims.check(  # the LLM's user encoding dwarfs an ID model's
     "the LLM dual encoder needs over 100x SASRec's FLOPs per user",
@@ -1380,16 +1312,10 @@ claims.check(
 
 # %%
 def load(ch: str) -> dict | None:
-    """Chapter ``ch``'s results; on other data None when that chapter did not run."""
-    path = config.results_dir() / f"ch{ch}.json"
-    if not path.is_file():
-        if not claims.reference:
-            return None
-        raise FileNotFoundError(
-            f"{path} is missing: run chapter {ch} first "
-            "(make test runs every chapter in order)"
-        )
-    return json.loads(path.read_text())
+    """Chapter ``ch``'s results, checked for the keys it declares in
+    `llmrec_lib/results.py::RECORDS`; on other data None when that chapter did not
+    run."""
+    return records.load(ch, *records.RECORDS[ch].keys, missing_ok=not claims.reference)
 
 
 ch01, ch03, ch04, ch05, ch06, ch07, ch08 = (
@@ -1823,7 +1749,7 @@ if repro:
     ref09 = (
         None
         if this_is_the_reference
-        else json.loads((ref_dir / "ch09.json").read_text())
+        else records.load("09", "mode", "readout", folder=ref_dir)
     )
     claims.check(
         "the committed reference run is a full-mode run",
@@ -2023,7 +1949,7 @@ out = {
     "mode": cfg.mode,
     "control": control,
     "metric": metric,
-    "sources": {a: config.relative_to_root(p) for a, (_, p) in SOURCES.items()},
+    "sources": {a: p for a, (_, p) in SOURCES.items()},  # saved relative to the repo
     "seeds": seeds_table["seeds"].astype(str).to_dict(),
     "seed_aware": seed_board.reset_index().to_dict(orient="records"),
     "adapter_sha": adapter_sha,
@@ -2054,10 +1980,11 @@ out = {
     "ledger": ledger.to_dict(orient="records"),
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch09.json").write_text(
-    json.dumps(out, indent=2, default=float)
+path = records.save("09", out)  # checked against llmrec_lib/results.py::RECORDS
+print(
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
 )
-print(f"wrote results/ch09.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
 # ## Which claims hold on this data

@@ -115,7 +115,7 @@ def test_leaderboard_joins_chapters_best_first(tmp_path):
 
 # chapters still switching over (issue 15); the set may only shrink
 PENDING = frozenset({"06_interest_mining", "07_tag_prediction", "08_three_towers",
-                     "09_offline_ab", "10_scaling_out"})
+                     "10_scaling_out"})
 
 
 def test_chapters_read_and_write_results_through_the_contract():
