@@ -52,8 +52,15 @@ class SchemaError(DataError, ValueError):
 
 
 def require_columns(df, columns, what: str, hint: str = "") -> None:
-    """The library's one column check: raise :class:`SchemaError` naming the table (``what``),
-    the columns it lacks, the columns it has and ``hint`` (where the right table comes from)."""
+    """The library's one column check: raise :class:`SchemaError` naming the table, the
+    columns it lacks, the columns it has and where the right table comes from.
+
+    Args:
+        df: the table (anything with ``columns``).
+        columns: the column names it must have.
+        what: the table's name in the message ("ratings", "training ratings").
+        hint: what to pass instead ("Pass split.train.").
+    """
     have = list(getattr(df, "columns", ()))
     missing = [c for c in columns if c not in have]
     if missing:
@@ -62,25 +69,55 @@ def require_columns(df, columns, what: str, hint: str = "") -> None:
 
 
 def in_time_order(ratings: pd.DataFrame) -> pd.DataFrame:
-    """``ratings`` sorted by :data:`ORDER` (user, then time, ties by item id), index reset."""
+    """The one order of interactions.
+
+    Args:
+        ratings: rows with user_id, timestamp and item_id.
+
+    Returns:
+        ``ratings`` sorted by :data:`ORDER` (user, then time, ties by item id), index reset.
+    """
     return ratings.sort_values(list(ORDER), kind="stable", ignore_index=True)
 
 
 def positives(ratings: pd.DataFrame, threshold: float = POSITIVE_MIN) -> pd.DataFrame:
-    """The rows with ``rating >= threshold`` (default :data:`POSITIVE_MIN`), in time order."""
+    """What a user liked.
+
+    Args:
+        ratings: rows with user_id, item_id, rating and timestamp.
+        threshold: the lowest rating that counts as a like (:data:`POSITIVE_MIN`).
+
+    Returns:
+        The rows with ``rating >= threshold`` in :func:`in_time_order`.
+    """
     return in_time_order(ratings[ratings["rating"] >= threshold])
 
 
 def history_end(times: np.ndarray, t) -> np.ndarray | int:
-    """How many leading entries of one user's ascending ``times`` are history for an
-    interaction at ``t`` (scalar or array): those strictly earlier in time. This is the tie
-    rule of the module docstring: a row in the same second as ``t`` is never history."""
+    """The tie rule of the module docstring: a row in the same second as ``t`` is never history.
+
+    Args:
+        times: one user's timestamps, ascending (a block of :class:`Sequences` or of the
+            user's rows in :func:`in_time_order`).
+        t: the time of the interaction (or an array of times).
+
+    Returns:
+        How many leading entries of ``times`` are history for ``t``: those strictly earlier.
+    """
     return np.searchsorted(times, t, side="left")
 
 
 def history_before(ratings: pd.DataFrame, user: int, t: int) -> np.ndarray:
-    """Item ids of ``user``'s positives rated strictly before ``t``, oldest first: the
-    definition every model's history must agree with, written as plainly as possible."""
+    """The definition every model's history must agree with, written as plainly as possible.
+
+    Args:
+        ratings: rows with user_id, item_id, rating and timestamp.
+        user: the user.
+        t: the time of the interaction.
+
+    Returns:
+        Item ids of ``user``'s positives rated strictly before ``t``, oldest first.
+    """
     pos = positives(ratings)
     return pos.loc[(pos["user_id"] == user) & (pos["timestamp"] < t), "item_id"].to_numpy()
 
@@ -129,8 +166,14 @@ class Sequences:
 
 
 def newest_that_fit(lengths: Sequence[int], room: int) -> int:
-    """How many of the newest items fit ``room`` tokens, given each item's length (oldest
-    first): the largest k whose last k lengths sum to at most ``room``. Items are kept or
-    dropped whole, never cut."""
+    """The newest whole items that fit a token budget (items are kept or dropped whole).
+
+    Args:
+        lengths: each item's length in tokens, oldest first.
+        room: the tokens available.
+
+    Returns:
+        The largest k whose last k lengths sum to at most ``room``.
+    """
     newest_first = np.cumsum(np.asarray(lengths)[::-1])
     return int(np.searchsorted(newest_first, room, side="right"))
