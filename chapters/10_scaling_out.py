@@ -311,13 +311,16 @@ tp
 # little to send.
 
 # %%
+from llmrec_lib import results as records
+
 speedup_workers = (
     two["examples_per_second"] / summary["1 process x 1 thread"]["examples_per_second"]
 )
 speedup_same_cores = two["examples_per_second"] / ref["examples_per_second"]
 comm_share = float(tp.loc["2 processes x 1 thread", "allreduce share of step"])
-ref10_path = config.REFERENCE_RESULTS / "ch10.json"
-ref10 = json.loads(ref10_path.read_text()) if ref10_path.is_file() else {}
+ref10 = (
+    records.load("10", folder=config.REFERENCE_RESULTS, missing_ok=True) or {}
+)  # the committed full run
 print(
     f"this run ({cfg.mode} mode): 2 processes vs 1 worker "
     f"{speedup_workers:.2f}x; vs 1 process on the same "
@@ -1329,14 +1332,14 @@ for name in ("infonce", "mixed"):
         c["pairs"].to_numpy(),
         c["eval_recall@50"].to_numpy(),
     )
-ref02 = json.loads((config.REFERENCE_RESULTS / "ch02.json").read_text())
+ref02 = records.load("02", "choices", folder=config.REFERENCE_RESULTS)
 for enc_name, vals in ref02["choices"]["text_recent_items"].items():
     pts = {int(k): v for k, v in vals["valid"].items() if k != "None"}
     curves[f"{enc_name} zero-shot: validation R@50 vs recent likes averaged"] = (
         np.array(list(pts)),
         np.array(list(pts.values())),
     )
-ref05 = json.loads((config.REFERENCE_RESULTS / "ch05.json").read_text())
+ref05 = records.load("05", "sweep", folder=config.REFERENCE_RESULTS)
 mat = [r for r in ref05["sweep"] if r["arm"] == "Matryoshka prefix" and r["k"] == 50]
 curves["Matryoshka: test R@50 vs vector width"] = (
     np.array([r["dim"] for r in mat]),
@@ -1537,7 +1540,7 @@ print(
 # layers, history budget or negatives changed.
 
 # %%
-ref04 = json.loads((config.REFERENCE_RESULTS / "ch04.json").read_text())
+ref04 = records.load("04", "table", folder=config.REFERENCE_RESULTS)
 neg = pd.DataFrame(ref04["table"]).set_index("arm")[
     ["recall@50", "recall@50 lo", "recall@50 hi"]
 ]
@@ -1651,10 +1654,11 @@ out = {
     },
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch10.json").write_text(
-    json.dumps(out, indent=2, default=float)
+path = records.save("10", out)  # checked against llmrec_lib/results.py::RECORDS
+print(
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
 )
-print(f"wrote results/ch10.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
 # ## Which claims hold on this data

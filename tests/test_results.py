@@ -114,8 +114,7 @@ def test_leaderboard_joins_chapters_best_first(tmp_path):
 
 
 # chapters still switching over (issue 15); the set may only shrink
-PENDING = frozenset({"06_interest_mining", "07_tag_prediction", "08_three_towers",
-                     "10_scaling_out"})
+PENDING = frozenset({"06_interest_mining", "07_tag_prediction", "08_three_towers"})
 
 
 def test_chapters_read_and_write_results_through_the_contract():
