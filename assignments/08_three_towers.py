@@ -26,7 +26,7 @@
 #
 # RecGPT filters every stage's output with judges. Chapter 08 judges the one-line explanations
 # SmolLM2 wrote for (tag, movie) pairs: an explanation is *faithful* if it names no genre the
-# movie lacks and no decade other than its own (`towers.judge_faithful`). That judge misses a
+# movie lacks and no decade other than its own (`explanations.judge_faithful`). That judge misses a
 # kind of error small models make: naming a wrong **year** ("a 1985 classic" for a 1999 film).
 # Here you write that judge and measure what it changes on the book's committed table of
 # explanations (`artifacts/recgpt/explanations.json`, generated in full mode; no model runs here).
@@ -37,11 +37,11 @@ import re
 import numpy as np
 
 from llmrec_lib import data
-from llmrec_lib.recgpt import towers
+from llmrec_lib.recgpt import explanations
 
 ml = data.load_movielens()
 movies = ml.movies.set_index("item_id")
-table = towers.ExplanationTable.load(towers.explanations_path())
+table = explanations.ExplanationTable.load(explanations.explanations_path())
 print(len(table.rows), "explanations, e.g.:", table.rows["explanation"].iloc[0])
 
 # %% [raw]
@@ -101,7 +101,7 @@ assert far_year("no year at all", 1999) is False and far_year("in 2010", 2000, t
 
 # %% [markdown]
 # **Question 2 · A stricter verdict.** For every row of `table.rows`, the strict verdict is
-# faithful by `towers.judge_faithful(explanation, genres, year, title)` **and** not
+# faithful by `explanations.judge_faithful(explanation, genres, year, title)` **and** not
 # `far_year(explanation, year)`, with the movie's genres, year and title from `movies`. Store
 # the share of faithful rows under the library's judge in `rate_library` and under the strict
 # one in `rate_strict` (floats in [0, 1]), and the explanations the year judge alone rejects in
@@ -115,7 +115,7 @@ assert far_year("no year at all", 1999) is False and far_year("in 2010", 2000, t
 library_ok, strict_ok, caught = [], [], []
 for item, text in zip(table.rows["item_id"], table.rows["explanation"]):
     m = movies.loc[int(item)]
-    ok = towers.judge_faithful(text, list(m["genres"]), m["year"], m["title"])[0]
+    ok = explanations.judge_faithful(text, list(m["genres"]), m["year"], m["title"])[0]
     far = far_year(text, m["year"]) if m["year"] == m["year"] else False
     library_ok.append(ok)
     strict_ok.append(ok and not far)
@@ -140,7 +140,7 @@ assert 0 <= rate_strict <= rate_library <= 1 and isinstance(caught, list)
 lib, strict, extra = [], [], []
 for item, text in zip(table.rows["item_id"], table.rows["explanation"]):
     m = movies.loc[int(item)]
-    ok = towers.judge_faithful(text, list(m["genres"]), m["year"], m["title"])[0]
+    ok = explanations.judge_faithful(text, list(m["genres"]), m["year"], m["title"])[0]
     ys = {int(y) for y in re.findall(r"(?<!\d)(19\d\d|20[0-2]\d)(?![\ds])", str(text))}
     far = m["year"] == m["year"] and any(abs(y - int(m["year"])) > 5 for y in ys)
     lib.append(ok)

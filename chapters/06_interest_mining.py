@@ -298,7 +298,7 @@ print(
 )
 
 # %% [markdown]
-# The teacher lives in `llmrec_lib/recgpt/__init__.py::teacher_interests`: each phrase scored by how
+# The teacher lives in `llmrec_lib/recgpt/teacher.py::teacher_interests`: each phrase scored by how
 # far its count on the shown liked films exceeds what an average user with as many likes
 # would show (the base rate), at most two per category. Its source:
 
@@ -468,7 +468,7 @@ claims.check(  # every test user, no LLM: the same in both modes
 )
 
 # %% [markdown]
-# All of these judges are one function, `llmrec_lib/recgpt/__init__.py::judge_interests`; its docstring
+# All of these judges are one function, `llmrec_lib/recgpt/judges.py::judge_interests`; its docstring
 # states each rate's formula. Its source:
 
 # %% tags=["hide-output"]

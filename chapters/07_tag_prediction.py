@@ -221,8 +221,8 @@ claims.check(
 # intervals overlap). Tags that are to help retrieval must at least match these two.
 
 # %% [markdown]
-# The counting rule is `llmrec_lib/recgpt/__init__.py::recent_tags`, and HR@K is computed by
-# `llmrec_lib/recgpt/__init__.py::judge_tags`. The rule's source:
+# The counting rule is `llmrec_lib/recgpt/teacher.py::recent_tags`, and HR@K is computed by
+# `llmrec_lib/recgpt/judges.py::judge_tags`. The rule's source:
 
 # %% tags=["hide-output"]
 show.source(recgpt.recent_tags)

@@ -60,7 +60,7 @@ from llmrec_lib import (
     show,
     text,
 )
-from llmrec_lib.recgpt import tagger, towers
+from llmrec_lib.recgpt import explanations, tagger, towers
 
 chapter_t0 = time.perf_counter()
 run = towers.MODES[config.get_mode(mode)]
@@ -947,26 +947,27 @@ print(
 # - **faithful**: the explanation names no genre the item lacks and no decade other than its
 #   own;
 # - **grounded**: faithful *and* it names at least one fact of its own item, a genre or the
-#   decade (`towers.judge_grounded`). It reads only what the writer wrote. A control shows it
+#   decade (`explanations.judge_grounded`). It reads only what the writer wrote. A control shows it
 #   can fail: the same explanations judged against **another row's item** (a seeded
 #   derangement). A judge that cannot tell an item's own explanation from another item's
 #   measures nothing.
 #
 # The committed table explains the reference split's selected model. On other data this run's
-# selected model is explained live instead (`towers.explain_model`), with the rule's tags,
+# selected model is explained live instead (`explanations.explain_model`), with the rule's tags,
 # for fewer users (8 in quick mode): the checks that compare with the committed table are
 # recorded as not tested.
 
 # %%
 gen = generation.CachedGenerator(
     generation.LocalGenerator(
-        "smollm2-135m", config=generation.GenerationConfig(**towers.EXPLAIN_CONFIG)
+        "smollm2-135m",
+        config=generation.GenerationConfig(**explanations.EXPLAIN_CONFIG),
     )
 )
 if claims.artifacts_fit:
-    table = towers.ExplanationTable.load(towers.explanations_path())
+    table = explanations.ExplanationTable.load(explanations.explanations_path())
 else:  # the committed table explains the reference split: write one live, smaller
-    table = towers.explain_model(
+    table = explanations.explain_model(
         models[(a_star, 0)],
         split,
         ml.movies,
@@ -977,7 +978,7 @@ else:  # the committed table explains the reference split: write one live, small
         generator=gen,
         progress=False,
         meta={
-            "command": "generated live by chapter 08 (towers.explain_model), "
+            "command": "generated live by chapter 08 (explanations.explain_model), "
             f"{run['explain_users_live']} test users, {main_tags} tags"
         },
     )
@@ -990,7 +991,7 @@ print(
     "pairs",
 )
 if cfg.mode == "full" and claims.artifacts_fit:  # full mode explains its own model
-    table = towers.run_explain(
+    table = explanations.run_explain(
         cfg.mode,
         a_star,
         b_star,
@@ -1040,7 +1041,7 @@ if claims.artifacts_fit:
         f"{table.meta['tag_source']} tags",
     )
     # and its pairs are what this chapter's selected model retrieves now
-    redo = towers.explanation_pairs(
+    redo = explanations.explanation_pairs(
         models[(a_star, 0)],
         split,
         user_tags["LLM"]["test"],
@@ -1119,11 +1120,11 @@ if cfg.mode == "quick":  # the prose above quotes the committed table
         claims.skip(RELEVANT, "judges picks among the LLM's tags; here the rule's")
 
 # %% [markdown]
-# The grounded judge and its control are `llmrec_lib/recgpt/towers.py::judge_grounded` and
-# `llmrec_lib/recgpt/towers.py::derangement`. The judge's source:
+# The grounded judge and its control are `llmrec_lib/recgpt/explanations.py::judge_grounded` and
+# `llmrec_lib/recgpt/explanations.py::derangement`. The judge's source:
 
 # %% tags=["hide-output"]
-show.source(towers.judge_grounded)
+show.source(explanations.judge_grounded)
 
 # %% [markdown]
 # ## 9. One user through the whole chain
@@ -1146,8 +1147,8 @@ interests_u = (
 targets_u = set(split.targets("test").loc[lambda t: t["user_id"] == user, "item_id"])
 items = feats.item_ids[top]
 tags_u = user_tags[main_tags]["test"].get(user, [])
-pair_tags = towers.best_tags(noid, tags_u, top)
-live = towers.ExplanationTable.generate(
+pair_tags = explanations.best_tags(noid, tags_u, top)
+live = explanations.ExplanationTable.generate(
     gen, pd.DataFrame({"tag": pair_tags, "item_id": items}), ml.movies, progress=False
 )
 live_j = live.judged(ml.movies, recgpt.tag_category)
@@ -1407,7 +1408,7 @@ claims.table()
 #    LLM tags, quick mode) the tag tower's coverage@50 is 0.076 against the user tower's 0.142
 #    (b = 1): below, about half; on test 0.116 against 0.251. Reading the a = 0.5 rows instead
 #    gives 0.054 and 0.148. Explain the direction.
-# 4. **A stricter judge.** Extend `towers.judge_faithful` to flag explanations that name a
+# 4. **A stricter judge.** Extend `explanations.judge_faithful` to flag explanations that name a
 #    year more than 5 years from the film's (after removing the title, as the judge does).
 #    *Check:* on the committed table (103 rows) the faithful rate stays 0.563 (58 rows): ten
 #    explanations name a year, none more than 5 years off (the widest, 2003 for a 1998 film, is

@@ -13,7 +13,7 @@ MAX_LINES = 60
 
 PENDING = {  # module.function: why it is still long
     "recgpt.selftrain.run_full": "a linear script of one self-training round: sample, judge, train 3 arms",
-    "recgpt.run_full": "a linear script: teacher, SFT, generation, judging",
+    "recgpt.pipeline.run_full": "a linear script: teacher, SFT, generation, judging",
     "recgpt.tagger.run_full": "a linear script: targets, SFT, generation, judging",
     "recgpt.towers.ThreeTowerModel._fit": "one training loop with three losses; to split with the towers",
 }

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from llmrec_lib import data, evaluate, generation
-from llmrec_lib.recgpt import towers
+from llmrec_lib.recgpt import explanations, towers
 
 # --------------------------------------------------------------------------------------
 # Small helpers
@@ -325,37 +325,37 @@ def test_recent_tags_counts_recent_positives_only():
     ("Warm tale, nothing else", set(), set()),
 ])
 def test_mentions(text, genres, decades):
-    assert towers.mentioned_genres(text) == genres
-    assert towers.mentioned_decades(text) == decades
+    assert explanations.mentioned_genres(text) == genres
+    assert explanations.mentioned_decades(text) == decades
 
 
 def test_judges():
-    assert towers.judge_relevant("dark comedy", ["Comedy", "Drama"], lambda t: "Comedy")
-    assert not towers.judge_relevant("space opera", ["Comedy"], lambda t: "Sci-Fi")
-    assert not towers.judge_relevant("anything", ["Comedy"], lambda t: None)
-    ok, bad = towers.judge_faithful("A scary 80s comedy", ["Comedy"], 1994)
+    assert explanations.judge_relevant("dark comedy", ["Comedy", "Drama"], lambda t: "Comedy")
+    assert not explanations.judge_relevant("space opera", ["Comedy"], lambda t: "Sci-Fi")
+    assert not explanations.judge_relevant("anything", ["Comedy"], lambda t: None)
+    ok, bad = explanations.judge_faithful("A scary 80s comedy", ["Comedy"], 1994)
     assert not ok and bad == ["genre Horror", "decade 1980s"]
-    assert towers.judge_faithful("A 90s comedy classic", ["Comedy"], 1994) == (True, [])
+    assert explanations.judge_faithful("A 90s comedy classic", ["Comedy"], 1994) == (True, [])
     # the item's own title names no genre and no decade
-    assert towers.judge_faithful("2001: A Space Odyssey is a slow epic", ["Sci-Fi"], 1968,
+    assert explanations.judge_faithful("2001: A Space Odyssey is a slow epic", ["Sci-Fi"], 1968,
                                  "2001: A Space Odyssey (1968)")[0]
 
 
 def test_grounded_needs_a_fact_of_its_own_item():
-    assert towers.judge_grounded("A tense 90s heist", ["Crime"], 1995)  # its decade
-    assert towers.judge_grounded("Dark crime story", ["Crime", "Drama"], 1970)  # its genre
-    assert not towers.judge_grounded("A great movie you will love", ["Crime"], 1995)  # generic
-    assert not towers.judge_grounded("A tense 80s crime story", ["Crime"], 1995)  # unfaithful
+    assert explanations.judge_grounded("A tense 90s heist", ["Crime"], 1995)  # its decade
+    assert explanations.judge_grounded("Dark crime story", ["Crime", "Drama"], 1970)  # its genre
+    assert not explanations.judge_grounded("A great movie you will love", ["Crime"], 1995)  # generic
+    assert not explanations.judge_grounded("A tense 80s crime story", ["Crime"], 1995)  # unfaithful
     # the title's own words are no evidence
-    assert not towers.judge_grounded("Comedy is a fine watch", ["Drama"], 1990, "Comedy (1990)")
+    assert not explanations.judge_grounded("Comedy is a fine watch", ["Drama"], 1990, "Comedy (1990)")
 
 
 def test_derangement_moves_every_row():
-    p = towers.derangement(7, seed=3)
+    p = explanations.derangement(7, seed=3)
     assert sorted(p.tolist()) == list(range(7)) and not (p == np.arange(7)).any()
-    assert (p == towers.derangement(7, seed=3)).all()
+    assert (p == explanations.derangement(7, seed=3)).all()
     with pytest.raises(ValueError, match="at least 2"):
-        towers.derangement(1)
+        explanations.derangement(1)
 
 
 @pytest.mark.parametrize("raw, expect, ok", [
@@ -365,7 +365,7 @@ def test_derangement_moves_every_row():
     (" ".join(["word"] * 20), " ".join(["word"] * 12), False),
 ])
 def test_clean_explanation(raw, expect, ok):
-    text, good, reason = towers.clean_explanation(raw)
+    text, good, reason = explanations.clean_explanation(raw)
     assert (text, good) == (expect, ok) and reason
 
 
@@ -384,10 +384,10 @@ class EchoGenerator(generation.Generator):
 
 def test_explanation_table_round_trip_and_staleness(ml, tmp_path):
     pairs = pd.DataFrame({"tag": ["90s comedy", "dark thriller"], "item_id": [1, 2]})
-    table = towers.ExplanationTable.generate(EchoGenerator(), pairs, ml.movies, meta={"command": "test"}, progress=False)
+    table = explanations.ExplanationTable.generate(EchoGenerator(), pairs, ml.movies, meta={"command": "test"}, progress=False)
     assert table.rows["ok"].all() and table.lookup("90s comedy", 1).startswith("Movie: Toy Story")
     path = table.save(tmp_path / "e.json")
-    again = towers.ExplanationTable.load(path)
+    again = explanations.ExplanationTable.load(path)
     pd.testing.assert_frame_equal(again.rows, table.rows)
     assert again.meta["generator"] == "echo" and again.stale_rows(ml.movies).empty
     judged = again.judged(ml.movies, lambda t: "Comedy" if "comedy" in t else "Thriller")
@@ -398,7 +398,7 @@ def test_explanation_table_round_trip_and_staleness(ml, tmp_path):
     again.rows.loc[0, "prompt_hash"] = "0" * 16
     assert len(again.stale_rows(ml.movies)) == 1
     with pytest.raises(FileNotFoundError, match="regenerate"):
-        towers.ExplanationTable.load(tmp_path / "missing.json")
+        explanations.ExplanationTable.load(tmp_path / "missing.json")
 
 
 def test_committed_explanations_match_current_code(ml):
@@ -406,16 +406,16 @@ def test_committed_explanations_match_current_code(ml):
     judges' verdicts recorded with it are what the judges say now."""
     from llmrec_lib import recgpt
 
-    path = towers.explanations_path()
+    path = explanations.explanations_path()
     if not path.is_file():
-        pytest.skip(f"{path} not generated yet: python -m llmrec_lib.recgpt.towers explain")
-    table = towers.ExplanationTable.load(path)
+        pytest.skip(f"{path} not generated yet: python -m llmrec_lib.recgpt.explanations explain")
+    table = explanations.ExplanationTable.load(path)
     assert table.stale_rows(ml.movies).empty, "prompts changed: regenerate with the command in meta"
     judged = table.judged(ml.movies, recgpt.tag_category)
     assert judged["relevant"].mean() == pytest.approx(table.meta["judges"]["relevant"])
     assert judged["faithful"].mean() == pytest.approx(table.meta["judges"]["faithful"])
     assert judged["grounded"].mean() == pytest.approx(table.meta["judges"]["grounded"])
-    assert "python -m llmrec_lib.recgpt.towers explain" in table.meta["command"]
+    assert "python -m llmrec_lib.recgpt.explanations explain" in table.meta["command"]
 
 
 def test_nearest_tag_agreement_counts_hits_and_chance():
@@ -438,10 +438,10 @@ def test_explain_model_explains_what_the_model_retrieves(setup):
     ml, split, feats, item_tags, vocab = setup
     model = fitted(setup, epochs=1).fit(split.train, progress=False)
     tags = towers.recent_tags(split.history("test"), item_tags, users=split.users("test"))
-    table = towers.explain_model(model, split, ml.movies, tags, n_users=5, k=3, b=0.5,
+    table = explanations.explain_model(model, split, ml.movies, tags, n_users=5, k=3, b=0.5,
                                  generator=EchoGenerator(), tag_category=genre_category,
                                  meta={"command": "test"}, progress=False)
-    pairs = towers.explanation_pairs(model, split, tags, 5, 3, b=0.5).dropna(subset=["tag"])
+    pairs = explanations.explanation_pairs(model, split, tags, 5, 3, b=0.5).dropna(subset=["tag"])
     assert set(zip(table.rows["tag"], table.rows["item_id"])) == set(zip(pairs["tag"], pairs["item_id"]))
     assert not table.rows.duplicated(["tag", "item_id"]).any() and 0 < len(table.rows) <= 15
     assert table.meta["n_pairs"] == len(table.rows) and table.meta["command"] == "test"

@@ -1,4 +1,4 @@
-"""RecGPT's three-tower retrieval model and its explanations (arXiv 2507.22879, chapter 08).
+"""RecGPT's three-tower retrieval model (arXiv 2507.22879), chapter 08.
 
 RecGPT does not retrieve with the LLM itself. The LLM writes *tags* ("modifier + core word"
 phrases describing what a user may want next), and a classic retrieval model with three towers
@@ -20,9 +20,8 @@ word-piece table, no transformer layers): a tag the model never saw in training 
 thriller") still lands near tags made of related words, which a word table learned from a few
 thousand tags could not do, and it costs one table lookup per token.
 
-Explanations (RecGPT's LLM_RE) are a few words per (tag, item), generated offline with a chat
-model into a lookup table, and checked by two judges: *relevant* (the tag's category is one of
-the item's genres) and *faithful* (the text names no genre and no decade the item does not have).
+Explanations of what the model retrieves (RecGPT's LLM_RE) and their judges live in
+:mod:`llmrec_lib.recgpt.explanations`.
 
 Usage::
 
@@ -66,25 +65,10 @@ __all__ = [
     "item_tag_masks",
     "history_tag_masks",
     "primary_categories",
-    "explanation_messages",
-    "clean_explanation",
     "nearest_tag_agreement",
-    "judge_relevant",
-    "judge_faithful",
-    "judge_grounded",
-    "derangement",
-    "mentioned_genres",
-    "mentioned_decades",
-    "ExplanationTable",
     "MODES",
     "BETAS",
-    "EXPLAIN_CONFIG",
-    "explanations_path",
-    "best_tags",
     "build",
-    "explanation_pairs",
-    "explain_model",
-    "run_explain",
 ]
 
 UNKNOWN_DECADE = 0
@@ -873,240 +857,7 @@ def recent_tags(history: pd.DataFrame, item_tags: Mapping[int, Sequence[str]] | 
 
 
 # --------------------------------------------------------------------------------------
-# Explanations (LLM_RE) and their judges
-# --------------------------------------------------------------------------------------
-
-EXPLAIN_SYSTEM = ("You write very short movie recommendation reasons: one phrase of at most eight words, "
-                  "using only the facts given.")
-# One worked example (a few-shot turn): a 135M model copies its length and tone far better than
-# it follows an instruction about them.
-EXPLAIN_EXAMPLE = (
-    "User interest: 80s action\nMovie: Die Hard (1988); genres: Action, Crime, Thriller",
-    "Classic 80s action with a thrilling heist.",
-)
-
-# Words that name a genre, and the MovieLens genre each one names.
-GENRE_WORDS = {
-    "action": "Action", "adventure": "Adventure", "adventurous": "Adventure", "animated": "Animation",
-    "animation": "Animation", "cartoon": "Animation", "children": "Children", "kids": "Children",
-    "family": "Children", "comedy": "Comedy", "comedic": "Comedy", "funny": "Comedy", "comedies": "Comedy",
-    "crime": "Crime", "criminal": "Crime", "documentary": "Documentary", "drama": "Drama", "dramatic": "Drama",
-    "fantasy": "Fantasy", "film-noir": "Film-Noir", "noir": "Film-Noir", "horror": "Horror", "scary": "Horror",
-    "musical": "Musical", "mystery": "Mystery", "mysterious": "Mystery", "romance": "Romance", "romantic": "Romance",
-    "sci-fi": "Sci-Fi", "science fiction": "Sci-Fi", "sci fi": "Sci-Fi", "thriller": "Thriller", "suspense": "Thriller",
-    "war": "War", "western": "Western", "imax": "IMAX",
-}
-_GENRE_RE = re.compile(r"(?<![a-z])(" + "|".join(sorted((re.escape(w) for w in GENRE_WORDS), key=len, reverse=True)) + r")(?![a-z])")
-_DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
-                 "seventies": 1970, "eighties": 1980, "nineties": 1990}
-_DECADE_RE = re.compile(r"(?<!\d)(?:(1[89]\d|20[0-2])0s|(19|20)(\d)\d(?!\d)|'?(\d)0s)(?![a-z])"
-                        r"|(?<![a-z])(" + "|".join(_DECADE_WORDS) + r")(?![a-z])")
-
-
-def mentioned_genres(text_: str) -> set[str]:
-    """MovieLens genres the text names (through :data:`GENRE_WORDS`)."""
-    return {GENRE_WORDS[m] for m in _GENRE_RE.findall(str(text_).lower())}
-
-
-def mentioned_decades(text_: str) -> set[int]:
-    """Decades the text names: "1990s", "a 1994 film", "90s", "'80s", "nineties"."""
-    out = set()
-    for m in _DECADE_RE.finditer(str(text_).lower()):
-        full, century, digit, short, word = m.groups()
-        if full:
-            out.add(int(full) * 10)
-        elif century:
-            out.add(int(m.group(0)[:4]) // 10 * 10)
-        elif short:
-            out.add((1900 if short != "0" and short not in "12" else 2000) + int(short) * 10)
-        elif word:
-            out.add(_DECADE_WORDS[word])
-    return out
-
-
-def explanation_messages(tag: str, title: str, genres: Sequence[str], year) -> list[dict]:
-    """The chat prompt of one explanation: a worked example, then the user's interest (a tag)
-    and the item's facts (title with year, genres)."""
-    facts = f"{title}; genres: {', '.join(genres) if len(genres) else 'unknown'}"
-    return [
-        {"role": "system", "content": EXPLAIN_SYSTEM},
-        {"role": "user", "content": EXPLAIN_EXAMPLE[0]},
-        {"role": "assistant", "content": EXPLAIN_EXAMPLE[1]},
-        {"role": "user", "content": f"User interest: {tag}\nMovie: {facts}"},
-    ]
-
-
-def clean_explanation(raw: str, max_words: int = 12) -> tuple[str, bool, str]:
-    """(explanation, ok, reason): the first non-empty line, without quotes, list marks or a
-    "Reason:" label, cut to ``max_words`` words. ``ok`` is False for an empty answer or one cut."""
-    lines = [l.strip() for l in str(raw or "").splitlines() if l.strip()]
-    if not lines:
-        return "", False, "empty: no text"
-    line = re.sub(r"^(?:[-*\d.)\s]+|(?:reason|answer|explanation)\s*:\s*)", "", lines[0], flags=re.I).strip()
-    line = line.strip("\"'“”` ")
-    words = line.split()
-    if not words:
-        return "", False, "empty: only punctuation"
-    if len(words) > max_words:
-        return " ".join(words[:max_words]), False, f"too_long: {len(words)} words, cut to {max_words}"
-    return line, True, "ok"
-
-
-def judge_relevant(tag: str, item_genres: Sequence[str], tag_category: Callable[[str], str | None]) -> bool:
-    """Relevant: the interest's category is one of the item's genres."""
-    cat = tag_category(tag)
-    return cat is not None and cat in set(item_genres)
-
-
-def _without_title(text_: str, title: str | None) -> str:
-    """``text_`` with the item's own title (with and without its year) blanked out: a title's
-    words are no claim about the film ("2001: A Space Odyssey" names no decade)."""
-    text_ = str(text_)
-    if title:
-        for t in {str(title), re.sub(r"\s*\(\d{4}\)\s*$", "", str(title))}:
-            text_ = re.sub(re.escape(t), " ", text_, flags=re.I)
-    return text_
-
-
-def judge_faithful(explanation: str, item_genres: Sequence[str], year, title: str | None = None) -> tuple[bool, list[str]]:
-    """Faithful: the text names no genre the item lacks and no decade other than its own.
-
-    The item's own title is removed first ("2001: A Space Odyssey" names no decade, "War of
-    the Worlds" no genre). Returns (verdict, the violations, e.g. ["genre Horror", "decade 1980s"]).
-    """
-    explanation = _without_title(explanation, title)
-    bad = [f"genre {g}" for g in sorted(mentioned_genres(explanation) - set(item_genres))]
-    own = None if year is None or pd.isna(year) else int(year) // 10 * 10
-    bad += [f"decade {d}s" for d in sorted(mentioned_decades(explanation)) if d != own]
-    return not bad, bad
-
-
-def judge_grounded(explanation: str, item_genres: Sequence[str], year, title: str | None = None) -> bool:
-    """Grounded: faithful (:func:`judge_faithful`) *and* names at least one fact of its own
-    item, a genre it has or its decade (the title removed first, as there). A generic "a
-    great movie you will love" is faithful but not grounded. Unlike :func:`judge_relevant`,
-    which checks the tag the retrieval picked, this reads only what the writer wrote."""
-    if not judge_faithful(explanation, item_genres, year, title)[0]:
-        return False
-    explanation = _without_title(explanation, title)
-    own = None if year is None or pd.isna(year) else int(year) // 10 * 10
-    return bool(mentioned_genres(explanation) & set(item_genres)) or own in mentioned_decades(explanation)
-
-
-def derangement(n: int, seed: int = 0) -> np.ndarray:
-    """A seeded permutation of ``range(n)`` with no fixed point (n >= 2): the shuffled
-    control pairs every explanation with another row's item."""
-    if n < 2:
-        raise ValueError(f"a derangement needs at least 2 rows, got {n}")
-    rng = np.random.default_rng(seed)
-    while True:
-        p = rng.permutation(n)
-        if not (p == np.arange(n)).any():
-            return p
-
-
-def prompt_hash(messages: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-
-
-@dataclass
-class ExplanationTable:
-    """The offline (tag, item) -> explanation lookup table, with its provenance.
-
-    Saved as one JSON file (``meta`` + ``rows``); each row keeps the hash of the prompt it was
-    generated from, so a test can check the table still matches the current prompt code.
-    """
-
-    rows: pd.DataFrame  # tag, item_id, explanation, raw, ok, reason, prompt_hash
-    meta: dict
-
-    COLUMNS = ("tag", "item_id", "explanation", "raw", "ok", "reason", "prompt_hash")
-
-    @classmethod
-    def generate(cls, generator, pairs: pd.DataFrame, movies: pd.DataFrame, meta: dict | None = None,
-                 progress: bool = True) -> "ExplanationTable":
-        """Explain every (tag, item_id) row of ``pairs`` with ``generator`` (a
-        :class:`generation.Generator`, cached or not); malformed answers are kept and flagged."""
-        m = movies.set_index("item_id")
-        msgs = [explanation_messages(t, m.at[int(i), "title"], list(m.at[int(i), "genres"]), m.at[int(i), "year"])
-                for t, i in zip(pairs["tag"], pairs["item_id"])]
-        raws = generator.generate(msgs, progress=progress) if msgs else []
-        rows = []
-        for (t, i), msg, raw in zip(zip(pairs["tag"], pairs["item_id"]), msgs, raws):
-            exp, ok, reason = clean_explanation(raw)
-            rows.append({"tag": str(t), "item_id": int(i), "explanation": exp, "raw": raw, "ok": ok,
-                         "reason": reason, "prompt_hash": prompt_hash(msg)})
-        meta = dict(meta or {})
-        meta.setdefault("generator", getattr(generator, "identity", type(generator).__name__))
-        cfg = getattr(generator, "config", None)
-        if cfg is not None:
-            meta.setdefault("generation_config", cfg.cache_fields())
-        return cls(pd.DataFrame(rows, columns=list(cls.COLUMNS)), meta)
-
-    def lookup(self, tag: str, item_id: int) -> str | None:
-        hit = self.rows[(self.rows["tag"] == tag) & (self.rows["item_id"] == int(item_id))]
-        return None if hit.empty else str(hit["explanation"].iloc[0])
-
-    def judged(self, movies: pd.DataFrame, tag_category: Callable[[str], str | None],
-               shuffle_seed: int = 0) -> pd.DataFrame:
-        """The rows with the judges' verdicts: ``relevant`` (the retrieval's tag match),
-        ``faithful`` and ``violations``, ``grounded`` (:func:`judge_grounded`), and
-        ``grounded_shuffled``: the same explanation judged against another row's item
-        (:func:`derangement`), the rate a judge gives text that is not about its item."""
-        m = movies.set_index("item_id")
-        out = self.rows.copy()
-        rel, fai, why, gro = [], [], [], []
-
-        def facts(i):
-            return list(m.at[int(i), "genres"]), m.at[int(i), "year"], m.at[int(i), "title"]
-
-        for t, i, e in zip(out["tag"], out["item_id"], out["explanation"]):
-            g, y, title = facts(i)
-            rel.append(judge_relevant(t, g, tag_category))
-            ok, bad = judge_faithful(e, g, y, title)
-            fai.append(ok)
-            why.append("; ".join(bad))
-            gro.append(judge_grounded(e, g, y, title))
-        other = out["item_id"].to_numpy()[derangement(len(out), shuffle_seed)] if len(out) > 1 else out["item_id"]
-        shuf = [judge_grounded(e, *facts(j)) for e, j in zip(out["explanation"], other)]
-        return out.assign(relevant=rel, faithful=fai, violations=why, grounded=gro, grounded_shuffled=shuf)
-
-    def stale_rows(self, movies: pd.DataFrame) -> pd.DataFrame:
-        """Rows whose stored prompt hash differs from the prompt the current code writes."""
-        m = movies.set_index("item_id")
-        now = [prompt_hash(explanation_messages(t, m.at[int(i), "title"], list(m.at[int(i), "genres"]), m.at[int(i), "year"]))
-               for t, i in zip(self.rows["tag"], self.rows["item_id"])]
-        return self.rows[self.rows["prompt_hash"].to_numpy() != np.asarray(now)]
-
-    def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"meta": self.meta, "rows": self.rows.to_dict(orient="records")}
-        path.write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=_json_default) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "ExplanationTable":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no explanation table at {path}; regenerate it with "
-                                    "`python -m llmrec_lib.recgpt.towers explain` (see the chapter 08 artifact notes)")
-        payload = json.loads(path.read_text())
-        return cls(pd.DataFrame(payload["rows"], columns=list(cls.COLUMNS)), payload["meta"])
-
-
-def _json_default(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
-# --------------------------------------------------------------------------------------
-# Settings per mode, best tags, the offline explanation run
+# Settings per mode and the model built from the book's data
 # --------------------------------------------------------------------------------------
 
 #: Tower settings by mode. Three epochs reach the plateau of validation Recall@50 at this size
@@ -1121,22 +872,6 @@ MODES = {
 #: fit (it explains the reference split's selected model), so chapter 08 writes a table live for
 #: this many seeded test users (8 x 4 pairs: about 30 s of SmolLM2 on two cores in quick mode).
 BETAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
-EXPLAIN_CONFIG = dict(max_new_tokens=20, temperature=0.0, batch_size=8, repetition_penalty=1.1)
-
-
-def explanations_path() -> Path:
-    """``artifacts/recgpt/explanations.json``: the committed (tag, item) -> explanation table."""
-    return config.artifacts_dir("recgpt") / "explanations.json"
-
-
-def best_tags(model: ThreeTowerModel, tags: Sequence[str], item_cols: Sequence[int]) -> list[str | None]:
-    """For each item column, the tag among ``tags`` whose ``h_t`` scores it highest (the
-    interest an explanation should speak to); None when there are no tags."""
-    if not len(tags):
-        return [None] * len(item_cols)
-    h_t = model.tag_vectors(list(tags))  # (n_tags, d)
-    h_v = model.item_vectors()[np.asarray(item_cols, dtype=np.int64)]  # (n, d)
-    return [list(tags)[j] for j in np.argmax(h_v @ h_t.T, axis=1)]
 
 
 def build(ml, split, item_tags: pd.Series, backbone, cfg: TowerConfig, tag_category, *,
@@ -1147,109 +882,3 @@ def build(ml, split, item_tags: pd.Series, backbone, cfg: TowerConfig, tag_categ
     vocab = TagVocab.from_backbone([t for ts in item_tags for t in ts], backbone)
     return ThreeTowerModel(feats, vocab, item_tags, tag_category, cfg, item_category=item_category,
                            history_tagger=history_tagger)
-
-
-def explanation_pairs(model: ThreeTowerModel, split: data.Split, user_tags: Mapping[int, Sequence[str]],
-                      n_users: int, k: int, b: float, seed: int = 0) -> pd.DataFrame:
-    """(user_id, rank, item_id, tag) for ``n_users`` seeded test users: their top ``k`` fused
-    items (seen items excluded, as in evaluation) and each item's best-matching tag."""
-    from llmrec_lib import evaluate as E
-
-    users = np.sort(np.random.default_rng(seed).choice(split.users("test"), size=n_users, replace=False))
-    ed = E.EvalData.from_split(split, "test", model.feats.item_ids).subset(users)
-    system = model.system(split, "test", user_tags, b=b)
-    top = E.evaluate(system, ed, ks=(k,)).topk  # (n_users, k) columns
-    rows = []
-    for u, cols in zip(ed.user_ids, top):
-        for rank, (c, t) in enumerate(zip(cols, best_tags(model, list(user_tags.get(int(u), [])), cols)), 1):
-            rows.append({"user_id": int(u), "rank": rank, "item_id": int(model.feats.item_ids[c]), "tag": t})
-    return pd.DataFrame(rows)
-
-
-def explain_model(model: ThreeTowerModel, split: data.Split, movies: pd.DataFrame,
-                  user_tags: Mapping[int, Sequence[str]], n_users: int, k: int, b: float, *,
-                  generator=None, tag_category: Callable[[str], str | None] | None = None,
-                  meta: dict | None = None, progress: bool = True) -> ExplanationTable:
-    """The explanation table of what ``model`` retrieves: the (tag, item) pairs of
-    :func:`explanation_pairs` (``n_users`` seeded test users, top ``k`` fused items at ``b``,
-    each with the user's best-matching tag from ``user_tags``; rows without a tag dropped,
-    duplicates once), written by ``generator`` (default: SmolLM2-135M with
-    :data:`EXPLAIN_CONFIG`, cached on disk), judged, with the judges' rates in
-    ``meta["judges"]`` and the pair count in ``meta["n_pairs"]``. :func:`run_explain` runs it for
-    the committed table; chapter 08 runs it live on data the committed table does not fit."""
-    from llmrec_lib import generation, recgpt
-
-    pairs = explanation_pairs(model, split, user_tags, n_users, k, b=b)
-    pairs = pairs.dropna(subset=["tag"]).drop_duplicates(["tag", "item_id"]).reset_index(drop=True)
-    if generator is None:
-        generator = generation.CachedGenerator(generation.LocalGenerator(
-            "smollm2-135m", config=generation.GenerationConfig(**EXPLAIN_CONFIG)))
-    meta = {"alpha": model.cfg.alpha, "b": float(b), "seed": model.cfg.seed, "tag_source": model.cfg.tag_source,
-            **(meta or {}), "n_pairs": int(len(pairs))}
-    table = ExplanationTable.generate(generator, pairs[["tag", "item_id"]], movies, progress=progress, meta=meta)
-    judged = table.judged(movies, tag_category or recgpt.tag_category)
-    table.meta["judges"] = {j: float(judged[c].mean()) for j, c in (
-        ("relevant", "relevant"), ("faithful", "faithful"), ("grounded", "grounded"),
-        ("grounded, shuffled items", "grounded_shuffled"), ("well_formed", "ok"))}
-    return table
-
-
-def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: int = 0, *,
-                model: ThreeTowerModel | None = None, out: str | os.PathLike | None = None,
-                progress: bool = True) -> ExplanationTable:
-    """Explain what chapter 08's selected model retrieves (what ``python -m llmrec_lib.recgpt.towers
-    explain`` runs): the history-trained model of ``mode`` with ``alpha`` and ``seed`` (or
-    ``model``, already trained), queried on test with chapter 07's LLM tags and fused with
-    ``b``; the top ``explain_k`` items of ``explain_users`` seeded test users, each with the
-    user's tag that the tag tower matches best; SmolLM2 writes, the judges score, the table is
-    saved (default :func:`explanations_path`)."""
-    import dataclasses
-
-    from llmrec_lib import backbones, recgpt
-    from llmrec_lib.recgpt import tagger
-
-    t0 = time.perf_counter()
-    settings = MODES[mode]
-    ml = data.load_movielens(config.data_dir())
-    split = data.per_user_split(ml.ratings)
-    item_tags = recgpt.item_tags(ml.movies, text.training_tags(ml.tags, split.train))
-    if model is None:
-        cfg = dataclasses.replace(settings["config"], tag_source="history", alpha=float(alpha), seed=int(seed))
-        model = build(ml, split, item_tags, backbones.load_backbone("minilm-l6"), cfg, recgpt.tag_category,
-                      item_category=recgpt.item_category,
-                      history_tagger=lambda items: recgpt.recent_tags(items, item_tags, n=recgpt.N_TAGS))
-        model.fit(split.train, progress=progress)
-    cfg = model.cfg
-    command = f"python -m llmrec_lib.recgpt.towers explain --mode {mode} --alpha {cfg.alpha:g} --b {b:g} --seed {cfg.seed}"
-    table = explain_model(
-        model, split, ml.movies, tagger.load_tags("test"), settings["explain_users"], settings["explain_k"], b,
-        progress=progress,
-        meta={"command": command, "mode": mode, "alpha": cfg.alpha, "b": float(b), "seed": cfg.seed,
-              "tag_source": cfg.tag_source,
-              "pairs_from": f"top-{settings['explain_k']} fused (a={cfg.alpha:g}, b={b:g}) items of "
-                            f"{settings['explain_users']} seeded test users, each with its best-matching "
-                            "LLM tag (chapter 07's tagger)"})
-    table.meta["seconds"] = round(time.perf_counter() - t0, 1)
-    table.save(out or explanations_path())
-    return table
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m llmrec_lib.recgpt.towers", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("explain", help="generate the (tag, item) explanation table with SmolLM2")
-    e.add_argument("--mode", default="full", choices=sorted(MODES))
-    e.add_argument("--alpha", type=float, default=0.5, help="a of the selected model (chapter 08 prints it)")
-    e.add_argument("--b", type=float, default=0.8, help="b of the selected model (chapter 08 prints it)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--out", default=None, help="default: artifacts/recgpt/explanations.json")
-    args = p.parse_args(argv)
-    table = run_explain(args.mode, args.alpha, args.b, args.seed, out=args.out)
-    print(json.dumps(table.meta, indent=1))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
