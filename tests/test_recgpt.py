@@ -292,6 +292,28 @@ def test_phrase_decade():
     assert R.phrase_decade("comedy") is None
 
 
+def test_one_decade_rule_for_phrases_and_explanations():
+    """Issue 15: the judges of chapters 06 and 08 read decades with one rule."""
+    assert R.decade_mentions("a 1994 film from the eighties, 90s style") == [1990, 1980, 1990]
+    assert R.decade_mentions("a 1994 film", years=False) == []
+    assert R.decade_mentions("'20s jazz, 10s pop") == [1920, 2010]  # as decade_label writes them
+    assert R.phrase_decade("2015-10-24 liked") is None  # a copied date is not the film's decade
+    assert R.phrase_decade("nineties comedy") == "90s"
+    assert R.mentioned_decades("Classic 1994 crime story from the eighties") == {1990, 1980}
+    for d in (1920, 1950, 1990, 2000, 2010):  # the label is read back as its decade
+        assert R.decade_mentions(R.decade_label(d)) == [d]
+
+
+def test_genre_claims_and_tag_keywords_agree():
+    """The explanation judges' genre words (narrower, see vocabulary.GENRE_WORDS) never name
+    a genre the tag-to-category map gives another: one lexicon, two uses."""
+    for word, genre in R.GENRE_WORDS.items():
+        assert R.tag_category(word) in (genre, R.UNMAPPED), word
+    assert R.mentioned_genres("A funny 90s romantic comedy") == {"Comedy", "Romance"}
+    assert R.mentioned_genres("a love story in space") == set()  # topics, not genre claims
+    assert R.tag_categories("a love story in space") == ["Romance", "Sci-Fi"]
+
+
 def test_supports(facts):
     assert R.supports("90s sci-fi", 3, facts) and R.supports("action thriller", 3, facts)
     assert not R.supports("80s sci-fi", 3, facts)  # wrong decade

@@ -29,6 +29,11 @@ import pandas as pd
 
 from llmrec_lib import config, data, text
 from llmrec_lib.recgpt.towers import MODES, ThreeTowerModel, build
+from llmrec_lib.recgpt.vocabulary import (
+    GENRE_WORDS,
+    mentioned_decades,
+    mentioned_genres,
+)
 
 __all__ = [
     "EXPLAIN_SYSTEM",
@@ -60,45 +65,6 @@ EXPLAIN_EXAMPLE = (
     "User interest: 80s action\nMovie: Die Hard (1988); genres: Action, Crime, Thriller",
     "Classic 80s action with a thrilling heist.",
 )
-
-# Words that name a genre, and the MovieLens genre each one names.
-GENRE_WORDS = {
-    "action": "Action", "adventure": "Adventure", "adventurous": "Adventure", "animated": "Animation",
-    "animation": "Animation", "cartoon": "Animation", "children": "Children", "kids": "Children",
-    "family": "Children", "comedy": "Comedy", "comedic": "Comedy", "funny": "Comedy", "comedies": "Comedy",
-    "crime": "Crime", "criminal": "Crime", "documentary": "Documentary", "drama": "Drama", "dramatic": "Drama",
-    "fantasy": "Fantasy", "film-noir": "Film-Noir", "noir": "Film-Noir", "horror": "Horror", "scary": "Horror",
-    "musical": "Musical", "mystery": "Mystery", "mysterious": "Mystery", "romance": "Romance", "romantic": "Romance",
-    "sci-fi": "Sci-Fi", "science fiction": "Sci-Fi", "sci fi": "Sci-Fi", "thriller": "Thriller", "suspense": "Thriller",
-    "war": "War", "western": "Western", "imax": "IMAX",
-}
-_GENRE_RE = re.compile(r"(?<![a-z])(" + "|".join(sorted((re.escape(w) for w in GENRE_WORDS), key=len, reverse=True)) + r")(?![a-z])")
-_DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
-                 "seventies": 1970, "eighties": 1980, "nineties": 1990}
-_DECADE_RE = re.compile(r"(?<!\d)(?:(1[89]\d|20[0-2])0s|(19|20)(\d)\d(?!\d)|'?(\d)0s)(?![a-z])"
-                        r"|(?<![a-z])(" + "|".join(_DECADE_WORDS) + r")(?![a-z])")
-
-
-def mentioned_genres(text_: str) -> set[str]:
-    """MovieLens genres the text names (through :data:`GENRE_WORDS`)."""
-    return {GENRE_WORDS[m] for m in _GENRE_RE.findall(str(text_).lower())}
-
-
-def mentioned_decades(text_: str) -> set[int]:
-    """Decades the text names: "1990s", "a 1994 film", "90s", "'80s", "nineties"."""
-    out = set()
-    for m in _DECADE_RE.finditer(str(text_).lower()):
-        full, century, digit, short, word = m.groups()
-        if full:
-            out.add(int(full) * 10)
-        elif century:
-            out.add(int(m.group(0)[:4]) // 10 * 10)
-        elif short:
-            out.add((1900 if short != "0" and short not in "12" else 2000) + int(short) * 10)
-        elif word:
-            out.add(_DECADE_WORDS[word])
-    return out
-
 
 def explanation_messages(tag: str, title: str, genres: Sequence[str], year) -> list[dict]:
     """The chat prompt of one explanation: a worked example, then the user's interest (a tag)

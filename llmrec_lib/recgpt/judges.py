@@ -19,15 +19,16 @@ import numpy as np
 import pandas as pd
 
 from llmrec_lib import data
-from llmrec_lib.recgpt.tags import decade_label, item_categories, item_category
+from llmrec_lib.recgpt.tags import item_categories, item_category
 from llmrec_lib.recgpt.vocabulary import (
     GENRE_CORE,
     UNMAPPED,
+    decade_label,
+    phrase_decade,
     tag_categories,
     tag_category,
 )
 
-_DECADE_RE = re.compile(r"(?<![\w'])'?((?:1[89]|20)?\d0)s\b")
 _STOP = frozenset("movie movies film films cinema kind kinds genre genres type types style the and "
                   "with for from about like likes of a an in on to fan fans".split())
 
@@ -92,17 +93,6 @@ class ItemFacts:
 
 def _content_words(s: str) -> set[str]:
     return {w for w in re.findall(r"[a-z0-9][a-z0-9'\-]+", s) if len(w) >= 3 and w not in _STOP}
-
-
-def phrase_decade(phrase: str) -> str | None:
-    """The decade a phrase names, as :func:`decade_label` writes it ("90s", "1990s" and "'90s"
-    -> "90s"; "00s" -> "2000s"), or None."""
-    m = _DECADE_RE.search(phrase.casefold())
-    if not m:
-        return None
-    d = m.group(1)
-    year = int(d) if len(d) == 4 else (1900 + int(d) if int(d) >= 20 else 2000 + int(d))
-    return decade_label(year)
 
 
 def supports(phrase: str, item: int, facts: ItemFacts) -> bool:

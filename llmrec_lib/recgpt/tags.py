@@ -21,18 +21,9 @@ from llmrec_lib.recgpt.vocabulary import (
     GENRE_MODIFIER,
     NON_CATEGORY_GENRES,
     TAG_CATEGORIES,
+    decade_label,
     tag_categories,
 )
-
-
-def decade_label(year) -> str | None:
-    """1995 -> "90s", 2003 -> "2000s", 1915 -> "1910s"; None/NA -> None.
-
-    Two-digit labels only for 1920-1999, where they are unambiguous on this catalogue."""
-    if year is None or pd.isna(year):
-        return None
-    decade = int(year) // 10 * 10
-    return f"{decade % 100:02d}s" if 1920 <= decade < 2000 else f"{decade}s"
 
 
 def item_categories(genres: Iterable[str]) -> list[str]:
