@@ -1206,6 +1206,8 @@ if cfg.mode == "quick":  # the prose above quotes the committed run
 # `specific_share_of_supported`, `self_training`, `sft`) are None: nothing was measured.
 
 # %%
+from llmrec_lib import results as records
+
 skipped = f"skipped on this data: {WHY}"
 out = {
     "chapter": "06",
@@ -1258,10 +1260,11 @@ out = {
     else None,
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch06.json").write_text(
-    json.dumps(out, indent=2, default=float)
+path = records.save("06", out)  # checked against llmrec_lib/results.py::RECORDS
+print(
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
 )
-print(f"wrote results/ch06.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
 # ## Which claims hold on this data

@@ -700,6 +700,8 @@ check_committed(
 # only the rule at 12 likes and the popular list with the rule at 50.
 
 # %%
+from llmrec_lib import results as records
+
 skipped = f"skipped on this data: {WHY}"
 out = {
     "chapter": "07",
@@ -732,10 +734,11 @@ out = {
     },
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch07.json").write_text(
-    json.dumps(out, indent=2, default=float)
+path = records.save("07", out)  # checked against llmrec_lib/results.py::RECORDS
+print(
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
 )
-print(f"wrote results/ch07.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
 # ## Which claims hold on this data

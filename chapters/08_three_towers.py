@@ -846,6 +846,8 @@ pd.DataFrame(
 # catalogue; nothing is copied by hand.
 
 # %%
+from llmrec_lib import results as records
+
 board = [
     {
         "system": r.name,
@@ -865,28 +867,9 @@ board = [
         **f2.summary().loc["recall@50", ["mean", "lo", "hi"]].to_dict(),
     },
 ]
-ch02 = json.loads((config.results_dir() / "ch02.json").read_text())
-t02 = pd.DataFrame(ch02["table"])
-for r in t02[(t02["stage"] == "test") & (t02["metric"] == "recall@50")].itertuples():
-    board.append(
-        {"system": r.system, "chapter": "02", "mean": r.mean, "lo": r.lo, "hi": r.hi}
-    )
-for ch in ("03", "04", "05"):
-    path = config.results_dir() / f"ch{ch}.json"
-    if path.is_file():
-        for name, summ in json.loads(path.read_text()).get("summary", {}).items():
-            if "recall@50" in summ:
-                s = summ["recall@50"]
-                board.append(
-                    {
-                        "system": name,
-                        "chapter": ch,
-                        "mean": s["mean"],
-                        "lo": s["lo"],
-                        "hi": s["hi"],
-                    }
-                )
-board = pd.DataFrame(board).sort_values("mean", ascending=False).reset_index(drop=True)
+ch02 = records.load("02", "table", "cold")
+# chapter 02's baselines, and chapter 03's models where it ran on this data
+board = records.leaderboard("recall@50", ["02", "03"], board)
 fig = plots.bars_with_ci(
     board.assign(label=board["chapter"] + " · " + board["system"]),
     "mean",
@@ -1280,10 +1263,11 @@ out = {
     },
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-(config.results_dir() / "ch08.json").write_text(
-    json.dumps(out, indent=2, default=float)
+path = records.save("08", out)  # checked against llmrec_lib/results.py::RECORDS
+print(
+    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
+    f"{out['chapter_seconds']:.0f} s)"
 )
-print(f"wrote results/ch08.json ({cfg.mode} mode, {out['chapter_seconds']:.0f} s)")
 
 # %% [markdown]
 # Chapter 09 compares every system user by user; the test-stage top-100 lists of the three fused
