@@ -278,12 +278,9 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
     """
     import dataclasses
     import json
-    import platform
     import time
 
-    import torch
-
-    from llmrec_lib import config, generation, sft
+    from llmrec_lib import config, sft
 
     out = Path(out) if out is not None else artifacts_dir()
     work = Path(work) if work is not None else config.cache_dir("recgpt-sft")
@@ -299,11 +296,7 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
     timings["data"] = time.perf_counter() - t
     print(f"{len(tr)} training and {len(va)} validation examples", flush=True)
 
-    cfg = default_sft_config("full", seed)
-    if steps is not None:
-        cfg = dataclasses.replace(cfg, steps=int(steps), warmup=min(cfg.warmup, int(steps) - 1))
-    if sft_overrides:
-        cfg = dataclasses.replace(cfg, **sft_overrides)
+    cfg = adjust_sft_config(default_sft_config("full", seed), steps, sft_overrides)
     val_pairs = list(zip(va["prompt"], va["answer"]))
     adapter_dir = out / ADAPTER
     fitted = sft.fit(backbone, list(zip(tr["prompt"], tr["answer"])), val_pairs, cfg, work, adapter_dir,
@@ -313,6 +306,31 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
 
     users = eval_users(setting, n_users, seed)
     inputs = setting.stage_inputs("test")
+    reports, tag_rows = _generate_sources(inputs, users, backbone, adapter_dir, work, out, timings)
+    write_jsonl(out / "tags_test.jsonl", tag_rows + baseline_tag_rows(setting, inputs))
+    meta = {
+        "command": command, "backbone": backbone, "seed": seed, "n_users": len(users), "users": users,
+        "n_train_examples": len(tr), "n_val_examples": len(va), "sft_config": sft.config_dict(cfg),
+        "val_loss_base": base_val, "val_loss_tuned": tuned_val, "parse_reports": reports,
+        "generation_config": dataclasses.asdict(generation_config()), "history_budget": HISTORY_BUDGET,
+        "timings_s": timings, "wall_s": time.perf_counter() - t_all,
+        "hardware": hardware(),
+        "examples_sha": short_sha("".join(ex["prompt"] + ex["answer"])),
+    }
+    (out / META).write_text(json.dumps(meta, indent=1, default=float))
+    return meta
+
+
+def _generate_sources(inputs: dict, users: Sequence[int], backbone: str, adapter_dir: Path, work: Path,
+                      out: Path, timings: dict) -> tuple[dict, list[dict]]:
+    """Step 4 of :func:`run_full`: LLM_UI -> LLM_IT for ``users``, zero-shot then fine-tuned
+    (``adapter_dir``), cached under ``work``; ``out/generations.jsonl`` is written after each
+    source (a kill keeps what finished). Returns the parse reports per source and the
+    predicted-tag rows (user, tags, source)."""
+    import time
+
+    from llmrec_lib import generation
+
     rows, reports, tag_rows = [], {}, []
     for source, adapter in (("zero-shot", None), ("fine-tuned", str(adapter_dir))):
         t = time.perf_counter()
@@ -323,26 +341,45 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
         rows += [{**r, "source": source} for r in res["raw"]]
         reports[source] = {k: v.as_dict() for k, v in res["reports"].items()}
         tag_rows += [{"user_id": u, "tags": res["tags"][u], "source": source} for u in users]
-        write_jsonl(out / GENERATIONS, rows)  # after each source: a kill keeps what finished
+        write_jsonl(out / GENERATIONS, rows)
         print(f"{source}: {timings[f'generate_{source}']:.0f} s", flush=True)
+    return reports, tag_rows
+
+
+def baseline_tag_rows(setting: Setting, inputs: dict) -> list[dict]:
+    """Chapter 07's two baselines for every user of ``inputs``: the rule's tags
+    (:func:`recent_tags` of the user's likes) and the same popular tags for everyone
+    (:func:`popular_tags` of the training positives)."""
     pos = setting.split.train[setting.split.train["rating"] >= data.POSITIVE_MIN]
     pop = popular_tags(pos, setting.ml.movies, setting.itags, n=N_TAGS)
+    rows = []
     for u in inputs["users"]:
-        tag_rows.append({"user_id": u, "tags": recent_tags(inputs["liked"][u], setting.itags, n=N_TAGS),
-                         "source": "rule-based"})
-        tag_rows.append({"user_id": u, "tags": pop, "source": "popular"})
-    write_jsonl(out / "tags_test.jsonl", tag_rows)
-    meta = {
-        "command": command, "backbone": backbone, "seed": seed, "n_users": len(users), "users": users,
-        "n_train_examples": len(tr), "n_val_examples": len(va), "sft_config": sft.config_dict(cfg),
-        "val_loss_base": base_val, "val_loss_tuned": tuned_val, "parse_reports": reports,
-        "generation_config": dataclasses.asdict(generation_config()), "history_budget": HISTORY_BUDGET,
-        "timings_s": timings, "wall_s": time.perf_counter() - t_all,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "examples_sha": short_sha("".join(ex["prompt"] + ex["answer"])),
-    }
-    (out / META).write_text(json.dumps(meta, indent=1, default=float))
-    return meta
+        rows.append({"user_id": u, "tags": recent_tags(inputs["liked"][u], setting.itags, n=N_TAGS),
+                     "source": "rule-based"})
+        rows.append({"user_id": u, "tags": pop, "source": "popular"})
+    return rows
+
+
+def adjust_sft_config(cfg, steps: int | None = None, overrides: dict | None = None):
+    """``cfg`` (an ``sft.SFTConfig``) with ``steps`` (its warm-up capped below them) and any
+    ``overrides`` (SFTConfig fields): how every RecGPT run takes ``--steps`` and the tests'
+    tiny settings."""
+    import dataclasses
+
+    if steps is not None:
+        cfg = dataclasses.replace(cfg, steps=int(steps), warmup=min(cfg.warmup, int(steps) - 1))
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    return cfg
+
+
+def hardware() -> str:
+    """The processor and torch's thread count, as a run's ``meta.json`` records them."""
+    import platform
+
+    import torch
+
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def main(argv: list[str] | None = None) -> int:

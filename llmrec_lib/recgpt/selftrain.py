@@ -122,7 +122,7 @@ def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None
     import dataclasses
     import time
 
-    from llmrec_lib import config, data, generation, sft
+    from llmrec_lib import config, sft
 
     out = Path(out) if out is not None else recgpt.artifacts_dir() / OUT
     work = Path(work) if work is not None else config.cache_dir("recgpt-selftrain")
@@ -133,21 +133,62 @@ def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None
     t_all, timings = time.perf_counter(), {}
     setting = setting if setting is not None else recgpt.build_setting()
 
-    # 1. generate: K sampled answers per training prompt from the round-0 student
-    t = time.perf_counter()
+    t = time.perf_counter()  # 1. generate: K sampled answers per training prompt
     cuts = tagger.cut_points(setting, seed=seed, users=example_users)
     tr_idx = set(recgpt.split_examples(cuts.reset_index(), seed=seed)[0]["index"].tolist())
-    rng = np.random.default_rng(seed)
     pool = sorted(tr_idx)
-    rows = sorted(rng.choice(pool, size=min(n_prompts, len(pool)), replace=False).tolist())
+    rows = sorted(np.random.default_rng(seed).choice(pool, size=min(n_prompts, len(pool)), replace=False).tolist())
+    prompts, texts = _sample_answers(cuts, rows, backbone, student, work, k_samples, seed, progress)
+    timings["generate"] = time.perf_counter() - t
+    kept, funnel = _judge_and_keep(setting, cuts, rows, texts, k_samples, out)  # 2. judge, keep
+    print(funnel, flush=True)
+
+    train, held_out = _arm_examples(setting, cuts, rows, prompts, texts, kept, tr_idx)  # 3. three arms
+    cfg = sft_config(seed)
+    if sft_overrides:
+        cfg = dataclasses.replace(cfg, **sft_overrides)
+    fits = {}
+    for arm in ARMS:
+        if not train[arm]:
+            raise RuntimeError(f"arm {arm!r} has no training answers (the filter kept nothing)")
+        print(f"arm {arm}: {len(train[arm])} answers", flush=True)
+        fits[arm] = sft.fit(backbone, train[arm], held_out, cfg, work / "sft", out / _slug(arm),
+                            command=command, init_adapter=student, progress=progress)
+    _mine_test_interests(setting, test_users, backbone, out, work, timings, progress)  # 4. test users
+    meta = {
+        "command": command, "backbone": backbone, "seed": seed, "student": str(config.relative_to_root(student)),
+        "funnel": funnel, "filter": {"min_grounding": MIN_GROUNDING, "max_hallucination": MAX_HALLUCINATION,
+                                     "min_precision_lift (strictly above)": MIN_PRECISION_LIFT},
+        "sampling": {"k": k_samples, "temperature": TEMPERATURE, "top_p": TOP_P},
+        "sft_config": sft.config_dict(cfg), "fits": fits, "test_users": test_users,
+        "timings_s": {**timings, **{f"sft_{a}": f["seconds"] for a, f in fits.items()}},
+        "wall_s": time.perf_counter() - t_all,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
+    return meta
+
+
+def _sample_answers(cuts: pd.DataFrame, rows: list[int], backbone: str, student: str, work: Path,
+                    k_samples: int, seed: int, progress: bool) -> tuple[list[str], dict[int, list[str]]]:
+    """Step 1: the interest prompt of each training cut point in ``rows`` and ``k_samples``
+    sampled answers to each from the round-0 ``student`` (sample ``s`` seeded ``seed + s``;
+    cached, so a rerun regenerates nothing)."""
+    from llmrec_lib import generation
+
     prompts = [recgpt.interest_prompt(cuts["history_text"].iloc[r], recgpt.N_INTERESTS) for r in rows]
     gen = generation.CachedGenerator(generation.LocalGenerator(backbone, student, config=sample_config(seed)),
                                      cache_dir=work / "generations")
     texts = {s: gen.generate(prompts, config=sample_config(seed + s), progress=progress) for s in range(k_samples)}
-    del gen
-    timings["generate"] = time.perf_counter() - t
+    return prompts, texts
 
-    # 2. judge every sample; keep the best passing one per prompt
+
+def _judge_and_keep(setting: recgpt.Setting, cuts: pd.DataFrame, rows: list[int], texts: dict,
+                    k_samples: int, out: Path) -> tuple[dict[int, int], dict]:
+    """Step 2: every sample judged (:func:`judge_samples`), filtered (:func:`passes`) and the
+    best passing one per prompt kept (:func:`pick`); writes ``out/samples.jsonl``. Returns the
+    kept sample per prompt row and the funnel (how many answers survive each stage)."""
+    from llmrec_lib import data
+
     pos = setting.split.train[setting.split.train["rating"] >= data.POSITIVE_MIN]
     constant = recgpt.population_categories(pos["item_id"], setting.facts, recgpt.N_INTERESTS)
     parsed = {(r, s): recgpt.parse_phrases(texts[s][j], recgpt.N_INTERESTS).items
@@ -163,9 +204,14 @@ def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None
     funnel = {"prompts": len(rows), "generated": len(parsed),
               "parsed in full": int((judged["n"] == recgpt.N_INTERESTS).sum()), "passed": int(ok.sum()),
               "kept (one per prompt)": len(kept)}
-    print(funnel, flush=True)
+    return kept, funnel
 
-    # 3. three arms of equal compute, each continuing the round-0 adapter
+
+def _arm_examples(setting: recgpt.Setting, cuts: pd.DataFrame, rows: list[int], prompts: list[str],
+                  texts: dict, kept: dict[int, int], tr_idx: set) -> tuple[dict[str, list], list]:
+    """Step 3's data: each arm's (prompt, answer) pairs, all of equal compute and continuing the
+    round-0 adapter (the kept samples; the first sample of every prompt, unfiltered; the
+    teacher's answers), and the held-out teacher answers of the validation cut points."""
     j_of = {r: j for j, r in enumerate(rows)}
 
     def teacher_answer(r: int) -> str:
@@ -182,19 +228,17 @@ def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None
         "more teacher steps": [(prompts[j_of[r]], teacher[r]) for r in rows],
     }
     va_rows = [r for r in range(len(cuts)) if r not in tr_idx]
-    held_out = [(prompt_of(r), teacher_answer(r)) for r in va_rows]
-    cfg = sft_config(seed)
-    if sft_overrides:
-        cfg = dataclasses.replace(cfg, **sft_overrides)
-    fits = {}
-    for arm in ARMS:
-        if not train[arm]:
-            raise RuntimeError(f"arm {arm!r} has no training answers (the filter kept nothing)")
-        print(f"arm {arm}: {len(train[arm])} answers", flush=True)
-        fits[arm] = sft.fit(backbone, train[arm], held_out, cfg, work / "sft", out / _slug(arm),
-                            command=command, init_adapter=student, progress=progress)
+    return train, [(prompt_of(r), teacher_answer(r)) for r in va_rows]
 
-    # 4. every arm mines interests for the test users (greedy, as round 0 did)
+
+def _mine_test_interests(setting: recgpt.Setting, test_users: list[int], backbone: str, out: Path,
+                         work: Path, timings: dict, progress: bool) -> list[dict]:
+    """Step 4: every arm mines interests for the test users (greedy, as round 0 did); writes
+    ``out/generations.jsonl`` after each arm and the arm's time into ``timings``."""
+    import time
+
+    from llmrec_lib import generation
+
     inputs = setting.stage_inputs("test", users=test_users)
     test_prompts = [recgpt.interest_prompt(inputs["history_text"][u], recgpt.N_INTERESTS) for u in test_users]
     gen_rows = []
@@ -210,17 +254,7 @@ def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None
                      for u, r, p in zip(test_users, res, test_prompts)]
         timings[f"test_{arm}"] = time.perf_counter() - t
         recgpt.write_jsonl(out / "generations.jsonl", gen_rows)
-    meta = {
-        "command": command, "backbone": backbone, "seed": seed, "student": str(config.relative_to_root(student)),
-        "funnel": funnel, "filter": {"min_grounding": MIN_GROUNDING, "max_hallucination": MAX_HALLUCINATION,
-                                     "min_precision_lift (strictly above)": MIN_PRECISION_LIFT},
-        "sampling": {"k": k_samples, "temperature": TEMPERATURE, "top_p": TOP_P},
-        "sft_config": sft.config_dict(cfg), "fits": fits, "test_users": test_users,
-        "timings_s": {**timings, **{f"sft_{a}": f["seconds"] for a, f in fits.items()}},
-        "wall_s": time.perf_counter() - t_all,
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
-    return meta
+    return gen_rows
 
 
 def _slug(arm: str) -> str:

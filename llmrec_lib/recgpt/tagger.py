@@ -230,10 +230,7 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
        ``meta.json``.
     """
     import dataclasses
-    import platform
     import time
-
-    import torch
 
     from llmrec_lib import config, generation, sft
 
@@ -248,24 +245,18 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
             generation.LocalGenerator(backbone, ui_adapter or None, config=recgpt.generation_config()),
             cache_dir=work / "generations")
 
+    def tag_generator():
+        return generation.CachedGenerator(
+            generation.LocalGenerator(backbone, str(adapter_dir), config=generation_config()),
+            cache_dir=work / "generations")
+
     t = time.perf_counter()
-    cuts = cut_points(setting, seed=seed, users=example_users)
-    ui = ui_generator()
-    cuts["interests"] = _interests(ui, cuts["history_text"].tolist(), progress)
-    del ui
-    cuts["summary"] = [category_summary(lb, setting.itags) for lb in cuts["liked_before"]]
-    cuts["prompt"] = [tag_prompt(h, s, i) for h, s, i in zip(cuts["history_text"], cuts["summary"], cuts["interests"])]
-    cuts["answer"] = [recgpt.format_answer(next_tags(nx, lb, setting.itags))
-                      for nx, lb in zip(cuts["next_items"], cuts["liked_before"])]
+    cuts = _examples(setting, ui_generator, seed, example_users, progress)
     tr, va = recgpt.split_examples(cuts, seed=seed)
     timings["examples"] = time.perf_counter() - t
     print(f"{len(tr)} training and {len(va)} validation examples", flush=True)
 
-    cfg = default_sft_config(seed)
-    if steps is not None:
-        cfg = dataclasses.replace(cfg, steps=int(steps), warmup=min(cfg.warmup, int(steps) - 1))
-    if sft_overrides:
-        cfg = dataclasses.replace(cfg, **sft_overrides)
+    cfg = recgpt.adjust_sft_config(default_sft_config(seed), steps, sft_overrides)
     val_pairs = list(zip(va["prompt"], va["answer"]))
     adapter_dir = out / "adapter"
     fitted = sft.fit(backbone, list(zip(tr["prompt"], tr["answer"])), val_pairs, cfg, work, adapter_dir,
@@ -276,22 +267,8 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
     rows = []
     for stage in stages:
         t = time.perf_counter()
-        inputs = setting.stage_inputs(stage)
         users = recgpt.eval_users(setting, (n_users or {}).get(stage), seed, stage=stage)
-        ui = ui_generator()
-        ints = dict(zip(users, _interests(ui, [inputs["history_text"][u] for u in users], progress)))
-        del ui
-        tagger = generation.LocalGenerator(backbone, str(adapter_dir), config=generation_config())
-        gen = generation.CachedGenerator(tagger, cache_dir=work / "generations")
-        prompts = [tag_prompt(inputs["history_text"][u], category_summary(inputs["liked"][u], setting.itags), ints[u])
-                   for u in users]
-        texts = gen.generate(prompts, progress=progress)
-        del gen, tagger
-        for u, p, txt in zip(users, prompts, texts):
-            n_tok = len(setting.tokenizer(txt, add_special_tokens=False)["input_ids"])
-            parsed = recgpt.parse_phrases(txt, recgpt.N_TAGS)
-            rows.append({"user_id": u, "stage": stage, "interests": ints[u], "text": txt,
-                         "tags": parsed.items, "ok": parsed.ok, "prompt_sha": recgpt.short_sha(p), "new_tokens": n_tok})
+        rows += _tag_stage(setting, stage, users, ui_generator, tag_generator, progress)
         timings[f"generate_{stage}"] = time.perf_counter() - t
         recgpt.write_jsonl(out / "tags.jsonl", rows)
         print(f"{stage}: {len(users)} users, {timings[f'generate_{stage}']:.0f} s", flush=True)
@@ -302,11 +279,50 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
         "val_loss_base": base_val, "val_loss_tuned": tuned_val, "horizon": HORIZON, "summary_last": SUMMARY_LAST,
         "generation_config": dataclasses.asdict(generation_config()), "history_budget": recgpt.HISTORY_BUDGET,
         "timings_s": timings, "wall_s": time.perf_counter() - t_all,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "hardware": recgpt.hardware(),
         "examples_sha": recgpt.short_sha("".join(cuts["prompt"] + cuts["answer"])),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
     return meta
+
+
+def _examples(setting: recgpt.Setting, ui_generator, seed: int, example_users, progress: bool) -> pd.DataFrame:
+    """Step 1 of :func:`run_full`: the training cut points (:func:`cut_points`), the student's
+    interests at each (``ui_generator()``: chapter 06's LLM_UI, cached), and each cut point's
+    prompt (:func:`tag_prompt`) and target answer (:func:`next_tags`)."""
+    cuts = cut_points(setting, seed=seed, users=example_users)
+    ui = ui_generator()
+    cuts["interests"] = _interests(ui, cuts["history_text"].tolist(), progress)
+    del ui
+    cuts["summary"] = [category_summary(lb, setting.itags) for lb in cuts["liked_before"]]
+    cuts["prompt"] = [tag_prompt(h, s, i) for h, s, i in zip(cuts["history_text"], cuts["summary"], cuts["interests"])]
+    cuts["answer"] = [recgpt.format_answer(next_tags(nx, lb, setting.itags))
+                      for nx, lb in zip(cuts["next_items"], cuts["liked_before"])]
+    return cuts
+
+
+def _tag_stage(setting: recgpt.Setting, stage: str, users: Sequence[int], ui_generator, tag_generator,
+               progress: bool) -> list[dict]:
+    """Step 3 of :func:`run_full` for one stage: LLM_UI (``ui_generator()``) mines each user's
+    interests, then the fine-tuned LLM_IT (``tag_generator()``, loaded once LLM_UI is freed)
+    answers the tag prompt; one row per user with the raw answer, the parsed tags, the prompt
+    hash and the answer's token count."""
+    inputs = setting.stage_inputs(stage)
+    ui = ui_generator()
+    ints = dict(zip(users, _interests(ui, [inputs["history_text"][u] for u in users], progress)))
+    del ui
+    prompts = [tag_prompt(inputs["history_text"][u], category_summary(inputs["liked"][u], setting.itags), ints[u])
+               for u in users]
+    tagger = tag_generator()
+    texts = tagger.generate(prompts, progress=progress)
+    del tagger
+    rows = []
+    for u, p, txt in zip(users, prompts, texts):
+        n_tok = len(setting.tokenizer(txt, add_special_tokens=False)["input_ids"])
+        parsed = recgpt.parse_phrases(txt, recgpt.N_TAGS)
+        rows.append({"user_id": u, "stage": stage, "interests": ints[u], "text": txt,
+                     "tags": parsed.items, "ok": parsed.ok, "prompt_sha": recgpt.short_sha(p), "new_tokens": n_tok})
+    return rows
 
 
 def load_tags(stage: str = "test", path: Path | None = None, *, field: str = "tags") -> dict[int, list[str]] | dict[int, str]:
