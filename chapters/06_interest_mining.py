@@ -298,9 +298,9 @@ print(
 )
 
 # %% [markdown]
-# The teacher lives in `llmrec_lib/recgpt/teacher.py::teacher_interests`: each phrase scored by how
-# far its count on the shown liked films exceeds what an average user with as many likes
-# would show (the base rate), at most two per category. Its source:
+# The teacher lives in `llmrec_lib/recgpt/teacher.py::teacher_interests`: each phrase
+# scored by how far its count on the shown liked films exceeds what an average user with
+# as many likes would show (the base rate), at most two per category. Its source:
 
 # %% tags=["hide-output"]
 show.source(recgpt.teacher_interests)
@@ -468,8 +468,8 @@ claims.check(  # every test user, no LLM: the same in both modes
 )
 
 # %% [markdown]
-# All of these judges are one function, `llmrec_lib/recgpt/judges.py::judge_interests`; its docstring
-# states each rate's formula. Its source:
+# All of these judges are one function, `llmrec_lib/recgpt/judges.py::judge_interests`;
+# its docstring states each rate's formula. Its source:
 
 # %% tags=["hide-output"]
 show.source(recgpt.judge_interests)
@@ -920,8 +920,9 @@ for src, rep in (meta["parse_reports"] if committed else {}).items():
 #
 # RecGPT's LLM_UI did not stop at distillation: the student sampled answers for many users,
 # LLM judges kept those that passed, and the student trained on them again (90.0k distilled
-# answers with 19.0k kept, then 21.1k self-training samples). `llmrec_lib/recgpt/selftrain.py` runs
-# one such round in miniature, with this chapter's judges in place of the paper's LLM judges:
+# answers with 19.0k kept, then 21.1k self-training samples).
+# `llmrec_lib/recgpt/selftrain.py` runs one such round in miniature, with this chapter's
+# judges in place of the paper's LLM judges:
 #
 # 1. **Generate.** 240 training cut points (training ratings only), 4 sampled answers each
 #    (temperature 0.8, top-p 0.95) from the committed student.
@@ -1003,7 +1004,8 @@ check_committed(
 
 # %% [markdown]
 # The filter and the pick are `llmrec_lib/recgpt/selftrain.py::passes` and
-# `llmrec_lib/recgpt/selftrain.py::pick`; the whole round is `llmrec_lib/recgpt/selftrain.py::run_full`.
+# `llmrec_lib/recgpt/selftrain.py::pick`; the whole round is
+# `llmrec_lib/recgpt/selftrain.py::run_full`.
 
 # %% tags=["hide-output"]
 show.source(selftrain.passes)

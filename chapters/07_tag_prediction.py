@@ -221,8 +221,8 @@ claims.check(
 # intervals overlap). Tags that are to help retrieval must at least match these two.
 
 # %% [markdown]
-# The counting rule is `llmrec_lib/recgpt/teacher.py::recent_tags`, and HR@K is computed by
-# `llmrec_lib/recgpt/judges.py::judge_tags`. The rule's source:
+# The counting rule is `llmrec_lib/recgpt/teacher.py::recent_tags`, and HR@K is computed
+# by `llmrec_lib/recgpt/judges.py::judge_tags`. The rule's source:
 
 # %% tags=["hide-output"]
 show.source(recgpt.recent_tags)
@@ -385,8 +385,8 @@ if (
 # Section 4's student lost for reasons that have nothing to do with what a language model can
 # learn. Its answers were cut off at 48 new tokens, its targets allowed two tags per category,
 # it saw 12-20 liked titles while the rule counted 50, and it was trained on the teacher's
-# interests but ran on its own. `llmrec_lib/recgpt/tagger.py` trains a second, separate LLM_IT (RecGPT
-# also keeps LLM_UI and LLM_IT apart) with each cause removed:
+# interests but ran on its own. `llmrec_lib/recgpt/tagger.py` trains a second, separate
+# LLM_IT (RecGPT also keeps LLM_UI and LLM_IT apart) with each cause removed:
 #
 # - **the rule's history, in the prompt**: a category summary of the last 50 likes
 #   ("drama 14, comedy 9, ..."), next to the compressed titles;
@@ -602,7 +602,8 @@ check_committed(  # with the post-step: a tie
 
 # %% [markdown]
 # The second LLM_IT's targets and its post-processing step are
-# `llmrec_lib/recgpt/tagger.py::next_tags` and `llmrec_lib/recgpt/tagger.py::one_per_category`. Their source:
+# `llmrec_lib/recgpt/tagger.py::next_tags` and
+# `llmrec_lib/recgpt/tagger.py::one_per_category`. Their source:
 
 # %% tags=["hide-output"]
 show.source(tagger.next_tags)

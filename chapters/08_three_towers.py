@@ -423,8 +423,8 @@ claims.check(  # the correction matters a lot
 )
 
 # %% [markdown]
-# The three losses are one function, `llmrec_lib/recgpt/towers.py::tower_losses` (with the masks of
-# `llmrec_lib/recgpt/towers.py::history_tag_masks`). Its source:
+# The three losses are one function, `llmrec_lib/recgpt/towers.py::tower_losses` (with
+# the masks of `llmrec_lib/recgpt/towers.py::history_tag_masks`). Its source:
 
 # %% tags=["hide-output"]
 show.source(towers.tower_losses)
@@ -435,10 +435,11 @@ show.source(towers.tower_losses)
 # **LLM tags** (the main line): chapter 07's second LLM_IT. For each user, chapter 06's
 # fine-tuned LLM_UI mined interests from the compressed history, and the tag model read those
 # interests, the history and a category summary, and wrote six tags for the next films
-# (`tagger.load_tags`; generated once in full mode by `python -m llmrec_lib.recgpt.tagger full`, for
-# every test user and a seeded sample of validation users, and committed). **Rule tags** (the
-# ablation): the counting rule the towers were trained with, computed live from each stage's
-# history. Validation can only choose on the users the LLM tagged.
+# (`tagger.load_tags`; generated once in full mode by
+# `python -m llmrec_lib.recgpt.tagger full`, for every test user and a seeded sample of
+# validation users, and committed). **Rule tags** (the ablation): the counting rule the
+# towers were trained with, computed live from each stage's history. Validation can only
+# choose on the users the LLM tagged.
 #
 # On other data the LLM's tags do not exist (they were written for the reference split's
 # users and histories), so there the rule's tags are the main line: every section below
@@ -930,15 +931,15 @@ print(
 # - **faithful**: the explanation names no genre the item lacks and no decade other than its
 #   own;
 # - **grounded**: faithful *and* it names at least one fact of its own item, a genre or the
-#   decade (`explanations.judge_grounded`). It reads only what the writer wrote. A control shows it
-#   can fail: the same explanations judged against **another row's item** (a seeded
-#   derangement). A judge that cannot tell an item's own explanation from another item's
-#   measures nothing.
+#   decade (`explanations.judge_grounded`). It reads only what the writer wrote. A
+#   control shows it can fail: the same explanations judged against **another row's
+#   item** (a seeded derangement). A judge that cannot tell an item's own explanation
+#   from another item's measures nothing.
 #
 # The committed table explains the reference split's selected model. On other data this run's
-# selected model is explained live instead (`explanations.explain_model`), with the rule's tags,
-# for fewer users (8 in quick mode): the checks that compare with the committed table are
-# recorded as not tested.
+# selected model is explained live instead (`explanations.explain_model`), with the
+# rule's tags, for fewer users (8 in quick mode): the checks that compare with the
+# committed table are recorded as not tested.
 
 # %%
 gen = generation.CachedGenerator(
@@ -1103,7 +1104,8 @@ if cfg.mode == "quick":  # the prose above quotes the committed table
         claims.skip(RELEVANT, "judges picks among the LLM's tags; here the rule's")
 
 # %% [markdown]
-# The grounded judge and its control are `llmrec_lib/recgpt/explanations.py::judge_grounded` and
+# The grounded judge and its control are
+# `llmrec_lib/recgpt/explanations.py::judge_grounded` and
 # `llmrec_lib/recgpt/explanations.py::derangement`. The judge's source:
 
 # %% tags=["hide-output"]
@@ -1392,9 +1394,10 @@ claims.table()
 #    LLM tags, quick mode) the tag tower's coverage@50 is 0.076 against the user tower's 0.142
 #    (b = 1): below, about half; on test 0.116 against 0.251. Reading the a = 0.5 rows instead
 #    gives 0.054 and 0.148. Explain the direction.
-# 4. **A stricter judge.** Extend `explanations.judge_faithful` to flag explanations that name a
-#    year more than 5 years from the film's (after removing the title, as the judge does).
-#    *Check:* on the committed table (103 rows) the faithful rate stays 0.563 (58 rows): ten
-#    explanations name a year, none more than 5 years off (the widest, 2003 for a 1998 film, is
-#    exactly 5 off, and that row is already unfaithful). A rate of 0.534 (55 rows) means your
-#    judge read decades such as "2000s" as the year 2000.
+# 4. **A stricter judge.** Extend `explanations.judge_faithful` to flag explanations
+#    that name a year more than 5 years from the film's (after removing the title, as
+#    the judge does). *Check:* on the committed table (103 rows) the faithful rate stays
+#    0.563 (58 rows): ten explanations name a year, none more than 5 years off (the
+#    widest, 2003 for a 1998 film, is exactly 5 off, and that row is already
+#    unfaithful). A rate of 0.534 (55 rows) means your judge read decades such as
+#    "2000s" as the year 2000.
