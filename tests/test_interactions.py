@@ -4,7 +4,7 @@ The property test draws small ratings frames full of same-second ties and checks
 positive (user, t), that each model's history constructor returns exactly the user's
 positives strictly before t (``interactions.history_before``), oldest first: the dual
 encoder's training pairs, its every-position trainer's prefixes, the baselines' histories at
-"now" and the three towers' training pairs (pending: see ``TOWERS_PENDING``).
+"now" and the three towers' training pairs.
 """
 
 from __future__ import annotations
@@ -119,16 +119,6 @@ def test_every_model_sees_the_same_history(seed):
         assert from_histories_at(frame, user, t) == expected[(user, t, item)]
 
 
-TOWERS_PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="towers.training_pairs still counts earlier positions, so a same-second positive "
-    "with a smaller item id is history; the fix (branch issue15-towers-tie-rule) moves chapter "
-    "08's selected fusion cell from b = 0.8 to 0.95, and the committed explanation table "
-    "(artifacts/recgpt) must be regenerated for it first. Remove this mark with the fix.",
-)
-
-
-@TOWERS_PENDING
 @settings(max_examples=20, deadline=None)
 @given(st.integers(0, 2**31 - 1))
 def test_the_three_towers_see_the_same_history(seed):

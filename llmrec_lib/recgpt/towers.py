@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmrec_lib import config, data, text
+from llmrec_lib import config, data, interactions, text
 
 __all__ = [
     "TowerConfig",
@@ -329,12 +329,9 @@ class Pairs:
 
 
 def _user_sequences(ratings: pd.DataFrame, feats: ItemFeatures) -> dict[int, np.ndarray]:
-    """Each user's positives as catalogue columns, oldest first (ties by item id)."""
-    pos = ratings[ratings["rating"] >= data.POSITIVE_MIN].sort_values(["user_id", "timestamp", "item_id"], kind="stable")
-    cols = feats.columns(pos["item_id"].to_numpy())
-    users = pos["user_id"].to_numpy(np.int64)
-    uniq, start, count = np.unique(users, return_index=True, return_counts=True)
-    return {int(u): cols[s : s + c] for u, s, c in zip(uniq, start, count)}
+    """Each user's positives as catalogue columns, oldest first (:class:`interactions.Sequences`)."""
+    seqs = interactions.Sequences.from_ratings(ratings, "ratings", "Pass split.history(stage).")
+    return seqs.per_user(feats.columns(seqs.item_id))
 
 
 def _pad_left(seqs: Sequence[np.ndarray], length: int) -> np.ndarray:
@@ -349,20 +346,23 @@ def _pad_left(seqs: Sequence[np.ndarray], length: int) -> np.ndarray:
 def training_pairs(train: pd.DataFrame, feats: ItemFeatures, max_history: int) -> Pairs:
     """One pair per training positive that has at least one earlier positive.
 
-    The history is what the user liked strictly before the target (never the target itself,
-    never anything later), so the user tower learns to predict the *next* item, as it is
-    asked to at evaluation time. Only ``split.train`` goes in.
+    The history is what the user liked strictly before the target in time (never the target
+    itself, never anything later, never a positive of the same second: the library's one tie
+    rule, :func:`llmrec_lib.interactions.history_end`), so the user tower learns to predict the
+    *next* item, as it is asked to at evaluation time. Only ``split.train`` goes in.
     """
-    seqs = _user_sequences(train, feats)
-    user_ids = np.array([-1] + sorted(seqs), dtype=np.int64)
-    urow = {u: i for i, u in enumerate(user_ids)}
+    seqs = interactions.Sequences.from_ratings(train, "training ratings", "Pass split.train.")
+    cols = feats.columns(seqs.item_id)
+    idx = feats.id_index[cols]
+    ends = seqs.start.repeat(seqs.count) + seqs.history_ends()  # history rows: [start, end)
+    user_ids = np.concatenate([[-1], seqs.users]).astype(np.int64)
     users, hists, targets = [], [], []
-    for u, cols in seqs.items():
-        idx = feats.id_index[cols]
-        for k in range(1, len(cols)):
-            users.append(urow[u])
-            hists.append(idx[max(0, k - max_history) : k])
-            targets.append(cols[k])
+    for row, (s, c) in enumerate(zip(seqs.start, seqs.count)):
+        for k in range(s, s + c):
+            if ends[k] > s:  # a target needs an earlier positive
+                users.append(row + 1)
+                hists.append(idx[max(s, ends[k] - max_history) : ends[k]])
+                targets.append(cols[k])
     if not targets:
         raise ValueError("no user has two training positives: nothing to learn a next item from")
     return Pairs(np.asarray(users, np.int64), _pad_left(hists, max_history), np.asarray(targets, np.int64), user_ids)
