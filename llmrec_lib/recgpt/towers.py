@@ -600,6 +600,8 @@ class ThreeTowerModel:
             return self._fit(train, progress, checkpoint, stop_at)
 
     def _fit(self, train: pd.DataFrame, progress: bool, checkpoint, stop_at: int | None) -> "ThreeTowerModel":
+        """The training run, in named steps: pairs and a fresh (or resumed) network, the
+        tensors every batch reads, then one ``_train_epoch`` per epoch, logged and checkpointed."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -613,15 +615,8 @@ class ThreeTowerModel:
         ckpt = Path(checkpoint) if checkpoint is not None else None
         if ckpt is not None and (ckpt / "state.json").is_file():
             start_epoch = self._load_checkpoint(ckpt, net, opt)
-        f = self.feats
-        ids_all, gen_all, dec_all, pop_all = self._item_inputs()
-        tag_vec = torch.from_numpy(self.vocab.vectors)
-        if cfg.tag_source == "history":
-            set_rows, set_cats = self.history_sets(pairs)
-        freq = np.bincount(pairs.target, minlength=f.n_items).astype(np.float64)
-        log_q_all = torch.tensor(np.log(np.maximum(freq, 1.0) / freq.sum()), dtype=torch.float32)
-        n = len(pairs)
-        steps = math.ceil(n / cfg.batch_size)
+        inputs = self._training_inputs(pairs)
+        steps = math.ceil(len(pairs) / cfg.batch_size)
         bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, desc=self.name,
                    disable=not progress, leave=False)
         out_of_time = False
@@ -629,48 +624,7 @@ class ThreeTowerModel:
         self.resumed_from = start_epoch
         last = cfg.epochs if stop_at is None else min(cfg.epochs, int(stop_at))
         for epoch in range(start_epoch, last):
-            # Dropout draws from torch's RNG: reseed per epoch so a resumed run repeats it too.
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
-            g = np.random.default_rng([cfg.seed, epoch])
-            perm = g.permutation(n)
-            if cfg.tag_source == "item":  # one tag per pair and epoch, drawn from the target's own tags
-                tag_pick = np.array([rows[g.integers(len(rows))] if len(rows) else -1
-                                     for rows in (self.item_tag_rows[c] for c in pairs.target)], dtype=np.int64)
-            sums = {"loss": 0.0, "col": 0.0, "tag": 0.0, "cate": 0.0}
-            for s in range(steps):
-                rows = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                if len(rows) < 2:
-                    continue
-                tgt = torch.from_numpy(pairs.target[rows])
-                h_v = net.items(ids_all[tgt], gen_all[tgt], dec_all[tgt], pop_all[tgt])
-                h_u = net.users(torch.from_numpy(pairs.user[rows]), torch.from_numpy(pairs.hist[rows]))
-                if cfg.tag_source == "item":
-                    trow = tag_pick[rows]
-                    h_t = net.tags(tag_vec[torch.from_numpy(trow).clamp(min=0)])
-                    has = torch.from_numpy(trow >= 0)
-                    masks = item_tag_masks(pairs.target[rows], trow, self.item_tag_rows, self.primary, self.tag_cat)
-                else:
-                    srow = torch.from_numpy(set_rows[rows])
-                    m = (srow >= 0).float().unsqueeze(-1)
-                    h_set = (net.tags(tag_vec[srow.clamp(min=0)]) * m).sum(1) / m.sum(1).clamp(min=1.0)
-                    h_t = F.normalize(h_set, dim=-1)  # the mean of the set, as at inference
-                    has = m.squeeze(-1).sum(1) > 0
-                    masks = history_tag_masks(pairs.target[rows], set_cats[rows], self.primary)
-                parts = tower_losses(h_u, h_t, h_v, tgt, has, *(torch.from_numpy(x) for x in masks),
-                                     cfg.temperature, log_q_all[tgt] if cfg.logq else None)
-                loss = parts["col"] + cfg.alpha * parts["tag"] + (1 - cfg.alpha) * parts["cate"]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sums["loss"] += loss.item()
-                for k in ("col", "tag", "cate"):
-                    sums[k] += parts[k].item()
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
-                if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
-                    out_of_time = True
-                    break
-            done = s + 1
+            sums, done, out_of_time = self._train_epoch(net, opt, pairs, inputs, epoch, steps, bar, t0)
             self.train_log.append({"epoch": epoch, **{k: v / done for k, v in sums.items()},
                                    "steps": done, "seconds": time.perf_counter() - t0})
             if ckpt is not None and not out_of_time:
@@ -683,6 +637,78 @@ class ThreeTowerModel:
         self.net = net
         self.fit_seconds = time.perf_counter() - t0
         return self
+
+    def _training_inputs(self, pairs: Pairs) -> dict:
+        """What every batch reads, built once per run: the catalogue's item inputs, the tag
+        vectors, the history tag sets (``tag_source="history"``) and each item's log sampling
+        probability (its share of the training targets, for the log-Q correction)."""
+        ids_all, gen_all, dec_all, pop_all = self._item_inputs()
+        inputs = {"items": (ids_all, gen_all, dec_all, pop_all), "tag_vec": torch.from_numpy(self.vocab.vectors)}
+        if self.cfg.tag_source == "history":
+            inputs["set_rows"], inputs["set_cats"] = self.history_sets(pairs)
+        freq = np.bincount(pairs.target, minlength=self.feats.n_items).astype(np.float64)
+        inputs["log_q"] = torch.tensor(np.log(np.maximum(freq, 1.0) / freq.sum()), dtype=torch.float32)
+        return inputs
+
+    def _train_epoch(self, net: ThreeTowerNet, opt, pairs: Pairs, inputs: dict, epoch: int, steps: int,
+                     bar, t0: float) -> tuple[dict, int, bool]:
+        """One pass over the pairs in an order drawn from (seed, epoch), so a resumed run sees
+        the batches an uninterrupted one would. Returns the summed losses, the steps taken
+        and whether ``cfg.max_seconds`` ran out."""
+        cfg = self.cfg
+        # Dropout draws from torch's RNG: reseed per epoch so a resumed run repeats it too.
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        g = np.random.default_rng([cfg.seed, epoch])
+        perm = g.permutation(len(pairs))
+        tag_pick = None
+        if cfg.tag_source == "item":  # one tag per pair and epoch, drawn from the target's own tags
+            tag_pick = np.array([rows[g.integers(len(rows))] if len(rows) else -1
+                                 for rows in (self.item_tag_rows[c] for c in pairs.target)], dtype=np.int64)
+        sums = {"loss": 0.0, "col": 0.0, "tag": 0.0, "cate": 0.0}
+        for s in range(steps):
+            rows = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            if len(rows) < 2:
+                continue
+            loss, parts = self._batch_loss(net, pairs, inputs, rows, tag_pick)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums["loss"] += loss.item()
+            for k in ("col", "tag", "cate"):
+                sums[k] += parts[k].item()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+            if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+                return sums, s + 1, True
+        return sums, s + 1, False
+
+    def _batch_loss(self, net: ThreeTowerNet, pairs: Pairs, inputs: dict, rows: np.ndarray,
+                    tag_pick: np.ndarray | None) -> tuple[torch.Tensor, dict]:
+        """The loss of one batch of pairs: the three towers' outputs (item, user, then tag:
+        dropout draws in that order), the masks of which in-batch items count as positives
+        for the tag and category losses, and ``col + a * tag + (1 - a) * cate``."""
+        cfg = self.cfg
+        ids_all, gen_all, dec_all, pop_all = inputs["items"]
+        tag_vec = inputs["tag_vec"]
+        tgt = torch.from_numpy(pairs.target[rows])
+        h_v = net.items(ids_all[tgt], gen_all[tgt], dec_all[tgt], pop_all[tgt])
+        h_u = net.users(torch.from_numpy(pairs.user[rows]), torch.from_numpy(pairs.hist[rows]))
+        if cfg.tag_source == "item":
+            trow = tag_pick[rows]
+            h_t = net.tags(tag_vec[torch.from_numpy(trow).clamp(min=0)])
+            has = torch.from_numpy(trow >= 0)
+            masks = item_tag_masks(pairs.target[rows], trow, self.item_tag_rows, self.primary, self.tag_cat)
+        else:
+            srow = torch.from_numpy(inputs["set_rows"][rows])
+            m = (srow >= 0).float().unsqueeze(-1)
+            h_set = (net.tags(tag_vec[srow.clamp(min=0)]) * m).sum(1) / m.sum(1).clamp(min=1.0)
+            h_t = F.normalize(h_set, dim=-1)  # the mean of the set, as at inference
+            has = m.squeeze(-1).sum(1) > 0
+            masks = history_tag_masks(pairs.target[rows], inputs["set_cats"][rows], self.primary)
+        parts = tower_losses(h_u, h_t, h_v, tgt, has, *(torch.from_numpy(x) for x in masks),
+                             cfg.temperature, inputs["log_q"][tgt] if cfg.logq else None)
+        loss = parts["col"] + cfg.alpha * parts["tag"] + (1 - cfg.alpha) * parts["cate"]
+        return loss, parts
 
     def history_sets(self, pairs: Pairs) -> tuple[np.ndarray, np.ndarray]:
         """Per training pair, the vocabulary rows of ``history_tagger``'s tags for the positives
