@@ -112,7 +112,15 @@ def _declared(chapter: str) -> Record:
 
 def path_of(chapter: str, folder: str | os.PathLike | None = None) -> Path:
     """Where chapter ``chapter``'s record lives: ``chNN.json`` in ``folder`` (default
-    :func:`config.results_dir`; :data:`config.REFERENCE_RESULTS` for the committed full run)."""
+    :func:`config.results_dir`; :data:`config.REFERENCE_RESULTS` for the committed full run).
+
+    Args:
+        chapter: the chapter's number as a string ("02"); it must be declared in ``RECORDS``.
+        folder: the results folder; None for the run's own.
+
+    Returns:
+        The path of the chapter's JSON record (it need not exist yet).
+    """
     base = Path(folder) if folder is not None else config.results_dir()
     return base / f"ch{_declared(chapter).chapter}.json"
 
@@ -126,7 +134,15 @@ def _kind_ok(value, kind: str) -> bool:
 
 def check(chapter: str, record: dict) -> list[str]:
     """The ways ``record`` breaks chapter ``chapter``'s declaration, as sentences (empty: it
-    keeps the contract)."""
+    keeps the contract).
+
+    Args:
+        chapter: the chapter whose declaration ``record`` must keep.
+        record: the chapter's results, as it would be saved.
+
+    Returns:
+        One sentence per problem (a missing or ill-kinded key); empty when there is none.
+    """
     spec = _declared(chapter)
     problems = [f"chapter {spec.chapter}'s results lack {key!r} (declared: {kind})"
                 for key, kind in spec.keys.items() if key not in record]
@@ -180,6 +196,11 @@ def save(chapter: str, record: dict, folder: str | os.PathLike | None = None) ->
     numbers become floats. Raises ValueError, naming every missing or ill-kinded key, before
     anything is written, so a broken record never replaces a good one.
 
+    Args:
+        chapter: the chapter's number as a string ("02").
+        record: the chapter's results (keys as declared in ``RECORDS``).
+        folder: where to write (default :func:`config.results_dir`).
+
     Returns:
         The file written (see :func:`path_of`).
     """
@@ -200,11 +221,14 @@ def load(chapter: str, *keys: str, folder: str | os.PathLike | None = None,
 
     Args:
         chapter: "02", "09", ...
-        keys: the keys the caller reads; each must be there (None values are fine: a chapter
+        *keys: the keys the caller reads; each must be there (None values are fine: a chapter
             records None for what it could not produce on this data).
         folder: where to read (default :func:`config.results_dir`).
         missing_ok: return None when the file is absent (a chapter that did not run on this
             data) instead of raising.
+
+    Returns:
+        The record as a dict; None when it is missing and ``missing_ok``.
 
     Raises:
         ResultsError: the file is missing, or lacks one of ``keys``; the message names the

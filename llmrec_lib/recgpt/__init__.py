@@ -1,4 +1,4 @@
-"""Alibaba's RecGPT (arXiv 2507.22879) at pocket scale, chapters 06-08.
+"""Alibaba's RecGPT [recgpt2025] at pocket scale, chapters 06-08.
 
 RecGPT puts LLMs in front of a retrieval model: ``LLM_UI`` mines a user's interests from
 their (compressed) lifelong history, ``LLM_IT`` turns interests into *tags*, short

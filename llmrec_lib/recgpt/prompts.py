@@ -26,7 +26,15 @@ TAG_PROMPT = (
 
 
 def interest_prompt(history_text: str, n: int = 5) -> str:
-    """LLM_UI's prompt: the compressed history, then the task (a list of ``n`` phrases)."""
+    """LLM_UI's prompt: the compressed history, then the task (a list of ``n`` phrases).
+
+    Args:
+        history_text: the user's compressed history (:mod:`recgpt.compression`); not empty.
+        n: how many interest phrases to ask for.
+
+    Returns:
+        The prompt text.
+    """
     if not history_text.strip():
         raise ValueError("history_text is empty: a user needs at least one rating to mine interests from")
     return INTEREST_PROMPT.format(history=history_text, n=n)
@@ -34,7 +42,16 @@ def interest_prompt(history_text: str, n: int = 5) -> str:
 
 def tag_prompt(history_text: str, interests: Sequence[str], n: int = 6) -> str:
     """LLM_IT's prompt: compressed history, the mined interests, the task with its
-    constraints (diverse, fresh)."""
+    constraints (diverse, fresh).
+
+    Args:
+        history_text: the user's compressed history; not empty.
+        interests: the interests mined by LLM_UI (empty: shown as "unknown").
+        n: how many tags to ask for.
+
+    Returns:
+        The prompt text.
+    """
     if not history_text.strip():
         raise ValueError("history_text is empty: a user needs at least one rating to predict tags from")
     shown = ", ".join(interests) if interests else "unknown"
@@ -42,13 +59,28 @@ def tag_prompt(history_text: str, interests: Sequence[str], n: int = 6) -> str:
 
 
 def format_answer(phrases: Sequence[str]) -> str:
-    """A target answer as the model should write it: a numbered list, one phrase a line."""
+    r"""A target answer as the model should write it: a numbered list, one phrase a line.
+
+    Args:
+        phrases: the target phrases, in order.
+
+    Returns:
+        "1. first\n2. second...", the form :func:`parse_phrases` reads back.
+    """
     return "\n".join(f"{i}. {p}" for i, p in enumerate(phrases, 1))
 
 
 def parse_phrases(text: str, n: int):
     """Parse a generated list of phrases (:func:`generation.parse_list`, at most ``n``, at
-    most 5 words each); returns the ParseResult."""
+    most 5 words each); returns the ParseResult.
+
+    Args:
+        text: the model's generated answer.
+        n: the most phrases to keep.
+
+    Returns:
+        The :class:`generation.ParseResult` (its phrases and whether the answer parsed).
+    """
     from llmrec_lib import generation
 
     return generation.parse_list(text, max_items=n, min_items=1, max_words=5)

@@ -57,7 +57,15 @@ MIN_PRECISION_LIFT = 0.0  # strictly above
 def passes(judged: pd.DataFrame) -> pd.Series:
     """The judge filter: a full answer (:data:`recgpt.N_INTERESTS` phrases), hallucination at
     most :data:`MAX_HALLUCINATION`, grounding at least :data:`MIN_GROUNDING`, precision lift
-    above :data:`MIN_PRECISION_LIFT` (NaN lift, no judging window, fails)."""
+    above :data:`MIN_PRECISION_LIFT` (NaN lift, no judging window, fails).
+
+    Args:
+        judged: one row per answer with n, grounding, hallucination and precision_lift
+            (:func:`recgpt.judge_interests`'s columns).
+
+    Returns:
+        A boolean Series on ``judged``'s index: True where the answer passes.
+    """
     data.require_columns(judged, ("n", "grounding", "hallucination", "precision_lift"), "judged",
                          "Pass recgpt.judge_interests output.")
     lift = judged["precision_lift"].fillna(-np.inf)
@@ -68,7 +76,14 @@ def passes(judged: pd.DataFrame) -> pd.Series:
 def pick(judged: pd.DataFrame) -> dict[int, int]:
     """prompt -> the sample to keep: among its passing samples, the highest grounding +
     precision lift, ties to the lower sample index. ``judged`` is indexed by (prompt,
-    sample). Prompts with no passing sample are absent."""
+    sample). Prompts with no passing sample are absent.
+
+    Args:
+        judged: the judge rates of every sample (see :func:`passes`), indexed by (prompt, sample).
+
+    Returns:
+        prompt -> the index of the sample kept.
+    """
     if judged.index.nlevels != 2:
         raise ValueError("judged must be indexed by (prompt, sample)")
     ok = judged[passes(judged)]
@@ -82,7 +97,17 @@ def judge_samples(samples: dict[tuple[int, int], list[str]], cuts: pd.DataFrame,
                   population_answer: Sequence[str]) -> pd.DataFrame:
     """``recgpt.judge_interests`` for every (prompt row of ``cuts``, sample) -> phrases: the
     history is the liked films before the cut, the judging window the next likes, and the
-    population (base rates, lifts) is every row of ``cuts``."""
+    population (base rates, lifts) is every row of ``cuts``.
+
+    Args:
+        samples: (prompt row, sample) -> the sampled interest phrases.
+        cuts: the training cut points, with liked_before and next_items per row.
+        facts: the catalogue facts the judges check phrases against.
+        population_answer: the one answer given to everybody, the baseline of precision lift.
+
+    Returns:
+        The judge rates, one row per (prompt, sample).
+    """
     hist = {k: cuts["liked_before"].iloc[k[0]] for k in samples}
     fut = {k: cuts["next_items"].iloc[k[0]] for k in samples}
     out = recgpt.judge_interests(
@@ -94,6 +119,15 @@ def judge_samples(samples: dict[tuple[int, int], list[str]], cuts: pd.DataFrame,
 
 
 def sample_config(seed: int):
+    """How the student samples its answers: temperature :data:`TEMPERATURE` and nucleus
+    :data:`TOP_P`, so the K samples of one prompt differ and the judges have something to pick.
+
+    Args:
+        seed: the sampling seed.
+
+    Returns:
+        The :class:`generation.GenerationConfig`.
+    """
     from llmrec_lib import generation
 
     return generation.GenerationConfig(max_new_tokens=recgpt.GEN_MAX_NEW_TOKENS, temperature=TEMPERATURE,
@@ -101,6 +135,15 @@ def sample_config(seed: int):
 
 
 def sft_config(seed: int = 0):
+    """The fine-tuning of each arm: :data:`STEPS` steps at :data:`LR`, half the first
+    round's rate, since the round-0 adapter is continued rather than started afresh.
+
+    Args:
+        seed: the training seed.
+
+    Returns:
+        The :class:`sft.SFTConfig`.
+    """
     from llmrec_lib import sft
 
     return sft.SFTConfig(steps=STEPS, batch_size=8, lr=LR, warmup=4, max_len=384, seed=seed, save_every=10)
@@ -118,7 +161,27 @@ def run_full(*, seed: int = 0, out: Path | None = None, work: Path | None = None
     (every sample, its judge rates and whether it passed and was kept), one adapter per arm,
     ``generations.jsonl`` (test interests per arm, the layout of
     :func:`recgpt.read_generations`) and ``meta.json`` (the funnel, the filter, timings).
-    ``example_users``, ``sft_overrides`` and ``setting`` exist for the tiny-llama test."""
+    ``example_users``, ``sft_overrides`` and ``setting`` exist for the tiny-llama test.
+
+    Args:
+        seed: the seed of sampling and training.
+        out: where to write the run.
+        work: the cache of generations and SFT checkpoints, what makes a rerun resume
+            (default: the ``recgpt-selftrain`` cache folder).
+        backbone: the base model's name.
+        student: the round-0 adapter to continue.
+        test_users: the users whose interests each arm mines.
+        command: the command line, recorded in meta.json.
+        setting: the data, split and catalogue facts (default :func:`recgpt.build_setting`).
+        n_prompts: how many training cut points to sample answers for.
+        k_samples: sampled answers per prompt.
+        example_users: draw the cut points from these users only (default: every user).
+        sft_overrides: SFTConfig fields to override (e.g. fewer steps in a test).
+        progress: show progress bars.
+
+    Returns:
+        The run's meta (what ``meta.json`` holds).
+    """
     import dataclasses
     import time
 
@@ -262,7 +325,15 @@ def _slug(arm: str) -> str:
 
 
 def load(path: Path | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """The committed run: (meta, samples, generations)."""
+    """The committed run: (meta, samples, generations).
+
+    Args:
+        path: the run's folder (default ``artifacts/recgpt/selftrain``).
+
+    Returns:
+        (meta, samples, generations): the meta dict, one row per sample, one row per
+        (arm, user) generation.
+    """
     path = Path(path) if path is not None else recgpt.artifacts_dir() / OUT
     if not (path / "meta.json").is_file():
         raise FileNotFoundError(f"{path}/meta.json not found: run `python -m llmrec_lib.recgpt.selftrain full` "
@@ -272,6 +343,15 @@ def load(path: Path | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: ``python -m llmrec_lib.recgpt.selftrain full [--prompts N]
+    [--samples K] [--seed S]`` runs :func:`run_full` and prints its funnel.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status, 0.
+    """
     import argparse
 
     from llmrec_lib import config

@@ -28,7 +28,14 @@ from llmrec_lib.recgpt.vocabulary import (
 
 def item_categories(genres: Iterable[str]) -> list[str]:
     """An item's genres that are categories, most specific first (the order of
-    :data:`TAG_CATEGORIES`); unknown genre names raise."""
+    :data:`TAG_CATEGORIES`); unknown genre names raise.
+
+    Args:
+        genres: the item's MovieLens genre names.
+
+    Returns:
+        The genres that are categories, most specific first (empty for none).
+    """
     genres = list(genres)
     unknown = [g for g in genres if g not in GENRE_CORE and g not in NON_CATEGORY_GENRES]
     if unknown:
@@ -40,7 +47,14 @@ def item_category(genres: Iterable[str]) -> str | None:
     """An item's one category for HR@K: its most specific genre (first in
     :data:`TAG_CATEGORIES`, i.e. rarest in the catalogue), None without genres. RecGPT's items
     each have one leaf category; a film listed as Animation|Children|Comedy is an animation
-    first, and a tag "comedy" should not count as finding it."""
+    first, and a tag "comedy" should not count as finding it.
+
+    Args:
+        genres: the item's MovieLens genre names.
+
+    Returns:
+        The most specific category, or None when no genre is one.
+    """
     cats = item_categories(genres)
     return cats[0] if cats else None
 
@@ -104,7 +118,8 @@ def item_tags(
         max_user_tags: at most this many user-tag phrases per item.
         max_tags: keep the first ``max_tags`` phrases (None: all).
 
-    Returns a Series item_id -> list[str], named "tags", in the order of ``movies``.
+    Returns:
+        A Series item_id -> list[str], named "tags", in the order of ``movies``.
     """
     data.require_columns(movies, ("item_id", "genres", "year"), "movies", "Pass ml.movies.")
     if max_tags is not None and max_tags < 1:
@@ -134,13 +149,23 @@ def item_tags(
 
 
 def artifacts_dir() -> Path:
-    """``artifacts/recgpt`` in the project (committed generations, adapters and tags)."""
+    """``artifacts/recgpt`` in the project (committed generations, adapters and tags).
+
+    Returns:
+        The folder's path (from :func:`config.artifacts_dir`).
+    """
     from llmrec_lib import config
 
     return config.artifacts_dir("recgpt")
 
 
 def predicted_tags_path() -> Path:
+    """The committed predicted tags of the test users, ``artifacts/recgpt/tags_test.jsonl``
+    (chapter 07 writes it, chapter 08 reads it).
+
+    Returns:
+        The file's path.
+    """
     return artifacts_dir() / "tags_test.jsonl"
 
 
@@ -150,6 +175,13 @@ def load_predicted_tags(path=None, source: str | None = "fine-tuned") -> dict[in
 
     ``source`` picks one producer ("zero-shot", "fine-tuned", ...); None requires the file to
     hold a single source. A user listed twice for one source is an error, not a silent merge.
+
+    Args:
+        path: the JSONL file (default :func:`predicted_tags_path`).
+        source: the producer to keep; None when the file holds one only.
+
+    Returns:
+        user_id -> the tags in the order they were predicted.
     """
     import json
 

@@ -22,7 +22,15 @@ from llmrec_lib.recgpt.vocabulary import tag_category
 
 def phrase_base_rates(positives: pd.DataFrame, itags: pd.Series) -> pd.Series:
     """Share of the positive ratings in ``positives`` whose item carries each tag phrase
-    (pass training positives only). The teacher's "what everybody likes" reference."""
+    (pass training positives only). The teacher's "what everybody likes" reference.
+
+    Args:
+        positives: positive ratings (item_id), from training only.
+        itags: item_id -> the item's tag phrases (:func:`item_tags`).
+
+    Returns:
+        phrase -> its share of the positives, in [0, 1].
+    """
     data.require_columns(positives, ("item_id",), "positives")
     counts: dict[str, int] = {}
     per_item = positives["item_id"].value_counts()
@@ -62,6 +70,17 @@ def teacher_interests(items: Sequence[int], itags: pd.Series, base_rate: pd.Seri
     per category (the paper balances its tag data the same way); if fewer than ``n`` qualify
     the rest are filled by count alone. Deterministic; every interest is grounded in at least
     one liked item by construction.
+
+    Args:
+        items: the user's liked item ids, from before the target time.
+        itags: item_id -> the item's tag phrases.
+        base_rate: phrase -> its share of all positives (:func:`phrase_base_rates`).
+        n: how many interests to return.
+        min_support: the fewest liked items a phrase must be on to rank by excess.
+        max_per_category: at most this many phrases of one category.
+
+    Returns:
+        Up to ``n`` phrases, best first.
     """
     items = list(dict.fromkeys(int(i) for i in items))
     counts: dict[str, int] = {}
@@ -84,7 +103,18 @@ def target_tags(next_items: Sequence[int], history_items: Sequence[int], itags: 
     """LLM_IT's training target: tags of the items the user *actually liked next* (RecGPT
     trains on the titles of clicked items). Phrases of ``next_items`` ranked by how many of
     them carry it, then by how often the earlier ``history_items`` did (the phrase fits the
-    user), then alphabetically; at most ``max_per_category`` per category."""
+    user), then alphabetically; at most ``max_per_category`` per category.
+
+    Args:
+        next_items: the items the user liked next (the target window).
+        history_items: the items the user liked before.
+        itags: item_id -> the item's tag phrases.
+        n: how many tags to return.
+        max_per_category: at most this many phrases of one category.
+
+    Returns:
+        Up to ``n`` phrases, best first.
+    """
     nxt: dict[str, int] = {}
     for i in dict.fromkeys(int(x) for x in next_items):
         for p in itags.get(i, ()):
@@ -100,7 +130,17 @@ def target_tags(next_items: Sequence[int], history_items: Sequence[int], itags: 
 def popular_tags(positives: pd.DataFrame, movies: pd.DataFrame, itags: pd.Series, *, n: int = 6) -> list[str]:
     """The same tags for everyone (no LLM, no user): the ``n`` categories most often the
     category (:func:`item_category`) of a liked item in ``positives`` (training only), each
-    as its most frequent phrase there. HR@K's popularity baseline."""
+    as its most frequent phrase there. HR@K's popularity baseline.
+
+    Args:
+        positives: positive ratings (item_id), from training only.
+        movies: item_id and genres, as ``ml.movies``.
+        itags: item_id -> the item's tag phrases.
+        n: how many tags to return.
+
+    Returns:
+        ``n`` phrases (fewer when there are fewer categories), commonest category first.
+    """
     data.require_columns(positives, ("item_id",), "positives")
     genres = movies.set_index("item_id")["genres"]
     cat_count: dict[str, int] = {}
@@ -144,7 +184,18 @@ def recent_tags(items: Sequence[int], itags: pd.Series, *, n: int = 6, last: int
     """A rule-based tag predictor (no LLM): the categories of the user's ``last`` liked
     items, most frequent first (newer items break ties), each as its most frequent phrase
     there; a second phrase per category only once every category has one. The baseline any
-    tag model has to beat."""
+    tag model has to beat.
+
+    Args:
+        items: the user's liked item ids, oldest first.
+        itags: item_id -> the item's tag phrases.
+        n: how many tags to return.
+        last: how many of the latest liked items to read.
+        max_per_category: at most this many phrases of one category.
+
+    Returns:
+        Up to ``n`` phrases, best first.
+    """
     items = [int(i) for i in items][-last:]
     phrase_score: dict[str, float] = {}
     cat_score: dict[str, float] = {}

@@ -107,7 +107,14 @@ _KEYWORDS_RE, _KEYWORD_OWNER = _keyword_table()
 
 
 def tag_categories(tag: str) -> list[str]:
-    """Every category a phrase mentions, in order of appearance (repeats removed)."""
+    """Every category a phrase mentions, in order of appearance (repeats removed).
+
+    Args:
+        tag: a tag or interest phrase.
+
+    Returns:
+        The categories it names, first mention first (empty: none).
+    """
     if not isinstance(tag, str):
         raise TypeError(f"tag must be a string, got {type(tag).__name__}")
     out: list[str] = []
@@ -126,6 +133,12 @@ def tag_category(tag: str) -> str:
     Comedy, "sci-fi thriller" -> Thriller, "90s war film" -> War). Case-insensitive, plural
     tolerant ("westerns"). This keyword map is the book's stand-in for RecGPT's learned
     tag-to-category model: transparent, deterministic, and it never sees the user.
+
+    Args:
+        tag: a tag or interest phrase.
+
+    Returns:
+        The category of the phrase's last category word, or :data:`UNMAPPED`.
     """
     if not isinstance(tag, str):
         raise TypeError(f"tag must be a string, got {type(tag).__name__}")
@@ -158,7 +171,14 @@ _GENRE_RE = re.compile(r"(?<![a-z])(" + "|".join(sorted((re.escape(w) for w in G
 
 
 def mentioned_genres(text: str) -> set[str]:
-    """MovieLens genres the text names (through :data:`GENRE_WORDS`)."""
+    """MovieLens genres the text names (through :data:`GENRE_WORDS`).
+
+    Args:
+        text: any text (an explanation, a phrase); not a string is read as ``str(text)``.
+
+    Returns:
+        The genres named, as MovieLens spells them.
+    """
     return {GENRE_WORDS[m] for m in _GENRE_RE.findall(str(text).lower())}
 
 
@@ -170,7 +190,14 @@ def mentioned_genres(text: str) -> set[str]:
 def decade_label(year) -> str | None:
     """1995 -> "90s", 2003 -> "2000s", 1915 -> "1910s"; None/NA -> None.
 
-    Two-digit labels only for 1920-1999, where they are unambiguous on this catalogue."""
+    Two-digit labels only for 1920-1999, where they are unambiguous on this catalogue.
+
+    Args:
+        year: a year (int, float or NA).
+
+    Returns:
+        The decade's label, or None without a year.
+    """
     if year is None or pd.isna(year):
         return None
     decade = int(year) // 10 * 10
@@ -204,7 +231,15 @@ def decade_mentions(text: str, *, years: bool = True) -> list[int]:
     interests, predicted tags, self-training samples, item tags) and 9,948 explanation texts
     (the 103 explanations, their raw answers, every title). One reading changed where nothing
     committed used it: the explanation judges read "20s" as the 2020s, a decade with no film in
-    the catalogue; here it is the 1920s, as :func:`decade_label` writes it."""
+    the catalogue; here it is the 1920s, as :func:`decade_label` writes it.
+
+    Args:
+        text: the text to read.
+        years: count four-digit years as naming their decade.
+
+    Returns:
+        The decades named, in order of appearance (repeats kept).
+    """
     out = []
     for m in _DECADE_RE.finditer(str(text).casefold()):
         decade, year, word = m.groups()
@@ -221,11 +256,25 @@ def decade_mentions(text: str, *, years: bool = True) -> list[int]:
 def phrase_decade(phrase: str) -> str | None:
     """The decade a tag or interest phrase names, as :func:`decade_label` writes it ("90s",
     "1990s" and "'90s" -> "90s"; "00s" -> "2000s"), or None (years are dates here: see
-    :func:`decade_mentions`)."""
+    :func:`decade_mentions`).
+
+    Args:
+        phrase: a tag or interest phrase.
+
+    Returns:
+        The first decade it names as a label, or None.
+    """
     found = decade_mentions(phrase, years=False)
     return decade_label(found[0]) if found else None
 
 
 def mentioned_decades(text: str) -> set[int]:
-    """Decades an explanation names: "1990s", "a 1994 film", "90s", "'80s", "nineties"."""
+    """Decades an explanation names: "1990s", "a 1994 film", "90s", "'80s", "nineties".
+
+    Args:
+        text: an explanation.
+
+    Returns:
+        The decades named, each as its first year (1990), years included.
+    """
     return set(decade_mentions(text, years=True))
