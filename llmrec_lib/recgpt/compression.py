@@ -31,7 +31,16 @@ DISLIKED_MAX = data.NEGATIVE_MAX  # words: a like is a positive, a dislike a neg
 def reliable_behaviours(ratings: pd.DataFrame, liked_min: float = LIKED_MIN,
                         disliked_max: float = DISLIKED_MAX) -> pd.DataFrame:
     """The ratings that say something clear: liked (>= ``liked_min``) or disliked
-    (<= ``disliked_max``), with a ``liked`` bool column; the lukewarm middle is dropped."""
+    (<= ``disliked_max``), with a ``liked`` bool column; the lukewarm middle is dropped.
+
+    Args:
+        ratings: ratings with the columns of :data:`data.RATING_COLUMNS`.
+        liked_min: the lowest rating that counts as liked.
+        disliked_max: the highest rating that counts as disliked (below ``liked_min``).
+
+    Returns:
+        The kept ratings, a copy, with a ``liked`` column.
+    """
     data.require_columns(ratings, data.RATING_COLUMNS, "ratings")
     if disliked_max >= liked_min:
         raise ValueError(f"disliked_max ({disliked_max}) must be below liked_min ({liked_min})")
@@ -44,7 +53,16 @@ def reliable_behaviours(ratings: pd.DataFrame, liked_min: float = LIKED_MIN,
 def raw_item_texts(movies: pd.DataFrame, tags: pd.DataFrame | None = None, k_tags: int = 5) -> pd.Series:
     """The uncompressed description of each item: full title, every genre and up to
     ``k_tags`` user tags, as plain sentences (``text.item_texts`` without markers). This is
-    the "long item title" that item-level compression shortens."""
+    the "long item title" that item-level compression shortens.
+
+    Args:
+        movies: the catalogue, as ``ml.movies``.
+        tags: user tags (user_id, item_id, tag), or None for none.
+        k_tags: the most tags per item.
+
+    Returns:
+        item_id -> text.
+    """
     from llmrec_lib import text
 
     fields = ("title", "genres") + (("tags",) if tags is not None and len(tags) else ())
@@ -63,6 +81,14 @@ def short_item_texts(movies: pd.DataFrame, max_words: int = 8, max_genres: int =
     the year becomes two digits; only the ``max_genres`` most specific genres stay, as their
     core words. RecGPT shortens keyword-stuffed Taobao titles with an LLM; MovieLens titles
     are already short, so here the genre list is where the tokens are saved.
+
+    Args:
+        movies: item_id, name, year and genres, as ``ml.movies``.
+        max_words: the most words of the name kept.
+        max_genres: the most genres kept.
+
+    Returns:
+        item_id -> short text, in the order of ``movies``.
     """
     data.require_columns(movies, ("item_id", "name", "year", "genres"), "movies")
     out = []
@@ -88,7 +114,16 @@ def _fmt_rating(r: float) -> str:
 
 def raw_history_texts(ratings: pd.DataFrame, item_text: pd.Series, users=None) -> pd.Series:
     """Each user's history uncompressed: one line per rating, oldest first,
-    ``2016-05-01 14:03 rated 4.5: <item text>``. user_id -> text."""
+    ``2016-05-01 14:03 rated 4.5: <item text>``. user_id -> text.
+
+    Args:
+        ratings: ratings with the columns of :data:`data.RATING_COLUMNS`.
+        item_text: item_id -> the text shown for the item.
+        users: the users to write (default: all in ``ratings``).
+
+    Returns:
+        user_id -> text, named "text".
+    """
     data.require_columns(ratings, data.RATING_COLUMNS, "ratings")
     r = ratings if users is None else ratings[ratings["user_id"].isin(list(users))]
     r = r.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
@@ -101,7 +136,17 @@ def time_buckets(timestamps, now: int, day_window: int = 30, month_window: int =
     """Sequence-level buckets, relative to ``now`` (the end of the visible history): a day
     ("2018-09-14") for the last ``day_window`` days, a month ("2018-07") for the last
     ``month_window`` days, a year ("2015") before that. Recent behaviour stays precise,
-    old behaviour is summarised, as RecGPT does for lifelong histories."""
+    old behaviour is summarised, as RecGPT does for lifelong histories.
+
+    Args:
+        timestamps: Unix seconds, one per rating.
+        now: the end of the visible history, Unix seconds.
+        day_window: ratings at most this many days old get a day.
+        month_window: ratings at most this many days old get a month.
+
+    Returns:
+        One bucket label (str) per timestamp.
+    """
     ts = np.asarray(timestamps, dtype=np.int64)
     age_days = (int(now) - ts) / 86400.0
     dt = pd.to_datetime(ts, unit="s")
@@ -118,6 +163,17 @@ def compressed_history_lines(user_ratings: pd.DataFrame, item_text: pd.Series, *
     items aggregated per bucket (an item rated several times in a bucket is listed once,
     ``x2``; each rating keeps its own line in the raw form). ``liked`` comes from
     :func:`reliable_behaviours`; a frame without it counts ratings >= :data:`LIKED_MIN` as liked.
+
+    Args:
+        user_ratings: one user's ratings (with ``liked`` from :func:`reliable_behaviours`, or
+            without it).
+        item_text: item_id -> the text shown for the item (e.g. :func:`short_item_texts`).
+        now: the time the buckets are relative to (default: the newest rating).
+        day_window: see :func:`time_buckets`.
+        month_window: see :func:`time_buckets`.
+
+    Returns:
+        One line per bucket, oldest first (empty for no ratings).
     """
     if len(user_ratings) == 0:
         return []
@@ -147,7 +203,17 @@ def _bucket_lines(items: np.ndarray, buckets: np.ndarray, liked: np.ndarray, ite
 
 
 def compressed_history_texts(ratings: pd.DataFrame, item_text: pd.Series, users=None, **kw) -> pd.Series:
-    """:func:`compressed_history_lines` for every user, joined by newlines. user_id -> text."""
+    """:func:`compressed_history_lines` for every user, joined by newlines. user_id -> text.
+
+    Args:
+        ratings: ratings with the columns of :data:`data.RATING_COLUMNS` (and ``liked``).
+        item_text: item_id -> the text shown for the item.
+        users: the users to write (default: all in ``ratings``).
+        **kw: passed to :func:`compressed_history_lines` (now, day_window, month_window).
+
+    Returns:
+        user_id -> text, named "text".
+    """
     data.require_columns(ratings, data.RATING_COLUMNS, "ratings")
     r = ratings if users is None else ratings[ratings["user_id"].isin(list(users))]
     out = {int(u): "\n".join(compressed_history_lines(g, item_text, **kw)) for u, g in r.groupby("user_id")}
@@ -164,6 +230,18 @@ def history_prompt_text(user_ratings: pd.DataFrame, item_text: pd.Series, tokeni
     ``item_text``) makes it fast: lengths are summed to find the cut, then the result is
     measured once and trimmed further if the estimate was short. ``return_items`` also
     returns the item ids shown (oldest first).
+
+    Args:
+        user_ratings: one user's ratings.
+        item_text: item_id -> the text shown for the item.
+        tokenizer: the model's tokenizer, which measures the budget.
+        budget: the most tokens the history may take (>= 1).
+        item_len: item_id -> tokens of its text, to find the cut fast (optional).
+        return_items: also return the item ids shown.
+        **kw: passed to :func:`compressed_history_lines`.
+
+    Returns:
+        The history text; with ``return_items``, (text, item ids shown, oldest first).
     """
     from llmrec_lib import text
 
@@ -212,7 +290,20 @@ def compression_stats(ratings: pd.DataFrame, movies: pd.DataFrame, tokenizer, *,
     ``raw`` (every rating, one line each, long item text), ``reliable`` (lukewarm ratings
     dropped), ``item-level`` (plus short item text), ``sequence-level`` (plus time buckets,
     items aggregated per bucket). Returns (per-user token table, fit table: share of users
-    whose whole history fits each budget at each stage)."""
+    whose whole history fits each budget at each stage).
+
+    Args:
+        ratings: ratings with the columns of :data:`data.RATING_COLUMNS`.
+        movies: the catalogue, as ``ml.movies``.
+        tokenizer: the tokenizer that counts tokens.
+        tags: user tags for the raw item text (optional).
+        users: the users to measure (default: all).
+        budgets: the context budgets, in tokens, of the fit table.
+
+    Returns:
+        (tokens, fits): tokens per user and stage; the share of users whose history fits each
+        budget at each stage.
+    """
     from llmrec_lib import text
 
     raw_text = raw_item_texts(movies, tags)

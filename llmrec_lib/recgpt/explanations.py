@@ -68,7 +68,17 @@ EXPLAIN_EXAMPLE = (
 
 def explanation_messages(tag: str, title: str, genres: Sequence[str], year) -> list[dict]:
     """The chat prompt of one explanation: a worked example, then the user's interest (a tag)
-    and the item's facts (title with year, genres)."""
+    and the item's facts (title with year, genres).
+
+    Args:
+        tag: the user's interest the explanation speaks to.
+        title: the item's title, with its year.
+        genres: the item's genres.
+        year: the item's year (unused in the text: the title carries it).
+
+    Returns:
+        The chat messages (system, example pair, the question).
+    """
     facts = f"{title}; genres: {', '.join(genres) if len(genres) else 'unknown'}"
     return [
         {"role": "system", "content": EXPLAIN_SYSTEM},
@@ -80,7 +90,15 @@ def explanation_messages(tag: str, title: str, genres: Sequence[str], year) -> l
 
 def clean_explanation(raw: str, max_words: int = 12) -> tuple[str, bool, str]:
     """(explanation, ok, reason): the first non-empty line, without quotes, list marks or a
-    "Reason:" label, cut to ``max_words`` words. ``ok`` is False for an empty answer or one cut."""
+    "Reason:" label, cut to ``max_words`` words. ``ok`` is False for an empty answer or one cut.
+
+    Args:
+        raw: the generated text.
+        max_words: the most words kept.
+
+    Returns:
+        (explanation, ok, reason): the cleaned text, whether it is whole, and why not.
+    """
     lines = [l.strip() for l in str(raw or "").splitlines() if l.strip()]
     if not lines:
         return "", False, "empty: no text"
@@ -95,7 +113,16 @@ def clean_explanation(raw: str, max_words: int = 12) -> tuple[str, bool, str]:
 
 
 def judge_relevant(tag: str, item_genres: Sequence[str], tag_category: Callable[[str], str | None]) -> bool:
-    """Relevant: the interest's category is one of the item's genres."""
+    """Relevant: the interest's category is one of the item's genres.
+
+    Args:
+        tag: the interest the explanation speaks to.
+        item_genres: the item's genres.
+        tag_category: tag -> its category (or None).
+
+    Returns:
+        True when the tag's category is one of the item's genres.
+    """
     cat = tag_category(tag)
     return cat is not None and cat in set(item_genres)
 
@@ -115,6 +142,15 @@ def judge_faithful(explanation: str, item_genres: Sequence[str], year, title: st
 
     The item's own title is removed first ("2001: A Space Odyssey" names no decade, "War of
     the Worlds" no genre). Returns (verdict, the violations, e.g. ["genre Horror", "decade 1980s"]).
+
+    Args:
+        explanation: the explanation text.
+        item_genres: the item's genres.
+        year: the item's year (None or NA: every decade named is a violation).
+        title: the item's title, removed before reading.
+
+    Returns:
+        (verdict, violations).
     """
     explanation = _without_title(explanation, title)
     bad = [f"genre {g}" for g in sorted(mentioned_genres(explanation) - set(item_genres))]
@@ -127,7 +163,17 @@ def judge_grounded(explanation: str, item_genres: Sequence[str], year, title: st
     """Grounded: faithful (:func:`judge_faithful`) *and* names at least one fact of its own
     item, a genre it has or its decade (the title removed first, as there). A generic "a
     great movie you will love" is faithful but not grounded. Unlike :func:`judge_relevant`,
-    which checks the tag the retrieval picked, this reads only what the writer wrote."""
+    which checks the tag the retrieval picked, this reads only what the writer wrote.
+
+    Args:
+        explanation: the explanation text.
+        item_genres: the item's genres.
+        year: the item's year.
+        title: the item's title, removed before reading.
+
+    Returns:
+        True when the text is faithful and names a fact of its item.
+    """
     if not judge_faithful(explanation, item_genres, year, title)[0]:
         return False
     explanation = _without_title(explanation, title)
@@ -137,7 +183,15 @@ def judge_grounded(explanation: str, item_genres: Sequence[str], year, title: st
 
 def derangement(n: int, seed: int = 0) -> np.ndarray:
     """A seeded permutation of ``range(n)`` with no fixed point (n >= 2): the shuffled
-    control pairs every explanation with another row's item."""
+    control pairs every explanation with another row's item.
+
+    Args:
+        n: the number of rows (>= 2).
+        seed: the permutation's seed.
+
+    Returns:
+        The permutation, an int array of length ``n``.
+    """
     if n < 2:
         raise ValueError(f"a derangement needs at least 2 rows, got {n}")
     rng = np.random.default_rng(seed)
@@ -148,6 +202,15 @@ def derangement(n: int, seed: int = 0) -> np.ndarray:
 
 
 def prompt_hash(messages: list[dict]) -> str:
+    """The short hash of a chat prompt, kept with each generated row, so a test can tell a
+    committed table from one the current prompt code would write.
+
+    Args:
+        messages: the chat messages.
+
+    Returns:
+        16 hex digits of the SHA-256 of the messages' canonical JSON.
+    """
     return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
@@ -186,6 +249,7 @@ class ExplanationTable:
         return cls(pd.DataFrame(rows, columns=list(cls.COLUMNS)), meta)
 
     def lookup(self, tag: str, item_id: int) -> str | None:
+        """The explanation of (tag, item), or None when the table has no such row."""
         hit = self.rows[(self.rows["tag"] == tag) & (self.rows["item_id"] == int(item_id))]
         return None if hit.empty else str(hit["explanation"].iloc[0])
 
@@ -221,6 +285,9 @@ class ExplanationTable:
         return self.rows[self.rows["prompt_hash"].to_numpy() != np.asarray(now)]
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the table as JSON (``meta`` and ``rows``) to ``path``, making its folder; returns
+        the path.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"meta": self.meta, "rows": self.rows.to_dict(orient="records")}
@@ -229,6 +296,9 @@ class ExplanationTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ExplanationTable":
+        """Read a table that :meth:`save` wrote; a missing file raises with the command that
+        regenerates it.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no explanation table at {path}; regenerate it with "
@@ -251,13 +321,26 @@ EXPLAIN_CONFIG = dict(max_new_tokens=20, temperature=0.0, batch_size=8, repetiti
 
 
 def explanations_path() -> Path:
-    """``artifacts/recgpt/explanations.json``: the committed (tag, item) -> explanation table."""
+    """``artifacts/recgpt/explanations.json``: the committed (tag, item) -> explanation table.
+
+    Returns:
+        The file's path.
+    """
     return config.artifacts_dir("recgpt") / "explanations.json"
 
 
 def best_tags(model: ThreeTowerModel, tags: Sequence[str], item_cols: Sequence[int]) -> list[str | None]:
     """For each item column, the tag among ``tags`` whose ``h_t`` scores it highest (the
-    interest an explanation should speak to); None when there are no tags."""
+    interest an explanation should speak to); None when there are no tags.
+
+    Args:
+        model: the trained three-tower model.
+        tags: the user's tags.
+        item_cols: the catalogue columns of the items.
+
+    Returns:
+        One tag (or None) per item column.
+    """
     if not len(tags):
         return [None] * len(item_cols)
     h_t = model.tag_vectors(list(tags))  # (n_tags, d)
@@ -268,7 +351,20 @@ def best_tags(model: ThreeTowerModel, tags: Sequence[str], item_cols: Sequence[i
 def explanation_pairs(model: ThreeTowerModel, split: data.Split, user_tags: Mapping[int, Sequence[str]],
                       n_users: int, k: int, b: float, seed: int = 0) -> pd.DataFrame:
     """(user_id, rank, item_id, tag) for ``n_users`` seeded test users: their top ``k`` fused
-    items (seen items excluded, as in evaluation) and each item's best-matching tag."""
+    items (seen items excluded, as in evaluation) and each item's best-matching tag.
+
+    Args:
+        model: the trained three-tower model.
+        split: the split whose test users are drawn.
+        user_tags: user_id -> the user's tags.
+        n_users: how many test users to draw.
+        k: items per user.
+        b: the fusion weight of the tag tower.
+        seed: the seed that draws the users.
+
+    Returns:
+        One row per (user, rank), with the item and its tag.
+    """
     from llmrec_lib import evaluate as E
 
     users = np.sort(np.random.default_rng(seed).choice(split.users("test"), size=n_users, replace=False))
@@ -292,7 +388,24 @@ def explain_model(model: ThreeTowerModel, split: data.Split, movies: pd.DataFram
     duplicates once), written by ``generator`` (default: SmolLM2-135M with
     :data:`EXPLAIN_CONFIG`, cached on disk), judged, with the judges' rates in
     ``meta["judges"]`` and the pair count in ``meta["n_pairs"]``. :func:`run_explain` runs it for
-    the committed table; chapter 08 runs it live on data the committed table does not fit."""
+    the committed table; chapter 08 runs it live on data the committed table does not fit.
+
+    Args:
+        model: the trained three-tower model.
+        split: the split whose test users are explained.
+        movies: the catalogue (titles, genres, years of the prompts and judges).
+        user_tags: user_id -> the user's tags.
+        n_users: how many test users to draw.
+        k: items per user.
+        b: the fusion weight of the tag tower.
+        generator: what writes the explanations (default: SmolLM2-135M, cached).
+        tag_category: tag -> its category, for the relevance judge (default: recgpt's).
+        meta: provenance to record in the table's meta.
+        progress: show a progress bar.
+
+    Returns:
+        The judged :class:`ExplanationTable`.
+    """
     from llmrec_lib import generation, recgpt
 
     pairs = explanation_pairs(model, split, user_tags, n_users, k, b=b)
@@ -318,7 +431,20 @@ def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: in
     ``model``, already trained), queried on test with chapter 07's LLM tags and fused with
     ``b``; the top ``explain_k`` items of ``explain_users`` seeded test users, each with the
     user's tag that the tag tower matches best; SmolLM2 writes, the judges score, the table is
-    saved (default :func:`explanations_path`)."""
+    saved (default :func:`explanations_path`).
+
+    Args:
+        mode: the run mode whose model settings are used ("full", "quick").
+        alpha: the model's a (tag-loss weight).
+        b: the fusion weight.
+        seed: the model's seed.
+        model: an already trained model (skips training).
+        out: where to save the table.
+        progress: show progress bars.
+
+    Returns:
+        The saved :class:`ExplanationTable`.
+    """
     import dataclasses
 
     from llmrec_lib import backbones, recgpt
@@ -351,6 +477,15 @@ def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: ``python -m llmrec_lib.recgpt.explanations explain [--mode M]
+    [--alpha A] [--b B] [--seed S] [--out PATH]`` runs :func:`run_explain`.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status, 0.
+    """
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m llmrec_lib.recgpt.explanations", description=__doc__.splitlines()[0])

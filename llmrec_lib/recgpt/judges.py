@@ -47,6 +47,9 @@ class ItemFacts:
 
     @classmethod
     def build(cls, movies: pd.DataFrame, tags: pd.DataFrame | None = None) -> "ItemFacts":
+        """The facts of every item the judges check phrases against: its categories, decade,
+        name and tag words, and its one category (:func:`item_category`).
+        """
         data.require_columns(movies, ("item_id", "name", "year", "genres"), "movies")
         tag_words: dict[int, set] = {}
         if tags is not None and len(tags):
@@ -98,7 +101,16 @@ def _content_words(s: str) -> set[str]:
 def supports(phrase: str, item: int, facts: ItemFacts) -> bool:
     """Does ``item`` have what ``phrase`` says? Every category the phrase names is one of the
     item's, and its decade (if it names one) is the item's; a phrase naming neither is
-    supported when it shares a content word with the item's name or user tags."""
+    supported when it shares a content word with the item's name or user tags.
+
+    Args:
+        phrase: a tag or interest phrase.
+        item: an item id.
+        facts: the catalogue's facts (:meth:`ItemFacts.build`).
+
+    Returns:
+        True when the item has what the phrase names.
+    """
     cats = tag_categories(phrase)
     dec = phrase_decade(phrase)
     if cats or dec:
@@ -109,14 +121,30 @@ def supports(phrase: str, item: int, facts: ItemFacts) -> bool:
 
 def answer_categories(phrases: Sequence[str]) -> set[str]:
     """The categories an answer names: the head categories (:func:`tag_category`) of its
-    phrases, unmapped phrases left out."""
+    phrases, unmapped phrases left out.
+
+    Args:
+        phrases: an answer's phrases.
+
+    Returns:
+        The set of categories named.
+    """
     return {tag_category(p) for p in phrases} - {UNMAPPED}
 
 
 def population_categories(liked_items: Iterable[int], facts: ItemFacts, n: int = 5) -> list[str]:
     """The population's modal answer: the ``n`` categories most often the category
     (:func:`item_category`) of a liked film, each like counted once (ties alphabetically).
-    Pass every like of the population (e.g. the training positives' item ids)."""
+    Pass every like of the population (e.g. the training positives' item ids).
+
+    Args:
+        liked_items: item ids, one per like.
+        facts: the catalogue's facts.
+        n: how many categories to return.
+
+    Returns:
+        Up to ``n`` categories, commonest first.
+    """
     counts: dict[str, int] = {}
     for i in liked_items:
         c = facts.primary.get(int(i))
@@ -130,7 +158,16 @@ def category_interests(items: Sequence[int], facts: ItemFacts, n: int = 5) -> li
     film in ``items`` (:func:`population_categories`), each written as its core word
     (:data:`GENRE_CORE`: "crime film", "sci-fi"). Given every liked film of one user it is
     the *per-user counting rule*; given everybody's training likes it is the *constant
-    answer* everyone receives."""
+    answer* everyone receives.
+
+    Args:
+        items: liked item ids.
+        facts: the catalogue's facts.
+        n: how many interests to return.
+
+    Returns:
+        Up to ``n`` phrases, commonest category first.
+    """
     return [GENRE_CORE[c] for c in population_categories(items, facts, n)]
 
 
@@ -190,8 +227,19 @@ def judge_interests(interests: dict, history: dict, future: dict, facts: ItemFac
     empty answer is a failed answer, not a missing one. Recall, precision and their lifts are
     NaN for a user with no future liked film.
 
-    Args: ``interests`` user -> phrases; ``history`` user -> liked item ids; ``future`` user
-    -> liked item ids of the judging window. Users are those of ``interests``.
+    Args:
+        interests: user -> phrases; the users judged are those of ``interests``.
+        history: user -> liked item ids (what the model could see).
+        future: user -> liked item ids of the judging window.
+        facts: the catalogue's facts (:meth:`ItemFacts.build`).
+        n_requested: how many interests were asked for.
+        min_support: the history films a phrase needs to count as supported.
+        population: user -> liked history items, the base rates' population.
+        population_future: user -> judging-window items, the lifts' population.
+        population_answer: the modal answer ``P`` (categories).
+
+    Returns:
+        One row per user, one column per judge (and ``n``, the phrases parsed).
     """
     population = history if population is None else population
     population_future = future if population_future is None else population_future
@@ -262,6 +310,17 @@ def judge_tags(tags: dict, future: dict, recent: dict, facts: ItemFacts, *, k: i
       item ids), the freshness constraint broken;
     * ``unmapped``: share of tags that name no category (can never hit);
     * ``diversity``: distinct categories among the tags / ``n_requested``.
+
+    Args:
+        tags: user -> predicted tags, best first.
+        future: user -> liked item ids of the judging window.
+        recent: user -> item ids the user rated recently.
+        facts: the catalogue's facts.
+        k: how many of the first tags count for HR@k.
+        n_requested: how many tags were asked for (diversity's denominator).
+
+    Returns:
+        One row per user of ``tags``, one column per rate.
     """
     rows = []
     for u, phrases in tags.items():
@@ -282,7 +341,17 @@ def rate_table(judged: dict, columns: Sequence[str] | None = None, n_boot: int =
                seed: int = 0) -> pd.DataFrame:
     """Mean and 95% bootstrap interval (:func:`metrics.bootstrap_ci`, users resampled) of
     each judge column, for each system: a long table system, judge, mean, lo, hi, n_users.
-    Users whose rate is undefined (NaN: e.g. no future positives) are left out."""
+    Users whose rate is undefined (NaN: e.g. no future positives) are left out.
+
+    Args:
+        judged: system name -> its judge table (one row per user).
+        columns: the judge columns to summarise (default: all but ``n``).
+        n_boot: bootstrap resamples.
+        seed: the bootstrap's seed.
+
+    Returns:
+        The long table, one row per (system, judge).
+    """
     from llmrec_lib import metrics
 
     rows = []
@@ -299,7 +368,18 @@ def paired_rate_table(judged: dict, reference: str, columns: Sequence[str] | Non
     """Each system minus ``reference``, user by user, on the users both judged
     (:func:`metrics.paired_bootstrap`): a long table system, judge, diff, lo, hi, p, n_users.
     Paired differences are what "system A beats system B on this judge" means when both
-    answered the same users: a difference interval that excludes 0."""
+    answered the same users: a difference interval that excludes 0.
+
+    Args:
+        judged: system name -> its judge table (one row per user).
+        reference: the system every other is compared with.
+        columns: the judge columns to compare (default: all but ``n``).
+        n_boot: bootstrap resamples.
+        seed: the bootstrap's seed.
+
+    Returns:
+        The long table, one row per (system, judge), the reference left out.
+    """
     from llmrec_lib import metrics
 
     ref = judged[reference]
@@ -319,7 +399,15 @@ def paired_rate_table(judged: dict, reference: str, columns: Sequence[str] | Non
 def history_before(ratings: pd.DataFrame, cutoff: dict) -> pd.DataFrame:
     """Each user's ratings strictly before their own ``cutoff`` timestamp (user -> ts); users
     without a cutoff are dropped. The staleness experiment mines interests from
-    ``history_before(h, window_start - k weeks)`` instead of the whole history ``h``."""
+    ``history_before(h, window_start - k weeks)`` instead of the whole history ``h``.
+
+    Args:
+        ratings: ratings with user_id and timestamp.
+        cutoff: user -> the first timestamp left out.
+
+    Returns:
+        The earlier ratings, index reset.
+    """
     data.require_columns(ratings, ("user_id", "timestamp"), "ratings")
     limit = ratings["user_id"].map(cutoff)
     return ratings[limit.notna() & (ratings["timestamp"] < limit)].reset_index(drop=True)

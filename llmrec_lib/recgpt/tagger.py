@@ -78,7 +78,16 @@ def category_counts(items: Sequence[int], itags: pd.Series, last: int = SUMMARY_
     first, ties to the category liked more recently. :func:`recgpt.recent_tags` counts the
     same way but breaks ties by the summed recency of a category's likes, so tied categories
     can come in another order there (on 230 of 602 test users' lists; unifying the two would
-    move every rule-based number in chapters 07-09)."""
+    move every rule-based number in chapters 07-09).
+
+    Args:
+        items: liked item ids, oldest first.
+        itags: item_id -> the item's tag phrases.
+        last: how many of the latest likes to count.
+
+    Returns:
+        (category, count) pairs, most frequent first.
+    """
     count: dict[str, int] = {}
     newest: dict[str, int] = {}
     for rank, i in enumerate([int(x) for x in items][-last:]):
@@ -91,7 +100,16 @@ def category_counts(items: Sequence[int], itags: pd.Series, last: int = SUMMARY_
 
 
 def category_summary(items: Sequence[int], itags: pd.Series, last: int = SUMMARY_LAST) -> str:
-    """``"drama 14, comedy 9, ..."``: :func:`category_counts` as prompt text ("none" if empty)."""
+    """``"drama 14, comedy 9, ..."``: :func:`category_counts` as prompt text ("none" if empty).
+
+    Args:
+        items: liked item ids, oldest first.
+        itags: item_id -> the item's tag phrases.
+        last: how many of the latest likes to count.
+
+    Returns:
+        The summary line of the prompt.
+    """
     counts = category_counts(items, itags, last)
     return ", ".join(f"{c.lower()} {k}" for c, k in counts) if counts else "none"
 
@@ -116,6 +134,15 @@ def next_tags(next_items: Sequence[int], history_items: Sequence[int], itags: pd
     :data:`HORIZON` likes) by how many of them fall in it, ties in the history's order; then
     the history's other categories (:func:`category_counts` of ``history_items``) as backfill.
     Each category's phrase is its most frequent one among the next items, else the history's.
+
+    Args:
+        next_items: the next liked item ids after the cut.
+        history_items: the liked item ids before the cut, oldest first.
+        itags: item_id -> the item's tag phrases.
+        n: how many tags to return.
+
+    Returns:
+        Up to ``n`` phrases, one per category.
     """
     hist_order = [c for c, _ in category_counts(history_items, itags, last=len(history_items) or 1)]
     pos = {c: k for k, c in enumerate(hist_order)}
@@ -137,7 +164,17 @@ def next_tags(next_items: Sequence[int], history_items: Sequence[int], itags: pd
 
 
 def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int = recgpt.N_TAGS) -> str:
-    """The prompt: compressed titles, the category summary, the (student's) interests."""
+    """The prompt: compressed titles, the category summary, the (student's) interests.
+
+    Args:
+        history_text: the compressed history; not empty.
+        summary: the category summary (:func:`category_summary`).
+        interests: the student's mined interests (empty: shown as "unknown").
+        n: how many tags to ask for.
+
+    Returns:
+        The prompt text.
+    """
     if not history_text.strip():
         raise ValueError("history_text is empty: a user needs at least one rating to predict tags from")
     shown = ", ".join(interests) if interests else "unknown"
@@ -147,7 +184,16 @@ def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int
 def one_per_category(tags: Sequence[str], backfill: Sequence[str], n: int = recgpt.N_TAGS) -> list[str]:
     """Post-processing (a separate, measured step): keep the first tag of each category
     (unmapped tags dropped), then fill up to ``n`` from ``backfill`` (the rule's tags) with
-    categories not yet named."""
+    categories not yet named.
+
+    Args:
+        tags: the model's tags, best first.
+        backfill: the rule's tags, used where the model names too few categories.
+        n: how many tags to return.
+
+    Returns:
+        Up to ``n`` tags, no two of one category.
+    """
     out, seen = [], set()
     for t in list(tags) + list(backfill):
         c = recgpt.tag_category(t)
@@ -164,7 +210,18 @@ def cut_points(setting: recgpt.Setting, *, per_user: int = 2, min_before: int = 
                users=None) -> pd.DataFrame:
     """Training cut points from the *training* ratings only: up to ``per_user`` per user, each
     with at least ``min_before`` likes strictly before and :data:`HORIZON` likes after (still
-    in training). Returns user_id, cut, history_text, shown_liked, liked_before, next_items."""
+    in training). Returns user_id, cut, history_text, shown_liked, liked_before, next_items.
+
+    Args:
+        setting: the data, split and catalogue facts (:func:`recgpt.build_setting`).
+        per_user: the most cut points per user.
+        min_before: the fewest likes before a cut.
+        seed: the seed that draws the cuts.
+        users: draw from these users only (default: every user).
+
+    Returns:
+        One row per cut point, with the columns above.
+    """
     rel = recgpt.reliable_behaviours(setting.split.train)
     if users is not None:
         rel = rel[rel["user_id"].isin(list(users))]
@@ -192,6 +249,12 @@ def cut_points(setting: recgpt.Setting, *, per_user: int = 2, min_before: int = 
 
 
 def generation_config():
+    """Greedy decoding of the tags, at most :data:`MAX_NEW_TOKENS` new tokens: enough for six
+    numbered tags, short enough that a rambling answer is cut, not waited for.
+
+    Returns:
+        The :class:`generation.GenerationConfig`.
+    """
     from llmrec_lib import generation
 
     return generation.GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, batch_size=8)
@@ -208,6 +271,15 @@ def _interests(generator, history_texts: Sequence[str], progress: bool) -> list[
 
 
 def default_sft_config(seed: int = 0):
+    """The LoRA fine-tuning of the second LLM_IT: 150 steps of 8 examples at 3e-4, prompts up
+    to 512 tokens (a history, the summary and the interests fit).
+
+    Args:
+        seed: the training seed.
+
+    Returns:
+        The :class:`sft.SFTConfig`.
+    """
     from llmrec_lib import sft
 
     return sft.SFTConfig(steps=150, batch_size=8, lr=3e-4, warmup=8, max_len=512, seed=seed, save_every=10)
@@ -228,6 +300,24 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
     4. ``out`` (default ``artifacts/recgpt/tagger``): ``adapter/``, ``tags.jsonl`` (one line per
        user and stage: interests, raw answer, parsed tags, hit-limit flag, prompt hash) and
        ``meta.json``.
+
+    Args:
+        stages: the stages whose users get tags ("test", "valid").
+        n_users: stage -> the size of a seeded user sample (default: every user).
+        seed: the seed of cut points, sampling and training.
+        steps: SFT steps (default: :func:`default_sft_config`'s).
+        out: where to write the run.
+        work: the cache of generations and SFT checkpoints, what makes a rerun resume.
+        backbone: the base model's name.
+        ui_adapter: chapter 06's LLM_UI adapter.
+        command: the command line, recorded in meta.json.
+        setting: the data, split and facts (default :func:`recgpt.build_setting`).
+        example_users: draw the cut points from these users only (default: every user).
+        sft_overrides: SFTConfig fields to override (e.g. in the tiny-llama test).
+        progress: show progress bars.
+
+    Returns:
+        The run's meta (what ``meta.json`` holds).
     """
     import dataclasses
     import time
@@ -328,7 +418,16 @@ def _tag_stage(setting: recgpt.Setting, stage: str, users: Sequence[int], ui_gen
 def load_tags(stage: str = "test", path: Path | None = None, *, field: str = "tags") -> dict[int, list[str]] | dict[int, str]:
     """user_id -> the second LLM_IT's tags for ``stage`` (parsed again with the current parser,
     so a parser fix applies to committed text). ``field="text"``: the raw answers;
-    ``field="interests"``: the chapter-06 student's interests the prompt showed."""
+    ``field="interests"``: the chapter-06 student's interests the prompt showed.
+
+    Args:
+        stage: "test" or "valid".
+        path: the tags file (default ``artifacts/recgpt/tagger/tags.jsonl``).
+        field: "tags", "text" or "interests".
+
+    Returns:
+        user_id -> tags (a list), or the raw text or the interests.
+    """
     if field not in ("tags", "text", "interests"):
         raise ValueError(f"field must be 'tags', 'text' or 'interests', got {field!r}")
     path = Path(path) if path is not None else recgpt.artifacts_dir() / OUT / "tags.jsonl"
@@ -344,6 +443,15 @@ def load_tags(stage: str = "test", path: Path | None = None, *, field: str = "ta
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: ``python -m llmrec_lib.recgpt.tagger full [--valid-users N]
+    [--steps S] [--seed S]`` runs :func:`run_full`.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status, 0.
+    """
     import argparse
 
     from llmrec_lib import config
