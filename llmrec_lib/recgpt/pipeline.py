@@ -101,7 +101,16 @@ def build_setting(data_dir=None, tokenizer=None, verify: bool | None = None) -> 
 
     ``verify`` is passed to :func:`data.load_movielens` (a chapter's ``verify_data``
     parameter): None follows ``LLMREC_DATA_VERIFY``, False runs on unverified data in the
-    MovieLens layout (a reader's own, or a derived copy; ``tags.csv`` may be missing)."""
+    MovieLens layout (a reader's own, or a derived copy; ``tags.csv`` may be missing).
+
+    Args:
+        data_dir: the MovieLens folder (default: ``LLMREC_DATA_DIR`` or the book's data).
+        tokenizer: the tokenizer that measures prompt budgets (default: SmolLM2-135M's).
+        verify: check the data's checksums (see above).
+
+    Returns:
+        The :class:`Setting`: data, split, tags, base rates and facts.
+    """
     from llmrec_lib import backbones, text
 
     ml = data.load_movielens(data_dir, verify=verify)
@@ -127,7 +136,15 @@ def sft_examples(setting: Setting, *, per_user: int = 2, min_before: int = 10, s
     items (:func:`target_tags`, task "tags"; its prompt shows the teacher's interests, as
     LLM_IT reads LLM_UI's output).
 
-    Returns a DataFrame: user_id, cut (timestamp), task, prompt, answer.
+    Args:
+        setting: the data and split (:func:`build_setting`).
+        per_user: the most cut points per user.
+        min_before: the fewest likes before a cut.
+        seed: the seed that draws the cuts.
+        users: draw from these users only (default: every user).
+
+    Returns:
+        A DataFrame: user_id, cut (timestamp), task, prompt, answer.
     """
     rel = reliable_behaviours(setting.split.train)
     rng = np.random.default_rng(seed)
@@ -163,8 +180,18 @@ def sft_examples(setting: Setting, *, per_user: int = 2, min_before: int = 10, s
 
 def generate_pipeline(generator, inputs: dict, users: Sequence[int], *, progress: bool = True) -> dict:
     """LLM_UI then LLM_IT for ``users``: interests from the history, then tags from the
-    history and those interests. Returns {"interests": {u: phrases}, "tags": {u: phrases},
-    "raw": [{"user_id", "task", "text", "ok", "reason"}], "reports": {task: ParseReport}}."""
+    history and those interests.
+
+    Args:
+        generator: anything with ``generate(prompts, progress=...)`` (a model, a cache, a fake).
+        inputs: the stage's inputs (:meth:`Setting.stage_inputs`), history_text per user.
+        users: the users to generate for.
+        progress: show progress bars.
+
+    Returns:
+        {"interests": {u: phrases}, "tags": {u: phrases}, "raw": [{"user_id", "task", "text",
+        "ok", "reason"}], "reports": {task: ParseReport}}.
+    """
     from llmrec_lib import generation
 
     users = [int(u) for u in users]
@@ -185,14 +212,31 @@ def generate_pipeline(generator, inputs: dict, users: Sequence[int], *, progress
 
 def short_sha(s: str) -> str:
     """The first 16 hex digits of the SHA-256 of ``s``: how committed generations name the
-    prompt they answered, so a test can check the code still writes it."""
+    prompt they answered, so a test can check the code still writes it.
+
+    Args:
+        s: the text (a prompt).
+
+    Returns:
+        16 hex digits.
+    """
     import hashlib
 
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
 
 def eval_users(setting: Setting, n: int | None, seed: int = 0, stage: str = "test") -> list[int]:
-    """The users an LLM run covers: all of ``stage``'s users, or a seeded sample of ``n``."""
+    """The users an LLM run covers: all of ``stage``'s users, or a seeded sample of ``n``.
+
+    Args:
+        setting: the data and split.
+        n: the sample size; None (or at least the stage's users) for all.
+        seed: the sample's seed.
+        stage: "test" or "valid".
+
+    Returns:
+        The user ids, sorted.
+    """
     users = setting.split.users(stage)
     if n is None or n >= len(users):
         return [int(u) for u in users]
@@ -205,7 +249,16 @@ META = "meta.json"
 
 
 def split_examples(ex: pd.DataFrame, val_share: float = 0.05, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, validation) examples, split by user so no validation user is trained on."""
+    """(train, validation) examples, split by user so no validation user is trained on.
+
+    Args:
+        ex: the examples (:func:`sft_examples`), with user_id.
+        val_share: the share of users held out.
+        seed: the seed that draws them.
+
+    Returns:
+        (train, validation), each with a fresh index.
+    """
     users = np.sort(ex["user_id"].unique())
     n_val = max(1, int(round(val_share * len(users))))
     val = set(np.random.default_rng(seed).choice(users, size=n_val, replace=False).tolist())
@@ -214,6 +267,16 @@ def split_examples(ex: pd.DataFrame, val_share: float = 0.05, seed: int = 0) -> 
 
 
 def default_sft_config(mode: str = "full", seed: int = 0):
+    """The LoRA fine-tuning of chapter 06's student: 120 steps of 8 examples at 3e-4 in full
+    mode; two steps of two in quick mode, enough to test the path, not to learn.
+
+    Args:
+        mode: "full" or "quick".
+        seed: the training seed.
+
+    Returns:
+        The :class:`sft.SFTConfig`.
+    """
     from llmrec_lib import sft
 
     if mode == "full":
@@ -222,12 +285,25 @@ def default_sft_config(mode: str = "full", seed: int = 0):
 
 
 def generation_config():
+    """Greedy decoding, at most :data:`GEN_MAX_NEW_TOKENS` new tokens: a numbered list of
+    phrases fits, a rambling answer is cut.
+
+    Returns:
+        The :class:`generation.GenerationConfig`.
+    """
     from llmrec_lib import generation
 
     return generation.GenerationConfig(max_new_tokens=GEN_MAX_NEW_TOKENS, batch_size=8)
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Write ``rows`` as JSON lines to ``path`` through a temporary file, so an interrupted
+    run never leaves half a file where a committed one was.
+
+    Args:
+        path: the file to write (its folder is made).
+        rows: the records, one a line.
+    """
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +313,14 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
 
 
 def read_generations(path: Path | None = None) -> pd.DataFrame:
-    """The committed generations: user_id, task, source, text, ok, reason, prompt_sha."""
+    """The committed generations: user_id, task, source, text, ok, reason, prompt_sha.
+
+    Args:
+        path: the generations file (default ``artifacts/recgpt/generations.jsonl``).
+
+    Returns:
+        One row per generated text.
+    """
     import json
 
     path = Path(path) if path is not None else artifacts_dir() / GENERATIONS
@@ -248,7 +331,16 @@ def read_generations(path: Path | None = None) -> pd.DataFrame:
 
 def phrases_from_generations(gen: pd.DataFrame, source: str, task: str) -> dict[int, list[str]]:
     """user_id -> parsed phrases of one (source, task) in the generations table (parsed again
-    with the current :func:`parse_phrases`, so a parser fix applies to committed text)."""
+    with the current :func:`parse_phrases`, so a parser fix applies to committed text).
+
+    Args:
+        gen: the generations table (:func:`read_generations`).
+        source: the producer ("zero-shot", "fine-tuned", ...).
+        task: "interests" or "tags".
+
+    Returns:
+        user_id -> phrases.
+    """
     n = N_INTERESTS if task == "interests" else N_TAGS
     g = gen[(gen["source"] == source) & (gen["task"] == task)]
     if g.empty:
@@ -275,6 +367,21 @@ def run_full(*, n_users: int | None = 120, steps: int | None = None, seed: int =
     ``backbone``, ``sft_overrides`` (SFTConfig fields), ``example_users`` (fine-tune on the
     examples of that many users only) and ``setting`` exist for the test that runs this whole
     function on tiny-llama.
+
+    Args:
+        n_users: test users to generate for (None: all).
+        steps: SFT steps (default: :func:`default_sft_config`'s).
+        seed: the seed of examples, training and user sample.
+        out: where to write the artifacts.
+        work: the cache of generations and SFT checkpoints.
+        command: the command line, recorded in meta.json.
+        backbone: the base model's name.
+        sft_overrides: SFTConfig fields to override.
+        example_users: fine-tune on the examples of that many users only.
+        setting: the data and split (default :func:`build_setting`).
+
+    Returns:
+        The run's meta (what ``meta.json`` holds).
     """
     import dataclasses
     import json
@@ -349,7 +456,15 @@ def _generate_sources(inputs: dict, users: Sequence[int], backbone: str, adapter
 def baseline_tag_rows(setting: Setting, inputs: dict) -> list[dict]:
     """Chapter 07's two baselines for every user of ``inputs``: the rule's tags
     (:func:`recent_tags` of the user's likes) and the same popular tags for everyone
-    (:func:`popular_tags` of the training positives)."""
+    (:func:`popular_tags` of the training positives).
+
+    Args:
+        setting: the data, split and item tags.
+        inputs: the stage's inputs, with users and liked items per user.
+
+    Returns:
+        One row per (user, baseline): user_id, tags, source.
+    """
     pos = setting.split.train[setting.split.train["rating"] >= data.POSITIVE_MIN]
     pop = popular_tags(pos, setting.ml.movies, setting.itags, n=N_TAGS)
     rows = []
@@ -363,7 +478,16 @@ def baseline_tag_rows(setting: Setting, inputs: dict) -> list[dict]:
 def adjust_sft_config(cfg, steps: int | None = None, overrides: dict | None = None):
     """``cfg`` (an ``sft.SFTConfig``) with ``steps`` (its warm-up capped below them) and any
     ``overrides`` (SFTConfig fields): how every RecGPT run takes ``--steps`` and the tests'
-    tiny settings."""
+    tiny settings.
+
+    Args:
+        cfg: the config to start from.
+        steps: the steps to train (None: keep ``cfg``'s).
+        overrides: SFTConfig fields to replace.
+
+    Returns:
+        A new config; ``cfg`` is unchanged.
+    """
     import dataclasses
 
     if steps is not None:
@@ -374,7 +498,11 @@ def adjust_sft_config(cfg, steps: int | None = None, overrides: dict | None = No
 
 
 def hardware() -> str:
-    """The processor and torch's thread count, as a run's ``meta.json`` records them."""
+    """The processor and torch's thread count, as a run's ``meta.json`` records them.
+
+    Returns:
+        For example "x86_64, 2 threads".
+    """
     import platform
 
     import torch
@@ -383,6 +511,15 @@ def hardware() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: ``python -m llmrec_lib.recgpt full [--users N] [--steps S]
+    [--seed S]`` runs :func:`run_full`.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status, 0.
+    """
     import argparse
 
     from llmrec_lib import config

@@ -1,4 +1,4 @@
-"""RecGPT's three-tower retrieval model (arXiv 2507.22879), chapter 08.
+"""RecGPT's three-tower retrieval model [recgpt2025], chapter 08.
 
 RecGPT does not retrieve with the LLM itself. The LLM writes *tags* ("modifier + core word"
 phrases describing what a user may want next), and a classic retrieval model with three towers
@@ -177,10 +177,12 @@ class ItemFeatures:
 
     @property
     def n_items(self) -> int:
+        """Catalogue items (columns), cold ones included."""
         return len(self.item_ids)
 
     @property
     def n_warm(self) -> int:
+        """Items with a training rating, hence an ID embedding row (1..n_warm)."""
         return int(self.id_index.max())
 
     def columns(self, ids) -> np.ndarray:
@@ -211,6 +213,14 @@ def token_embedding_vectors(texts: Sequence[str], tokenizer, table) -> np.ndarra
     ``table`` is an input embedding matrix (``backbone.model.get_input_embeddings().weight``).
     This is the paper's "mean of token embeddings": a lookup, not a transformer forward. A text
     with no token (empty) gets the zero vector.
+
+    Args:
+        texts: the texts (tags) to encode.
+        tokenizer: the backbone's tokenizer (called with ``add_special_tokens=False``).
+        table: the input embedding matrix, (vocab, dim), a tensor or an array.
+
+    Returns:
+        The (len(texts), dim) float32 vectors.
     """
     w = table.detach().float().cpu() if hasattr(table, "detach") else torch.as_tensor(np.asarray(table), dtype=torch.float32)
     out = np.zeros((len(texts), w.shape[1]), dtype=np.float32)
@@ -236,6 +246,9 @@ class TagVocab:
 
     @classmethod
     def build(cls, tags: Sequence[str], tokenizer, table) -> "TagVocab":
+        """The vocabulary of the distinct normalised ``tags`` (sorted), each encoded by
+        :func:`token_embedding_vectors` with ``tokenizer`` and ``table``; no tag at all raises.
+        """
         uniq = sorted({normalise_tag(t) for t in tags if normalise_tag(t)})
         if not uniq:
             raise ValueError("no non-empty tag to build a vocabulary from")
@@ -251,6 +264,7 @@ class TagVocab:
 
     @property
     def dim(self) -> int:
+        """The width of a tag vector (the token table's)."""
         return int(self.vectors.shape[1])
 
     def rows(self, tags: Sequence[str]) -> np.ndarray:
@@ -284,7 +298,18 @@ def nearest_tag_agreement(vocab: TagVocab, tag_category: Callable[[str], str],
     the share of the candidates that name it (what a random pick would score).
 
     ``share_words=False`` leaves out every candidate that shares a word with the tag: the
-    test of the pretrained table alone, as for an LLM phrase whose words no item tag has."""
+    test of the pretrained table alone, as for an LLM phrase whose words no item tag has.
+
+    Args:
+        vocab: the tag vocabulary and its frozen vectors.
+        tag_category: tag -> its head category (``unmapped`` for none).
+        tag_categories: tag -> every category it names (a candidate hits when it names the tag's).
+        share_words: allow candidates that share a word with the tag.
+        unmapped: the value ``tag_category`` gives a tag without a category.
+
+    Returns:
+        One row per tag with a category: tag, nearest, hit, chance.
+    """
     unit = vocab.vectors / np.linalg.norm(vocab.vectors, axis=1, keepdims=True).clip(1e-12)
     sims = unit @ unit.T
     words = [set(t.split()) for t in vocab.tags]
@@ -305,7 +330,14 @@ def nearest_tag_agreement(vocab: TagVocab, tag_category: Callable[[str], str],
 
 
 def normalise_tag(tag: str) -> str:
-    """Lower case, single spaces, no surrounding punctuation: one spelling per tag."""
+    """Lower case, single spaces, no surrounding punctuation: one spelling per tag.
+
+    Args:
+        tag: a tag as written (by a person or an LLM).
+
+    Returns:
+        Its normal form (possibly empty).
+    """
     return re.sub(r"\s+", " ", str(tag)).strip(" \t\n.,;:!?\"'-*").lower()
 
 
@@ -350,6 +382,14 @@ def training_pairs(train: pd.DataFrame, feats: ItemFeatures, max_history: int) -
     itself, never anything later, never a positive of the same second: the library's one tie
     rule, :func:`llmrec_lib.interactions.history_end`), so the user tower learns to predict the
     *next* item, as it is asked to at evaluation time. Only ``split.train`` goes in.
+
+    Args:
+        train: the training ratings (``split.train``).
+        feats: the catalogue's features (column lookup and ID indices).
+        max_history: the most history items kept per pair (the newest).
+
+    Returns:
+        The :class:`Pairs`.
     """
     seqs = interactions.Sequences.from_ratings(train, "training ratings", "Pass split.train.")
     cols = feats.columns(seqs.item_id)
@@ -405,16 +445,21 @@ class ThreeTowerNet(nn.Module):
             self.user_id.weight[0].zero_()
 
     def items(self, id_index, genres, decade, pop) -> torch.Tensor:
+        """The item tower: ID (zero for a cold item), genres, decade and popularity -> a unit vector."""
         x = torch.cat([self.item_id(id_index), self.genre(genres), self.decade(decade), self.pop(pop)], dim=-1)
         return F.normalize(self.item_mlp(x), dim=-1)
 
     def users(self, user, hist) -> torch.Tensor:
+        """The user tower: the user's ID embedding (zeros with ``user_id=False``) and the mean
+        of their history items' embeddings (padding left out) -> a unit vector.
+        """
         mask = (hist > 0).float().unsqueeze(-1)  # (B, L, 1)
         pooled = (self.hist_item(hist) * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # mean of real items
         uid = self.user_id(user) if self.use_user_id else torch.zeros_like(pooled)
         return F.normalize(self.user_mlp(torch.cat([uid, pooled], dim=-1)), dim=-1)
 
     def tags(self, tag_vectors) -> torch.Tensor:
+        """The tag tower: a frozen tag vector -> a unit vector in the shared space."""
         return F.normalize(self.tag_mlp(tag_vectors), dim=-1)
 
 
@@ -450,8 +495,22 @@ def tower_losses(h_u: torch.Tensor, h_t: torch.Tensor, h_v: torch.Tensor, target
 
     ``log_q`` (B,): log of how often each row's item is drawn as an in-batch candidate (its
     share of training targets). A popular item is a negative in many more batches than a rare
-    one; subtracting ``log q`` from its column (the log-Q correction, Yi et al. RecSys 2019)
+    one; subtracting ``log q`` from its column (the log-Q correction [yi2019sampling])
     keeps the model from learning to push popular items down.
+
+    Args:
+        h_u: (B, d) user vectors.
+        h_t: (B, d) tag vectors.
+        h_v: (B, d) item vectors.
+        target: (B,) the rows' item columns.
+        has_tag: (B,) bool, rows that have a tag.
+        tag_pos: (B, B) bool, the positives of L_tag.
+        cate_pos: (B, B) bool, the positives of L_cate.
+        temperature: the softmax temperature.
+        log_q: (B,) log sampling probability of each row's item, or None for no correction.
+
+    Returns:
+        {"col", "tag", "cate"}: the three scalar losses.
     """
     b = len(target)
     eye = torch.eye(b, dtype=torch.bool, device=h_u.device)
@@ -478,6 +537,16 @@ def item_tag_masks(target: np.ndarray, tag_row: np.ndarray, item_tag_rows: Seque
     ``cate_pos[i, j]``: item j's primary category (``primary``, a genre column per catalogue
     column; chapter 07's one category per item) is tag i's category (``tag_cat``).
     ``tag_row`` -1: no tag (an all-False row).
+
+    Args:
+        target: (B,) the rows' item columns.
+        tag_row: (B,) each row's tag (a vocabulary row, -1 for none).
+        item_tag_rows: per catalogue column, the vocabulary rows of its tags.
+        primary: per catalogue column, the genre column of its category (-1: none).
+        tag_cat: per vocabulary row, the genre column of the tag's category (-1: none).
+
+    Returns:
+        (tag_pos, cate_pos), two (B, B) bool arrays.
     """
     b = len(target)
     tag_pos = np.zeros((b, b), dtype=bool)
@@ -499,7 +568,16 @@ def history_tag_masks(target: np.ndarray, set_cats: np.ndarray, primary: np.ndar
     """(B, B) positives when row i's "tag" is the user's tag set before t
     (``tag_source="history"``). ``tag_pos``: row i's own item only (the set describes the
     user, not one item); ``cate_pos[i, j]``: item j's primary category is one of the set's
-    categories (``set_cats`` (B, n_genres) bool)."""
+    categories (``set_cats`` (B, n_genres) bool).
+
+    Args:
+        target: (B,) the rows' item columns.
+        set_cats: (B, n_genres) bool, the categories of each row's tag set.
+        primary: per catalogue column, the genre column of its category (-1: none).
+
+    Returns:
+        (tag_pos, cate_pos), two (B, B) bool arrays.
+    """
     b = len(target)
     prim = primary[target]
     cate_pos = np.zeros((b, b), dtype=bool)
@@ -511,7 +589,15 @@ def history_tag_masks(target: np.ndarray, set_cats: np.ndarray, primary: np.ndar
 def primary_categories(feats: "ItemFeatures", item_category: Callable | None = None) -> np.ndarray:
     """Per catalogue column, the genre column of the item's one category: ``item_category``
     (genre names -> a genre name or None; chapter 07's :func:`recgpt.item_category`), or by
-    default the item's rarest genre in the catalogue. -1: none."""
+    default the item's rarest genre in the catalogue. -1: none.
+
+    Args:
+        feats: the catalogue's features.
+        item_category: genre names -> the item's category (default: the rarest genre).
+
+    Returns:
+        An int array, one genre column per catalogue column (-1: none).
+    """
     names = feats.genre_names
     if item_category is None:
         freq = feats.genres.sum(0)
@@ -838,9 +924,13 @@ class FusedSystem:
         self.can_score_items = np.ones(len(h_v), dtype=bool)
 
     def with_b(self, b: float, name: str | None = None) -> "FusedSystem":
+        """The same prepared vectors fused with another ``b`` (no recomputation: a sweep over b is cheap)."""
         return FusedSystem(self.user_ids, self.h_u, self.h_t, self.has_tags, self.h_v, b, name or self.name)
 
     def user_vectors(self, user_ids) -> np.ndarray:
+        """``b h_u + (1 - b) h_t`` for ``user_ids``; a user :meth:`ThreeTowerModel.system` did not
+        prepare raises KeyError.
+        """
         missing = [int(u) for u in np.asarray(user_ids).ravel() if int(u) not in self._row]
         if missing:
             raise KeyError(f"users {missing[:5]} were not prepared by model.system(); it covers split.users(stage)")
@@ -848,6 +938,7 @@ class FusedSystem:
         return self.b * self.h_u[rows] + (1.0 - self.b) * self.h_t[rows]
 
     def score(self, user_ids) -> np.ndarray:
+        """Every catalogue item's score for each of ``user_ids``: (n_users, n_items) float32."""
         return (self.user_vectors(user_ids) @ self.h_v.T).astype(np.float32)
 
 
@@ -863,6 +954,16 @@ def recent_tags(history: pd.DataFrame, item_tags: Mapping[int, Sequence[str]] | 
 
     It describes what the user liked *lately*, not what they will want *next*: the LLM's job
     in RecGPT is exactly that step from one to the other.
+
+    Args:
+        history: the ratings visible at query time (``split.history(stage)``).
+        item_tags: item_id -> the item's tags.
+        users: the users to describe (default: every user in ``history``).
+        n_items: how many of the latest positives to read.
+        n_tags: the most tags per user.
+
+    Returns:
+        user_id -> tags, most frequent first.
     """
     pos = history[history["rating"] >= data.POSITIVE_MIN].sort_values(["user_id", "timestamp", "item_id"], kind="stable")
     if users is not None:
@@ -903,7 +1004,21 @@ BETAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 def build(ml, split, item_tags: pd.Series, backbone, cfg: TowerConfig, tag_category, *,
           item_category=None, history_tagger=None) -> ThreeTowerModel:
     """Item features, the frozen tag vocabulary and an untrained model, from the book's data
-    (``item_category`` and ``history_tagger`` as :class:`ThreeTowerModel` takes them)."""
+    (``item_category`` and ``history_tagger`` as :class:`ThreeTowerModel` takes them).
+
+    Args:
+        ml: the loaded MovieLens (movies, item_ids).
+        split: the split whose training ratings make the item features.
+        item_tags: item_id -> the item's tags.
+        backbone: the loaded backbone whose token table encodes the tags.
+        cfg: the model's configuration.
+        tag_category: tag -> its category.
+        item_category: genre names -> an item's category (see :class:`ThreeTowerModel`).
+        history_tagger: the tag predictor of ``tag_source="history"``.
+
+    Returns:
+        The untrained :class:`ThreeTowerModel`.
+    """
     feats = ItemFeatures.build(ml.movies, split.train, ml.item_ids)
     vocab = TagVocab.from_backbone([t for ts in item_tags for t in ts], backbone)
     return ThreeTowerModel(feats, vocab, item_tags, tag_category, cfg, item_category=item_category,
