@@ -741,13 +741,13 @@ else:
 
 # %% [markdown]
 # What the ablations say (quick mode numbers, printed above; `results/ch08.json` keeps them).
-# Training the tag tower as it is used is worth about +0.014 Recall@50 over the item-tag
+# Training the tag tower as it is used is worth about +0.010 Recall@50 over the item-tag
 # design, interval above 0. With the LLM's tags the fused model beats its own user tower by
-# about +0.009 (+3.5% relative), interval above 0, every seed in the same direction: the
-# LLM's output now reaches retrieval and helps. But the LLM's tags do **not** measurably beat
-# the counting rule's tags at the fused point (about +0.002, the interval covers 0; the MDE
-# is about 0.007), and read by the tag tower alone they find fewer next films (about
-# -0.07). The tower was trained on the rule's tags, and chapter 07's LLM reproduces them
+# about +0.003 (+1.3% relative), interval above 0, every seed in the same direction: the
+# LLM's output now reaches retrieval and helps, a little. But the LLM's tags do **not**
+# measurably beat the counting rule's tags at the fused point (about +0.001, the interval
+# covers 0; the MDE is about 0.0025), and read by the tag tower alone they find fewer next
+# films (about -0.065). The tower was trained on the rule's tags, and chapter 07's LLM reproduces them
 # imperfectly. The honest lesson on this benchmark: the gain comes from the tag channel and
 # from training it the way it is used; our 135M LLM_IT carries the rule's signal into it, and
 # nothing measurable beyond it.
@@ -1057,8 +1057,8 @@ else:
     for claim in TABLE_CLAIMS.values():
         claims.skip(claim, "the committed table explains the reference split's model")
 claims.check(  # the grounded judge tells an item's explanation from another's
-    "grounded: own item beats another item by over .2 (interval)",
-    own_vs_other.lo > 0.2,
+    "grounded: own item beats another item by over .1 (interval)",
+    own_vs_other.lo > 0.1,
     detail=f"{own_vs_other.mean_diff:+.3f} [{own_vs_other.lo:+.3f}, "
     f"{own_vs_other.hi:+.3f}], {len(judged)} rows",
 )
@@ -1071,21 +1071,21 @@ pd.concat([rows_t[rows_t["grounded"]].head(4), rows_t[~rows_t["faithful"]].head(
 ]
 
 # %% [markdown]
-# What the judges say (the committed table, quick mode's selection): about half of the
-# explanations are grounded in a fact of their own film, and almost none are when judged
-# against another film, so the judge reads the film, not a fixed phrase. Unfaithful rows
+# What the judges say (the committed table, quick mode's selection): a bit over a third of
+# the explanations are grounded in a fact of their own film, and about one in ten are when
+# judged against another film, so the judge reads the film, not a fixed phrase. Unfaithful rows
 # mostly name a genre the film does not have (the small model likes "comedy-drama" and
 # "fantasy" whatever the film is), or copy the tag's decade ("2000s mystery") onto a film of
 # another decade: there the writer repeats a mismatch the retrieval made, since the tag tower
 # matches a tag by its category more than its decade. About a quarter of the tags the tower
-# picks do not name a genre of the film at all (relevant ~.76), a retrieval error no writer
+# picks do not name a genre of the film at all (relevant ~.73), a retrieval error no writer
 # can fix.
 
 # %%
 if cfg.mode == "quick":  # the prose above quotes the committed table
     claims.check(
-        "about half of the explanations are grounded (.35 to .65)",
-        0.35 < rates.loc["grounded", "mean"] < 0.65,
+        "over a third of the explanations are grounded (.30 to .45)",
+        0.30 < rates.loc["grounded", "mean"] < 0.45,
         detail=f"{rates.loc['grounded', 'mean']:.3f}",
     )
     claims.check(
@@ -1093,11 +1093,11 @@ if cfg.mode == "quick":  # the prose above quotes the committed table
         rates.loc["grounded, shuffled items", "mean"] < 0.15,
         detail=f"{rates.loc['grounded, shuffled items', 'mean']:.3f}",
     )
-    RELEVANT = "about three quarters of the tower's LLM tag picks are relevant (.76)"
+    RELEVANT = "about three quarters of the tower's LLM tag picks are relevant (.73)"
     if claims.artifacts_fit:
         claims.check(
             RELEVANT,
-            abs(rates.loc["relevant", "mean"] - 0.76) < 0.03,
+            abs(rates.loc["relevant", "mean"] - 0.73) < 0.03,
             detail=f"{rates.loc['relevant', 'mean']:.3f}",
         )
     else:
@@ -1369,35 +1369,34 @@ claims.table()
 #    user tower over three seeds, with $a$ and $b$ chosen on validation by a rule fixed
 #    before looking; the numbers and the verdict are printed in section 6.
 # 5. Explanations are cheap to serve from a table and cheap to check with judges, if the
-#    judges read what the writer wrote and a control shows they can fail: about half of a
-#    135M model's explanations are grounded in a fact of their own film, almost none when
-#    judged against another film (section 8).
+#    judges read what the writer wrote and a control shows they can fail: over a third of
+#    a 135M model's explanations are grounded in a fact of their own film, about one in ten
+#    when judged against another film (section 8).
 #
 # ## Exercises
 #
 # 1. **Temperature.** Train `make_model(0.5, 0, temperature=0.05)` again (its keyword
 #    arguments override `tcfg`, and it keeps the chapter's `tag_source="history"`) and evaluate
 #    it at b = 1 on validation. *Check:* the chapter's model at the default temperature 0.1
-#    scores validation Recall@50 0.3299 at b = 1 (a = 0.5, seed 0, LLM tags, quick mode). Your
-#    number must differ from 0.3299; the same value to four decimals means the new temperature
+#    scores validation Recall@50 0.3616 at b = 1 (a = 0.5, seed 0, LLM tags, quick mode). Your
+#    number must differ from 0.3616; the same value to four decimals means the new temperature
 #    never reached training. Say whether it moved by more than 0.01, and in which direction.
 # 2. **Fewer tags.** Keep only each user's first three LLM tags
 #    (`{u: t[:3] for u, t in user_tags["LLM"]["test"].items()}`) and evaluate the selected
-#    seed-0 model at b* = 0.8 on test. *Check:* with all tags it scores Recall@50 0.2529, and at
-#    b = 1 (the user tower alone) 0.2450 (quick mode). At b = 1 your three-tag run must give
-#    0.2450 exactly, since the tag tower has no weight there; any other value means the
-#    truncation changed more than the tags. At b* = 0.8, say whether it moved by more than the
-#    MDE printed in section 6 (0.0071, quick mode); for scale, swapping all LLM tags for the
-#    rule's tags moves it by 0.0023 (0.2506).
+#    seed-0 model at b* = 0.95 on test. *Check:* with all tags it scores Recall@50 0.2528, and
+#    at b = 1 (the user tower alone) 0.2492 (quick mode). At b = 1 your three-tag run must give
+#    0.2492 exactly, since the tag tower has no weight there; any other value means the
+#    truncation changed more than the tags. At b* = 0.95, say whether it moved by more than
+#    the MDE printed in section 6 (0.0025, quick mode); for scale, swapping all LLM tags for
+#    the rule's tags moves it by 0.0003 (0.2525).
 # 3. **Category only.** With a = 0 the tag tower learns only category-level positives. Look
 #    at that model's tag tower alone (b = 0) in `sweep`. *Check:* on validation (a = 0, seed 0,
-#    LLM tags, quick mode) the tag tower's coverage@50 is 0.076 against the user tower's 0.142
-#    (b = 1): below, about half; on test 0.116 against 0.251. Reading the a = 0.5 rows instead
-#    gives 0.054 and 0.148. Explain the direction.
+#    LLM tags, quick mode) the tag tower's coverage@50 is 0.085 against the user tower's 0.141
+#    (b = 1): below, about 60%; on test 0.139 against 0.263. Reading the a = 0.5 rows instead
+#    gives 0.059 and 0.146. Explain the direction.
 # 4. **A stricter judge.** Extend `explanations.judge_faithful` to flag explanations
 #    that name a year more than 5 years from the film's (after removing the title, as
-#    the judge does). *Check:* on the committed table (103 rows) the faithful rate stays
-#    0.563 (58 rows): ten explanations name a year, none more than 5 years off (the
-#    widest, 2003 for a 1998 film, is exactly 5 off, and that row is already
-#    unfaithful). A rate of 0.534 (55 rows) means your judge read decades such as
-#    "2000s" as the year 2000.
+#    the judge does). *Check:* on the committed table (110 rows) the faithful rate stays
+#    0.464 (51 rows): nine explanations name a year, and the one more than 5 years off
+#    (2005 for a 1984 film) is already unfaithful. A rate of 0.445 (49 rows) means your
+#    judge read decades such as "2000s" as the year 2000.
