@@ -102,7 +102,14 @@ def _columns(item_ids: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
 
 def check_catalogue(item_ids) -> np.ndarray:
     """``item_ids`` as the catalogue every score matrix is laid out by: a sorted, unique 1-D
-    int64 array (``ml.item_ids``); anything else raises."""
+    int64 array (``ml.item_ids``); anything else raises.
+
+    Args:
+        item_ids: the catalogue's item ids.
+
+    Returns:
+        The ids as an int64 array.
+    """
     ids = np.asarray(item_ids, dtype=np.int64)
     if ids.ndim != 1 or len(ids) == 0:
         raise ValueError("item_ids must be the 1-D catalogue in column order (ml.item_ids)")
@@ -184,6 +191,7 @@ class BoundSystem:
 
     @property
     def can_score_items(self) -> np.ndarray:
+        """(n_items,) bool: the items the model can score (the rest score -inf or a floor)."""
         return self.model.can_score_items
 
     def user_vectors(self, user_ids) -> np.ndarray:
@@ -196,6 +204,9 @@ class BoundSystem:
         return v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
 
     def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items) float32 scores of every catalogue item, from the bound
+        histories.
+        """
         user_ids = np.asarray(user_ids, dtype=np.int64).ravel()
         scores = self.model._score(user_ids, self.histories)
         assert scores.shape == (len(user_ids), len(self.model.item_ids)), scores.shape
@@ -218,6 +229,7 @@ class Baseline:
 
     @property
     def n_items(self) -> int:
+        """The catalogue's size: the width of every score matrix."""
         return len(self.item_ids)
 
     def _check_fitted(self) -> None:
@@ -259,6 +271,7 @@ class RandomScorer(Baseline):
         self.seed = int(seed)
 
     def fit(self, train: Any = None) -> "RandomScorer":
+        """Nothing to learn (random scores need no data); returns the model."""
         self.fit_seconds = 0.0
         return self
 
@@ -302,6 +315,9 @@ class MostPopular(Baseline):
         self.name = f"popular ({span}, {anchor})" if (window_days or anchor == "user") else "popular"
 
     def fit(self, train: Any) -> "MostPopular":
+        """Count the positives of ``train`` per item, keeping their times so a stage can count only
+        what came before it; returns the model.
+        """
         t0 = time.perf_counter()
         pos = interactions.positives(_train_frame(train))
         if pos.empty:
@@ -382,6 +398,9 @@ class ItemKNN(Baseline):
         self.name = "item-kNN" if n_neighbors is None else f"item-kNN (k={n_neighbors})"
 
     def fit(self, train: Any) -> "ItemKNN":
+        """The item-item cosine similarities of the positives in ``train`` (each user-item pair
+        once); returns the model.
+        """
         t0 = time.perf_counter()
         pos = interactions.positives(_train_frame(train)).drop_duplicates(["user_id", "item_id"])
         if pos.empty:
@@ -528,6 +547,9 @@ class SASRecNet(nn.Module):
             self.item_emb.weight[0].zero_()
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) item indices, 0 padding -> (B, L, D) states, each position attending to itself
+        and earlier real items only.
+        """
         b, t = seq.shape  # (B, L) item indices, 0 = padding
         real = seq > 0  # (B, L)
         x = self.item_emb(seq) + self.pos_emb(torch.arange(t, device=seq.device))  # (B, L, D)
@@ -542,6 +564,7 @@ class SASRecNet(nn.Module):
         return self.ln_f(x)
 
     def item_vectors(self) -> torch.Tensor:
+        """The output item embeddings (the input ones, tied), padding row left out: (n_vocab, D)."""
         return self.item_emb.weight[1:]  # (n_vocab, D)
 
 
@@ -560,7 +583,17 @@ def sampled_softmax_loss(
     itself. A popular item appears as a candidate in many more batches than a rare one, so an
     uncorrected model learns to push popular items down. Subtracting ``log q_j``, the log of
     how often item j is sampled (its share of all training targets), from each logit removes
-    that bias (Bengio & Senecal 2008; Yi et al., RecSys 2019).
+    that bias (Bengio & Senecal 2008; [yi2019sampling]).
+
+    Args:
+        hidden: (N, D) states at the real positions.
+        targets: (N,) their next items' embedding rows.
+        item_emb: the item embedding (tied input/output).
+        log_q: log sampling probability per embedding row, or None for no correction.
+        temperature: the logits' divisor.
+
+    Returns:
+        The mean cross-entropy, a scalar tensor.
     """
     cand, label = torch.unique(targets, return_inverse=True)  # (U,), (N,) index into cand
     logits = hidden @ item_emb(cand).T / temperature  # (N, U)
@@ -626,6 +659,10 @@ class SASRec(Baseline):
     def fit(self, train: Any, progress: bool = True) -> "SASRec":
         # A private torch RNG: the same seed gives the same model, and the caller's random
         # state is left as it was.
+        """Train on ``train`` (``split.train``) under a private seeded torch RNG, so the same
+        config gives the same weights and the caller's random state is untouched; returns the
+        model.
+        """
         with config.private_torch_rng(self.cfg.seed, self.cfg.num_threads):
             return self._fit(train, progress)
 
@@ -760,6 +797,9 @@ class SASRec(Baseline):
 
     @classmethod
     def load(cls, folder: str | os.PathLike, item_ids) -> "SASRec":
+        """A model written by :meth:`save`, for the catalogue ``item_ids``; a folder without one
+        raises with what to do.
+        """
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -790,6 +830,15 @@ def tidy_table(results: Sequence[Any], metrics: Sequence[str], n_boot: int = 100
 
     ``results`` are :class:`llmrec_lib.evaluate.EvalResult`s. Aggregate metrics (coverage@k)
     are one number for all users: their interval is left empty (NaN).
+
+    Args:
+        results: the evaluation results.
+        metrics: the metric names to tabulate ("recall@10", ...).
+        n_boot: bootstrap resamples.
+        seed: the bootstrap's seed.
+
+    Returns:
+        The long table: system, stage, metric, mean, lo, hi, n_users.
     """
     rows = []
     for r in results:
@@ -801,7 +850,16 @@ def tidy_table(results: Sequence[Any], metrics: Sequence[str], n_boot: int = 100
 
 
 def wide_table(tidy: pd.DataFrame, stage: str, digits: int = 3) -> pd.DataFrame:
-    """``tidy_table`` rows of one stage as a readable grid: systems x metrics, "mean [lo, hi]"."""
+    """``tidy_table`` rows of one stage as a readable grid: systems x metrics, "mean [lo, hi]".
+
+    Args:
+        tidy: the long table of :func:`tidy_table`.
+        stage: the stage to show.
+        digits: decimals shown.
+
+    Returns:
+        A systems x metrics frame of strings.
+    """
     part = tidy[tidy["stage"] == stage]
     if part.empty:
         raise ValueError(f"no rows for stage {stage!r}; stages present: {sorted(tidy['stage'].unique())}")
@@ -823,6 +881,16 @@ def evaluate_stages(model: Baseline, split: data.Split, eval_data: Mapping[str, 
 
     ``eval_data`` maps a stage to its ``EvalData``. The time spent binding (encoding user
     prompts, for example) is added to each result's ``timing["bind_seconds"]``.
+
+    Args:
+        model: the fitted model.
+        split: the split whose stage histories the model binds.
+        eval_data: stage -> its ``EvalData``.
+        ks: the cut-offs of the metrics.
+        name: the system's name in the results (default: the model's).
+
+    Returns:
+        stage -> ``EvalResult``.
     """
     from llmrec_lib import evaluate as E
 
@@ -842,6 +910,15 @@ def bar_chart(tidy: pd.DataFrame, metrics: Sequence[str], stages: Sequence[str] 
     """One panel per metric; per system one bar per stage, with its 95% interval.
 
     ``tidy`` comes from :func:`tidy_table`. Returns the matplotlib Figure (PNG in notebooks).
+
+    Args:
+        tidy: the long table of :func:`tidy_table`.
+        metrics: the metrics to plot, one panel each.
+        stages: the stages, one bar each per system.
+        title: the figure's title.
+
+    Returns:
+        The matplotlib Figure.
     """
     import matplotlib.pyplot as plt
 

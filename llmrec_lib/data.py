@@ -60,10 +60,16 @@ _NAME_ARTICLE_RE = re.compile(r"^(.*), (" + "|".join(re.escape(a) for a in _ARTI
 
 
 class DataNotFoundError(DataError, FileNotFoundError):
+    """The data folder or one of its files is missing; the message says how to get it (``python -m
+    llmrec_lib.data download``) or where to point ``LLMREC_DATA_DIR``.
+    """
     pass
 
 
 class ChecksumError(DataError):
+    """A CSV differs from the manifest: not the reference release. Set ``LLMREC_DATA_VERIFY=0`` to
+    run on it knowingly.
+    """
     pass
 
 
@@ -73,12 +79,27 @@ class ChecksumError(DataError):
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a text file with CRLF normalised to LF."""
+    """SHA-256 of a text file with CRLF normalised to LF.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The hex digest.
+    """
     data = Path(path).read_bytes().replace(b"\r\n", b"\n")
     return hashlib.sha256(data).hexdigest()
 
 
 def read_manifest(path: str | Path = MANIFEST) -> dict[str, str]:
+    """The checksum manifest (``sha256  name`` lines, ``#`` comments) as name -> digest.
+
+    Args:
+        path: the manifest (default: the reference release's, in ``data/``).
+
+    Returns:
+        file name -> hex SHA-256.
+    """
     out = {}
     for line in Path(path).read_text().splitlines():
         line = line.strip()
@@ -89,7 +110,12 @@ def read_manifest(path: str | Path = MANIFEST) -> dict[str, str]:
 
 
 def verify_files(folder: str | Path, manifest: str | Path = MANIFEST) -> None:
-    """Raise :class:`ChecksumError` if any CSV differs from the manifest."""
+    """Raise :class:`ChecksumError` if any CSV differs from the manifest.
+
+    Args:
+        folder: the data folder.
+        manifest: the checksum manifest.
+    """
     expected = read_manifest(manifest)
     bad = []
     for name, digest in expected.items():
@@ -117,7 +143,15 @@ _REFERENCE_CACHE: dict[tuple, bool] = {}
 def is_reference(folder: str | Path, manifest: str | Path = MANIFEST) -> bool:
     """True when ``folder`` holds every CSV of the manifest with the manifest's checksum (the
     2018 release), False otherwise, never an error. Cached per folder, file size and mtime.
-    :func:`llmrec_lib.config.reference_data` is the chapters' way to ask."""
+    :func:`llmrec_lib.config.reference_data` is the chapters' way to ask.
+
+    Args:
+        folder: the data folder.
+        manifest: the checksum manifest.
+
+    Returns:
+        Whether the folder holds the reference release.
+    """
     folder = Path(folder).expanduser()
     expected = read_manifest(manifest)
     stats = []
@@ -209,7 +243,14 @@ def _numeric(df: pd.DataFrame, col: str, path: Path, kind: str = "int") -> pd.Se
 
 
 def parse_title(title: str) -> tuple[str, int | None]:
-    """'Matrix, The (1999)' -> ('The Matrix', 1999). Titles without a year give None."""
+    """'Matrix, The (1999)' -> ('The Matrix', 1999). Titles without a year give None.
+
+    Args:
+        title: a MovieLens title, "Name, The (year)".
+
+    Returns:
+        (name with its article in front, year or None).
+    """
     title = title.strip()
     match = _YEAR_RE.search(title)
     year = int(match.group(1)) if match else None
@@ -237,6 +278,7 @@ class MovieLens:
 
     @property
     def n_users(self) -> int:
+        """Users with at least one rating."""
         return int(self.ratings["user_id"].nunique())
 
     def item_index(self) -> pd.Series:
@@ -244,6 +286,9 @@ class MovieLens:
         return pd.Series(np.arange(len(self.item_ids)), index=self.item_ids)
 
     def summary(self) -> dict:
+        """Counts of users, movies, ratings and tags and the time span, as a dict for a chapter's
+        record.
+        """
         r = self.ratings
         return {
             "users": self.n_users,
@@ -265,6 +310,13 @@ def load_movielens(path: str | Path | None = None, verify: bool | None = None) -
     on unless set to 0). The column, value and id checks always run. Unverified, ``tags.csv``
     and ``links.csv`` may be missing or empty (0 bytes, or a header only): they load as empty
     tables with the usual columns. ``ratings.csv`` and ``movies.csv`` are always required.
+
+    Args:
+        path: the data folder.
+        verify: check the checksums (None: ``LLMREC_DATA_VERIFY``).
+
+    Returns:
+        The :class:`MovieLens` tables, checked.
     """
     verify = config.data_verify(verify)
     folder = _resolve_folder(path)
@@ -360,13 +412,21 @@ def _present(path: Path) -> bool:
 
 
 def empty_tags() -> pd.DataFrame:
-    """The tags table of a data set without tags: no rows, the usual columns and types."""
+    """The tags table of a data set without tags: no rows, the usual columns and types.
+
+    Returns:
+        An empty frame with user_id, item_id, tag and timestamp.
+    """
     return pd.DataFrame({"user_id": pd.Series(dtype="int64"), "item_id": pd.Series(dtype="int64"),
                          "tag": pd.Series(dtype="object"), "timestamp": pd.Series(dtype="int64")})
 
 
 def empty_links() -> pd.DataFrame:
-    """The links table of a data set without links.csv."""
+    """The links table of a data set without links.csv.
+
+    Returns:
+        An empty frame with item_id, imdb_id and tmdb_id.
+    """
     return pd.DataFrame({"item_id": pd.Series(dtype="int64"), "imdb_id": pd.Series(dtype="object"),
                          "tmdb_id": pd.Series(dtype="object")})
 
@@ -383,7 +443,15 @@ def _check_ids(df: pd.DataFrame, known: set, path: Path) -> None:
 
 
 def download(dest: str | Path | None = None, url: str = OFFICIAL_URL) -> Path:
-    """Download the official GroupLens zip into ``dest`` and verify it (needs internet)."""
+    """Download the official GroupLens zip into ``dest`` and verify it (needs internet).
+
+    Args:
+        dest: the data folder to create (default :func:`config.data_dir`).
+        url: the zip's address.
+
+    Returns:
+        The folder, verified.
+    """
     import urllib.request
 
     folder = config.data_dir(dest)
@@ -444,10 +512,12 @@ class Split:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
 
     def targets(self, stage: str) -> pd.DataFrame:
+        """The stage's target ratings (valid or test): what its users are evaluated on."""
         self._check(stage)
         return self._targets[stage]
 
     def users(self, stage: str) -> np.ndarray:
+        """The sorted ids of the users with a target in ``stage``."""
         return np.sort(self.targets(stage)["user_id"].unique())
 
     def history(self, stage: str) -> pd.DataFrame:
@@ -459,6 +529,9 @@ class Split:
         return in_time_order(both)
 
     def summary(self) -> dict:
+        """Counts of the training ratings, users and items and, per stage, of targets, users and
+        history, as a dict for a chapter's record.
+        """
         out = {"split": self.name, "train_ratings": int(len(self.train)),
                "train_users": int(self.train["user_id"].nunique()),
                "train_items": int(self.train["item_id"].nunique())}
@@ -492,6 +565,15 @@ def per_user_split(
     history and target: everything a user rated at or after their first test target's time is
     in the test window. Users with fewer than ``min_positives`` positives stay whole in
     ``train``. Deterministic: ties in time are ordered by item id.
+
+    Args:
+        ratings: all ratings (``MovieLens.ratings``).
+        test_frac: each user's share of positives that are test targets.
+        valid_frac: the share before them that are validation targets.
+        min_positives: users with fewer positives are not evaluated.
+
+    Returns:
+        The :class:`Split`.
     """
     if not 0 < test_frac < 1 or not 0 < valid_frac < 1 or test_frac + valid_frac >= 1:
         raise ValueError("need 0 < test_frac, valid_frac and test_frac + valid_frac < 1")
@@ -529,7 +611,16 @@ def per_user_split(
 
 def global_split(ratings: pd.DataFrame, quantile: float = 0.9, valid_quantile: float = 0.8) -> Split:
     """One timeline for everybody: test = ratings at or after the ``quantile`` of all
-    timestamps, validation = between ``valid_quantile`` and ``quantile``, train = before."""
+    timestamps, validation = between ``valid_quantile`` and ``quantile``, train = before.
+
+    Args:
+        ratings: all ratings (``MovieLens.ratings``).
+        quantile: the test cut-off's quantile of all timestamps.
+        valid_quantile: the validation cut-off's (below ``quantile``).
+
+    Returns:
+        The :class:`Split`.
+    """
     if not 0 < valid_quantile < quantile < 1:
         raise ValueError("need 0 < valid_quantile < quantile < 1")
     require_columns(ratings, RATING_COLUMNS, "ratings", "Pass MovieLens.ratings from load_movielens.")
@@ -553,7 +644,15 @@ def global_split(ratings: pd.DataFrame, quantile: float = 0.9, valid_quantile: f
 
 def window_users_without_history(split: Split, stage: str = "test") -> dict:
     """How many users rated something in the stage's window, and how many of them had no
-    rating at all before it (the reason the global cutoff starves this data set)."""
+    rating at all before it (the reason the global cutoff starves this data set).
+
+    Args:
+        split: the split.
+        stage: "valid" or "test".
+
+    Returns:
+        {"window_users", "without_history", ...}: counts.
+    """
     window = split.test_window if stage == "test" else split.valid_window
     hist_users = set(split.history(stage)["user_id"].tolist())
     pos_users = set(window.loc[window["rating"] >= POSITIVE_MIN, "user_id"].tolist())
@@ -567,7 +666,15 @@ def window_users_without_history(split: Split, stage: str = "test") -> dict:
 def future_share(split: Split, stage: str = "test") -> pd.Series:
     """For each evaluated user, the share of ``train`` ratings (by other users) made later
     than that user's first target: the price of a per-user split, measured rather than hidden.
-    Zero for a global split by construction."""
+    Zero for a global split by construction.
+
+    Args:
+        split: the split.
+        stage: "valid" or "test".
+
+    Returns:
+        user_id -> share in [0, 1].
+    """
     t = split.targets(stage)
     first = t.groupby("user_id")["timestamp"].min()
     train = split.train
@@ -676,6 +783,20 @@ def derive(
     arguments give byte-identical files. ``source`` defaults to :func:`config.data_dir` and is
     checked against the checksums unless ``verify=False``. Returns what was written (also
     saved as ``DERIVED.json`` in ``out``, which the loader ignores).
+
+    Args:
+        out: the folder to write.
+        seed: the seed that draws the users.
+        source: the reference folder.
+        user_frac: the share of users kept.
+        drop_earliest: the quantile of each kept user's timestamps below which ratings drop.
+        tags: write ``tags.csv`` too.
+        prune_movies: keep only the movies still rated or tagged.
+        verify: check ``source`` against the checksums.
+
+    Returns:
+        The note saved as DERIVED.json: the command, the arguments and the counts written
+        (users, movies, ratings, tag_rows).
     """
     if not 0 < user_frac <= 1:
         raise ValueError(f"user_frac must be in (0, 1], got {user_frac}")
@@ -753,6 +874,14 @@ def convert_ml1m(src: str | Path, dst: str | Path, encoding: str = "latin-1") ->
     becomes ``movies.csv``. ``users.dat`` (demographics) has no place in the layout and is
     ignored. A ``tags.dat`` (MovieLens 10M) becomes ``tags.csv``; there is no ``links.csv``.
     Load the result with ``LLMREC_DATA_VERIFY=0``. Returns counts (also in ``DERIVED.json``).
+
+    Args:
+        src: the unzipped MovieLens 1M folder.
+        dst: the folder to write.
+        encoding: the ``.dat`` files' encoding.
+
+    Returns:
+        The note saved as DERIVED.json: the counts written (users, movies, ratings, tag_rows).
     """
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     missing = [n for n in ("ratings.dat", "movies.dat") if not (src / n).is_file()]
@@ -829,7 +958,14 @@ def _parser():
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m llmrec_lib.data download [DEST]``, ``verify [DIR]`` (the default),
-    ``derive --out DIR [--seed N]`` or ``convert-ml1m SRC DST``."""
+    ``derive --out DIR [--seed N]`` or ``convert-ml1m SRC DST``.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0, or 1 after printing a data error.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv or ["verify"])
     try:

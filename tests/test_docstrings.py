@@ -31,8 +31,10 @@ BIB = ROOT / "docs" / "references.bib"
 COVERED = [
     "abtest",
     "backbones",
+    "baselines",
     "compress",
     "config",
+    "data",
     "distributed",
     "evaluate",
     "generation",
