@@ -2028,15 +2028,15 @@ claims.table()
 #
 # 1. **Another control.** Rerun the readout with `control = "SASRec"`. *Check:* every lift
 #    moves (popularity -0.0341 instead of -0.0387, three towers with LLM tags +0.0142 instead
-#    of +0.0096), item-kNN reads +0.0046 with p 0.54, yet no tested arm's verdict changes (quick
+#    of +0.0095), item-kNN reads +0.0046 with p 0.54, yet no tested arm's verdict changes (quick
 #    mode): the same five are worse (popularity and the four LLM arms) and the other four
 #    show no detectable difference; the closest to a flip is three towers with LLM tags, raw
-#    p 0.065, Holm 0.26. Explain why a readout depends on its control, and why it did not
+#    p 0.064, Holm 0.26. Explain why a readout depends on its control, and why it did not
 #    matter here.
 # 2. **No correction.** Count the arms whose raw p-value is below 0.05 and those whose Holm
 #    p-value is. *Check:* 5 and 5 (quick mode), the same five arms (popularity and the four
 #    LLM arms): each has p 0.001, the smallest a 1,000-resample bootstrap gives, and Holm's 9
-#    tests lift it to 0.009. The next arm, three towers with LLM tags, has raw p 0.23. Say
+#    tests lift it to 0.009. The next arm, three towers with LLM tags, has raw p 0.24. Say
 #    how small the raw p-value of a sixth arm would have to be to survive Holm.
 # 3. **Your own segment.** Build a segment of users whose history is mostly dramas
 #    (`setting.ml.movies` genres) and add it to `segments`. *Check:* with "mostly" read as
