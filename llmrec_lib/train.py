@@ -60,6 +60,7 @@ class Pairs:
         return len(self.user_id)
 
     def subset(self, index: np.ndarray) -> "Pairs":
+        """The pairs at ``index`` (e.g. a held-out share), sharing the same history and negatives."""
         index = np.asarray(index)
         return Pairs(self.user_id[index], self.item_id[index], self.timestamp[index],
                      self.hist_start[index], self.hist_end[index], self.history, self.negatives)
@@ -82,6 +83,10 @@ def training_pairs(
         min_history: skip targets with fewer earlier history rows than this.
         max_pairs_per_user: cap per user (a random, seeded subset) so heavy raters do not
             dominate an epoch.
+        seed: the seed of the per-user subset.
+
+    Returns:
+        The :class:`Pairs`.
     """
     interactions.require_columns(train, interactions.RATING_COLUMNS, "training ratings",
                                  "Pass split.train.")
@@ -123,7 +128,18 @@ def sample_hard_negatives(pairs: Pairs, index: np.ndarray, k: int, rng: np.rando
                           fallback: np.ndarray) -> np.ndarray:
     """(len(index), k) item ids: each pair's user's disliked items, drawn with replacement;
     users with none get random catalogue items from ``fallback`` (then they are plain random
-    negatives, which the chapter counts)."""
+    negatives, which the chapter counts).
+
+    Args:
+        pairs: the training pairs, with each user's disliked items.
+        index: the pairs of the batch.
+        k: negatives per pair.
+        rng: the batch's generator (seeded by step, so a resumed run draws the same).
+        fallback: the catalogue's item ids.
+
+    Returns:
+        The (len(index), k) item ids.
+    """
     out = np.empty((len(index), k), dtype=np.int64)
     for row, i in enumerate(index):
         pool = pairs.negatives.get(int(pairs.user_id[i]))
@@ -174,6 +190,7 @@ class TrainConfig:
     positions: int = 0
 
     def to_dict(self) -> dict:
+        """The config as JSON-ready values, for a checkpoint or a run's meta."""
         out = asdict(self)
         out["matryoshka_dims"] = list(self.matryoshka_dims) if self.matryoshka_dims else None
         return out
@@ -181,6 +198,9 @@ class TrainConfig:
 
 @dataclass
 class TrainState:
+    """What a checkpoint restores besides the weights: the step, the best validation metric
+    and its step, the evaluations without improvement (early stopping) and the log.
+    """
     step: int = 0
     best_metric: float = -math.inf
     best_step: int = -1
@@ -204,6 +224,17 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int, rank: int = 0, 
 
     A pure function of (step, seed), so a resumed run draws exactly the batches the
     interrupted one would have, and each rank takes its own slice of the global batch.
+
+    Args:
+        n: the number of pairs.
+        batch_size: pairs per rank and step.
+        step: the global step.
+        seed: the run's seed.
+        rank: this process's rank.
+        world: the number of processes.
+
+    Returns:
+        The ``batch_size`` pair indices.
     """
     global_bs = batch_size * world
     per_epoch = n // global_bs
@@ -216,6 +247,17 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int, rank: int = 0, 
 
 
 def linear_warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """The learning-rate factor at ``step``: a linear ramp over ``warmup`` steps (so Adam's
+    first updates, made from noisy moments, stay small), then a cosine decay to 0 at ``total``.
+
+    Args:
+        step: the step (from 0).
+        warmup: the ramp's length.
+        total: the run's length.
+
+    Returns:
+        A factor in (0, 1].
+    """
     if step < warmup:
         return (step + 1) / max(warmup, 1)
     progress = (step - warmup) / max(total - warmup, 1)
@@ -292,6 +334,9 @@ class Trainer:
         return out["prompt"].tolist()
 
     def make_batch(self, step: int) -> dict:
+        """The batch of global step ``step`` (a function of the step and seed): user prompts, item
+        texts, hard negatives.
+        """
         cfg, p = self.cfg, self.pairs
         idx = batch_indices(len(p), cfg.batch_size, step, cfg.seed, self.rank, self.world)
         rng = np.random.default_rng([cfg.seed, step, self.rank, 7])
@@ -309,6 +354,7 @@ class Trainer:
 
     # ---- one step ------------------------------------------------------------------------
     def compute_loss(self, batch: dict) -> torch.Tensor:
+        """Encode the batch's users and items (and hard negatives) and return the contrastive loss."""
         cfg, m = self.cfg, self.model
         k = cfg.hard_negatives
         user_tok = m.tokenize(batch["users"], m.cfg.user_max_tokens)  # (B, T_u), padded to the longest
@@ -329,6 +375,7 @@ class Trainer:
                             **extra)
 
     def step(self) -> float:
+        """One optimisation step (gradients averaged across ranks); returns the loss."""
         self.model.train()
         batch = self.make_batch(self.state.step)
         loss = self.compute_loss(batch)
@@ -471,7 +518,17 @@ class Trainer:
 def prefix_boundaries(times: np.ndarray, start: int, stop: int, targets: np.ndarray) -> np.ndarray:
     """For each target row j of one user's time-sorted sequence, how many rows of the window
     ``[start, stop)`` its history may use: the rows strictly earlier in time than row j (the
-    library's one tie rule, as in :func:`training_pairs`: same-second rows are not history)."""
+    library's one tie rule, as in :func:`training_pairs`: same-second rows are not history).
+
+    Args:
+        times: the user's timestamps, sorted.
+        start: the window's first row.
+        stop: the row after the window's last.
+        targets: the target rows (indices into ``times``).
+
+    Returns:
+        One count per target, each in [0, stop - start].
+    """
     return interactions.history_end(times[start:stop], times[targets])
 
 
@@ -536,6 +593,9 @@ class SequenceTrainer(Trainer):
         return out
 
     def make_batch(self, step: int) -> dict:
+        """The windows of step ``step`` as one prompt each, with the target items and shared
+        negatives.
+        """
         from llmrec_lib import text
 
         wins = self.windows(step)
@@ -570,6 +630,9 @@ class SequenceTrainer(Trainer):
         self.table = torch.from_numpy(vecs)
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
+        """Encode each window once, read a user vector at every target's prefix end, and return the
+        in-batch or catalogue loss.
+        """
         cfg, m = self.cfg, self.model
         user_tok = m.tokenize(batch["users"], cfg.user_budget)  # (B, T), nothing cut: windows fit
         item_tok = m.tokenize(batch["items"] + batch["shared"], m.cfg.item_max_tokens)  # (P + M, T_i)
@@ -608,6 +671,9 @@ class SequenceTrainer(Trainer):
         return self.loss_fn(users, items, table=self.table, columns=cols, mask=mask)
 
     def step(self) -> float:
+        """Refresh the catalogue table when due (``objective='catalogue'``), then one step as
+        :meth:`Trainer.step`.
+        """
         if self.cfg.objective == "catalogue" and (self.table is None or self.state.step % self.cfg.refresh_every == 0):
             self.refresh_table()
         return super().step()
@@ -626,6 +692,17 @@ def transformer_flops(n_params: int, n_tokens: int, n_layers: int, hidden: int, 
     (2 * 2 * seq_len * hidden per token per layer). Backward: twice the forward for the
     activation gradients; the weight gradients (another forward's worth) only when the weights
     themselves train. With LoRA they are frozen, so training costs about 2x, not 3x, a forward.
+
+    Args:
+        n_params: the transformer's weights (embeddings left out).
+        n_tokens: the tokens processed.
+        n_layers: the layer count.
+        hidden: the hidden width.
+        seq_len: the sequence length (attention's cost).
+        trainable_weights: the weights train (full fine-tuning) rather than stay frozen (LoRA).
+
+    Returns:
+        The FLOPs.
     """
     forward = 2.0 * n_params * n_tokens + 4.0 * n_layers * seq_len * hidden * n_tokens
     return forward * (3.0 if trainable_weights else 2.0)
@@ -636,7 +713,16 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repea
 
     The fastest of ``repeats`` timed matmuls: a peak is the best the machine does, and the
     minimum is not dragged down by another process waking up during one of them (a mean is,
-    which on a shared machine could make an MFU come out above 1)."""
+    which on a shared machine could make an MFU come out above 1).
+
+    Args:
+        dtype: the matmul's dtype.
+        n: the matrices' side.
+        repeats: timed repetitions.
+
+    Returns:
+        The best GFLOP/s measured.
+    """
     a = torch.randn(n, n, dtype=dtype)
     b = torch.randn(n, n, dtype=dtype)
     for _ in range(2):
@@ -655,6 +741,13 @@ def utilisation(trainer: Trainer, peak_gflops: float) -> dict:
     FLOPs are counted over the tokens each step really computed (padding included), for the
     transformer layers only (embedding look-ups are not matmuls), with frozen base weights
     unless the encoder is fully fine-tuned.
+
+    Args:
+        trainer: a trainer that has run steps.
+        peak_gflops: the machine's peak (:func:`matmul_peak_gflops`).
+
+    Returns:
+        The throughput dict plus achieved_gflops, peak_gflops and mfu.
     """
     tp = trainer.throughput()
     backbone = trainer.model.backbone
