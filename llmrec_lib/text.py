@@ -1,4 +1,4 @@
-"""Items and users as text, following LinkedIn's recipe (arXiv 2510.14223).
+"""Items and users as text, following LinkedIn's recipe [linkedin2025retrieval].
 
 LinkedIn feeds one causal LLM two kinds of prompt: a post's features and a member's profile
 plus the posts they engaged with. Three choices from that paper shape this module:
@@ -51,17 +51,37 @@ def neutralize_markers(field: str) -> str:
     Markers are special tokens, so a title or tag that contained ``[POP_9]`` would otherwise
     *become* the bucket token: the injection LinkedIn's markers are meant to prevent. Every
     field passes through here before it is placed behind a marker.
+
+    Args:
+        field: one field's text (a title, a genre, a tag).
+
+    Returns:
+        The text with every ``[MARKER]`` look-alike in round brackets.
     """
     return _MARKER_RE.sub(r"(\1)", field)
 
 
 def pop_token(bucket: int) -> str:
-    """The special token for popularity bucket ``bucket`` (0 = least popular)."""
+    """The special token for popularity bucket ``bucket`` (0 = least popular).
+
+    Args:
+        bucket: the bucket, 0..n-1.
+
+    Returns:
+        ``"[POP_<bucket>]"``.
+    """
     return f"[POP_{int(bucket)}]"
 
 
 def marker_tokens(n_buckets: int = N_BUCKETS) -> list[str]:
-    """All tokens :func:`add_markers` registers: field markers, then bucket tokens."""
+    """All tokens :func:`add_markers` registers: field markers, then bucket tokens.
+
+    Args:
+        n_buckets: the number of popularity buckets.
+
+    Returns:
+        The token strings.
+    """
     return list(MARKERS) + [pop_token(b) for b in range(n_buckets)]
 
 
@@ -71,6 +91,13 @@ def add_markers(tokenizer_or_backbone, n_buckets: int = N_BUCKETS) -> int:
     Given a :class:`~llmrec_lib.backbones.Backbone`, its embedding matrix grows too (new rows
     drawn near the old ones); given a bare tokenizer, only the tokenizer changes (enough to
     count tokens). Idempotent; returns how many tokens were new.
+
+    Args:
+        tokenizer_or_backbone: a tokenizer, or a :class:`~llmrec_lib.backbones.Backbone`.
+        n_buckets: the number of popularity buckets.
+
+    Returns:
+        How many tokens were new.
     """
     from llmrec_lib import backbones
 
@@ -85,7 +112,15 @@ MARKER_WORDS = {ITEM: "movie", GENRES: "genres", TAGS: "tags", POP: "popularity"
 
 
 def marker_words(token: str, n_buckets: int = N_BUCKETS) -> str:
-    """The plain words a marker stands for (``[POP_7]`` -> ``popularity 7 of 10``)."""
+    """The plain words a marker stands for (``[POP_7]`` -> ``popularity 7 of 10``).
+
+    Args:
+        token: a marker or bucket token.
+        n_buckets: the number of popularity buckets.
+
+    Returns:
+        The words.
+    """
     if token in MARKER_WORDS:
         return MARKER_WORDS[token]
     match = re.fullmatch(r"\[POP_(\d+)\]", token)
@@ -101,6 +136,13 @@ def init_marker_embeddings(backbone, n_buckets: int = N_BUCKETS) -> int:
     Deterministic, so a model rebuilt later has exactly the same rows, and meaningful from the
     first step: a frozen embedding matrix (LoRA training) keeps them, and ``[POP_3]`` and
     ``[POP_8]`` start as different vectors. Returns how many tokens were new.
+
+    Args:
+        backbone: the loaded backbone (its tokenizer and input embeddings change).
+        n_buckets: the number of popularity buckets.
+
+    Returns:
+        How many tokens were new.
     """
     import torch
 
@@ -116,7 +158,16 @@ def init_marker_embeddings(backbone, n_buckets: int = N_BUCKETS) -> int:
 
 def count_tokens(tokenizer, texts: Sequence[str], add_special_tokens: bool = True) -> np.ndarray:
     """Token count of each text (with the tokenizer's own [CLS]/[SEP]/BOS when
-    ``add_special_tokens``, i.e. what the model sees)."""
+    ``add_special_tokens``, i.e. what the model sees).
+
+    Args:
+        tokenizer: the tokenizer.
+        texts: the texts (a sequence, not one string).
+        add_special_tokens: count the tokenizer's special tokens too.
+
+    Returns:
+        An int64 array, one count per text.
+    """
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, not a single string; wrap it in a list")
     texts = list(texts)
@@ -144,6 +195,13 @@ def percentile_edges(values, n: int = N_BUCKETS) -> np.ndarray:
     """The ``n - 1`` inner quantile edges of ``values`` (the i/n quantiles, i = 1..n-1).
 
     Keep them to bucket new items later with the *training* distribution.
+
+    Args:
+        values: finite numbers.
+        n: the number of buckets (>= 2).
+
+    Returns:
+        The ``n - 1`` edges, non-decreasing.
     """
     if not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
@@ -158,6 +216,14 @@ def percentile_buckets(values, n: int = N_BUCKETS, *, edges: np.ndarray | None =
     middle of the buckets their tie spans (a mid-rank percentile), so a count shared by most of
     the catalogue (say 1 rating) lands in the middle, not at an arbitrary end.
     ``edges`` (from :func:`percentile_edges`) buckets values against another distribution.
+
+    Args:
+        values: finite numbers.
+        n: the number of buckets.
+        edges: the edges to bucket against (default: those of ``values``).
+
+    Returns:
+        An int array of buckets, one per value.
     """
     arr = _finite_1d(values, "values")
     edges = percentile_edges(arr, n) if edges is None else np.asarray(edges, dtype=np.float64)
@@ -173,6 +239,13 @@ def popularity_counts(train_ratings: pd.DataFrame, item_ids: Iterable[int]) -> p
 
     Pass the *training* ratings only (``split.train``): counting validation or test ratings
     would leak the future into every item's text.
+
+    Args:
+        train_ratings: the training ratings (``split.train``).
+        item_ids: the catalogue (``ml.item_ids``), each id once.
+
+    Returns:
+        item_id -> count, for every id of the catalogue.
     """
     if "item_id" not in getattr(train_ratings, "columns", ()):
         raise ValueError("train_ratings must be a DataFrame with an item_id column (e.g. split.train)")
@@ -189,7 +262,15 @@ def popularity_counts(train_ratings: pd.DataFrame, item_ids: Iterable[int]) -> p
 
 
 def popularity_buckets(counts: pd.Series, n: int = N_BUCKETS) -> pd.Series:
-    """Percentile bucket of each item's training count, over the whole catalogue given."""
+    """Percentile bucket of each item's training count, over the whole catalogue given.
+
+    Args:
+        counts: item_id -> training count (:func:`popularity_counts`).
+        n: the number of buckets.
+
+    Returns:
+        item_id -> bucket, named "pop_bucket".
+    """
     return pd.Series(percentile_buckets(counts.to_numpy(), n), index=counts.index, name="pop_bucket")
 
 
@@ -200,7 +281,15 @@ def popularity_buckets(counts: pd.Series, n: int = N_BUCKETS) -> pd.Series:
 
 def top_tags(tags: pd.DataFrame, k: int = 3) -> dict[int, list[str]]:
     """The ``k`` most used tags of each item: lower-cased, whitespace-collapsed, counted once
-    per user, ties broken alphabetically (so the result is deterministic)."""
+    per user, ties broken alphabetically (so the result is deterministic).
+
+    Args:
+        tags: user tags (user_id, item_id, tag), e.g. ``ml.tags``.
+        k: the most tags per item.
+
+    Returns:
+        item_id -> up to ``k`` tags, most used first.
+    """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     interactions.require_columns(tags, ("user_id", "item_id", "tag"), "tags", "Pass ml.tags.")
@@ -220,6 +309,13 @@ def training_tags(tags: pd.DataFrame, train_ratings: pd.DataFrame) -> pd.DataFra
     Per-user splits have no single cut-off date, so "before the test window" means before
     *the tagging user's* window; what other users tag later is the future for everyone.
     To be strict across users as well, pass ``tags[tags.timestamp <= cutoff]`` instead.
+
+    Args:
+        tags: user tags with timestamps (``ml.tags``).
+        train_ratings: the training ratings (``split.train``).
+
+    Returns:
+        The tags kept, a subset of ``tags``' rows.
     """
     interactions.require_columns(tags, ("user_id", "item_id", "tag", "timestamp"), "tags",
                          "Pass ml.tags.")
@@ -249,6 +345,17 @@ def render_item(
     ``markers=False``: ``Movie: Toy Story (1995). Genres: Adventure, Animation. Tags: pixar.
     Popularity: 9 of 10.`` Give at most one of ``pop_bucket`` (a bucket token) and
     ``pop_count`` (the raw number, for the "numbers as text" comparison).
+
+    Args:
+        title: the title with its year.
+        genres: the genres.
+        tags: the tags.
+        pop_bucket: the popularity bucket (a token).
+        pop_count: the raw training count (written as a number).
+        markers: marker tokens (True) or plain sentences (False).
+
+    Returns:
+        The item's text.
     """
     if not isinstance(title, str) or not title.strip():
         raise ValueError(f"title must be a non-empty string, got {title!r}")
@@ -300,6 +407,11 @@ def item_texts(
             ``split.train``); needed when ``"pop"`` is in fields. Buckets are percentiles over
             all items in ``popularity``.
         pop_format: ``"bucket"`` (one special token) or ``"count"`` (the raw number as text).
+        n_buckets: the number of popularity buckets.
+        markers: marker tokens (True) or plain sentences (False).
+
+    Returns:
+        item_id -> text.
     """
     unknown = set(fields) - set(ITEM_FIELDS)
     if unknown:
@@ -372,12 +484,15 @@ def user_prompts(
             :func:`add_markers` when ``markers``).
         budget: maximum tokens per prompt, special tokens included; None keeps everything.
         positive_only: keep ratings >= ``positive_min`` (default ``interactions.POSITIVE_MIN``) only.
+        positive_min: the lowest rating that counts as positive (default
+            ``interactions.POSITIVE_MIN``).
         show_rating: append each item's rating (useful with ``positive_only=False``).
         markers: ``[HISTORY]`` + items with ``[RATED] 4.5``; else plain sentences.
         users: users to render (default: every user in ``ratings``, even with no positives).
 
-    Returns a DataFrame indexed by position with columns user_id, prompt, n_tokens (measured),
-    n_items (kept), n_history (available), item_ids (kept, oldest first).
+    Returns:
+        A DataFrame indexed by position with columns user_id, prompt, n_tokens (measured),
+        n_items (kept), n_history (available), item_ids (kept, oldest first).
     """
     _check_prompt_args(ratings, budget)
     item_text = pd.Series(item_text) if not isinstance(item_text, pd.Series) else item_text
@@ -483,7 +598,15 @@ def _render_within(rows: list, render, tokenizer, budget: int | None):
 
 
 def fit_shares(n_tokens: Sequence[int], budgets: Sequence[int] = (128, 256, 512, 1024)) -> dict[int, float]:
-    """Share of prompts whose full length fits each budget."""
+    """Share of prompts whose full length fits each budget.
+
+    Args:
+        n_tokens: each prompt's full length.
+        budgets: the budgets, in tokens.
+
+    Returns:
+        budget -> share of prompts that fit, in [0, 1].
+    """
     arr = np.asarray(n_tokens)
     if arr.size == 0:
         raise ValueError("n_tokens is empty")

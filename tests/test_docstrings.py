@@ -61,6 +61,7 @@ COVERED = [
     "sft",
     "show",
     "synthetic",
+    "text",
     "train",
 ]
 # Modules the rule does not cover yet, to be moved to COVERED once their docstrings follow it.
