@@ -36,6 +36,7 @@ COVERED = [
     "config",
     "data",
     "distributed",
+    "encoders",
     "evaluate",
     "generation",
     "index",
