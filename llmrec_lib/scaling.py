@@ -60,7 +60,19 @@ def ddp_configs(world: int, *, global_batch: int = 16, steps: int = 12, n_layers
     ``steps`` steps, a short warm-up (so the adapter moves and any mismatch between runs shows),
     no checkpoints, and ``global_batch / world`` pairs per process so every run sees the same
     global batch (and so the same negatives) at every step. ``backbone`` swaps the model (the
-    tests use ``"tiny-llama"``); ``n_layers=None`` keeps all of its layers."""
+    tests use ``"tiny-llama"``); ``n_layers=None`` keeps all of its layers.
+
+    Args:
+        world: the number of processes.
+        global_batch: pairs per step over all processes (a multiple of ``world``).
+        steps: the steps to run.
+        n_layers: the layers kept (None: all).
+        recipe_name: the recipe to cut down (:mod:`llmrec_lib.recipes`).
+        backbone: another model's name (default: the recipe's).
+
+    Returns:
+        (EncoderConfig, TrainConfig).
+    """
     from llmrec_lib import recipes
 
     if world < 1 or global_batch % world:
@@ -130,8 +142,22 @@ def launch_ddp(nproc: int, out_dir, *, threads_per_process: int = 1, global_batc
                timeout: float = 900) -> dict:
     """Run :func:`_ddp_worker` under ``torchrun --nproc_per_node nproc`` and collect its output.
 
-    Returns ``{"ranks": [record per rank], "adapter": flat trained weights, "wall_seconds",
-    "command"}``. Raises with torchrun's output when a process fails.
+    Raises with torchrun's output when a process fails.
+
+    Args:
+        nproc: the number of processes.
+        out_dir: where the ranks write their records.
+        threads_per_process: torch threads per process.
+        global_batch: pairs per step over all processes.
+        steps: the steps to run.
+        n_layers: the layers kept (None: all).
+        comm_repeats: timed repeats of the all-reduce.
+        backbone: another model's name (default: the recipe's).
+        timeout: seconds before the run is stopped.
+
+    Returns:
+        ``{"ranks": [record per rank], "adapter": flat trained weights, "wall_seconds",
+        "command"}``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,6 +188,15 @@ def ddp_summary(run: dict, skip: int = 3) -> dict:
     timed repeats, and ``allreduce_best_ms``, the fastest, which is the cost of the operation
     itself. On a machine shared with other jobs the slow repeats are mostly one process waiting
     for a partner the operating system had set aside, not data moving.
+
+    Args:
+        run: what :func:`launch_ddp` returned.
+        skip: the warm-up steps left out.
+
+    Returns:
+        A dict: processes, threads, backend, global_batch, seconds_per_step,
+        examples_per_second, tokens_per_second, allreduce_ms, allreduce_best_ms, grad_values
+        and the global loss per step.
     """
     ranks = run["ranks"]
     world, gb = ranks[0]["world"], ranks[0]["global_batch"]
@@ -198,6 +233,19 @@ def clustered_vectors(n: int, d: int, *, n_clusters: int = 100, rank: int | None
     dimensions, the hardest case for product quantisation. ``seed`` fixes the subspace and
     centres, ``sample`` the draws (items and queries: same ``seed``, different ``sample``).
     Made in chunks, so a million 576-d vectors need their 2.3 GB and little more.
+
+    Args:
+        n: the number of vectors.
+        d: their dimension.
+        n_clusters: the number of clusters.
+        rank: the subspace's dimension (None: all ``d``).
+        noise: the within-cluster spread, relative to the centres'.
+        seed: fixes the subspace and centres.
+        sample: fixes the draws.
+        chunk: vectors made at a time.
+
+    Returns:
+        The (n, d) float32 unit vectors.
     """
     r = d if rank is None else int(rank)
     if n < 1 or d < 1 or n_clusters < 1 or not 1 <= r <= d:
@@ -220,7 +268,17 @@ def clustered_vectors(n: int, d: int, *, n_clusters: int = 100, rank: int | None
 
 def exact_topk(items: np.ndarray, queries: np.ndarray, k: int, chunk: int = 100_000) -> tuple[np.ndarray, float]:
     """Exact inner-product top-k ids (nq, k) by brute force over ``items`` in chunks, and the
-    seconds it took: what a Flat index does, without copying the items into one."""
+    seconds it took: what a Flat index does, without copying the items into one.
+
+    Args:
+        items: (n, d) item vectors.
+        queries: (nq, d) query vectors.
+        k: how many ids per query (1..n).
+        chunk: items scored at a time.
+
+    Returns:
+        (ids, seconds): the (nq, k) top ids, best first, and the time taken.
+    """
     import torch
 
     if items.ndim != 2 or queries.ndim != 2 or items.shape[1] != queries.shape[1]:
@@ -246,10 +304,24 @@ def index_at_scale(n: int, d: int = 576, *, n_queries: int = 1000, k: int = 10, 
                    seed: int = 0):
     """IVF-PQ over ``n`` synthetic items (:func:`clustered_vectors`) against exact search.
 
-    Returns ``(table, facts)``: the table has one row per ``nprobe`` (from
-    :func:`llmrec_lib.index.compare_indexes`: build seconds, batch and single-query latency,
-    memory, recall@k and recall@k within the top 10k); ``facts`` has the sizes, the exact search's
-    seconds per query, and the float32 bytes the vectors themselves take (a Flat index's size).
+    Args:
+        n: the number of items.
+        d: their dimension.
+        n_queries: the number of queries.
+        k: the recall's cut-off.
+        nprobes: the IVF lists probed, one table row each.
+        nlist: the IVF cells (None: :mod:`llmrec_lib.index`'s default, round(sqrt(n))).
+        pq_m: the PQ sub-quantisers (None: the index's default, d / 8).
+        n_clusters: the clusters of the synthetic items.
+        rank: their subspace's dimension.
+        seed: the seed of the items and queries.
+
+    Returns:
+        ``(table, facts)``: the table has one row per ``nprobe`` (from
+        :func:`llmrec_lib.index.compare_indexes`: build seconds, batch and single-query latency,
+        memory, recall@k and recall@k within the top 10k); ``facts`` has the sizes, the exact
+        search's seconds per query, and the float32 bytes the vectors themselves take (a Flat
+        index's size).
     """
     from llmrec_lib import index as ix
 
@@ -279,7 +351,14 @@ def index_at_scale(n: int, d: int = 576, *, n_queries: int = 1000, k: int = 10, 
 
 def matmul_params(backbone) -> int:
     """Weights a token multiplies through: the transformer's, without embeddings, the LM head
-    and LoRA adapters (the same count as :func:`llmrec_lib.train.utilisation`)."""
+    and LoRA adapters (the same count as :func:`llmrec_lib.train.utilisation`).
+
+    Args:
+        backbone: the loaded backbone.
+
+    Returns:
+        The weight count.
+    """
     return int(sum(p.numel() for n, p in backbone.model.named_parameters()
                    if "embed" not in n and "lm_head" not in n and "lora" not in n))
 
@@ -289,6 +368,16 @@ def forward_flops(n_params: int, n_tokens: float, n_layers: int, hidden: int, se
 
     :func:`llmrec_lib.train.transformer_flops` counts forward + backward with frozen weights,
     which is two forwards; half of it is the forward: 2 per weight per token plus attention.
+
+    Args:
+        n_params: the transformer's weights (:func:`matmul_params`).
+        n_tokens: the tokens processed.
+        n_layers: the layer count.
+        hidden: the hidden width.
+        seq_len: the sequence length.
+
+    Returns:
+        The FLOPs.
     """
     from llmrec_lib import train
 
@@ -299,7 +388,19 @@ def encoding_throughput(backbone, texts, *, max_length: int, batch_size: int = 3
                         repeats: int = 1) -> dict:
     """Time :func:`llmrec_lib.encoders.embed_texts` over ``texts`` (after one warm-up batch)
     and count its FLOPs over the real tokens; per text: tokens, FLOPs; overall: texts/s,
-    achieved GFLOP/s and, with ``peak_gflops``, the utilisation (MFU). The best of ``repeats``."""
+    achieved GFLOP/s and, with ``peak_gflops``, the utilisation (MFU). The best of ``repeats``.
+
+    Args:
+        backbone: the loaded backbone.
+        texts: the texts to encode.
+        max_length: tokens per text (longer ones are cut).
+        batch_size: texts per forward pass.
+        peak_gflops: the machine's peak (:func:`llmrec_lib.train.matmul_peak_gflops`), for MFU.
+        repeats: timed repetitions.
+
+    Returns:
+        A dict of the measurements above.
+    """
     from llmrec_lib import encoders
 
     texts = list(texts)
@@ -334,7 +435,20 @@ def encoding_throughput(backbone, texts, *, max_length: int, batch_size: int = 3
 def project(flops_per_item: float, flops_per_user: float, *, items_per_day: float, users_per_day: float,
             gpu_peak_flops: float, mfu: float) -> dict:
     """GPU-hours and GPUs (running all day) to embed ``items_per_day`` items and
-    ``users_per_day`` users at ``mfu`` of a GPU's ``gpu_peak_flops`` (FLOP/s)."""
+    ``users_per_day`` users at ``mfu`` of a GPU's ``gpu_peak_flops`` (FLOP/s).
+
+    Args:
+        flops_per_item: FLOPs to embed one item.
+        flops_per_user: FLOPs to embed one user.
+        items_per_day: items embedded per day.
+        users_per_day: users embedded per day.
+        gpu_peak_flops: one GPU's peak, FLOP/s.
+        mfu: the share of the peak achieved, in (0, 1].
+
+    Returns:
+        A dict: item_flops_per_day, user_flops_per_day, gpu_hours_per_day, gpus_all_day and
+        items_per_gpu_second.
+    """
     if not 0 < mfu <= 1:
         raise ValueError(f"mfu is a share of the peak, in (0, 1], got {mfu}")
     if gpu_peak_flops <= 0 or min(items_per_day, users_per_day, flops_per_item, flops_per_user) < 0:
@@ -350,7 +464,16 @@ def project(flops_per_item: float, flops_per_user: float, *, items_per_day: floa
 
 def index_bytes(n_items: float, dim: int, bytes_per_value: float) -> float:
     """Bytes of ``n_items`` vectors of ``dim`` values, ``bytes_per_value`` each (4 float32,
-    2 bf16; a PQ code with d/8 one-byte sub-quantisers is 1/8 byte per value)."""
+    2 bf16; a PQ code with d/8 one-byte sub-quantisers is 1/8 byte per value).
+
+    Args:
+        n_items: the number of vectors.
+        dim: values per vector.
+        bytes_per_value: bytes each value takes.
+
+    Returns:
+        The bytes.
+    """
     return float(n_items) * dim * bytes_per_value
 
 
@@ -376,9 +499,9 @@ def arm_costs(n_items: int, *, llm_user_flops: float, llm_long_user_flops: float
 
     Args:
         n_items: the catalogue size.
-        llm_user_flops, llm_long_user_flops, llm_item_flops: :func:`forward_flops` of one user
-            prompt (the first recipe's budget), one with the second recipe's longer budget, and
-            one item text.
+        llm_user_flops: :func:`forward_flops` of one user prompt (the first recipe's budget).
+        llm_long_user_flops: the same with the second recipe's longer budget.
+        llm_item_flops: :func:`forward_flops` of one item text.
         llm_dim: the LLM's vector width (a float32 index holds ``4 * llm_dim`` bytes per item).
         median_history: the median user's history length (item-kNN sums that many rows).
         knn_nnz: stored similarities of item-kNN (about 20 bytes each: value, index, pointer).
@@ -386,6 +509,10 @@ def arm_costs(n_items: int, *, llm_user_flops: float, llm_long_user_flops: float
             ``12 * d_model**2`` weights each.
         towers: the three towers' :class:`~llmrec_lib.recgpt.towers.TowerConfig`; the tag tower
             is an MLP over the ``text_dim``-wide MiniLM token-embedding mean.
+        text_dim: the width of the tag tower's input.
+
+    Returns:
+        arm name -> its :class:`ArmCost`.
     """
     per_item_vector = 4 * llm_dim * n_items
     llm_score = 2 * llm_dim * n_items
@@ -433,9 +560,17 @@ def recgpt_run_tokens(setting, run: str = "ch06", *, source: str = "fine-tuned",
     ``new_tokens``). The ch07 file keeps the parsed interests, not their raw text, so its
     ``interest_new_tokens`` is NaN: the caller must say what it uses instead.
 
-    Returns a DataFrame, one row per user: user_id, interest_prompt_tokens, tag_prompt_tokens,
-    interest_new_tokens, tag_new_tokens, history_tokens, interest_sha_ok, tag_sha_ok,
-    n_interests, n_tags.
+    Args:
+        setting: the data, split and tokenizer (:func:`recgpt.build_setting`).
+        run: "ch06" or "ch07".
+        source: the producer of ch06's generations ("fine-tuned", "zero-shot").
+        stage: the stage of ch07's tags.
+        artifacts: the RecGPT artifacts folder (default ``artifacts/recgpt``).
+
+    Returns:
+        A DataFrame, one row per user: user_id, interest_prompt_tokens, tag_prompt_tokens,
+        interest_new_tokens, tag_new_tokens, history_tokens, interest_sha_ok, tag_sha_ok,
+        n_interests, n_tags.
     """
     import pandas as pd
 
@@ -501,6 +636,12 @@ def recgpt_bill(scenarios: dict):
     the inputs, ``tokens_per_refresh``, ``device_seconds_per_user``, ``device_hours_per_refresh``
     and ``devices_all_day`` (devices busy around the clock to finish each refresh within its
     period).
+
+    Args:
+        scenarios: name -> its inputs, as above.
+
+    Returns:
+        The table above, one row per scenario.
     """
     import pandas as pd
 
@@ -528,7 +669,18 @@ def generation_flops(n_params: float, prompt_tokens: float, new_tokens: float, n
                      hidden: int) -> tuple[float, float]:
     """``(prefill, decode)`` FLOPs of one prompt and its answer (:func:`forward_flops`): the
     prompt in one pass over its own length, each new token attending to the prompt plus, on
-    average, half the answer."""
+    average, half the answer.
+
+    Args:
+        n_params: the transformer's weights.
+        prompt_tokens: the prompt's length.
+        new_tokens: the answer's length.
+        n_layers: the layer count.
+        hidden: the hidden width.
+
+    Returns:
+        (prefill, decode) FLOPs.
+    """
     prefill = forward_flops(n_params, prompt_tokens, n_layers, hidden, prompt_tokens)
     decode = forward_flops(n_params, new_tokens, n_layers, hidden, prompt_tokens + new_tokens / 2)
     return prefill, decode
@@ -545,6 +697,13 @@ def checkpoint_curve(adapter_dir, metric: str = "eval_recall@50"):
     Reads ``encoder.json`` (``meta.evals``, written when the run was started with
     ``--eval-every``) and returns a DataFrame: step, pairs (step x the run's mean pairs per
     step, ``pairs_seen / steps_done``), ``metric``. Empty when the run logged no evaluation.
+
+    Args:
+        adapter_dir: the committed adapter's folder.
+        metric: the logged metric to read.
+
+    Returns:
+        The curve, one row per logged evaluation.
     """
     import pandas as pd
 
@@ -558,9 +717,17 @@ def checkpoint_curve(adapter_dir, metric: str = "eval_recall@50"):
 def log_trend(x, y, *, n_boot: int = 2000, seed: int = 0) -> dict:
     """Least-squares fit ``y = a + b log2(x)``: ``b`` is the change per doubling of ``x``.
 
-    Returns a, b, r2, the residual standard deviation, and ``b_lo, b_hi``: a 95% interval for
-    the slope from a bootstrap over the points (with 4-6 points it is wide, and should be).
-    ``predict(x)`` gives the trend at new ``x`` (an extrapolation outside the measured range).
+    Args:
+        x: the sizes (positive), at least 3.
+        y: the measured values.
+        n_boot: bootstrap resamples.
+        seed: the bootstrap's seed.
+
+    Returns:
+        A dict: a, b, r2, the residual standard deviation, and ``b_lo, b_hi``: a 95% interval for the
+        slope from a bootstrap over the points (with 4-6 points it is wide, and should be).
+        ``predict(x)`` gives the trend at new ``x`` (an extrapolation outside the measured
+        range).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -586,6 +753,15 @@ def log_trend(x, y, *, n_boot: int = 2000, seed: int = 0) -> dict:
 
 
 def main(argv=None) -> int:
+    """The command line: ``python -m llmrec_lib.scaling ddp-worker --out DIR ...``, one process
+    of :func:`launch_ddp`'s data-parallel run (torchrun starts it).
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status, 0.
+    """
     ap = argparse.ArgumentParser(prog="python -m llmrec_lib.scaling")
     sub = ap.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("ddp-worker", help="one process of a data-parallel run (launch with torchrun)")

@@ -58,6 +58,7 @@ COVERED = [
     "recgpt.vocabulary",
     "recipes",
     "results",
+    "scaling",
     "serving",
     "sft",
     "show",
