@@ -508,20 +508,8 @@ pd.Series(throughput).round(3)
 adapter_dir = recipes.ARTIFACTS / recipe_name
 meta = None  # the committed run's record; None on other data
 if committed and cfg.mode == "full" and retrain_first_recipe:
-    t0 = time.perf_counter()
-    trainer = recipes.train_recipe(
-        recipe_name, "full", setting=setting, evaluate_every=400
-    )
-    recipes.publish(
-        trainer,
-        recipe_name,
-        time.perf_counter() - t0,
-        f"python -m llmrec_lib.recipes train {recipe_name} --mode full "
-        "--eval-every 400",
-    )
-    recipes.evaluate_published(
-        recipe_name, setting, "test", save=True
-    )  # chapter 09's top-100 lists
+    # train, publish, and store the test lists chapter 09 reads
+    recipes.retrain(recipe_name, setting, evaluate_every=400)
 EPOCHS_CLAIM = "the committed first recipe saw 0.78 of an epoch"
 if committed:
     meta = json.loads((adapter_dir / "encoder.json").read_text())["meta"]
@@ -941,18 +929,7 @@ PER_STEP = "the second recipe draws about 50 pairs per step (40-60)"
 SPEED = "per pair, the two recipes train at about the same speed (ratio 0.5-2)"
 if committed:
     if cfg.mode == "full":
-        t0 = time.perf_counter()
-        new_trainer = recipes.train_recipe(
-            new_recipe, "full", setting=setting, evaluate_every=200
-        )
-        recipes.publish(
-            new_trainer,
-            new_recipe,
-            time.perf_counter() - t0,
-            f"python -m llmrec_lib.recipes train {new_recipe} --mode full "
-            "--eval-every 200",
-        )
-        recipes.evaluate_published(new_recipe, setting, "test", save=True)
+        recipes.retrain(new_recipe, setting, evaluate_every=200)
     new_meta = json.loads((new_dir / "encoder.json").read_text())["meta"]
     print(new_meta["command"])
     new_epochs = new_meta["pairs_seen"] / new_meta["n_pairs"]

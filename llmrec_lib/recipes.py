@@ -471,6 +471,32 @@ def publish(trainer, name: str, seconds: float, command: str) -> Path:
     return path
 
 
+def retrain(name: str, setting: Setting | None = None, *, evaluate_every: int = 0) -> Path:
+    """Full mode's one retraining step: train recipe ``name``, publish it, store its test lists.
+
+    Chapter 03 retrains its recipes this way in full mode; it is also what
+    ``python -m llmrec_lib.recipes train NAME --mode full`` followed by ``evaluate NAME`` does,
+    so the published adapter's record carries that command.
+
+    Args:
+        name: a key of :data:`RECIPES`.
+        setting: the data (None: :func:`build_setting`).
+        evaluate_every: validate every this many steps (0: never), keeping the best adapter.
+
+    Returns:
+        The published adapter's folder (``artifacts/adapters/<name>``).
+    """
+    setting = setting or build_setting()
+    start = time.perf_counter()
+    trainer = train_recipe(name, "full", setting=setting, evaluate_every=evaluate_every)
+    command = f"python -m llmrec_lib.recipes train {name} --mode full"
+    if evaluate_every:
+        command += f" --eval-every {evaluate_every}"
+    path = publish(trainer, name, time.perf_counter() - start, command)
+    evaluate_published(name, setting, "test", save=True)  # chapter 09's top-100 lists
+    return path
+
+
 def _pairs_seen(trainer) -> int:
     """Training pairs over all steps done. An every-position step holds a varying number of
     pairs; its windows are a pure function of (seed, step), so they are replayed and counted."""

@@ -115,3 +115,25 @@ def test_run_length_is_the_one_per_mode_pattern(monkeypatch):
     assert settings.mode == "quick" and settings.sizes == {"users": 5}
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.seed = 1
+
+
+def test_retrain_trains_publishes_and_stores_the_test_lists(monkeypatch, tmp_path):
+    """recipes.retrain is chapter 03's full-mode step: the CLI's train, publish and evaluate."""
+    calls = []
+    monkeypatch.setattr(recipes, "train_recipe", lambda name, mode, **kw: calls.append(
+        ("train", name, mode, kw["evaluate_every"])) or "trainer")
+    monkeypatch.setattr(recipes, "publish", lambda trainer, name, secs, command: calls.append(
+        ("publish", trainer, name, command)) or tmp_path / name)
+    monkeypatch.setattr(recipes, "evaluate_published", lambda name, setting, stage, save: calls.append(
+        ("evaluate", name, setting, stage, save)))
+    out = recipes.retrain("infonce", "SETTING", evaluate_every=400)
+    assert out == tmp_path / "infonce"
+    assert calls == [
+        ("train", "infonce", "full", 400),
+        ("publish", "trainer", "infonce",
+         "python -m llmrec_lib.recipes train infonce --mode full --eval-every 400"),
+        ("evaluate", "infonce", "SETTING", "test", True),
+    ]
+    calls.clear()
+    recipes.retrain("infonce", "SETTING")
+    assert calls[1][3] == "python -m llmrec_lib.recipes train infonce --mode full"
