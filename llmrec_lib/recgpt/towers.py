@@ -445,7 +445,9 @@ class ThreeTowerNet(nn.Module):
             self.user_id.weight[0].zero_()
 
     def items(self, id_index, genres, decade, pop) -> torch.Tensor:
-        """The item tower: ID (zero for a cold item), genres, decade and popularity -> a unit vector."""
+        """The item tower: ID (zero for a cold item), genres, decade and popularity -> a unit
+        vector.
+        """
         x = torch.cat([self.item_id(id_index), self.genre(genres), self.decade(decade), self.pop(pop)], dim=-1)
         return F.normalize(self.item_mlp(x), dim=-1)
 
@@ -924,7 +926,9 @@ class FusedSystem:
         self.can_score_items = np.ones(len(h_v), dtype=bool)
 
     def with_b(self, b: float, name: str | None = None) -> "FusedSystem":
-        """The same prepared vectors fused with another ``b`` (no recomputation: a sweep over b is cheap)."""
+        """The same prepared vectors fused with another ``b`` (no recomputation: a sweep over b is
+        cheap).
+        """
         return FusedSystem(self.user_ids, self.h_u, self.h_t, self.has_tags, self.h_v, b, name or self.name)
 
     def user_vectors(self, user_ids) -> np.ndarray:
