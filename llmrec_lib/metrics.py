@@ -37,7 +37,7 @@ novelty@k         per user, mean self-information -log2 p(i) of the recommended 
                   p(i) = (c_i + 1) / (sum_j c_j + n_items): the add-one smoothed share of
                   training interactions, so never-seen items get a finite, highest value.
 popularity@k      per user, mean training count of the recommended items ("average
-                  recommendation popularity", ARP; Abdollahpouri et al. 2019).
+                  recommendation popularity", ARP; [abdollahpouri2019popularity]).
 pop_percentile@k  per user, mean popularity percentile of the recommended items in [0, 1]
                   (1 = the most popular item of the catalogue; ties share their mid-rank).
 genre_entropy@k   per user, Shannon entropy (bits) of the genre mix of the first k items, each

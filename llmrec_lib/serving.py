@@ -3,7 +3,7 @@ one list, and the rule that picks their knobs on validation (chapter 03).
 
 * :class:`PopularityPrior` adds ``beta * log(1 + training count)`` to any system's scores: the
   cheap, after-the-fact fix for a model trained without a popularity-aware objective, and the
-  serving-time counterpart of log-Q (Yi et al., RecSys 2019).
+  serving-time counterpart of log-Q [yi2019sampling].
 * :class:`MultiSource` fills one list from two retrievers with a fixed share of slots each.
   LinkedIn's LLM retrieval is one candidate source among several in production; a share chosen
   on validation is the simplest honest way to combine them.
