@@ -91,6 +91,7 @@ from llmrec_lib.recgpt.prompts import (
     TAG_PROMPT,
     format_answer,
     interest_prompt,
+    interests_shown,
     parse_phrases,
     tag_prompt,
 )
@@ -169,6 +170,7 @@ __all__ = [
     "TAG_PROMPT",
     "interest_prompt",
     "tag_prompt",
+    "interests_shown",
     "format_answer",
     "parse_phrases",
     "ItemFacts",

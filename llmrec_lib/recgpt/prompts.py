@@ -52,10 +52,25 @@ def tag_prompt(history_text: str, interests: Sequence[str], n: int = 6) -> str:
     Returns:
         The prompt text.
     """
+    return TAG_PROMPT.format(history=history_text, interests=interests_shown(history_text, interests), n=n)
+
+
+def interests_shown(history_text: str, interests: Sequence[str]) -> str:
+    """How a tag prompt shows the mined interests, after checking it has a history to read.
+
+    Both tag models (chapter 06's LLM_IT and chapter 07's second one) write their prompts
+    through this, so they refuse an empty history and show missing interests the same way.
+
+    Args:
+        history_text: the user's compressed history; not empty.
+        interests: the mined interests (empty: shown as "unknown").
+
+    Returns:
+        The interests joined by commas, or "unknown".
+    """
     if not history_text.strip():
         raise ValueError("history_text is empty: a user needs at least one rating to predict tags from")
-    shown = ", ".join(interests) if interests else "unknown"
-    return TAG_PROMPT.format(history=history_text, interests=shown, n=n)
+    return ", ".join(interests) if interests else "unknown"
 
 
 def format_answer(phrases: Sequence[str]) -> str:

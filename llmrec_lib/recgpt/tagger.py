@@ -175,9 +175,7 @@ def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int
     Returns:
         The prompt text.
     """
-    if not history_text.strip():
-        raise ValueError("history_text is empty: a user needs at least one rating to predict tags from")
-    shown = ", ".join(interests) if interests else "unknown"
+    shown = recgpt.interests_shown(history_text, interests)
     return PROMPT.format(history=history_text, last=SUMMARY_LAST, summary=summary, interests=shown, n=n)
 
 
