@@ -18,8 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 KNOWN_STALE = {
     ("03", "share"): "chapter 03's LLM share of the multi-source list (read by chapter 09's arms "
                      "and ledger) came after the committed full run",
-    ("07", "llm_it_v2"): "chapter 07's LLM_IT v2 tagger (read by chapter 09's tag-generation "
-                         "ledger row) came after the committed full run",
 }
 
 
