@@ -606,20 +606,19 @@ class SASRec(Baseline):
     """ID-based sequential retrieval: the user is the transformer's state after their history.
 
     Trained on ``split.train`` positives only: every user's positive sequence is cut into
-    windows of ``max_len + 1`` items (from the newest backwards, so every transition is used
+    windows of ``max_len + 1`` items (from the newest backwards, so every target is used
     once); at each position the model predicts the next item. The vocabulary is the items
     with a training positive; others (cold items) are not scoreable.
 
-    Same-second positives are the one place the library's tie rule
-    (:mod:`llmrec_lib.interactions`: a same-second positive is never history) is not applied:
-    a window predicts position k + 1 from positions <= k, so the second of two positives rated
-    in the same second is predicted from its twin (15% of training transitions on the
-    reference split). It is left so on purpose, for now: it shapes training targets only, never
-    what is evaluated (at scoring time a user's input ends strictly before their first held-out
-    target, since the split cuts by time); and the fix (take, for target k, the state at the
-    last position strictly earlier in time, and drop targets with none inside the window)
-    would change every SASRec number of chapters 02 and 09, including the committed full-mode
-    results, which only a full run can regenerate.
+    Same-second positives follow the library's tie rule (:mod:`llmrec_lib.interactions`: a
+    same-second positive is never history). A window's state at position k has read positions
+    <= k, so predicting item k + 1 from it would let the second of two positives rated in the
+    same second be predicted from its twin (15% of training transitions on the reference
+    split). Instead each target is predicted from the state at the last position *strictly
+    earlier in time*; twins share that state. A target with no earlier positive within
+    ``max_len`` items is not trained on: the first second of each history, and the tail of a
+    same-second batch longer than the window (on the reference split 42 of 32,922 targets at
+    ``max_len=50``, none at 200).
     """
 
     def __init__(self, item_ids, cfg: SASRecConfig | None = None, **overrides) -> None:
@@ -632,27 +631,50 @@ class SASRec(Baseline):
 
     # ---- data -------------------------------------------------------------------------
 
-    def _windows(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(n_windows, L) inputs and next-item targets, left-padded with 0."""
+    def _windows(self, sequences: Sequence[np.ndarray], times: Sequence[np.ndarray] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Training windows under the tie rule, from the newest backwards.
+
+        Args:
+            sequences: each user's positives in time order, as model indices (1-based).
+            times: their timestamps, aligned; None means no two share a second.
+
+        Returns:
+            ``(inputs, targets, sources)``, each ``(n_windows, L)`` and left-padded with 0:
+            ``targets[w, p]`` (0 = no target) is predicted from the state at position
+            ``sources[w, p]``, the last input strictly earlier in time (``p`` itself when no
+            tie); padding positions point at themselves.
+        """
         L = self.cfg.max_len
-        inputs, targets = [], []
-        for seq in sequences:
+        inputs, targets, sources = [], [], []
+        for u, seq in enumerate(sequences):
+            t = np.arange(len(seq)) if times is None else np.asarray(times[u])
             end = len(seq)
             while end >= 2:
                 start = max(0, end - L - 1)
-                w = seq[start:end]  # up to L + 1 items
+                w, tw = seq[start:end], t[start:end]  # up to L + 1 items
+                off = L - len(w) + 1  # the window position of w[0] as an input
+                h = interactions.history_end(tw, tw[1:])  # inputs strictly before each target
+                keep = h >= 1
                 inp = np.zeros(L, dtype=np.int64)
                 tgt = np.zeros(L, dtype=np.int64)
-                inp[L - len(w) + 1 :] = w[:-1]
-                tgt[L - len(w) + 1 :] = w[1:]
-                inputs.append(inp)
-                targets.append(tgt)
-                end = start + 1  # the next window ends where this one's inputs began
+                src = np.arange(L, dtype=np.int64)
+                inp[off:] = w[:-1]
+                tgt[off:] = np.where(keep, w[1:], 0)
+                src[off:] = np.where(keep, off + h - 1, src[off:])
+                if keep.any():
+                    inputs.append(inp)
+                    targets.append(tgt)
+                    sources.append(src)
                 if start == 0:
                     break
+                # the targets in w[0]'s second had no earlier input here: the next window
+                # ends after them, so they are trained on once, from their real history
+                end = min(start + 1 + int((~keep).sum()), end - 1)
         if not inputs:
-            raise ValueError("no user has two training positives: nothing to learn a next item from")
-        return np.stack(inputs), np.stack(targets)
+            raise ValueError("no user has two training positives in different seconds: "
+                             "nothing to learn a next item from")
+        return np.stack(inputs), np.stack(targets), np.stack(sources)
 
     # ---- training ---------------------------------------------------------------------
 
@@ -668,19 +690,24 @@ class SASRec(Baseline):
 
     def _fit(self, train: Any, progress: bool) -> "SASRec":
         t0 = time.perf_counter()
-        inputs, targets = self._windows(self._training_sequences(train))
+        inputs, targets, sources = self._windows(*self._training_sequences(train))
         self.n_windows = len(inputs)
+        self.n_targets = int((targets > 0).sum())
+        # targets that share a second with the previous positive: read from an earlier state
+        self.n_read_earlier = int(((sources != np.arange(self.cfg.max_len)) & (targets > 0)).sum())
         n_vocab = len(self.vocab_cols)
         freq = np.bincount(targets[targets > 0], minlength=n_vocab + 1).astype(np.float64)
         log_q = torch.tensor(np.log(np.maximum(freq, 1.0) / freq.sum()), dtype=torch.float32,
                              device=self.cfg.device)
-        self.net = self._train(SASRecNet(n_vocab, self.cfg), inputs, targets, log_q, t0, progress)
+        self.net = self._train(SASRecNet(n_vocab, self.cfg), (inputs, targets, sources), log_q,
+                               t0, progress)
         self.fit_seconds = time.perf_counter() - t0
         return self
 
-    def _training_sequences(self, train: Any) -> list[np.ndarray]:
-        """Each user's liked items in time order as model indices (1-based; 0 pads), and the
-        vocabulary they define: only items liked in training get an embedding."""
+    def _training_sequences(self, train: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each user's liked items in time order as model indices (1-based; 0 pads) and their
+        timestamps; sets the vocabulary they define: only items liked in training get an
+        embedding."""
         pos = interactions.positives(_train_frame(train)).drop_duplicates(["user_id", "item_id"])
         cols = _columns(self.item_ids, pos["item_id"].to_numpy(), "train")
         vocab_cols = np.unique(cols)  # model index v (1-based) <-> catalogue column vocab_cols[v-1]
@@ -690,12 +717,15 @@ class SASRec(Baseline):
         self.can_score_items = self.col_map > 0
         idx = self.col_map[cols]
         _, start, count = np.unique(pos["user_id"].to_numpy(), return_index=True, return_counts=True)
-        return [idx[s : s + c] for s, c in zip(start, count)]
+        times = pos["timestamp"].to_numpy(np.int64)
+        return ([idx[s : s + c] for s, c in zip(start, count)],
+                [times[s : s + c] for s, c in zip(start, count)])
 
-    def _train(self, net: "SASRecNet", inputs: np.ndarray, targets: np.ndarray,
+    def _train(self, net: "SASRecNet", windows: tuple[np.ndarray, np.ndarray, np.ndarray],
                log_q: torch.Tensor, t0: float, progress: bool) -> "SASRecNet":
-        """Sampled-softmax training over shuffled windows for ``cfg.epochs`` epochs or until
-        ``cfg.max_seconds`` (counted from ``t0``) run out, even mid-epoch; logs each epoch."""
+        """Sampled-softmax training over shuffled ``windows`` (inputs, targets, sources) for
+        ``cfg.epochs`` epochs or until ``cfg.max_seconds`` (counted from ``t0``) run out, even
+        mid-epoch; logs each epoch."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -703,7 +733,7 @@ class SASRec(Baseline):
         net = net.to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(cfg.seed)
-        x_all, y_all = torch.from_numpy(inputs), torch.from_numpy(targets)
+        x_all, y_all, s_all = (torch.from_numpy(a) for a in windows)
         steps_per_epoch = math.ceil(len(x_all) / cfg.batch_size)
         total = cfg.epochs * steps_per_epoch
         bar = tqdm(total=total, desc="SASRec", disable=not progress, leave=False)
@@ -716,9 +746,10 @@ class SASRec(Baseline):
             epoch_loss = 0.0
             for b in range(steps_per_epoch):
                 rows = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                x, y = x_all[rows].to(device), y_all[rows].to(device)  # (B, L), (B, L)
+                x, y, src = (a[rows].to(device) for a in (x_all, y_all, s_all))  # (B, L) each
                 with config.autocast(device.type, enabled=cfg.use_autocast):
                     h = net(x)  # (B, L, D)
+                    h = h.gather(1, src.unsqueeze(-1).expand_as(h))  # the tie rule's states
                     real = y > 0
                     loss = sampled_softmax_loss(h[real], y[real], net.item_emb,
                                                 log_q if cfg.logq else None, cfg.temperature)

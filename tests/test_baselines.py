@@ -266,10 +266,27 @@ def test_sasrec_time_budget_stops_training(wsplit, items):
 def test_sasrec_windows_cover_every_transition(items):
     model = B.SASRec(items, max_len=4)
     seq = np.arange(1, 11)  # 10 items: 9 transitions
-    x, y = model._windows([seq])
+    x, y, src = model._windows([seq])
     pairs = {(int(a), int(b)) for xi, yi in zip(x, y) for a, b in zip(xi, yi) if b > 0}
     assert pairs == {(i, i + 1) for i in range(1, 10)}
     assert (x[y == 0] == 0).all()  # padding lines up in inputs and targets
+    assert (src == np.arange(4)).all()  # no ties: each target is read at its own position
+
+
+def test_sasrec_windows_read_twins_from_the_state_before_their_second(items):
+    """Items 2 and 3 share a second, and so do 5, 6 and 7: each is predicted from the last
+    item of an earlier second, never from its twin; item 1 has no earlier second at all."""
+    model = B.SASRec(items, max_len=4)
+    seq, times = np.arange(1, 9), np.array([10, 20, 20, 30, 40, 40, 40, 50])
+    x, y, src = model._windows([seq], [times])
+    read = {}
+    for xi, yi, si in zip(x, y, src):
+        for p in np.flatnonzero(yi):
+            assert xi[si[p]] > 0 and times[xi[si[p]] - 1] < times[yi[p] - 1]
+            read.setdefault(int(yi[p]), []).append(xi[: si[p] + 1][xi[: si[p] + 1] > 0].tolist())
+    assert sorted(read) == [2, 3, 4, 5, 6, 7, 8]  # every target once, item 1 never
+    assert all(len(v) == 1 for v in read.values())
+    assert read[3][0][-1] == 1 and read[7][0][-1] == 4 and read[8][0][-1] == 7
 
 
 def test_logq_correction_matches_its_formula():

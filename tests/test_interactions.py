@@ -4,7 +4,7 @@ The property test draws small ratings frames full of same-second ties and checks
 positive (user, t), that each model's history constructor returns exactly the user's
 positives strictly before t (``interactions.history_before``), oldest first: the dual
 encoder's training pairs, its every-position trainer's prefixes, the baselines' histories at
-"now" and the three towers' training pairs.
+"now", SASRec's training windows and the three towers' training pairs.
 """
 
 from __future__ import annotations
@@ -81,6 +81,28 @@ def from_histories_at(frame: pd.DataFrame, user: int, t: int) -> list[int]:
     return item_ids[hist[user]].tolist()
 
 
+def from_sasrec(frame: pd.DataFrame) -> dict[tuple[int, int, int], list[int]]:
+    """What SASRec's state reads for each training target (``max_len`` above any user's
+    count, so each user is one window and the whole history fits)."""
+    item_ids = np.arange(1, frame["item_id"].max() + 1)
+    model = baselines.SASRec(item_ids, max_len=16)
+    seqs, times = model._training_sequences(frame)
+    x, y, src = model._windows(seqs, times)
+    users = interactions.Sequences.from_ratings(frame).users
+    by_index = np.concatenate([[0], item_ids[model.vocab_cols]])  # model index -> item id
+    out, row = {}, 0
+    for user, t in zip(users, times):
+        if len(t) < 2 or t[-1] == t[0]:
+            continue  # a user with no target in a later second has no window
+        for p in np.flatnonzero(y[row]):
+            seen = x[row, : src[row, p] + 1]
+            target_t = int(t[p - 16 + len(t)])  # target at p is seq[p - L + len]
+            out[(int(user), target_t, int(by_index[y[row, p]]))] = by_index[seen[seen > 0]].tolist()
+        row += 1
+    assert row == len(x)
+    return out
+
+
 def from_towers(frame: pd.DataFrame) -> dict[tuple[int, int, int], list[int]]:
     towers = pytest.importorskip("llmrec_lib.recgpt.towers")
     item_ids = np.arange(1, frame["item_id"].max() + 1)
@@ -125,6 +147,14 @@ def test_the_three_towers_see_the_same_history(seed):
     frame = tied_ratings(seed)
     expected = {e: reference(frame, e[0], e[1]) for e in events(frame)}
     assert from_towers(frame) == {e: h for e, h in expected.items() if h}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_sasrec_trains_on_the_same_history(seed):
+    frame = tied_ratings(seed)
+    expected = {e: reference(frame, e[0], e[1]) for e in events(frame)}
+    assert from_sasrec(frame) == {e: h for e, h in expected.items() if h}
 
 
 def test_a_same_second_positive_is_never_history():
