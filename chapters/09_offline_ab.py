@@ -1980,11 +1980,7 @@ out = {
     "ledger": ledger.to_dict(orient="records"),
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
-path = records.save("09", out)  # checked against llmrec_lib/results.py::RECORDS
-print(
-    f"wrote {config.relative_to_root(path)} ({cfg.mode} mode, "
-    f"{out['chapter_seconds']:.0f} s)"
-)
+records.save("09", out)  # checked against llmrec_lib/results.py::RECORDS
 
 # %% [markdown]
 # ## Which claims hold on this data
@@ -1997,11 +1993,7 @@ print(
 # comparison with the committed full-mode run of the reference data.
 
 # %%
-print(config.data_status(cfg.data_dir))
-assert not claims.failed or not claims.reference
-pd.set_option("display.max_rows", 200)  # every row, not the first and last five
-pd.set_option("display.max_colwidth", 200)
-claims.table()
+claims.report()  # the data, the guarantee that all held here, every row
 
 # %% [markdown]
 # ## Summary

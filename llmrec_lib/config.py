@@ -506,6 +506,7 @@ class Claims:
     def __init__(self, chapter: str = "", reference: bool | None = None,
                  path: str | os.PathLike | None = None):
         self.chapter = chapter
+        self.path = path
         self.reference = reference_data(path) if reference is None else bool(reference)
         self.items: list[Claim] = []
 
@@ -566,6 +567,25 @@ class Claims:
             record = {"chapter": self.chapter, "reference": self.reference, "claims": rows}
             (folder / f"ch{self.chapter}.json").write_text(json.dumps(record, indent=1) + "\n")
         return pd.DataFrame(rows, columns=["claim", "kind", "holds here", "detail"])
+
+    def report(self):
+        """A chapter's closing cell: the data it ran on, the guarantee that on the reference
+        release every claim held, and :meth:`table` with every row and its whole detail shown.
+
+        Returns:
+            The table (a DataFrame). Raises AssertionError, naming the claims, if one failed on
+            the reference release (:meth:`check` raises first in a chapter, so this guards code
+            that recorded a failure without checking).
+        """
+        import pandas as pd
+
+        print(data_status(self.path))
+        if self.reference and self.failed:
+            raise AssertionError("claims fail on the reference release: "
+                                 + "; ".join(c.claim for c in self.failed))
+        pd.set_option("display.max_rows", 200)  # every row, not the first and last five
+        pd.set_option("display.max_colwidth", 200)
+        return self.table()
 
     @property
     def failed(self) -> list[Claim]:

@@ -189,17 +189,20 @@ def _with_relative_paths(record: dict, paths: tuple) -> dict:
     return out
 
 
-def save(chapter: str, record: dict, folder: str | os.PathLike | None = None) -> Path:
+def save(chapter: str, record: dict, folder: str | os.PathLike | None = None,
+         quiet: bool = False) -> Path:
     """Check ``record`` against chapter ``chapter``'s declaration and write it as JSON.
 
     Paths are written relative to the repository (:func:`config.relative_to_root`); numpy
     numbers become floats. Raises ValueError, naming every missing or ill-kinded key, before
-    anything is written, so a broken record never replaces a good one.
+    anything is written, so a broken record never replaces a good one. Then says what it
+    wrote: "wrote results/ch02.json (quick mode, 150 s)".
 
     Args:
         chapter: the chapter's number as a string ("02").
         record: the chapter's results (keys as declared in ``RECORDS``).
         folder: where to write (default :func:`config.results_dir`).
+        quiet: do not print the line.
 
     Returns:
         The file written (see :func:`path_of`).
@@ -212,6 +215,10 @@ def save(chapter: str, record: dict, folder: str | os.PathLike | None = None) ->
     path = path_of(spec.chapter, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_with_relative_paths(record, spec.paths), indent=2, default=float))
+    if not quiet:
+        how = [f"{record['mode']} mode"] if "mode" in record else []
+        how += [f"{record['chapter_seconds']:.0f} s"] if "chapter_seconds" in record else []
+        print(f"wrote {config.relative_to_root(path)}" + (f" ({', '.join(how)})" if how else ""))
     return path
 
 

@@ -372,6 +372,21 @@ def test_convert_ml10m_style_tags(tmp_path):
     assert pd.api.types.is_integer_dtype(ml.tags["timestamp"])
 
 
+def test_the_closing_report_shows_the_data_and_refuses_a_failure_on_the_reference(
+        tmp_path, data_dir, copy, capsys):
+    _append(copy / "ratings.csv", "1,2,5.0,964982704\n")  # no longer the reference release
+    elsewhere = config.Claims("03", path=copy)
+    elsewhere.check("beats popularity", False)
+    table = elsewhere.report()
+    assert table["holds here"].tolist() == ["no"]
+    assert capsys.readouterr().out.strip() == config.data_status(copy)
+    on_ref = config.Claims("00", path=data_dir)
+    with pytest.raises(AssertionError):
+        on_ref.check("610 users", False)
+    with pytest.raises(AssertionError, match="claims fail on the reference release: 610 users"):
+        on_ref.report()  # a failure recorded without stopping the chapter is still caught
+
+
 def test_claims_tables_are_kept_and_summarized(tmp_path):
     other = config.Claims("03", reference=False)
     other.check("beats popularity", False)
@@ -407,7 +422,7 @@ def test_every_chapter_reports_which_claims_hold(path):
     src = path.read_text()
     assert "verify_data = None" in src, f"{path.name}: no verify_data parameter"
     assert f'config.Claims("{path.stem[:2]}"' in src, f"{path.name}: no config.Claims"
-    assert "## Which claims hold on this data" in src and "claims.table()" in src
+    assert "## Which claims hold on this data" in src and "claims.report()" in src
 
 
 def test_ci_runs_every_chapter_on_the_derived_data():
