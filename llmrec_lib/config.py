@@ -100,6 +100,21 @@ def relative_to_root(path: str | os.PathLike, root: str | os.PathLike | None = N
         return p.name
 
 
+def json_ready(settings) -> dict:
+    """A settings dataclass as the values a saved config holds (an adapter's ``encoder.json``, a
+    checkpoint's ``state.json``): its fields, with tuples as lists and an empty tuple as None.
+
+    Args:
+        settings: a dataclass instance.
+
+    Returns:
+        A dict that ``json.dumps`` writes and the dataclass's ``from_dict`` reads back.
+    """
+    from dataclasses import asdict
+
+    return {k: (list(v) or None) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+
+
 def command_line(module: str, argv: list[str] | None = None) -> str:
     """The command that ran ``python -m module``, quoted so it can be pasted into a shell: what
     a committed artifact records.

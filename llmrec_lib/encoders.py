@@ -364,9 +364,7 @@ class EncoderConfig:
 
     def to_dict(self) -> dict:
         """The config as JSON-ready values, saved next to an adapter."""
-        out = asdict(self)
-        out["lora_targets"] = list(self.lora_targets) if self.lora_targets else None
-        return out
+        return config.json_ready(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":

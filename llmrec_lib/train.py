@@ -191,9 +191,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """The config as JSON-ready values, for a checkpoint or a run's meta."""
-        out = asdict(self)
-        out["matryoshka_dims"] = list(self.matryoshka_dims) if self.matryoshka_dims else None
-        return out
+        return config.json_ready(self)
 
 
 @dataclass

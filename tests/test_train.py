@@ -309,3 +309,16 @@ def test_an_early_stopped_run_stays_stopped_when_resumed(world_split, tmp_path):
     again.evaluate_fn = falling
     again.fit()
     assert again.state.step == 6 and len(calls) == 3  # no more steps, no more evaluations
+
+
+def test_configs_save_tuples_as_lists_and_read_back():
+    """One rule turns every settings dataclass into what a checkpoint or an adapter stores."""
+    import json
+
+    from llmrec_lib import config
+
+    cfg = train.TrainConfig(matryoshka_dims=(64, 32))
+    assert cfg.to_dict() == config.json_ready(cfg) and cfg.to_dict()["matryoshka_dims"] == [64, 32]
+    assert train.TrainConfig(matryoshka_dims=()).to_dict()["matryoshka_dims"] is None
+    enc = EncoderConfig(lora_targets=("q_proj", "v_proj"))
+    assert EncoderConfig.from_dict(json.loads(json.dumps(enc.to_dict()))) == enc
