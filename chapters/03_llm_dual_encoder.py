@@ -39,9 +39,9 @@ recipe_name = "infonce"  # the first recipe: in-batch negatives, one pair per fo
 new_recipe = (
     "mixed"  # section 8: mixed negatives with log-Q, every position, real epochs
 )
-# full mode retrains the first recipe (27 min on 2 cores) only if True, and the section-8
-# recipe (about 84 min) unless False; an adapter not retrained is the committed one, which a
-# full run trained (its record holds the command)
+# full mode retrains the first recipe (27 min on 2 cores) only if True, and the
+# section-8 recipe (about 84 min) unless False; an adapter not retrained is the
+# committed one, which a full run trained (its record holds the command)
 retrain_first_recipe = False
 retrain_second_recipe = True
 verify_data = None  # None: LLMREC_DATA_VERIFY (default: verify the reference checksums)
