@@ -98,6 +98,11 @@ cfg = config.settings(
 claims = config.Claims("03", path=cfg.data_dir)
 # the committed adapters were trained on the reference split: they fit that data only
 committed = claims.artifacts_fit
+# which committed adapters this run retrains (full mode, on the reference data only)
+retrained = {
+    "first": committed and cfg.mode == "full" and retrain_first_recipe,
+    "second": committed and cfg.mode == "full" and retrain_second_recipe,
+}
 SKIPPED = "needs a committed adapter, trained on the reference split"
 if not committed:
     cfg.sizes["evaluated models"] = "the live run's model (committed adapters skipped)"
@@ -510,7 +515,7 @@ pd.Series(throughput).round(3)
 # %%
 adapter_dir = recipes.ARTIFACTS / recipe_name
 meta = None  # the committed run's record; None on other data
-if committed and cfg.mode == "full" and retrain_first_recipe:
+if retrained["first"]:
     # train, publish, and store the test lists chapter 09 reads
     recipes.retrain(recipe_name, setting, evaluate_every=400)
 EPOCHS_CLAIM = "the committed first recipe saw 0.78 of an epoch"
@@ -594,8 +599,7 @@ test_data = evaluate.EvalData.from_split(setting.split, "test", setting.ml.item_
 zero = DualEncoder(enc_cfg)
 if committed:
     tuned = DualEncoder(enc_cfg).load_adapter(adapter_dir)
-    retrained = cfg.mode == "full" and retrain_first_recipe
-    origin1 = "this run" if retrained else "full-mode adapter"
+    origin1 = "this run" if retrained["first"] else "full-mode adapter"
 else:  # the committed adapter fits the reference split only: use the live model
     tuned = resumed.model.eval()
     origin1 = f"live run, {live_cfg.steps} steps"
@@ -932,7 +936,7 @@ REPLAY = "replaying the second recipe's batches gives exactly the pairs it recor
 PER_STEP = "the second recipe draws about 50 pairs per step (40-60)"
 SPEED = "per pair, the two recipes train at about the same speed (ratio 0.5-2)"
 if committed:
-    if cfg.mode == "full" and retrain_second_recipe:
+    if retrained["second"]:
         recipes.retrain(new_recipe, setting, evaluate_every=200)
     new_meta = json.loads((new_dir / "encoder.json").read_text())["meta"]
     print(new_meta["command"])
@@ -986,8 +990,7 @@ else:
 NEW = FINAL = None  # the second recipe's model, alone and with its prior
 lift_new = None
 if committed:
-    retrained = cfg.mode == "full" and retrain_second_recipe
-    origin = "this run" if retrained else "full-mode adapter"
+    origin = "this run" if retrained["second"] else "full-mode adapter"
     NEW = f"SmolLM2, mixed negatives + log-Q ({origin})"
     new_model = DualEncoder.from_adapter(new_dir)
     systems[NEW] = recipes.dual_encoder_system(new_model, setting, "test", name=NEW)
@@ -1274,10 +1277,7 @@ out = {
         if new_meta
         else None,
         # False: the committed adapter was evaluated (retrain_*_recipe unset)
-        "retrained_here": {
-            "first": committed and cfg.mode == "full" and retrain_first_recipe,
-            "second": committed and cfg.mode == "full" and retrain_second_recipe,
-        },
+        "retrained_here": retrained,
     },
     "test": {n: r.to_dict() for n, r in res.items()},
     "summary": {n: r.summary().to_dict(orient="index") for n, r in res.items()},

@@ -86,6 +86,7 @@ def from_sasrec(frame: pd.DataFrame) -> dict[tuple[int, int, int], list[int]]:
     count, so each user is one window and the whole history fits)."""
     item_ids = np.arange(1, frame["item_id"].max() + 1)
     model = baselines.SASRec(item_ids, max_len=16)
+    L = model.cfg.max_len
     seqs, times = model._training_sequences(frame)
     x, y, src = model._windows(seqs, times)
     users = interactions.Sequences.from_ratings(frame).users
@@ -96,7 +97,7 @@ def from_sasrec(frame: pd.DataFrame) -> dict[tuple[int, int, int], list[int]]:
             continue  # a user with no target in a later second has no window
         for p in np.flatnonzero(y[row]):
             seen = x[row, : src[row, p] + 1]
-            target_t = int(t[p - 16 + len(t)])  # target at p is seq[p - L + len]
+            target_t = int(t[p - L + len(t)])  # the target at p is seq[p - L + len]
             out[(int(user), target_t, int(by_index[y[row, p]]))] = by_index[seen[seen > 0]].tolist()
         row += 1
     assert row == len(x)
