@@ -70,7 +70,7 @@ RECORDS = {
                paths=("settings.data_dir",)),
         Record("03", "03_llm_dual_encoder",
                {"mode": "text", "summary": "mapping", "share": "number?",
-                "relative_lift_recall@10": "number?"},
+                "relative_lift_recall@10": "number?", "linkedin_arm": "mapping"},
                optional={"multi_source_best_valid_gain": "number?"}),
         Record("04", "04_hard_negatives_ablations", {"mode": "text", "table": "table"}),
         Record("05", "05_matryoshka_ann",

@@ -494,7 +494,7 @@ class ArmCost:
 
 def arm_costs(n_items: int, *, llm_user_flops: float, llm_long_user_flops: float, llm_item_flops: float,
               llm_dim: int, median_history: float, knn_nnz: int, sasrec: dict, towers,
-              text_dim: int = 384) -> dict[str, ArmCost]:
+              text_dim: int = 384, llm_best_long: bool = False) -> dict[str, ArmCost]:
     """Chapter 09's arms, each with its :class:`ArmCost`.
 
     Args:
@@ -510,6 +510,8 @@ def arm_costs(n_items: int, *, llm_user_flops: float, llm_long_user_flops: float
         towers: the three towers' :class:`~llmrec_lib.recgpt.towers.TowerConfig`; the tag tower
             is an MLP over the ``text_dim``-wide MiniLM token-embedding mean.
         text_dim: the width of the tag tower's input.
+        llm_best_long: whether chapter 03's LinkedIn arm (whole history + prior) runs the second
+            recipe's longer prompt; it adds the mean of ``median_history`` item vectors.
 
     Returns:
         arm name -> its :class:`ArmCost`.
@@ -521,6 +523,8 @@ def arm_costs(n_items: int, *, llm_user_flops: float, llm_long_user_flops: float
                   "ratings, then a refit of the similarities")
     sas_params = 12 * sasrec["d_model"] ** 2 * sasrec["n_layers"]
     llm = ArmCost(llm_user_flops, llm_score, per_item_vector, llm_fresh)
+    best_flops = (llm_long_user_flops if llm_best_long else llm_user_flops) + median_history * llm_dim
+    best = replace(llm, user_flops=best_flops)
     tag_mlp = 2 * (text_dim * towers.hidden + towers.hidden * towers.dim)
     tower = ArmCost(towers.max_history * towers.dim + tag_mlp, 2 * towers.dim * n_items,
                     4 * towers.dim * n_items, "nothing for its features; ratings for its ID row")
@@ -533,8 +537,9 @@ def arm_costs(n_items: int, *, llm_user_flops: float, llm_long_user_flops: float
         "LLM dual encoder + Matryoshka": llm,
         "LLM dual encoder, 2 hard negatives (400 steps)": llm,
         "LLM, mixed negatives + log-Q": replace(llm, user_flops=llm_long_user_flops),
+        "LLM, whole history + prior": best,
         "item-kNN + LLM multi-source": ArmCost(
-            llm_long_user_flops + knn.user_flops, llm_score, per_item_vector + knn.index_bytes,
+            best_flops + knn.user_flops, llm_score, per_item_vector + knn.index_bytes,
             "one forward of its text (the LLM source); ratings for item-kNN"),
         **{f"three towers, {who}{tags} tags": tower
            for who in ("", "no user ID, ") for tags in ("LLM", "rule")},

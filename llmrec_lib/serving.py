@@ -4,6 +4,10 @@ one list, and the rule that picks their knobs on validation (chapter 03).
 * :class:`PopularityPrior` adds ``beta * log(1 + training count)`` to any system's scores: the
   cheap, after-the-fact fix for a model trained without a popularity-aware objective, and the
   serving-time counterpart of log-Q [yi2019sampling].
+* :class:`WholeHistory` blends a dual encoder's prompt vector with the mean of the model's own
+  vectors of every item the member liked: the prompt reads the newest titles that fit its token
+  budget, the mean reads the whole history at the cost of one sum. The query stays one vector,
+  so it serves from the same ANN index.
 * :class:`MultiSource` fills one list from two retrievers with a fixed share of slots each.
   LinkedIn's LLM retrieval is one candidate source among several in production; a share chosen
   on validation is the simplest honest way to combine them.
@@ -21,8 +25,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["PopularityPrior", "MultiSource", "choose_on_validation", "slot_pattern",
-           "popularity_percentiles", "tune_prior", "tune_share"]
+__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "choose_on_validation", "slot_pattern",
+           "popularity_percentiles", "tune_prior", "tune_history", "tune_share"]
 
 
 def _scores(system: Any, user_ids: np.ndarray) -> np.ndarray:
@@ -60,6 +64,53 @@ class PopularityPrior:
         if s.shape[1] != len(self.prior):
             raise ValueError(f"system scores {s.shape[1]} items, counts cover {len(self.prior)}")
         return s + self.prior[None, :]
+
+
+class WholeHistory:
+    """``score(u, i) = cos(q_u, v_i)`` with ``q_u = normalise((1 - weight) * p_u + weight * m_u)``.
+
+    ``p_u`` is the bound dual encoder's (unit) prompt vector of the member; ``m_u`` is the
+    normalised mean of the same model's item vectors ``v`` over every positive in the member's
+    history (:class:`llmrec_lib.encoders.ItemMeanRetrieval`). ``weight`` 0 is the prompt alone,
+    1 the item mean alone. The prompt holds the newest titles that fit its token budget (a median
+    of about 6 at 128 tokens); the mean reads all of them, as item-kNN does.
+
+    ``system`` is a bound :class:`llmrec_lib.encoders.PromptRetrieval` (what
+    :func:`llmrec_lib.recipes.dual_encoder_system` returns): it has ``user_vectors``,
+    ``histories`` and ``model.item_vectors``.
+    """
+
+    def __init__(self, system: Any, weight: float, name: str | None = None):
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must be in [0, 1], got {weight}")
+        for attr in ("user_vectors", "histories", "model"):
+            if not hasattr(system, attr):
+                raise TypeError(f"WholeHistory needs a bound dual-encoder system (it has no "
+                                f"{attr!r}): pass what recipes.dual_encoder_system returns")
+        from llmrec_lib.encoders import ItemMeanRetrieval
+
+        self.system, self.weight, self.histories = system, float(weight), system.histories
+        self.item_vectors = system.model.item_vectors  # unit rows, catalogue order
+        self._mean = ItemMeanRetrieval(system.model.item_ids, self.item_vectors)
+        self.name = name or f"{getattr(system, 'name', 'system')} + whole history ({weight:g})"
+
+    @property
+    def can_score_items(self):
+        """The wrapped system's ``can_score_items``, passed on."""
+        return getattr(self.system, "can_score_items", None)
+
+    def user_vectors(self, user_ids) -> np.ndarray:
+        """(len(user_ids), dim) unit query vectors: what the ANN index is queried with."""
+        user_ids = np.asarray(user_ids, dtype=np.int64).ravel()
+        prompt = np.asarray(self.system.user_vectors(user_ids), dtype=np.float32)
+        q = (1.0 - self.weight) * prompt
+        if self.weight > 0:
+            q = q + self.weight * self._mean.user_vectors(user_ids, self.histories)
+        return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+
+    def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items) cosine of the blended query with every item."""
+        return self.user_vectors(user_ids) @ self.item_vectors.T
 
 
 def slot_pattern(n: int, share: float) -> np.ndarray:
@@ -197,6 +248,42 @@ def tune_prior(valid_system: Any, valid_data, counts, grid: Sequence[float], met
         return evaluate.evaluate(PopularityPrior(valid_system, counts, beta), valid_data, ks=(k,)).mean(metric)
 
     return choose_on_validation(grid, score, tol)
+
+
+def tune_history(valid_system: Any, valid_data, counts, weights: Sequence[float], betas: Sequence[float],
+                 metric: str = "recall@50", tol: float = 0.002) -> tuple[tuple[float, float], pd.DataFrame]:
+    """Choose :class:`WholeHistory`'s ``weight`` and :class:`PopularityPrior`'s ``beta`` together
+    on validation (:func:`choose_on_validation`).
+
+    The grid is every ``(weight, beta)``, weights outermost: order = preference, so less of the
+    history mean wins a tie first, then the smaller prior.
+
+    Args:
+        valid_system: the bound dual encoder of the validation stage.
+        valid_data: the validation :class:`llmrec_lib.evaluate.EvalData`.
+        counts: training counts in catalogue order.
+        weights: the blend weights, most preferred first.
+        betas: the prior's ``beta`` values, most preferred first.
+        metric: the metric compared, a column of the evaluation.
+        tol: how far below the best a value may be and still be chosen.
+
+    Returns:
+        ((weight, beta) chosen, a table with columns weight, beta, metric, chosen).
+    """
+    from llmrec_lib import evaluate
+
+    k = int(metric.split("@")[1])
+    blends = {w: WholeHistory(valid_system, w) for w in weights}
+
+    def score(point: tuple[float, float]) -> float:
+        system = PopularityPrior(blends[point[0]], counts, point[1])
+        return evaluate.evaluate(system, valid_data, ks=(k,)).mean(metric)
+
+    grid = [(float(w), float(b)) for w in weights for b in betas]
+    chosen, table = choose_on_validation(grid, score, tol)
+    table.insert(0, "beta", [b for _, b in grid])
+    table.insert(0, "weight", [w for w, _ in grid])
+    return chosen, table.drop(columns="value")
 
 
 def tune_share(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[float],

@@ -110,7 +110,8 @@ def test_leaderboard_joins_chapters_best_first(tmp_path):
     assert board["system"].tolist() == ["three towers", "item-kNN"]
     summary = {"LLM": {"recall@50": {"mean": 0.21, "lo": 0.2, "hi": 0.22}}, "other": {}}
     results.save("03", {"mode": "q", "summary": summary, "share": 0.0,
-                        "relative_lift_recall@10": 1.0}, tmp_path)
+                        "relative_lift_recall@10": 1.0, "linkedin_arm": {"recipe": "infonce"}},
+                 tmp_path)
     board = results.leaderboard("recall@50", ("02", "03"), own, folder=tmp_path)
     assert board[["system", "chapter"]].values.tolist() == [
         ["three towers", "08"], ["LLM", "03"], ["item-kNN", "02"]]

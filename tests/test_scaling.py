@@ -213,9 +213,15 @@ def test_arm_costs_are_the_chapter_09_arithmetic():
     assert costs["LLM dual encoder"].mflop_per_user == (user + 2 * 576 * 1000) / 1e6
     assert costs["LLM dual encoder"].new_item_needs == "one forward of its text (2.00 GFLOP)"
     assert costs["LLM, mixed negatives + log-Q"].user_flops == long_user
+    best = costs["LLM, whole history + prior"]  # the short prompt, plus the mean of 40 vectors
+    assert best.user_flops == user + 40 * 576
     multi = costs["item-kNN + LLM multi-source"]
-    assert multi.user_flops == long_user + costs["item-kNN"].user_flops
+    assert multi.user_flops == best.user_flops + costs["item-kNN"].user_flops
     assert multi.index_bytes == 4 * 576 * 1000 + 20 * 5000
+    long_best = scaling.arm_costs(1000, llm_user_flops=user, llm_long_user_flops=long_user,
+                                  llm_item_flops=item, llm_dim=576, median_history=40, knn_nnz=5000,
+                                  sasrec=sasrec, towers=towers, llm_best_long=True)
+    assert long_best["LLM, whole history + prior"].user_flops == long_user + 40 * 576
     tower = costs["three towers, no user ID, rule tags"]
     assert tower.user_flops == 50 * 64 + 2 * (384 * 128 + 128 * 64) and tower.index_bytes == 4 * 64 * 1000
-    assert len(costs) == 12
+    assert len(costs) == 13

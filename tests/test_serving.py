@@ -64,3 +64,52 @@ def test_choose_on_validation_keeps_the_first_value_within_tolerance():
 def test_popularity_percentiles_rank_the_catalogue():
     pct = serving.popularity_percentiles(np.array([[3, 0, -1]]), [1, 2, 3, 10])
     np.testing.assert_allclose(pct, [1.0, 0.25])
+
+
+def _prompt_system(prompt_vec, liked):
+    """A real bound PromptRetrieval over 3 items whose prompt vector is fixed by hand."""
+    import pandas as pd
+
+    from llmrec_lib import encoders as E
+
+    items = np.array([1, 2, 3])
+    vecs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    model = E.PromptRetrieval(items, vecs, lambda h, u: np.tile(prompt_vec, (len(u), 1))).fit()
+    hist = pd.DataFrame({"user_id": 5, "item_id": liked, "rating": 5.0,
+                         "timestamp": np.arange(1, len(liked) + 1)})
+    return model.bind(hist)
+
+
+def test_whole_history_blends_the_prompt_with_the_mean_of_liked_items():
+    system = _prompt_system([1.0, 0.0], liked=[2, 2, 3])  # the prompt points at item 1
+    v = system.model.item_vectors
+    alone = serving.WholeHistory(system, 0.0)
+    np.testing.assert_allclose(alone.score([5]), system.score([5]), rtol=1e-6)
+    mean = v[[1, 1, 2]].mean(0)
+    mean /= np.linalg.norm(mean)
+    only_mean = serving.WholeHistory(system, 1.0).score([5])[0]
+    np.testing.assert_allclose(only_mean, v @ mean, rtol=1e-6)
+    half = serving.WholeHistory(system, 0.5)
+    q = 0.5 * np.array([1.0, 0.0]) + 0.5 * mean
+    np.testing.assert_allclose(half.user_vectors([5])[0], q / np.linalg.norm(q), rtol=1e-6)
+    assert np.argmax(alone.score([5])[0]) == 0 and np.argmax(only_mean) == 1
+    with pytest.raises(ValueError, match="weight"):
+        serving.WholeHistory(system, 1.5)
+    with pytest.raises(TypeError, match="bound dual-encoder"):
+        serving.WholeHistory(Fixed([[0.0, 1.0, 0.0]]), 0.5)
+
+
+def test_tune_history_keeps_the_first_point_within_tolerance():
+    import pandas as pd
+
+    from llmrec_lib import evaluate
+
+    system = _prompt_system([1.0, 0.0], liked=[2])  # the prompt points away from the mean
+    # the target is item 3: reachable only when the mean of liked item 2 pulls the query over
+    frame = lambda item: pd.DataFrame({"user_id": [5], "item_id": [item]})  # noqa: E731
+    valid = evaluate.EvalData.from_frames(frame(3), frame(2), frame(2), [1, 2, 3])
+    (w, b), table = serving.tune_history(system, valid, [0, 0, 0], [0.0, 0.5, 1.0], [0.0, 0.1],
+                                         metric="recall@1")
+    assert list(table.columns) == ["weight", "beta", "metric", "chosen"]
+    assert len(table) == 6 and table["chosen"].sum() == 1
+    assert (w, b) == (0.5, 0.0)  # the first weight that ranks item 3 first (item 2 is seen)
