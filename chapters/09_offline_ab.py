@@ -375,7 +375,7 @@ seed_board = pd.DataFrame(seed_rows, columns=seed_cols).set_index("arm")
 seed_board.round(4)
 
 # %%
-for arm in ("SASRec", "three towers, LLM tags"):
+for arm in ("SASRec", "three towers, LLM tags", "LLM, whole history + prior"):
     abtest.check_arms(
         claims,
         results,
@@ -411,13 +411,13 @@ claims.check(
 )
 
 # %% [markdown]
-# For SASRec and the three towers, a seed moves the arm's mean by about .002-.005
-# Recall@50: real, but small beside the user sampling of 602 users (its SE is a fifth to a
-# quarter of the users'), so counting it widens the intervals by a few percent and changes
-# no verdict. That is a measured statement about these arms, not about every trained arm:
-# the LLM dual encoders were trained once (section 7 lists what one run of each costs on
-# 2 cores: tens of minutes to well over an hour), so their intervals hold user noise only,
-# and an LLM fine-tune may well be noisier across seeds than a model that trains in seconds.
+# For SASRec, the three towers and the LinkedIn arm (chapter 03 trained its first recipe
+# three times, about 33 minutes of 2 cores each), a seed moves the arm's mean by a few
+# thousandths of Recall@50: real, but small beside the user sampling of 602 users (its SE is
+# well under half the users'), so counting it widens the intervals a little and changes no
+# verdict. That is a measured statement about these arms, not about every trained arm: the
+# other LLM arms were trained once (section 7 lists what one run of each costs), so their
+# intervals hold user noise only.
 
 # %% [markdown]
 # ## 3. Power: what "no detectable difference" rules out

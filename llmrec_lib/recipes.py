@@ -252,23 +252,35 @@ def load_published(name: str, device: str | None = None):
     return DualEncoder.from_adapter(path, device=device), tr
 
 
-def ranking_path(name: str, stage: str = "test") -> Path:
+def ranking_path(name: str, stage: str = "test", point: tuple[float, float] | None = None) -> Path:
     """Where ``evaluate`` stores the committed adapter's top-100 lists for ``stage``.
 
     Args:
         name: a key of :data:`RECIPES`.
         stage: "valid" or "test".
+        point: a serving point ``(weight, beta)``: the lists of the model with
+            :class:`llmrec_lib.serving.WholeHistory` and a popularity prior (None: the model alone).
 
     Returns:
         The ``.npz`` path (it may not exist).
     """
-    return ARTIFACTS / name / f"ranking_{stage}.npz"
+    if point is None:
+        return ARTIFACTS / name / f"ranking_{stage}.npz"
+    return ARTIFACTS / name / f"ranking_{stage}_whole_history_w{point[0]:g}_b{point[1]:g}.npz"
+
+
+def _point_args(point: tuple[float, float] | None) -> str:
+    return "" if point is None else f" --whole-history {point[0]:g} {point[1]:g}"
 
 
 def evaluate_published(name: str, setting: Setting | None = None, stage: str = "test", *,
                        ks=(10, 50, 100), users=None, save: bool = False, cache: bool = True,
-                       progress: bool = True):
+                       progress: bool = True, point: tuple[float, float] | None = None):
     """Evaluate the committed adapter of ``name`` on ``stage`` (full catalogue).
+
+    With ``point = (weight, beta)`` the system is chapter 03's serving-time arm: the prompt
+    blended with the mean of every liked item (:class:`llmrec_lib.serving.WholeHistory`), plus
+    ``beta * log(1 + training count)`` (:class:`llmrec_lib.serving.PopularityPrior`).
 
     Args:
         name: a key of :data:`RECIPES`.
@@ -279,11 +291,12 @@ def evaluate_published(name: str, setting: Setting | None = None, stage: str = "
         save: write its top-100 lists to :func:`ranking_path`.
         cache: keep the embeddings in the cache folder.
         progress: show progress bars.
+        point: the serving point ``(weight, beta)``, or None for the model alone.
 
     Returns:
         The :class:`llmrec_lib.evaluate.EvalResult`.
     """
-    from llmrec_lib import evaluate
+    from llmrec_lib import evaluate, serving
 
     setting = setting or build_setting()
     model, tr = load_published(name)
@@ -292,38 +305,45 @@ def evaluate_published(name: str, setting: Setting | None = None, stage: str = "
         data_ = data_.subset(users)
     system = dual_encoder_system(model, setting, stage, name=name, positive_only=tr.positive_only,
                                  cache=cache, progress=progress)
+    meta = {"recipe": name, "adapter_sha": adapter_sha(name)}
+    if point is not None:
+        counts = text.popularity_counts(setting.split.train, setting.ml.item_ids).to_numpy()
+        system = serving.PopularityPrior(serving.WholeHistory(system, point[0]), counts, point[1],
+                                         name=name)
+        meta.update(weight=float(point[0]), beta=float(point[1]))
     result = evaluate.evaluate(system, data_, ks=ks)
     if save:
         if users is not None:
             raise ValueError("save=True stores the whole stage: leave users=None")
-        evaluate.save_ranking(result, setting.ml.item_ids, ranking_path(name, stage),
-                              meta={"recipe": name, "adapter_sha": adapter_sha(name)})
+        evaluate.save_ranking(result, setting.ml.item_ids, ranking_path(name, stage, point), meta=meta)
     return result
 
 
-def verified_ranking_path(name: str, stage: str = "test") -> Path:
+def verified_ranking_path(name: str, stage: str = "test", point: tuple[float, float] | None = None) -> Path:
     """:func:`ranking_path`, after checking that the stored lists were made by the adapter
     committed now (a retrained adapter makes them stale: a clear error, never old numbers).
 
     Args:
         name: a key of :data:`RECIPES`.
         stage: "valid" or "test".
+        point: the serving point ``(weight, beta)``, or None (:func:`ranking_path`).
 
     Returns:
         The ``.npz`` path.
     """
-    path = ranking_path(name, stage)
+    path = ranking_path(name, stage, point)
+    command = f"python -m llmrec_lib.recipes evaluate {name} --stage {stage}{_point_args(point)}"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; run: python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
+        raise FileNotFoundError(f"{path} is missing; run: {command}")
     with np.load(path) as z:
         made_by = json.loads(str(z["meta"])).get("adapter_sha") if "meta" in z.files else None
     if made_by != adapter_sha(name):
-        raise ValueError(f"{path} was made with another adapter; rerun: "
-                         f"python -m llmrec_lib.recipes evaluate {name} --stage {stage}")
+        raise ValueError(f"{path} was made with another adapter; rerun: {command}")
     return path
 
 
-def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 100)):
+def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 100),
+                  point: tuple[float, float] | None = None):
     """The committed adapter's metrics re-measured from its stored top-100 lists (seconds).
 
     Args:
@@ -331,13 +351,14 @@ def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 
         setting: the data the lists were made on.
         stage: "valid" or "test".
         ks: the list lengths measured (at most 100).
+        point: the serving point ``(weight, beta)``, or None (:func:`ranking_path`).
 
     Returns:
         The :class:`llmrec_lib.evaluate.EvalResult`.
     """
     from llmrec_lib import abtest, evaluate
 
-    path = verified_ranking_path(name, stage)
+    path = verified_ranking_path(name, stage, point)
     data_ = evaluate.EvalData.from_split(setting.split, stage, setting.ml.item_ids)
     return abtest.load_rankings({name: path}, data_, ks=ks)[name]
 
@@ -537,6 +558,8 @@ def main(argv=None) -> int:
     e = sub.add_parser("evaluate", help="evaluate a committed adapter; store its top-100 lists beside it")
     e.add_argument("name", choices=sorted(RECIPES))
     e.add_argument("--stage", default="test", choices=("valid", "test"))
+    e.add_argument("--whole-history", nargs=2, type=float, default=None, metavar=("WEIGHT", "BETA"),
+                   help="evaluate chapter 03's serving point: whole-history weight and prior beta")
     sub.add_parser("list", help="list the recipes")
     args = parser.parse_args(argv)
     if args.cmd == "list":
@@ -544,9 +567,10 @@ def main(argv=None) -> int:
             print(n, json.dumps(enc.to_dict()), json.dumps(tr.to_dict()))
         return 0
     if args.cmd == "evaluate":
-        res = evaluate_published(args.name, stage=args.stage, save=True)
+        point = tuple(args.whole_history) if args.whole_history else None
+        res = evaluate_published(args.name, stage=args.stage, save=True, point=point)
         print(res.summary().round(4).to_string())
-        print("saved", ranking_path(args.name, args.stage))
+        print("saved", ranking_path(args.name, args.stage, point))
         return 0
     joined = distributed.init_distributed()
     start = time.perf_counter()

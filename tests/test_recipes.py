@@ -137,3 +137,18 @@ def test_retrain_trains_publishes_and_stores_the_test_lists(monkeypatch, tmp_pat
     calls.clear()
     recipes.retrain("infonce", "SETTING")
     assert calls[1][3] == "python -m llmrec_lib.recipes train infonce --mode full"
+
+
+def test_a_serving_point_has_its_own_stored_lists(tmp_path, monkeypatch):
+    """Chapter 03's whole-history arm stores its lists per (weight, beta): a missing file names
+    the command with that point, and the model-alone lists do not stand in for it."""
+    import shutil
+
+    name = PUBLISHED[0]
+    shutil.copytree(recipes.ARTIFACTS / name, tmp_path / name)
+    monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path)
+    path = recipes.ranking_path(name, "test", (0.5, 0.05))
+    assert path.name == "ranking_test_whole_history_w0.5_b0.05.npz"
+    assert path != recipes.ranking_path(name, "test")
+    with pytest.raises(FileNotFoundError, match=f"evaluate {name} --stage test --whole-history 0.5 0.05"):
+        recipes.verified_ranking_path(name, "test", (0.5, 0.05))
