@@ -1177,7 +1177,9 @@ for claim, (holds, detail) in SECOND.items():
 # %%
 WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]
 valid_sys = {  # the validation-stage systems (cached vectors: seconds)
-    TUNED: recipes.dual_encoder_system(tuned, setting, "valid", name=TUNED, progress=False)
+    TUNED: recipes.dual_encoder_system(
+        tuned, setting, "valid", name=TUNED, progress=False
+    )
 }
 if NEW:
     valid_sys = {NEW: v_new, **valid_sys}  # dict order = preference on a tie
@@ -1186,11 +1188,13 @@ for name, v_sys in valid_sys.items():
     point[name], point_grid[name] = serving.tune_history(
         v_sys, valid_data, counts, WEIGHTS, BETAS
     )
-    point_valid[name] = point_grid[name].loc[point_grid[name]["chosen"], "metric"].item()
+    chosen_row = point_grid[name]["chosen"]
+    point_valid[name] = point_grid[name].loc[chosen_row, "metric"].item()
 SOURCE, _ = serving.choose_on_validation(list(valid_sys), point_valid.get, tol=0.002)
 w_best, b_best = point[SOURCE]
 for name in valid_sys:
-    print(f"{name}: (w, beta) = {point[name]}, validation Recall@50 {point_valid[name]:.4f}")
+    print(f"{name}: (w, beta) = {point[name]},", end=" ")
+    print(f"validation Recall@50 {point_valid[name]:.4f}")
 recipe_of = {NEW: "second", TUNED: "first"}
 pd.concat(  # validation Recall@50: rows (recipe, w), columns beta
     {
@@ -1223,7 +1227,8 @@ vs_knn_best = res[BEST].compare(res[KNN], "recall@50")
 vs_minilm_best = res[BEST].segment("cold").compare(minilm.segment("cold"), "recall@50")
 cold_best = res[BEST].segment("cold").mean("recall@50")
 print(f"{BEST} minus item-kNN, test Recall@50: {ci(vs_knn_best)}")
-print(f"cold targets: Recall@50 {cold_best:.3f}; minus {minilm_name}: {ci(vs_minilm_best)}")
+print(f"cold targets: Recall@50 {cold_best:.3f};", end=" ")
+print(f"minus {minilm_name}: {ci(vs_minilm_best)}")
 BEST_CLAIMS = {  # claim -> (holds, detail); pinned to the reference data
     "validation blends in the whole-history mean (w > 0)": (
         w_best > 0,
@@ -1287,7 +1292,9 @@ if committed and SOURCE == TUNED:
             recipes.evaluate_published(
                 name, setting, "test", point=point[TUNED], save=True, progress=False
             )
-        seed_res[name] = recipes.stored_result(name, setting, "test", point=point[TUNED])
+        seed_res[name] = recipes.stored_result(
+            name, setting, "test", point=point[TUNED]
+        )
         print(recipes.ranking_path(name, "test", point[TUNED]).name, "read")
     knn_user = res[KNN].per_user.set_index("user_id")["recall@50"]
     per_seed = np.stack(
@@ -1308,12 +1315,14 @@ else:
     print("the arm's seeds are not evaluated here:", SEED_SKIP)
 
 # %%
-SEED_CLAIMS = {  # claim -> (holds, detail); the tolerances were set before the seeds ran
+# claim -> (holds, detail); the tolerances were set before the seeds ran
+SEED_CLAIMS = {
     "the three seeds' test Recall@50 lie within 0.02 of each other": lambda: (
         np.ptp(seed_means) <= 0.02,
         f"{np.round(seed_means, 4).tolist()}",
     ),
-    "with seed noise counted the arm still matches item-kNN (point >= -0.01, reaches 0)": (
+    "with seed noise counted the arm still matches item-kNN "
+    "(point >= -0.01, reaches 0)": (
         lambda: (
             seed_aware.mean_diff >= -0.01 and seed_aware.hi >= 0,
             f"{seed_aware.mean_diff:+.4f} [{seed_aware.lo:+.4f}, {seed_aware.hi:+.4f}]",
@@ -1351,7 +1360,8 @@ multi = serving.MultiSource(knn_test, best_system, share, name=MULTI)
 res[MULTI] = evaluate.evaluate(multi, test_data, ks=(10, 50, 100))
 vs_knn_multi = res[MULTI].compare(res[KNN], "recall@50")
 gain_valid = share_grid["metric"].max() - share_grid["metric"].iloc[0]
-print(f"share chosen on validation: {share} (best gain over item-kNN {gain_valid:+.4f})")
+print(f"share chosen on validation: {share}", end=" ")
+print(f"(best gain over item-kNN {gain_valid:+.4f})")
 print(
     f"{MULTI}: test Recall@50 {res[MULTI].mean('recall@50'):.3f}, "
     f"difference from item-kNN {ci(vs_knn_multi)}"
@@ -1438,7 +1448,8 @@ for name, slug, rec in (
             "recipe": rec if committed else "live run",
         },
     )
-for k, (name, r) in enumerate(seed_res.items(), 1):  # chapter 09 reads them as the arm's seeds
+# chapter 09 reads these as the arm's seeds
+for k, (name, r) in enumerate(seed_res.items(), 1):
     evaluate.save_ranking(
         r,
         setting.ml.item_ids,

@@ -529,7 +529,8 @@ claims.check(  # RecGPT's lift: invisible here
     (power["relative MDE"] > published["RecGPT online CTR (+6.33%)"]).all(),
     detail=f"smallest {min_rel_mde:.1%}",
 )
-# the multi-source arm shares most of its list with the control; the others build their own
+# the multi-source arm shares most of its list with the control; the others build
+# their own
 shared = [a for a in need.index if a == "item-kNN + LLM multi-source"]
 own = need.drop(index=shared)
 claims.check(
@@ -543,7 +544,8 @@ claims.check(  # the paired design rewards an arm close to its control
     detail=f"smallest: {power['relative MDE'].idxmin()} ({min_rel_mde:.1%})",
 )
 claims.check(  # LinkedIn's: far out of reach
-    "LinkedIn's +0.8% would need over 100x this test set's users for every own-list arm",
+    "LinkedIn's +0.8% would need over 100x this test set's users "
+    "for every own-list arm",
     (own["LinkedIn online revenue (+0.8%)"] > 100 * test_data.n_users).all(),
     detail=f"fewest {own['LinkedIn online revenue (+0.8%)'].min():,.0f} users",
 )
@@ -684,13 +686,16 @@ abtest.check_arms(
         boards[m].loc["LLM dual encoder", "verdict"] == "worse" for m in rob_metrics
     ),
 )
+MULTI_ARM = "item-kNN + LLM multi-source"
 abtest.check_arms(
     claims,
     results,
-    ["item-kNN + LLM multi-source"],
+    [MULTI_ARM],
     "the multi-source list beats item-kNN at K = 100, not at K = 50",
-    lambda: boards["recall@100"].loc["item-kNN + LLM multi-source", "verdict"] == "better"
-    and boards["recall@50"].loc["item-kNN + LLM multi-source", "verdict"] != "better",
+    lambda: (
+        boards["recall@100"].loc[MULTI_ARM, "verdict"] == "better"
+        and boards["recall@50"].loc[MULTI_ARM, "verdict"] != "better"
+    ),
 )
 for arm in CLOSE_ARMS:
     abtest.check_arms(
