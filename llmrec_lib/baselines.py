@@ -171,6 +171,20 @@ class Histories:
             out[row, cols] = 1.0
         return out
 
+    def mean_vectors(self, user_ids: np.ndarray, vectors: np.ndarray,
+                     last: int | None = None) -> np.ndarray:
+        """(len(user_ids), dim) float32: each user's L2-normalised mean of ``vectors`` (rows in
+        catalogue order) over their positives, the ``last`` most recent only when set.
+
+        A user with no positive raises (:meth:`require`): there is no mean to take.
+        """
+        self.require(user_ids, "the mean of a history")
+        out = np.empty((len(user_ids), vectors.shape[1]), dtype=np.float32)
+        for row, u in enumerate(user_ids):
+            cols = self[u] if last is None else self[u][-last:]
+            out[row] = vectors[cols].mean(axis=0)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
 
 # --------------------------------------------------------------------------------------
 # The common shape of a baseline

@@ -608,11 +608,7 @@ class ItemMeanRetrieval(Baseline):
         ``max_history`` only, when set).
         """
         hist.require(user_ids, self.name)
-        out = np.empty((len(user_ids), self.item_vectors.shape[1]), dtype=np.float32)
-        for row, u in enumerate(user_ids):
-            cols = hist[u] if self.max_history is None else hist[u][-self.max_history :]
-            out[row] = self.item_vectors[cols].mean(axis=0)
-        return _normalise(out)
+        return hist.mean_vectors(user_ids, self.item_vectors, last=self.max_history)
 
     def _score(self, user_ids: np.ndarray, hist: Histories) -> np.ndarray:
         return self.user_vectors(user_ids, hist) @ self.item_vectors.T  # (B, n_items) cosine

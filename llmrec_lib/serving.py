@@ -71,7 +71,8 @@ class WholeHistory:
 
     ``p_u`` is the bound dual encoder's (unit) prompt vector of the member; ``m_u`` is the
     normalised mean of the same model's item vectors ``v`` over every positive in the member's
-    history (:class:`llmrec_lib.encoders.ItemMeanRetrieval`). ``weight`` 0 is the prompt alone,
+    history (:meth:`llmrec_lib.baselines.Histories.mean_vectors`, as in
+    :class:`llmrec_lib.encoders.ItemMeanRetrieval`). ``weight`` 0 is the prompt alone,
     1 the item mean alone. The prompt holds the newest titles that fit its token budget (a median
     of about 6 at 128 tokens); the mean reads all of them, as item-kNN does.
 
@@ -87,11 +88,8 @@ class WholeHistory:
             if not hasattr(system, attr):
                 raise TypeError(f"WholeHistory needs a bound dual-encoder system (it has no "
                                 f"{attr!r}): pass what recipes.dual_encoder_system returns")
-        from llmrec_lib.encoders import ItemMeanRetrieval
-
         self.system, self.weight, self.histories = system, float(weight), system.histories
         self.item_vectors = system.model.item_vectors  # unit rows, catalogue order
-        self._mean = ItemMeanRetrieval(system.model.item_ids, self.item_vectors)
         self.name = name or f"{getattr(system, 'name', 'system')} + whole history ({weight:g})"
 
     @property
@@ -105,7 +103,7 @@ class WholeHistory:
         prompt = np.asarray(self.system.user_vectors(user_ids), dtype=np.float32)
         q = (1.0 - self.weight) * prompt
         if self.weight > 0:
-            q = q + self.weight * self._mean.user_vectors(user_ids, self.histories)
+            q = q + self.weight * self.histories.mean_vectors(user_ids, self.item_vectors)
         return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
 
     def score(self, user_ids) -> np.ndarray:
