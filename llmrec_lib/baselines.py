@@ -172,13 +172,13 @@ class Histories:
         return out
 
     def mean_vectors(self, user_ids: np.ndarray, vectors: np.ndarray,
-                     last: int | None = None) -> np.ndarray:
+                     last: int | None = None, model: str = "the mean of a history") -> np.ndarray:
         """(len(user_ids), dim) float32: each user's L2-normalised mean of ``vectors`` (rows in
         catalogue order) over their positives, the ``last`` most recent only when set.
 
-        A user with no positive raises (:meth:`require`): there is no mean to take.
+        A user with no positive raises (:meth:`require`, naming ``model``): there is no mean.
         """
-        self.require(user_ids, "the mean of a history")
+        self.require(user_ids, model)
         out = np.empty((len(user_ids), vectors.shape[1]), dtype=np.float32)
         for row, u in enumerate(user_ids):
             cols = self[u] if last is None else self[u][-last:]

@@ -607,8 +607,7 @@ class ItemMeanRetrieval(Baseline):
         """Each user's vector: the normalised mean of their history items' vectors (the last
         ``max_history`` only, when set).
         """
-        hist.require(user_ids, self.name)
-        return hist.mean_vectors(user_ids, self.item_vectors, last=self.max_history)
+        return hist.mean_vectors(user_ids, self.item_vectors, last=self.max_history, model=self.name)
 
     def _score(self, user_ids: np.ndarray, hist: Histories) -> np.ndarray:
         return self.user_vectors(user_ids, hist) @ self.item_vectors.T  # (B, n_items) cosine
