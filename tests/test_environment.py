@@ -94,3 +94,49 @@ def test_no_movielens_files_tracked():
 
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout
     assert not re.search(r"(^|/)(ratings|movies|tags|links)\.csv$", tracked, re.M)
+
+
+@pytest.fixture
+def fresh_bf16_check(monkeypatch):
+    """config.bf16_is_fast caches its answer per process; each case starts clean."""
+    config.bf16_is_fast.cache_clear()
+    yield monkeypatch
+    config.bf16_is_fast.cache_clear()
+
+
+def test_bf16_autocast_follows_the_override(fresh_bf16_check):
+    import torch
+
+    fresh_bf16_check.setenv(config.BF16_ENV, "0")
+    assert not config.bf16_is_fast("cpu")
+    with config.autocast("cpu"):  # a no-op: float32 stays float32
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    config.bf16_is_fast.cache_clear()
+    fresh_bf16_check.setenv(config.BF16_ENV, "1")
+    assert config.bf16_is_fast("cpu")
+    with config.autocast("cpu"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with config.autocast("cpu", enabled=False):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_bf16_override_rejects_other_values(fresh_bf16_check):
+    fresh_bf16_check.setenv(config.BF16_ENV, "yes")
+    with pytest.raises(ValueError, match="set it to 1"):
+        config.bf16_is_fast("cpu")
+
+
+def test_bf16_check_reads_the_cpu_flags(fresh_bf16_check, tmp_path):
+    fresh_bf16_check.delenv(config.BF16_ENV, raising=False)
+    info = tmp_path / "cpuinfo"
+    real_path = config.Path
+
+    def fake_path(p, *rest):
+        return info if str(p) == "/proc/cpuinfo" else real_path(p, *rest)
+
+    fresh_bf16_check.setattr(config, "Path", fake_path)
+    info.write_text("flags\t\t: fpu sse avx avx2 fma\n")
+    assert not config.bf16_is_fast("cpu")
+    config.bf16_is_fast.cache_clear()
+    info.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert config.bf16_is_fast("cpu")
