@@ -562,7 +562,8 @@ claims.check(
 #
 # What do the two bundled models make of item texts *without any training*? We embed the
 # catalogue (in quick mode the most-rated movies only) with mean pooling over all of SmolLM2's
-# 30 layers and over MiniLM, in bf16 autocast, using the plain-text rendering (the markers are
+# 30 layers and over MiniLM, in bf16 autocast where the CPU has bf16 instructions (float32
+# elsewhere), using the plain-text rendering (the markers are
 # still untrained vectors), and look up the nearest movies to a few famous titles. The
 # embedding is `llmrec_lib/encoders.py::embed_texts`, which pools with
 # `encoders.py::mean_pool` (chapter 03 shows it).

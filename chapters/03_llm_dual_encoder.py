@@ -406,7 +406,8 @@ claims.check(
 #
 # Pairs per second is what a reader feels; **model FLOPs utilisation** (MFU) says how far that
 # is from what the hardware could do: the FLOPs a step needs, divided by its seconds, divided
-# by the bf16 matmul peak measured just now on the same machine.
+# by the matmul peak measured just now on the same machine, in the dtype the step runs in:
+# bf16 where the CPU has bf16 instructions, float32 otherwise (`config.bf16_is_fast`).
 #
 # Counting the FLOPs takes one fact about backpropagation. A forward pass through a weight
 # matrix costs 2 FLOPs per weight per token. Full training's backward pass costs two more

@@ -706,7 +706,7 @@ def transformer_flops(n_params: int, n_tokens: int, n_layers: int, hidden: int, 
     return forward * (3.0 if trainable_weights else 2.0)
 
 
-def matmul_peak_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repeats: int = 10) -> float:
+def matmul_peak_gflops(dtype: torch.dtype | None = None, n: int = 1024, repeats: int = 10) -> float:
     """Measured GFLOP/s of an n x n matmul on this machine (the denominator of MFU).
 
     The fastest of ``repeats`` timed matmuls: a peak is the best the machine does, and the
@@ -714,13 +714,16 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repea
     which on a shared machine could make an MFU come out above 1).
 
     Args:
-        dtype: the matmul's dtype.
+        dtype: the matmul's dtype; None: the one the book's models run in here, bf16 where
+            :func:`llmrec_lib.config.bf16_is_fast` says autocast is on, float32 otherwise.
         n: the matrices' side.
         repeats: timed repetitions.
 
     Returns:
         The best GFLOP/s measured.
     """
+    if dtype is None:
+        dtype = torch.bfloat16 if config.bf16_is_fast("cpu") else torch.float32
     a = torch.randn(n, n, dtype=dtype)
     b = torch.randn(n, n, dtype=dtype)
     for _ in range(2):

@@ -140,3 +140,25 @@ def test_bf16_check_reads_the_cpu_flags(fresh_bf16_check, tmp_path):
     config.bf16_is_fast.cache_clear()
     info.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
     assert config.bf16_is_fast("cpu")
+
+
+def test_matmul_peak_measures_the_dtype_the_models_run_in(fresh_bf16_check):
+    """MFU's denominator follows config.bf16_is_fast: float32 where autocast is off."""
+    import torch
+
+    from llmrec_lib import train
+
+    seen = []
+    real_randn = torch.randn
+
+    def spy(*shape, dtype=None, **kw):
+        seen.append(dtype)
+        return real_randn(*shape, dtype=dtype, **kw)
+
+    fresh_bf16_check.setattr(torch, "randn", spy)
+    fresh_bf16_check.setenv(config.BF16_ENV, "0")
+    train.matmul_peak_gflops(n=32, repeats=1)
+    config.bf16_is_fast.cache_clear()
+    fresh_bf16_check.setenv(config.BF16_ENV, "1")
+    train.matmul_peak_gflops(n=32, repeats=1)
+    assert seen == [torch.float32, torch.float32, torch.bfloat16, torch.bfloat16]
