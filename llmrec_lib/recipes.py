@@ -74,6 +74,18 @@ for _name, _k in SEEDS.items():
     if _k:
         RECIPES[_name] = (_BASE_ENC, replace(_BASE_TRAIN, seed=config.DEFAULT_SEED + _k))
 
+# Chapter 10's quality-against-scale curves: chapter 04's base recipe run to completion at
+# other lengths (its learning-rate schedule ends at each run's last step), and at other depths
+# at chapter 04's length. With "ablate-base" (400 steps, 8 layers) and "infonce" (1,600 steps),
+# each axis has four complete runs, all tested on the same users. Deeper runs (16 or 30 layers
+# cost 2x or 4x a step) are left to a faster machine: add them here and train them.
+SCALE_STEPS = {"scale-steps100": 100, "scale-steps200": 200}
+SCALE_LAYERS = {"scale-layers1": 1, "scale-layers2": 2, "scale-layers4": 4}
+for _name in SCALE_STEPS:
+    RECIPES[_name] = (_BASE_ENC, _BASE_TRAIN)
+for _name, _n in SCALE_LAYERS.items():
+    RECIPES[_name] = (replace(_BASE_ENC, n_layers=_n), _BASE_TRAIN)
+
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,9 @@ class RunLength(config.ModeSettings):
         mode: "quick" or "full".
         steps: the one-pair-per-user recipes (infonce, matryoshka).
         ablation_steps: chapter 04's ``ablate-*`` recipes; shorter full runs, so that all six
-            fit in about an hour and a half of 2 CPU cores (quick mode: as ``steps``).
+            fit in about an hour and a half of 2 CPU cores (quick mode: as ``steps``); also
+            the length of chapter 10's depth runs (:data:`SCALE_LAYERS`). Chapter 10's length
+            runs (:data:`SCALE_STEPS`) carry their own full-mode length.
         sequence_steps: the every-position recipes (``mixed``): steps of 8 users, about 50
             pairs each, so fewer steps do more.
     """
@@ -105,7 +119,9 @@ class RunLength(config.ModeSettings):
         """The steps of recipe ``name`` in this mode."""
         if RECIPES[name][1].positions:
             return self.sequence_steps
-        return self.ablation_steps if name in ABLATIONS else self.steps
+        if name in SCALE_STEPS:  # its own full length; quick mode shows the mechanics
+            return SCALE_STEPS[name] if self.mode == "full" else self.steps
+        return self.ablation_steps if name in ABLATIONS or name in SCALE_LAYERS else self.steps
 
 
 @dataclass
@@ -490,6 +506,8 @@ def publish(trainer, name: str, seconds: float, command: str) -> Path:
         "best_step": trainer.state.best_step,
         # the thread count fixes the order of float sums, so runs with other counts differ in bits
         "hardware": f"{platform.machine()} {platform.processor() or ''} cpus={_cpus()} threads={torch.get_num_threads()}",
+        # bf16 autocast runs only where the device has bf16 instructions (config.bf16_is_fast)
+        "bf16_autocast": bool(trainer.cfg.use_autocast and config.bf16_is_fast(trainer.model.device.type)),
         "git_commit": commit,
     }
     path = ARTIFACTS / name
