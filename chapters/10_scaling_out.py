@@ -749,6 +749,8 @@ enc = {
         repeats=2,
     ),
 }
+for v in enc.values():  # the dtype it ran in: section 6 compares like with like
+    v["bf16"] = config.bf16_is_fast("cpu")
 enc_table = pd.DataFrame(enc).T[
     [
         "texts",
@@ -1088,7 +1090,9 @@ def pipeline_flops(params, shape, r):
 # machines. On a machine that runs float32 (config.bf16_is_fast), this run's peak and
 # encoding MFU describe other hardware, so the committed full run's, measured on the
 # project's machines, stand in for both (results/full/ch10.json).
-same_kind = config.bf16_is_fast("cpu") or not ref10.get("encoding")
+# (a committed run that predates the "bf16" field ran on those machines)
+ref_bf16 = ref10.get("encoding", {}).get("items", {}).get("bf16", True)
+same_kind = config.bf16_is_fast("cpu") or not ref10.get("encoding") or not ref_bf16
 ref_enc = enc if same_kind else ref10["encoding"]
 gen_peak = ref_enc["items"]["peak_gflops"]
 print(
