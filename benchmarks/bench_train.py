@@ -1,7 +1,10 @@
 """Dual-encoder training throughput: pairs/s and model FLOPs utilisation (MFU).
 
-Not a test: prints a table. The denominator of MFU is the bf16 matmul peak measured in the
-same run, on the same machine, so the ratio is comparable across machines.
+Not a test: prints a table. The denominator of MFU is the matmul peak measured in the same
+run, on the same machine, in the dtype each setting runs in, so the ratio is comparable across
+machines. On a CPU without bf16 instructions (``config.bf16_is_fast``) autocast is off, so the
+"bf16 autocast" rows would repeat the float32 one: they are left out, and so is the bf16 peak
+(emulated bf16 runs a 2048-square matmul for about a minute).
 
     LLMREC_DATA_DIR=../shared/data/ml-latest-small .venv/bin/python benchmarks/bench_train.py [--steps 8]
 """
@@ -13,7 +16,7 @@ import dataclasses
 
 import torch
 
-from llmrec_lib import recipes, train
+from llmrec_lib import config, recipes, train
 from llmrec_lib.encoders import DualEncoder
 
 
@@ -22,10 +25,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps per setting (after 3 warm-up steps)")
     args = ap.parse_args()
 
-    peak_bf16 = train.matmul_peak_gflops(torch.bfloat16)
+    bf16 = config.bf16_is_fast("cpu")
+    peak_bf16 = train.matmul_peak_gflops(torch.bfloat16) if bf16 else float("nan")
     peak_fp32 = train.matmul_peak_gflops(torch.float32)
     print(f"matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s "
-          f"({torch.get_num_threads()} threads)")
+          f"({torch.get_num_threads()} threads; bf16 autocast {'on' if bf16 else 'off: no bf16 instructions'})")
     setting = recipes.build_setting()
     pairs = train.training_pairs(setting.split.train)
     enc0, tr0 = recipes.recipe("infonce", "quick")
@@ -36,6 +40,8 @@ def main() -> None:
         ("SmolLM2 8 layers, float32", enc0, 16, False),
         ("MiniLM (6 layers), bf16 autocast", dataclasses.replace(enc0, backbone="minilm-l6", n_layers=None), 32, True),
     ]:
+        if autocast and not bf16:
+            continue
         model = DualEncoder(enc)
         cfg = dataclasses.replace(tr0, batch_size=bs, steps=args.steps + 3, use_autocast=autocast)
         t = train.Trainer(model, pairs, setting.item_text, setting.history_text, cfg, progress=False)
