@@ -196,8 +196,9 @@ def embed_texts(
         bucket: sort by token length and pad each batch only to its longest text;
             ``False`` keeps the given order (the naive baseline in the benchmark).
         progress: show a tqdm bar over batches.
-        use_autocast: run under bf16 autocast (3-7x faster on the project's CPUs); pooling
-            and normalisation are done in float32.
+        use_autocast: run under bf16 autocast where the hardware has bf16 instructions
+            (:func:`llmrec_lib.config.bf16_is_fast`; 3-7x faster on the project's CPUs, float32
+            elsewhere); pooling and normalisation are done in float32.
 
     Returns:
         The ``(n, hidden_size)`` float32 vectors, row i for ``texts[i]``.

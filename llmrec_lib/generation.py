@@ -330,8 +330,8 @@ class LocalGenerator(Generator):
             place, so give an adapter a backbone of its own.
         config: default :class:`GenerationConfig`.
         device: where to load a named backbone (default :func:`config.get_device`).
-        use_autocast: bf16 autocast (:func:`config.autocast`), 3-7x faster on the project's
-            CPUs. Under autocast a prompt's greedy answer alone and in a padded batch can
+        use_autocast: bf16 autocast (:func:`config.autocast`; only where the hardware has
+            bf16 instructions), 3-7x faster on the project's CPUs. Under autocast a prompt's greedy answer alone and in a padded batch can
             differ where two tokens are nearly tied; turn it off for bit-stable answers.
         identity: the name used by the cache; default: backbone name, adapter and a
             fingerprint of the weights (:func:`weights_fingerprint`).

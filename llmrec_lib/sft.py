@@ -9,7 +9,8 @@ properly on a CPU:
   end-of-turn token follow; prompt tokens get label -100, so the model learns to *answer*,
   not to reproduce prompts.
 * **LoRA** (peft) on the attention projections; the base weights stay frozen.
-* **bf16 autocast** on CPU (measured 3-7x faster than float32 on the book's 2-core machines;
+* **bf16 autocast** on CPUs with bf16 instructions (measured 3-7x faster than float32 on the
+  book's 2-core machines; float32 on CPUs without them, where bf16 is emulated;
   ``benchmarks/bench_train.py`` times both on yours, see :func:`config.autocast`).
 * **Resumable.** Every ``save_every`` steps the adapter, optimizer, scheduler, loss history and
   step go to ``out_dir/checkpoint`` (written to a temporary folder, then renamed, so a kill
