@@ -1482,7 +1482,8 @@ else:
 # depths, each run ending where its learning-rate schedule ends, each tested on the same 602
 # test users (`llmrec_lib/recipes.py::SCALE_STEPS` and `SCALE_LAYERS`; each adapter's
 # `encoder.json` holds the command that trains it). With chapter 04's base arm (400 steps,
-# 8 layers) and chapter 03's first recipe (1,600 steps) they make two curves:
+# 8 layers) and chapter 03's first recipe (1,600 steps, whose validation-best step was its
+# last) they make two curves:
 #
 # - **length**: 8 layers, 100 to 1,600 steps of 16 pairs;
 # - **depth**: 400 steps on SmolLM2's first 1 to 8 layers (the others deleted, as in
