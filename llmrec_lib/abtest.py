@@ -590,6 +590,29 @@ def slot_shares(results: Mapping[str, E.EvalResult], groups: Mapping[str, np.nda
     return pd.DataFrame(rows).T
 
 
+def list_overlap(result: E.EvalResult, control: E.EvalResult, k: int = 50) -> float:
+    """Mean share of a user's top-``k`` slots that hold an item of the control's top ``k``.
+
+    The paired readout compares an arm with its control user by user, so an arm whose lists
+    mostly repeat the control's has small per-user differences and a small MDE: this says how
+    much of a list an arm shares with its control.
+
+    Args:
+        result: the arm's EvalResult.
+        control: the control's EvalResult, on the same users in the same order.
+        k: the list length.
+
+    Returns:
+        The mean over users of |top-k(arm) & top-k(control)| / k (0: nothing shared, 1: the
+        same set).
+    """
+    if not np.array_equal(result.user_ids, control.user_ids):
+        raise ValueError(f"{result.name!r} and {control.name!r} cover different users; evaluate both on one EvalData")
+    a, b = result.topk[:, :k], control.topk[:, :k]
+    shared = [np.intersect1d(x[x >= 0], y[y >= 0]).size for x, y in zip(a, b)]
+    return float(np.mean(shared) / k)
+
+
 # --------------------------------------------------------------------------------------
 # Guardrails: what the lists look like, whatever their accuracy
 # --------------------------------------------------------------------------------------

@@ -207,6 +207,19 @@ def test_guardrails_and_slot_shares():
     assert sh.loc["control", "popular"] == pytest.approx(manual)
 
 
+def test_list_overlap_by_hand():
+    data, results = _arms()
+    c, o = results["control"], results["oracle-ish"]
+    assert abtest.list_overlap(results["same"], c, k=10) == 1.0  # same scores, same lists
+    by_hand = np.mean([len(set(x[:10]) & set(y[:10])) / 10 for x, y in zip(o.topk, c.topk)])
+    assert abtest.list_overlap(o, c, k=10) == pytest.approx(by_hand)
+    assert 0 < by_hand < 1  # the planted targets move some slots, not all
+    fewer = evaluate(MatrixScorer(np.zeros((3, data.n_items), np.float32), data.user_ids[:3]),
+                     data.subset(data.user_ids[:3]), ks=(10,), name="few")
+    with pytest.raises(ValueError, match="different users"):
+        abtest.list_overlap(fewer, c, k=10)
+
+
 def test_segment_readout_applies_one_holm_over_segments_and_arms():
     data, results = _arms()
     half = data.user_ids[: data.n_users // 2]
