@@ -1503,6 +1503,13 @@ DEPTH_RUNS = [*recipes.SCALE_LAYERS, "ablate-base"]
 SKIP_CURVES = "needs the committed adapters' test rankings, made on the reference split"
 
 
+stored = {  # each run's test lists, read once (reference data only)
+    n: recipes.stored_result(n, setting, "test")
+    for n in dict.fromkeys([*LENGTH_RUNS, *DEPTH_RUNS])
+    if claims.artifacts_fit
+}
+
+
 def run_row(name):
     """One complete run: its length, depth, compute and (reference data) test R@50."""
     info = json.loads((recipes.ARTIFACTS / name / "encoder.json").read_text())
@@ -1516,9 +1523,8 @@ def run_row(name):
         "layer-steps": layers * steps / (8 * 400),
         "bf16": meta.get("bf16_autocast", True),  # runs older than the field: bf16
     }
-    if claims.artifacts_fit:
-        res = recipes.stored_result(name, setting, "test")
-        s = res.summary(metrics=["recall@50"]).loc["recall@50"]
+    if name in stored:
+        s = stored[name].summary(metrics=["recall@50"]).loc["recall@50"]
         row.update({"R@50": s["mean"], "lo": s["lo"], "hi": s["hi"]})
     return row
 
@@ -1614,10 +1620,6 @@ equal_compute = [  # (shallow run, the 8-layer run of the same layer-steps)
     if d != "ablate-base" and np.isclose(c, c8)
 ]
 if claims.artifacts_fit:
-    stored = {
-        n: recipes.stored_result(n, setting, "test")
-        for n in {*LENGTH_RUNS, *DEPTH_RUNS}
-    }
 
     def paired(a, b):
         """a - b on test R@50, paired over users, with its MDE."""
