@@ -292,15 +292,24 @@ def embed_cached(
 ) -> np.ndarray:
     """:func:`embed_texts` with an on-disk cache under ``config.cache_dir("embeddings")``.
 
-    The key hashes the backbone (:func:`backbone_fingerprint`), the encoding arguments and the
-    texts themselves, so a changed text, model or pooling gives a new entry instead of stale
-    vectors. Writes are atomic (temporary file then rename).
+    Two layers, both keyed by the backbone (:func:`backbone_fingerprint`) and the encoding
+    arguments, so a changed model or pooling gives new entries instead of stale vectors:
+
+    * the whole list: one ``.npy`` per list of texts (the key hashes the texts too), read back
+      as it was written;
+    * text by text: one ``-bytext-`` store per model and arguments, which maps each text's hash
+      to its vector. A list that is not cached whole encodes only the texts the store lacks:
+      the catalogue of a derived data set, or a catalogue with a few edited titles, reuses
+      every unchanged item. A text's vector does not depend on the other texts of its batch
+      (right padding, masked pooling), up to float rounding in the last digits.
+
+    Writes are atomic (temporary file then rename); a store that cannot be read is rebuilt.
 
     Args:
         backbone: the loaded backbone.
         texts: the texts to encode.
         cache: read and write the cache (False: always encode).
-        tag: a label in the cache file's name, to tell entries apart by eye.
+        tag: a label in the cache files' names, to tell entries apart by eye.
         **embed_kwargs: passed to :func:`embed_texts` (and part of the key, progress aside).
 
     Returns:
@@ -309,30 +318,68 @@ def embed_cached(
     texts = list(texts)
     if not cache:
         return embed_texts(backbone, texts, **embed_kwargs)
-    h = hashlib.sha256()
-    h.update(backbone_fingerprint(backbone).encode())
-    h.update(json.dumps({k: embed_kwargs[k] for k in sorted(embed_kwargs) if k != "progress"},
-                        default=str).encode())
+    model_key = hashlib.sha256()
+    model_key.update(backbone_fingerprint(backbone).encode())
+    model_key.update(json.dumps({k: embed_kwargs[k] for k in sorted(embed_kwargs) if k != "progress"},
+                                default=str).encode())
+    h = model_key.copy()
     for t in texts:
         h.update(t.encode())
         h.update(b"\x1e")
     safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone.name)[-40:]
-    path = config.cache_dir("embeddings") / f"{safe_name}{'-' + tag if tag else ''}-{h.hexdigest()[:24]}.npy"
+    stem = f"{safe_name}{'-' + tag if tag else ''}"
+    folder = config.cache_dir("embeddings")
+    path = folder / f"{stem}-{h.hexdigest()[:24]}.npy"
+    shape = (len(texts), backbone.hidden_size)
     if path.is_file():
         vectors = np.load(path)
-        if vectors.shape == (len(texts), backbone.hidden_size):
+        if vectors.shape == shape:
             return vectors
-    vectors = embed_texts(backbone, texts, **embed_kwargs)
-    fd, tmp = tempfile.mkstemp(suffix=".npy", dir=path.parent)
+    store = folder / f"{stem}-bytext-{model_key.hexdigest()[:24]}.npz"
+    keys = np.array([hashlib.blake2b(t.encode(), digest_size=16).hexdigest() for t in texts],
+                    dtype="S32")
+    known_keys, known = _read_text_store(store, backbone.hidden_size)
+    row = {k: i for i, k in enumerate(known_keys.tolist())}
+    found = np.fromiter((row.get(k, -1) for k in keys.tolist()), dtype=np.int64, count=len(texts))
+    missing = np.flatnonzero(found < 0)
+    vectors = np.empty(shape, dtype=np.float32)
+    vectors[found >= 0] = known[found[found >= 0]]
+    if len(missing):
+        vectors[missing] = embed_texts(backbone, [texts[i] for i in missing], **embed_kwargs)
+        new_keys, first = np.unique(keys[missing], return_index=True)
+        _write_atomic(store, lambda f: np.savez(
+            f, keys=np.concatenate([known_keys, new_keys]),
+            vectors=np.concatenate([known, vectors[missing[first]]])))
+    _write_atomic(path, lambda f: np.save(f, vectors))
+    return vectors
+
+
+def _read_text_store(store: Path, hidden_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (keys, vectors) of a ``-bytext-`` store; empty when it is absent or unreadable."""
+    empty = np.zeros(0, dtype="S32"), np.zeros((0, hidden_size), dtype=np.float32)
+    if not store.is_file():
+        return empty
+    try:
+        with np.load(store) as z:
+            keys, vectors = z["keys"], z["vectors"]
+    except (OSError, ValueError, KeyError, EOFError):  # a damaged file: rebuilt by the next write
+        return empty
+    if keys.dtype != np.dtype("S32") or vectors.shape != (len(keys), hidden_size):
+        return empty
+    return keys, vectors.astype(np.float32, copy=False)
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary sibling of ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.save(f, vectors)
+            write(f)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is an ordinary folder
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return vectors
 
 
 # --------------------------------------------------------------------------------------------

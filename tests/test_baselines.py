@@ -366,6 +366,39 @@ def test_embed_cached_reuses_vectors(tmp_path, monkeypatch):
     assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 2
 
 
+def test_embed_cached_encodes_only_the_texts_it_has_not_seen(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    from llmrec_lib import backbones
+
+    monkeypatch.setenv("LLMREC_CACHE_DIR", str(tmp_path))
+    bb = backbones.load_backbone("tiny-llama", device="cpu")
+    old = ["a space opera", "a quiet western", "a haunted house", "a heist"]
+    new = ["a heist", "a courtroom drama", "a space opera", "a courtroom drama"]
+    E.embed_cached(bb, old, max_length=16, progress=False)
+    seen = []
+    real = E.embed_texts
+
+    def counting(backbone, texts, **kw):
+        seen.append(list(texts))
+        return real(backbone, texts, **kw)
+
+    monkeypatch.setattr(E, "embed_texts", counting)
+    got = E.embed_cached(bb, new, max_length=16, progress=False)
+    assert seen == [["a courtroom drama", "a courtroom drama"]]  # the two unseen rows only
+    direct = real(bb, new, max_length=16, progress=False)
+    np.testing.assert_allclose(got, direct, atol=1e-5)
+    # other arguments, another store: nothing is reused
+    E.embed_cached(bb, new, max_length=8, progress=False)
+    assert seen[-1] == new
+    # a damaged store is rebuilt, not trusted
+    for store in (tmp_path / "embeddings").glob("*-bytext-*.npz"):
+        store.write_bytes(b"not a zip file")
+    seen.clear()
+    again = E.embed_cached(bb, ["a heist", "a road movie"], max_length=16, progress=False)
+    assert seen == [["a heist", "a road movie"]]
+    np.testing.assert_allclose(again[0], direct[0], atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------
 # Errors that say what to do
 # ------------------------------------------------------------------------------------
