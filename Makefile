@@ -12,7 +12,8 @@ NOTEBOOKS := $(patsubst chapters/%.py,$(NB_DIR)/%.ipynb,$(CHAPTERS))
 # and the book is rendered from them (tools/stage_book.py), so no chapter runs twice.
 EXEC_DIR := _build/executed
 EXECUTED := $(patsubst chapters/%.py,$(EXEC_DIR)/%.ipynb,$(CHAPTERS))
-NBVAL    := PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q -p no:cacheprovider -p nbval_save --nbval-lax --nbval-cell-timeout=900 --nbval-save-dir $(EXEC_DIR)
+# --durations: the slowest cells are listed at the end, so a CI log shows where its minutes went.
+NBVAL    := PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q -p no:cacheprovider -p nbval_save --nbval-lax --nbval-cell-timeout=900 --durations=15 --nbval-save-dir $(EXEC_DIR)
 # The library's tests run in this many processes (pytest-xdist): on a 2-core AVX2 machine 268 s
 # instead of 496 s (2026-12-03), since most of them start kernels or load data on one core.
 TEST_WORKERS ?= 2
@@ -97,7 +98,7 @@ test-derived: setup notebooks
 	LLMREC_DATA_DIR=$(DERIVED_DIR) LLMREC_DATA_VERIFY=0 LLMREC_RESULTS_DIR=$(DERIVED_RESULTS) \
 	PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q -p no:cacheprovider \
 	  -p nbval_save --nbval-save-dir $(CURDIR)/_build/executed-derived \
-	  --nbval-lax --nbval-cell-timeout=900 \
+	  --nbval-lax --nbval-cell-timeout=900 --durations=15 \
 	  $(foreach c,$(DERIVED_CHAPTERS),$(wildcard $(NB_DIR)/$(c)_*.ipynb))
 	$(BIN)/python -m llmrec_lib.config claims $(DERIVED_RESULTS)
 

@@ -304,6 +304,8 @@ def embed_cached(
       (right padding, masked pooling), up to float rounding in the last digits.
 
     Writes are atomic (temporary file then rename); a store that cannot be read is rebuilt.
+    When two processes extend one store at once the last write wins, and the other's new rows
+    are simply encoded again the next time they are needed.
 
     Args:
         backbone: the loaded backbone.
