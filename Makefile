@@ -12,8 +12,10 @@ NOTEBOOKS := $(patsubst chapters/%.py,$(NB_DIR)/%.ipynb,$(CHAPTERS))
 # and the book is rendered from them (tools/stage_book.py), so no chapter runs twice.
 EXEC_DIR := _build/executed
 EXECUTED := $(patsubst chapters/%.py,$(EXEC_DIR)/%.ipynb,$(CHAPTERS))
-# --durations: the slowest cells are listed at the end, so a CI log shows where its minutes went.
-NBVAL    := PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q -p no:cacheprovider -p nbval_save --nbval-lax --nbval-cell-timeout=900 --durations=15 --nbval-save-dir $(EXEC_DIR)
+# Both nbval passes (make test, make test-derived) run with these options; --durations lists the
+# slowest cells at the end, so a CI log shows where its minutes went.
+NBVAL_OPTS := -p no:cacheprovider -p nbval_save --nbval-lax --nbval-cell-timeout=900 --durations=15
+NBVAL    := PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q $(NBVAL_OPTS) --nbval-save-dir $(EXEC_DIR)
 # The library's tests run in this many processes (pytest-xdist): on a 2-core AVX2 machine 268 s
 # instead of 496 s (2026-12-03), since most of them start kernels or load data on one core.
 TEST_WORKERS ?= 2
@@ -96,9 +98,8 @@ test-derived: setup notebooks
 	$(BIN)/python -m llmrec_lib.data derive --out $(DERIVED_DIR) --seed 0
 	rm -rf $(DERIVED_RESULTS)  # no stale ranking may stand in for one this run makes
 	LLMREC_DATA_DIR=$(DERIVED_DIR) LLMREC_DATA_VERIFY=0 LLMREC_RESULTS_DIR=$(DERIVED_RESULTS) \
-	PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q -p no:cacheprovider \
-	  -p nbval_save --nbval-save-dir $(CURDIR)/_build/executed-derived \
-	  --nbval-lax --nbval-cell-timeout=900 --durations=15 \
+	PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q $(NBVAL_OPTS) \
+	  --nbval-save-dir $(CURDIR)/_build/executed-derived \
 	  $(foreach c,$(DERIVED_CHAPTERS),$(wildcard $(NB_DIR)/$(c)_*.ipynb))
 	$(BIN)/python -m llmrec_lib.config claims $(DERIVED_RESULTS)
 
