@@ -713,6 +713,16 @@ def _derived_window(r: pd.DataFrame, src: Path, kept_users: np.ndarray,
     return mask, start
 
 
+def _rated_often_enough(r: pd.DataFrame, src: Path, mask: pd.Series, min_ratings: int) -> pd.Series:
+    """A mask over ``r``: the rows whose movie has at least ``min_ratings`` rows in ``mask``
+    (all True when ``min_ratings`` is 1)."""
+    if min_ratings <= 1:
+        return pd.Series(True, index=r.index)
+    r_movie = _numeric(r, "movieId", src / "ratings.csv")
+    counts = r_movie[mask].value_counts()
+    return r_movie.map(counts).fillna(0) >= min_ratings
+
+
 def _derived_tags(src: Path, kept_users: np.ndarray, start: int | None) -> pd.DataFrame | None:
     """The kept users' tag rows in the same window, or None when the source has no tags."""
     if not _present(src / "tags.csv"):
@@ -767,6 +777,7 @@ def derive(
     drop_earliest: float = 0.1,
     tags: bool = False,
     prune_movies: bool = True,
+    min_movie_ratings: int = 1,
     verify: bool = True,
 ) -> dict:
     """Write a MovieLens-layout folder derived from the reference release: CI's second data set,
@@ -777,7 +788,10 @@ def derive(
       timestamps are dropped (the earliest 10% by default);
     * no ``tags.csv`` unless ``tags=True`` (then the kept users' tags in the same window);
     * with ``prune_movies`` (default) only the movies still rated (or tagged), so the catalogue
-      differs too; ``links.csv`` keeps the links of the kept movies.
+      differs too; ``links.csv`` keeps the links of the kept movies;
+    * with ``min_movie_ratings`` above 1, the ratings of movies rated fewer times than that in
+      the window are dropped too (one pass, not a k-core), so those movies leave the catalogue:
+      a smaller catalogue, as filtered data sets often are, and a cheaper one to encode.
 
     Values are copied as the source wrote them (no float reformatting). The same source and
     arguments give byte-identical files. ``source`` defaults to :func:`config.data_dir` and is
@@ -792,6 +806,8 @@ def derive(
         drop_earliest: the quantile of each kept user's timestamps below which ratings drop.
         tags: write ``tags.csv`` too.
         prune_movies: keep only the movies still rated or tagged.
+        min_movie_ratings: drop the ratings of movies with fewer ratings than this in the
+            window (1: keep all).
         verify: check ``source`` against the checksums.
 
     Returns:
@@ -802,6 +818,8 @@ def derive(
         raise ValueError(f"user_frac must be in (0, 1], got {user_frac}")
     if not 0 <= drop_earliest < 1:
         raise ValueError(f"drop_earliest must be in [0, 1), got {drop_earliest}")
+    if int(min_movie_ratings) != min_movie_ratings or min_movie_ratings < 1:
+        raise ValueError(f"min_movie_ratings must be a whole number >= 1, got {min_movie_ratings}")
     src = _resolve_folder(source)
     if verify:
         verify_files(src)
@@ -816,6 +834,7 @@ def derive(
     n_keep = max(1, int(round(user_frac * len(users))))
     kept_users = np.sort(rng.choice(users, size=n_keep, replace=False))
     mask, start = _derived_window(r, src, kept_users, drop_earliest)
+    mask &= _rated_often_enough(r, src, mask, min_movie_ratings)
     ratings = r.loc[mask, list(_COLUMNS["ratings.csv"])]
     tag_rows = _derived_tags(src, kept_users, start) if tags else None
     movies = _derived_movies(src, ratings, tag_rows, prune_movies)
@@ -825,8 +844,10 @@ def derive(
         "derived_from": "ml-latest-small (2018)" if verify else config.relative_to_root(src),
         "command": "python -m llmrec_lib.data derive --out DIR " + " ".join(
             [f"--seed {seed}", f"--users {user_frac}", f"--drop-earliest {drop_earliest}"]
-            + (["--with-tags"] if tags else []) + ([] if prune_movies else ["--keep-all-movies"])),
+            + (["--with-tags"] if tags else []) + ([] if prune_movies else ["--keep-all-movies"])
+            + ([f"--min-movie-ratings {min_movie_ratings}"] if min_movie_ratings > 1 else [])),
         "seed": seed, "user_frac": user_frac, "drop_earliest": drop_earliest,
+        "min_movie_ratings": int(min_movie_ratings),
         "start_timestamp": start, "tags": bool(tag_rows is not None),
         "prune_movies": prune_movies,
         "users": int(r_user[mask].nunique()), "drawn_users": int(len(kept_users)),
@@ -949,6 +970,8 @@ def _parser():
     dv.add_argument("--with-tags", action="store_true", help="keep tags.csv (default: none)")
     dv.add_argument("--keep-all-movies", action="store_true",
                     help="keep every movie, even those no longer rated")
+    dv.add_argument("--min-movie-ratings", type=int, default=1,
+                    help="drop movies rated fewer times than this in the window (default 1)")
     c = sub.add_parser("convert-ml1m", help="convert MovieLens 1M's .dat files to this layout")
     c.add_argument("src", help="the unzipped ml-1m folder")
     c.add_argument("dst", help="folder to write (created)")
@@ -984,7 +1007,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "derive":
             note = derive(args.out, seed=args.seed, source=args.source, user_frac=args.users,
                           drop_earliest=args.drop_earliest, tags=args.with_tags,
-                          prune_movies=not args.keep_all_movies)
+                          prune_movies=not args.keep_all_movies,
+                          min_movie_ratings=args.min_movie_ratings)
             print(f"{args.out}: {note['users']} users, {note['movies']} movies, "
                   f"{note['ratings']} ratings, {note['tag_rows']} tags. Run the book on it with "
                   f"LLMREC_DATA_DIR={args.out} {config.DATA_VERIFY_ENV}=0")

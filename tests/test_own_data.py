@@ -285,6 +285,22 @@ def test_derive_options_and_refusals(tmp_path, copy, data_dir):
     assert data.derive(tmp_path / "y", source=copy, verify=False)["ratings"] > 0  # ...unless told
 
 
+def test_derive_can_drop_rarely_rated_movies(derived, tmp_path, data_dir):
+    _, base = derived
+    note = data.derive(tmp_path / "min2", seed=0, source=data_dir, min_movie_ratings=2)
+    d = data.load_movielens(tmp_path / "min2", verify=False)
+    counts = d.ratings["item_id"].value_counts()
+    # every movie left has at least 2 ratings in the window, and the catalogue is just those
+    assert counts.min() >= 2 and set(d.item_ids) == set(counts.index)
+    # the same users and window; only the once-rated movies (and their ratings) went
+    assert note["drawn_users"] == base["drawn_users"]
+    assert note["start_timestamp"] == base["start_timestamp"]
+    assert note["movies"] < 0.7 * base["movies"] and note["ratings"] < base["ratings"]
+    assert note["min_movie_ratings"] == 2 and "--min-movie-ratings 2" in note["command"]
+    with pytest.raises(ValueError, match="min_movie_ratings"):
+        data.derive(tmp_path / "bad", source=data_dir, min_movie_ratings=0)
+
+
 def test_derive_on_the_command_line(tmp_path, data_dir, capsys):
     out = tmp_path / "cli"
     assert data.main(["derive", "--out", str(out), "--seed", "0", "--source", str(data_dir)]) == 0
