@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["KINDS", "METRICS", "VectorIndex", "build_index", "load_index", "ann_recall", "compare_indexes",
-           "set_threads"]
+           "build_key", "set_threads"]
 
 KINDS = ("flat", "ivf", "hnsw", "pq", "ivfpq")
 METRICS = ("ip", "cosine", "l2")
@@ -385,8 +385,23 @@ STANDARD_CONFIGS = (
 )
 
 
+def build_key(kind: str, params: dict) -> tuple:
+    """The key of the index that ``(kind, params)`` needs built: search-only knobs (``nprobe``,
+    ``ef_search``) left out, since :meth:`VectorIndex.set_search_params` changes them later.
+
+    Args:
+        kind: one of :data:`KINDS`.
+        params: :func:`build_index`'s keywords.
+
+    Returns:
+        ``(kind, sorted build parameters)``, the key of :func:`compare_indexes`'s ``built``.
+    """
+    build_params = {key: v for key, v in params.items() if key not in ("nprobe", "ef_search")}
+    return kind, tuple(sorted(build_params.items()))
+
+
 def compare_indexes(items, queries, configs=STANDARD_CONFIGS, *, k: int = 10, metric: str = "cosine",
-                    n_single: int = 100, seed: int = 0, exact_ids=None):
+                    n_single: int = 100, seed: int = 0, exact_ids=None, built: dict | None = None):
     """Build each ``(kind, params)`` index over ``items`` and measure it on ``queries``.
 
     The exact top-k is ``exact_ids`` if given, else brute force over ``items`` (a Flat index).
@@ -402,6 +417,9 @@ def compare_indexes(items, queries, configs=STANDARD_CONFIGS, *, k: int = 10, me
         n_single: queries timed one by one for the single-query latency.
         seed: the k-means seed of every index.
         exact_ids: the exact top-k ids (nq, >= k), if already known.
+        built: a dict to keep the built indexes in, keyed by :func:`build_key`, so a caller can
+            search them again without rebuilding; an index already in it is used as it is
+            (its ``build_s`` is then NaN).
 
     Returns:
         A DataFrame, one row per configuration: build seconds, batch and single-query latency
@@ -418,14 +436,13 @@ def compare_indexes(items, queries, configs=STANDARD_CONFIGS, *, k: int = 10, me
     queries = _as_matrix(queries, items.shape[1], "queries")
     if exact_ids is None:
         _, exact_ids = build_index(items, "flat", metric).search(queries, k)
-    built: dict = {}
+    built = {} if built is None else built
     rows = []
     for kind, params in configs:
-        build_params = {key: v for key, v in params.items() if key not in ("nprobe", "ef_search")}
-        key = (kind, tuple(sorted(build_params.items())))
+        key = build_key(kind, params)
         t0 = time.perf_counter()
         if key not in built:
-            built[key] = build_index(items, kind, metric, seed=seed, **build_params)
+            built[key] = build_index(items, kind, metric, seed=seed, **dict(key[1]))
             build_s = time.perf_counter() - t0
         else:
             build_s = float("nan")

@@ -186,3 +186,20 @@ def test_compare_indexes_table():
     assert t.loc[0, "recall@5"] == 1.0  # flat is the exact reference
     assert t.loc[2, "memory_bytes"] < t.loc[0, "memory_bytes"]  # PQ codes are smaller than floats
     assert (t["recall@5 in 50"] >= t["recall@5"] - 1e-9).all()  # a wider list never finds fewer
+
+
+def test_compare_indexes_keeps_its_indexes_for_reuse():
+    from llmrec_lib.index import build_key, compare_indexes
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 32)).astype(np.float32)
+    q = rng.normal(size=(40, 32)).astype(np.float32)
+    configs = [("flat", {}), ("hnsw", {"M": 16, "ef_search": 64})]
+    built = {}
+    first = compare_indexes(x, q, configs, k=5, n_single=5, built=built)
+    assert set(built) == {build_key("flat", {}), ("hnsw", (("M", 16),))}
+    kept = dict(built)
+    again = compare_indexes(x, q, configs, k=5, n_single=5, built=built)
+    assert all(built[key] is kept[key] for key in kept)  # searched again, not rebuilt
+    assert first["build_s"].notna().all() and again["build_s"].isna().all()
+    assert (again["recall@5"] == first["recall@5"]).all()
