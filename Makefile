@@ -92,9 +92,8 @@ test: setup lint notebooks
 # reference split) runs live or is reported as not tested. The executed notebooks are kept in
 # _build/executed-derived; the last line prints how many claims held, chapter by chapter.
 DERIVED_CHAPTERS ?= 00 01 02 03 04 05 06 07 08 09 10
-# Half the users and a catalogue of movies rated twice or more: other data in every respect the
-# chapters read, and about half the encoding and training of an 80%-of-users copy (on 2 AVX2
-# cores that copy's pass took 26 of CI's 90 minutes).
+# About half the encoding and training of derive's default 80%-of-users copy, whose pass took 26
+# of CI's 90 minutes on 2 AVX2 cores.
 DERIVE_ARGS ?= --seed 0 --users 0.5 --min-movie-ratings 2
 DERIVED_DIR := $(CURDIR)/_build/ml-derived
 DERIVED_RESULTS := $(CURDIR)/_build/results-derived

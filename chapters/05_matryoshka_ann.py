@@ -597,8 +597,8 @@ served, rows = {}, []
 for d in dims:
     us, it = shrink(served_model, "prefix", d)
     for kind, params in configs:
-        ix = built[d][index.build_key(kind, params)]  # the index measured above
-        ix.set_search_params(  # as measured above
+        ix = built[d][index.build_key(kind, params)]  # the index measured above,
+        ix.set_search_params(  # with its search knobs as measured
             nprobe=params.get("nprobe"), ef_search=params.get("ef_search")
         )
         scores = np.full((len(users), len(it)), -np.inf, dtype=np.float32)
