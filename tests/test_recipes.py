@@ -113,9 +113,7 @@ def test_run_length_is_the_one_per_mode_pattern(monkeypatch):
     assert recipes.recipe("ablate-bce", "full")[1].steps == 400
     enc, tr = recipes.recipe("scale-tokens256", "full")  # the budget binds, not the window
     assert (enc.user_max_tokens, tr.user_budget, tr.history_items, tr.steps) == (256, 256, 40, 400)
-    assert recipes.recipe("scale-tokens32", "quick")[1].history_items == 5
-    assert recipes.recipe("scale-hard4", "full")[1].hard_negatives == 4
-    assert recipes.recipe("scale-hard4", "full")[1].steps == 400
+    assert recipes.recipe("scale-tokens96", "quick")[1].history_items == 15
     settings = config.Settings.for_mode("quick", chapter="00", quick={"users": 5}, full={"users": 9})
     assert settings.mode == "quick" and settings.sizes == {"users": 5}
     with pytest.raises(dataclasses.FrozenInstanceError):
