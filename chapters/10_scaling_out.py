@@ -1790,6 +1790,9 @@ if claims.artifacts_fit:
     axes[0].set_xticks(token_runs["history tokens"])
     axes[0].set_xticklabels([str(b) for b in token_runs["history tokens"]])
     axes[1].set(xlabel="tokens processed in training (1 = 128 + 40 tokens x 400 steps)")
+    ticks = [0.25, 0.5, 1, 2, 4]
+    axes[1].set_xticks(ticks)
+    axes[1].set_xticklabels([f"{t:g}" for t in ticks])
     axes[1].legend(fontsize=8)
     fig.suptitle("Complete runs: history budget, and what it costs", fontsize=11)
     fig.tight_layout()
