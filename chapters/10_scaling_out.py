@@ -1341,9 +1341,9 @@ if recgpt_fit:
 #   arm and chapter 03's 1,600-step model are the same recipe, tested on all 602 test users;
 # - **history length**: chapter 02 tuned how many recent likes a zero-shot text user vector
 #   averages (validation Recall@50, MiniLM and SmolLM2); for the trained arm, the complete runs
-#   below train and serve 32 to 256 history tokens;
-# - **negatives**: chapter 04's 0, 1 and 2 hard negatives per user, and a complete run with 4
-#   below;
+#   below train and serve 64 to 256 history tokens;
+# - **negatives**: chapter 04's 0, 1 and 2 hard negatives per user (three points, tested
+#   below);
 # - **vector width**: chapter 05's test Recall@50 at five Matryoshka prefix widths;
 # - **layers**: the runs above all use SmolLM2's first 8 layers; the complete runs below add
 #   1, 2 and 4.
@@ -1737,7 +1737,7 @@ held = {  # liked titles that each budget's test prompt holds (what the lists we
     for b in [32, *token_runs["history tokens"]]
 }
 print(  # why the curve starts at 64: a prompt never cuts an item in half
-    "test users whose newest like alone overflows the budget: "
+    "test users with an empty prompt (no like fits the budget): "
     + ", ".join(f"{b} tokens: {(df.n_items == 0).sum()}" for b, df in held.items())
 )
 token_runs["titles held (median)"] = [
