@@ -1726,7 +1726,8 @@ else:
 # longer prompt also costs more per step; the compute question comes after the table.
 
 # %%
-held = {  # liked titles that each budget's test prompt holds (what the lists were scored from)
+# liked titles that each budget's test prompt holds (what the lists were scored from)
+held = {
     b: text.user_prompts(
         setting.split.history("test"),
         setting.history_text,
@@ -1767,7 +1768,7 @@ def budget_axis(runs_):
 
 
 def token_compute(runs_):
-    """Tokens a run processed, relative to the base arm's (128 + 40 tokens x 400 steps)."""
+    """Tokens a run processed, relative to the base arm's ((128 + 40) x 400)."""
     per_pair = runs_["history tokens"] + item_tokens
     return (per_pair * runs_["steps"] / ((128 + item_tokens) * 400)).to_numpy()
 
@@ -1801,15 +1802,17 @@ if claims.artifacts_fit:
         token_runs["history tokens"], token_runs["R@50"], seed=cfg.seed % 2**31
     )
     x256 = token_compute(token_runs)[-1]
-    # on the length curve (128 tokens, 8 layers) layer-steps and tokens are the same axis
+    # on the length curve (128 tokens, 8 layers), layer-steps and tokens are one axis
     by_steps = float(trends_test["length"]["predict"](x256))
     print(token_pairs.round(4).to_string())
+    t_hist = trends_test["history"]
     print(
-        f"history trend per doubling of tokens: {trends_test['history']['b']:+.4f} "
-        f"[{trends_test['history']['b_lo']:+.4f}, {trends_test['history']['b_hi']:+.4f}]"
+        f"history trend per doubling of tokens: {t_hist['b']:+.4f} "
+        f"[{t_hist['b_lo']:+.4f}, {t_hist['b_hi']:+.4f}]"
     )
     print(
-        f"256 tokens x 400 steps processes {x256:.2f}x the base's tokens: measured R@50 "
+        f"256 tokens x 400 steps processes {x256:.2f}x the base's tokens: "
+        "measured R@50 "
         f"{token_runs['R@50'].iloc[-1]:.4f}; the length trend at that compute "
         f"(interpolated between measured runs) {by_steps:.4f}"
     )
@@ -1820,8 +1823,8 @@ else:
 
 # %%
 HISTORY_CLAIMS = [
-    "complete runs: at 400 steps, no history budget from 64 to 256 tokens is detectably "
-    "better or worse than 128 (every paired interval holds 0)",
+    "complete runs: at 400 steps, no history budget from 64 to 256 tokens is "
+    "detectably better or worse than 128 (every paired interval holds 0)",
     "complete runs: the tokens of 256-token prompts x 400 steps, spent on steps at 128 "
     "tokens instead, buy more recall by the length trend",
 ]
@@ -1898,8 +1901,8 @@ neg_runs.drop(columns=["layers", "layer-steps", "history tokens"]).round(4)
 
 # %%
 NEG_CLAIM = (
-    "complete runs: 1 or 2 hard negatives per pair are not detectably different from none "
-    "at 400 steps (paired intervals hold 0)"
+    "complete runs: 1 or 2 hard negatives per pair are not detectably different "
+    "from none at 400 steps (paired intervals hold 0)"
 )
 if claims.artifacts_fit:
     claims.check(
