@@ -11,6 +11,12 @@ one list, and the rule that picks their knobs on validation (chapter 03).
 * :class:`MultiSource` fills one list from two retrievers with a fixed share of slots each.
   LinkedIn's LLM retrieval is one candidate source among several in production; a share chosen
   on validation is the simplest honest way to combine them.
+* :class:`RankFusion` merges two retrievers by weighted reciprocal rank [cormack2009rrf]:
+  every item scores ``1 / (k + its rank in the first) + weight / (k + its rank in the second)``,
+  so each source votes on every slot instead of owning a fixed share of them.
+* :class:`ColdOnly` restricts a retriever to the items nobody rated in training. As the second
+  source of a :class:`MultiSource` it gives never-rated items slots of their own, which a
+  count-based prior (or an ID model) can never give them.
 * :func:`choose_on_validation` evaluates a grid in a declared order of preference and keeps
   the first value within ``tol`` of the best, so the tie rule is fixed before anyone looks.
 
@@ -25,7 +31,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "choose_on_validation", "slot_pattern",
+__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly",
+           "choose_on_validation", "slot_pattern", "tune_fusion",
            "popularity_percentiles", "tune_prior", "tune_history", "tune_share"]
 
 
@@ -57,6 +64,11 @@ class PopularityPrior:
     def can_score_items(self):
         """The wrapped system's ``can_score_items`` (which items it can score at all), passed on."""
         return getattr(self.system, "can_score_items", None)
+
+    @property
+    def histories(self):
+        """The wrapped system's ``histories`` (seen items), passed on for :class:`MultiSource`."""
+        return getattr(self.system, "histories", None)
 
     def score(self, user_ids) -> np.ndarray:
         """(len(user_ids), n_items) the wrapped system's scores plus the popularity bonus."""
@@ -146,6 +158,12 @@ class MultiSource:
         self.name = name or (f"{getattr(first, 'name', 'first')} + "
                              f"{getattr(second, 'name', 'second')} ({share:.0%} of slots)")
 
+    @property
+    def histories(self):
+        """The first source's ``histories`` (the user's seen items), passed on so that a
+        :class:`MultiSource` can itself be the first source of another one."""
+        return getattr(self.first, "histories", None)
+
     def score(self, user_ids) -> np.ndarray:
         """(len(user_ids), n_items) scores that rank the merged list first, the rest at -inf."""
         user_ids = np.asarray(user_ids)
@@ -180,6 +198,87 @@ class MultiSource:
                 merged.append(c)
             out[row, merged] = np.arange(len(merged), 0, -1, dtype=np.float32)
         return out
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based ranks per row, ties sharing their best rank (1 + how many items score higher)."""
+    ranks = np.empty(scores.shape, dtype=np.float64)
+    for row, s in enumerate(scores):
+        ranks[row] = np.searchsorted(np.sort(-s), -s, side="left") + 1
+    return ranks
+
+
+class RankFusion:
+    """Weighted reciprocal-rank fusion of two sources [cormack2009rrf]:
+    ``score(u, i) = 1 / (k + r_first(u, i)) + weight / (k + r_second(u, i))``.
+
+    Ranks start at 1 and tied scores share their best rank, so a source that cannot tell its
+    tail items apart (item-kNN scores most of the catalogue 0) leaves their order to the other.
+    Only ranks are used, so the sources' score scales never need calibrating. ``k`` damps the
+    head: 60 is the value of the original paper, kept fixed here. The first source's
+    ``histories`` (the user's seen items) are removed from both rankings and score -inf.
+    ``weight`` 0 is the first source's own order.
+    """
+
+    def __init__(self, first: Any, second: Any, weight: float, k: float = 60.0,
+                 name: str | None = None):
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        if k <= 0:
+            raise ValueError(f"k must be > 0, got {k}")
+        self.first, self.second, self.weight, self.k = first, second, float(weight), float(k)
+        self.name = name or (f"{getattr(first, 'name', 'first')} + "
+                             f"{getattr(second, 'name', 'second')} (rank fusion, {weight:g})")
+
+    @property
+    def histories(self):
+        """The first source's ``histories``, passed on."""
+        return getattr(self.first, "histories", None)
+
+    def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items) fused scores; seen items -inf."""
+        user_ids = np.asarray(user_ids)
+        a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
+        if a.shape != b.shape:
+            raise ValueError(f"the sources score {a.shape} and {b.shape}: same users and items needed")
+        hist = self.histories
+        for row, u in enumerate(user_ids):
+            if hist is not None:
+                a[row, hist[u]] = b[row, hist[u]] = -np.inf
+        fused = 1.0 / (self.k + _ranks(a)) + self.weight / (self.k + _ranks(b))
+        fused[~np.isfinite(a)] = -np.inf
+        return fused.astype(np.float32)
+
+
+class ColdOnly:
+    """A system's scores on the items nobody rated in training; every other item is -inf.
+
+    Within the cold items the order is the system's own, and any count-based prior adds the
+    same ``beta * log(1) = 0`` to each of them, so a :class:`PopularityPrior` may be passed
+    as it is. ``counts`` are the training counts in catalogue order, as for the prior.
+    """
+
+    def __init__(self, system: Any, counts: Sequence[float], name: str | None = None):
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.ndim != 1 or (counts < 0).any():
+            raise ValueError("counts must be one non-negative number per catalogue item")
+        if not (counts == 0).any():
+            raise ValueError("no catalogue item has a count of 0: there is nothing cold to serve")
+        self.system, self.warm = system, counts > 0
+        self.name = name or f"{getattr(system, 'name', 'system')}, cold items only"
+
+    @property
+    def histories(self):
+        """The wrapped system's ``histories``, passed on."""
+        return getattr(self.system, "histories", None)
+
+    def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items) the system's scores, -inf on every warm item."""
+        s = _scores(self.system, np.asarray(user_ids))
+        if s.shape[1] != len(self.warm):
+            raise ValueError(f"system scores {s.shape[1]} items, counts cover {len(self.warm)}")
+        s[:, self.warm] = -np.inf
+        return s
 
 
 def choose_on_validation(grid: Sequence[Any], metric_of: Callable[[Any], float], tol: float = 0.0,
@@ -300,11 +399,38 @@ def tune_share(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[f
     Returns:
         (the chosen share, a table of every value's metric).
     """
+    return _choose_system(lambda share: MultiSource(first_valid, second_valid, share), grid,
+                          valid_data, metric, tol)
+
+
+def tune_fusion(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[float],
+                k: float = 60.0, metric: str = "recall@50", tol: float = 0.002,
+                ) -> tuple[float, pd.DataFrame]:
+    """Choose :class:`RankFusion`'s ``weight`` on validation, with the same rule as
+    :func:`tune_share` (grid order = preference).
+
+    Args:
+        first_valid: the first source, bound to the validation stage.
+        second_valid: the second source, bound to the validation stage.
+        valid_data: the validation :class:`llmrec_lib.evaluate.EvalData`.
+        grid: the second source's weights, order = preference.
+        k: the fusion's rank offset, fixed (not tuned).
+        metric: the metric compared, a column of the evaluation.
+        tol: how far below the best a value may be and still be chosen.
+
+    Returns:
+        (the chosen weight, a table of every value's metric).
+    """
+    return _choose_system(lambda w: RankFusion(first_valid, second_valid, w, k=k), grid,
+                          valid_data, metric, tol)
+
+
+def _choose_system(make: Callable[[Any], Any], grid: Sequence[Any], valid_data, metric: str,
+                   tol: float) -> tuple[Any, pd.DataFrame]:
+    """:func:`choose_on_validation` over the systems ``make(value)`` builds, scored on
+    ``metric`` (``"recall@50"``: its K is the only depth evaluated)."""
     from llmrec_lib import evaluate
 
     k = int(metric.split("@")[1])
-
-    def score(share: float) -> float:
-        return evaluate.evaluate(MultiSource(first_valid, second_valid, share), valid_data, ks=(k,)).mean(metric)
-
-    return choose_on_validation(grid, score, tol)
+    return choose_on_validation(
+        grid, lambda v: evaluate.evaluate(make(v), valid_data, ks=(k,)).mean(metric), tol)

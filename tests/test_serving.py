@@ -113,3 +113,73 @@ def test_tune_history_keeps_the_first_point_within_tolerance():
     assert list(table.columns) == ["weight", "beta", "metric", "chosen"]
     assert len(table) == 6 and table["chosen"].sum() == 1
     assert (w, b) == (0.5, 0.0)  # the first weight that ranks item 3 first (item 2 is seen)
+
+
+def test_cold_only_keeps_the_systems_order_on_never_rated_items():
+    base = Fixed([[0.9, 0.1, 0.5, 0.3]], seen={0: [2]})
+    cold = serving.ColdOnly(base, [4, 0, 0, 1])
+    s = cold.score([0])[0]
+    assert np.isneginf(s[[0, 3]]).all()  # warm items never score
+    assert s[2] > s[1]  # the system's own order among cold items
+    assert cold.histories is base.histories
+    with pytest.raises(ValueError, match="nothing cold"):
+        serving.ColdOnly(base, [1, 2, 3, 4])
+    with pytest.raises(ValueError, match="counts cover"):
+        serving.ColdOnly(base, [0, 1, 2]).score([0])
+
+
+def test_cold_slots_land_where_the_share_says_and_skip_seen_items():
+    n = 10
+    counts = np.array([5] * 6 + [0] * 4)  # items 6..9 are cold
+    first = Fixed(np.arange(n, 0, -1, dtype=np.float32)[None, :], seen={0: [0, 7]})
+    llm = Fixed(np.arange(n, dtype=np.float32)[None, :])  # prefers 9, 8, 7, 6
+    sys = serving.MultiSource(first, serving.ColdOnly(llm, counts), share=0.25, depth=n)
+    order = np.argsort(-sys.score([0])[0])[:8]
+    pattern = serving.slot_pattern(8, 0.25)
+    assert all(c >= 6 for c in order[pattern])  # every fourth slot holds a cold item
+    assert 7 not in order and 0 not in order  # seen items (cold or warm) take no slot
+    assert list(order[pattern]) == [9, 8]  # the second source's own order
+    outer = serving.MultiSource(sys, serving.ColdOnly(llm, counts), 0.5, depth=n)
+    assert outer.histories is first.histories  # a list can feed another list
+
+
+def test_rank_fusion_adds_reciprocal_ranks_and_lets_ties_share_a_rank():
+    first = Fixed([[3.0, 2.0, 0.0, 0.0, 1.0]], seen={0: [4]})  # items 2 and 3 tie last
+    second = Fixed([[0.0, 1.0, 2.0, 3.0, 4.0]])
+    fused = serving.RankFusion(first, second, weight=0.5, k=1.0).score([0])[0]
+    # after the seen item 4 leaves both lists: first ranks 1, 2, 3, 3; second 4, 3, 2, 1
+    want = [1 / 2 + 0.5 / 5, 1 / 3 + 0.5 / 4, 1 / 4 + 0.5 / 3, 1 / 4 + 0.5 / 2]
+    np.testing.assert_allclose(fused[:4], want, rtol=1e-6)
+    assert np.isneginf(fused[4])
+    assert fused[3] > fused[2]  # the tie in the first source is broken by the second
+    alone = serving.RankFusion(first, second, weight=0.0).score([0])[0]
+    assert list(np.argsort(-alone)[:2]) == [0, 1]  # weight 0: the first source's order
+    with pytest.raises(ValueError, match="weight"):
+        serving.RankFusion(first, second, weight=-1.0)
+
+
+def test_tune_fusion_chooses_the_weight_that_validation_rewards():
+    import pandas as pd
+
+    from llmrec_lib import evaluate
+
+    first = Fixed([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]], seen={0: [0], 1: []})
+    second = Fixed([[0.0, 0.0, 0.0, 9.0], [0.0, 0.0, 9.0, 0.0]])
+    valid = evaluate.EvalData.from_frames(
+        targets=pd.DataFrame({"user_id": [0, 1], "item_id": [13, 12]}),
+        history=pd.DataFrame({"user_id": [0], "item_id": [10]}),
+        train=pd.DataFrame({"item_id": [10, 11]}),
+        item_ids=[10, 11, 12, 13],
+    )
+    w, table = serving.tune_fusion(first, second, valid, [0.0, 1.0, 2.0], k=1.0,
+                                   metric="recall@1")
+    assert table["metric"].tolist()[0] == 0.0  # the first source alone misses both
+    assert w == 2.0 and table["metric"].max() == 1.0
+
+
+def test_a_prior_passes_on_the_seen_items_so_a_merged_list_skips_them():
+    base = Fixed([[0.9, 0.1, 0.5, 0.3]], seen={0: [0]})
+    prior = serving.PopularityPrior(base, [3, 0, 1, 0], beta=0.1)
+    assert prior.histories is base.histories
+    merged = serving.MultiSource(prior, serving.ColdOnly(prior, [3, 0, 1, 0]), 0.5, depth=4)
+    assert np.isneginf(merged.score([0])[0][0])  # the seen item takes no slot
