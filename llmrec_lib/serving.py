@@ -215,18 +215,23 @@ class RankFusion:
     Ranks start at 1 and tied scores share their best rank, so a source that cannot tell its
     tail items apart (item-kNN scores most of the catalogue 0) leaves their order to the other.
     Only ranks are used, so the sources' score scales never need calibrating. ``k`` damps the
-    head: 60 is the value of the original paper, kept fixed here. The first source's
-    ``histories`` (the user's seen items) are removed from both rankings and score -inf.
-    ``weight`` 0 is the first source's own order.
+    head: 60 is the value of the original paper, kept fixed here. ``depth``: each source votes
+    for its top ``depth`` items only, as a production source returns a fixed number of
+    candidates (None: the whole catalogue; chapter 03 measures what the cut costs). The first source's ``histories`` (the user's
+    seen items) are removed from both rankings and score -inf. ``weight`` 0 is the first
+    source's own order.
     """
 
     def __init__(self, first: Any, second: Any, weight: float, k: float = 60.0,
-                 name: str | None = None):
+                 depth: int | None = None, name: str | None = None):
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
         if k <= 0:
             raise ValueError(f"k must be > 0, got {k}")
+        if depth is not None and depth < 1:
+            raise ValueError(f"depth must be >= 1 or None, got {depth}")
         self.first, self.second, self.weight, self.k = first, second, float(weight), float(k)
+        self.depth = depth
         self.name = name or (f"{getattr(first, 'name', 'first')} + "
                              f"{getattr(second, 'name', 'second')} (rank fusion, {weight:g})")
 
@@ -245,9 +250,19 @@ class RankFusion:
         for row, u in enumerate(user_ids):
             if hist is not None:
                 a[row, hist[u]] = b[row, hist[u]] = -np.inf
-        fused = 1.0 / (self.k + _ranks(a)) + self.weight / (self.k + _ranks(b))
+        fused = self._votes(a) + self.weight * self._votes(b)
         fused[~np.isfinite(a)] = -np.inf
         return fused.astype(np.float32)
+
+
+    def _votes(self, scores: np.ndarray) -> np.ndarray:
+        """1 / (k + rank) for each item a source ranks within ``depth``, else 0."""
+        r = _ranks(scores)
+        votes = 1.0 / (self.k + r)
+        votes[~np.isfinite(scores)] = 0.0  # seen, or beyond a stored list: no vote
+        if self.depth is not None:
+            votes[r > self.depth] = 0.0
+        return votes
 
 
 class ColdOnly:
@@ -404,8 +419,8 @@ def tune_share(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[f
 
 
 def tune_fusion(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[float],
-                k: float = 60.0, metric: str = "recall@50", tol: float = 0.002,
-                ) -> tuple[float, pd.DataFrame]:
+                k: float = 60.0, depth: int | None = None, metric: str = "recall@50",
+                tol: float = 0.002) -> tuple[float, pd.DataFrame]:
     """Choose :class:`RankFusion`'s ``weight`` on validation, with the same rule as
     :func:`tune_share` (grid order = preference).
 
@@ -415,14 +430,15 @@ def tune_fusion(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[
         valid_data: the validation :class:`llmrec_lib.evaluate.EvalData`.
         grid: the second source's weights, order = preference.
         k: the fusion's rank offset, fixed (not tuned).
+        depth: how many of each source's items get a vote (None: all).
         metric: the metric compared, a column of the evaluation.
         tol: how far below the best a value may be and still be chosen.
 
     Returns:
         (the chosen weight, a table of every value's metric).
     """
-    return _choose_system(lambda w: RankFusion(first_valid, second_valid, w, k=k), grid,
-                          valid_data, metric, tol)
+    return _choose_system(lambda w: RankFusion(first_valid, second_valid, w, k=k, depth=depth),
+                          grid, valid_data, metric, tol)
 
 
 def _choose_system(make: Callable[[Any], Any], grid: Sequence[Any], valid_data, metric: str,

@@ -183,3 +183,17 @@ def test_a_prior_passes_on_the_seen_items_so_a_merged_list_skips_them():
     assert prior.histories is base.histories
     merged = serving.MultiSource(prior, serving.ColdOnly(prior, [3, 0, 1, 0]), 0.5, depth=4)
     assert np.isneginf(merged.score([0])[0][0])  # the seen item takes no slot
+
+
+def test_a_fusion_cut_at_depth_equals_one_fed_only_the_top_lists():
+    live = Fixed([[0.1, 0.9, 0.3, 0.8, 0.5, 0.2]])  # its top 3: items 1, 3, 4
+    top3 = Fixed([[-np.inf, 3.0, -np.inf, 2.0, 1.0, -np.inf]])  # the same list, stored
+    first = Fixed([[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]], seen={0: []})
+    cut = serving.RankFusion(first, live, 1.0, depth=3).score([0])
+    np.testing.assert_allclose(cut, serving.RankFusion(first, top3, 1.0, depth=3).score([0]))
+    # beyond depth nothing votes: item 2 (first's 3rd, live's 4th) keeps the first's vote only
+    np.testing.assert_allclose(cut[0, 2], 1 / 63, rtol=1e-6)
+    full = serving.RankFusion(first, live, 1.0).score([0])
+    assert full[0, 2] > cut[0, 2]  # uncut, the live source's 4th place still votes
+    with pytest.raises(ValueError, match="depth"):
+        serving.RankFusion(first, live, 1.0, depth=0)
