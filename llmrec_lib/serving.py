@@ -217,9 +217,9 @@ class RankFusion:
     Only ranks are used, so the sources' score scales never need calibrating. ``k`` damps the
     head: 60 is the value of the original paper, kept fixed here. ``depth``: each source votes
     for its top ``depth`` items only, as a production source returns a fixed number of
-    candidates (None: the whole catalogue; chapter 03 measures what the cut costs). The first source's ``histories`` (the user's
-    seen items) are removed from both rankings and score -inf. ``weight`` 0 is the first
-    source's own order.
+    candidates (None: the whole catalogue; chapter 03 measures what the cut costs). The first
+    source's ``histories`` (the user's seen items) are removed from both rankings and score
+    -inf. ``weight`` 0 is the first source's own order.
     """
 
     def __init__(self, first: Any, second: Any, weight: float, k: float = 60.0,
@@ -253,7 +253,6 @@ class RankFusion:
         fused = self._votes(a) + self.weight * self._votes(b)
         fused[~np.isfinite(a)] = -np.inf
         return fused.astype(np.float32)
-
 
     def _votes(self, scores: np.ndarray) -> np.ndarray:
         """1 / (k + rank) for each item a source ranks within ``depth``, else 0."""
@@ -352,14 +351,8 @@ def tune_prior(valid_system: Any, valid_data, counts, grid: Sequence[float], met
     Returns:
         (the chosen beta, a table of every value's metric).
     """
-    from llmrec_lib import evaluate
-
-    k = int(metric.split("@")[1])
-
-    def score(beta: float) -> float:
-        return evaluate.evaluate(PopularityPrior(valid_system, counts, beta), valid_data, ks=(k,)).mean(metric)
-
-    return choose_on_validation(grid, score, tol)
+    return _choose_system(lambda beta: PopularityPrior(valid_system, counts, beta), grid,
+                          valid_data, metric, tol)
 
 
 def tune_history(valid_system: Any, valid_data, counts, weights: Sequence[float], betas: Sequence[float],
@@ -382,17 +375,10 @@ def tune_history(valid_system: Any, valid_data, counts, weights: Sequence[float]
     Returns:
         ((weight, beta) chosen, a table with columns weight, beta, metric, chosen).
     """
-    from llmrec_lib import evaluate
-
-    k = int(metric.split("@")[1])
     blends = {w: WholeHistory(valid_system, w) for w in weights}
-
-    def score(point: tuple[float, float]) -> float:
-        system = PopularityPrior(blends[point[0]], counts, point[1])
-        return evaluate.evaluate(system, valid_data, ks=(k,)).mean(metric)
-
     grid = [(float(w), float(b)) for w in weights for b in betas]
-    chosen, table = choose_on_validation(grid, score, tol)
+    chosen, table = _choose_system(lambda p: PopularityPrior(blends[p[0]], counts, p[1]), grid,
+                                   valid_data, metric, tol)
     table.insert(0, "beta", [b for _, b in grid])
     table.insert(0, "weight", [w for w, _ in grid])
     return chosen, table.drop(columns="value")

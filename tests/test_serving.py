@@ -197,3 +197,21 @@ def test_a_fusion_cut_at_depth_equals_one_fed_only_the_top_lists():
     assert full[0, 2] > cut[0, 2]  # uncut, the live source's 4th place still votes
     with pytest.raises(ValueError, match="depth"):
         serving.RankFusion(first, live, 1.0, depth=0)
+
+
+def test_tune_prior_keeps_the_smallest_beta_that_validation_rewards():
+    import pandas as pd
+
+    from llmrec_lib import evaluate
+
+    base = Fixed([[0.3, 0.2, 0.0]], seen={0: []})  # prefers item 0; the target is item 1
+    valid = evaluate.EvalData.from_frames(
+        targets=pd.DataFrame({"user_id": [0], "item_id": [11]}),
+        history=pd.DataFrame({"user_id": [9], "item_id": [12]}),
+        train=pd.DataFrame({"item_id": [11] * 9}),  # item 1 was rated 9 times, the others never
+        item_ids=[10, 11, 12],
+    )
+    counts = valid.item_counts
+    beta, table = serving.tune_prior(base, valid, counts, [0.0, 0.01, 0.1, 1.0], metric="recall@1")
+    assert table["metric"].tolist() == [0.0, 0.0, 1.0, 1.0]  # 0.01 * log(10) is too small
+    assert beta == 0.1  # the first value within tolerance of the best
