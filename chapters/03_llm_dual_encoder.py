@@ -1781,3 +1781,7 @@ claims.report()  # the data, the guarantee that all held here, every row
 # 4. **No correction.** Train the `mixed` recipe in quick mode with `log_q=False` (edit a copy
 #    with `dataclasses.replace`). *Check:* its first-step loss differs from the corrected
 #    recipe's by more than 0.01 on the same batch, and say which movies the correction favours.
+# 5. **Fusion's constant.** Rerun `serving.tune_fusion(knn_valid, llm_valid, valid_data,
+#    WEIGHTS_RRF, k=10)` (section 10). *Check:* validation picks w = 1 again and its best
+#    validation Recall@50 is about 0.334, against 0.336 at k = 60; then say why a smaller $k$
+#    lets each source's head dominate, and why the book keeps the paper's 60 untuned.
