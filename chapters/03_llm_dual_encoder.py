@@ -129,7 +129,8 @@ print(config.data_status(cfg.data_dir))
 # gives exactly the pairs it recorded; every comparison in sections 5 to 10 (paired
 # intervals against zero-shot, popularity, item-kNN, MiniLM); and the whole-history arm's
 # match with item-kNN, again with three training seeds' noise counted; which blend of item-kNN
-# and the LLM validation prefers, and whether it beats item-kNN alone. Some things are
+# and the LLM validation prefers, and whether it beats item-kNN alone; what slots reserved for
+# never-rated movies cost, and when they pass zero-shot MiniLM there. Some things are
 # deliberately *not* asserted, and the text says so where they appear: the MFU's value (it
 # depends on the machine and its load), the shape of a 4-point validation curve, and any
 # cold-target comparison with an ID model (those score zero on cold targets by construction).
@@ -1493,12 +1494,12 @@ for claim, (holds, detail) in FUSION_CLAIMS.items():
 # ### Never-rated movies: a slot of their own
 #
 # Section 9's arm never shows a cold movie: its prior adds $\beta \log 1 = 0$ to every
-# movie nobody rated. Production systems give new items a source of their own. Here that
-# source is the same LLM arm restricted to never-rated movies (`serving.py::ColdOnly`; the
-# prior is the same for all of them, so the LLM's text match alone orders them), given a
-# fixed share of the slots by the quota of section 10. The share is chosen on validation by
-# the chapter's one rule (fewest cold slots first, 0.002 tolerance). Test is shown for every
-# share, for teaching only, beside zero-shot MiniLM's cold Recall@50.
+# movie nobody rated. Production systems often give new items a source of their own. Here
+# that source is the same LLM arm restricted to never-rated movies (`serving.py::ColdOnly`;
+# the prior is the same for all of them, so the LLM's text match alone orders them), given a
+# fixed share of the slots by the quota above (`MultiSource`). The share is chosen on
+# validation by the chapter's one rule (fewest cold slots first, 0.002 tolerance). Test is
+# shown for every share, for teaching only, beside zero-shot MiniLM's cold Recall@50.
 
 # %%
 COLD_SHARES = [0.0, 0.02, 0.04, 0.06, 0.1, 0.2]  # order = preference; 0.02 = 1 of 50
