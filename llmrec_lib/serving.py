@@ -42,6 +42,14 @@ def _scores(system: Any, user_ids: np.ndarray) -> np.ndarray:
     return s.astype(np.float32, copy=True)
 
 
+def _counts(counts: Sequence[float]) -> np.ndarray:
+    """Training counts as a float array, checked: one non-negative number per catalogue item."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or (counts < 0).any():
+        raise ValueError("counts must be one non-negative number per catalogue item")
+    return counts
+
+
 class PopularityPrior:
     """``score(u, i) = system(u, i) + beta * log(1 + count_i)``.
 
@@ -51,9 +59,7 @@ class PopularityPrior:
     """
 
     def __init__(self, system: Any, counts: Sequence[float], beta: float, name: str | None = None):
-        counts = np.asarray(counts, dtype=np.float64)
-        if counts.ndim != 1 or (counts < 0).any():
-            raise ValueError("counts must be one non-negative number per catalogue item")
+        counts = _counts(counts)
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         self.system, self.beta = system, float(beta)
@@ -273,9 +279,7 @@ class ColdOnly:
     """
 
     def __init__(self, system: Any, counts: Sequence[float], name: str | None = None):
-        counts = np.asarray(counts, dtype=np.float64)
-        if counts.ndim != 1 or (counts < 0).any():
-            raise ValueError("counts must be one non-negative number per catalogue item")
+        counts = _counts(counts)
         if not (counts == 0).any():
             raise ValueError("no catalogue item has a count of 0: there is nothing cold to serve")
         self.system, self.warm = system, counts > 0
