@@ -1346,9 +1346,12 @@ for claim, holds in SEED_CLAIMS.items():
 # paper does not describe how the Feed merges them with its other candidates. A recommender
 # rarely relies on one source, and the simplest honest blend gives each source a fixed share of
 # the K slots (`llmrec_lib/serving.py::MultiSource`): item-kNN fills its share from its own
-# ranking, the LLM its share from its own, and a movie already placed is skipped. The share is
-# chosen on validation with the same rule as $\beta$ (grid order = preference: less LLM first).
-# The LLM source is section 9's arm, at its validation-chosen point.
+# ranking, the LLM its share from its own, and a movie already placed is skipped. Every movie
+# the member rated before the stage leaves both rankings before they merge (`seen=`): a seen
+# movie that took a slot would be thrown out by the evaluation afterwards, leaving the list one
+# candidate short. The share is chosen on validation with the same rule as $\beta$ (grid
+# order = preference: less LLM first). The LLM source is section 9's arm, at its
+# validation-chosen point.
 
 # %%
 SHARES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
@@ -1359,7 +1362,7 @@ llm_valid = serving.PopularityPrior(
 )
 share, share_grid = serving.tune_share(knn_valid, llm_valid, valid_data, SHARES)
 MULTI = f"item-kNN + LLM ({share:.0%} of slots)"
-multi = serving.MultiSource(knn_test, best_system, share, name=MULTI)
+multi = serving.MultiSource(knn_test, best_system, share, name=MULTI, seen=test_data)
 res[MULTI] = evaluate.evaluate(multi, test_data, ks=(10, 50, 100))
 vs_knn_multi = res[MULTI].compare(res[KNN], "recall@50")
 gain_valid = share_grid["metric"].max() - share_grid["metric"].iloc[0]
@@ -1380,7 +1383,9 @@ share_grid.round(4)
 sensitivity = {}
 for sh in SHARES[1:]:
     r = evaluate.evaluate(
-        serving.MultiSource(knn_test, best_system, sh), test_data, ks=(50,)
+        serving.MultiSource(knn_test, best_system, sh, seen=test_data),
+        test_data,
+        ks=(50,),
     )
     sensitivity[sh] = ci(r.compare(res[KNN], "recall@50"))
 pd.Series(
@@ -1439,7 +1444,7 @@ _, top100_grid = serving.tune_fusion(  # votes from each source's top 100 only
     knn_valid, llm_valid, valid_data, WEIGHTS_RRF, depth=100
 )
 FUSED = f"item-kNN + LLM (rank fusion, w = {w_rrf:g})"
-fused = serving.RankFusion(knn_test, best_system, w_rrf, name=FUSED)
+fused = serving.RankFusion(knn_test, best_system, w_rrf, name=FUSED, seen=test_data)
 res[FUSED] = evaluate.evaluate(fused, test_data, ks=(10, 50, 100))
 vs_knn_fused = res[FUSED].compare(res[KNN], "recall@50")
 vs_quota = res[FUSED].compare(res[MULTI], "recall@50")
@@ -1510,7 +1515,8 @@ for stage, arm, data in (
 ):
     cold_source = serving.ColdOnly(arm, counts)
     for sh in COLD_SHARES:
-        r = evaluate.evaluate(serving.MultiSource(arm, cold_source, sh), data, ks=(50,))
+        merged = serving.MultiSource(arm, cold_source, sh, seen=data)
+        r = evaluate.evaluate(merged, data, ks=(50,))
         frontier[(stage, sh)] = {
             "all targets": r.mean("recall@50"),
             "cold targets": r.segment("cold").mean("recall@50"),

@@ -50,6 +50,22 @@ def _counts(counts: Sequence[float]) -> np.ndarray:
     return counts
 
 
+def _banned(first: Any, seen: Any, user_ids: np.ndarray) -> list[np.ndarray]:
+    """Per user, the columns a merged list must never hold: the first source's ``histories``
+    (the positives it reads) and, when ``seen`` (an :class:`llmrec_lib.evaluate.EvalData`) is
+    given, everything that user rated before the stage. Removing them before merging keeps a
+    seen movie from taking a slot or a rank that evaluation would later discard."""
+    hist = getattr(first, "histories", None)
+    extra = dict(zip(seen.user_ids.tolist(), seen.exclusions)) if seen is not None else {}
+    empty = np.zeros(0, dtype=np.int64)
+    out = []
+    for u in np.asarray(user_ids).tolist():
+        cols = [np.asarray(hist[u], dtype=np.int64)] if hist is not None else []
+        cols.append(np.asarray(extra.get(u, empty), dtype=np.int64))
+        out.append(np.unique(np.concatenate(cols)))
+    return out
+
+
 class PopularityPrior:
     """``score(u, i) = system(u, i) + beta * log(1 + count_i)``.
 
@@ -152,15 +168,18 @@ class MultiSource:
     ``first``, each source in its own order, an item already placed skipped.
 
     Both sources are bound systems of the same stage; the first one's ``histories`` (the
-    user's positives) are removed from both lists before merging, so a seen item never takes
-    a slot. ``depth`` items are drawn from each source; the merged list's scores decrease
-    with position, and items beyond it are -inf (never recommended).
+    user's positives) and, if ``seen`` (the stage's :class:`llmrec_lib.evaluate.EvalData`) is
+    given, every movie the user rated before the stage are removed from both lists before
+    merging, so a seen item never takes a slot. ``depth`` items are drawn from each source;
+    the merged list's scores decrease with position, and items beyond it are -inf (never
+    recommended).
     """
 
     def __init__(self, first: Any, second: Any, share: float, depth: int = 300,
-                 name: str | None = None):
+                 name: str | None = None, seen: Any = None):
         slot_pattern(1, share)  # validates share
         self.first, self.second, self.share, self.depth = first, second, float(share), int(depth)
+        self.seen = seen
         self.name = name or (f"{getattr(first, 'name', 'first')} + "
                              f"{getattr(second, 'name', 'second')} ({share:.0%} of slots)")
 
@@ -174,11 +193,8 @@ class MultiSource:
         """(len(user_ids), n_items) scores that rank the merged list first, the rest at -inf."""
         user_ids = np.asarray(user_ids)
         a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
-        hist = getattr(self.first, "histories", None)
-        for row, u in enumerate(user_ids):
-            if hist is not None:
-                a[row, hist[u]] = -np.inf
-                b[row, hist[u]] = -np.inf
+        for row, cols in enumerate(_banned(self.first, self.seen, user_ids)):
+            a[row, cols] = b[row, cols] = -np.inf
         depth = min(self.depth, a.shape[1])
         top_a = np.argsort(-a, axis=1, kind="stable")[:, :depth]
         top_b = np.argsort(-b, axis=1, kind="stable")[:, :depth]
@@ -224,12 +240,14 @@ class RankFusion:
     head: 60 is the value of the original paper, kept fixed here. ``depth``: each source votes
     for its top ``depth`` items only, as a production source returns a fixed number of
     candidates (None: the whole catalogue; chapter 03 measures what the cut costs). The first
-    source's ``histories`` (the user's seen items) are removed from both rankings and score
-    -inf. ``weight`` 0 is the first source's own order.
+    source's ``histories`` (the user's positives) and, if ``seen`` (the stage's
+    :class:`llmrec_lib.evaluate.EvalData`) is given, every movie the user rated before the
+    stage are removed from both rankings and score -inf, so they push no other item's rank
+    down. ``weight`` 0 is the first source's own order.
     """
 
     def __init__(self, first: Any, second: Any, weight: float, k: float = 60.0,
-                 depth: int | None = None, name: str | None = None):
+                 depth: int | None = None, name: str | None = None, seen: Any = None):
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
         if k <= 0:
@@ -237,7 +255,7 @@ class RankFusion:
         if depth is not None and depth < 1:
             raise ValueError(f"depth must be >= 1 or None, got {depth}")
         self.first, self.second, self.weight, self.k = first, second, float(weight), float(k)
-        self.depth = depth
+        self.depth, self.seen = depth, seen
         self.name = name or (f"{getattr(first, 'name', 'first')} + "
                              f"{getattr(second, 'name', 'second')} (rank fusion, {weight:g})")
 
@@ -252,10 +270,8 @@ class RankFusion:
         a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
         if a.shape != b.shape:
             raise ValueError(f"the sources score {a.shape} and {b.shape}: same users and items needed")
-        hist = self.histories
-        for row, u in enumerate(user_ids):
-            if hist is not None:
-                a[row, hist[u]] = b[row, hist[u]] = -np.inf
+        for row, cols in enumerate(_banned(self.first, self.seen, user_ids)):
+            a[row, cols] = b[row, cols] = -np.inf
         fused = self._votes(a) + self.weight * self._votes(b)
         fused[~np.isfinite(a)] = -np.inf
         return fused.astype(np.float32)
@@ -404,8 +420,8 @@ def tune_share(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[f
     Returns:
         (the chosen share, a table of every value's metric).
     """
-    return _choose_system(lambda share: MultiSource(first_valid, second_valid, share), grid,
-                          valid_data, metric, tol)
+    return _choose_system(lambda share: MultiSource(first_valid, second_valid, share, seen=valid_data),
+                          grid, valid_data, metric, tol)
 
 
 def tune_fusion(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[float],
@@ -427,8 +443,9 @@ def tune_fusion(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[
     Returns:
         (the chosen weight, a table of every value's metric).
     """
-    return _choose_system(lambda w: RankFusion(first_valid, second_valid, w, k=k, depth=depth),
-                          grid, valid_data, metric, tol)
+    return _choose_system(
+        lambda w: RankFusion(first_valid, second_valid, w, k=k, depth=depth, seen=valid_data),
+        grid, valid_data, metric, tol)
 
 
 def _choose_system(make: Callable[[Any], Any], grid: Sequence[Any], valid_data, metric: str,

@@ -215,3 +215,30 @@ def test_tune_prior_keeps_the_smallest_beta_that_validation_rewards():
     beta, table = serving.tune_prior(base, valid, counts, [0.0, 0.01, 0.1, 1.0], metric="recall@1")
     assert table["metric"].tolist() == [0.0, 0.0, 1.0, 1.0]  # 0.01 * log(10) is too small
     assert beta == 0.1  # the first value within tolerance of the best
+
+
+def test_merges_remove_every_rated_movie_when_given_the_stages_exclusions():
+    import pandas as pd
+
+    from llmrec_lib import evaluate
+
+    # user 0 liked item 4 (the source's histories) and rated item 0 without liking it
+    first = Fixed([[5.0, 4.0, 3.0, 2.0, 1.0]], seen={0: [4]})
+    second = Fixed([[5.0, 1.0, 2.0, 3.0, 4.0]])
+    data = evaluate.EvalData.from_frames(
+        targets=pd.DataFrame({"user_id": [0], "item_id": [12]}),
+        history=pd.DataFrame({"user_id": [0, 0], "item_id": [10, 14]}),
+        train=pd.DataFrame({"item_id": [10, 11]}),
+        item_ids=[10, 11, 12, 13, 14],
+    )
+    plain = serving.RankFusion(first, second, 1.0, k=1.0).score([0])[0]
+    fused = serving.RankFusion(first, second, 1.0, k=1.0, seen=data).score([0])[0]
+    assert np.isfinite(plain[0]) and np.isneginf(fused[0]) and np.isneginf(fused[4])
+    # item 0 no longer takes rank 1 in both sources: item 1 is first's 1st, second's 3rd
+    np.testing.assert_allclose(fused[1], 1 / 2 + 1 / 4, rtol=1e-6)
+    quota = serving.MultiSource(first, second, 0.5, depth=5, seen=data).score([0])[0]
+    assert np.isneginf(quota[[0, 4]]).all() and np.isfinite(quota[[1, 2, 3]]).all()
+    # users the data does not hold lose only their histories
+    other = Fixed([[1.0, 2.0, 3.0, 4.0, 5.0]] * 2, seen={0: [4], 1: [0]})
+    two = serving.RankFusion(other, other, 1.0, seen=data).score([0, 1])
+    assert np.isneginf(two[1, 0]) and np.isfinite(two[1, 4])
