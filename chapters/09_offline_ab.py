@@ -1806,7 +1806,7 @@ if not repro:
     for claim in (
         "the committed reference run is a full-mode run",
         "the reference run's chapter 03 took less than its adapter's training",
-        "the run from nothing's chapter 03 took over 5x the reference's",
+        "the run from nothing's chapter 03 took longer than the reference's",
         "every committed adapter scores the same in both runs (within 0.002)",
         "quick mode gives every arm the reference full run's verdict",
         f"quick mode's {metric} is within 0.01 of full mode's for every arm",
@@ -1879,6 +1879,9 @@ times if repro else None
 # (`results/full/README.md` tells how, and what it checked). The column "from nothing", where
 # present, is a second `make reproduce` in a fresh clone given nothing, so its chapters 03-06
 # include their training; the README lists what it matched and where its clock was paused.
+# The two columns come from different commits: the reference's chapter 03 is a later version,
+# with more sections, that encoded the catalogue with each adapter from empty caches, so the
+# gap between them is a lower bound on the training, not a measure of it.
 # What the training of the committed adapters took is recorded with each adapter:
 
 # %%
@@ -1933,11 +1936,12 @@ if repro and not this_is_the_reference:
         detail=f"{ch03_s:,.0f} s vs {training.loc['infonce', 'training s']:,.0f} s",
     )
 if repro and scratch is not None:
-    # and the run from nothing trained: its chapter 03 took longer than the reference's
+    # and the run from nothing trained: its chapter 03 took longer than the reference's,
+    # although the reference's chapter is a later, longer one that encodes from empty caches
     t03 = times.loc["03_llm_dual_encoder"]
     claims.check(
-        "the run from nothing's chapter 03 took over 5x the reference's",
-        t03["from nothing, s"] > 5 * t03["seconds"],
+        "the run from nothing's chapter 03 took longer than the reference's",
+        t03["from nothing, s"] > t03["seconds"],
         detail=f"{t03['from nothing, s']:,.0f} s vs {t03['seconds']:,.0f} s",
     )
 
