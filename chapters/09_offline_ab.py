@@ -1936,8 +1936,8 @@ if repro and not this_is_the_reference:
         detail=f"{ch03_s:,.0f} s vs {training.loc['infonce', 'training s']:,.0f} s",
     )
 if repro and scratch is not None:
-    # and the run from nothing trained: its chapter 03 took longer than the reference's,
-    # although the reference's chapter is a later, longer one that encodes from empty caches
+    # and the run from nothing trained: its chapter 03 took longer than the
+    # reference's, a later and longer chapter that encodes from empty caches
     t03 = times.loc["03_llm_dual_encoder"]
     claims.check(
         "the run from nothing's chapter 03 took longer than the reference's",

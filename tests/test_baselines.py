@@ -386,7 +386,12 @@ def test_embed_cached_encodes_only_the_texts_it_has_not_seen(tmp_path, monkeypat
     got = E.embed_cached(bb, new, max_length=16, progress=False)
     assert seen == [["a courtroom drama", "a courtroom drama"]]  # the two unseen rows only
     direct = real(bb, new, max_length=16, progress=False)
-    np.testing.assert_allclose(got, direct, atol=1e-5)
+    # rows encoded in other batches: bf16 autocast (on CPUs with bf16 instructions) pads them
+    # to other lengths and rounds to about 3 digits; float32 agrees to 1e-5
+    from llmrec_lib import config
+
+    tol = 3e-3 if config.bf16_is_fast("cpu") else 1e-5
+    np.testing.assert_allclose(got, direct, atol=tol)
     # other arguments, another store: nothing is reused
     E.embed_cached(bb, new, max_length=8, progress=False)
     assert seen[-1] == new
@@ -396,7 +401,7 @@ def test_embed_cached_encodes_only_the_texts_it_has_not_seen(tmp_path, monkeypat
     seen.clear()
     again = E.embed_cached(bb, ["a heist", "a road movie"], max_length=16, progress=False)
     assert seen == [["a heist", "a road movie"]]
-    np.testing.assert_allclose(again[0], direct[0], atol=1e-5)
+    np.testing.assert_allclose(again[0], direct[0], atol=tol)
 
 
 # ------------------------------------------------------------------------------------
