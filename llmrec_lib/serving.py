@@ -50,13 +50,18 @@ def _counts(counts: Sequence[float]) -> np.ndarray:
     return counts
 
 
-def _banned(first: Any, seen: Any, user_ids: np.ndarray) -> list[np.ndarray]:
+def _rated(seen: Any) -> dict:
+    """``seen`` (an :class:`llmrec_lib.evaluate.EvalData`, or None) as user id -> the columns
+    that user rated before the stage; built once per merged list, not per scored batch."""
+    return dict(zip(seen.user_ids.tolist(), seen.exclusions)) if seen is not None else {}
+
+
+def _banned(first: Any, extra: dict, user_ids: np.ndarray) -> list[np.ndarray]:
     """Per user, the columns a merged list must never hold: the first source's ``histories``
-    (the positives it reads) and, when ``seen`` (an :class:`llmrec_lib.evaluate.EvalData`) is
-    given, everything that user rated before the stage. Removing them before merging keeps a
-    seen movie from taking a slot or a rank that evaluation would later discard."""
+    (the positives it reads) and ``extra`` (:func:`_rated`: everything that user rated before
+    the stage). Removing them before merging keeps a seen movie from taking a slot or a rank
+    that evaluation would later discard."""
     hist = getattr(first, "histories", None)
-    extra = dict(zip(seen.user_ids.tolist(), seen.exclusions)) if seen is not None else {}
     empty = np.zeros(0, dtype=np.int64)
     out = []
     for u in np.asarray(user_ids).tolist():
@@ -179,7 +184,7 @@ class MultiSource:
                  name: str | None = None, seen: Any = None):
         slot_pattern(1, share)  # validates share
         self.first, self.second, self.share, self.depth = first, second, float(share), int(depth)
-        self.seen = seen
+        self.rated = _rated(seen)
         self.name = name or (f"{getattr(first, 'name', 'first')} + "
                              f"{getattr(second, 'name', 'second')} ({share:.0%} of slots)")
 
@@ -193,7 +198,7 @@ class MultiSource:
         """(len(user_ids), n_items) scores that rank the merged list first, the rest at -inf."""
         user_ids = np.asarray(user_ids)
         a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
-        for row, cols in enumerate(_banned(self.first, self.seen, user_ids)):
+        for row, cols in enumerate(_banned(self.first, self.rated, user_ids)):
             a[row, cols] = b[row, cols] = -np.inf
         depth = min(self.depth, a.shape[1])
         top_a = np.argsort(-a, axis=1, kind="stable")[:, :depth]
@@ -255,7 +260,7 @@ class RankFusion:
         if depth is not None and depth < 1:
             raise ValueError(f"depth must be >= 1 or None, got {depth}")
         self.first, self.second, self.weight, self.k = first, second, float(weight), float(k)
-        self.depth, self.seen = depth, seen
+        self.depth, self.rated = depth, _rated(seen)
         self.name = name or (f"{getattr(first, 'name', 'first')} + "
                              f"{getattr(second, 'name', 'second')} (rank fusion, {weight:g})")
 
@@ -270,7 +275,7 @@ class RankFusion:
         a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
         if a.shape != b.shape:
             raise ValueError(f"the sources score {a.shape} and {b.shape}: same users and items needed")
-        for row, cols in enumerate(_banned(self.first, self.seen, user_ids)):
+        for row, cols in enumerate(_banned(self.first, self.rated, user_ids)):
             a[row, cols] = b[row, cols] = -np.inf
         fused = self._votes(a) + self.weight * self._votes(b)
         fused[~np.isfinite(a)] = -np.inf

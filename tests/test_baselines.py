@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from llmrec_lib import baselines as B
-from llmrec_lib import data
+from llmrec_lib import config, data
 from llmrec_lib import encoders as E
 from llmrec_lib.evaluate import EvalData, evaluate
 
@@ -388,8 +388,6 @@ def test_embed_cached_encodes_only_the_texts_it_has_not_seen(tmp_path, monkeypat
     direct = real(bb, new, max_length=16, progress=False)
     # rows encoded in other batches: bf16 autocast (on CPUs with bf16 instructions) pads them
     # to other lengths and rounds to about 3 digits; float32 agrees to 1e-5
-    from llmrec_lib import config
-
     tol = 3e-3 if config.bf16_is_fast("cpu") else 1e-5
     np.testing.assert_allclose(got, direct, atol=tol)
     # other arguments, another store: nothing is reused
