@@ -503,6 +503,7 @@ class DualEncoder(nn.Module):
             raise ValueError("prefix embeddings need a causal decoder; "
                              f"{self.backbone.name} attends both ways")
         hidden = self.backbone.hidden_states(input_ids, attention_mask)  # (B, T, D)
+        rows, ends = rows.to(hidden.device), ends.to(hidden.device)  # index tensors come from the CPU
         pooled = prefix_pool(hidden.float(), attention_mask, rows, ends, self.cfg.pooling)
         return F.normalize(pooled, dim=-1)
 

@@ -153,6 +153,8 @@ class InfoNCE(_Temperature):
     ) -> torch.Tensor:
         """The mean InfoNCE loss of a batch (see the class docstring for the arguments)."""
         _check(users, items, hard)
+        item_ids, mask, log_q, shared_ids, shared_log_q = _on(users.device, item_ids, mask, log_q,
+                                                              shared_ids, shared_log_q)
         all_items, offset = gather_with_grad(items)  # (N, d), N = global batch
         scale = self.scale()
         logits = scale * users @ all_items.T  # (B, N)
@@ -261,6 +263,7 @@ class BCELoss(_Temperature):
     def forward(self, users, items, hard=None, item_ids=None, user_positives=None, mask=None):
         """The mean of the positives' and the negatives' binary cross-entropy (see the class)."""
         _check(users, items, hard)
+        item_ids, mask = _on(users.device, item_ids, mask)
         all_items, offset = gather_with_grad(items)
         scale = self.scale()
         logits = scale * (users @ all_items.T - self.bias)  # (B, N)
@@ -332,6 +335,12 @@ def _shared_mask(row_items: torch.Tensor, shared_ids: torch.Tensor,
         same = same | torch.tensor([[c in s for c in cols] for s in user_positives], dtype=torch.bool,
                                    device=same.device)
     return same
+
+
+def _on(device: torch.device, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """The optional tensors moved to ``device``: a trainer builds ids, masks and log-Q on the
+    CPU, while the embeddings live on the model's device (a GPU)."""
+    return [t.to(device) if isinstance(t, torch.Tensor) else t for t in tensors]
 
 
 def _check(users: torch.Tensor, items: torch.Tensor, hard: torch.Tensor | None) -> None:
