@@ -73,15 +73,40 @@ SEEDS = {"infonce": 0, "infonce-seed1": 1, "infonce-seed2": 2}
 for _name, _k in SEEDS.items():
     if _k:
         RECIPES[_name] = (_BASE_ENC, replace(_BASE_TRAIN, seed=config.DEFAULT_SEED + _k))
+# Chapter 09's other trained LinkedIn arms under two more seeds each, so that every trained
+# arm reports a seed spread. Each costs what its first seed did (85 min of 2 cores for
+# "mixed"), so they were trained on a GPU (tools/train_recipes.py; each adapter's record says
+# where). A seed variant is its base recipe in everything but the seed, its length included.
+SEED_OF: dict[str, tuple[str, int]] = {n: ("infonce", k) for n, k in SEEDS.items()}
+for _base in ("matryoshka", "ablate-hard2", "mixed"):
+    SEED_OF[_base] = (_base, 0)
+    for _k in (1, 2):
+        _enc, _tr = RECIPES[_base]
+        RECIPES[f"{_base}-seed{_k}"] = (_enc, replace(_tr, seed=config.DEFAULT_SEED + _k))
+        SEED_OF[f"{_base}-seed{_k}"] = (_base, _k)
+
+
+def seeds_of(name: str) -> list[str]:
+    """The recipes that train ``name`` under other seeds, seed 1 first (empty: none).
+
+    Args:
+        name: a key of :data:`RECIPES`.
+
+    Returns:
+        The other seeds' recipe names (``name`` itself excluded).
+    """
+    base = SEED_OF.get(name, (name, 0))[0]
+    return sorted(n for n, (b, k) in SEED_OF.items() if b == base and n != name)
 
 # Chapter 10's quality-against-scale curves: chapter 04's base recipe run to completion at
 # other lengths (its learning-rate schedule ends at each run's last step), and at other depths
 # at chapter 04's length. With "ablate-base" (400 steps, 8 layers) and "infonce" (1,600 steps),
 # each axis has four or more complete runs, all tested on the same users. 16 layers cost about
-# 2x a step of 8 (trained on a bf16 CPU); 30 layers (about 4x) are left to a faster machine:
-# add them here and train them.
-SCALE_STEPS = {"scale-steps100": 100, "scale-steps200": 200}
-SCALE_LAYERS = {"scale-layers1": 1, "scale-layers2": 2, "scale-layers4": 4, "scale-layers16": 16}
+# 2x a step of 8 (trained on a bf16 CPU); 30 layers (about 4x), 800 steps, 512 tokens and 4 or
+# 8 hard negatives were trained on a GPU (tools/train_recipes.py; each record names its machine).
+SCALE_STEPS = {"scale-steps100": 100, "scale-steps200": 200, "scale-steps800": 800}
+SCALE_LAYERS = {"scale-layers1": 1, "scale-layers2": 2, "scale-layers4": 4, "scale-layers16": 16,
+                "scale-layers30": 30}
 for _name in SCALE_STEPS:
     RECIPES[_name] = (_BASE_ENC, _BASE_TRAIN)
 for _name, _n in SCALE_LAYERS.items():
@@ -91,7 +116,12 @@ for _name, _n in SCALE_LAYERS.items():
 # from grows with the budget (the base reads its last 20 ratings into 128 tokens), so that the
 # budget, not the window, is what binds. With "ablate-base" (128 tokens), four points.
 # (Not 32: the newest like alone does not fit 32 tokens for 8 of the 602 test users.)
-SCALE_TOKENS = {"scale-tokens64": 64, "scale-tokens96": 96, "scale-tokens256": 256}
+SCALE_TOKENS = {"scale-tokens64": 64, "scale-tokens96": 96, "scale-tokens256": 256, "scale-tokens512": 512}
+# ... and with more mined hard negatives per pair than chapter 04's one and two: with
+# "ablate-base" (none), "ablate-hard1" and "ablate-hard2", the negatives axis has four points.
+SCALE_NEGATIVES = {"scale-hard4": 4, "scale-hard8": 8}
+for _name, _n in SCALE_NEGATIVES.items():
+    RECIPES[_name] = (_BASE_ENC, replace(_BASE_TRAIN, hard_negatives=_n))
 for _name, _n in SCALE_TOKENS.items():
     RECIPES[_name] = (replace(_BASE_ENC, user_max_tokens=_n),
                       replace(_BASE_TRAIN, user_budget=_n,
@@ -129,11 +159,13 @@ class RunLength(config.ModeSettings):
 
     def steps_for(self, name: str) -> int:
         """The steps of recipe ``name`` in this mode."""
+        name = SEED_OF.get(name, (name, 0))[0]  # a seed variant runs as long as its base
         if RECIPES[name][1].positions:
             return self.sequence_steps
         if name in SCALE_STEPS:  # its own full length; quick mode shows the mechanics
             return SCALE_STEPS[name] if self.mode == "full" else self.steps
-        at_ablation_length = name in ABLATIONS or name in SCALE_LAYERS or name in SCALE_TOKENS
+        at_ablation_length = name in ABLATIONS or name in SCALE_LAYERS or name in SCALE_TOKENS \
+            or name in SCALE_NEGATIVES
         return self.ablation_steps if at_ablation_length else self.steps
 
 
@@ -518,7 +550,9 @@ def publish(trainer, name: str, seconds: float, command: str) -> Path:
         "evals": [h for h in trainer.state.history if any(k.startswith("eval_") for k in h)],
         "best_step": trainer.state.best_step,
         # the thread count fixes the order of float sums, so runs with other counts differ in bits
-        "hardware": f"{platform.machine()} {platform.processor() or ''} cpus={_cpus()} threads={torch.get_num_threads()}",
+        "hardware": f"{platform.machine()} {platform.processor() or ''} cpus={_cpus()} threads={torch.get_num_threads()}"
+                    + (f" gpu={torch.cuda.get_device_name(trainer.model.device)}"
+                       if trainer.model.device.type == "cuda" else ""),
         # bf16 autocast runs only where the device has bf16 instructions (config.bf16_is_fast)
         "bf16_autocast": bool(trainer.cfg.use_autocast and config.bf16_is_fast(trainer.model.device.type)),
         "git_commit": commit,
