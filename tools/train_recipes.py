@@ -38,15 +38,22 @@ from llmrec_lib import config  # noqa: E402  (after the path: the script runs fr
 
 def parse_job(spec: str) -> tuple[str, int, list[tuple[str, str]]]:
     """``NAME[:EVAL_EVERY[:W,B[;W,B...]]]`` -> (name, eval_every, serving points)."""
+    bad = SystemExit(f"bad job {spec!r}: write NAME[:EVAL_EVERY[:W,B[;W,B...]]]")
     parts = spec.split(":")
     if not parts[0] or len(parts) > 3:
-        raise SystemExit(f"bad job {spec!r}: write NAME[:EVAL_EVERY[:W,B[;W,B...]]]")
-    every = int(parts[1]) if len(parts) > 1 and parts[1] else 0
-    points = []
-    for p in parts[2].split(";") if len(parts) > 2 else []:
-        w, b = p.split(",")
-        points.append((w, b))
-    return parts[0], every, points
+        raise bad
+    try:
+        every = int(parts[1]) if len(parts) > 1 and parts[1] else 0
+        points = [
+            tuple(float(v) for v in p.split(",", 1))
+            for p in (parts[2:] or [""])[0].split(";")
+            if p
+        ]
+    except ValueError:
+        raise bad from None
+    if any(len(p) != 2 for p in points):
+        raise bad
+    return parts[0], every, [(f"{w:g}", f"{b:g}") for w, b in points]
 
 
 def run_job(spec: str, deadline: float, pack: Path | None) -> str:
@@ -66,7 +73,9 @@ def run_job(spec: str, deadline: float, pack: Path | None) -> str:
         for cmd in steps:
             log.write("$ " + " ".join(cmd[1:]) + "\n")
             log.flush()
-            rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+            rc = subprocess.run(
+                cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            ).returncode
             if rc:
                 status = f"failed (exit {rc}) at: {' '.join(cmd[2:5])}"
                 break
@@ -91,13 +100,25 @@ def run_job(spec: str, deadline: float, pack: Path | None) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("jobs", nargs="+", help="NAME[:EVAL_EVERY[:W,B[;W,B...]]]")
-    parser.add_argument("--deadline", type=float, required=True,
-                        help="seconds from now after which no training step starts")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        required=True,
+        help="seconds from now after which no training step starts",
+    )
     parser.add_argument("--parallel", type=int, default=0, help="jobs at once (0: all)")
-    parser.add_argument("--pack", type=Path, default=None, help="folder for one NAME.tar per job")
+    parser.add_argument(
+        "--pack", type=Path, default=None, help="folder for one NAME.tar per job"
+    )
     args = parser.parse_args(argv)
-    for spec in args.jobs:
-        parse_job(spec)  # fail before anything starts
+    from llmrec_lib import recipes
+
+    for spec in args.jobs:  # fail before anything starts
+        name = parse_job(spec)[0]
+        if name not in recipes.RECIPES:
+            raise SystemExit(
+                f"unknown recipe {name!r}: `python -m llmrec_lib.recipes list` lists them"
+            )
     if args.pack is not None:
         args.pack.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + args.deadline
