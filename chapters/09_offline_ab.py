@@ -446,11 +446,13 @@ if EARLY_STOPPED in seed_board.index:
         > 0.5 * seed_board.loc[EARLY_STOPPED, "SE users"],
         detail=se_detail,
     )
+# the quota list's lift sits at the edge of detection (measured in full mode: seed 0 alone
+# [-.0027, +.0159], its three seeds' mean [+.0005, +.0206]), so its verdict may change
+changed = set(seed_board.index[~seed_board["same verdict"].astype(bool)])
 claims.check(
-    "counting seed noise changes no verdict",
-    seed_board["same verdict"].all(),
-    detail=", ".join(seed_board.index[~seed_board["same verdict"].astype(bool)])
-    or "none changes",
+    "counting seed noise changes no verdict but, at most, the quota list's",
+    changed <= {MULTI},
+    detail=", ".join(sorted(changed)) or "none changes",
 )
 
 # %% [markdown]
@@ -462,8 +464,14 @@ claims.check(
 # so each seed stops at a different point (steps 600, 800 and 400). Counting that noise
 # widens its interval against item-kNN by more than half, yet changes no verdict: the arm trails
 # item-kNN by far more. One run of such a recipe is not enough to read a small lift, and
-# that is the lesson this row teaches. The arms without seeds are the two-source lists: they
-# fuse item-kNN with the LLM's full ranking, which chapter 03 computes live for seed 0 only.
+# that is the lesson this row teaches.
+#
+# Seeds can also sharpen a verdict. The quota list's seed 0 is its weakest seed, and its lift
+# over item-kNN alone has an interval that reaches 0; averaged over three seeds, the lift is
+# larger and each user's difference less noisy, and the interval ends just above 0. That is
+# a verdict at the edge of detection, which is why the claim above allows that one row to
+# change. The fused list, the arm chapter 03's validation chose, is detectably better with
+# or without the seeds.
 
 # %% [markdown]
 # ## 3. Power: what "no detectable difference" rules out
