@@ -1495,7 +1495,7 @@ else:
 # optimises. The 1-, 2- and 4-layer runs and the two short length runs ran in float32 on a CPU
 # without bf16 instructions; the 16-layer run, the base and the longest run in bf16 autocast
 # on a CPU; the 30-layer and 800-step runs in bf16 autocast on a GPU (the `bf16` and
-# `machine` columns, from each run's record). The machine is not a hidden variable: three
+# `machine` columns, from each run's record). The machine is not a hidden variable: two
 # fixed-length recipes trained once on a CPU and twice more on that GPU (chapter 09's seeds)
 # landed within .002 of their CPU run on test (printed below the table).
 
@@ -2046,9 +2046,8 @@ else:
 # relative gains of 2.0% and 3.6% (Recall@10) for 1 and 2 hard negatives; gains of that
 # relative size would be under .002 here, a fifth of the MDE, so this test can neither confirm
 # nor refute them. Four and eight hard negatives per pair, 5 and 9 item prompts per pair, do
-# no better: the five points lie within a few thousandths of each other, the highest count
-# lowest. With negatives drawn from the member's own low ratings, more of them do not teach
-# this short run what it lacks.
+# no better: the five points lie within .004 of each other, and 8 per pair scores lowest.
+# Negatives drawn from the member's own low ratings are not what this short run lacks.
 
 # %% [markdown]
 # ### Extrapolation, labelled as such
