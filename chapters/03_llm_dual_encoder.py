@@ -1392,10 +1392,11 @@ MIXED_CLAIM = (
 if mixed_aware is None:
     claims.skip(MIXED_CLAIM, MIXED_SKIP)
 else:
+    ma = mixed_aware
     claims.check(
         MIXED_CLAIM,
-        mixed_aware.hi < 0,
-        detail=f"{mixed_aware.mean_diff:+.4f} [{mixed_aware.lo:+.4f}, {mixed_aware.hi:+.4f}]",
+        ma.hi < 0,
+        detail=f"{ma.mean_diff:+.4f} [{ma.lo:+.4f}, {ma.hi:+.4f}]",
     )
 
 # %% [markdown]

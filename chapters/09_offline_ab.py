@@ -338,8 +338,9 @@ fig.tight_layout()
 
 # %%
 def other_seeds(arm, path):
-    """The stored rankings of an arm's other seeds: the chapters' files beside its own
-    (`-seed1`, `-seed2`), or, for a committed adapter's lists, its seed adapters' lists."""
+    """The stored rankings of an arm's other seeds: the chapters' files beside its
+    own (`-seed1`, `-seed2`), or, for a committed adapter's lists, its seed adapters'
+    lists."""
     found = sorted(rank_dir.glob(path.stem + "-seed*.npz"))
     if not found and arm in RECIPE_OF and path.name == "ranking_test.npz":
         found = [
@@ -419,9 +420,9 @@ claims.check(
     detail=", ".join(f"{a}: {n}" for a, n in seed_board["seeds"].items()),
 )
 # training noise is real but small beside user sampling for most arms (measured: seed
-# SE .0002-.0020 against user SE .007-.011), and no verdict changes when it is counted; the
-# every-position recipe, which stops on validation, is the exception (written after its
-# GPU-trained seeds came in: seed SE .0074 against user SE .0070)
+# SE .0002-.0035 against user SE .005-.011); the every-position recipe, which stops on
+# validation, is the exception (written after its GPU-trained seeds came in: seed SE
+# .0068 against user SE .0070)
 EARLY_STOPPED = "LLM, mixed negatives + log-Q"
 steady = seed_board.drop(index=EARLY_STOPPED, errors="ignore")
 se_detail = ", ".join(
@@ -446,8 +447,8 @@ if EARLY_STOPPED in seed_board.index:
         > 0.5 * seed_board.loc[EARLY_STOPPED, "SE users"],
         detail=se_detail,
     )
-# the quota list's lift sits at the edge of detection (measured in full mode: seed 0 alone
-# [-.0027, +.0159], its three seeds' mean [+.0005, +.0206]), so its verdict may change
+# the quota list's lift sits at the edge of detection (measured in full mode: seed 0
+# alone [-.0029, +.0163], its three seeds' mean [+.0005, +.0206]), so it may change
 changed = set(seed_board.index[~seed_board["same verdict"].astype(bool)])
 claims.check(
     "counting seed noise changes no verdict but, at most, the quota list's",

@@ -1695,7 +1695,8 @@ claims.check(
 )
 compute_of = dict(zip(length_runs["run"], length_runs["layer-steps"]))
 layers_of = dict(zip(depth_runs["run"], depth_runs["layers"]))
-equal_compute = [  # (the run with more steps, the run with more layers), same layer-steps
+# (the run with more steps, the run with more layers) at the same layer-steps
+equal_compute = [
     (d, ln) if layers_of[d] < 8 else (ln, d)
     for d, c in zip(depth_runs["run"], depth_runs["layer-steps"])
     for ln, c8 in compute_of.items()
@@ -2193,7 +2194,8 @@ gpu_speedup = (
     gpu_runs["s/step (CPU, 2 cores)"] / gpu_runs["s/step (GPU, shared)"]
 ).dropna()
 claims.check(
-    "a step of every seeded recipe ran over 5x faster on the shared GPU than on two cores",
+    "a step of every seeded recipe ran over 5x faster on the shared GPU "
+    "than on two cores",
     len(gpu_speedup) >= 4 and bool((gpu_speedup > 5).all()),
     detail=", ".join(f"{n} {v:.0f}x" for n, v in gpu_speedup.items()),
 )
