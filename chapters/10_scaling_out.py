@@ -1626,7 +1626,8 @@ if claims.artifacts_fit:
         for xi, yi, r in zip(x, runs_["R@50"], runs_.itertuples()):
             if kind == "depth" and r.layers == 8:  # the shared base: labelled once
                 continue
-            note = f"{r.layers} layers" if kind == "depth" else f"{r.steps} steps"
+            layers = f"{r.layers} layer" + "s" * (r.layers > 1)
+            note = layers if kind == "depth" else f"{r.steps} steps"
             ax.annotate(
                 note, (xi, yi), xytext=(5, -10), textcoords="offset points", fontsize=7
             )
