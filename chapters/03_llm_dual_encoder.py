@@ -1278,7 +1278,7 @@ else:
 # ### The same arm, trained three times
 #
 # The arm above is one training run. Two more runs of the first recipe differ from it only in
-# the seed, which fixes LoRA's start, the batch order and every draw (`recipes.SEEDS`); each
+# the seed, which fixes LoRA's start, the batch order and every draw (`recipes.SEED_OF`); each
 # was trained by the same full-mode command and published its validation-best step. Each is
 # served at the point validation chose above, so their spread is this arm's training noise
 # and nothing else. Their top-100 lists are committed beside their adapters (the command is in
@@ -1286,7 +1286,7 @@ else:
 # seeds' means to the users' sampling noise in the interval against item-kNN.
 
 # %%
-SEED_NAMES = [n for n in recipes.SEEDS if n != recipe_name]
+SEED_NAMES = recipes.seeds_of(recipe_name)
 SEED_SKIP = "needs the first recipe's committed seed adapters, and that recipe chosen"
 seed_res, seed_aware = {}, None  # seed recipe -> its test result at the arm's point
 if committed and SOURCE == TUNED:
@@ -1299,15 +1299,9 @@ if committed and SOURCE == TUNED:
             name, setting, "test", point=point[TUNED]
         )
         print(recipes.ranking_path(name, "test", point[TUNED]).name, "read")
-    knn_user = res[KNN].per_user.set_index("user_id")["recall@50"]
-    per_seed = np.stack(
-        [
-            r.per_user.set_index("user_id")["recall@50"].reindex(knn_user.index)
-            for r in [res[BEST], *seed_res.values()]
-        ]
+    seed_means, seed_aware = abtest.seed_aware_vs(
+        [res[BEST], *seed_res.values()], res[KNN]
     )
-    seed_means = per_seed.mean(axis=1)
-    seed_aware = abtest.seed_aware_diff(per_seed, knn_user.to_numpy())
     print(f"test Recall@50 by seed: {np.round(seed_means, 4).tolist()}")
     print(
         f"minus item-kNN, seed mean {seed_aware.mean_diff:+.4f} "
@@ -1367,15 +1361,10 @@ if committed and FINAL is not None:
         mixed_seed_res[name] = recipes.stored_result(
             name, setting, "test", point=mixed_point
         )
-    knn_user = res[KNN].per_user.set_index("user_id")["recall@50"]
-    per_mixed = np.stack(
-        [
-            r.per_user.set_index("user_id")["recall@50"].reindex(knn_user.index)
-            for r in [res[FINAL], *mixed_seed_res.values()]
-        ]
+    mixed_means, mixed_aware = abtest.seed_aware_vs(
+        [res[FINAL], *mixed_seed_res.values()], res[KNN]
     )
-    mixed_aware = abtest.seed_aware_diff(per_mixed, knn_user.to_numpy())
-    print(f"test Recall@50 by seed: {np.round(per_mixed.mean(axis=1), 4).tolist()}")
+    print(f"test Recall@50 by seed: {np.round(mixed_means, 4).tolist()}")
     print(
         f"minus item-kNN, seed mean {mixed_aware.mean_diff:+.4f} "
         f"[{mixed_aware.lo:+.4f}, {mixed_aware.hi:+.4f}]; SE seeds "
@@ -1586,18 +1575,11 @@ if committed:
             blend_seeds[arm][name] = evaluate.evaluate(
                 merged, test_data, ks=(10, 50, 100)
             )
-    knn_user = res[KNN].per_user.set_index("user_id")["recall@50"]
     blend_aware = {}
     for arm, by_seed in blend_seeds.items():
-        per = np.stack(
-            [
-                r.per_user.set_index("user_id")["recall@50"].reindex(knn_user.index)
-                for r in [res[arm], *by_seed.values()]
-            ]
-        )
-        blend_aware[arm] = abtest.seed_aware_diff(per, knn_user.to_numpy())
-        sa = blend_aware[arm]
-        print(f"{arm}: test Recall@50 by seed {np.round(per.mean(axis=1), 4).tolist()}")
+        means, sa = abtest.seed_aware_vs([res[arm], *by_seed.values()], res[KNN])
+        blend_aware[arm] = sa
+        print(f"{arm}: test Recall@50 by seed {np.round(means, 4).tolist()}")
         print(f"  minus item-kNN, seed-aware [{sa.lo:+.4f}, {sa.hi:+.4f}]")
 else:
     blend_aware = None
@@ -1837,7 +1819,7 @@ out = {
     else {
         "recipes": [new_recipe, *mixed_seed_res],
         "point": list(mixed_point),
-        "recall@50": per_mixed.mean(axis=1).tolist(),
+        "recall@50": mixed_means.tolist(),
         "vs_knn_seed_aware": dataclasses.asdict(mixed_aware),
     },
     "vs_knn_recall@50": {

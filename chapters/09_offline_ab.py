@@ -373,24 +373,19 @@ seeds_table
 
 # %%
 seed_rows = []
-c_vals = results[control].per_user.set_index("user_id")[metric]
 for arm, paths in SEEDED.items():
     more = abtest.load_rankings(  # seed 0 is already loaded, as the arm itself
         {f"{arm} #{i}": p for i, p in enumerate(paths[1:], 1)}, test_data
     )
-    t_vals = np.stack(
-        [
-            r.per_user.set_index("user_id")[metric].reindex(c_vals.index).to_numpy()
-            for r in [results[arm], *more.values()]
-        ]
+    seed_means, sa = abtest.seed_aware_vs(
+        [results[arm], *more.values()], results[control], metric
     )
-    sa = abtest.seed_aware_diff(t_vals, c_vals.to_numpy())
     b = board.loc[arm]
     seed_rows.append(
         {
             "arm": arm,
             "seeds": len(paths),
-            "mean per seed": np.round(np.nanmean(t_vals, axis=1), 4).tolist(),
+            "mean per seed": np.round(seed_means, 4).tolist(),
             "diff (seed mean)": sa.mean_diff,
             "user-only (seed 0)": f"[{b['lift lo']:+.4f}, {b['lift hi']:+.4f}]",
             "seed-aware interval": f"[{sa.lo:+.4f}, {sa.hi:+.4f}]",

@@ -46,7 +46,7 @@ from llmrec_lib import metrics as M
 __all__ = ["holm", "mde", "mde_from_interval", "users_needed", "simulated_power", "ratio_bootstrap", "ratio_delta_interval",
            "readout", "popular_items", "segment_masks", "segment_table", "segment_readout", "slot_shares",
            "genre_matrix", "guardrails", "team_draft", "sign_test", "Interleaving", "interleave",
-           "interleave_results", "load_rankings", "t_quantile", "SeedAwareDiff", "seed_aware_diff",
+           "interleave_results", "load_rankings", "t_quantile", "SeedAwareDiff", "seed_aware_diff", "seed_aware_vs",
            "NotOnThisData", "need", "check_arms", "ledger_row"]
 
 
@@ -292,6 +292,24 @@ def seed_aware_diff(treatment, control, alpha: float = 0.05) -> SeedAwareDiff:
     return SeedAwareDiff(m, m - q * se, m + q * se, se, math.sqrt(var_u), math.sqrt(var - var_u), float(df),
                          sds[0], sds[1])
 
+
+def seed_aware_vs(seeds, control, metric: str = "recall@50") -> tuple[np.ndarray, SeedAwareDiff]:
+    """An arm's training seeds against a control run, user by user: each seed's mean and the
+    seed-aware difference (:func:`seed_aware_diff`).
+
+    Args:
+        seeds: the arm's results (``EvalResult``, or anything with a ``per_user`` frame),
+            one per training seed.
+        control: the control's result (one run).
+        metric: the per-user metric compared.
+
+    Returns:
+        (each seed's mean over the control's users, the :class:`SeedAwareDiff`).
+    """
+    c = control.per_user.set_index("user_id")[metric]
+    t = np.stack([r.per_user.set_index("user_id")[metric].reindex(c.index).to_numpy(dtype=np.float64)
+                  for r in seeds])
+    return np.nanmean(t, axis=1), seed_aware_diff(t, c.to_numpy())
 
 def _pair(treatment, control) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(treatment, dtype=np.float64).ravel()

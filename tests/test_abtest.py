@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from llmrec_lib import abtest
@@ -27,9 +28,15 @@ def _arms():
     for u, cols in enumerate(data.targets):
         truth[u, cols] = 1.0
     results = {
-        "control": evaluate(MatrixScorer(noise, data.user_ids), data, ks=(10,), name="control"),
-        "oracle-ish": evaluate(MatrixScorer(noise + 3 * truth, data.user_ids), data, ks=(10,), name="o"),
-        "same": evaluate(MatrixScorer(noise, data.user_ids), data, ks=(10,), name="same"),
+        "control": evaluate(
+            MatrixScorer(noise, data.user_ids), data, ks=(10,), name="control"
+        ),
+        "oracle-ish": evaluate(
+            MatrixScorer(noise + 3 * truth, data.user_ids), data, ks=(10,), name="o"
+        ),
+        "same": evaluate(
+            MatrixScorer(noise, data.user_ids), data, ks=(10,), name="same"
+        ),
     }
     return data, results
 
@@ -42,7 +49,10 @@ def test_readout_lifts_and_verdicts():
     assert t.loc["oracle-ish", "lift"] == pytest.approx(o - c)
     assert t.loc["oracle-ish", "relative lift"] == pytest.approx((o - c) / c)
     assert t.loc["oracle-ish", "verdict"] == "better"
-    assert t.loc["same", "lift"] == 0 and t.loc["same", "verdict"] == "no detectable difference"
+    assert (
+        t.loc["same", "lift"] == 0
+        and t.loc["same", "verdict"] == "no detectable difference"
+    )
     assert t.loc["control", "verdict"] == "control"
     assert (t["p (Holm)"].dropna() >= t["p"].dropna()).all()
     with pytest.raises(KeyError, match="control"):
@@ -61,8 +71,18 @@ def test_segments_partition_users_and_targets():
     assert len(short) + len(long_) == data.n_users and not set(short) & set(long_)
     pop, tail = seg["popular targets"]["targets"], seg["tail targets"]["targets"]
     assert (pop ^ tail).all()
-    table = abtest.segment_table(results, {k: v for k, v in seg.items() if k != "cold targets"}, "recall@10", n_boot=100)
-    assert set(table["segment"]) == {"short history", "long history", "popular targets", "tail targets"}
+    table = abtest.segment_table(
+        results,
+        {k: v for k, v in seg.items() if k != "cold targets"},
+        "recall@10",
+        n_boot=100,
+    )
+    assert set(table["segment"]) == {
+        "short history",
+        "long history",
+        "popular targets",
+        "tail targets",
+    }
     assert table["mean"].between(0, 1).all()
 
 
@@ -88,12 +108,16 @@ def test_mde_planted_lift_is_detected_80_percent_of_the_time():
     assert m == pytest.approx((1.959964 + 0.841621) * sd / np.sqrt(n), rel=1e-5)
     # 4000 simulations: SE of a rate near 0.8 is 0.0063; 0.025 is about 4 SE
     assert _detect_rate(m, sd, n, sims, seed=1) == pytest.approx(0.80, abs=0.025)
-    half = _detect_rate(m / 2, sd, n, sims, seed=2)  # theory: Phi(2.80 / 2 - 1.96) = 0.29
+    half = _detect_rate(
+        m / 2, sd, n, sims, seed=2
+    )  # theory: Phi(2.80 / 2 - 1.96) = 0.29
     assert half == pytest.approx(0.29, abs=0.03) and half < 0.4
     # with 5 comparisons at alpha / 5 (Holm's first step), the larger MDE again gives 80%
     m5 = abtest.mde(sd=sd, n=n, n_comparisons=5)
     assert m5 > m
-    assert _detect_rate(m5, sd, n, sims, seed=3, alpha=0.05 / 5) == pytest.approx(0.80, abs=0.025)
+    assert _detect_rate(m5, sd, n, sims, seed=3, alpha=0.05 / 5) == pytest.approx(
+        0.80, abs=0.025
+    )
     # from the differences themselves, and its inverse
     d = np.random.default_rng(4).normal(0.0, sd, size=n)
     assert abtest.mde(d) == pytest.approx(abtest.mde(sd=d.std(ddof=1), n=n))
@@ -103,7 +127,9 @@ def test_mde_planted_lift_is_detected_80_percent_of_the_time():
         abtest.mde(d, sd=1.0, n=3)
     # from a reported 95% interval: half-width = 1.96 SE, so MDE = 2.80 / 1.96 * half-width
     se = sd / np.sqrt(n)
-    assert abtest.mde_from_interval(-1.959964 * se, 1.959964 * se) == pytest.approx(m, rel=1e-5)
+    assert abtest.mde_from_interval(-1.959964 * se, 1.959964 * se) == pytest.approx(
+        m, rel=1e-5
+    )
 
 
 def test_mde_holds_for_the_paired_bootstrap_the_readout_uses():
@@ -116,14 +142,20 @@ def test_mde_holds_for_the_paired_bootstrap_the_readout_uses():
     for i in range(sims):
         d = rng.normal(m, sd, size=n)
         hits += paired_bootstrap(d, np.zeros(n), n_boot=400, seed=i).p_value < 0.05
-    assert hits / sims == pytest.approx(0.80, abs=0.08)  # 300 sims: SE 0.023, tolerance ~3.5 SE
+    assert hits / sims == pytest.approx(
+        0.80, abs=0.08
+    )  # 300 sims: SE 0.023, tolerance ~3.5 SE
 
 
 def test_simulated_power_matches_the_formula():
     v = np.random.default_rng(0).normal(0.05, 0.5, size=5000)
     n = int(round(abtest.users_needed(v.mean(), v.std(ddof=1))))
-    assert abtest.simulated_power(v, n, n_sims=2000, seed=1) == pytest.approx(0.80, abs=0.035)
-    assert abtest.simulated_power(v, n // 4, n_sims=2000, seed=2) < 0.45  # half the effect's worth
+    assert abtest.simulated_power(v, n, n_sims=2000, seed=1) == pytest.approx(
+        0.80, abs=0.035
+    )
+    assert (
+        abtest.simulated_power(v, n // 4, n_sims=2000, seed=2) < 0.45
+    )  # half the effect's worth
 
 
 def test_ratio_bootstrap_agrees_with_the_delta_method_on_a_large_sample():
@@ -133,9 +165,13 @@ def test_ratio_bootstrap_agrees_with_the_delta_method_on_a_large_sample():
     t = 1.1 * c + rng.normal(0, 0.15, size=n)  # correlated arms, a true ratio near 1.1
     boot = abtest.ratio_bootstrap(t, c, n_boot=1500, seed=0)
     delta = abtest.ratio_delta_interval(t, c)
-    assert boot.mean == pytest.approx(t.mean() / c.mean() - 1) == pytest.approx(delta.mean)
+    assert (
+        boot.mean == pytest.approx(t.mean() / c.mean() - 1) == pytest.approx(delta.mean)
+    )
     width = delta.hi - delta.lo
-    assert abs(boot.lo - delta.lo) < 0.1 * width and abs(boot.hi - delta.hi) < 0.1 * width
+    assert (
+        abs(boot.lo - delta.lo) < 0.1 * width and abs(boot.hi - delta.hi) < 0.1 * width
+    )
     assert boot.lo < 0.1 < boot.hi
     # identical arms: every resample's ratio is exactly 1
     assert abtest.ratio_bootstrap(c, c, n_boot=200) == (0.0, 0.0, 0.0)
@@ -146,14 +182,20 @@ def test_ratio_interval_is_wider_than_the_naive_one_when_the_control_is_noisy():
 
     rng = np.random.default_rng(1)
     n = 500
-    c = rng.exponential(0.05, size=n) * (rng.random(n) < 0.3)  # a small, noisy control mean
-    t = rng.exponential(0.10, size=n) * (rng.random(n) < 0.3)  # independent arm, double the mean
+    c = rng.exponential(0.05, size=n) * (
+        rng.random(n) < 0.3
+    )  # a small, noisy control mean
+    t = rng.exponential(0.10, size=n) * (
+        rng.random(n) < 0.3
+    )  # independent arm, double the mean
     ratio = abtest.ratio_bootstrap(t, c, n_boot=2000, seed=0)
     p = paired_bootstrap(t, c, n_boot=2000, seed=0)
     naive = (p.lo / c.mean(), p.hi / c.mean())  # ignores the denominator's variance
     assert ratio.hi - ratio.lo > 1.3 * (naive[1] - naive[0])
     delta = abtest.ratio_delta_interval(t, c)
-    assert ratio.hi - ratio.lo > delta.hi - delta.lo - 0.2 * (naive[1] - naive[0])  # and skewed upward
+    assert ratio.hi - ratio.lo > delta.hi - delta.lo - 0.2 * (
+        naive[1] - naive[0]
+    )  # and skewed upward
     assert ratio.hi - ratio.mean > ratio.mean - ratio.lo
 
 
@@ -163,10 +205,19 @@ def test_readout_relative_interval_is_the_ratio_bootstrap_and_mde_is_reported():
     c = results["control"].per_user["recall@10"].to_numpy()
     o = results["oracle-ish"].per_user["recall@10"].to_numpy()
     r = abtest.ratio_bootstrap(o, c, n_boot=300, seed=3)
-    assert (t.loc["oracle-ish", "relative lo"], t.loc["oracle-ish", "relative hi"]) == pytest.approx((r.lo, r.hi))
-    assert t.loc["oracle-ish", "MDE"] == pytest.approx(abtest.mde(o - c, n_comparisons=2))
-    assert t.loc["oracle-ish", "relative MDE"] == pytest.approx(t.loc["oracle-ish", "MDE"] / c.mean())
-    assert t.loc["same", "MDE"] == 0  # identical lists: zero variance, nothing to detect
+    assert (
+        t.loc["oracle-ish", "relative lo"],
+        t.loc["oracle-ish", "relative hi"],
+    ) == pytest.approx((r.lo, r.hi))
+    assert t.loc["oracle-ish", "MDE"] == pytest.approx(
+        abtest.mde(o - c, n_comparisons=2)
+    )
+    assert t.loc["oracle-ish", "relative MDE"] == pytest.approx(
+        t.loc["oracle-ish", "MDE"] / c.mean()
+    )
+    assert (
+        t.loc["same", "MDE"] == 0
+    )  # identical lists: zero variance, nothing to detect
     assert np.isnan(t.loc["control", "MDE"])
 
 
@@ -181,7 +232,9 @@ def test_genre_entropy_by_hand():
     assert np.isnan(h[2])  # no genre at all: undefined
     # [2] gives 0.5/0.5, [1] gives genre 1, [0] genre 0: mass 1.5 / 1.5 -> 1 bit
     assert h[3] == pytest.approx(1.0)
-    assert genre_entropy(topk, g, k=1)[3] == pytest.approx(1.0)  # a two-genre item alone
+    assert genre_entropy(topk, g, k=1)[3] == pytest.approx(
+        1.0
+    )  # a two-genre item alone
     with pytest.raises(ValueError):
         genre_entropy(topk, g * 2)
 
@@ -195,8 +248,12 @@ def test_guardrails_and_slot_shares():
     from llmrec_lib import metrics as M
 
     c = results["control"]
-    assert g.loc["control", "coverage@10"] == pytest.approx(M.coverage(c.topk, data.n_items, 10))
-    assert g.loc["control", "novelty@10"] == pytest.approx(np.nanmean(M.novelty(c.topk, c.item_counts, 10)))
+    assert g.loc["control", "coverage@10"] == pytest.approx(
+        M.coverage(c.topk, data.n_items, 10)
+    )
+    assert g.loc["control", "novelty@10"] == pytest.approx(
+        np.nanmean(M.novelty(c.topk, c.item_counts, 10))
+    )
     assert g.loc["same", "genre entropy@10"] == g.loc["control", "genre entropy@10"]
     assert (g["genre entropy@10"] <= np.log2(4) + 1e-9).all()
     is_pop = np.zeros(data.n_items, dtype=bool)
@@ -210,12 +267,20 @@ def test_guardrails_and_slot_shares():
 def test_list_overlap_by_hand():
     data, results = _arms()
     c, o = results["control"], results["oracle-ish"]
-    assert abtest.list_overlap(results["same"], c, k=10) == 1.0  # same scores, same lists
-    by_hand = np.mean([len(set(x[:10]) & set(y[:10])) / 10 for x, y in zip(o.topk, c.topk)])
+    assert (
+        abtest.list_overlap(results["same"], c, k=10) == 1.0
+    )  # same scores, same lists
+    by_hand = np.mean(
+        [len(set(x[:10]) & set(y[:10])) / 10 for x, y in zip(o.topk, c.topk)]
+    )
     assert abtest.list_overlap(o, c, k=10) == pytest.approx(by_hand)
     assert 0 < by_hand < 1  # the planted targets move some slots, not all
-    fewer = evaluate(MatrixScorer(np.zeros((3, data.n_items), np.float32), data.user_ids[:3]),
-                     data.subset(data.user_ids[:3]), ks=(10,), name="few")
+    fewer = evaluate(
+        MatrixScorer(np.zeros((3, data.n_items), np.float32), data.user_ids[:3]),
+        data.subset(data.user_ids[:3]),
+        ks=(10,),
+        name="few",
+    )
     with pytest.raises(ValueError, match="different users"):
         abtest.list_overlap(fewer, c, k=10)
 
@@ -223,12 +288,17 @@ def test_list_overlap_by_hand():
 def test_segment_readout_applies_one_holm_over_segments_and_arms():
     data, results = _arms()
     half = data.user_ids[: data.n_users // 2]
-    segs = {"first half": {"users": half}, "second half": {"users": data.user_ids[data.n_users // 2:]}}
+    segs = {
+        "first half": {"users": half},
+        "second half": {"users": data.user_ids[data.n_users // 2 :]},
+    }
     t = abtest.segment_readout(results, segs, "control", "recall@10", n_boot=200)
     assert len(t) == 2 * 2  # segments x non-control arms
     np.testing.assert_allclose(t["p (Holm)"], abtest.holm(t["p"]))
     assert (t[t["arm"] == "oracle-ish"]["verdict"] == "better").all()
-    assert (t[t["arm"] == "same"]["verdict"] == abtest.IDENTICAL).all()  # an identity is not a null result
+    assert (
+        t[t["arm"] == "same"]["verdict"] == abtest.IDENTICAL
+    ).all()  # an identity is not a null result
     part = results["oracle-ish"].segment(users=half)
     assert t.iloc[0]["mean"] == pytest.approx(part.mean("recall@10"))
 
@@ -254,7 +324,11 @@ def test_sign_test_by_hand():
     assert abtest.sign_test(0, 0) == 1.0
     assert abtest.sign_test(5, 0) == pytest.approx(2 / 32)
     assert abtest.sign_test(3, 3) == 1.0
-    assert abtest.sign_test(10, 2) == abtest.sign_test(2, 10) == pytest.approx(2 * 79 / 4096)
+    assert (
+        abtest.sign_test(10, 2)
+        == abtest.sign_test(2, 10)
+        == pytest.approx(2 * 79 / 4096)
+    )
 
 
 def test_interleaving_finds_the_strictly_better_arm():
@@ -267,21 +341,35 @@ def test_interleaving_finds_the_strictly_better_arm():
         rng.shuffle(rest)
         hit = targets[u][: 1 + (u % 2)]  # the better arm puts 1-2 targets at the top
         better.append(np.concatenate([hit, rest[: k - len(hit)]]))
-        worse.append(rng.permutation(rest)[:k])  # the worse arm never retrieves a target
-    r = abtest.interleave(np.array(better), np.array(worse), targets, k, seed=0, n_boot=300)
+        worse.append(
+            rng.permutation(rest)[:k]
+        )  # the worse arm never retrieves a target
+    r = abtest.interleave(
+        np.array(better), np.array(worse), targets, k, seed=0, n_boot=300
+    )
     assert r.share_b == 0 and r.share_a > 0.9 and r.p_sign < 1e-6 and r.lo > 0.8
     assert r.share_a + r.share_b + r.share_ties == pytest.approx(1.0)
-    swapped = abtest.interleave(np.array(worse), np.array(better), targets, k, seed=0, n_boot=300)
+    swapped = abtest.interleave(
+        np.array(worse), np.array(better), targets, k, seed=0, n_boot=300
+    )
     assert swapped.share_b == pytest.approx(r.share_a)
-    same = abtest.interleave(np.array(better), np.array(better), targets, k, seed=0, n_boot=300)
-    assert same.lo <= 0 <= same.hi  # identical arms: no preference beyond coin-flip noise
-    again = abtest.interleave(np.array(better), np.array(better), targets, k, seed=0, n_boot=300)
+    same = abtest.interleave(
+        np.array(better), np.array(better), targets, k, seed=0, n_boot=300
+    )
+    assert (
+        same.lo <= 0 <= same.hi
+    )  # identical arms: no preference beyond coin-flip noise
+    again = abtest.interleave(
+        np.array(better), np.array(better), targets, k, seed=0, n_boot=300
+    )
     np.testing.assert_array_equal(same.outcome, again.outcome)  # seeded
 
 
 def test_interleave_results_on_evaluated_arms():
     data, results = _arms()
-    r = abtest.interleave_results(results["oracle-ish"], results["control"], data, k=10, n_boot=200)
+    r = abtest.interleave_results(
+        results["oracle-ish"], results["control"], data, k=10, n_boot=200
+    )
     assert r.n == data.n_users and r.delta > 0 and r.lo > 0
 
 
@@ -319,7 +407,9 @@ def test_seed_aware_diff_with_one_seed_is_the_paired_interval():
     rng = np.random.default_rng(1)
     t, c = rng.normal(0.3, 0.1, 500), rng.normal(0.28, 0.1, 500)
     r = abtest.seed_aware_diff(t, c)
-    assert r.se_seeds == 0 and r.se == pytest.approx(np.std(t - c, ddof=1) / np.sqrt(500))
+    assert r.se_seeds == 0 and r.se == pytest.approx(
+        np.std(t - c, ddof=1) / np.sqrt(500)
+    )
     assert r.lo == pytest.approx(r.mean_diff - 1.965 * r.se, abs=2e-3 * r.se + 1e-6)
     with pytest.raises(ValueError, match="same users"):
         abtest.seed_aware_diff(t[None, :10], c[None, :11])
@@ -329,15 +419,36 @@ def test_check_arms_and_ledger_row_skip_only_off_the_reference():
     from llmrec_lib import config
 
     other = config.Claims("09", reference=False)
-    assert abtest.check_arms(other, {"a"}, ["a"], "a holds", lambda: True, detail=lambda: "d")
+    assert abtest.check_arms(
+        other, {"a"}, ["a"], "a holds", lambda: True, detail=lambda: "d"
+    )
     assert abtest.check_arms(other, {"a"}, ["a", "b"], "b holds", lambda: 1 / 0) is None
-    row = abtest.ledger_row(other, "X", "c", lambda: (abtest.need(None, "chapter 03"), "v"))
-    assert row == ("X", "c", "not available: chapter 03 is not on this data",
-                   "not tested on this data")
-    assert abtest.ledger_row(other, "X", "d", lambda: ({}["k"], "v"))[3] == "not tested on this data"
-    assert abtest.ledger_row(other, "X", "e", lambda: ("ev", "ok")) == ("X", "e", "ev", "ok")
+    row = abtest.ledger_row(
+        other, "X", "c", lambda: (abtest.need(None, "chapter 03"), "v")
+    )
+    assert row == (
+        "X",
+        "c",
+        "not available: chapter 03 is not on this data",
+        "not tested on this data",
+    )
+    assert (
+        abtest.ledger_row(other, "X", "d", lambda: ({}["k"], "v"))[3]
+        == "not tested on this data"
+    )
+    assert abtest.ledger_row(other, "X", "e", lambda: ("ev", "ok")) == (
+        "X",
+        "e",
+        "ev",
+        "ok",
+    )
     table = other.table()
-    assert list(table["holds here"]) == ["yes", "not tested", "not tested", "not tested"]
+    assert list(table["holds here"]) == [
+        "yes",
+        "not tested",
+        "not tested",
+        "not tested",
+    ]
     assert "arm not in this readout: b" in table["detail"][1]
     with pytest.raises(ZeroDivisionError):  # a real error is not a missing input
         abtest.ledger_row(other, "X", "f", lambda: (1 / 0, "v"))
@@ -355,3 +466,20 @@ def test_check_arms_keeps_the_kind_of_a_skipped_claim():
     other = config.Claims("09", reference=False)
     abtest.check_arms(other, set(), ["a"], "a mechanic", lambda: True, pinned=False)
     assert other.table()["kind"].tolist() == ["mechanic"]
+
+
+def test_seed_aware_vs_aligns_each_seed_to_the_controls_users():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    users = np.arange(50)
+    control = rng.random(50)
+    seeds = [control + 0.1 + 0.01 * k + rng.normal(0, 0.02, 50) for k in range(3)]
+    frame = lambda v, order: SimpleNamespace(  # noqa: E731
+        per_user=pd.DataFrame({"user_id": users[order], "recall@50": v[order]})
+    )
+    shuffled = [frame(s, rng.permutation(50)) for s in seeds]  # rows in another order
+    means, got = abtest.seed_aware_vs(shuffled, frame(control, users))
+    want = abtest.seed_aware_diff(np.stack(seeds), control)
+    assert np.allclose(means, [s.mean() for s in seeds])
+    assert got == want
