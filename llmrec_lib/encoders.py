@@ -411,6 +411,10 @@ class EncoderConfig:
     gradient_checkpointing: bool = False
     user_max_tokens: int = 128
     item_max_tokens: int = 32
+    # how the prompts are written (llmrec_lib.text.item_texts): the fields of an item inside a
+    # member's history, and an item's popularity as a bucket token or as its raw count
+    history_fields: tuple[str, ...] = ("title", "genres")
+    pop_format: str = "bucket"
 
     def to_dict(self) -> dict:
         """The config as JSON-ready values, saved next to an adapter."""
@@ -424,8 +428,9 @@ class EncoderConfig:
         if unknown:
             raise ValueError(f"unknown encoder settings {sorted(unknown)}: was this adapter saved by a newer version?")
         d = dict(d)
-        if d.get("lora_targets") is not None:
-            d["lora_targets"] = tuple(d["lora_targets"])
+        for key in ("lora_targets", "history_fields"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 

@@ -124,25 +124,29 @@ def history_before(ratings: pd.DataFrame, user: int, t: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Sequences:
-    """Each user's positives, oldest first: flat arrays (``item_id``, ``timestamp``, in
-    :data:`ORDER`) and one block per user, ``start[i]:start[i] + count[i]`` for ``users[i]``."""
+    """Each user's positives (or every rating), oldest first: flat arrays (``item_id``,
+    ``timestamp``, in :data:`ORDER`) and one block per user, ``start[i]:start[i] + count[i]``
+    for ``users[i]``."""
 
     users: np.ndarray  # (U,) ascending user ids
     start: np.ndarray  # (U,) first row of each user's block
     count: np.ndarray  # (U,) rows in each block
     item_id: np.ndarray  # (N,)
     timestamp: np.ndarray  # (N,)
+    rating: np.ndarray | None = None  # (N,) only when built with every_rating=True
 
     @classmethod
     def from_ratings(cls, ratings: pd.DataFrame, what: str = "ratings",
-                     hint: str = "") -> "Sequences":
-        """The positives of ``ratings`` (checked for :data:`RATING_COLUMNS`) as sequences."""
+                     hint: str = "", every_rating: bool = False) -> "Sequences":
+        """The positives of ``ratings`` (checked for :data:`RATING_COLUMNS`) as sequences;
+        with ``every_rating``, every rating, its score kept in ``rating``."""
         require_columns(ratings, RATING_COLUMNS, what, hint)
-        pos = positives(ratings)
-        users, start, count = np.unique(pos["user_id"].to_numpy(np.int64), return_index=True,
+        rows = in_time_order(ratings) if every_rating else positives(ratings)
+        users, start, count = np.unique(rows["user_id"].to_numpy(np.int64), return_index=True,
                                         return_counts=True)
-        return cls(users, start, count, pos["item_id"].to_numpy(np.int64),
-                   pos["timestamp"].to_numpy(np.int64))
+        return cls(users, start, count, rows["item_id"].to_numpy(np.int64),
+                   rows["timestamp"].to_numpy(np.int64),
+                   rows["rating"].to_numpy(np.float64) if every_rating else None)
 
     def __len__(self) -> int:
         return len(self.item_id)

@@ -260,13 +260,22 @@ class BCELoss(_Temperature):
         super().__init__(temperature, learn)
         self.bias = bias
 
-    def forward(self, users, items, hard=None, item_ids=None, user_positives=None, mask=None):
-        """The mean of the positives' and the negatives' binary cross-entropy (see the class)."""
+    def forward(self, users, items, hard=None, item_ids=None, user_positives=None, mask=None,
+                log_q=None, shared=None, shared_ids=None, shared_log_q=None):
+        """The mean of the positives' and the negatives' binary cross-entropy (see the class).
+        ``log_q``, ``shared``, ``shared_ids`` and ``shared_log_q`` are :class:`InfoNCE`'s: the
+        corrected logit (s - bias)/t - log q, and negatives shared by every row."""
         _check(users, items, hard)
-        item_ids, mask = _on(users.device, item_ids, mask)
+        item_ids, mask, log_q, shared_ids, shared_log_q = _on(users.device, item_ids, mask, log_q,
+                                                              shared_ids, shared_log_q)
         all_items, offset = gather_with_grad(items)
         scale = self.scale()
         logits = scale * (users @ all_items.T - self.bias)  # (B, N)
+        if log_q is not None:
+            all_log_q, _ = gather_with_grad(log_q.to(logits.dtype))
+            if all_log_q.shape != (all_items.shape[0],):
+                raise ValueError(f"log_q needs one value per batch item, got {tuple(log_q.shape)}")
+            logits = logits - all_log_q[None, :]
         n_rows = users.shape[0]
         pos_mask = torch.zeros_like(logits, dtype=torch.bool)
         pos_mask[torch.arange(n_rows), torch.arange(n_rows) + offset] = True
@@ -276,6 +285,14 @@ class BCELoss(_Temperature):
         neg_mask = ~pos_mask if mask is None else ~pos_mask & ~mask
         pos = F.binary_cross_entropy_with_logits(logits[pos_mask].float(), torch.ones(n_rows, device=logits.device))
         neg_logits = logits[neg_mask]
+        if shared is not None:
+            extra = scale * (users @ shared.T - self.bias)  # (B, M)
+            if shared_log_q is not None:
+                extra = extra - shared_log_q.to(extra.dtype)[None, :]
+            keep = torch.ones_like(extra, dtype=torch.bool)
+            if shared_ids is not None and item_ids is not None:
+                keep = ~_shared_mask(item_ids, shared_ids, user_positives)
+            neg_logits = torch.cat([neg_logits, extra[keep]])
         if hard is not None:
             hard_logits = scale * (torch.einsum("bd,bkd->bk", users, hard) - self.bias)
             neg_logits = torch.cat([neg_logits, hard_logits.reshape(-1)])

@@ -23,7 +23,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from llmrec_lib.train import TrainConfig
 
 ARTIFACTS = config.artifacts_dir("adapters")
 ITEM_FIELDS = ("title", "genres", "pop")  # the item prompt; no tags: most postdate their author's training (text.training_tags)
-HISTORY_FIELDS = ("title", "genres")  # the shorter item text inside a user prompt
+HISTORY_FIELDS = EncoderConfig.history_fields  # the shorter item text inside a user prompt
 
 _BASE_ENC = EncoderConfig(backbone="smollm2-135m", n_layers=8, pooling="mean", lora_r=8, lora_alpha=16,
                           user_max_tokens=128, item_max_tokens=40)
@@ -66,6 +66,24 @@ _SEQ_TRAIN = replace(_BASE_TRAIN, batch_size=8, positions=8, user_budget=256, ob
                      log_q=True, uniform_negatives=32, warmup_steps=50, checkpoint_every=25,
                      patience=2)
 RECIPES["mixed"] = (_SEQ_ENC, _SEQ_TRAIN)
+
+# Chapter 04 on that base: its ablations again, one switch each against "mixed" and at its
+# length (early stopping on validation included), plus the two prompt questions of chapter 01
+# (titles-only history items; popularity as a raw count, not a bucket token). BCE gets its own
+# temperature and bias, chosen on validation from a 2 x 2 grid (chapter 04 states the rule).
+MIXED_ABLATIONS = {
+    "mixed-hard1": (_SEQ_ENC, replace(_SEQ_TRAIN, hard_negatives=1)),
+    "mixed-hard2": (_SEQ_ENC, replace(_SEQ_TRAIN, hard_negatives=2)),
+    "mixed-full-history": (_SEQ_ENC, replace(_SEQ_TRAIN, positive_only=False)),
+    "mixed-last-token": (replace(_SEQ_ENC, pooling="last"), _SEQ_TRAIN),
+    "mixed-titles": (replace(_SEQ_ENC, history_fields=("title",)), _SEQ_TRAIN),
+    "mixed-pop-count": (replace(_SEQ_ENC, pop_format="count"), _SEQ_TRAIN),
+}
+BCE_GRID = {f"mixed-bce-t{round(t * 100):02d}-b{round(b * 100):02d}": (t, b)
+            for t in (0.05, 0.1) for b in (0.25, 0.5)}
+for _name, (_t, _b) in BCE_GRID.items():
+    MIXED_ABLATIONS[_name] = (_SEQ_ENC, replace(_SEQ_TRAIN, loss="bce", temperature=_t, bce_bias=_b))
+RECIPES.update(MIXED_ABLATIONS)
 
 # Chapter 09's trained LinkedIn arms again under two more seeds each (the seed fixes LoRA's
 # start, the batch order and every draw), so that every trained arm reports a seed spread. A
@@ -167,12 +185,43 @@ class RunLength(config.ModeSettings):
 
 @dataclass
 class Setting:
-    """Everything a run needs, built once from the data."""
+    """Everything a run needs, built once from the data.
+
+    ``item_text`` and ``history_text`` are the book's prompts (:data:`ITEM_FIELDS`,
+    :data:`HISTORY_FIELDS`, popularity as a bucket token); :meth:`texts_for` writes them the way
+    another encoder config asks (chapter 04's titles-only and raw-count ablations).
+    """
 
     ml: data.MovieLens
     split: data.Split
     item_text: pd.Series
     history_text: pd.Series
+    _other: dict = field(default_factory=dict, repr=False)
+
+    def texts_for(self, enc: EncoderConfig) -> tuple[pd.Series, pd.Series]:
+        """(item prompts, history texts) written as ``enc`` reads them: its
+        ``pop_format`` and ``history_fields``. The book's own are returned as they are.
+
+        Args:
+            enc: the encoder's config.
+
+        Returns:
+            The two texts, indexed by item id.
+        """
+        item, history = self.item_text, self.history_text
+        if enc.pop_format != EncoderConfig.pop_format:
+            key = ("item", enc.pop_format)
+            if key not in self._other:
+                pop = text.popularity_counts(self.split.train, self.ml.item_ids)
+                self._other[key] = text.item_texts(self.ml.movies, fields=ITEM_FIELDS,
+                                                   popularity=pop, pop_format=enc.pop_format)
+            item = self._other[key]
+        if tuple(enc.history_fields) != HISTORY_FIELDS:
+            key = ("history", tuple(enc.history_fields))
+            if key not in self._other:
+                self._other[key] = text.item_texts(self.ml.movies, fields=enc.history_fields)
+            history = self._other[key]
+        return item, history
 
 
 def build_setting(data_dir=None, verify: bool | None = None) -> Setting:
@@ -232,10 +281,11 @@ def dual_encoder_system(model, setting: Setting, stage: str, *, cache: bool = Tr
     from llmrec_lib import encoders
 
     backbone = model.backbone
-    items = encoders.item_text_embeddings(backbone, setting.item_text, setting.ml.item_ids,
+    item_text, history_text = setting.texts_for(model.cfg)
+    items = encoders.item_text_embeddings(backbone, item_text, setting.ml.item_ids,
                                           max_length=model.cfg.item_max_tokens, cache=cache,
                                           progress=progress, pooling=model.cfg.pooling)
-    encode_users = encoders.prompt_user_encoder(backbone, setting.history_text,
+    encode_users = encoders.prompt_user_encoder(backbone, history_text,
                                                 budget=model.cfg.user_max_tokens, markers=True,
                                                 cache=cache, progress=progress, pooling=model.cfg.pooling,
                                                 positive_only=positive_only)
@@ -281,7 +331,7 @@ def train_and_evaluate(setting: Setting, enc: EncoderConfig, tr: TrainConfig, *,
     config.seed_everything(tr.seed)
     model = DualEncoder(enc)
     pairs = train.training_pairs(setting.split.train, positive_only=tr.positive_only)
-    trainer = train.Trainer(model, pairs, setting.item_text, setting.history_text, replace(tr, checkpoint_every=0),
+    trainer = train.Trainer(model, pairs, *setting.texts_for(enc), replace(tr, checkpoint_every=0),
                             catalogue=setting.ml.item_ids, progress=progress)
     trainer.fit()
     system = dual_encoder_system(model, setting, stage, cache=False, progress=False, positive_only=tr.positive_only)
@@ -438,7 +488,8 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def validation_fn(setting: Setting, n_users: int = 150, k: int = 50, seed: int = 0):
+def validation_fn(setting: Setting, n_users: int = 150, k: int = 50, seed: int = 0,
+                  positive_only: bool = True):
     """The validation measure a training run reports: recall on a fixed sample of validation
     users, full catalogue.
 
@@ -447,6 +498,8 @@ def validation_fn(setting: Setting, n_users: int = 150, k: int = 50, seed: int =
         n_users: validation users sampled.
         k: the list length.
         seed: the sample's seed.
+        positive_only: False writes the prompts from every rating with its score, as the
+            "full history" recipes train (:func:`dual_encoder_system`).
 
     Returns:
         A function ``model -> {"recall@50": ...}`` (the key names ``k``).
@@ -458,7 +511,8 @@ def validation_fn(setting: Setting, n_users: int = 150, k: int = 50, seed: int =
     eval_data = evaluate.EvalData.from_split(setting.split, "valid", setting.ml.item_ids).subset(users)
 
     def fn(model) -> dict:
-        system = dual_encoder_system(model, setting, "valid", cache=False, progress=False)
+        system = dual_encoder_system(model, setting, "valid", cache=False, progress=False,
+                                     positive_only=positive_only)
         res = evaluate.evaluate(system, eval_data, ks=(k,))
         return {f"recall@{k}": res.mean(f"recall@{k}")}
 
@@ -498,8 +552,9 @@ def train_recipe(name: str, mode: str = "quick", *, setting: Setting | None = No
     pairs = train.training_pairs(setting.split.train, positive_only=tr.positive_only)
     out = Path(out_dir) if out_dir else config.cache_dir("runs") / f"{name}-{config.get_mode(mode)}"
     cls = train.SequenceTrainer if tr.positions else train.Trainer
-    trainer = cls(model, pairs, setting.item_text, setting.history_text, tr, out_dir=out,
-                  evaluate_fn=validation_fn(setting) if evaluate_every else None,
+    trainer = cls(model, pairs, *setting.texts_for(enc), tr, out_dir=out,
+                  evaluate_fn=validation_fn(setting, positive_only=tr.positive_only)
+                  if evaluate_every else None,
                   catalogue=setting.ml.item_ids, progress=progress)
     trainer.fit(max_seconds=max_seconds, stop_at=stop_at)
     return trainer

@@ -454,7 +454,7 @@ def item_texts(
 # --------------------------------------------------------------------------------------------
 
 
-def _format_rating(r: float) -> str:
+def format_rating(r: float) -> str:
     return f"{float(r):g}"
 
 
@@ -556,12 +556,12 @@ def _prompt_pieces(hist: pd.DataFrame, item_text: pd.Series, tokenizer, markers:
     if markers:
         prefix = HISTORY
         item_piece = item_text.astype(str)
-        rating_piece = lambda r: f"{RATED} {_format_rating(r)}"  # noqa: E731
+        rating_piece = lambda r: f"{RATED} {format_rating(r)}"  # noqa: E731
     else:
         prefix = "Movies this user rated, oldest first:" if show_rating or not positive_only else \
             "Movies this user liked, oldest first:"
         item_piece = "\n" + item_text.astype(str)
-        rating_piece = lambda r: f" (rated {_format_rating(r)})"  # noqa: E731
+        rating_piece = lambda r: f" (rated {format_rating(r)})"  # noqa: E731
     used = pd.Index(hist["item_id"].unique())
     item_piece = item_piece.reindex(used)
     item_len = pd.Series(count_tokens(tokenizer, item_piece.tolist(), add_special_tokens=False),

@@ -140,9 +140,18 @@ def sample_hard_negatives(pairs: Pairs, index: np.ndarray, k: int, rng: np.rando
     Returns:
         The (len(index), k) item ids.
     """
-    out = np.empty((len(index), k), dtype=np.int64)
-    for row, i in enumerate(index):
-        pool = pairs.negatives.get(int(pairs.user_id[i]))
+    return user_hard_negatives(pairs.negatives, pairs.user_id[np.asarray(index, dtype=np.int64)],
+                               k, rng, fallback)
+
+
+def user_hard_negatives(negatives: dict, users, k: int, rng: np.random.Generator,
+                        fallback: np.ndarray) -> np.ndarray:
+    """(len(users), k) item ids: each user's disliked items (``Pairs.negatives``), drawn with
+    replacement, or random ``fallback`` items for a user with none (:func:`sample_hard_negatives`
+    for a batch of pairs; the every-position trainer draws per target)."""
+    out = np.empty((len(users), k), dtype=np.int64)
+    for row, u in enumerate(users):
+        pool = negatives.get(int(u))
         src = pool if pool is not None and len(pool) else fallback
         out[row] = rng.choice(src, size=k, replace=True)
     return out
@@ -188,6 +197,8 @@ class TrainConfig:
     # Every-position training: > 0 makes a step take ``batch_size`` *users*, one forward each
     # over a window of their history, and up to ``positions`` next-item targets per window.
     positions: int = 0
+    # loss="bce" only: the cosine above which sigmoid((s - bias) / t) says "yes"
+    bce_bias: float = 0.5
 
     def to_dict(self) -> dict:
         """The config as JSON-ready values, for a checkpoint or a run's meta."""
@@ -291,8 +302,8 @@ class Trainer:
         self.rank, self.world = distributed.dist_info()
         if cfg.loss not in ("infonce", "bce"):
             raise ValueError(f"loss must be 'infonce' or 'bce', got {cfg.loss!r}")
-        base = (losses.InfoNCE if cfg.loss == "infonce" else losses.BCELoss)(
-            cfg.temperature, learn=cfg.learn_temperature)
+        base = (losses.InfoNCE(cfg.temperature, learn=cfg.learn_temperature) if cfg.loss == "infonce"
+                else losses.BCELoss(cfg.temperature, learn=cfg.learn_temperature, bias=cfg.bce_bias))
         self.loss_fn = losses.MatryoshkaLoss(base, cfg.matryoshka_dims) if cfg.matryoshka_dims else base
         params = model.trainable_parameters() + [p for p in self.loss_fn.parameters() if p.requires_grad]
         if not params:
@@ -477,8 +488,10 @@ class Trainer:
             return None
         saved = json.loads((ckpt / "state.json").read_text())
         mine = json.loads(json.dumps(self.cfg.to_dict()))
+        # a setting added after the checkpoint was written reads as its default
+        default = json.loads(json.dumps(TrainConfig().to_dict()))
         diff = {k for k in mine if k not in ("steps", "eval_every", "checkpoint_every", "patience")
-                and saved["train_config"].get(k) != mine[k]}
+                and saved["train_config"].get(k, default[k]) != mine[k]}
         if diff:
             raise ValueError(
                 f"{ckpt} was written with different settings ({sorted(diff)}); resume with the same "
@@ -550,20 +563,38 @@ class SequenceTrainer(Trainer):
         cfg, h = self.cfg, self.pairs.history
         if cfg.positions < 1:
             raise ValueError("SequenceTrainer needs TrainConfig.positions >= 1")
-        if cfg.hard_negatives or cfg.matryoshka_dims or not cfg.positive_only:
-            raise ValueError("SequenceTrainer trains positive-only histories without hard "
-                             "negatives or Matryoshka; use Trainer for those ablations")
+        if cfg.matryoshka_dims:
+            raise ValueError("SequenceTrainer does not train Matryoshka; use Trainer for it")
+        if cfg.objective == "catalogue" and (cfg.hard_negatives or cfg.loss != "infonce"):
+            raise ValueError("objective='catalogue' is a softmax over the catalogue: no hard "
+                             "negatives or BCE; use objective='in_batch'")
         if cfg.objective == "catalogue":
             self.loss_fn = losses.CatalogueSoftmax(cfg.temperature)
-        seqs = interactions.Sequences.from_ratings(h, "training ratings")
-        self.seq_items, self.seq_times = seqs.item_id, seqs.timestamp
-        keep = seqs.count >= 2  # a target needs one earlier positive
+        # positive-only histories (the book's), or every rating with its score shown in the
+        # prompt (the full-history ablation); targets are always positives
+        full = not cfg.positive_only
+        seqs = interactions.Sequences.from_ratings(h, "training ratings", every_rating=full)
+        self.seq_items, self.seq_times, self.seq_rating = seqs.item_id, seqs.timestamp, seqs.rating
+        keep = seqs.count >= 2  # a target needs one earlier row
+        if full:  # ... and must be a positive after the first row
+            liked = seqs.rating >= interactions.POSITIVE_MIN
+            self.liked_rows = [np.flatnonzero(liked[s + 1 : s + c]) + s + 1
+                               for s, c in zip(seqs.start, seqs.count)]
+            keep &= np.array([len(r) > 0 for r in self.liked_rows])
+            self.liked_rows = [r for r, k in zip(self.liked_rows, keep) if k]
         self.seq_users, self.seq_start, self.seq_count = (
             seqs.users[keep], seqs.start[keep], seqs.count[keep])
         tok = self.model.tokenizer
         pieces = self.history_text.reindex(np.unique(self.seq_items)).astype(str)
         self.piece_len = pd.Series(text.count_tokens(tok, pieces.tolist(), add_special_tokens=False),
                                    index=pieces.index)
+        # each row's tokens in a prompt: its item text, plus "[RATED] 4.5" when scores show
+        self.row_len = self.piece_len.reindex(self.seq_items).to_numpy()
+        if full:
+            scores = np.unique(self.seq_rating)
+            shown = text.count_tokens(tok, [f"{text.RATED} {text.format_rating(r)}" for r in scores],
+                                      add_special_tokens=False)
+            self.row_len = self.row_len + pd.Series(shown, index=scores).reindex(self.seq_rating).to_numpy()
         self.prefix_len = int(text.count_tokens(tok, [text.HISTORY])[0])
         self.item_token = tok.convert_tokens_to_ids(text.ITEM)
 
@@ -577,12 +608,16 @@ class SequenceTrainer(Trainer):
         out = []
         for u in rng.choice(len(self.seq_users), size=cfg.batch_size, replace=True):
             s0, n = int(self.seq_start[u]), int(self.seq_count[u])
-            stop = s0 + int(rng.integers(1, n))  # the last target's row
-            lens = self.piece_len.reindex(self.seq_items[s0:stop]).to_numpy()
-            fit = interactions.newest_that_fit(lens, room)
+            if self.seq_rating is None:
+                stop = s0 + int(rng.integers(1, n))  # the last target's row
+            else:
+                stop = int(rng.choice(self.liked_rows[u]))  # ... a positive
+            fit = interactions.newest_that_fit(self.row_len[s0:stop], room)
             start = stop - max(fit, 1)
             cand = np.arange(start + 1, stop + 1)
             cand = cand[prefix_boundaries(self.seq_times, start, stop, cand) > 0]
+            if self.seq_rating is not None:
+                cand = cand[self.seq_rating[cand] >= interactions.POSITIVE_MIN]
             if len(cand) == 0:
                 continue
             others = cand[:-1]
@@ -599,21 +634,32 @@ class SequenceTrainer(Trainer):
         wins = self.windows(step)
         frames, rows, n_items, targets = [], [], [], []
         for r, (_, start, stop, tgt) in enumerate(wins):
+            score = 5.0 if self.seq_rating is None else self.seq_rating[start:stop]
             frames.append(pd.DataFrame({"user_id": r, "item_id": self.seq_items[start:stop],
-                                        "rating": 5.0, "timestamp": self.seq_times[start:stop]}))
+                                        "rating": score, "timestamp": self.seq_times[start:stop]}))
             b = prefix_boundaries(self.seq_times, start, stop, tgt)
             rows += [r] * len(tgt)
             n_items += b.tolist()
             targets += self.seq_items[tgt].tolist()
+        full = not self.cfg.positive_only
         prompts = text.user_prompts(pd.concat(frames, ignore_index=True), self.history_text,
-                                    self.model.tokenizer, budget=None, users=range(len(wins)))
+                                    self.model.tokenizer, budget=None, users=range(len(wins)),
+                                    positive_only=not full, show_rating=full)
         items = np.asarray(targets, dtype=np.int64)
         rng = np.random.default_rng([self.cfg.seed, step, self.rank, 13])
         shared = rng.choice(self.catalogue, size=self.cfg.uniform_negatives, replace=False)
+        user_ids = [wins[r][0] for r in rows]
+        hard = np.zeros((len(items), 0), dtype=np.int64)
+        if self.cfg.hard_negatives:  # each target's user's dislikes (own generator: the
+            # other draws stay those of the recipe without hard negatives)
+            hard = user_hard_negatives(self.pairs.negatives, user_ids, self.cfg.hard_negatives,
+                                       np.random.default_rng([self.cfg.seed, step, self.rank, 17]),
+                                       self.catalogue)
         return {"users": prompts["prompt"].tolist(), "rows": np.asarray(rows), "n_items": np.asarray(n_items),
                 "items": [self.item_text[i] for i in items], "item_ids": torch.as_tensor(items),
-                "user_ids": [wins[r][0] for r in rows],
-                "shared": [self.item_text[i] for i in shared], "shared_ids": torch.as_tensor(shared)}
+                "user_ids": user_ids,
+                "shared": [self.item_text[i] for i in shared], "shared_ids": torch.as_tensor(shared),
+                "hard": [self.item_text[i] for i in hard.reshape(-1)]}
 
     def sampling_log_q(self, cols: np.ndarray, n_pairs: int) -> torch.Tensor:
         """log of how often each column is expected among one step's candidates: ``n_pairs``
@@ -633,7 +679,9 @@ class SequenceTrainer(Trainer):
         """
         cfg, m = self.cfg, self.model
         user_tok = m.tokenize(batch["users"], cfg.user_budget)  # (B, T), nothing cut: windows fit
-        item_tok = m.tokenize(batch["items"] + batch["shared"], m.cfg.item_max_tokens)  # (P + M, T_i)
+        hard_texts = batch.get("hard", [])
+        item_tok = m.tokenize(batch["items"] + batch["shared"] + hard_texts,
+                              m.cfg.item_max_tokens)  # (P + M + P * k, T_i)
         ids = user_tok["input_ids"]
         # the token position where each item starts; a prefix of n items ends before item n+1
         starts = [torch.nonzero(row == self.item_token).flatten() for row in ids]
@@ -646,8 +694,10 @@ class SequenceTrainer(Trainer):
         with config.autocast(m.device.type, enabled=cfg.use_autocast):
             users = m.embed_prefixes(**user_tok, rows=torch.as_tensor(batch["rows"]), ends=ends)
             items = m.embed(**item_tok)
-        n_pos = len(batch["items"])
-        items, shared = items[:n_pos], items[n_pos:]
+        n_pos, n_shared = len(batch["items"]), len(batch["shared"])
+        k = len(hard_texts) // max(n_pos, 1)
+        hard = items[n_pos + n_shared :].reshape(n_pos, k, -1) if k else None
+        items, shared = items[:n_pos], items[n_pos : n_pos + n_shared]
         cols = torch.from_numpy(self.column.reindex(batch["item_ids"].numpy()).to_numpy(np.int64, copy=True))
         if cfg.objective == "in_batch":
             extra = {}
@@ -659,7 +709,8 @@ class SequenceTrainer(Trainer):
                     shared_cols = self.column.reindex(batch["shared_ids"].numpy()).to_numpy(np.int64)
                     extra["shared_log_q"] = self.sampling_log_q(torch.from_numpy(shared_cols), n_pos)
             liked = [self.user_liked.get(u, set()) for u in batch["user_ids"]] if cfg.mask_false_negatives else None
-            return self.loss_fn(users, items, item_ids=batch["item_ids"], user_positives=liked, **extra)
+            return self.loss_fn(users, items, hard=hard, item_ids=batch["item_ids"],
+                                user_positives=liked, **extra)
         mask = None
         if cfg.mask_false_negatives:
             mask = torch.zeros((len(cols), len(self.catalogue)), dtype=torch.bool)

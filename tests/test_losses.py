@@ -156,3 +156,21 @@ def test_shared_negatives_join_the_denominator_with_their_correction():
     logits = torch.cat([u @ v.T / 0.1 - lq[None, :], u @ sh.T / 0.1 - slq[None, :]], dim=1)
     logits[1, 3] = float("-inf")
     assert torch.allclose(got, F.cross_entropy(logits, torch.arange(3)), atol=1e-5)
+
+
+def test_bce_corrects_logits_and_counts_shared_negatives_once_each():
+    """BCE with log-Q and shared negatives, against the formula written out by hand."""
+    torch.manual_seed(1)
+    u = F.normalize(torch.randn(2, 4), dim=-1)
+    v = F.normalize(torch.randn(2, 4), dim=-1)
+    s = F.normalize(torch.randn(3, 4), dim=-1)
+    lq, slq = torch.tensor([-1.0, -2.0]), torch.tensor([-0.5, -1.5, -3.0])
+    ids, sids = torch.tensor([10, 11]), torch.tensor([11, 12, 13])  # shared 11 is row 1's own
+    loss = losses.BCELoss(0.1, bias=0.3)(u, v, item_ids=ids, log_q=lq, shared=s,
+                                          shared_ids=sids, shared_log_q=slq)
+    z = (u @ v.T - 0.3) / 0.1 - lq[None, :]
+    zs = (u @ s.T - 0.3) / 0.1 - slq[None, :]
+    pos = F.binary_cross_entropy_with_logits(z.diagonal(), torch.ones(2))
+    negs = torch.cat([z[0, 1:], z[1, :1], zs[0], zs[1, 1:]])  # row 1 drops shared item 11
+    neg = F.binary_cross_entropy_with_logits(negs, torch.zeros(len(negs)))
+    torch.testing.assert_close(loss, pos + neg)

@@ -7,7 +7,7 @@ import json
 import pytest
 from safetensors import safe_open
 
-from llmrec_lib import recipes
+from llmrec_lib import recipes, text
 from llmrec_lib.encoders import DualEncoder, EncoderConfig
 from llmrec_lib.train import TrainConfig
 
@@ -155,3 +155,20 @@ def test_a_serving_point_has_its_own_stored_lists(tmp_path, monkeypatch):
     assert path != recipes.ranking_path(name, "test")
     with pytest.raises(FileNotFoundError, match=f"evaluate {name} --stage test --whole-history 0.5 0.05"):
         recipes.verified_ranking_path(name, "test", (0.5, 0.05))
+
+
+def test_prompts_are_written_the_way_the_encoder_reads_them():
+    from llmrec_lib import synthetic
+
+    setting = recipes.world_setting(synthetic.make_world(n_users=20, n_items=30, seed=1))
+    base = EncoderConfig()
+    assert setting.texts_for(base) == (setting.item_text, setting.history_text)  # the book's own
+    items, history = setting.texts_for(EncoderConfig(history_fields=("title",), pop_format="count"))
+    assert not history.str.contains(text.GENRES, regex=False).any()
+    assert setting.history_text.str.contains(text.GENRES, regex=False).all()
+    assert items.str.contains(r"\[POP\] \d+$").all()  # the raw count, not a bucket token
+    assert setting.texts_for(EncoderConfig(pop_format="count"))[1] is setting.history_text
+    # an adapter saved before these settings existed reads as the book's prompts
+    old = {k: v for k, v in base.to_dict().items() if k not in ("history_fields", "pop_format")}
+    assert EncoderConfig.from_dict(old) == base
+    assert EncoderConfig.from_dict(EncoderConfig(history_fields=("title",)).to_dict()).history_fields == ("title",)

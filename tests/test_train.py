@@ -190,7 +190,8 @@ def _sequence_trainer(world_split, tmp_path, steps, **kw):
     items = text.item_texts(w.ml.movies, fields=("title", "genres"))
     cfg = train.TrainConfig(steps=steps, batch_size=3, lr=1e-3, warmup_steps=2, checkpoint_every=3,
                             user_budget=160, positions=4, seed=5, use_autocast=False, **kw)
-    return train.SequenceTrainer(model, train.training_pairs(split.train), items, items, cfg,
+    pairs = train.training_pairs(split.train, positive_only=cfg.positive_only)
+    return train.SequenceTrainer(model, pairs, items, items, cfg,
                                  out_dir=tmp_path, catalogue=w.ml.item_ids, progress=False)
 
 
@@ -322,3 +323,53 @@ def test_configs_save_tuples_as_lists_and_read_back():
     assert train.TrainConfig(matryoshka_dims=()).to_dict()["matryoshka_dims"] is None
     enc = EncoderConfig(lora_targets=("q_proj", "v_proj"))
     assert EncoderConfig.from_dict(json.loads(json.dumps(enc.to_dict()))) == enc
+
+
+def test_sequence_hard_negatives_are_each_targets_users_dislikes(world_split, tmp_path):
+    plain = _sequence_trainer(world_split, tmp_path / "a", steps=1, uniform_negatives=8)
+    t = _sequence_trainer(world_split, tmp_path / "b", steps=1, uniform_negatives=8,
+                          hard_negatives=2)
+    batch, base = t.make_batch(0), plain.make_batch(0)
+    # the recipe's other draws are untouched: same windows, targets and shared negatives
+    assert batch["users"] == base["users"] and batch["items"] == base["items"]
+    assert np.array_equal(batch["shared_ids"], base["shared_ids"])
+    assert len(batch["hard"]) == 2 * len(batch["items"])
+    by_text = {v: k for k, v in t.item_text.items()}
+    for p, user in enumerate(batch["user_ids"]):
+        pool = t.pairs.negatives.get(int(user))
+        for h in batch["hard"][2 * p : 2 * p + 2]:
+            if pool is not None and len(pool):
+                assert by_text[h] in set(pool.tolist())
+    with torch.no_grad():  # the hard negatives enter the softmax: the loss grows
+        with_hard = float(t.compute_loss(batch))
+        without = float(t.compute_loss(batch | {"hard": []}))
+    assert with_hard > without
+
+
+def test_full_history_windows_show_scores_and_end_at_positives(world_split, tmp_path):
+    t = _sequence_trainer(world_split, tmp_path, steps=1, positive_only=False)
+    assert t.seq_rating is not None and (t.seq_rating < 4).any()  # dislikes are in the prompts
+    for step in range(5):
+        for _, start, stop, targets in t.windows(step):
+            assert stop in targets
+            assert (t.seq_rating[targets] >= 4).all()  # a target is always a positive
+            assert (train.prefix_boundaries(t.seq_times, start, stop, targets) >= 1).all()
+    batch = t.make_batch(0)
+    assert all(text.RATED in u for u in batch["users"])
+    lens = text.count_tokens(t.model.tokenizer, batch["users"])
+    assert (lens <= t.cfg.user_budget).all()  # the scores' tokens were budgeted
+    loss = t.compute_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_sequence_bce_takes_the_mixed_negatives_and_its_bias(world_split, tmp_path):
+    kw = dict(uniform_negatives=8, log_q=True, loss="bce")
+    low = _sequence_trainer(world_split, tmp_path / "a", steps=1, bce_bias=0.2, **kw)
+    high = _sequence_trainer(world_split, tmp_path / "b", steps=1, bce_bias=0.6, **kw)
+    batch = low.make_batch(0)
+    with torch.no_grad():
+        a, b = float(low.compute_loss(batch)), float(high.compute_loss(batch))
+    assert np.isfinite(a) and np.isfinite(b) and abs(a - b) > 1e-2
+    with pytest.raises(ValueError, match="catalogue"):
+        _sequence_trainer(world_split, tmp_path / "c", steps=1, objective="catalogue", loss="bce")
