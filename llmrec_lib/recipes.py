@@ -92,7 +92,7 @@ RECIPES.update(MIXED_ABLATIONS)
 # cost what their first seed did (75 min for "mixed"), so they were trained on a GPU
 # (tools/train_recipes.py; each adapter's record says where).
 SEED_OF: dict[str, tuple[str, int]] = {}
-for _base in ("infonce", "matryoshka", "ablate-hard2", "mixed"):
+for _base in ("infonce", "matryoshka", "ablate-hard2", "mixed", "mixed-pop-count"):
     SEED_OF[_base] = (_base, 0)
     for _k in (1, 2):
         _enc, _tr = RECIPES[_base]
