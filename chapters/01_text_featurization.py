@@ -369,8 +369,8 @@ assert magnitude_rho["SmolLM2"] > 0.3
 # number is the whole text. LinkedIn's finding is about something harder: after fine-tuning, a
 # count buried in a long prompt and averaged with hundreds of other tokens barely moved the
 # member-item score (correlation with popularity about -0.004), while a bucket token, one
-# embedding per decile, did (0.116). We carry both renderings forward; chapter 04 measures the
-# difference after training.
+# embedding per decile, did (0.116). We carry both renderings forward; chapter 04 (section 5)
+# trains a model on each and measures the difference: on our data, the opposite of LinkedIn's.
 
 # %% [markdown]
 # ## 4. A user as a prompt: positive-only, oldest to newest

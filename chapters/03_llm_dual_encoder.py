@@ -819,7 +819,7 @@ claims.check(
 # chapter, including the untrained one: "popularity alone" is an arm too.
 
 # %%
-BETAS = [0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0]
+BETAS = list(recipes.SERVING_BETAS)  # 0, .02, .05, .1, .2, .4, 1
 valid_data = evaluate.EvalData.from_split(setting.split, "valid", setting.ml.item_ids)
 llm = {ZERO: zero, TUNED: tuned}
 beta, beta_grid, prior = {}, {}, {}
@@ -1178,7 +1178,7 @@ for claim, (holds, detail) in SECOND.items():
 # popularity. That model at that point is the book's LinkedIn arm from here on.
 
 # %%
-WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]
+WEIGHTS = list(recipes.SERVING_WEIGHTS)  # 0, .25, .5, .75, 1
 valid_sys = {  # the validation-stage systems (cached vectors: seconds)
     TUNED: recipes.dual_encoder_system(
         tuned, setting, "valid", name=TUNED, progress=False

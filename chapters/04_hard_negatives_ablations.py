@@ -24,12 +24,12 @@
 # The numbers quoted in the prose are those of the reference data, the 2018 ml-latest-small
 # release. On other data (your own, or a derived copy) sections 1 and 2 run live on your data,
 # with the untrained model standing in for the committed base arm. The six arms of sections 3
-# and 4 and the longer-trained model are committed adapters trained on the reference split,
-# which would score users whose test movies they trained on: on other data they are not
-# evaluated. Section 5's synthetic world does not depend on your data, so its result is the
-# reference run's; it costs about four minutes, so on other data it runs only when you set
-# `synthetic_everywhere = True`. The closing table, "Which claims hold on this data", lists
-# every claim that was not run as "not tested".
+# and 4, the longer-trained model and section 5's arms on chapter 03's base are committed
+# adapters trained on the reference split, which would score users whose test movies they
+# trained on: on other data they are not evaluated. Section 6's synthetic world does not
+# depend on your data, so its result is the reference run's; it costs about four minutes, so
+# on other data it runs only when you set `synthetic_everywhere = True`. The closing table,
+# "Which claims hold on this data", lists every claim that was not run as "not tested".
 
 # %% tags=["parameters"]
 mode = None  # None: take LLMREC_MODE (default "quick"); or "quick" / "full"
@@ -37,7 +37,8 @@ seed = 20251016
 headline = "recall@50"  # the most stable of our metrics on 602 test users
 synthetic_steps = {"quick": 30, "full": 300}
 verify_data = None  # None: LLMREC_DATA_VERIFY (default: verify the reference checksums)
-synthetic_everywhere = False  # section 5 on other data too (same world: same result)
+synthetic_everywhere = False  # section 6 on other data too (same world: same result)
+retrain_arms = True  # full mode: retrain section 3's arms (about 3 h of 2 cores)
 
 # %%
 import json
@@ -64,11 +65,16 @@ cfg = config.settings(
     quick={
         "ablation arms": "committed full-mode adapters, re-measured from their "
         "stored rankings",
+        "arms on chapter 03's base": "committed (GPU-trained), re-measured likewise",
         "live": "hard-negative batches and losses; one arm re-encoded on 100 users; "
         f"synthetic check, MiniLM, {synthetic_steps['quick']} steps per arm",
     },
     full={
-        "ablation arms": f"retrained here, {base_cfg.steps} steps each, then evaluated",
+        "ablation arms": f"retrained here, {base_cfg.steps} steps each, then evaluated"
+        if retrain_arms
+        else "committed full-mode adapters (retrain_arms = False)",
+        "arms on chapter 03's base": "committed (GPU-trained), re-measured from their "
+        "stored rankings",
         "live": f"synthetic check, MiniLM, {synthetic_steps['full']} steps per arm",
     },
 )
@@ -78,7 +84,7 @@ print(config.data_status(cfg.data_dir))
 # %% [markdown]
 # Every check below goes through `claims`: a claim pinned to the reference numbers ("two hard
 # negatives change Recall@50 by no detectable amount") is asserted on the reference release
-# and only recorded on other data; a mechanic (the checks in section 5's synthetic world,
+# and only recorded on other data; a mechanic (the checks in section 6's synthetic world,
 # which is the same whatever data you run on) is asserted everywhere. Claims that need the
 # committed adapters are recorded as not tested on other data, with the reason.
 
@@ -318,7 +324,8 @@ ARMS = {
     "ablate-full-history": "full history (all ratings, with scores)",
     "ablate-last-token": "last-token pooling",
 }
-if cfg.mode == "full" and claims.artifacts_fit:  # never publish adapters of other data
+retrain = cfg.mode == "full" and retrain_arms
+if retrain and claims.artifacts_fit:  # never publish adapters of other data
     for name in ARMS:
         t0 = time.perf_counter()
         tr = recipes.train_recipe(name, "full", setting=setting)
@@ -352,7 +359,7 @@ pd.DataFrame(
 # NAME`) also stores each arm's top-100 list per test user beside its adapter, and quick mode
 # re-measures every metric from those lists with chapter 02's protocol, in seconds. To show the
 # stored lists are what the adapter produces, one arm is re-encoded live on 100 test users.
-# On other data the arms, their lists and everything below up to section 5 are skipped: the
+# On other data the arms, their lists and everything below up to section 6 are skipped: the
 # adapters were trained on the reference split, and retraining six arms does not fit a quick
 # run (each takes about half an hour of two cores, then a minute and a half to evaluate).
 
@@ -587,7 +594,299 @@ else:
     claims.skip(long_claim, "needs the committed 'infonce' model and the base arm")
 
 # %% [markdown]
-# ## 5. A second check where the truth is known
+# ## 5. The switches again, on chapter 03's popularity-aware base
+#
+# The six arms above flip a switch on the first-edition recipe: 400 steps of one
+# (member, next movie) pair per forward, a 128-token history and no log-Q correction. That
+# recipe scores below popularity. Chapter 03's second recipe, `mixed`, is the LinkedIn arm
+# the book now serves: a pair at every item boundary of one 256-token forward, log-Q, 32
+# uniformly drawn catalogue items shared by the batch, 800 steps with validation early
+# stopping. A switch that did nothing on a weak model may matter on a strong one, so each
+# switch is flipped again on `mixed`, with two more from chapter 01's prompt design:
+#
+# - **titles only** in the history (no genres): more movies fit the 256 tokens;
+# - popularity written as the **raw count** (`[POP] 173`) instead of the decile token
+#   (`[POP_9]`), the choice chapter 01 explains and LinkedIn made for buckets.
+#
+# BCE gets what section 4's arm did not: its own temperature and bias, chosen on validation
+# from a 2 x 2 grid (0.05 or 0.1; 0.25 or 0.5). Each arm is a recipe in
+# `recipes.py::MIXED_ABLATIONS`, trained by the same `recipes train NAME --mode full
+# --eval-every 200` as `mixed`. The base has three seeds (chapter 03), and so does the
+# raw-count arm; the others have one.
+#
+# **Where they were trained.** Thirteen runs of `mixed`'s cost are about 16 hours of two CPU
+# cores (75 minutes each). They ran side by side on one NVIDIA H200 in about 6 minutes
+# (`tools/train_recipes.py`; each adapter's `encoder.json` names the machine). Chapter 10
+# shows that lists from the GPU and from this CPU agree. In both modes this section
+# re-measures the committed top-100 lists; nothing here trains.
+
+# %%
+NEW_BASE = ["mixed"] + recipes.seeds_of("mixed")
+NEW_ARMS = {
+    "mixed-hard1": "+ 1 hard negative",
+    "mixed-hard2": "+ 2 hard negatives",
+    "mixed-full-history": "full history (all ratings, with scores)",
+    "mixed-last-token": "last-token pooling",
+    "mixed-titles": "titles only in the history",
+    "mixed-pop-count": "popularity as a raw count",
+}
+BCE_GRID = recipes.BCE_GRID  # name -> (temperature, bias)
+
+
+def record(name: str) -> dict:
+    """What an adapter's training recorded (steps, validation evaluations, machine)."""
+    path = recipes.ARTIFACTS / name / "encoder.json"
+    return json.loads(path.read_text())["meta"]
+
+
+def best_valid(name: str) -> tuple[int, float]:
+    """The step and Recall@50 (150 validation users) of the adapter that was kept."""
+    best = max(record(name)["evals"], key=lambda e: e["eval_recall@50"])
+    return best["step"], best["eval_recall@50"]
+
+
+# %% [markdown]
+# ### BCE's temperature and bias, chosen on validation
+#
+# The rule, fixed before the grid was trained: the highest Recall@50 of the kept adapter on
+# the 150 validation users of early stopping; a grid point within 0.005 of the best loses
+# to section 4's setting (0.05, 0.5) if that is among them. Test plays no part.
+
+# %%
+bce_pick, bce_valid = None, None
+if claims.artifacts_fit:
+    bce_valid = pd.DataFrame(
+        {
+            n: {"temperature": t, "bias": b, "valid recall@50": best_valid(n)[1]}
+            for n, (t, b) in BCE_GRID.items()
+        }
+    ).T
+    top = bce_valid["valid recall@50"].max()
+    near = bce_valid.index[bce_valid["valid recall@50"] >= top - 0.005]
+    old = [n for n in near if BCE_GRID[n] == (0.05, 0.5)]
+    bce_pick = old[0] if old else bce_valid["valid recall@50"].idxmax()
+    print(f"chosen on validation: {bce_pick} {BCE_GRID[bce_pick]}")
+    NEW_ARMS[bce_pick] = "BCE, own temperature and bias"
+bce_valid
+
+# %% [markdown]
+# ### Each switch against three seeds of the base
+#
+# One seed of a switch against three of the base cannot say how much the switch's own seed
+# moves it. So each row shows three things: the paired interval over users (against the
+# base's seed mean), the seed-aware interval (`abtest.seed_aware_diff`, which adds the base's
+# seed noise; for the raw-count arm, its own three seeds' too) and the **base's seed range**
+# (best seed minus worst). The rule, stated before the table: a switch changes Recall@50
+# when its seed-aware interval excludes 0 **and** the change is larger than that range; it
+# is within seed noise when the change is smaller than the range.
+
+# %%
+new_res, new_table, seed_range = {}, None, None
+if claims.artifacts_fit:
+    for n in NEW_BASE + [a for arm in NEW_ARMS for a in [arm, *recipes.seeds_of(arm)]]:
+        new_res[n] = recipes.stored_result(n, setting, "test")
+    users = new_res["mixed"].per_user["user_id"].to_numpy()
+
+    def per_user(names: list[str]) -> np.ndarray:
+        """(seeds, users) test Recall@50 of the runs ``names``, the base's users."""
+        return np.stack(
+            [
+                new_res[n].per_user.set_index("user_id")[headline].reindex(users)
+                for n in names
+            ]
+        )
+
+    base_runs = per_user(NEW_BASE)
+    base_means = base_runs.mean(axis=1)
+    seed_range = float(np.ptp(base_means))
+    print(f"base seeds {np.round(base_means, 4)}: range {seed_range:.4f}")
+    rows = []
+    for name, label in NEW_ARMS.items():
+        runs = per_user([name, *recipes.seeds_of(name)])
+        d = abtest.seed_aware_diff(runs, base_runs)
+        u = M.paired_bootstrap(runs.mean(axis=0), base_runs.mean(axis=0), seed=seed)
+        moved = (d.lo > 0 or d.hi < 0) and abs(d.mean_diff) > seed_range
+        rows.append(
+            {
+                "switch": label,
+                "recipe": name,
+                "seeds": len(runs),
+                "valid recall@50": best_valid(name)[1],
+                "test recall@50": runs.mean(),
+                "diff": d.mean_diff,
+                "users lo": u.lo,
+                "users hi": u.hi,
+                "seed-aware lo": d.lo,
+                "seed-aware hi": d.hi,
+                "base seed range": seed_range,
+                "verdict": "changes"
+                if moved
+                else (
+                    "within seed noise" if abs(d.mean_diff) < seed_range else "unclear"
+                ),
+            }
+        )
+    new_table = pd.DataFrame(rows).set_index("switch")
+new_table.round(4) if new_table is not None else None
+
+# %% [markdown]
+# The same effects as a figure: the seed-aware interval of each switch, and the band of the
+# base's seed range around 0.
+
+# %%
+if new_table is not None:
+    t = new_table.sort_values("diff")
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    y = np.arange(len(t))
+    ax.axvspan(-seed_range, seed_range, color="0.9", label="base's seed range")
+    ax.errorbar(
+        t["diff"],
+        y,
+        xerr=[t["diff"] - t["seed-aware lo"], t["seed-aware hi"] - t["diff"]],
+        fmt="o",
+        capsize=3,
+        color=plots.COLORS["test"],
+        label="test Recall@50 minus the base's, seed-aware 95% CI",
+    )
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(y, t.index)
+    ax.set_xlabel("change in test Recall@50 against `mixed` (three seeds)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+    ax.set_title("The switches on the popularity-aware base", fontsize=10)
+    fig.tight_layout()
+
+# %% [markdown]
+# What changes when the base is strong (each asserted below):
+#
+# - **Popularity as a raw count** is the one switch that helps, by about .04 of Recall@50
+#   with three seeds on each side, more than the base's seed range. LinkedIn's buckets exist
+#   because a raw count "barely registered" with their model. Here, with log-Q removing the
+#   popularity that batch sampling teaches, the prompt is the model's only view of how
+#   popular a movie is, and the top decile token lumps a movie rated 20 times with one rated
+#   300 times: the count keeps the difference. That is our reading, not a measured cause.
+# - **Last-token pooling** and **BCE**, even with its own temperature and bias, stay worse,
+#   as on the first-edition base and in the paper.
+# - **Hard negatives**, **full history** and **titles only** move Recall@50 by less than the
+#   base's seed range. Full history was significantly worse on the 400-step base; with 256
+#   tokens and every-position pairs it is no longer distinguishable from positives only. The
+#   base's early-stopped seed (Recall@50 .168) makes that range wide (.027): these are
+#   "no difference we can tell from seed noise", not "no difference".
+
+# %%
+new_claims = {
+    "mixed-pop-count": (
+        "on the popularity-aware base, popularity as a raw count beats the bucket "
+        "token (three seeds each, seed-aware interval above 0, change above the "
+        "base's seed range)",
+        lambda r: r["seed-aware lo"] > 0 and r["diff"] > r["base seed range"],
+    ),
+    "mixed-last-token": (
+        "on the popularity-aware base, last-token pooling is worse (seed-aware "
+        "interval below 0, change beyond the base's seed range)",
+        lambda r: r["seed-aware hi"] < 0 and -r["diff"] > r["base seed range"],
+    ),
+    "bce": (
+        "on the popularity-aware base, BCE with its validation-chosen temperature "
+        "and bias is worse than InfoNCE (seed-aware interval below 0, change beyond "
+        "the base's seed range)",
+        lambda r: r["seed-aware hi"] < 0 and -r["diff"] > r["base seed range"],
+    ),
+}
+for name in ("mixed-hard1", "mixed-hard2", "mixed-full-history", "mixed-titles"):
+    new_claims[name] = (
+        f"on the popularity-aware base, '{NEW_ARMS[name]}' moves test Recall@50 by "
+        "less than the base's seed range",
+        lambda r: abs(r["diff"]) < r["base seed range"],
+    )
+for name, (claim, holds) in new_claims.items():
+    if new_table is None:
+        claims.skip(claim, NOT_HERE)
+        continue
+    r = new_table.set_index("recipe").loc[bce_pick if name == "bce" else name]
+    claims.check(
+        claim,
+        holds(r),
+        detail=f"{r['diff']:+.4f} seed-aware [{r['seed-aware lo']:+.4f}, "
+        f"{r['seed-aware hi']:+.4f}], seed range {r['base seed range']:.4f}",
+    )
+
+# %% [markdown]
+# ### The raw-count arm at its own serving point, against item-kNN
+#
+# Chapter 03 serves `mixed` at a point chosen on validation: the prompt's vector blended
+# with the mean of every liked movie (weight $w$), plus a prior $\beta \log(1 + n_v)$. The
+# raw-count arm gets the same treatment: the same grid and tie rule, on every validation
+# user (`recipes.tune_point`; the point and the grid it was chosen from are stored beside
+# the adapter by `python -m llmrec_lib.recipes tune-point mixed-pop-count`, which also
+# stores the test lists of its three seeds at that point; seeds 1 and 2 are served at seed
+# 0's point, as chapter 03 does for `mixed`). The bar is chapter 03's: to **match item-kNN**
+# a model must come within .01 of it on test Recall@50, with a paired interval that reaches
+# 0. Item-kNN is refitted here with chapter 02's choice of neighbours (seconds).
+
+# %%
+pc_point, pc_res, vs_knn_pc = None, {}, None
+if claims.artifacts_fit:
+    from llmrec_lib import baselines, evaluate
+
+    pc_point = recipes.stored_point("mixed-pop-count")
+    pc_grid = pd.DataFrame(
+        json.loads(recipes.point_path("mixed-pop-count").read_text())["grid"]
+    )
+    print(f"raw-count arm: (w, beta) = {pc_point}, chosen on validation")
+    for n in ["mixed-pop-count", *recipes.seeds_of("mixed-pop-count")]:
+        pc_res[n] = recipes.stored_result(n, setting, "test", point=pc_point)
+    knn_k = records.load("02", "choices")["choices"]["knn_neighbors"]
+    knn = baselines.ItemKNN(
+        setting.ml.item_ids, n_neighbors=None if knn_k == "None" else int(knn_k)
+    ).fit(setting.split.train)
+    test_data = evaluate.EvalData.from_split(setting.split, "test", setting.ml.item_ids)
+    knn_res = evaluate.evaluate(knn.for_stage(setting.split, "test"), test_data)
+    pc_means, vs_knn_pc = abtest.seed_aware_vs(list(pc_res.values()), knn_res, headline)
+    print(
+        f"test {headline}: raw-count arm seeds {np.round(pc_means, 4)}, item-kNN "
+        f"{knn_res.mean(headline):.4f}; difference {vs_knn_pc.mean_diff:+.4f} "
+        f"[{vs_knn_pc.lo:+.4f}, {vs_knn_pc.hi:+.4f}] (seed-aware)"
+    )
+pc_grid.pivot(index="weight", columns="beta", values="metric").round(
+    4
+) if pc_point else None
+
+# %% [markdown]
+# On the reference data validation picks $w = 0.25$, $\beta = 0.02$ (validation Recall@50
+# .277, against .271 for the model alone). At that point the three seeds score .230, .235
+# and .232 on test, against item-kNN's .243: a gap of .011, with a seed-aware interval that
+# reaches 0. Chapter 03's bar asks for a gap of at most .010, so the raw-count arm **misses
+# it by about .001**. One seed (seed 1, .235) would pass on its own; the bar is on the mean
+# of three. This is the nearest the LinkedIn design has come to item-kNN in this book, and
+# the step from chapter 03's `mixed` (.198 at its own point) is one prompt change. Chapter
+# 03 still serves `mixed`; moving the book's arm to this recipe is a chapter 03 change,
+# with its cold-start and multi-source sections measured again.
+
+# %%
+pc_claims = (
+    (
+        "the raw-count arm at its validation-chosen point is not detectably below "
+        "item-kNN (seed-aware interval reaches 0)",
+        lambda d: d.hi >= 0,
+    ),
+    (
+        "the raw-count arm misses chapter 03's match bar (within .01 of item-kNN) by "
+        "less than .005",
+        lambda d: -0.015 < d.mean_diff < -0.01,
+    ),
+)
+for claim, holds in pc_claims:
+    if vs_knn_pc is None:
+        claims.skip(claim, NOT_HERE)
+        continue
+    claims.check(
+        claim,
+        holds(vs_knn_pc),
+        detail=f"{vs_knn_pc.mean_diff:+.4f} [{vs_knn_pc.lo:+.4f}, {vs_knn_pc.hi:+.4f}]",
+    )
+
+# %% [markdown]
+# ## 6. A second check where the truth is known
 #
 # In the synthetic world of chapter 00 every user has planted interests and every impression is
 # logged: an impression without a click is exactly LinkedIn's "shown but not engaged". Training
@@ -741,6 +1040,17 @@ out = {
     "table": table.reset_index().to_dict(orient="records"),  # None where not tested
     "longer_training": p_long._asdict() if p_long is not None else None,
     "spot_check_agreement": agree,
+    "new_base": {
+        "bce_grid": bce_valid.reset_index().to_dict(orient="records")
+        if bce_valid is not None
+        else None,
+        "bce_pick": bce_pick,
+        "table": new_table.reset_index().to_dict(orient="records")
+        if new_table is not None
+        else None,
+        "raw_count_point": list(pc_point) if pc_point else None,
+        "raw_count_vs_item_knn": vs_knn_pc.__dict__ if vs_knn_pc is not None else None,
+    },
     "synthetic": {
         "steps": synthetic_steps[cfg.mode],
         "table": syn_table.reset_index().to_dict(orient="records"),
@@ -779,11 +1089,17 @@ claims.report()  # the data, the guarantee that all held here, every row
 # 4. BCE (with InfoNCE's untuned temperature and a fixed bias), full histories with scores and
 #    last-token pooling are significantly worse, in the paper's direction; four times the
 #    training steps helps more than any switch.
-# 5. In the synthetic world, where a hard negative is a skipped impression as in LinkedIn's
+# 5. On chapter 03's popularity-aware base (`mixed`, three seeds), popularity written as a raw
+#    count beats the bucket token by about .04 of Recall@50, seeds counted; last-token pooling
+#    and BCE (with its own validation-chosen temperature and bias) stay worse; hard negatives,
+#    full history and titles-only histories move it by less than the base's seed range.
+#    Served at its own validation-chosen point, the raw-count arm comes within .011 of
+#    item-kNN (interval reaching 0), missing chapter 03's match bar of .010 by .001.
+# 6. In the synthetic world, where a hard negative is a skipped impression as in LinkedIn's
 #    logs, two hard negatives raise Recall@10 after 300 steps (+0.045 [+0.016, +0.071]) and
 #    show no detectable effect after 30; interest precision sits at its ceiling and cannot
 #    tell the arms apart.
-# 6. A "no difference" is only as strong as its MDE: every one in this chapter comes with it.
+# 7. A "no difference" is only as strong as its MDE: every one in this chapter comes with it.
 #
 # ## Exercises
 #
@@ -795,7 +1111,7 @@ claims.report()  # the data, the guarantee that all held here, every row
 #    64 x 40 = 2,560 padded tokens, as the model computes them.
 # 2. **A harder world.** Build `synthetic.make_world(p_click_other=0.2, seed=1)` (users click
 #    an off-interest item with probability 0.2 instead of the default 0.03, so impressions
-#    carry more signal) and rerun section 5. *Check:* the k=0 arm's interest precision@10
+#    carry more signal) and rerun section 6. *Check:* the k=0 arm's interest precision@10
 #    falls from 0.985 (the default world) to about 0.69, and its Recall@10 from 0.152 to
 #    about 0.081 (quick mode, 30 steps). A precision still near 0.98 means the arms were
 #    trained or judged on the default world. Say whether k=2 now helps, from its paired

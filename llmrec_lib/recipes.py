@@ -11,6 +11,10 @@ A recipe is an :class:`~llmrec_lib.encoders.EncoderConfig` plus a
       python -m llmrec_lib.recipes train <recipe> --mode full
       torchrun --nproc_per_node 2 -m llmrec_lib.recipes train <recipe> --mode full   # 2 processes
 
+A committed adapter's serving point (chapter 03's whole-history weight and popularity prior,
+chosen on validation) is stored beside it by ``python -m llmrec_lib.recipes tune-point
+<recipe>``, with the test lists of the recipe and its seeds at that point.
+
 Everything a recipe needs (split, pairs, prompts, evaluation) is built here once, so a chapter
 and the command line train exactly the same thing.
 """
@@ -449,6 +453,66 @@ def verified_ranking_path(name: str, stage: str = "test", point: tuple[float, fl
     return path
 
 
+# Chapter 03's serving grid, in order of preference (serving.tune_history): less of the
+# whole-history mean first, then the smaller popularity prior.
+SERVING_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SERVING_BETAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
+
+
+def point_path(name: str) -> Path:
+    """Where :func:`tune_point` stores a committed adapter's validation-chosen serving point."""
+    return ARTIFACTS / name / "serving_point.json"
+
+
+def tune_point(name: str, setting: Setting | None = None, *, progress: bool = True) -> dict:
+    """Chapter 03's serving point for the committed adapter of ``name``: the whole-history
+    weight and popularity prior chosen together on every validation user
+    (:func:`llmrec_lib.serving.tune_history` over :data:`SERVING_WEIGHTS` x
+    :data:`SERVING_BETAS`, its tie rule), stored in :func:`point_path` with the grid.
+
+    Args:
+        name: a key of :data:`RECIPES` with a committed adapter.
+        setting: the data (None: :func:`build_setting`).
+        progress: show progress bars.
+
+    Returns:
+        The stored record: recipe, adapter_sha, point [weight, beta], grid, command.
+    """
+    from llmrec_lib import evaluate, serving
+
+    setting = setting or build_setting()
+    model, tr = load_published(name)
+    valid = evaluate.EvalData.from_split(setting.split, "valid", setting.ml.item_ids)
+    system = dual_encoder_system(model, setting, "valid", name=name, progress=progress,
+                                 positive_only=tr.positive_only)
+    counts = text.popularity_counts(setting.split.train, setting.ml.item_ids).to_numpy()
+    point, grid = serving.tune_history(system, valid, counts, SERVING_WEIGHTS, SERVING_BETAS)
+    out = {"recipe": name, "adapter_sha": adapter_sha(name), "point": [float(p) for p in point],
+           "grid": grid.to_dict(orient="list"),
+           "command": f"python -m llmrec_lib.recipes tune-point {name}"}
+    point_path(name).write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def stored_point(name: str) -> tuple[float, float]:
+    """The serving point :func:`tune_point` chose for the committed adapter of ``name`` (a
+    retrained adapter makes it stale: a clear error, never an old point).
+
+    Args:
+        name: a key of :data:`RECIPES`.
+
+    Returns:
+        (weight, beta).
+    """
+    path, command = point_path(name), f"python -m llmrec_lib.recipes tune-point {name}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; run: {command}")
+    rec = json.loads(path.read_text())
+    if rec["adapter_sha"] != adapter_sha(name):
+        raise ValueError(f"{path} was chosen for another adapter; rerun: {command}")
+    return tuple(rec["point"])
+
+
 def stored_result(name: str, setting: Setting, stage: str = "test", ks=(10, 50, 100),
                   point: tuple[float, float] | None = None):
     """The committed adapter's metrics re-measured from its stored top-100 lists (seconds).
@@ -656,7 +720,8 @@ def _cpus() -> int:
 
 
 def main(argv=None) -> int:
-    """The command line: ``train``, ``evaluate`` or ``list`` recipes (see the module docstring).
+    """The command line: ``train``, ``evaluate``, ``tune-point`` or ``list`` recipes (see the
+    module docstring).
 
     Args:
         argv: the arguments (None: ``sys.argv[1:]``).
@@ -676,8 +741,19 @@ def main(argv=None) -> int:
     e.add_argument("--stage", default="test", choices=("valid", "test"))
     e.add_argument("--whole-history", nargs=2, type=float, default=None, metavar=("WEIGHT", "BETA"),
                    help="evaluate chapter 03's serving point: whole-history weight and prior beta")
+    p = sub.add_parser("tune-point", help="choose a committed adapter's serving point on "
+                       "validation; store its test lists there, and its seeds'")
+    p.add_argument("name", choices=sorted(RECIPES))
     sub.add_parser("list", help="list the recipes")
     args = parser.parse_args(argv)
+    if args.cmd == "tune-point":
+        setting = build_setting()
+        point = tuple(tune_point(args.name, setting)["point"])
+        print(f"{args.name}: (weight, beta) = {point} on validation")
+        for n in [args.name, *seeds_of(args.name)]:
+            res = evaluate_published(n, setting, "test", save=True, point=point)
+            print(n, f"test recall@50 {res.mean('recall@50'):.4f}", "saved", ranking_path(n, "test", point))
+        return 0
     if args.cmd == "list":
         for n, (enc, tr) in RECIPES.items():
             print(n, json.dumps(enc.to_dict()), json.dumps(tr.to_dict()))

@@ -12,6 +12,7 @@ from llmrec_lib.encoders import DualEncoder, EncoderConfig
 from llmrec_lib.train import TrainConfig
 
 PUBLISHED = sorted(p.name for p in recipes.ARTIFACTS.glob("*") if (p / "encoder.json").is_file())
+PUBLISHED_DIR = recipes.ARTIFACTS
 
 
 def test_every_recipe_has_a_committed_adapter():
@@ -172,3 +173,28 @@ def test_prompts_are_written_the_way_the_encoder_reads_them():
     old = {k: v for k, v in base.to_dict().items() if k not in ("history_fields", "pop_format")}
     assert EncoderConfig.from_dict(old) == base
     assert EncoderConfig.from_dict(EncoderConfig(history_fields=("title",)).to_dict()).history_fields == ("title",)
+
+
+def test_a_stored_serving_point_must_belong_to_the_committed_adapter(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path)
+    shutil.copytree(PUBLISHED_DIR / "mixed", tmp_path / "mixed")
+    with pytest.raises(FileNotFoundError, match="tune-point mixed"):
+        recipes.stored_point("mixed")
+    rec = {"recipe": "mixed", "adapter_sha": recipes.adapter_sha("mixed"), "point": [0.25, 0.05]}
+    recipes.point_path("mixed").write_text(json.dumps(rec))
+    assert recipes.stored_point("mixed") == (0.25, 0.05)
+    recipes.point_path("mixed").write_text(json.dumps(rec | {"adapter_sha": "0" * 16}))
+    with pytest.raises(ValueError, match="another adapter"):
+        recipes.stored_point("mixed")
+
+
+def test_committed_serving_points_are_current():
+    for name in PUBLISHED:
+        if recipes.point_path(name).is_file():
+            w, b = recipes.stored_point(name)
+            assert w in recipes.SERVING_WEIGHTS and b in recipes.SERVING_BETAS
+            recipes.verified_ranking_path(name, "test", (w, b))
+            for other in recipes.seeds_of(name):
+                recipes.verified_ranking_path(other, "test", (w, b))
