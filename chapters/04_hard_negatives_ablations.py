@@ -750,7 +750,7 @@ if new_table is not None:
     )
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(y, t.index)
-    ax.set_xlabel("change in test Recall@50 against `mixed` (three seeds)")
+    ax.set_xlabel("change in test Recall@50 against mixed (three seeds)")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     ax.set_title("The switches on the popularity-aware base", fontsize=10)
     fig.tight_layout()
