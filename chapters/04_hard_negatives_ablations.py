@@ -614,9 +614,10 @@ else:
 # --eval-every 200` as `mixed`. The base has three seeds (chapter 03), and so does the
 # raw-count arm; the others have one.
 #
-# **Where they were trained.** Thirteen runs of `mixed`'s cost are about 16 hours of two CPU
-# cores (75 minutes each). They ran side by side on one NVIDIA H200 in about 6 minutes
-# (`tools/train_recipes.py`; each adapter's `encoder.json` names the machine). Chapter 10
+# **Where they were trained.** Twelve runs of `mixed`'s cost are about 15 hours of two CPU
+# cores (75 minutes each). They ran side by side on one NVIDIA H200 in about 11 minutes, ten
+# and then two (`tools/train_recipes.py`; each adapter's `encoder.json` names the machine;
+# the commands are in `results/full/README.md`). Chapter 10
 # shows that lists from the GPU and from this CPU agree. In both modes this section
 # re-measures the committed top-100 lists; nothing here trains.
 

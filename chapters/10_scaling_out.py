@@ -2189,7 +2189,7 @@ gpu_runs = pd.DataFrame(
 
 
 def cpu_step(name: str) -> float:
-    """Seconds per step of ``name``'s seed 0 on two CPU cores (NaN: none trained there)."""
+    """Seconds per step of ``name``'s seed 0 on 2 CPU cores (NaN: none there)."""
     if name not in recipes.SEED_OF:
         return np.nan
     meta = train_record(recipes.SEED_OF[name][0])
