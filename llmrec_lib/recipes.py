@@ -460,7 +460,14 @@ SERVING_BETAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0)
 
 
 def point_path(name: str) -> Path:
-    """Where :func:`tune_point` stores a committed adapter's validation-chosen serving point."""
+    """Where :func:`tune_point` stores a committed adapter's validation-chosen serving point.
+
+    Args:
+        name: a key of :data:`RECIPES`.
+
+    Returns:
+        ``artifacts/adapters/<name>/serving_point.json`` (it may not exist).
+    """
     return ARTIFACTS / name / "serving_point.json"
 
 

@@ -455,6 +455,14 @@ def item_texts(
 
 
 def format_rating(r: float) -> str:
+    """A rating as a prompt shows it: ``4.5``, ``3`` (no trailing zeros).
+
+    Args:
+        r: the rating.
+
+    Returns:
+        Its text.
+    """
     return f"{float(r):g}"
 
 

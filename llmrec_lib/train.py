@@ -146,9 +146,20 @@ def sample_hard_negatives(pairs: Pairs, index: np.ndarray, k: int, rng: np.rando
 
 def user_hard_negatives(negatives: dict, users, k: int, rng: np.random.Generator,
                         fallback: np.ndarray) -> np.ndarray:
-    """(len(users), k) item ids: each user's disliked items (``Pairs.negatives``), drawn with
-    replacement, or random ``fallback`` items for a user with none (:func:`sample_hard_negatives`
-    for a batch of pairs; the every-position trainer draws per target)."""
+    """Each user's disliked items, drawn with replacement, or random ``fallback`` items for a
+    user with none (:func:`sample_hard_negatives` for a batch of pairs; the every-position
+    trainer draws per target).
+
+    Args:
+        negatives: ``{user: disliked item ids}`` (``Pairs.negatives``).
+        users: one user id per row.
+        k: negatives per row.
+        rng: the generator (seeded by step, so a resumed run draws the same).
+        fallback: the catalogue's item ids.
+
+    Returns:
+        The (len(users), k) item ids.
+    """
     out = np.empty((len(users), k), dtype=np.int64)
     for row, u in enumerate(users):
         pool = negatives.get(int(u))
