@@ -299,7 +299,7 @@ print(
 # %%
 if claims.artifacts_fit:
     sec = {
-        k: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
+        k: recipes.train_record(n)
         for k, n in ((0, "ablate-base"), (1, "ablate-hard1"), (2, "ablate-hard2"))
     }
     sec = {k: m["train_seconds_all_steps"] / m["steps_done"] for k, m in sec.items()}
@@ -336,10 +336,7 @@ if retrain and claims.artifacts_fit:  # never publish adapters of other data
             f"python -m llmrec_lib.recipes train {name} --mode full",
         )
         recipes.evaluate_published(name, setting, "test", save=True)
-metas = {
-    n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
-    for n in (ARMS if claims.artifacts_fit else ())
-}
+metas = {n: recipes.train_record(n) for n in (ARMS if claims.artifacts_fit else ())}
 pd.DataFrame(
     {
         n: {
@@ -634,15 +631,9 @@ NEW_ARMS = {
 BCE_GRID = recipes.BCE_GRID  # name -> (temperature, bias)
 
 
-def record(name: str) -> dict:
-    """What an adapter's training recorded (steps, validation evaluations, machine)."""
-    path = recipes.ARTIFACTS / name / "encoder.json"
-    return json.loads(path.read_text())["meta"]
-
-
 def best_valid(name: str) -> tuple[int, float]:
     """The step and Recall@50 (150 validation users) of the adapter that was kept."""
-    best = max(record(name)["evals"], key=lambda e: e["eval_recall@50"])
+    best = max(recipes.train_record(name)["evals"], key=lambda e: e["eval_recall@50"])
     return best["step"], best["eval_recall@50"]
 
 

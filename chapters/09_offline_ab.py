@@ -1922,7 +1922,7 @@ times if repro else None
 # %%
 if repro:
     adapter_meta = {
-        n: json.loads((recipes.ARTIFACTS / n / "encoder.json").read_text())["meta"]
+        n: recipes.train_record(n)
         for n in sorted(
             p.name
             for p in recipes.ARTIFACTS.iterdir()

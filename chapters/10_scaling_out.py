@@ -2141,10 +2141,7 @@ print(
 
 
 # %%
-def train_record(name):
-    """A committed run's training record (`encoder.json`'s meta)."""
-    return json.loads((recipes.ARTIFACTS / name / "encoder.json").read_text())["meta"]
-
+train_record = recipes.train_record  # a committed run's encoder.json meta
 
 run_minutes = pd.DataFrame(
     {

@@ -158,11 +158,7 @@ class InfoNCE(_Temperature):
         all_items, offset = gather_with_grad(items)  # (N, d), N = global batch
         scale = self.scale()
         logits = scale * users @ all_items.T  # (B, N)
-        if log_q is not None:
-            all_log_q, _ = gather_with_grad(log_q.to(logits.dtype))  # (N,)
-            if all_log_q.shape != (all_items.shape[0],):
-                raise ValueError(f"log_q needs one value per batch item, got {tuple(log_q.shape)}")
-            logits = logits - all_log_q[None, :]
+        logits = _minus_log_q(logits, log_q)
         if mask is None and item_ids is not None:
             all_ids, _ = gather_with_grad(item_ids)
             mask = false_negative_mask(item_ids, all_ids, offset, user_positives)
@@ -271,11 +267,7 @@ class BCELoss(_Temperature):
         all_items, offset = gather_with_grad(items)
         scale = self.scale()
         logits = scale * (users @ all_items.T - self.bias)  # (B, N)
-        if log_q is not None:
-            all_log_q, _ = gather_with_grad(log_q.to(logits.dtype))
-            if all_log_q.shape != (all_items.shape[0],):
-                raise ValueError(f"log_q needs one value per batch item, got {tuple(log_q.shape)}")
-            logits = logits - all_log_q[None, :]
+        logits = _minus_log_q(logits, log_q)
         n_rows = users.shape[0]
         pos_mask = torch.zeros_like(logits, dtype=torch.bool)
         pos_mask[torch.arange(n_rows), torch.arange(n_rows) + offset] = True
@@ -352,6 +344,17 @@ def _shared_mask(row_items: torch.Tensor, shared_ids: torch.Tensor,
         same = same | torch.tensor([[c in s for c in cols] for s in user_positives], dtype=torch.bool,
                                    device=same.device)
     return same
+
+
+def _minus_log_q(logits: torch.Tensor, log_q: torch.Tensor | None) -> torch.Tensor:
+    """(B, N) in-batch logits minus each column's log-Q, gathered over the global batch like
+    the items (None: unchanged)."""
+    if log_q is None:
+        return logits
+    all_log_q, _ = gather_with_grad(log_q.to(logits.dtype))  # (N,)
+    if all_log_q.shape != (logits.shape[1],):
+        raise ValueError(f"log_q needs one value per batch item, got {tuple(log_q.shape)}")
+    return logits - all_log_q[None, :]
 
 
 def _on(device: torch.device, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:

@@ -363,6 +363,19 @@ def load_published(name: str, device: str | None = None):
     return DualEncoder.from_adapter(path, device=device), tr
 
 
+def train_record(name: str) -> dict:
+    """How the committed adapter of ``name`` was trained: its ``encoder.json``'s meta (command,
+    steps, validation evaluations, seconds, machine).
+
+    Args:
+        name: a key of :data:`RECIPES` with a committed adapter.
+
+    Returns:
+        The record, as :func:`publish` wrote it.
+    """
+    return json.loads((ARTIFACTS / name / "encoder.json").read_text())["meta"]
+
+
 def ranking_path(name: str, stage: str = "test", point: tuple[float, float] | None = None) -> Path:
     """Where ``evaluate`` stores the committed adapter's top-100 lists for ``stage``.
 
