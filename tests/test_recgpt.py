@@ -263,6 +263,38 @@ def test_recent_tags_cover_categories_first():
     assert got[0] == "90s animation"
 
 
+BASE = pd.Series({"Drama": 0.5, "Comedy": 0.3, "Western": 0.2})
+
+
+def test_weighted_tags_without_knobs_is_the_rule():
+    for items in ([1, 2, 3, 6], [3, 4, 1, 6, 6, 5], [5], []):
+        rule = {R.tag_category(t) for t in R.recent_tags(items, ITAGS, n=3)}
+        got = R.weighted_tags(items, ITAGS, BASE, n=3)
+        assert [R.tag_category(t) for t in got] == [
+            R.tag_category(t) for t in R.recent_tags(items, ITAGS, n=3)][:len(got)]
+        assert set(map(R.tag_category, got)) == rule and len(got) == len(rule)
+    assert R.weighted_tags([3, 4, 1], ITAGS, BASE, n=2)[0] == "action sci-fi"  # 2 of 2 items
+
+
+def test_weighted_tags_decay_and_prior():
+    items = [3, 4, 6]  # two sci-fi, then the newest, a western
+    assert R.tag_category(R.weighted_tags(items, ITAGS, BASE, n=1)[0]) == "Sci-Fi"
+    # a half-life of half an item: the newest weighs 1, the next .25 and .0625
+    assert R.tag_category(R.weighted_tags(items, ITAGS, BASE, n=1, half_life=0.5)[0]) == "Western"
+    assert R.weighted_tags(items, ITAGS, BASE, n=1, last=1) == ["70s western"]
+    # the prior fills the empty slots, by base rate, named by the category
+    assert R.weighted_tags([5], ITAGS, BASE, n=3) == ["90s drama"]
+    assert R.weighted_tags([5], ITAGS, BASE, n=3, shrink=0.1) == ["90s drama", "comedy", "western"]
+    assert R.weighted_tags([], ITAGS, BASE, n=2, shrink=1.0) == ["drama", "comedy"]
+    # a strong prior outweighs a thin history: drama's 3 x 1 x .5 beats one sci-fi film;
+    # at 2 x 1 x .5 they tie and the history's category wins
+    assert R.weighted_tags([3], ITAGS, BASE, n=1, shrink=3.0) == ["drama"]
+    assert R.weighted_tags([3], ITAGS, BASE, n=1, shrink=2.0) == ["90s sci-fi"]
+    for bad in (dict(half_life=0), dict(shrink=-1.0), dict(last=0), dict(n=0)):
+        with pytest.raises(ValueError):
+            R.weighted_tags(items, ITAGS, BASE, **bad)
+
+
 def test_prompts_and_answers_round_trip():
     p = R.interest_prompt("2015 liked: A '95 (comedy)", n=5)
     assert "2015 liked" in p and "5 interests" in p
@@ -463,6 +495,9 @@ def test_popular_tags(ml, split):
     pop = R.popular_tags(pos, ml.movies, it, n=6)
     cats = [R.tag_category(p) for p in pop]
     assert len(pop) == 6 and len(set(cats)) == 6
+    rates = R.category_base_rates(pos, ml.movies)
+    assert rates.sum() == pytest.approx(1.0) and rates.is_monotonic_decreasing
+    assert cats == list(rates.index[:6])  # the popular tags name the commonest categories
 
 
 # --------------------------------------------------------------------------------------------

@@ -104,11 +104,13 @@ from llmrec_lib.recgpt.tags import (
     predicted_tags_path,
 )
 from llmrec_lib.recgpt.teacher import (
+    category_base_rates,
     phrase_base_rates,
     popular_tags,
     recent_tags,
     target_tags,
     teacher_interests,
+    weighted_tags,
 )
 from llmrec_lib.recgpt.vocabulary import (
     CATEGORY_KEYWORDS,
@@ -166,6 +168,8 @@ __all__ = [
     "target_tags",
     "popular_tags",
     "recent_tags",
+    "weighted_tags",
+    "category_base_rates",
     "INTEREST_PROMPT",
     "TAG_PROMPT",
     "interest_prompt",

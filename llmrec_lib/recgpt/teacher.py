@@ -5,7 +5,8 @@ a rule anyone can read: :func:`teacher_interests` scores each item-tag phrase by
 often it appears in a user's likes than in everyone's (:func:`phrase_base_rates`) and keeps a
 diverse few; :func:`target_tags` gives the tags of the items a user liked next (chapter 07's
 training targets); :func:`popular_tags` and :func:`recent_tags` are the non-personal and the
-rule-based baselines of chapter 07.
+rule-based baselines of chapter 07, and :func:`weighted_tags` the rule with a recency decay
+and a population prior, tuned on validation (how much room the rule leaves).
 """
 
 from __future__ import annotations
@@ -127,6 +128,29 @@ def target_tags(next_items: Sequence[int], history_items: Sequence[int], itags: 
     return _diverse(ranked, n, max_per_category)
 
 
+def category_base_rates(positives: pd.DataFrame, movies: pd.DataFrame) -> pd.Series:
+    """Share of the positive ratings in ``positives`` whose item has each category
+    (:func:`item_category`): the population's base rates, commonest first (ties by name).
+
+    Args:
+        positives: positive ratings (item_id), from training only.
+        movies: item_id and genres, as ``ml.movies``.
+
+    Returns:
+        Category -> share (summing to 1), commonest first; empty when no positive has one.
+    """
+    data.require_columns(positives, ("item_id",), "positives")
+    genres = movies.set_index("item_id")["genres"]
+    cat_count: dict[str, int] = {}
+    for item_id, k in positives["item_id"].value_counts().items():
+        c = item_category(genres[item_id])
+        if c is not None:
+            cat_count[c] = cat_count.get(c, 0) + int(k)
+    order = sorted(cat_count, key=lambda c: (-cat_count[c], c))
+    counts = pd.Series([cat_count[c] for c in order], index=order, dtype=float)
+    return counts / counts.sum() if len(counts) else counts
+
+
 def popular_tags(positives: pd.DataFrame, movies: pd.DataFrame, itags: pd.Series, *, n: int = 6) -> list[str]:
     """The same tags for everyone (no LLM, no user): the ``n`` categories most often the
     category (:func:`item_category`) of a liked item in ``positives`` (training only), each
@@ -141,20 +165,16 @@ def popular_tags(positives: pd.DataFrame, movies: pd.DataFrame, itags: pd.Series
     Returns:
         ``n`` phrases (fewer when there are fewer categories), commonest category first.
     """
-    data.require_columns(positives, ("item_id",), "positives")
+    rates = category_base_rates(positives, movies)
     genres = movies.set_index("item_id")["genres"]
-    cat_count: dict[str, int] = {}
     phrase_count: dict[str, dict[str, int]] = {}
     for item_id, k in positives["item_id"].value_counts().items():
         c = item_category(genres[item_id])
-        if c is None:
-            continue
-        cat_count[c] = cat_count.get(c, 0) + int(k)
         for p in itags.get(item_id, ()):
-            if tag_category(p) == c:
+            if c is not None and tag_category(p) == c:
                 phrase_count.setdefault(c, {})[p] = phrase_count.setdefault(c, {}).get(p, 0) + int(k)
     out = []
-    for c in sorted(cat_count, key=lambda c: (-cat_count[c], c)):
+    for c in rates.index:
         if phrase_count.get(c):
             out.append(min(phrase_count[c], key=lambda p: (-phrase_count[c][p], p)))
         if len(out) == n:
@@ -207,3 +227,68 @@ def recent_tags(items: Sequence[int], itags: pd.Series, *, n: int = 6, last: int
             c = tag_category(itags[i][0])
             cat_score[c] = cat_score.get(c, 0.0) + w
     return _by_category(phrase_score, cat_score, n, max_per_category)
+
+
+def weighted_tags(items: Sequence[int], itags: pd.Series, base_rates: pd.Series, *, n: int = 6,
+                  last: int | None = 50, half_life: float | None = None, shrink: float = 0.0) -> list[str]:
+    """The counting rule with two knobs, one tag per category: the rule anything that reads
+    only the history has to beat, tuned (chapter 07 measures how far it gets above
+    :func:`recent_tags`).
+
+    Each of the ``last`` liked items (all of them when None) adds ``0.5 ** (age /
+    half_life)`` to its category (age 0 = the newest; every item adds 1 when ``half_life`` is
+    None, and newer items break ties, as in :func:`recent_tags`). Then every category gets
+    ``shrink`` x the history's total weight (at least 1) x its population share
+    (``base_rates``, from :func:`category_base_rates`): a prior that fills the slots a short
+    history leaves empty and pulls a thin history toward what everybody likes. With
+    ``half_life=None`` and ``shrink=0`` it names the categories :func:`recent_tags` names.
+
+    Args:
+        items: the user's liked item ids, oldest first.
+        itags: item_id -> the item's tag phrases (the first names its category).
+        base_rates: category -> population share (:func:`category_base_rates`).
+        n: how many tags (categories) to return.
+        last: how many of the latest liked items to read; None reads all.
+        half_life: the age, in liked items, at which an item's weight halves; None: no decay.
+        shrink: the prior's weight, relative to the history's total weight (>= 0).
+
+    Returns:
+        Up to ``n`` phrases, one per category, best first: the category's most weighted
+        phrase in the history, or the category's name when only the prior put it there.
+    """
+    if n < 1 or (last is not None and last < 1):
+        raise ValueError(f"n and last must be >= 1 (last may be None), got n={n}, last={last}")
+    if half_life is not None and not half_life > 0:
+        raise ValueError(f"half_life must be > 0 or None, got {half_life}")
+    if not shrink >= 0:
+        raise ValueError(f"shrink must be >= 0, got {shrink}")
+    items = [int(i) for i in items]
+    items = items[-last:] if last is not None else items
+    cat_w: dict[str, float] = {}
+    phrase_w: dict[str, float] = {}
+    for rank, i in enumerate(items):
+        phrases = itags.get(i, ())
+        if not len(phrases):
+            continue
+        age = len(items) - 1 - rank
+        w = 1.0 if half_life is None else 0.5 ** (age / half_life)
+        c = tag_category(phrases[0])
+        cat_w[c] = cat_w.get(c, 0.0) + w
+        for p in phrases:
+            if tag_category(p) == c:
+                phrase_w[p] = phrase_w.get(p, 0.0) + w
+    total = sum(cat_w.values())
+    tie = {c: 0.0 for c in cat_w}  # newer breaks ties: the sum of positions, as the rule
+    for rank, i in enumerate(items):
+        if len(itags.get(i, ())):
+            tie[tag_category(itags[i][0])] += rank
+    score = dict(cat_w)
+    if shrink > 0:
+        for c, share in base_rates.items():
+            score[c] = score.get(c, 0.0) + shrink * max(total, 1.0) * float(share)
+    cats = sorted(score, key=lambda c: (-score[c], -tie.get(c, -1.0), c))[:n]
+    out = []
+    for c in cats:
+        own = [p for p in phrase_w if tag_category(p) == c]
+        out.append(min(own, key=lambda p: (-phrase_w[p], p)) if own else c.lower())
+    return out
