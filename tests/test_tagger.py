@@ -88,3 +88,28 @@ def test_committed_tags_match_the_code(setting):
             p = T.tag_prompt(inputs["history_text"][u],
                              T.category_summary(inputs["liked"][u], setting.itags), r["interests"])
             assert R.short_sha(p) == r["prompt_sha"], (stage, u)
+
+
+def test_v3_backfill_is_chapter_07s_validation_choice():
+    import json
+
+    from llmrec_lib import config
+
+    rec = json.loads((config.PROJECT_ROOT / "results" / "full" / "ch07.json").read_text())
+    assert rec["llm_it_v2"]["tuned_rule"]["chosen"] == T.TUNED_RULE
+
+
+def test_v3_prompt_and_targets():
+    p = T.tag_prompt("Toy Story '95 (animation)", "drama 3, comedy 1", ["90s drama"], recent="comedy 1")
+    assert f"last {T.RECENT_LAST} likes: comedy 1.\n" in p and "drama 3, comedy 1" in p
+    assert "last 10 likes" not in T.tag_prompt("Toy Story '95 (animation)", "drama 3", [])
+    # ties and backfill follow the given order; a category no item carries is named
+    t = T.next_tags([4, 6], [1, 2, 5], ITAGS, n=4, order=["Sci-Fi", "Western", "Comedy", "Horror"])
+    assert [R.tag_category(x) for x in t] == ["Sci-Fi", "Horror", "Western", "Comedy"]
+    assert t[2] == "western"
+    rates = pd.Series({"Drama": 0.6, "Comedy": 0.4})
+    # two comedies and a drama (weights 1.97 vs .95), but the prior at weight 2 adds 2 x 2.92
+    # x .6 to drama and 2 x 2.92 x .4 to comedy: the population wins by a hair
+    assert T.backfill_order([1, 2, 5], ITAGS, rates) == ["Drama", "Comedy"]
+    with pytest.raises(ValueError, match="variant"):
+        T.run_full(variant="v9")

@@ -21,14 +21,21 @@ cause and keeps every fix visible:
 * **Post-processing is a separate, measured step.** :func:`one_per_category` drops repeated
   categories and backfills from the rule; chapter 07 reports HR@K with and without it.
 
-Run (resumable; everything cached under ``.cache/recgpt-tagger``)::
+A third variant, ``v3`` (:data:`VARIANTS`), changes two things and nothing else: the prompt
+also summarises the last :data:`RECENT_LAST` likes (recency, which the counts over 50 hide),
+and the targets' backfill follows chapter 07's tuned rule (:data:`TUNED_RULE`: recency and a
+population prior) instead of the history's counts.
+
+Run (resumable; everything cached under ``.cache/recgpt-tagger``, ``-v3`` for v3)::
 
     python -m llmrec_lib.recgpt.tagger full          # writes artifacts/recgpt/tagger/
+    python -m llmrec_lib.recgpt.tagger full --variant v3 --reuse-interests  # tagger-v3/
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -40,6 +47,11 @@ from llmrec_lib import recgpt
 __all__ = [
     "HORIZON",
     "SUMMARY_LAST",
+    "RECENT_LAST",
+    "TUNED_RULE",
+    "Variant",
+    "VARIANTS",
+    "backfill_order",
     "MAX_NEW_TOKENS",
     "category_counts",
     "category_summary",
@@ -56,11 +68,35 @@ HORIZON = 8  # liked films after a cut that the targets describe (the test windo
 SUMMARY_LAST = 50  # likes the category summary counts: the rule's window
 MAX_NEW_TOKENS = 80  # six numbered tags take 30-50 tokens
 OUT = "tagger"
+RECENT_LAST = 10  # v3's second summary: the newest likes
+#: chapter 07's validation choice for :func:`recgpt.weighted_tags` (section 5, "How much room
+#: does the rule leave?"); tests/test_tagger.py checks it against results/full/ch07.json
+TUNED_RULE = {"last": 50, "half_life": 25, "shrink": 2.0}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One LLM_IT recipe: where it is written, what its prompt summarises, how targets backfill.
+
+    Attributes:
+        name: "v2" or "v3".
+        out: its folder under ``artifacts/recgpt``.
+        recent_last: a second summary line over the last this-many likes (None: none).
+        backfill: "history" (the history's counts) or "tuned" (:data:`TUNED_RULE`).
+    """
+
+    name: str
+    out: str
+    recent_last: int | None
+    backfill: str
+
+
+VARIANTS = {"v2": Variant("v2", OUT, None, "history"), "v3": Variant("v3", "tagger-v3", RECENT_LAST, "tuned")}
 
 PROMPT = (
     "A movie fan's latest ratings, grouped by date, oldest first. Each film is written as "
     "title 'year (kinds of film).\n{history}\n\n"
-    "Kinds of film among their last {last} likes, most liked first: {summary}.\n"
+    "{recent}Kinds of film among their last {last} likes, most liked first: {summary}.\n"
     "Their interests: {interests}.\n\n"
     "Suggest {n} tags for movies this fan will like next: one tag per kind of film, the most "
     "likely kind first. Each tag is a modifier and a kind of film, like \"90s sci-fi\". One per "
@@ -129,22 +165,27 @@ def _phrase_for(category: str, item_lists: Sequence[Sequence[int]], itags: pd.Se
 
 
 def next_tags(next_items: Sequence[int], history_items: Sequence[int], itags: pd.Series, *,
-              n: int = recgpt.N_TAGS) -> list[str]:
+              n: int = recgpt.N_TAGS, order: Sequence[str] | None = None) -> list[str]:
     """LLM_IT's target: ``n`` tags, one per category. Categories of ``next_items`` (the next
     :data:`HORIZON` likes) by how many of them fall in it, ties in the history's order; then
     the history's other categories (:func:`category_counts` of ``history_items``) as backfill.
     Each category's phrase is its most frequent one among the next items, else the history's.
+    ``order`` (v3: :func:`backfill_order`) replaces the history's order for ties and backfill;
+    a category it names that no item carries is written as its name.
 
     Args:
         next_items: the next liked item ids after the cut.
         history_items: the liked item ids before the cut, oldest first.
         itags: item_id -> the item's tag phrases.
         n: how many tags to return.
+        order: categories, best first, for ties and backfill (default: the history's counts).
 
     Returns:
         Up to ``n`` phrases, one per category.
     """
     hist_order = [c for c, _ in category_counts(history_items, itags, last=len(history_items) or 1)]
+    if order is not None:
+        hist_order = list(dict.fromkeys(order))
     pos = {c: k for k, c in enumerate(hist_order)}
     nxt: dict[str, int] = {}
     for i in next_items:
@@ -156,6 +197,8 @@ def next_tags(next_items: Sequence[int], history_items: Sequence[int], itags: pd
     out = []
     for c in cats:
         p = _phrase_for(c, [next_items, history_items], itags)
+        if p is None and order is not None:
+            p = c.lower()
         if p is not None:
             out.append(p)
         if len(out) == n:
@@ -163,7 +206,8 @@ def next_tags(next_items: Sequence[int], history_items: Sequence[int], itags: pd
     return out
 
 
-def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int = recgpt.N_TAGS) -> str:
+def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int = recgpt.N_TAGS,
+               recent: str | None = None) -> str:
     """The prompt: compressed titles, the category summary, the (student's) interests.
 
     Args:
@@ -171,12 +215,32 @@ def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int
         summary: the category summary (:func:`category_summary`).
         interests: the student's mined interests (empty: shown as "unknown").
         n: how many tags to ask for.
+        recent: v3's summary of the last :data:`RECENT_LAST` likes, a line before the other
+            (None: no such line, as v2).
 
     Returns:
         The prompt text.
     """
     shown = recgpt.interests_shown(history_text, interests)
-    return PROMPT.format(history=history_text, last=SUMMARY_LAST, summary=summary, interests=shown, n=n)
+    line = "" if recent is None else f"Kinds of film among their last {RECENT_LAST} likes: {recent}.\n"
+    return PROMPT.format(history=history_text, last=SUMMARY_LAST, summary=summary, interests=shown, n=n,
+                         recent=line)
+
+
+def backfill_order(history_items: Sequence[int], itags: pd.Series, base_rates: pd.Series) -> list[str]:
+    """v3's order of categories for ties and backfill: chapter 07's tuned rule
+    (:func:`recgpt.weighted_tags` at :data:`TUNED_RULE`) over every category.
+
+    Args:
+        history_items: the liked item ids before the cut, oldest first.
+        itags: item_id -> the item's tag phrases.
+        base_rates: category -> population share (:func:`recgpt.category_base_rates`).
+
+    Returns:
+        Categories, best first.
+    """
+    tags = recgpt.weighted_tags(history_items, itags, base_rates, n=len(recgpt.TAG_CATEGORIES), **TUNED_RULE)
+    return [recgpt.tag_category(t) for t in tags]
 
 
 def one_per_category(tags: Sequence[str], backfill: Sequence[str], n: int = recgpt.N_TAGS) -> list[str]:
@@ -287,7 +351,7 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
              steps: int | None = None, out: Path | None = None, work: Path | None = None,
              backbone: str = "smollm2-135m", ui_adapter: str | None = None, command: str = "",
              setting: recgpt.Setting | None = None, example_users=None, sft_overrides: dict | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, variant: str = "v2", interests: dict | None = None) -> dict:
     """The full-mode run behind chapter 07's second LLM_IT, resumable at every stage:
 
     1. training cut points (:func:`cut_points`) and the student's interests at each
@@ -295,9 +359,9 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
     2. LoRA SFT of a fresh SmolLM2 on (prompt -> :func:`next_tags`), split by user;
     3. LLM_UI -> LLM_IT for every user of each stage in ``stages`` (``n_users``: stage ->
        size of a seeded sample instead), greedy, cached;
-    4. ``out`` (default ``artifacts/recgpt/tagger``): ``adapter/``, ``tags.jsonl`` (one line per
-       user and stage: interests, raw answer, parsed tags, hit-limit flag, prompt hash) and
-       ``meta.json``.
+    4. ``out`` (default ``artifacts/recgpt/`` + the variant's folder): ``adapter/``,
+       ``tags.jsonl`` (one line per user and stage: interests, raw answer, parsed tags,
+       hit-limit flag, prompt hash) and ``meta.json``.
 
     Args:
         stages: the stages whose users get tags ("test", "valid").
@@ -313,6 +377,9 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
         example_users: draw the cut points from these users only (default: every user).
         sft_overrides: SFTConfig fields to override (e.g. in the tiny-llama test).
         progress: show progress bars.
+        variant: "v2" or "v3" (:data:`VARIANTS`).
+        interests: stage -> {user: interests} already mined by LLM_UI (e.g. v2's committed
+            ones, :func:`load_tags` with ``field="interests"``); users not in it are mined.
 
     Returns:
         The run's meta (what ``meta.json`` holds).
@@ -322,8 +389,12 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
 
     from llmrec_lib import config, generation, sft
 
-    out = Path(out) if out is not None else recgpt.artifacts_dir() / OUT
-    work = Path(work) if work is not None else config.cache_dir("recgpt-tagger")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    var = VARIANTS[variant]
+    out = Path(out) if out is not None else recgpt.artifacts_dir() / var.out
+    suffix = "" if variant == "v2" else f"-{variant}"
+    work = Path(work) if work is not None else config.cache_dir(f"recgpt-tagger{suffix}")
     ui_adapter = str(recgpt.artifacts_dir() / recgpt.ADAPTER) if ui_adapter is None else ui_adapter
     t_all, timings = time.perf_counter(), {}
     setting = setting if setting is not None else recgpt.build_setting()
@@ -339,7 +410,7 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
             cache_dir=work / "generations")
 
     t = time.perf_counter()
-    cuts = _examples(setting, ui_generator, seed, example_users, progress)
+    cuts = _examples(setting, ui_generator, seed, example_users, progress, var)
     tr, va = recgpt.split_examples(cuts, seed=seed)
     timings["examples"] = time.perf_counter() - t
     print(f"{len(tr)} training and {len(va)} validation examples", flush=True)
@@ -356,7 +427,8 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
     for stage in stages:
         t = time.perf_counter()
         users = recgpt.eval_users(setting, (n_users or {}).get(stage), seed, stage=stage)
-        rows += _tag_stage(setting, stage, users, ui_generator, tag_generator, progress)
+        rows += _tag_stage(setting, stage, users, ui_generator, tag_generator, progress, var,
+                           (interests or {}).get(stage, {}))
         timings[f"generate_{stage}"] = time.perf_counter() - t
         recgpt.write_jsonl(out / "tags.jsonl", rows)
         print(f"{stage}: {len(users)} users, {timings[f'generate_{stage}']:.0f} s", flush=True)
@@ -365,6 +437,8 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
         "ui_adapter": str(config.relative_to_root(ui_adapter)) if ui_adapter else None,
         "n_train_examples": len(tr), "n_val_examples": len(va), "sft_config": sft.config_dict(cfg),
         "val_loss_base": base_val, "val_loss_tuned": tuned_val, "horizon": HORIZON, "summary_last": SUMMARY_LAST,
+        "variant": dataclasses.asdict(var), "tuned_rule": TUNED_RULE if var.backfill == "tuned" else None,
+        "interests_reused": {st: len(d) for st, d in (interests or {}).items()},
         "generation_config": dataclasses.asdict(generation_config()), "history_budget": recgpt.HISTORY_BUDGET,
         "timings_s": timings, "wall_s": time.perf_counter() - t_all,
         "hardware": recgpt.hardware(),
@@ -374,33 +448,56 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
     return meta
 
 
-def _examples(setting: recgpt.Setting, ui_generator, seed: int, example_users, progress: bool) -> pd.DataFrame:
+def _base_rates(setting: recgpt.Setting) -> pd.Series:
+    """The population's category shares among training likes (v3's backfill prior)."""
+    pos = setting.split.train[setting.split.train["rating"] >= 4]
+    return recgpt.category_base_rates(pos, setting.ml.movies)
+
+
+def _summaries(liked: Sequence[int], itags: pd.Series, var: Variant) -> tuple[str, str | None]:
+    """The summary line(s) a variant's prompt shows: over :data:`SUMMARY_LAST` likes, and
+    over the last ``var.recent_last`` (None when the variant has no such line)."""
+    recent = None if var.recent_last is None else category_summary(liked, itags, var.recent_last)
+    return category_summary(liked, itags), recent
+
+
+def _examples(setting: recgpt.Setting, ui_generator, seed: int, example_users, progress: bool,
+              var: Variant = VARIANTS["v2"]) -> pd.DataFrame:
     """Step 1 of :func:`run_full`: the training cut points (:func:`cut_points`), the student's
     interests at each (``ui_generator()``: chapter 06's LLM_UI, cached), and each cut point's
-    prompt (:func:`tag_prompt`) and target answer (:func:`next_tags`)."""
+    prompt (:func:`tag_prompt`) and target answer (:func:`next_tags`), as ``var`` writes them."""
     cuts = cut_points(setting, seed=seed, users=example_users)
     ui = ui_generator()
     cuts["interests"] = _interests(ui, cuts["history_text"].tolist(), progress)
     del ui
-    cuts["summary"] = [category_summary(lb, setting.itags) for lb in cuts["liked_before"]]
-    cuts["prompt"] = [tag_prompt(h, s, i) for h, s, i in zip(cuts["history_text"], cuts["summary"], cuts["interests"])]
-    cuts["answer"] = [recgpt.format_answer(next_tags(nx, lb, setting.itags))
-                      for nx, lb in zip(cuts["next_items"], cuts["liked_before"])]
+    sums = [_summaries(lb, setting.itags, var) for lb in cuts["liked_before"]]
+    cuts["summary"] = [a for a, _ in sums]
+    cuts["prompt"] = [tag_prompt(h, a, i, recent=b)
+                      for h, (a, b), i in zip(cuts["history_text"], sums, cuts["interests"])]
+    rates = _base_rates(setting) if var.backfill == "tuned" else None
+    cuts["answer"] = [recgpt.format_answer(next_tags(
+        nx, lb, setting.itags, order=None if rates is None else backfill_order(lb, setting.itags, rates)))
+        for nx, lb in zip(cuts["next_items"], cuts["liked_before"])]
     return cuts
 
 
 def _tag_stage(setting: recgpt.Setting, stage: str, users: Sequence[int], ui_generator, tag_generator,
-               progress: bool) -> list[dict]:
+               progress: bool, var: Variant = VARIANTS["v2"], known: dict | None = None) -> list[dict]:
     """Step 3 of :func:`run_full` for one stage: LLM_UI (``ui_generator()``) mines each user's
     interests, then the fine-tuned LLM_IT (``tag_generator()``, loaded once LLM_UI is freed)
     answers the tag prompt; one row per user with the raw answer, the parsed tags, the prompt
-    hash and the answer's token count."""
+    hash and the answer's token count. ``known``: user -> interests already mined (not mined
+    again)."""
     inputs = setting.stage_inputs(stage)
-    ui = ui_generator()
-    ints = dict(zip(users, _interests(ui, [inputs["history_text"][u] for u in users], progress)))
-    del ui
-    prompts = [tag_prompt(inputs["history_text"][u], category_summary(inputs["liked"][u], setting.itags), ints[u])
-               for u in users]
+    known = {int(u): v for u, v in (known or {}).items()}
+    todo = [u for u in users if int(u) not in known]
+    ints = {int(u): known[int(u)] for u in users if int(u) in known}
+    if todo:
+        ui = ui_generator()
+        ints |= dict(zip((int(u) for u in todo), _interests(ui, [inputs["history_text"][u] for u in todo], progress)))
+        del ui
+    sums = {u: _summaries(inputs["liked"][u], setting.itags, var) for u in users}
+    prompts = [tag_prompt(inputs["history_text"][u], sums[u][0], ints[int(u)], recent=sums[u][1]) for u in users]
     tagger = tag_generator()
     texts = tagger.generate(prompts, progress=progress)
     del tagger
@@ -408,7 +505,7 @@ def _tag_stage(setting: recgpt.Setting, stage: str, users: Sequence[int], ui_gen
     for u, p, txt in zip(users, prompts, texts):
         n_tok = len(setting.tokenizer(txt, add_special_tokens=False)["input_ids"])
         parsed = recgpt.parse_phrases(txt, recgpt.N_TAGS)
-        rows.append({"user_id": u, "stage": stage, "interests": ints[u], "text": txt,
+        rows.append({"user_id": u, "stage": stage, "interests": ints[int(u)], "text": txt,
                      "tags": parsed.items, "ok": parsed.ok, "prompt_sha": recgpt.short_sha(p), "new_tokens": n_tok})
     return rows
 
@@ -442,7 +539,7 @@ def load_tags(stage: str = "test", path: Path | None = None, *, field: str = "ta
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: ``python -m llmrec_lib.recgpt.tagger full [--valid-users N]
-    [--steps S] [--seed S]`` runs :func:`run_full`.
+    [--steps S] [--seed S] [--variant v2|v3] [--reuse-interests]`` runs :func:`run_full`.
 
     Args:
         argv: the arguments (default: ``sys.argv[1:]``).
@@ -460,9 +557,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--valid-users", type=int, default=0, help="validation users to tag (0: all)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="v2")
+    ap.add_argument("--reuse-interests", action="store_true",
+                    help="show the interests committed with v2 (artifacts/recgpt/tagger) instead of mining them again")
     args = ap.parse_args(argv)
     command = config.command_line("llmrec_lib.recgpt.tagger", argv)
-    meta = run_full(n_users={"valid": args.valid_users or None}, steps=args.steps, seed=args.seed, command=command)
+    known = None
+    if args.reuse_interests:
+        known = {st: load_tags(st, field="interests") for st in ("test", "valid")}
+    meta = run_full(n_users={"valid": args.valid_users or None}, steps=args.steps, seed=args.seed, command=command,
+                    variant=args.variant, interests=known)
     print({k: meta[k] for k in ("val_loss_base", "val_loss_tuned", "wall_s")})
     return 0
 
