@@ -717,9 +717,109 @@ check_committed(
 # the rest is recency and a pull toward the population. This is the bar an LLM reading the
 # same history has to clear to "beat the rule" convincingly, and ours is 0.03 below it even
 # with its post-step. Its summary line gives counts over 50 likes, with no recency and no
-# population shares, and 744 training prompts are few to infer either from. A next LLM_IT
-# would show the summary at two horizons (say the last 10 and the last 50 likes) and train
-# on more cut points; the tuned rule is then the baseline to report beside the plain one.
+# population shares, and 744 training prompts are few to infer either from. The tuned rule
+# is the baseline to report beside the plain one, and the next LLM_IT below is given the
+# signal it found.
+
+# %% [markdown]
+# ### A third LLM_IT, given that signal
+#
+# `tagger.py`'s `v3` recipe changes two things and nothing else. Its prompt adds a summary of
+# the last 10 likes above the one over 50, so recency is in view, and its targets' backfill
+# (the slots the next 8 likes leave empty) follows the tuned rule's order instead of the
+# history's counts, so the population prior is in what it learns. It keeps v2's cut points,
+# v2's interests (the same LLM_UI answers, reused from v2's run) and v2's 150 steps. It ran
+# once in full mode (command below); both modes read its committed answers.
+
+# %%
+V3, V3_FIXED = "LLM_IT v3", "LLM_IT v3 + one per category"
+v3_vs = None  # the committed third LLM_IT: only where it fits the data
+if committed:
+    v3_dir = art / "tagger-v3"
+    v3meta = json.loads((v3_dir / "meta.json").read_text())
+    print(
+        v3meta["command"],
+        "| held-out answer loss:",
+        f"base {v3meta['val_loss_base']:.2f},",
+        f"fine-tuned {v3meta['val_loss_tuned']:.2f}",
+    )
+    v3 = tagger.load_tags("test", v3_dir / "tags.jsonl")
+    room |= {
+        V3: hr6_of({u: v3.get(u, []) for u in all_users}, inputs),
+        V3_FIXED: hr6_of(
+            {u: tagger.one_per_category(v3.get(u, []), rule[u]) for u in all_users},
+            inputs,
+        ),
+    }
+    v3_vs = pd.concat(
+        {
+            against: recgpt.paired_rate_table(room, ref, columns=[HR6])
+            for against, ref in (
+                ("minus the rule", RULE50),
+                ("minus the tuned rule", TUNED_RULE),
+                ("minus v2", V2),
+            )
+        }
+    ).droplevel(1)
+    v3_vs = v3_vs[v3_vs["system"].isin([V3, V3_FIXED])]
+    v3_vs["HR@6"] = v3_vs["system"].map(
+        {n: room[n][HR6].mean() for n in (V3, V3_FIXED)}
+    )
+None if v3_vs is None else v3_vs.round(4)
+
+# %% [markdown]
+# Before the verdict, the answers' form: the parser keeps each distinct tag once, so an
+# answer that writes the same line twice names fewer than six tags, and the slot is lost.
+
+# %%
+if committed:
+    short = pd.Series(
+        {
+            name: np.mean([len(t) < recgpt.N_TAGS for t in tags.values()])
+            for name, tags in ((V2, llm2), (V3, v3))
+        },
+        name="answers naming fewer than 6 distinct tags",
+    )
+    print(short.round(3).to_string())
+    v3r = v3_vs.reset_index().set_index(["index", "system"])
+V3_CLAIMS = {  # claim -> (row of v3_vs, holds); measured in full mode, 602 test users
+    "the third LLM_IT beats the second on HR@6 (paired, above 0)": (
+        ("minus v2", V3),
+        lambda r: r["lo"] > 0,
+    ),
+    "alone it still loses to the rule at matched history (interval below 0)": (
+        ("minus the rule", V3),
+        lambda r: r["hi"] < 0,
+    ),
+    "with the post-step it ties the rule (interval spans 0)": (
+        ("minus the rule", V3_FIXED),
+        lambda r: r["lo"] < 0 < r["hi"],
+    ),
+    "with the post-step it still loses to the tuned rule (interval below 0)": (
+        ("minus the tuned rule", V3_FIXED),
+        lambda r: r["hi"] < 0,
+    ),
+}
+for claim, (key, holds) in V3_CLAIMS.items():
+    check_committed(
+        claim, lambda key=key, holds=holds: (holds(v3r.loc[key]), ci(v3r, key, "diff"))
+    )
+check_committed(
+    "over a fifth of the third LLM_IT's answers repeat a tag",
+    lambda: (short[V3] > 0.2, f"{short[V3]:.3f}"),
+)
+
+# %% [markdown]
+# What the numbers say (committed full-mode run, all 602 test users). Recency in the prompt
+# and the tuned order in the targets help: the third LLM_IT beats the second by about 0.015
+# of HR@6, interval just above zero, and with the post-step it now sits level with the rule
+# (+0.006, interval across zero) where v2 sat below it. **The target is still missed**: on its
+# own it loses to the rule at matched history by about 0.02, interval below zero, and even
+# with the post-step it is about 0.017 below the tuned rule. Most of that loss is mechanical
+# again: over a quarter of its answers write one tag twice (greedy decoding, no repetition
+# control), which leaves a slot empty that the post-step fills from the rule. Decoding that
+# cannot repeat a tag is the next fix; it would have to be measured as its own step, like the
+# post-step here.
 
 # %% [markdown]
 # The second LLM_IT's targets and its post-processing step are
@@ -835,6 +935,9 @@ out = {
         "LLM_IT v2": f"artifacts/recgpt/tagger: {tmeta['command']}"
         if committed
         else skipped,
+        "LLM_IT v3": f"artifacts/recgpt/tagger-v3: {v3meta['command']}"
+        if committed
+        else skipped,
         "live": f"{n_live} users",
     },
     "baselines": pd.concat(base.values()).to_dict(orient="records"),
@@ -847,6 +950,9 @@ out = {
             "chosen": {"last": KNOB[0], "half_life": KNOB[1], "shrink": KNOB[2]},
             "paired": room_vs.reset_index(names="against").to_dict(orient="records"),
         },
+        "v3": None
+        if v3_vs is None
+        else v3_vs.reset_index(names="against").to_dict(orient="records"),
     },
     "staleness": {
         "weeks": stale_weeks,
@@ -885,7 +991,8 @@ claims.report()  # the data, the guarantee that all held here, every row
 #    rule for mechanical reasons: truncated answers, repeated categories, a shorter history.
 # 4. A second LLM_IT with those causes removed (section 5) is compared with the rule at
 #    matched history, user by user; the verdict is printed there. A rule tuned on validation
-#    (recency and a population prior) shows how much room the plain count leaves.
+#    (recency and a population prior) shows how much room the plain count leaves, and a
+#    third LLM_IT given that signal closes part of the gap, not all of it.
 # 5. Staleness is measurable; on MovieLens categories two weeks cost nothing we can detect.
 #
 # ## Exercises

@@ -73,11 +73,13 @@ def test_run_full_on_tiny_llama(setting, tmp_path):
         T.load_tags("train", tmp_path / "out" / "tags.jsonl")
 
 
-def test_committed_tags_match_the_code(setting):
+@pytest.mark.parametrize("variant", sorted(T.VARIANTS))
+def test_committed_tags_match_the_code(setting, variant):
     """The committed answers were generated from prompts this code still writes."""
     import json
 
-    path = R.artifacts_dir() / T.OUT / "tags.jsonl"
+    var = T.VARIANTS[variant]
+    path = R.artifacts_dir() / var.out / "tags.jsonl"
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     for stage in ("test", "valid"):
         inputs = setting.stage_inputs(stage)
@@ -85,8 +87,8 @@ def test_committed_tags_match_the_code(setting):
         assert some, stage
         for r in some:
             u = r["user_id"]
-            p = T.tag_prompt(inputs["history_text"][u],
-                             T.category_summary(inputs["liked"][u], setting.itags), r["interests"])
+            summary, recent = T._summaries(inputs["liked"][u], setting.itags, var)
+            p = T.tag_prompt(inputs["history_text"][u], summary, r["interests"], recent=recent)
             assert R.short_sha(p) == r["prompt_sha"], (stage, u)
 
 
