@@ -423,15 +423,8 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
     timings["sft"] = fitted["seconds"]
     base_val, tuned_val = fitted["val_loss_base"], fitted["val_loss_tuned"]
 
-    rows = []
-    for stage in stages:
-        t = time.perf_counter()
-        users = recgpt.eval_users(setting, (n_users or {}).get(stage), seed, stage=stage)
-        rows += _tag_stage(setting, stage, users, ui_generator, tag_generator, progress, var,
-                           (interests or {}).get(stage, {}))
-        timings[f"generate_{stage}"] = time.perf_counter() - t
-        recgpt.write_jsonl(out / "tags.jsonl", rows)
-        print(f"{stage}: {len(users)} users, {timings[f'generate_{stage}']:.0f} s", flush=True)
+    rows = _tag_stages(setting, stages, n_users, seed, (ui_generator, tag_generator), progress, var,
+                       interests, out, timings)
     meta = {
         "command": command, "backbone": backbone, "seed": seed, "users": {s: int((pd.DataFrame(rows)["stage"] == s).sum()) for s in stages},
         "ui_adapter": str(config.relative_to_root(ui_adapter)) if ui_adapter else None,
@@ -479,6 +472,23 @@ def _examples(setting: recgpt.Setting, ui_generator, seed: int, example_users, p
         nx, lb, setting.itags, order=None if rates is None else backfill_order(lb, setting.itags, rates)))
         for nx, lb in zip(cuts["next_items"], cuts["liked_before"])]
     return cuts
+
+
+def _tag_stages(setting: recgpt.Setting, stages: Sequence[str], n_users: dict | None, seed: int, generators,
+                progress: bool, var: Variant, interests: dict | None, out: Path, timings: dict) -> list[dict]:
+    """Step 3 of :func:`run_full`: :func:`_tag_stage` for each stage's (sampled) users, timed
+    into ``timings``; ``tags.jsonl`` is rewritten after each stage, so a finished stage is kept."""
+    import time
+
+    rows: list[dict] = []
+    for stage in stages:
+        t = time.perf_counter()
+        users = recgpt.eval_users(setting, (n_users or {}).get(stage), seed, stage=stage)
+        rows += _tag_stage(setting, stage, users, *generators, progress, var, (interests or {}).get(stage, {}))
+        timings[f"generate_{stage}"] = time.perf_counter() - t
+        recgpt.write_jsonl(out / "tags.jsonl", rows)
+        print(f"{stage}: {len(users)} users, {timings[f'generate_{stage}']:.0f} s", flush=True)
+    return rows
 
 
 def _tag_stage(setting: recgpt.Setting, stage: str, users: Sequence[int], ui_generator, tag_generator,
