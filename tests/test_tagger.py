@@ -88,7 +88,7 @@ def test_committed_tags_match_the_code(setting, variant):
         for r in some:
             u = r["user_id"]
             summary, recent = T._summaries(inputs["liked"][u], setting.itags, var)
-            p = T.tag_prompt(inputs["history_text"][u], summary, r["interests"], recent=recent)
+            p = T.tag_prompt(inputs["history_text"][u], summary, r["interests"], **recent)
             assert R.short_sha(p) == r["prompt_sha"], (stage, u)
 
 

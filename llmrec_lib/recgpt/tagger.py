@@ -207,7 +207,7 @@ def next_tags(next_items: Sequence[int], history_items: Sequence[int], itags: pd
 
 
 def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int = recgpt.N_TAGS,
-               recent: str | None = None) -> str:
+               recent: str | None = None, recent_last: int = RECENT_LAST) -> str:
     """The prompt: compressed titles, the category summary, the (student's) interests.
 
     Args:
@@ -215,14 +215,15 @@ def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int
         summary: the category summary (:func:`category_summary`).
         interests: the student's mined interests (empty: shown as "unknown").
         n: how many tags to ask for.
-        recent: v3's summary of the last :data:`RECENT_LAST` likes, a line before the other
+        recent: v3's summary of the last ``recent_last`` likes, a line before the other
             (None: no such line, as v2).
+        recent_last: how many likes ``recent`` counts, as the prompt states it.
 
     Returns:
         The prompt text.
     """
     shown = recgpt.interests_shown(history_text, interests)
-    line = "" if recent is None else f"Kinds of film among their last {RECENT_LAST} likes: {recent}.\n"
+    line = "" if recent is None else f"Kinds of film among their last {recent_last} likes: {recent}.\n"
     return PROMPT.format(history=history_text, last=SUMMARY_LAST, summary=summary, interests=shown, n=n,
                          recent=line)
 
@@ -393,8 +394,7 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     var = VARIANTS[variant]
     out = Path(out) if out is not None else recgpt.artifacts_dir() / var.out
-    suffix = "" if variant == "v2" else f"-{variant}"
-    work = Path(work) if work is not None else config.cache_dir(f"recgpt-tagger{suffix}")
+    work = Path(work) if work is not None else config.cache_dir(f"recgpt-{var.out}")
     ui_adapter = str(recgpt.artifacts_dir() / recgpt.ADAPTER) if ui_adapter is None else ui_adapter
     t_all, timings = time.perf_counter(), {}
     setting = setting if setting is not None else recgpt.build_setting()
@@ -447,11 +447,14 @@ def _base_rates(setting: recgpt.Setting) -> pd.Series:
     return recgpt.category_base_rates(pos, setting.ml.movies)
 
 
-def _summaries(liked: Sequence[int], itags: pd.Series, var: Variant) -> tuple[str, str | None]:
-    """The summary line(s) a variant's prompt shows: over :data:`SUMMARY_LAST` likes, and
-    over the last ``var.recent_last`` (None when the variant has no such line)."""
-    recent = None if var.recent_last is None else category_summary(liked, itags, var.recent_last)
-    return category_summary(liked, itags), recent
+def _summaries(liked: Sequence[int], itags: pd.Series, var: Variant) -> tuple[str, dict]:
+    """The summary line(s) a variant's prompt shows: over :data:`SUMMARY_LAST` likes, and the
+    :func:`tag_prompt` keywords for the one over the last ``var.recent_last`` (none when the
+    variant has no such line)."""
+    if var.recent_last is None:
+        return category_summary(liked, itags), {}
+    recent = category_summary(liked, itags, var.recent_last)
+    return category_summary(liked, itags), {"recent": recent, "recent_last": var.recent_last}
 
 
 def _examples(setting: recgpt.Setting, ui_generator, seed: int, example_users, progress: bool,
@@ -465,8 +468,7 @@ def _examples(setting: recgpt.Setting, ui_generator, seed: int, example_users, p
     del ui
     sums = [_summaries(lb, setting.itags, var) for lb in cuts["liked_before"]]
     cuts["summary"] = [a for a, _ in sums]
-    cuts["prompt"] = [tag_prompt(h, a, i, recent=b)
-                      for h, (a, b), i in zip(cuts["history_text"], sums, cuts["interests"])]
+    cuts["prompt"] = [tag_prompt(h, a, i, **b) for h, (a, b), i in zip(cuts["history_text"], sums, cuts["interests"])]
     rates = _base_rates(setting) if var.backfill == "tuned" else None
     cuts["answer"] = [recgpt.format_answer(next_tags(
         nx, lb, setting.itags, order=None if rates is None else backfill_order(lb, setting.itags, rates)))
@@ -507,7 +509,7 @@ def _tag_stage(setting: recgpt.Setting, stage: str, users: Sequence[int], ui_gen
         ints |= dict(zip((int(u) for u in todo), _interests(ui, [inputs["history_text"][u] for u in todo], progress)))
         del ui
     sums = {u: _summaries(inputs["liked"][u], setting.itags, var) for u in users}
-    prompts = [tag_prompt(inputs["history_text"][u], sums[u][0], ints[int(u)], recent=sums[u][1]) for u in users]
+    prompts = [tag_prompt(inputs["history_text"][u], sums[u][0], ints[int(u)], **sums[u][1]) for u in users]
     tagger = tag_generator()
     texts = tagger.generate(prompts, progress=progress)
     del tagger

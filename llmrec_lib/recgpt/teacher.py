@@ -266,6 +266,7 @@ def weighted_tags(items: Sequence[int], itags: pd.Series, base_rates: pd.Series,
     items = items[-last:] if last is not None else items
     cat_w: dict[str, float] = {}
     phrase_w: dict[str, float] = {}
+    tie: dict[str, float] = {}  # newer breaks ties: the sum of positions, as the rule
     for rank, i in enumerate(items):
         phrases = itags.get(i, ())
         if not len(phrases):
@@ -274,14 +275,11 @@ def weighted_tags(items: Sequence[int], itags: pd.Series, base_rates: pd.Series,
         w = 1.0 if half_life is None else 0.5 ** (age / half_life)
         c = tag_category(phrases[0])
         cat_w[c] = cat_w.get(c, 0.0) + w
+        tie[c] = tie.get(c, 0.0) + rank
         for p in phrases:
             if tag_category(p) == c:
                 phrase_w[p] = phrase_w.get(p, 0.0) + w
     total = sum(cat_w.values())
-    tie = {c: 0.0 for c in cat_w}  # newer breaks ties: the sum of positions, as the rule
-    for rank, i in enumerate(items):
-        if len(itags.get(i, ())):
-            tie[tag_category(itags[i][0])] += rank
     score = dict(cat_w)
     if shrink > 0:
         for c, share in base_rates.items():
