@@ -86,6 +86,9 @@ class GenerationConfig:
         repetition_penalty: > 1 discourages repeating tokens (small models loop without it);
             local backend only (HTTP servers get ``frequency_penalty`` instead, see
             :class:`OpenAIGenerator`).
+        constraint: the name of a decoding constraint (:func:`register_constraint`), e.g.
+            ``"one-tag-per-category/v1"`` from :mod:`llmrec_lib.recgpt.tagger`: tokens it
+            refuses are never generated. Local backend only. None: unconstrained.
     """
 
     max_new_tokens: int = 64
@@ -95,6 +98,7 @@ class GenerationConfig:
     batch_size: int = 8
     system_prompt: str | None = None
     repetition_penalty: float = 1.0
+    constraint: str | None = None
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -114,6 +118,8 @@ class GenerationConfig:
             bad(f"system_prompt must be a string or None, got {type(self.system_prompt).__name__}")
         if not isinstance(self.repetition_penalty, (int, float)) or not self.repetition_penalty > 0:
             bad(f"repetition_penalty must be > 0 (1.0 = off), got {self.repetition_penalty!r}")
+        if self.constraint is not None and (not isinstance(self.constraint, str) or not self.constraint):
+            bad(f"constraint must be None or a registered name, got {self.constraint!r}")
 
     @property
     def greedy(self) -> bool:
@@ -129,7 +135,58 @@ class GenerationConfig:
         if self.greedy:
             out.pop("seed")
             out.pop("top_p")
+        if self.constraint is None:  # keeps the keys of answers cached before the field existed
+            out.pop("constraint")
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding constraints
+# --------------------------------------------------------------------------------------------
+
+#: name -> factory(tokenizer) -> an object with ``allows(generated_ids, token_id) -> bool``
+CONSTRAINTS: dict[str, Callable] = {}
+
+def register_constraint(name: str, factory: Callable) -> None:
+    """Make a decoding constraint usable as ``GenerationConfig(constraint=name)``.
+
+    Put a version in the name (``"one-tag-per-category/v1"``): the name is part of the answer
+    cache's key, so a changed rule needs a new name, or old answers are served for it.
+
+    Args:
+        name: the constraint's name.
+        factory: ``factory(tokenizer)`` returns an object whose ``allows(generated, token)``
+            says whether ``token`` may follow the answer's tokens so far (``generated``, a
+            list of ids, prompt excluded).
+    """
+    if name in CONSTRAINTS and CONSTRAINTS[name] is not factory:
+        raise ValueError(f"constraint {name!r} is already registered to {CONSTRAINTS[name]!r}")
+    CONSTRAINTS[name] = factory
+
+
+class _Constrained:
+    """A logits processor that applies a registered constraint: in each row it walks the
+    candidates from the highest score down and sets every refused one to ``-inf`` until one is
+    allowed. Under greedy decoding the chosen token is then exactly the best allowed one; under
+    sampling, tokens below the first allowed one are not checked.
+    """
+
+    def __init__(self, constraint, prompt_len: int, eos_ids: list[int]):
+        self.constraint, self.prompt_len, self.eos = constraint, prompt_len, set(eos_ids)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        ranked = torch.argsort(scores, dim=-1, descending=True)
+        for row, ids in enumerate(input_ids[:, self.prompt_len :].tolist()):
+            if self.eos.intersection(ids):
+                continue  # the row has finished; what it generates now is padding
+            head = ranked[row, :64].tolist()  # the allowed token is nearly always near the top
+            for token in head + (ranked[row, 64:].tolist() if len(head) == 64 else []):
+                if self.constraint.allows(ids, token):
+                    break
+                scores[row, token] = float("-inf")
+        return scores
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,6 +491,17 @@ class LocalGenerator(Generator):
             raise ValueError(f"{self.backbone.name!r} has no EOS token: generation could not stop")
         return sorted(int(i) for i in ids)
 
+    def _constraint(self, name: str):
+        """The tokenizer-bound constraint ``name`` (built once per generator)."""
+        if name not in CONSTRAINTS:
+            raise ValueError(f"unknown decoding constraint {name!r}; registered: {sorted(CONSTRAINTS)}. "
+                             "Import the module that registers it first (llmrec_lib.recgpt.tagger "
+                             "registers 'one-tag-per-category/v1').")
+        built = self.__dict__.setdefault("_constraints", {})
+        if name not in built:
+            built[name] = CONSTRAINTS[name](self.tokenizer)
+        return built[name]
+
     def _generate(self, messages, cfg, progress):
         from tqdm.auto import tqdm
 
@@ -485,6 +553,8 @@ class LocalGenerator(Generator):
             pad_token_id=self.backbone.pad_token_id,
         )
         processors = []
+        if cfg.constraint is not None:
+            processors.append(_Constrained(self._constraint(cfg.constraint), input_ids.shape[1], eos))
         if not cfg.greedy:
             processors.append(_SeededSampler(seeds, cfg.temperature, cfg.top_p, device))
         with torch.inference_mode(), _config.autocast(str(device), enabled=self.use_autocast):
@@ -570,6 +640,9 @@ class OpenAIGenerator(Generator):
         return f"openai:{self.model}@{self.base_url}"
 
     def _payload(self, messages: list[Message], cfg: GenerationConfig) -> dict:
+        if cfg.constraint is not None:
+            raise ValueError(f"constraint {cfg.constraint!r} needs the local backend (LocalGenerator): an "
+                             "OpenAI-compatible server cannot run a Python logits processor")
         body = {
             "model": self.model,
             "messages": messages,

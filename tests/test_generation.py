@@ -94,6 +94,48 @@ def test_local_greedy_shapes_determinism_and_batch_invariance(tiny):
     assert [s for s in short] == [o[: len(s)] for o, s in zip(out, short)]  # a prefix of the longer answer
 
 
+class _OnlyVowels:
+    """A test constraint: the answer may hold the bytes of "aeiou" only (and the EOS token)."""
+
+    def __init__(self, tokenizer):
+        self.ok = {tokenizer.convert_tokens_to_ids(c) for c in "aeiou"} | {tokenizer.eos_token_id}
+
+    def allows(self, generated, token):
+        return token in self.ok
+
+
+G.register_constraint("test-only-vowels/v1", _OnlyVowels)
+
+
+def test_constraint_is_applied_keyed_and_checked(tiny):
+    free = G.LocalGenerator(tiny, config=cfg(), use_autocast=False).generate(PROMPTS, progress=False)
+    assert any(set(t) - set("aeiou") for t in free)  # unconstrained, this model writes other bytes
+    gen = G.LocalGenerator(tiny, config=cfg(constraint="test-only-vowels/v1"), use_autocast=False)
+    out = gen.generate(PROMPTS, progress=False)
+    assert all(t and set(t) <= set("aeiou") for t in out), out
+    # the constraint is part of the cache key; an unset one leaves old keys as they were
+    assert "constraint" not in cfg().cache_fields()
+    assert cfg(constraint="test-only-vowels/v1").cache_fields() != cfg().cache_fields()
+    with pytest.raises(ValueError, match="unknown decoding constraint"):
+        gen.generate(PROMPTS, config=cfg(constraint="nope/v1"), progress=False)
+    with pytest.raises(ValueError, match="already registered"):
+        G.register_constraint("test-only-vowels/v1", lambda tok: None)
+    with pytest.raises(ValueError, match="local backend"):
+        G.OpenAIGenerator("http://localhost:1", "m")._payload([], cfg(constraint="test-only-vowels/v1"))
+
+
+def test_constrained_processor_walks_down_to_the_best_allowed_token():
+    class Odd:
+        def allows(self, generated, token):
+            return token % 2 == 1
+
+    scores = torch.tensor([[0.0, 5.0, 9.0, 1.0], [3.0, 2.0, 8.0, 1.0], [9.0, 0.0, 0.0, 0.0]])
+    ids = torch.tensor([[7, 7], [7, 7], [7, 0]])  # row 3 has finished (EOS id 0)
+    out = G._Constrained(Odd(), prompt_len=1, eos_ids=[0])(ids, scores.clone())
+    assert out.argmax(-1).tolist() == [1, 1, 0]  # rows 1-2: the best odd token; row 3 untouched
+    assert out[0, 2] == float("-inf") and out[0, 3] == 1.0  # only refused tokens above it are barred
+
+
 def test_local_sampling_is_seeded_per_prompt(tiny):
     gen = G.LocalGenerator(tiny, config=cfg(temperature=1.0, top_p=0.9, seed=7), use_autocast=False)
     batch = gen.generate(PROMPTS + PROMPTS[:1], progress=False)
