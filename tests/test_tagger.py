@@ -73,13 +73,13 @@ def test_run_full_on_tiny_llama(setting, tmp_path):
         T.load_tags("train", tmp_path / "out" / "tags.jsonl")
 
 
-@pytest.mark.parametrize("variant", sorted(T.VARIANTS))
-def test_committed_tags_match_the_code(setting, variant):
-    """The committed answers were generated from prompts this code still writes."""
+@pytest.mark.parametrize("variant, folder", [(v, "") for v in sorted(T.VARIANTS)] + [("v3", T.CONSTRAINED)])
+def test_committed_tags_match_the_code(setting, variant, folder):
+    """The committed answers (and v3's constrained ones) came from prompts this code writes."""
     import json
 
     var = T.VARIANTS[variant]
-    path = R.artifacts_dir() / var.out / "tags.jsonl"
+    path = R.artifacts_dir() / var.out / folder / "tags.jsonl"
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     for stage in ("test", "valid"):
         inputs = setting.stage_inputs(stage)
@@ -115,3 +115,43 @@ def test_v3_prompt_and_targets():
     assert T.backfill_order([1, 2, 5], ITAGS, rates) == ["Drama", "Comedy"]
     with pytest.raises(ValueError, match="variant"):
         T.run_full(variant="v9")
+
+
+def test_one_tag_per_category_refuses_a_named_category_only():
+    from llmrec_lib import backbones
+
+    c = T.OneTagPerCategory(backbones.build_byte_tokenizer())  # one token per byte
+    tok = c.tokenizer
+
+    def ok(prefix: str, char: str) -> bool:
+        return c.allows(tok(prefix, add_special_tokens=False)["input_ids"], tok.convert_tokens_to_ids(char))
+
+    assert ok("1. 90s war fil", "m")  # the first line is free
+    done = "1. 90s war film\n2. 90s "
+    assert not ok(done + "wa", "r")  # completes War's keyword
+    assert ok(done + "wa", "t") and ok(done + "w", "a")  # too short to tell, or not War
+    assert not ok("1. 90s thriller\n2. 90s th", "r")  # "thr" can only become Thriller's words
+    assert ok("1. 90s drama\n2. 90s dr", "a")  # "dra" may still be Fantasy's "dragon"
+    assert ok("1. 90s romance\n2. 90s ro", "m")  # "rom" may still be Comedy's "rom-com"
+    assert ok("1. 90s romance\n2. 90s mystery\n3. 90s my", "s") is False
+    assert ok(done + "comed", "y") and ok(done, "\n")  # other categories and line ends stay free
+
+
+def test_retag_keeps_the_prompts_and_changes_the_decoding(setting, tmp_path):
+    kw = dict(n_users={"test": 3, "valid": 2}, backbone="tiny-llama", setting=setting,
+              out=tmp_path / "out", work=tmp_path / "work", ui_adapter="", steps=2,
+              sft_overrides={"batch_size": 2, "max_len": 2048, "save_every": 1}, progress=False,
+              example_users=np.sort(setting.split.train["user_id"].unique())[:4].tolist(), variant="v3")
+    T.run_full(command="test", **kw)
+    meta = T.retag("v3", n_users=kw["n_users"], source=tmp_path / "out", work=tmp_path / "work",
+                   backbone="tiny-llama", setting=setting, progress=False)
+    assert meta["users"] == {"test": 3, "valid": 2}
+    assert meta["generation_config"]["constraint"] == T.CONSTRAINT
+    import json
+
+    old = [json.loads(x) for x in (tmp_path / "out" / "tags.jsonl").read_text().splitlines()]
+    new = [json.loads(x) for x in (tmp_path / "out" / "constrained" / "tags.jsonl").read_text().splitlines()]
+    assert [(r["user_id"], r["prompt_sha"], r["interests"]) for r in new] == \
+        [(r["user_id"], r["prompt_sha"], r["interests"]) for r in old]
+    with pytest.raises(FileNotFoundError, match="full --variant v3"):
+        T.retag("v3", source=tmp_path / "missing", setting=setting)

@@ -20,6 +20,10 @@ cause and keeps every fix visible:
   the limit are counted.
 * **Post-processing is a separate, measured step.** :func:`one_per_category` drops repeated
   categories and backfills from the rule; chapter 07 reports HR@K with and without it.
+* **Repetition control is a decoding step, measured on its own.** :class:`OneTagPerCategory`
+  (``GenerationConfig(constraint=CONSTRAINT)``) bars greedy decoding from naming a category
+  that an earlier line named, so the model's own next choice fills the slot a repeat would
+  lose; ``retag`` regenerates a trained variant's answers that way (:func:`retag`).
 
 A third variant, ``v3`` (:data:`VARIANTS`), changes two things and nothing else: the prompt
 also summarises the last :data:`RECENT_LAST` likes (recency, which the counts over 50 hide),
@@ -30,11 +34,13 @@ Run (resumable; everything cached under ``.cache/recgpt-tagger``, ``-v3`` for v3
 
     python -m llmrec_lib.recgpt.tagger full          # writes artifacts/recgpt/tagger/
     python -m llmrec_lib.recgpt.tagger full --variant v3 --reuse-interests  # tagger-v3/
+    python -m llmrec_lib.recgpt.tagger retag --variant v3 --valid-users 100  # tagger-v3/constrained/
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -42,9 +48,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from llmrec_lib import recgpt
+from llmrec_lib import generation, recgpt
 
 __all__ = [
+    "CONSTRAINT",
+    "OneTagPerCategory",
+    "retag",
     "HORIZON",
     "SUMMARY_LAST",
     "RECENT_LAST",
@@ -90,6 +99,68 @@ class Variant:
     recent_last: int | None
     backfill: str
 
+
+CONSTRAINT = "one-tag-per-category/v1"  # the name GenerationConfig.constraint carries
+CONSTRAINED = "constrained"  # retag's folder inside a variant's
+
+
+class OneTagPerCategory:
+    """A decoding constraint: no answer line may name a category an earlier line named.
+
+    A finished line names the category :func:`recgpt.tag_category` gives it (its head noun).
+    While a later line is written, a token is refused when it
+
+    * completes a word of an already named category (``" war"`` after ``"1. 90s war film"``), or
+    * extends a word of three letters or more that can only become such a word (``" sci"``
+      once Sci-Fi is named; ``"rom"`` stays allowed while Comedy's ``"rom-com"`` is unnamed).
+
+    Greedy decoding then writes the best tag the model has left instead of a repeat. The first
+    line, and every category not yet named, are unconstrained.
+
+    Args:
+        tokenizer: the generating model's tokenizer (to read each token's text).
+    """
+
+    _FRAGMENT = re.compile(r"(?:^|[^a-z'-])([a-z'-]{3,})$")
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._pieces: dict[int, str] = {}
+        self.first_words = {c: {w.split(" ")[0] for w in ws} for c, ws in recgpt.CATEGORY_KEYWORDS.items()}
+
+    def _text(self, ids) -> str:
+        for i in ids:
+            if i not in self._pieces:
+                self._pieces[i] = self.tokenizer.decode([i])
+        return "".join(self._pieces[i] for i in ids)
+
+    def allows(self, generated: Sequence[int], token: int) -> bool:
+        """Whether ``token`` may follow the answer so far.
+
+        Args:
+            generated: the answer's token ids so far (prompt excluded).
+            token: the candidate token id.
+
+        Returns:
+            False when the token would name, or can only be the start of naming, a category an
+            earlier line already named.
+        """
+        *done, line = self._text(generated).split("\n")
+        named = {recgpt.tag_category(x) for x in done} - {recgpt.UNMAPPED}
+        if not named:
+            return True
+        new = (line + self._text([token])).split("\n")[0]
+        if named & (set(recgpt.tag_categories(new)) - set(recgpt.tag_categories(line))):
+            return False
+        m = self._FRAGMENT.search(new.casefold())
+        if m is None:
+            return True
+        frag = m.group(1)
+        could = {c for c, words in self.first_words.items() if any(w.startswith(frag) and w != frag for w in words)}
+        return not could or not could <= named
+
+
+generation.register_constraint(CONSTRAINT, OneTagPerCategory)
 
 VARIANTS = {"v2": Variant("v2", OUT, None, "history"), "v3": Variant("v3", "tagger-v3", RECENT_LAST, "tuned")}
 
@@ -311,22 +382,22 @@ def cut_points(setting: recgpt.Setting, *, per_user: int = 2, min_before: int = 
     return pd.DataFrame(rows)
 
 
-def generation_config():
+def generation_config(constrained: bool = False):
     """Greedy decoding of the tags, at most :data:`MAX_NEW_TOKENS` new tokens: enough for six
     numbered tags, short enough that a rambling answer is cut, not waited for.
+
+    Args:
+        constrained: decode under :class:`OneTagPerCategory` (no category named twice).
 
     Returns:
         The :class:`generation.GenerationConfig`.
     """
-    from llmrec_lib import generation
-
-    return generation.GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, batch_size=8)
+    return generation.GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, batch_size=8,
+                                       constraint=CONSTRAINT if constrained else None)
 
 
 def _interests(generator, history_texts: Sequence[str], progress: bool) -> list[list[str]]:
     """The student's interests (LLM_UI, greedy) for each history text."""
-    from llmrec_lib import generation
-
     prompts = [recgpt.interest_prompt(h, recgpt.N_INTERESTS) for h in history_texts]
     texts = generator.generate(prompts, progress=progress)
     res, _ = generation.parse_all(texts, recgpt.parse_phrases, name="interests", n=recgpt.N_INTERESTS)
@@ -388,27 +459,17 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
     import dataclasses
     import time
 
-    from llmrec_lib import config, generation, sft
+    from llmrec_lib import config, sft
 
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    var = VARIANTS[variant]
+    var = _variant(variant)
     out = Path(out) if out is not None else recgpt.artifacts_dir() / var.out
     work = Path(work) if work is not None else config.cache_dir(f"recgpt-{var.out}")
     ui_adapter = str(recgpt.artifacts_dir() / recgpt.ADAPTER) if ui_adapter is None else ui_adapter
     t_all, timings = time.perf_counter(), {}
     setting = setting if setting is not None else recgpt.build_setting()
 
-    def ui_generator():
-        return generation.CachedGenerator(
-            generation.LocalGenerator(backbone, ui_adapter or None, config=recgpt.generation_config()),
-            cache_dir=work / "generations")
-
-    def tag_generator():
-        return generation.CachedGenerator(
-            generation.LocalGenerator(backbone, str(adapter_dir), config=generation_config()),
-            cache_dir=work / "generations")
-
+    adapter_dir = out / "adapter"
+    ui_generator, tag_generator = _generators(backbone, ui_adapter, adapter_dir, work)
     t = time.perf_counter()
     cuts = _examples(setting, ui_generator, seed, example_users, progress, var)
     tr, va = recgpt.split_examples(cuts, seed=seed)
@@ -417,7 +478,6 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
 
     cfg = recgpt.adjust_sft_config(default_sft_config(seed), steps, sft_overrides)
     val_pairs = list(zip(va["prompt"], va["answer"]))
-    adapter_dir = out / "adapter"
     fitted = sft.fit(backbone, list(zip(tr["prompt"], tr["answer"])), val_pairs, cfg, work, adapter_dir,
                      command=command, progress=progress)
     timings["sft"] = fitted["seconds"]
@@ -437,6 +497,80 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
         "hardware": recgpt.hardware(),
         "examples_sha": recgpt.short_sha("".join(cuts["prompt"] + cuts["answer"])),
     }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
+    return meta
+
+
+def _variant(name: str) -> Variant:
+    """The :class:`Variant` called ``name``, or an error that lists them."""
+    if name not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {name!r}")
+    return VARIANTS[name]
+
+
+def _generators(backbone: str, ui_adapter: str | None, adapter_dir: Path, work: Path, constrained: bool = False):
+    """Factories of the two cached generators a run loads in turn: chapter 06's LLM_UI
+    (``ui_adapter``) and the LLM_IT adapter at ``adapter_dir`` (read when called, after SFT)."""
+
+    def ui_generator():
+        return generation.CachedGenerator(
+            generation.LocalGenerator(backbone, ui_adapter or None, config=recgpt.generation_config()),
+            cache_dir=work / "generations")
+
+    def tag_generator():
+        return generation.CachedGenerator(
+            generation.LocalGenerator(backbone, str(adapter_dir), config=generation_config(constrained)),
+            cache_dir=work / "generations")
+
+    return ui_generator, tag_generator
+
+
+def retag(variant: str = "v3", *, stages: Sequence[str] = ("test", "valid"), n_users: dict | None = None,
+          seed: int = 0, source: Path | None = None, out: Path | None = None, work: Path | None = None,
+          backbone: str = "smollm2-135m", command: str = "", setting: recgpt.Setting | None = None,
+          progress: bool = True) -> dict:
+    """A trained variant's answers again, decoded under :class:`OneTagPerCategory`: the same
+    adapter, prompts, interests and users (the same ``n_users`` and ``seed`` draw the same
+    sample), so the decoding is the one change. Resumable (answers cached in ``work``).
+
+    Args:
+        variant: a key of :data:`VARIANTS` whose :func:`run_full` is committed.
+        stages: the stages to tag again.
+        n_users: stage -> the size of the seeded user sample (as the variant's run had it).
+        seed: the seed of that sample.
+        source: the variant's run folder (default ``artifacts/recgpt/`` + its folder).
+        out: where to write ``tags.jsonl`` and ``meta.json`` (default ``source/constrained``).
+        work: the answer cache (default the variant's run cache).
+        backbone: the base model's name.
+        command: the command line, recorded in meta.json.
+        setting: the data, split and facts (default :func:`recgpt.build_setting`).
+        progress: show progress bars.
+
+    Returns:
+        The run's meta (what ``meta.json`` holds).
+    """
+    import dataclasses
+    import time
+
+    from llmrec_lib import config
+
+    var = _variant(variant)
+    source = Path(source) if source is not None else recgpt.artifacts_dir() / var.out
+    if not (source / "adapter").is_dir() or not (source / "tags.jsonl").is_file():
+        raise FileNotFoundError(f"{source} holds no trained {variant}: run `python -m llmrec_lib.recgpt.tagger "
+                                f"full --variant {variant}` first")
+    out = Path(out) if out is not None else source / CONSTRAINED
+    work = Path(work) if work is not None else config.cache_dir(f"recgpt-{var.out}")
+    setting = setting if setting is not None else recgpt.build_setting()
+    known = {st: load_tags(st, source / "tags.jsonl", field="interests") for st in stages}
+    ui_adapter = str(recgpt.artifacts_dir() / recgpt.ADAPTER)
+    gens = _generators(backbone, ui_adapter, source / "adapter", work, constrained=True)
+    t_all, timings = time.perf_counter(), {}
+    rows = _tag_stages(setting, stages, n_users, seed, gens, progress, var, known, out, timings)
+    meta = {"command": command, "variant": variant, "adapter": str(config.relative_to_root(source / "adapter")),
+            "users": {s: sum(r["stage"] == s for r in rows) for s in stages},
+            "generation_config": dataclasses.asdict(generation_config(True)), "timings_s": timings,
+            "wall_s": time.perf_counter() - t_all, "hardware": recgpt.hardware()}
     (out / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
     return meta
 
@@ -551,7 +685,8 @@ def load_tags(stage: str = "test", path: Path | None = None, *, field: str = "ta
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: ``python -m llmrec_lib.recgpt.tagger full [--valid-users N]
-    [--steps S] [--seed S] [--variant v2|v3] [--reuse-interests]`` runs :func:`run_full`.
+    [--steps S] [--seed S] [--variant v2|v3] [--reuse-interests]`` runs :func:`run_full`;
+    ``retag [--variant v3] [--valid-users N] [--seed S]`` runs :func:`retag`.
 
     Args:
         argv: the arguments (default: ``sys.argv[1:]``).
@@ -565,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m llmrec_lib.recgpt.tagger",
                                  description="The second LLM_IT: SFT and tags for validation and test users")
-    ap.add_argument("what", choices=["full"])
+    ap.add_argument("what", choices=["full", "retag"], help="full: train and tag; retag: tag again, constrained")
     ap.add_argument("--valid-users", type=int, default=0, help="validation users to tag (0: all)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -574,6 +709,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="show the interests committed with v2 (artifacts/recgpt/tagger) instead of mining them again")
     args = ap.parse_args(argv)
     command = config.command_line("llmrec_lib.recgpt.tagger", argv)
+    if args.what == "retag":
+        meta = retag(args.variant, n_users={"valid": args.valid_users or None}, seed=args.seed, command=command)
+        print({k: meta[k] for k in ("users", "wall_s")})
+        return 0
     known = None
     if args.reuse_interests:
         known = {st: load_tags(st, field="interests") for st in ("test", "valid")}
