@@ -432,12 +432,13 @@ show.source(towers.tower_losses)
 # %% [markdown]
 # ## 4. The tags the tag tower reads at inference
 #
-# **LLM tags** (the main line): chapter 07's second LLM_IT. For each user, chapter 06's
-# fine-tuned LLM_UI mined interests from the compressed history, and the tag model read those
-# interests, the history and a category summary, and wrote six tags for the next films
-# (`tagger.load_tags`; generated once in full mode by
-# `python -m llmrec_lib.recgpt.tagger full`, for every test user and a seeded sample of
-# validation users, and committed). **Rule tags** (the ablation): the counting rule the
+# **LLM tags** (the main line): the LLM_IT that chapter 07 serves (section 7 there: its
+# third recipe, decoded one tag per category, chosen on validation). For each user, chapter
+# 06's fine-tuned LLM_UI mined interests from the compressed history, and the tag model read
+# those interests, the history and two category summaries, and wrote six tags for the next
+# films (`tagger.served_tags`; generated once in full mode by the commands in
+# `artifacts/recgpt/README.md`, for every test user and a seeded sample of 100 validation
+# users, and committed). **Rule tags** (the ablation): the counting rule the
 # towers were trained with, computed live from each stage's history. Validation can only
 # choose on the users the LLM tagged.
 #
@@ -456,7 +457,7 @@ for s in stages:
         int(u): rule_tagger(g["item_id"].tolist()) for u, g in liked.groupby("user_id")
     }
     if claims.artifacts_fit:
-        user_tags["LLM"][s] = tagger.load_tags(s)
+        user_tags["LLM"][s] = tagger.served_tags(s)
 covered = {
     s: np.array([u for u in split.users(s) if user_tags[main_tags][s].get(int(u))])
     for s in stages
@@ -464,7 +465,9 @@ covered = {
 eval_on = {s: stages[s].subset(covered[s]) for s in stages}
 u0 = int(covered["test"][0])
 if claims.artifacts_fit:
-    tag_meta = json.loads((recgpt.artifacts_dir() / "tagger" / "meta.json").read_text())
+    tag_meta = json.loads(
+        (recgpt.artifacts_dir() / tagger.SERVED / "meta.json").read_text()
+    )
     print(f"tagger run: {tag_meta['command']}")
     print(f"user {u0}, LLM tags: {user_tags['LLM']['test'][u0]}")
 else:
@@ -1125,7 +1128,7 @@ user = int(split.users("test")[5])
 ed_u = stages["test"].subset(np.array([user]))
 top = evaluate.evaluate(noid_sys["test"].with_b(b_noid), ed_u, ks=(5,)).topk[0]
 interests_u = (
-    tagger.load_tags("test", field="interests").get(user, [])
+    tagger.served_tags("test", field="interests").get(user, [])
     if claims.artifacts_fit
     else ["(not on this data: mined for the reference split)"]
 )

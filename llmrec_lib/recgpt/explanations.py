@@ -464,13 +464,13 @@ def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: in
     cfg = model.cfg
     command = f"python -m llmrec_lib.recgpt.explanations explain --mode {mode} --alpha {cfg.alpha:g} --b {b:g} --seed {cfg.seed}"
     table = explain_model(
-        model, split, ml.movies, tagger.load_tags("test"), settings["explain_users"], settings["explain_k"], b,
+        model, split, ml.movies, tagger.served_tags("test"), settings["explain_users"], settings["explain_k"], b,
         progress=progress,
         meta={"command": command, "mode": mode, "alpha": cfg.alpha, "b": float(b), "seed": cfg.seed,
               "tag_source": cfg.tag_source,
               "pairs_from": f"top-{settings['explain_k']} fused (a={cfg.alpha:g}, b={b:g}) items of "
                             f"{settings['explain_users']} seeded test users, each with its best-matching "
-                            "LLM tag (chapter 07's tagger)"})
+                            f"LLM tag (chapter 07's served tagger, {tagger.SERVED})"})
     table.meta["seconds"] = round(time.perf_counter() - t0, 1)
     table.save(out or explanations_path())
     return table

@@ -54,6 +54,8 @@ __all__ = [
     "CONSTRAINT",
     "OneTagPerCategory",
     "retag",
+    "SERVED",
+    "served_tags",
     "HORIZON",
     "SUMMARY_LAST",
     "RECENT_LAST",
@@ -102,6 +104,9 @@ class Variant:
 
 CONSTRAINT = "one-tag-per-category/v1"  # the name GenerationConfig.constraint carries
 CONSTRAINED = "constrained"  # retag's folder inside a variant's
+#: The run whose answers chapter 08 serves, under ``artifacts/recgpt``: the variant and
+#: decoding with the best validation HR@6 in chapter 07 (section 7; tested there).
+SERVED = f"tagger-v3/{CONSTRAINED}"
 
 
 class OneTagPerCategory:
@@ -681,6 +686,19 @@ def load_tags(stage: str = "test", path: Path | None = None, *, field: str = "ta
     if not got:
         raise ValueError(f"{path} holds no tags for stage {stage!r}")
     return got
+
+
+def served_tags(stage: str = "test", *, field: str = "tags") -> dict[int, list[str]] | dict[int, str]:
+    """The served LLM_IT's answers (:data:`SERVED`): what chapter 08's tag tower reads.
+
+    Args:
+        stage: "test" or "valid".
+        field: "tags", "text" or "interests" (as :func:`load_tags`).
+
+    Returns:
+        user_id -> tags (a list), or the raw text or the interests.
+    """
+    return load_tags(stage, recgpt.artifacts_dir() / SERVED / "tags.jsonl", field=field)
 
 
 def main(argv: list[str] | None = None) -> int:
