@@ -87,7 +87,7 @@ class GenerationConfig:
             local backend only (HTTP servers get ``frequency_penalty`` instead, see
             :class:`OpenAIGenerator`).
         constraint: the name of a decoding constraint (:func:`register_constraint`), e.g.
-            ``"one-tag-per-category/v1"`` from :mod:`llmrec_lib.recgpt.tagger`: tokens it
+            ``"one-tag-per-category/v2"`` from :mod:`llmrec_lib.recgpt.tagger`: tokens it
             refuses are never generated. Local backend only. None: unconstrained.
     """
 
@@ -150,7 +150,7 @@ CONSTRAINTS: dict[str, Callable] = {}
 def register_constraint(name: str, factory: Callable) -> None:
     """Make a decoding constraint usable as ``GenerationConfig(constraint=name)``.
 
-    Put a version in the name (``"one-tag-per-category/v1"``): the name is part of the answer
+    Put a version in the name (``"one-tag-per-category/v2"``): the name is part of the answer
     cache's key, so a changed rule needs a new name, or old answers are served for it.
 
     Args:
@@ -167,8 +167,10 @@ def register_constraint(name: str, factory: Callable) -> None:
 class _Constrained:
     """A logits processor that applies a registered constraint: in each row it walks the
     candidates from the highest score down and sets every refused one to ``-inf`` until one is
-    allowed. Under greedy decoding the chosen token is then exactly the best allowed one; under
-    sampling, tokens below the first allowed one are not checked.
+    allowed, and then every refused one that ties with it (bf16 logits tie often, and greedy
+    decoding breaks a tie by the lower token id, which may be a refused one). Under greedy
+    decoding the chosen token is then exactly the best allowed one; under sampling, tokens
+    below the first allowed one are not checked.
     """
 
     def __init__(self, constraint, prompt_len: int, eos_ids: list[int]):
@@ -182,10 +184,14 @@ class _Constrained:
             if self.eos.intersection(ids):
                 continue  # the row has finished; what it generates now is padding
             head = ranked[row, :64].tolist()  # the allowed token is nearly always near the top
+            best = None  # the score of the first allowed token
             for token in head + (ranked[row, 64:].tolist() if len(head) == 64 else []):
-                if self.constraint.allows(ids, token):
+                if best is not None and scores[row, token] < best:
                     break
-                scores[row, token] = float("-inf")
+                if self.constraint.allows(ids, token):
+                    best = scores[row, token].clone() if best is None else best
+                else:
+                    scores[row, token] = float("-inf")
         return scores
 
 
@@ -496,7 +502,7 @@ class LocalGenerator(Generator):
         if name not in CONSTRAINTS:
             raise ValueError(f"unknown decoding constraint {name!r}; registered: {sorted(CONSTRAINTS)}. "
                              "Import the module that registers it first (llmrec_lib.recgpt.tagger "
-                             "registers 'one-tag-per-category/v1').")
+                             "registers 'one-tag-per-category/v2').")
         built = self.__dict__.setdefault("_constraints", {})
         if name not in built:
             built[name] = CONSTRAINTS[name](self.tokenizer)

@@ -134,6 +134,12 @@ def test_constrained_processor_walks_down_to_the_best_allowed_token():
     out = G._Constrained(Odd(), prompt_len=1, eos_ids=[0])(ids, scores.clone())
     assert out.argmax(-1).tolist() == [1, 1, 0]  # rows 1-2: the best odd token; row 3 untouched
     assert out[0, 2] == float("-inf") and out[0, 3] == 1.0  # only refused tokens above it are barred
+    # a refused token that ties with the best allowed one is barred too: greedy decoding would
+    # break the tie by the lower id (bf16 logits tie often)
+    tied = torch.tensor([[7.0, 7.0, 1.0, 0.0], [7.0, 7.0, 7.0, 0.0]])
+    out = G._Constrained(Odd(), prompt_len=1, eos_ids=[0])(torch.tensor([[7, 7], [7, 7]]), tied)
+    assert out.argmax(-1).tolist() == [1, 1]
+    assert out[0, 0] == out[1, 0] == out[1, 2] == float("-inf") and out[1, 1] == 7.0
 
 
 def test_local_sampling_is_seeded_per_prompt(tiny):

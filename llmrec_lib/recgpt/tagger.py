@@ -102,7 +102,9 @@ class Variant:
     backfill: str
 
 
-CONSTRAINT = "one-tag-per-category/v1"  # the name GenerationConfig.constraint carries
+#: the name GenerationConfig.constraint carries (v2: the answers after the tie fix in
+#: generation's processor; v1's answers, cached under that name, broke ties wrongly)
+CONSTRAINT = "one-tag-per-category/v2"
 CONSTRAINED = "constrained"  # retag's folder inside a variant's
 #: The run whose answers chapter 08 serves, under ``artifacts/recgpt``: the variant and
 #: decoding with the best validation HR@6 in chapter 07 (section 7; tested there).
