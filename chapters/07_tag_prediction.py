@@ -835,7 +835,11 @@ check_committed(
 # processor in `generation.py`): once a line has named a category, a later token is refused
 # if it would complete one of that category's words, or start a word that can only become
 # one. Greedy decoding then takes the model's best remaining token, so the slot gets the
-# model's next choice instead of a repeat. The adapter, prompts, interests and users are
+# model's next choice instead of a repeat. One detail decided a twentieth of the answers:
+# under bf16 two tokens often share a score exactly, and greedy decoding breaks the tie by
+# the lower token id, so a refused token that ties with the best allowed one must be barred
+# as well (the first run of this section missed that, and 32 of its 602 answers still named
+# a category twice). The adapter, prompts, interests and users are
 # v3's; only the decoding changes. It ran once in full mode (command below), and both modes
 # read its committed answers. The post-step is measured again on top, for answers that
 # still name fewer than six categories (a line that maps to none, or an early stop).
@@ -934,8 +938,8 @@ for claim, (key, holds) in ONCE_CLAIMS.items():
         lambda key=key, holds=holds: (holds(once_r.loc[key]), ci(once_r, key, "diff")),
     )
 check_committed(
-    "constrained, under a tenth of answers name fewer than 6 categories (greedy: a fifth)",
-    lambda: (few[V3_ONCE] < 0.1 < 0.2 < few[V3], few.round(3).to_dict()),
+    "constrained, no answer names fewer than 6 categories (greedy: over a fifth)",
+    lambda: (few[V3_ONCE] == 0 and few[V3] > 0.2, few.round(3).to_dict()),
 )
 if committed:
     tie_mde = abtest.mde_from_interval(once_r.loc[TIE, "lo"], once_r.loc[TIE, "hi"])
@@ -943,13 +947,13 @@ if committed:
 
 # %% [markdown]
 # What the numbers say (committed full-mode run, all 602 test users). Decoding is worth
-# about 0.022 of HR@6 over greedy decoding of the same model, interval above zero, and the
-# answers that name fewer than six categories fall from over a quarter to about one in
-# twenty. The post-step adds little on top of it. **The target is still missed**: the
+# about 0.028 of HR@6 over greedy decoding of the same model, interval above zero, and no
+# answer names fewer than six categories any more (over a quarter did), so the post-step has
+# nothing left to fill: its rows equal the model's. **The target is still missed**: the
 # constrained model ties the counting rule at matched history (a difference of about
-# -0.002, interval from -0.02 to +0.02; an effect smaller than the printed minimum
-# detectable one, about 0.026, could hide in it), and stays about 0.025 below the tuned rule.
-# The curve shows where: the model is behind the rule from the first tag (HR@1 0.168
+# +0.004, interval from -0.014 to +0.023; an effect smaller than the printed minimum
+# detectable one, about 0.027, could hide in it), and stays about 0.019 below the tuned
+# rule. The curve shows where: the model is behind the rule from the first tag (HR@1 0.168
 # against 0.181), and the constraint only lets it catch up in the last slots. What is left
 # is the order of its first choices, which 744 training prompts and 150 LoRA steps on a 135M
 # model have not taught it to set better than a count does. More training data (more cut
