@@ -778,14 +778,22 @@ None if v3_vs is None else v3_vs.round(4)
 # Before the verdict, the answers' form: the parser keeps each distinct tag once, so an
 # answer that writes the same line twice names fewer than six tags, and the slot is lost.
 
+
 # %%
-if committed:
-    short = pd.Series(
+def share_short(count, sources, name):
+    """Per source, the share of answers whose `count(tags)` is below six."""
+    return pd.Series(
         {
-            name: np.mean([len(t) < recgpt.N_TAGS for t in tags.values()])
-            for name, tags in ((V2, llm2), (V3, v3))
+            n: np.mean([count(t) < recgpt.N_TAGS for t in tags.values()])
+            for n, tags in sources
         },
-        name="answers naming fewer than 6 distinct tags",
+        name=name,
+    )
+
+
+if committed:
+    short = share_short(
+        len, ((V2, llm2), (V3, v3)), "answers naming fewer than 6 distinct tags"
     )
     print(short.round(3).to_string())
     v3r = v3_vs.reset_index().set_index(["index", "system"])
@@ -874,12 +882,10 @@ def n_categories(tags):
 
 
 if committed:
-    few = pd.Series(
-        {
-            name: np.mean([n_categories(t) < recgpt.N_TAGS for t in tags.values()])
-            for name, tags in ((V3, v3), (V3_ONCE, once))
-        },
-        name="answers naming fewer than 6 categories",
+    few = share_short(
+        n_categories,
+        ((V3, v3), (V3_ONCE, once)),
+        "answers naming fewer than 6 categories",
     )
     print(few.round(3).to_string())
     once_r = once_vs.reset_index().set_index(["index", "system"])

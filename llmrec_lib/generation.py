@@ -164,6 +164,14 @@ def register_constraint(name: str, factory: Callable) -> None:
     CONSTRAINTS[name] = factory
 
 
+def _ranking(order, head: int = 64):
+    """Yield the token ids of one row's ranking, the first ``head`` at once and the rest only if
+    the walk gets that far (the allowed token is nearly always near the top, and turning the
+    whole vocabulary into a list each step would cost more than the step's check)."""
+    yield from order[:head].tolist()
+    yield from order[head:].tolist()
+
+
 class _Constrained:
     """A logits processor that applies a registered constraint: in each row it walks the
     candidates from the highest score down and sets every refused one to ``-inf`` until one is
@@ -183,9 +191,8 @@ class _Constrained:
         for row, ids in enumerate(input_ids[:, self.prompt_len :].tolist()):
             if self.eos.intersection(ids):
                 continue  # the row has finished; what it generates now is padding
-            head = ranked[row, :64].tolist()  # the allowed token is nearly always near the top
             best = None  # the score of the first allowed token
-            for token in head + (ranked[row, 64:].tolist() if len(head) == 64 else []):
+            for token in _ranking(ranked[row]):
                 if best is not None and scores[row, token] < best:
                     break
                 if self.constraint.allows(ids, token):
