@@ -515,6 +515,76 @@ class LocalGenerator(Generator):
             built[name] = CONSTRAINTS[name](self.tokenizer)
         return built[name]
 
+    def next_token_logprobs(self, prompts: Sequence, tokens: Sequence[int], at: Callable[[str, str], bool], *,
+                            max_new_tokens: int = 12, progress: bool = True):
+        """Greedy-decode each answer up to a point, and read the model's distribution there.
+
+        Each prompt's answer is decoded greedily (batched as :meth:`generate` does, under this
+        generator's batch size) until ``at(answer_so_far, next_token_text)`` first holds; the
+        log-probabilities of ``tokens`` as that next token are returned. It lets a caller rank
+        the options the model weighs at one step (say, the word after a tag's modifier)
+        instead of keeping only the one greedy decoding takes.
+
+        Args:
+            prompts: the prompts (strings or chat message lists), as for :meth:`generate`.
+            tokens: the token ids whose log-probabilities are read.
+            at: a test on the decoded answer so far and the greedy next token's text.
+            max_new_tokens: how far to decode before giving up on ``at``.
+            progress: show a tqdm bar over the batches.
+
+        Returns:
+            The answer so far at that step (None where ``at`` never held) and a float32 array
+            (len(prompts), len(tokens)) of log-probabilities (NaN where ``at`` never held).
+        """
+        import numpy as np
+        from tqdm.auto import tqdm
+
+        messages = [to_messages(p, self.config.system_prompt) for p in _as_prompt_list(prompts)]
+        texts = [self.render(m) for m in messages]
+        cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=self.config.batch_size)
+        heads: list[str | None] = [None] * len(texts)
+        out = np.full((len(texts), len(tokens)), np.nan, dtype=np.float32)
+        batches = [list(range(a, min(a + cfg.batch_size, len(texts)))) for a in range(0, len(texts), cfg.batch_size)]
+        for idx in tqdm(batches, desc=f"read {self.backbone.name}", unit="batch", disable=not progress, leave=False):
+            new, logits = self._greedy_with_logits([texts[i] for i in idx], cfg)
+            for row, i in enumerate(idx):
+                got = self._read_at(new[row], [lg[row] for lg in logits], tokens, at)
+                if got is not None:
+                    heads[i], out[i] = got
+        return heads, out
+
+    def _greedy_with_logits(self, texts: list[str], cfg: GenerationConfig):
+        """Greedy new tokens (B, new) of one left-padded batch, and the raw logits of each step."""
+        import torch
+        import transformers
+
+        tok = self.tokenizer
+        before, tok.padding_side = tok.padding_side, "left"
+        try:
+            enc = tok(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+        finally:
+            tok.padding_side = before
+        device = self.backbone.device
+        gen_cfg = transformers.GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=1,
+                                                eos_token_id=self._eos_ids(), pad_token_id=self.backbone.pad_token_id,
+                                                output_logits=True, return_dict_in_generate=True)
+        with torch.inference_mode(), _config.autocast(str(device), enabled=self.use_autocast):
+            res = self.model.generate(input_ids=enc["input_ids"].to(device),
+                                      attention_mask=enc["attention_mask"].to(device), generation_config=gen_cfg)
+        new = res.sequences[:, enc["input_ids"].shape[1] :].cpu().tolist()
+        return new, [lg.float().cpu() for lg in res.logits]
+
+    def _read_at(self, new: list[int], logits: list, tokens: Sequence[int], at: Callable[[str, str], bool]):
+        """The first step of one greedy answer where ``at`` holds: (answer so far, log-probs)."""
+        import torch
+
+        for s, nxt in enumerate(new[: len(logits)]):
+            so_far = self.tokenizer.decode(new[:s], skip_special_tokens=True)
+            if at(so_far, self.tokenizer.decode([nxt])):
+                logp = torch.log_softmax(logits[s], dim=-1)
+                return so_far, logp[list(tokens)].numpy()
+        return None
+
     def _generate(self, messages, cfg, progress):
         from tqdm.auto import tqdm
 

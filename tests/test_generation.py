@@ -10,6 +10,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 import torch
 
@@ -140,6 +141,32 @@ def test_constrained_processor_walks_down_to_the_best_allowed_token():
     out = G._Constrained(Odd(), prompt_len=1, eos_ids=[0])(torch.tensor([[7, 7], [7, 7]]), tied)
     assert out.argmax(-1).tolist() == [1, 1]
     assert out[0, 0] == out[1, 0] == out[1, 2] == float("-inf") and out[1, 1] == 7.0
+
+
+def test_next_token_logprobs_reads_the_greedy_answer_at_the_asked_step(tiny):
+    gen = G.LocalGenerator(tiny, config=cfg(batch_size=2), use_autocast=False)
+    tok = tiny.tokenizer
+    ids = [tok.convert_tokens_to_ids(c) for c in "ae "]
+    refs = []  # by hand: three greedy steps of plain, unpadded forward passes per prompt
+    for p in PROMPTS:
+        x = tok(gen.render(G.to_messages(p)), add_special_tokens=False)["input_ids"]
+        for step in range(4):  # the fourth pass reads the distribution after three tokens
+            with torch.inference_mode():
+                logits = tiny.model(input_ids=torch.tensor([x])).logits[0, -1].float()
+            x = x + [int(logits.argmax())] * (step < 3)
+        refs.append((tok.decode(x[-3:], skip_special_tokens=True), torch.log_softmax(logits, -1)))
+    # this noisy model writes arbitrary bytes: only answers that decode to clean text are
+    # unambiguous points to stop at (one is the first prompt's, batched beside a longer one)
+    clean = [i for i, (h, _) in enumerate(refs) if h.isascii() and h.isprintable()]
+    assert 0 in clean
+    heads, logp = gen.next_token_logprobs(PROMPTS, ids, lambda so_far, nxt: so_far in {refs[i][0] for i in clean},
+                                          progress=False)
+    for i in clean:  # greedy, batched with left padding as generate() is, read at the right step
+        assert heads[i] == refs[i][0]
+        assert np.allclose(logp[i], refs[i][1][ids].numpy(), atol=1e-4), (logp[i], refs[i][1][ids])
+    never, nan = gen.next_token_logprobs(PROMPTS[:1], ids, lambda so_far, nxt: False, max_new_tokens=4,
+                                         progress=False)
+    assert never == [None] and np.isnan(nan).all()
 
 
 def test_local_sampling_is_seeded_per_prompt(tiny):
