@@ -73,9 +73,9 @@ def test_run_full_on_tiny_llama(setting, tmp_path):
         T.load_tags("train", tmp_path / "out" / "tags.jsonl")
 
 
-@pytest.mark.parametrize("variant, folder", [(v, "") for v in sorted(T.VARIANTS)] + [("v3", T.CONSTRAINED)])
+@pytest.mark.parametrize("variant, folder", [(v, "") for v in sorted(T.VARIANTS)] + [("v3", T.CONSTRAINED), ("v3", T.RANKED)])
 def test_committed_tags_match_the_code(setting, variant, folder):
-    """The committed answers (and v3's constrained ones) came from prompts this code writes."""
+    """The committed answers (and v3's constrained and ranked ones) came from prompts this code writes."""
     import json
 
     var = T.VARIANTS[variant]
@@ -155,3 +155,60 @@ def test_retag_keeps_the_prompts_and_changes_the_decoding(setting, tmp_path):
         [(r["user_id"], r["prompt_sha"], r["interests"]) for r in old]
     with pytest.raises(FileNotFoundError, match="full --variant v3"):
         T.retag("v3", source=tmp_path / "missing", setting=setting)
+
+
+def test_after_modifier_marks_the_step_before_the_first_tags_head():
+    assert T.after_modifier("1. 90s", " crime")
+    assert T.after_modifier("1. dramatic", " romance")
+    assert not T.after_modifier("1. 90s", "s")  # the word goes on ("90ss")
+    assert not T.after_modifier("1. 9", "0") and not T.after_modifier("1.", " 90")
+    assert not T.after_modifier("1. 90s crime", " film")  # the head has started
+
+
+def test_ranked_answer_orders_categories_by_the_models_probability():
+    logp = np.full(len(R.TAG_CATEGORIES), -9.0)
+    want = ["Comedy", "Western", "Crime", "Drama", "War", "Sci-Fi"]
+    for k, c in enumerate(want):
+        logp[R.TAG_CATEGORIES.index(c)] = -1.0 - k
+    tags, per_cat = T.ranked_answer("1. 90s", logp)
+    assert [R.tag_category(t) for t in tags] == want
+    assert tags[2] == "90s crime film" and per_cat["Comedy"] == -1.0
+    with pytest.raises(ValueError, match="one word"):
+        T.ranked_answer("1. 90s crime", logp)
+    with pytest.raises(ValueError, match="one score per category"):
+        T.ranked_answer("1. 90s", logp[:3])
+
+
+def test_core_tokens_refuse_a_tokenizer_that_cannot_tell_cores_apart():
+    from llmrec_lib import backbones
+
+    with pytest.raises(ValueError, match="share their first token"):
+        T.core_tokens(backbones.build_byte_tokenizer())  # every core starts with the byte " "
+
+    class Words:  # one token per word
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [hash(w) % 10**6 for w in text.split()]}
+
+    assert len(set(T.core_tokens(Words()))) == len(R.TAG_CATEGORIES)
+
+
+def test_rank_keeps_the_variants_prompts_and_counts_unread_answers(setting, tmp_path, monkeypatch):
+    kw = dict(n_users={"test": 3, "valid": 2}, backbone="tiny-llama", setting=setting,
+              out=tmp_path / "out", work=tmp_path / "work", ui_adapter="", steps=2,
+              sft_overrides={"batch_size": 2, "max_len": 2048, "save_every": 1}, progress=False,
+              example_users=np.sort(setting.split.train["user_id"].unique())[:4].tolist(), variant="v3")
+    T.run_full(command="test", **kw)
+    # the byte tokenizer cannot tell the cores apart (see above): read 18 arbitrary bytes instead
+    monkeypatch.setattr(T, "core_tokens", lambda tok: list(range(65, 65 + len(R.TAG_CATEGORIES))))
+    meta = T.rank("v3", n_users=kw["n_users"], source=tmp_path / "out", backbone="tiny-llama",
+                  setting=setting, progress=False)
+    import json
+
+    old = [json.loads(x) for x in (tmp_path / "out" / "tags.jsonl").read_text().splitlines()]
+    new = [json.loads(x) for x in (tmp_path / "out" / T.RANKED / "tags.jsonl").read_text().splitlines()]
+    assert [(r["user_id"], r["prompt_sha"], r["interests"]) for r in new] == \
+        [(r["user_id"], r["prompt_sha"], r["interests"]) for r in old]
+    # an untrained tiny model never writes "1. <word> ": every answer is unread, and says so
+    assert meta["unread"] == sum(not r["ok"] for r in new) and all(r["tags"] == [] for r in new if not r["ok"])
+    with pytest.raises(FileNotFoundError, match="full --variant v3"):
+        T.rank("v3", source=tmp_path / "missing", setting=setting)

@@ -24,6 +24,9 @@ cause and keeps every fix visible:
   (``GenerationConfig(constraint=CONSTRAINT)``) bars greedy decoding from naming a category
   that an earlier line named, so the model's own next choice fills the slot a repeat would
   lose; ``retag`` regenerates a trained variant's answers that way (:func:`retag`).
+* **Reading the ranking is a third way to get an answer.** :func:`rank` decodes only up to
+  the first tag's head and ranks the categories by the model's probability of their core
+  word there (:func:`ranked_answer`), so no later line depends on an earlier greedy choice.
 
 A third variant, ``v3`` (:data:`VARIANTS`), changes two things and nothing else: the prompt
 also summarises the last :data:`RECENT_LAST` likes (recency, which the counts over 50 hide),
@@ -35,6 +38,7 @@ Run (resumable; everything cached under ``.cache/recgpt-tagger``, ``-v3`` for v3
     python -m llmrec_lib.recgpt.tagger full          # writes artifacts/recgpt/tagger/
     python -m llmrec_lib.recgpt.tagger full --variant v3 --reuse-interests  # tagger-v3/
     python -m llmrec_lib.recgpt.tagger retag --variant v3 --valid-users 100  # tagger-v3/constrained/
+    python -m llmrec_lib.recgpt.tagger rank --variant v3 --valid-users 100   # tagger-v3/ranked/
 """
 
 from __future__ import annotations
@@ -54,6 +58,11 @@ __all__ = [
     "CONSTRAINT",
     "OneTagPerCategory",
     "retag",
+    "RANKED",
+    "core_tokens",
+    "after_modifier",
+    "ranked_answer",
+    "rank",
     "SERVED",
     "served_tags",
     "HORIZON",
@@ -106,6 +115,7 @@ class Variant:
 #: generation's processor; v1's answers, cached under that name, broke ties wrongly)
 CONSTRAINT = "one-tag-per-category/v2"
 CONSTRAINED = "constrained"  # retag's folder inside a variant's
+RANKED = "ranked"  # rank's folder inside a variant's
 #: The run whose answers chapter 08 serves, under ``artifacts/recgpt``: the variant and
 #: decoding with the best validation HR@6 in chapter 07 (section 7; tested there).
 SERVED = f"tagger-v3/{CONSTRAINED}"
@@ -582,6 +592,141 @@ def retag(variant: str = "v3", *, stages: Sequence[str] = ("test", "valid"), n_u
     return meta
 
 
+def core_tokens(tokenizer) -> list[int]:
+    """The first token of each category's core word (:data:`recgpt.GENRE_CORE`, with the space
+    before it), in :data:`recgpt.TAG_CATEGORIES` order: what :func:`rank` reads the model's
+    probabilities of.
+
+    Args:
+        tokenizer: the tagger's tokenizer.
+
+    Returns:
+        One token id per category.
+
+    Raises:
+        ValueError: two categories' core words start with the same token (a tokenizer for
+            which the ranking would be ambiguous).
+    """
+    ids = [tokenizer(" " + recgpt.GENRE_CORE[c], add_special_tokens=False)["input_ids"][0]
+           for c in recgpt.TAG_CATEGORIES]
+    if len(set(ids)) < len(ids):
+        raise ValueError("two categories' core words share their first token under this tokenizer; "
+                         "rank() cannot tell them apart")
+    return ids
+
+
+def after_modifier(so_far: str, next_text: str) -> bool:
+    """Where :func:`rank` reads the model: the answer so far is ``"1. "`` and one word (the first
+    tag's modifier, "90s"), and the greedy next token starts a new word (the tag's head).
+
+    Args:
+        so_far: the decoded answer so far.
+        next_text: the greedy next token's text.
+
+    Returns:
+        Whether this is that step.
+    """
+    return _OPENING.match(so_far) is not None and next_text.startswith(" ")
+
+
+_OPENING = re.compile(r"^1\. (\S+)$")
+
+
+def ranked_answer(opening: str, logp: Sequence[float], n: int = recgpt.N_TAGS) -> tuple[list[str], dict]:
+    """An answer read off the model's first tag instead of decoded line by line: the
+    categories ranked by the probability that the first tag's head is their core word
+    (:func:`core_tokens`), each written with the first tag's greedy modifier.
+
+    Args:
+        opening: the answer so far where the model was read (``"1. 90s"``).
+        logp: the log-probabilities of :func:`core_tokens` there.
+        n: how many tags.
+
+    Returns:
+        The ``n`` tags, best first, and each category's log-probability.
+    """
+    m = _OPENING.match(opening)
+    if m is None:
+        raise ValueError(f"opening must be '1. ' and one word, got {opening!r}")
+    logp = np.asarray(logp, dtype=np.float64)
+    if logp.shape != (len(recgpt.TAG_CATEGORIES),):
+        raise ValueError(f"logp needs one score per category ({len(recgpt.TAG_CATEGORIES)}), got {logp.shape}")
+    order = np.argsort(-logp, kind="stable")[:n]
+    tags = [f"{m.group(1)} {recgpt.GENRE_CORE[recgpt.TAG_CATEGORIES[k]]}" for k in order]
+    return tags, {c: round(float(v), 4) for c, v in zip(recgpt.TAG_CATEGORIES, logp)}
+
+
+def rank(variant: str = "v3", *, stages: Sequence[str] = ("test", "valid"), n_users: dict | None = None,
+         seed: int = 0, source: Path | None = None, out: Path | None = None, backbone: str = "smollm2-135m",
+         command: str = "", setting: recgpt.Setting | None = None, progress: bool = True) -> dict:
+    """A trained variant's answers read off its first tag (:func:`ranked_answer`): greedy
+    decoding up to the first tag's head (:func:`after_modifier`), where the model's
+    probabilities of the categories' core words rank them. The same adapter, prompts,
+    interests and users as the variant's run (the same ``n_users`` and ``seed`` draw the
+    same sample), so only the way an answer is read from the model changes. A few new
+    tokens per user (:meth:`generation.LocalGenerator.next_token_logprobs`); a stage's
+    answers are written as soon as it is read.
+
+    Args:
+        variant: a key of :data:`VARIANTS` whose :func:`run_full` is committed.
+        stages: the stages to read.
+        n_users: stage -> the size of the seeded user sample (as the variant's run had it).
+        seed: the seed of that sample.
+        source: the variant's run folder (default ``artifacts/recgpt/`` + its folder).
+        out: where to write ``tags.jsonl`` and ``meta.json`` (default ``source/ranked``).
+        backbone: the base model's name.
+        command: the command line, recorded in meta.json.
+        setting: the data, split and facts (default :func:`recgpt.build_setting`).
+        progress: show progress bars.
+
+    Returns:
+        The run's meta (what ``meta.json`` holds).
+    """
+    import time
+
+    from llmrec_lib import config
+
+    var = _variant(variant)
+    source = Path(source) if source is not None else recgpt.artifacts_dir() / var.out
+    if not (source / "adapter").is_dir() or not (source / "tags.jsonl").is_file():
+        raise FileNotFoundError(f"{source} holds no trained {variant}: run `python -m llmrec_lib.recgpt.tagger "
+                                f"full --variant {variant}` first")
+    out = Path(out) if out is not None else source / RANKED
+    setting = setting if setting is not None else recgpt.build_setting()
+    reader = generation.LocalGenerator(backbone, str(source / "adapter"), config=generation_config())
+    tokens = core_tokens(reader.tokenizer)
+    t_all, timings, rows = time.perf_counter(), {}, []
+    for stage in stages:
+        t = time.perf_counter()
+        users = recgpt.eval_users(setting, (n_users or {}).get(stage), seed, stage=stage)
+        known = load_tags(stage, source / "tags.jsonl", field="interests")
+        prompts = _stage_prompts(setting, stage, users, var, known)
+        openings, logps = reader.next_token_logprobs(prompts, tokens, after_modifier, progress=progress)
+        for u, p, head, row in zip(users, prompts, openings, logps):
+            tags, per_cat = ranked_answer(head, row) if head is not None else ([], {})
+            rows.append({"user_id": int(u), "stage": stage, "interests": known[int(u)],
+                         "text": recgpt.format_answer(tags), "tags": tags, "ok": head is not None,
+                         "prompt_sha": recgpt.short_sha(p), "opening": head, "logp": per_cat})
+        timings[f"read_{stage}"] = time.perf_counter() - t
+        recgpt.write_jsonl(out / "tags.jsonl", rows)
+        print(f"{stage}: {len(users)} users, {timings[f'read_{stage}']:.0f} s", flush=True)
+    meta = {"command": command, "variant": variant, "adapter": str(config.relative_to_root(source / "adapter")),
+            "users": {s: sum(r["stage"] == s for r in rows) for s in stages},
+            "unread": sum(not r["ok"] for r in rows),
+            "timings_s": timings, "wall_s": time.perf_counter() - t_all, "hardware": recgpt.hardware()}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
+    return meta
+
+
+def _stage_prompts(setting: recgpt.Setting, stage: str, users: Sequence[int], var: Variant,
+                   interests: dict) -> list[str]:
+    """The tag prompt (:func:`tag_prompt`) of each of ``users`` at ``stage``, as ``var`` writes
+    it, showing ``interests`` (user -> LLM_UI's interests)."""
+    inputs = setting.stage_inputs(stage)
+    sums = {u: _summaries(inputs["liked"][u], setting.itags, var) for u in users}
+    return [tag_prompt(inputs["history_text"][u], sums[u][0], interests[int(u)], **sums[u][1]) for u in users]
+
+
 def _base_rates(setting: recgpt.Setting) -> pd.Series:
     """The population's category shares among training likes (v3's backfill prior)."""
     pos = setting.split.train[setting.split.train["rating"] >= 4]
@@ -649,8 +794,7 @@ def _tag_stage(setting: recgpt.Setting, stage: str, users: Sequence[int], ui_gen
         ui = ui_generator()
         ints |= dict(zip((int(u) for u in todo), _interests(ui, [inputs["history_text"][u] for u in todo], progress)))
         del ui
-    sums = {u: _summaries(inputs["liked"][u], setting.itags, var) for u in users}
-    prompts = [tag_prompt(inputs["history_text"][u], sums[u][0], ints[int(u)], **sums[u][1]) for u in users]
+    prompts = _stage_prompts(setting, stage, users, var, ints)
     tagger = tag_generator()
     texts = tagger.generate(prompts, progress=progress)
     del tagger
@@ -706,7 +850,8 @@ def served_tags(stage: str = "test", *, field: str = "tags") -> dict[int, list[s
 def main(argv: list[str] | None = None) -> int:
     """The command line: ``python -m llmrec_lib.recgpt.tagger full [--valid-users N]
     [--steps S] [--seed S] [--variant v2|v3] [--reuse-interests]`` runs :func:`run_full`;
-    ``retag [--variant v3] [--valid-users N] [--seed S]`` runs :func:`retag`.
+    ``retag [--variant v3] [--valid-users N] [--seed S]`` runs :func:`retag`, and ``rank``
+    with the same options runs :func:`rank`.
 
     Args:
         argv: the arguments (default: ``sys.argv[1:]``).
@@ -720,7 +865,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m llmrec_lib.recgpt.tagger",
                                  description="The second LLM_IT: SFT and tags for validation and test users")
-    ap.add_argument("what", choices=["full", "retag"], help="full: train and tag; retag: tag again, constrained")
+    ap.add_argument("what", choices=["full", "retag", "rank"],
+                    help="full: train and tag; retag: tag again, constrained; rank: read tags off first-line scores")
     ap.add_argument("--valid-users", type=int, default=0, help="validation users to tag (0: all)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -729,8 +875,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="show the interests committed with v2 (artifacts/recgpt/tagger) instead of mining them again")
     args = ap.parse_args(argv)
     command = config.command_line("llmrec_lib.recgpt.tagger", argv)
-    if args.what == "retag":
-        meta = retag(args.variant, n_users={"valid": args.valid_users or None}, seed=args.seed, command=command)
+    if args.what in ("retag", "rank"):
+        again = retag if args.what == "retag" else rank
+        meta = again(args.variant, n_users={"valid": args.valid_users or None}, seed=args.seed, command=command)
         print({k: meta[k] for k in ("users", "wall_s")})
         return 0
     known = None
