@@ -544,6 +544,8 @@ class LocalGenerator(Generator):
         cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=self.config.batch_size)
         heads: list[str | None] = [None] * len(texts)
         out = np.full((len(texts), len(tokens)), np.nan, dtype=np.float32)
+        self._longest_first(texts, max_new_tokens)  # a clear error if a prompt cannot fit
+        # batches in input order: the order the committed ranked tags were read in
         batches = [list(range(a, min(a + cfg.batch_size, len(texts)))) for a in range(0, len(texts), cfg.batch_size)]
         for idx in tqdm(batches, desc=f"read {self.backbone.name}", unit="batch", disable=not progress, leave=False):
             new, logits = self._greedy_with_logits([texts[i] for i in idx], cfg)
@@ -558,12 +560,7 @@ class LocalGenerator(Generator):
         import torch
         import transformers
 
-        tok = self.tokenizer
-        before, tok.padding_side = tok.padding_side, "left"
-        try:
-            enc = tok(texts, padding=True, return_tensors="pt", add_special_tokens=False)
-        finally:
-            tok.padding_side = before
+        enc = self._left_padded(texts)
         device = self.backbone.device
         gen_cfg = transformers.GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=1,
                                                 eos_token_id=self._eos_ids(), pad_token_id=self.backbone.pad_token_id,
@@ -589,17 +586,8 @@ class LocalGenerator(Generator):
         from tqdm.auto import tqdm
 
         texts = [self.render(m) for m in messages]
-        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        if limit is not None and max(lengths) + cfg.max_new_tokens > limit:
-            worst = max(range(len(texts)), key=lengths.__getitem__)
-            raise ValueError(
-                f"prompt {worst} is {lengths[worst]} tokens; with max_new_tokens="
-                f"{cfg.max_new_tokens} it exceeds the model's {limit} positions. Shorten the "
-                "prompt (e.g. fewer history items) or lower max_new_tokens."
-            )
+        order = self._longest_first(texts, cfg.max_new_tokens)
         seeds = [prompt_seed(cfg.seed, m) for m in messages]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # longest first: OOM early
         results: list[str | None] = [None] * len(texts)
         counts: list[int] = [0] * len(texts)
         batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
@@ -612,17 +600,36 @@ class LocalGenerator(Generator):
         self.last_hit_limit = sum(n >= cfg.max_new_tokens for n in counts)
         return results  # type: ignore[return-value]
 
+    def _longest_first(self, texts: list[str], max_new_tokens: int) -> list[int]:
+        """The prompts' indices, longest first (an out-of-memory error comes early, and batches
+        waste less on padding); a clear error when a prompt and its answer cannot fit."""
+        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and max(lengths) + max_new_tokens > limit:
+            worst = max(range(len(texts)), key=lengths.__getitem__)
+            raise ValueError(
+                f"prompt {worst} is {lengths[worst]} tokens; with max_new_tokens="
+                f"{max_new_tokens} it exceeds the model's {limit} positions. Shorten the "
+                "prompt (e.g. fewer history items) or lower max_new_tokens."
+            )
+        return sorted(range(len(texts)), key=lambda i: -lengths[i])
+
+    def _left_padded(self, texts: list[str]):
+        """One batch of rendered prompts, tokenized and padded on the left, so that every row
+        ends at its last prompt token, where the new tokens are appended."""
+        tok = self.tokenizer
+        before, tok.padding_side = tok.padding_side, "left"
+        try:
+            return tok(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+        finally:
+            tok.padding_side = before
+
     def _generate_batch(self, texts: list[str], seeds: list[int], cfg: GenerationConfig) -> tuple[list[str], list[int]]:
         import torch
         import transformers
 
         tok = self.tokenizer
-        before = tok.padding_side
-        tok.padding_side = "left"  # every row ends at its last prompt token
-        try:
-            enc = tok(texts, padding=True, return_tensors="pt", add_special_tokens=False)
-        finally:
-            tok.padding_side = before
+        enc = self._left_padded(texts)
         device = self.backbone.device
         input_ids = enc["input_ids"].to(device)  # (B, T)
         attention_mask = enc["attention_mask"].to(device)  # (B, T), zeros on the left

@@ -201,6 +201,8 @@ def test_local_rejects_too_long_prompts(tiny):
     gen = G.LocalGenerator(tiny, config=cfg(max_new_tokens=10))
     with pytest.raises(ValueError, match="exceeds the model's 2048 positions"):
         gen.generate(["x" * 2100], progress=False)
+    with pytest.raises(ValueError, match="exceeds the model's 2048 positions"):
+        gen.next_token_logprobs(["x" * 2100], [0], lambda so_far, nxt: True, progress=False)
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # peft calls a deprecated transformers API
