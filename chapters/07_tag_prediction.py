@@ -758,6 +758,19 @@ def paired_against(names, refs):
     return t
 
 
+def check_rows(rows, table):
+    """Check each claim of `rows` (claim -> (row key, holds)) on the paired table that
+    `table()` returns: a committed run's, so it is read only where that run fits."""
+    for claim, (key, holds) in rows.items():
+        check_committed(
+            claim,
+            lambda key=key, holds=holds: (
+                holds(table().loc[key]),
+                ci(table(), key, "diff"),
+            ),
+        )
+
+
 RULES = [("minus the rule", RULE50), ("minus the tuned rule", TUNED_RULE)]
 v3_vs = None  # the committed third LLM_IT: only where it fits the data
 if committed:
@@ -815,10 +828,7 @@ V3_CLAIMS = {  # claim -> (row of v3_vs, holds); measured in full mode, 602 test
         lambda r: r["hi"] < 0,
     ),
 }
-for claim, (key, holds) in V3_CLAIMS.items():
-    check_committed(
-        claim, lambda key=key, holds=holds: (holds(v3r.loc[key]), ci(v3r, key, "diff"))
-    )
+check_rows(V3_CLAIMS, lambda: v3r)
 check_committed(
     "over a fifth of the third LLM_IT's answers repeat a tag",
     lambda: (short[V3] > 0.2, f"{short[V3]:.3f}"),
@@ -942,11 +952,7 @@ ONCE_CLAIMS = {  # claim -> (row of once_vs, holds); full mode, 602 test users
         lambda r: r["hi"] < 0,
     ),
 }
-for claim, (key, holds) in ONCE_CLAIMS.items():
-    check_committed(
-        claim,
-        lambda key=key, holds=holds: (holds(once_r.loc[key]), ci(once_r, key, "diff")),
-    )
+check_rows(ONCE_CLAIMS, lambda: once_r)
 check_committed(
     "constrained, no answer names fewer than 6 categories (greedy: over a fifth)",
     lambda: (few[V3_ONCE] == 0 and few[V3] > 0.2, few.round(3).to_dict()),
@@ -1030,11 +1036,7 @@ RANK_CLAIMS = {  # claim -> (row of rank_vs, holds); full mode, 602 test users
         lambda r: r["hi"] < 0,
     ),
 }
-for claim, (key, holds) in RANK_CLAIMS.items():
-    check_committed(
-        claim,
-        lambda key=key, holds=holds: (holds(rank_r.loc[key]), ci(rank_r, key, "diff")),
-    )
+check_rows(RANK_CLAIMS, lambda: rank_r)
 check_committed(
     "for over 90% of users the first tag names the same category both ways",
     lambda: (same_first > 0.9, f"{same_first:.3f}"),

@@ -525,6 +525,17 @@ def _variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
+def _trained_run(variant: str, source: Path | None) -> tuple[Variant, Path]:
+    """The :class:`Variant` called ``variant`` and its committed run's folder (default
+    ``artifacts/recgpt/`` + its folder), or an error that says which command makes it."""
+    var = _variant(variant)
+    source = Path(source) if source is not None else recgpt.artifacts_dir() / var.out
+    if not (source / "adapter").is_dir() or not (source / "tags.jsonl").is_file():
+        raise FileNotFoundError(f"{source} holds no trained {variant}: run `python -m llmrec_lib.recgpt.tagger "
+                                f"full --variant {variant}` first")
+    return var, source
+
+
 def _generators(backbone: str, ui_adapter: str | None, adapter_dir: Path, work: Path, constrained: bool = False):
     """Factories of the two cached generators a run loads in turn: chapter 06's LLM_UI
     (``ui_adapter``) and the LLM_IT adapter at ``adapter_dir`` (read when called, after SFT)."""
@@ -571,11 +582,7 @@ def retag(variant: str = "v3", *, stages: Sequence[str] = ("test", "valid"), n_u
 
     from llmrec_lib import config
 
-    var = _variant(variant)
-    source = Path(source) if source is not None else recgpt.artifacts_dir() / var.out
-    if not (source / "adapter").is_dir() or not (source / "tags.jsonl").is_file():
-        raise FileNotFoundError(f"{source} holds no trained {variant}: run `python -m llmrec_lib.recgpt.tagger "
-                                f"full --variant {variant}` first")
+    var, source = _trained_run(variant, source)
     out = Path(out) if out is not None else source / CONSTRAINED
     work = Path(work) if work is not None else config.cache_dir(f"recgpt-{var.out}")
     setting = setting if setting is not None else recgpt.build_setting()
@@ -686,11 +693,7 @@ def rank(variant: str = "v3", *, stages: Sequence[str] = ("test", "valid"), n_us
 
     from llmrec_lib import config
 
-    var = _variant(variant)
-    source = Path(source) if source is not None else recgpt.artifacts_dir() / var.out
-    if not (source / "adapter").is_dir() or not (source / "tags.jsonl").is_file():
-        raise FileNotFoundError(f"{source} holds no trained {variant}: run `python -m llmrec_lib.recgpt.tagger "
-                                f"full --variant {variant}` first")
+    var, source = _trained_run(variant, source)
     out = Path(out) if out is not None else source / RANKED
     setting = setting if setting is not None else recgpt.build_setting()
     reader = generation.LocalGenerator(backbone, str(source / "adapter"), config=generation_config())
