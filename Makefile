@@ -82,7 +82,7 @@ lint: setup
 	$(BIN)/ruff format --check chapters
 
 test: setup lint notebooks
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15 tests
 	$(NBVAL) $(NOTEBOOKS)
 
 # Every chapter, executed a second time on a data set derived from the reference one (half of
@@ -108,7 +108,7 @@ test-derived: setup notebooks
 	$(BIN)/python -m llmrec_lib.config claims $(DERIVED_RESULTS)
 
 test-lib: setup lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15 tests
 
 test-chapters: setup notebooks
 	$(NBVAL) $(NOTEBOOKS)

@@ -1343,26 +1343,42 @@ for claim, holds in SEED_CLAIMS.items():
 # `encoder.json` names the machine. Each is served at the point validation chose for seed 0
 # (the prompt alone plus the prior's beta), so the spread is training noise: seed, and here
 # also the machine's arithmetic. Their top-100 lists are committed beside their adapters;
-# full mode recomputes them on this machine.
+# full mode recomputes them on this machine. Quick mode never encodes a seed's catalogue (4
+# to 8 minutes each on a CPU without bf16 instructions): if this machine's validation chose
+# another point than the committed lists were stored at (a near-tie, as chapter 09 shows),
+# all three seeds are served at the stored point instead, seed 0 from its vectors above.
 
 # %%
 MIXED_SKIP = "needs the second recipe's committed seed adapters"
 mixed_seed_res, mixed_aware = {}, None  # seed recipe -> test result at seed 0's point
+mixed_seed0 = None  # seed 0 at that point
 if committed and FINAL is not None:
     mixed_point = (0.0, float(beta[NEW]))  # the prompt alone, plus seed 0's prior
-    for name in recipes.seeds_of(new_recipe):
-        path = recipes.ranking_path(name, "test", mixed_point)
-        if (
-            cfg.mode == "full" or not path.is_file()
-        ):  # quick mode reads the stored lists
+    mixed_names = recipes.seeds_of(new_recipe)
+    stored_at = recipes.stored_points(mixed_names)
+    if cfg.mode != "full" and mixed_point not in stored_at:
+        if len(stored_at) != 1:
+            raise RuntimeError(f"seed lists stored at {stored_at}: run in full mode")
+        mixed_point = stored_at[0]  # quick mode reads the lists the full run stored
+        print(f"validation chose beta {beta[NEW]} here; the seeds' lists are stored at")
+        print(f"beta {mixed_point[1]}, so all three are served there")
+    for name in mixed_names:
+        if cfg.mode == "full":
             recipes.evaluate_published(
                 name, setting, "test", point=mixed_point, save=True, progress=False
             )
         mixed_seed_res[name] = recipes.stored_result(
             name, setting, "test", point=mixed_point
         )
+    mixed_seed0 = res[FINAL]
+    if mixed_point[1] != beta[NEW]:
+        mixed_seed0 = evaluate.evaluate(
+            serving.PopularityPrior(systems[NEW], counts, mixed_point[1]),
+            test_data,
+            ks=(10, 50, 100),
+        )
     mixed_means, mixed_aware = abtest.seed_aware_vs(
-        [res[FINAL], *mixed_seed_res.values()], res[KNN]
+        [mixed_seed0, *mixed_seed_res.values()], res[KNN]
     )
     print(f"test Recall@50 by seed: {np.round(mixed_means, 4).tolist()}")
     print(
@@ -1551,13 +1567,19 @@ for claim, (holds, detail) in FUSION_CLAIMS.items():
 # recipe, section 9's "trained three times") are served at the same point and merged with
 # item-kNN by the same quota and the same weight, all chosen above for seed 0, so the spread
 # is the LLM's training noise. Both seeds are encoded live, as seed 0 was: fusion reads every
-# rank, not a stored top 100.
+# rank, not a stored top 100. That is two more catalogue encodings (about 2 minutes each with
+# bf16 instructions, 4 to 8 without), so only full mode runs this section and checks its
+# claim; quick mode skips both, and chapter 09 then reads the two-source arms as one run.
 
 # %%
 source_recipe = new_recipe if SOURCE == NEW else recipe_name  # the arm's LLM
-BLEND_SKIP = "needs the chosen recipe's committed seed adapters"
+BLEND_SKIP = (
+    "full mode only (two more catalogue encodings)"
+    if committed
+    else "needs the chosen recipe's committed seed adapters"
+)
 blend_seeds = {MULTI: {}, FUSED: {}}  # arm -> {seed recipe: test result}
-if committed:
+if committed and cfg.mode == "full":
     for name in recipes.seeds_of(source_recipe):
         seed_model, _ = recipes.load_published(name)
         seed_llm = serving.PopularityPrior(
@@ -1721,7 +1743,8 @@ for name, slug, rec in (
 # chapter 09 reads these as the arms' seeds
 for stem, arm, seeds_ in (
     ("llm-best", BEST, seed_res),
-    ("llm-mixed", FINAL, mixed_seed_res),
+    # seeds served at another point than seed 0's list are no seeds of it for chapter 09
+    ("llm-mixed", FINAL, mixed_seed_res if mixed_seed0 is res.get(FINAL) else {}),
     ("multi-source", MULTI, blend_seeds[MULTI]),
     ("rank-fusion", FUSED, blend_seeds[FUSED]),
 ):

@@ -393,6 +393,33 @@ def ranking_path(name: str, stage: str = "test", point: tuple[float, float] | No
     return ARTIFACTS / name / f"ranking_{stage}_whole_history_w{point[0]:g}_b{point[1]:g}.npz"
 
 
+def stored_points(names, stage: str = "test") -> list[tuple[float, float]]:
+    """The serving points at which every one of ``names`` has stored lists for ``stage``.
+
+    Quick mode reads a committed adapter's lists at a point instead of encoding its catalogue
+    again; this says which points it can read for all of them (the file names of
+    :func:`ranking_path`).
+
+    Args:
+        names: keys of :data:`RECIPES` (one name, or several, e.g. a recipe's seeds).
+        stage: "valid" or "test".
+
+    Returns:
+        The shared points ``(weight, beta)``, sorted; empty when there is none.
+    """
+    import re
+
+    names = [names] if isinstance(names, str) else list(names)
+    pattern = re.compile(rf"ranking_{stage}_whole_history_w([0-9.e+-]+)_b([0-9.e+-]+)\.npz")
+    shared = None
+    for name in names:
+        found = {(float(m[1]), float(m[2]))
+                 for m in map(pattern.fullmatch, (p.name for p in (ARTIFACTS / name).glob("*.npz")))
+                 if m}
+        shared = found if shared is None else shared & found
+    return sorted(shared or ())
+
+
 def _point_args(point: tuple[float, float] | None) -> str:
     return "" if point is None else f" --whole-history {point[0]:g} {point[1]:g}"
 

@@ -198,3 +198,23 @@ def test_committed_serving_points_are_current():
             recipes.verified_ranking_path(name, "test", (w, b))
             for other in recipes.seeds_of(name):
                 recipes.verified_ranking_path(other, "test", (w, b))
+
+
+def test_stored_points_are_the_points_every_named_adapter_has_lists_at(tmp_path, monkeypatch):
+    """Quick mode serves a recipe's seeds at a point only if each of them has lists there."""
+    import shutil
+
+    monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path)
+    for name in ("mixed", "mixed-seed1"):
+        shutil.copytree(PUBLISHED_DIR / name, tmp_path / name)
+    for name in ("mixed", "mixed-seed1"):
+        for p in (tmp_path / name).glob("ranking_test_whole_history_*.npz"):
+            p.unlink()
+    assert recipes.stored_points(["mixed", "mixed-seed1"]) == []
+    for point in ((0.0, 0.02), (0.5, 0.05)):
+        recipes.ranking_path("mixed-seed1", "test", point).write_bytes(b"")
+    recipes.ranking_path("mixed", "test", (0.0, 0.02)).write_bytes(b"")
+    recipes.ranking_path("mixed", "valid", (0.5, 0.05)).write_bytes(b"")  # another stage
+    assert recipes.stored_points("mixed-seed1") == [(0.0, 0.02), (0.5, 0.05)]
+    assert recipes.stored_points(["mixed", "mixed-seed1"]) == [(0.0, 0.02)]
+    assert recipes.stored_points(["mixed"], "valid") == [(0.5, 0.05)]
