@@ -1289,19 +1289,29 @@ else:
 SEED_NAMES = recipes.seeds_of(recipe_name)
 SEED_SKIP = "needs the first recipe's committed seed adapters, and that recipe chosen"
 seed_res, seed_aware = {}, None  # seed recipe -> its test result at the arm's point
+seed0 = None  # seed 0 at that point
 if committed and SOURCE == TUNED:
+    seed_at = recipes.seed_point(SEED_NAMES, point[TUNED], cfg.mode)
     for name in SEED_NAMES:
         if cfg.mode == "full":  # recompute the stored lists from the adapter
             recipes.evaluate_published(
-                name, setting, "test", point=point[TUNED], save=True, progress=False
+                name, setting, "test", point=seed_at, save=True, progress=False
             )
-        seed_res[name] = recipes.stored_result(
-            name, setting, "test", point=point[TUNED]
+        seed_res[name] = recipes.stored_result(name, setting, "test", point=seed_at)
+        print(recipes.ranking_path(name, "test", seed_at).name, "read")
+    seed0 = res[BEST]
+    if seed_at != point[TUNED]:  # a flipped near-tie: seed 0 joins the stored point
+        print(
+            f"validation chose {point[TUNED]} here; the seeds are served at {seed_at}"
         )
-        print(recipes.ranking_path(name, "test", point[TUNED]).name, "read")
-    seed_means, seed_aware = abtest.seed_aware_vs(
-        [res[BEST], *seed_res.values()], res[KNN]
-    )
+        seed0 = evaluate.evaluate(
+            serving.PopularityPrior(
+                serving.WholeHistory(systems[TUNED], seed_at[0]), counts, seed_at[1]
+            ),
+            test_data,
+            ks=(10, 50, 100),
+        )
+    seed_means, seed_aware = abtest.seed_aware_vs([seed0, *seed_res.values()], res[KNN])
     print(f"test Recall@50 by seed: {np.round(seed_means, 4).tolist()}")
     print(
         f"minus item-kNN, seed mean {seed_aware.mean_diff:+.4f} "
@@ -1353,13 +1363,10 @@ MIXED_SKIP = "needs the second recipe's committed seed adapters"
 mixed_seed_res, mixed_aware = {}, None  # seed recipe -> test result at seed 0's point
 mixed_seed0 = None  # seed 0 at that point
 if committed and FINAL is not None:
-    mixed_point = (0.0, float(beta[NEW]))  # the prompt alone, plus seed 0's prior
     mixed_names = recipes.seeds_of(new_recipe)
-    stored_at = recipes.stored_points(mixed_names)
-    if cfg.mode != "full" and mixed_point not in stored_at:
-        if len(stored_at) != 1:
-            raise RuntimeError(f"seed lists stored at {stored_at}: run in full mode")
-        mixed_point = stored_at[0]  # quick mode reads the lists the full run stored
+    # the prompt alone, plus seed 0's prior (quick mode: where the lists are stored)
+    mixed_point = recipes.seed_point(mixed_names, (0.0, beta[NEW]), cfg.mode)
+    if mixed_point[1] != beta[NEW]:
         print(f"validation chose beta {beta[NEW]} here; the seeds' lists are stored at")
         print(f"beta {mixed_point[1]}, so all three are served there")
     for name in mixed_names:
@@ -1742,7 +1749,7 @@ for name, slug, rec in (
     )
 # chapter 09 reads these as the arms' seeds
 for stem, arm, seeds_ in (
-    ("llm-best", BEST, seed_res),
+    ("llm-best", BEST, seed_res if seed0 is res[BEST] else {}),
     # seeds served at another point than seed 0's list are no seeds of it for chapter 09
     ("llm-mixed", FINAL, mixed_seed_res if mixed_seed0 is res.get(FINAL) else {}),
     ("multi-source", MULTI, blend_seeds[MULTI]),

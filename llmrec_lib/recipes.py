@@ -420,6 +420,36 @@ def stored_points(names, stage: str = "test") -> list[tuple[float, float]]:
     return sorted(shared or ())
 
 
+def seed_point(names, chosen: tuple[float, float], mode: str, stage: str = "test") -> tuple[float, float]:
+    """The serving point at which a recipe's seeds are read: ``chosen`` unless quick mode has
+    no stored lists there.
+
+    Full mode recomputes the lists at ``chosen``. Quick mode never encodes a seed's catalogue:
+    where this machine's validation chose another point than the committed lists were stored
+    at (a near-tie that float32 and bf16 rounding can flip), it reads the one stored point, and
+    the caller serves seed 0 there too, so the spread stays training noise.
+
+    Args:
+        names: the seed recipes (:func:`seeds_of`).
+        chosen: the point validation chose for seed 0, ``(weight, beta)``.
+        mode: "quick" or "full".
+        stage: "valid" or "test".
+
+    Returns:
+        The point to serve every seed at.
+    """
+    chosen = (float(chosen[0]), float(chosen[1]))
+    stored = stored_points(names, stage)
+    if mode == "full" or chosen in stored:
+        return chosen
+    if len(stored) != 1:
+        raise FileNotFoundError(
+            f"quick mode reads the seeds' stored lists, but {list(names)} share {stored or 'none'}"
+            f" for {stage}; store them at {chosen}: python -m llmrec_lib.recipes evaluate NAME"
+            f" --stage {stage}{_point_args(chosen)}")
+    return stored[0]
+
+
 def _point_args(point: tuple[float, float] | None) -> str:
     return "" if point is None else f" --whole-history {point[0]:g} {point[1]:g}"
 

@@ -218,3 +218,24 @@ def test_stored_points_are_the_points_every_named_adapter_has_lists_at(tmp_path,
     assert recipes.stored_points("mixed-seed1") == [(0.0, 0.02), (0.5, 0.05)]
     assert recipes.stored_points(["mixed", "mixed-seed1"]) == [(0.0, 0.02)]
     assert recipes.stored_points(["mixed"], "valid") == [(0.5, 0.05)]
+
+
+def test_seed_point_falls_back_to_the_stored_point_in_quick_mode_only(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(recipes, "ARTIFACTS", tmp_path)
+    names = ["mixed-seed1", "mixed-seed2"]
+    for name in names:
+        shutil.copytree(PUBLISHED_DIR / name, tmp_path / name)
+    (stored,) = recipes.stored_points(names)
+    other = (stored[0], 0.4 if stored[1] != 0.4 else 0.2)
+    assert recipes.seed_point(names, stored, "quick") == stored
+    assert recipes.seed_point(names, other, "quick") == stored  # a flipped near-tie
+    assert recipes.seed_point(names, other, "full") == other  # full mode recomputes
+    recipes.ranking_path("mixed-seed1", "test", other).write_bytes(b"")
+    recipes.ranking_path("mixed-seed2", "test", other).write_bytes(b"")
+    assert recipes.seed_point(names, other, "quick") == other
+    recipes.ranking_path("mixed-seed2", "test", other).unlink()
+    recipes.ranking_path("mixed-seed2", "test", stored).unlink()
+    with pytest.raises(FileNotFoundError, match="evaluate NAME --stage test --whole-history"):
+        recipes.seed_point(names, (0.25, 1.0), "quick")
