@@ -1200,9 +1200,7 @@ check_committed(
 
 # %% [markdown]
 # ## Results
-
-# %%
-# %% [markdown]
+#
 # Where the committed generations do not fit the data, their entries are None: `tag_judges`,
 # the second LLM_IT's `form` and its two `hr_at_k` columns; `vs_rule_last_50` then compares
 # only the rule at 12 likes and the popular list with the rule at 50.
