@@ -1201,9 +1201,7 @@ if cfg.mode == "quick":  # the prose above quotes the committed run
 
 # %% [markdown]
 # ## Results
-
-# %%
-# %% [markdown]
+#
 # Where the committed run does not fit the data, its entries (`interest_judges`,
 # `specific_share_of_supported`, `self_training`, `sft`) are None: nothing was measured.
 

@@ -2206,7 +2206,6 @@ claims.check(
 )
 gpu_runs.round(3)
 
-# %%
 # %% [markdown]
 # ## Results
 
