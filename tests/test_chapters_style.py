@@ -63,3 +63,13 @@ def test_code_lines_fit_the_page(path):
         "the chapter, then wrap long strings and comments by hand):\n"
         + "\n".join(too_long)
     )
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_no_empty_code_cells(path):
+    """A stray `# %%` before a markdown cell shows the reader an empty input box."""
+    import jupytext
+
+    cells = jupytext.read(path).cells
+    empty = [i for i, c in enumerate(cells) if c.cell_type == "code" and not c.source.strip()]
+    assert not empty, f"{path.name}: empty code cells at cell indices {empty}"
