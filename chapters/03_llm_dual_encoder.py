@@ -1573,30 +1573,49 @@ for claim, (holds, detail) in FUSION_CLAIMS.items():
 # The fused list is built on one training run of the LLM. Its two other seeds (the same
 # recipe, section 9's "trained three times") are served at the same point and merged with
 # item-kNN by the same quota and the same weight, all chosen above for seed 0, so the spread
-# is the LLM's training noise. Both seeds are encoded live, as seed 0 was: fusion reads every
-# rank, not a stored top 100. That is two more catalogue encodings (about 2 minutes each with
-# bf16 instructions, 4 to 8 without), so only full mode runs this section and checks its
-# claim; quick mode skips both, and chapter 09 then reads the two-source arms as one run.
+# is the LLM's training noise. Fusion reads every rank, so a stored top 100 would not do
+# (section 10 measured what a cut at 100 costs); each seed's top 1,000 at the point is stored
+# beside its adapter instead (`python -m llmrec_lib.recipes evaluate NAME --whole-history W
+# BETA --depth 1000`; full mode recomputes it), and read as a source that gives no vote past
+# its list (`serving.py::StoredSource`). That saves two catalogue encodings (2 minutes each
+# with bf16 instructions, 4 to 8 without). Seed 0 checks that the cut changes nothing: its own
+# top 1,000, stored and read the same way, is fused against its every rank.
 
 # %%
 source_recipe = new_recipe if SOURCE == NEW else recipe_name  # the arm's LLM
-BLEND_SKIP = (
-    "full mode only (two more catalogue encodings)"
-    if committed
-    else "needs the chosen recipe's committed seed adapters"
-)
+BLEND_SKIP = "needs the chosen recipe's committed seed adapters"
+DEPTH = recipes.FUSION_LIST_DEPTH
 blend_seeds = {MULTI: {}, FUSED: {}}  # arm -> {seed recipe: test result}
-if committed and cfg.mode == "full":
-    for name in recipes.seeds_of(source_recipe):
-        seed_model, _ = recipes.load_published(name)
-        seed_llm = serving.PopularityPrior(
-            serving.WholeHistory(
-                recipes.dual_encoder_system(seed_model, setting, "test", name=name),
-                w_best,
-            ),
-            counts,
-            b_best,
+blend_seed0 = {}  # seed 0's two arms, at the seeds' point
+depth_check = None  # what reading seed 0 from a stored list changes
+if committed:
+    blend_names = recipes.seeds_of(source_recipe)
+    blend_at = recipes.seed_point(blend_names, (w_best, b_best), cfg.mode)
+    seed0_llm = best_system
+    if blend_at != (w_best, b_best):  # a flipped near-tie: seed 0 joins the seeds
+        print(f"validation chose {(w_best, b_best)} here; the seeds are at {blend_at}")
+        seed0_llm = serving.PopularityPrior(
+            serving.WholeHistory(systems[SOURCE], blend_at[0]), counts, blend_at[1]
         )
+    for arm, merged in (
+        (MULTI, serving.MultiSource(knn_test, seed0_llm, share, seen=test_data)),
+        (FUSED, serving.RankFusion(knn_test, seed0_llm, w_rrf, seen=test_data)),
+    ):
+        blend_seed0[arm] = (
+            res[arm]
+            if seed0_llm is best_system
+            else evaluate.evaluate(merged, test_data, ks=(10, 50, 100))
+        )
+    depth_check = serving.stored_cut_check(
+        seed0_llm, knn_test, w_rrf, test_data, blend_seed0[FUSED], DEPTH
+    )
+    print(f"seed 0 from its top {DEPTH:,}: {depth_check}")
+    for name in blend_names:
+        if cfg.mode == "full":  # recompute the stored lists from the adapter
+            recipes.evaluate_published(
+                name, setting, "test", point=blend_at, save=True, depth=DEPTH
+            )
+        seed_llm = recipes.stored_source(name, setting, "test", blend_at, DEPTH)
         for arm, merged in (
             (MULTI, serving.MultiSource(knn_test, seed_llm, share, seen=test_data)),
             (FUSED, serving.RankFusion(knn_test, seed_llm, w_rrf, seen=test_data)),
@@ -1606,13 +1625,30 @@ if committed and cfg.mode == "full":
             )
     blend_aware = {}
     for arm, by_seed in blend_seeds.items():
-        means, sa = abtest.seed_aware_vs([res[arm], *by_seed.values()], res[KNN])
+        means, sa = abtest.seed_aware_vs(
+            [blend_seed0[arm], *by_seed.values()], res[KNN]
+        )
         blend_aware[arm] = sa
         print(f"{arm}: test Recall@50 by seed {np.round(means, 4).tolist()}")
         print(f"  minus item-kNN, seed-aware [{sa.lo:+.4f}, {sa.hi:+.4f}]")
 else:
     blend_aware = None
     print("the two-source lists' seeds are not evaluated here:", BLEND_SKIP)
+
+# %%
+DEPTH_CLAIM = (
+    f"read from its stored top {DEPTH:,}, seed 0's fused list keeps its Recall@50 "
+    "for at least 99% of test users, and its mean within 0.002"
+)
+if depth_check is None:
+    claims.skip(DEPTH_CLAIM, BLEND_SKIP, pinned=False)
+else:
+    claims.check(
+        DEPTH_CLAIM,
+        depth_check["same users"] >= 0.99 and abs(depth_check["mean diff"]) <= 0.002,
+        pinned=False,
+        detail=str(depth_check),
+    )
 
 # %%
 BLEND_CLAIM = (
@@ -1752,8 +1788,17 @@ for stem, arm, seeds_ in (
     ("llm-best", BEST, seed_res if seed0 is res[BEST] else {}),
     # seeds served at another point than seed 0's list are no seeds of it for chapter 09
     ("llm-mixed", FINAL, mixed_seed_res if mixed_seed0 is res.get(FINAL) else {}),
-    ("multi-source", MULTI, blend_seeds[MULTI]),
-    ("rank-fusion", FUSED, blend_seeds[FUSED]),
+    # seeds served at another point than seed 0's list are no seeds of it for chapter 09
+    (
+        "multi-source",
+        MULTI,
+        blend_seeds[MULTI] if blend_seed0.get(MULTI) is res[MULTI] else {},
+    ),
+    (
+        "rank-fusion",
+        FUSED,
+        blend_seeds[FUSED] if blend_seed0.get(FUSED) is res[FUSED] else {},
+    ),
 ):
     for k, (name, r) in enumerate(seeds_.items(), 1):
         evaluate.save_ranking(

@@ -356,14 +356,14 @@ pd.DataFrame(
 # NAME`) also stores each arm's top-100 list per test user beside its adapter, and quick mode
 # re-measures every metric from those lists with chapter 02's protocol, in seconds. To show the
 # stored lists are what the adapter produces, one adapter is re-encoded live on 100 test users
-# and scored against its stored list: chapter 03's `mixed`, the base of section 5, whose
-# vectors chapter 03 has already cached (a catalogue costs 2 to 4 minutes of two cores).
+# and scored against its stored list: chapter 03's first recipe, `infonce`, whose vectors
+# chapter 03 has already cached (a catalogue costs 2 to 6 minutes of two cores).
 # On other data the arms, their lists and everything below up to section 6 are skipped: the
 # adapters were trained on the reference split, and retraining six arms does not fit a quick
 # run (each takes about half an hour of two cores, then a minute and a half to evaluate).
 
 # %%
-spot = "mixed"  # its item and user vectors are in chapter 03's cache
+spot = "infonce"  # its item and user vectors are in chapter 03's cache
 stored_res, agree = {}, None  # on other data: no arm, no stored list
 if claims.artifacts_fit:
     rng = np.random.default_rng(seed)

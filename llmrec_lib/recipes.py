@@ -454,9 +454,16 @@ def _point_args(point: tuple[float, float] | None) -> str:
     return "" if point is None else f" --whole-history {point[0]:g} {point[1]:g}"
 
 
+# Rank fusion reads every rank of a source (chapter 03), so the seed lists it merges in quick
+# mode are stored this deep (``evaluate --depth``); chapter 03 measures, on seed 0, that this
+# depth leaves the fused lists' Recall@50 unchanged.
+FUSION_LIST_DEPTH = 1000
+
+
 def evaluate_published(name: str, setting: Setting | None = None, stage: str = "test", *,
                        ks=(10, 50, 100), users=None, save: bool = False, cache: bool = True,
-                       progress: bool = True, point: tuple[float, float] | None = None):
+                       progress: bool = True, point: tuple[float, float] | None = None,
+                       depth: int | None = None):
     """Evaluate the committed adapter of ``name`` on ``stage`` (full catalogue).
 
     With ``point = (weight, beta)`` the system is chapter 03's serving-time arm: the prompt
@@ -473,12 +480,15 @@ def evaluate_published(name: str, setting: Setting | None = None, stage: str = "
         cache: keep the embeddings in the cache folder.
         progress: show progress bars.
         point: the serving point ``(weight, beta)``, or None for the model alone.
+        depth: measure and store lists this long (None: the longest of ``ks``), e.g.
+            :data:`FUSION_LIST_DEPTH` for lists that rank fusion reads.
 
     Returns:
         The :class:`llmrec_lib.evaluate.EvalResult`.
     """
     from llmrec_lib import evaluate, serving
 
+    ks = tuple(ks) if depth is None or depth <= max(ks) else (*ks, int(depth))
     setting = setting or build_setting()
     model, tr = load_published(name)
     data_ = evaluate.EvalData.from_split(setting.split, stage, setting.ml.item_ids)
@@ -498,6 +508,31 @@ def evaluate_published(name: str, setting: Setting | None = None, stage: str = "
             raise ValueError("save=True stores the whole stage: leave users=None")
         evaluate.save_ranking(result, setting.ml.item_ids, ranking_path(name, stage, point), meta=meta)
     return result
+
+
+def stored_source(name: str, setting: Setting, stage: str = "test",
+                  point: tuple[float, float] | None = None, depth: int = FUSION_LIST_DEPTH):
+    """The committed adapter's stored lists as a source to merge (quick mode: no encoding).
+
+    Args:
+        name: a key of :data:`RECIPES`.
+        setting: the data the lists were made on.
+        stage: "valid" or "test".
+        point: the serving point ``(weight, beta)``, or None (:func:`ranking_path`).
+        depth: the ranks the caller reads; shorter stored lists are an error that names the
+            command storing them this deep.
+
+    Returns:
+        A :class:`llmrec_lib.serving.StoredSource`.
+    """
+    from llmrec_lib import evaluate, serving
+
+    ranking = evaluate.StoredRanking(verified_ranking_path(name, stage, point), setting.ml.item_ids)
+    if ranking.depth < depth:
+        raise ValueError(f"{name}'s stored {stage} lists hold {ranking.depth} ranks, not {depth}; run: "
+                         f"python -m llmrec_lib.recipes evaluate {name} --stage {stage}"
+                         f"{_point_args(point)} --depth {depth}")
+    return serving.StoredSource(ranking, len(setting.ml.item_ids), name=name)
 
 
 def verified_ranking_path(name: str, stage: str = "test", point: tuple[float, float] | None = None) -> Path:
@@ -818,6 +853,8 @@ def main(argv=None) -> int:
     e.add_argument("--stage", default="test", choices=("valid", "test"))
     e.add_argument("--whole-history", nargs=2, type=float, default=None, metavar=("WEIGHT", "BETA"),
                    help="evaluate chapter 03's serving point: whole-history weight and prior beta")
+    e.add_argument("--depth", type=int, default=None,
+                   help=f"store lists this long (default 100; {FUSION_LIST_DEPTH} for rank fusion)")
     p = sub.add_parser("tune-point", help="choose a committed adapter's serving point on "
                        "validation; store its test lists there, and its seeds'")
     p.add_argument("name", choices=sorted(RECIPES))
@@ -837,7 +874,7 @@ def main(argv=None) -> int:
         return 0
     if args.cmd == "evaluate":
         point = tuple(args.whole_history) if args.whole_history else None
-        res = evaluate_published(args.name, stage=args.stage, save=True, point=point)
+        res = evaluate_published(args.name, stage=args.stage, save=True, point=point, depth=args.depth)
         print(res.summary().round(4).to_string())
         print("saved", ranking_path(args.name, args.stage, point))
         return 0

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly",
+__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly", "StoredSource", "stored_cut_check",
            "choose_on_validation", "slot_pattern", "tune_fusion",
            "popularity_percentiles", "tune_prior", "tune_history", "tune_share"]
 
@@ -289,6 +289,61 @@ class RankFusion:
         if self.depth is not None:
             votes[r > self.depth] = 0.0
         return votes
+
+
+class StoredSource:
+    """A stored top-K list (:class:`llmrec_lib.evaluate.StoredRanking`) as a source to merge:
+    the item at rank r scores K - r, and an item past the list scores -inf, so
+    :class:`RankFusion` gives it no vote and :class:`MultiSource` never reaches it (a share of
+    at most K slots). The lists already leave out what the user rated before the stage.
+    """
+
+    def __init__(self, ranking: Any, n_items: int, name: str | None = None):
+        self.ranking, self.n_items = ranking, int(n_items)
+        self.name = name or getattr(ranking, "name", "stored list")
+
+    def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items) scores: K - rank on the stored list, -inf elsewhere."""
+        depth = self.ranking.depth
+        cols = self.ranking.recommend(np.asarray(user_ids), depth)  # (B, K), -1 past a list
+        out = np.full((len(cols), self.n_items), -np.inf, dtype=np.float32)
+        rows, ranks = np.nonzero(cols >= 0)
+        out[rows, cols[rows, ranks]] = depth - ranks
+        return out
+
+
+def stored_cut_check(llm: Any, first: Any, weight: float, data: Any, fused: Any,
+                     depth: int) -> dict:
+    """What reading ``llm`` from a stored top-``depth`` list changes in its rank fusion with
+    ``first``: the list is saved and read back as a :class:`StoredSource`, exactly as a
+    seed's committed list is, and fused again.
+
+    Args:
+        llm: the live source, a bound system of ``data``'s stage.
+        first: the other source (item-kNN in chapter 03).
+        weight: the fusion's weight on ``llm``.
+        data: the stage's :class:`llmrec_lib.evaluate.EvalData`.
+        fused: the :class:`llmrec_lib.evaluate.EvalResult` of the fusion with every rank.
+        depth: the ranks stored.
+
+    Returns:
+        ``{"same users": share of users whose Recall@50 is unchanged, "mean diff": the cut's
+        mean Recall@50 minus the full fusion's}``.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from llmrec_lib import evaluate
+
+    top = evaluate.evaluate(llm, data, ks=(depth,))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = evaluate.save_ranking(top, data.item_ids, Path(tmp) / "top.npz")
+        source = StoredSource(evaluate.StoredRanking(path, data.item_ids), len(data.item_ids))
+        cut = evaluate.evaluate(RankFusion(first, source, weight, seen=data), data, ks=(50,))
+    full = fused.per_user.set_index("user_id")["recall@50"]
+    read = cut.per_user.set_index("user_id").loc[full.index, "recall@50"]
+    return {"same users": round(float(np.isclose(full, read).mean()), 4),
+            "mean diff": round(float((read - full).mean()), 5)}
 
 
 class ColdOnly:

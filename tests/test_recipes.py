@@ -239,3 +239,13 @@ def test_seed_point_falls_back_to_the_stored_point_in_quick_mode_only(tmp_path, 
     recipes.ranking_path("mixed-seed2", "test", stored).unlink()
     with pytest.raises(FileNotFoundError, match="evaluate NAME --stage test --whole-history"):
         recipes.seed_point(names, (0.25, 1.0), "quick")
+
+
+def test_a_stored_source_refuses_lists_shorter_than_the_ranks_read():
+    setting = recipes.build_setting()
+    name, point = "infonce-seed1", (0.5, 0.05)
+    source = recipes.stored_source(name, setting, "test", point, depth=100)
+    assert source.score(source.ranking.user_ids[:2]).shape == (2, len(setting.ml.item_ids))
+    if source.ranking.depth < recipes.FUSION_LIST_DEPTH:
+        with pytest.raises(ValueError, match="--whole-history 0.5 0.05 --depth 1000"):
+            recipes.stored_source(name, setting, "test", point)

@@ -242,3 +242,62 @@ def test_merges_remove_every_rated_movie_when_given_the_stages_exclusions():
     other = Fixed([[1.0, 2.0, 3.0, 4.0, 5.0]] * 2, seen={0: [4], 1: [0]})
     two = serving.RankFusion(other, other, 1.0, seen=data).score([0, 1])
     assert np.isneginf(two[1, 0]) and np.isfinite(two[1, 4])
+
+
+def test_a_stored_list_merges_as_the_live_source_cut_at_its_depth(tmp_path):
+    """StoredSource replays save_ranking's lists: fused with it, a fusion equals one fed the
+    live source's own scores on those items only, and every item past the list scores -inf."""
+    import pandas as pd
+
+    from llmrec_lib import evaluate
+
+    rng = np.random.default_rng(0)
+    item_ids = np.arange(100, 112)
+    live = Fixed(rng.normal(size=(3, 12)))
+    data = evaluate.EvalData.from_frames(
+        targets=pd.DataFrame({"user_id": [0, 1, 2], "item_id": [101, 105, 110]}),
+        history=pd.DataFrame({"user_id": [0, 2], "item_id": [103, 111]}),
+        train=pd.DataFrame({"item_id": item_ids}),
+        item_ids=item_ids,
+    )
+    path = evaluate.save_ranking(
+        evaluate.evaluate(live, data, ks=(5,)), item_ids, tmp_path / "r.npz"
+    )
+    stored = serving.StoredSource(evaluate.StoredRanking(path, item_ids), len(item_ids))
+    users = np.array([0, 1, 2])
+    s = stored.score(users)
+    assert s.shape == (3, 12) and (np.isfinite(s).sum(axis=1) == 5).all()
+    assert np.isneginf(s[0, 3]) and np.isneginf(s[2, 11])  # seen: never listed
+    first = Fixed(rng.normal(size=(3, 12)), seen={0: [3], 1: [], 2: [11]})
+    live_top5 = Fixed(np.where(np.isfinite(s), live.scores, -np.inf))
+    want = serving.RankFusion(first, live_top5, 0.7, seen=data).score(users)
+    got = serving.RankFusion(first, stored, 0.7, seen=data).score(users)
+    assert not np.allclose(  # the check can fail: the live tail would have voted
+        serving.RankFusion(first, live, 0.7, seen=data).score(users), got
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_stored_cut_check_sees_what_a_shorter_list_loses():
+    import pandas as pd
+
+    from llmrec_lib import evaluate
+
+    n = 120
+    item_ids = np.arange(1000, 1000 + n)
+    first = Fixed([np.linspace(1.0, 0.0, n)], seen={0: []})  # item 59: first's 60th
+    llm_scores = np.linspace(0.0, 1.0, n, dtype=np.float32)[None, :]  # item 119 first
+    llm_scores[0, 59] = 0.999  # item 59: the LLM's 2nd
+    llm = Fixed(llm_scores)
+    data = evaluate.EvalData.from_frames(
+        targets=pd.DataFrame({"user_id": [0], "item_id": [1059]}),
+        history=pd.DataFrame({"user_id": [], "item_id": []}, dtype=np.int64),
+        train=pd.DataFrame({"item_id": item_ids}),
+        item_ids=item_ids,
+    )
+    fused = evaluate.evaluate(serving.RankFusion(first, llm, 1.0, seen=data), data, ks=(50,))
+    assert fused.mean("recall@50") == 1.0  # the LLM's vote lifts item 59 into the top 50
+    whole = serving.stored_cut_check(llm, first, 1.0, data, fused, depth=n)
+    assert whole == {"same users": 1.0, "mean diff": 0.0}
+    cut = serving.stored_cut_check(llm, first, 1.0, data, fused, depth=1)
+    assert cut == {"same users": 0.0, "mean diff": -1.0}  # its 2nd place no longer votes
