@@ -13,7 +13,9 @@ A recipe is an :class:`~llmrec_lib.encoders.EncoderConfig` plus a
 
 A committed adapter's serving point (chapter 03's whole-history weight and popularity prior,
 chosen on validation) is stored beside it by ``python -m llmrec_lib.recipes tune-point
-<recipe>``, with the test lists of the recipe and its seeds at that point.
+<recipe>``, with the test lists of the recipe and its seeds at that point. Lists that rank
+fusion reads (chapter 03's seeds of the two-source lists) are stored deeper:
+``python -m llmrec_lib.recipes evaluate <recipe> --whole-history W BETA --depth 1000``.
 
 Everything a recipe needs (split, pairs, prompts, evaluation) is built here once, so a chapter
 and the command line train exactly the same thing.
