@@ -13,8 +13,10 @@ NOTEBOOKS := $(patsubst chapters/%.py,$(NB_DIR)/%.ipynb,$(CHAPTERS))
 EXEC_DIR := _build/executed
 EXECUTED := $(patsubst chapters/%.py,$(EXEC_DIR)/%.ipynb,$(CHAPTERS))
 # Both nbval passes (make test, make test-derived) run with these options; --durations lists the
-# slowest cells at the end, so a CI log shows where its minutes went.
-NBVAL_OPTS := -p no:cacheprovider -p nbval_save --nbval-lax --nbval-cell-timeout=900 --durations=15
+# slowest cells at the end, so a CI log shows where its minutes went. A cell may take 30
+# minutes: chapter 03's first evaluation (two catalogue encodings) took 14 on a slow 2-core AVX2
+# machine (2026-12-05), too close to the former 15-minute limit.
+NBVAL_OPTS := -p no:cacheprovider -p nbval_save --nbval-lax --nbval-cell-timeout=1800 --durations=15
 NBVAL    := PYTHONPATH=tools$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -q $(NBVAL_OPTS) --nbval-save-dir $(EXEC_DIR)
 # The library's tests run in this many processes (pytest-xdist): on a 2-core AVX2 machine 268 s
 # instead of 496 s (2026-12-03), since most of them start kernels or load data on one core.
