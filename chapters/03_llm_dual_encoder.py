@@ -1305,9 +1305,7 @@ if committed and SOURCE == TUNED:
             f"validation chose {point[TUNED]} here; the seeds are served at {seed_at}"
         )
         seed0 = evaluate.evaluate(
-            serving.PopularityPrior(
-                serving.WholeHistory(systems[TUNED], seed_at[0]), counts, seed_at[1]
-            ),
+            serving.at_point(systems[TUNED], counts, seed_at),
             test_data,
             ks=(10, 50, 100),
         )
@@ -1366,9 +1364,6 @@ if committed and FINAL is not None:
     mixed_names = recipes.seeds_of(new_recipe)
     # the prompt alone, plus seed 0's prior (quick mode: where the lists are stored)
     mixed_point = recipes.seed_point(mixed_names, (0.0, beta[NEW]), cfg.mode)
-    if mixed_point[1] != beta[NEW]:
-        print(f"validation chose beta {beta[NEW]} here; the seeds' lists are stored at")
-        print(f"beta {mixed_point[1]}, so all three are served there")
     for name in mixed_names:
         if cfg.mode == "full":
             recipes.evaluate_published(
@@ -1378,7 +1373,9 @@ if committed and FINAL is not None:
             name, setting, "test", point=mixed_point
         )
     mixed_seed0 = res[FINAL]
-    if mixed_point[1] != beta[NEW]:
+    if mixed_point[1] != beta[NEW]:  # a flipped near-tie: seed 0 joins the seeds
+        print(f"validation chose beta {beta[NEW]} here; the seeds' lists are stored at")
+        print(f"beta {mixed_point[1]}, so all three are served there")
         mixed_seed0 = evaluate.evaluate(
             serving.PopularityPrior(systems[NEW], counts, mixed_point[1]),
             test_data,
@@ -1594,9 +1591,7 @@ if committed:
     seed0_llm = best_system
     if blend_at != (w_best, b_best):  # a flipped near-tie: seed 0 joins the seeds
         print(f"validation chose {(w_best, b_best)} here; the seeds are at {blend_at}")
-        seed0_llm = serving.PopularityPrior(
-            serving.WholeHistory(systems[SOURCE], blend_at[0]), counts, blend_at[1]
-        )
+        seed0_llm = serving.at_point(systems[SOURCE], counts, blend_at)
     for arm, merged in (
         (MULTI, serving.MultiSource(knn_test, seed0_llm, share, seen=test_data)),
         (FUSED, serving.RankFusion(knn_test, seed0_llm, w_rrf, seen=test_data)),
@@ -1783,12 +1778,11 @@ for name, slug, rec in (
             "recipe": rec if committed else "live run",
         },
     )
-# chapter 09 reads these as the arms' seeds
+# chapter 09 reads these as the arms' seeds; seeds served at another point than seed 0's
+# list (a flipped near-tie in quick mode) are no seeds of it
 for stem, arm, seeds_ in (
     ("llm-best", BEST, seed_res if seed0 is res[BEST] else {}),
-    # seeds served at another point than seed 0's list are no seeds of it for chapter 09
     ("llm-mixed", FINAL, mixed_seed_res if mixed_seed0 is res.get(FINAL) else {}),
-    # seeds served at another point than seed 0's list are no seeds of it for chapter 09
     (
         "multi-source",
         MULTI,

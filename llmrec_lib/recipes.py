@@ -501,8 +501,7 @@ def evaluate_published(name: str, setting: Setting | None = None, stage: str = "
     meta = {"recipe": name, "adapter_sha": adapter_sha(name)}
     if point is not None:
         counts = text.popularity_counts(setting.split.train, setting.ml.item_ids).to_numpy()
-        system = serving.PopularityPrior(serving.WholeHistory(system, point[0]), counts, point[1],
-                                         name=name)
+        system = serving.at_point(system, counts, point, name=name)
         meta.update(weight=float(point[0]), beta=float(point[1]))
     result = evaluate.evaluate(system, data_, ks=ks)
     if save:

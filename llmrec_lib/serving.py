@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly", "StoredSource", "stored_cut_check",
+__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly", "StoredSource", "stored_cut_check", "at_point",
            "choose_on_validation", "slot_pattern", "tune_fusion",
            "popularity_percentiles", "tune_prior", "tune_history", "tune_share"]
 
@@ -289,6 +289,24 @@ class RankFusion:
         if self.depth is not None:
             votes[r > self.depth] = 0.0
         return votes
+
+
+def at_point(system: Any, counts: Sequence[float], point: tuple[float, float],
+             name: str | None = None) -> "PopularityPrior":
+    """Chapter 03's serving arm at ``point = (weight, beta)``: the prompt blended with the
+    whole-history mean (:class:`WholeHistory`), plus ``beta * log(1 + count)``
+    (:class:`PopularityPrior`).
+
+    Args:
+        system: a bound dual-encoder system (:func:`llmrec_lib.recipes.dual_encoder_system`).
+        counts: training counts in catalogue order.
+        point: the whole-history weight and the prior's beta.
+        name: the system's name in results (None: the prior's default).
+
+    Returns:
+        The :class:`PopularityPrior` over the :class:`WholeHistory` blend.
+    """
+    return PopularityPrior(WholeHistory(system, point[0]), counts, point[1], name=name)
 
 
 class StoredSource:
