@@ -422,10 +422,18 @@ print(
     "the same in both modes]"
 )
 
+# %% [markdown]
+# A promise about time depends on the machine. The book's time claims were measured on two
+# AVX2 cores that multiply float32 matrices at about 50 GFLOP/s. On a slower CPU,
+# `config.py::time_budget` stretches each budget in proportion to `config.matmul_gflops()`.
+# On a faster CPU the budget stays as it is. So a claim fails when the code gets slower,
+# and not merely because the reader's laptop is slow.
+
 # %%
+print(f"this CPU: {config.matmul_gflops():.0f} GFLOP/s float32")
 claims.check(
-    "Every user's history is tokenized and measured in under 10 s",
-    render_s < 10,
+    "Every user's history is tokenized and measured in under 10 s (at 50 GFLOP/s)",
+    render_s < config.time_budget(10),
     detail=f"{render_s:.1f} s",
 )
 claims.check(

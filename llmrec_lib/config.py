@@ -308,6 +308,46 @@ def _bf16_probe(n: int = 256, repeats: int = 3) -> bool:
     return best(True) < best(False)
 
 
+# The machine the chapters' time promises were measured on: 2 AMD EPYC cores with AVX2 only,
+# float32 matmul at 54 GFLOP/s (2026-12-05). A slower machine gets proportionally more time.
+REFERENCE_GFLOPS = 50.0
+
+
+@functools.lru_cache(maxsize=None)
+def matmul_gflops() -> float:
+    """This machine's float32 matmul speed on the CPU, in GFLOP/s
+    (:func:`llmrec_lib.train.matmul_peak_gflops` on 2048-square products, the best of 3).
+    Cached per process, so a chapter measures it once (about two seconds on two cores).
+
+    Returns:
+        GFLOP/s.
+    """
+    import torch
+
+    from . import train  # train imports config: import at call time
+
+    return train.matmul_peak_gflops(torch.float32, n=2048, repeats=3)
+
+
+def time_budget(seconds: float, reference_gflops: float = REFERENCE_GFLOPS) -> float:
+    """A time promise made on the reference machine (:data:`REFERENCE_GFLOPS`), on this one.
+
+    A chapter that promises "under two minutes" asserts ``t < time_budget(120)``: the budget
+    grows in proportion on a slower CPU (:func:`matmul_gflops`) and never shrinks on a faster
+    one, so the claim tests the code's cost, not the reader's hardware.
+
+    Args:
+        seconds: the promise on the reference machine.
+        reference_gflops: that machine's float32 matmul speed.
+
+    Returns:
+        The budget here, in seconds (at least ``seconds``).
+    """
+    if seconds <= 0 or reference_gflops <= 0:
+        raise ValueError("seconds and reference_gflops must be positive")
+    return seconds * max(1.0, reference_gflops / matmul_gflops())
+
+
 def autocast(device: str = "cpu", enabled: bool = True):
     """bf16 autocast where it helps (:func:`bf16_is_fast`: CPUs with AVX-512 BF16 or AMX,
     bf16-capable GPUs); a no-op otherwise, so the block runs in float32.

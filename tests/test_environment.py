@@ -162,3 +162,27 @@ def test_matmul_peak_measures_the_dtype_the_models_run_in(fresh_bf16_check):
     fresh_bf16_check.setenv(config.BF16_ENV, "1")
     train.matmul_peak_gflops(n=32, repeats=1)
     assert seen == [torch.float32, torch.float32, torch.bfloat16, torch.bfloat16]
+
+
+def test_time_budget_grows_on_a_slower_cpu_and_never_shrinks(monkeypatch):
+    """A time promise made at REFERENCE_GFLOPS stretches in proportion on a slower CPU."""
+    monkeypatch.setattr(config, "matmul_gflops", lambda: config.REFERENCE_GFLOPS / 2)
+    assert config.time_budget(120) == pytest.approx(240)
+    monkeypatch.setattr(config, "matmul_gflops", lambda: config.REFERENCE_GFLOPS * 3)
+    assert config.time_budget(120) == pytest.approx(120)
+    with pytest.raises(ValueError, match="positive"):
+        config.time_budget(0)
+
+
+def test_matmul_gflops_is_measured_once_per_process(monkeypatch):
+    """The chapters call it per claim; the probe runs once."""
+    from llmrec_lib import train
+
+    calls = []
+    monkeypatch.setattr(train, "matmul_peak_gflops", lambda *a, **k: calls.append(a) or 50.0)
+    config.matmul_gflops.cache_clear()
+    try:
+        assert config.matmul_gflops() == config.matmul_gflops() == 50.0
+        assert len(calls) == 1
+    finally:
+        config.matmul_gflops.cache_clear()
