@@ -54,6 +54,7 @@ from llmrec_lib import (
     abtest,
     compress,
     config,
+    encoders,
     evaluate,
     index,
     losses,
@@ -916,6 +917,28 @@ out = {
     "chapter_seconds": time.perf_counter() - chapter_t0,
 }
 records.save("05", out)  # checked against llmrec_lib/results.py::RECORDS
+
+# %% [markdown]
+# ## Where this run's vectors came from
+#
+# Quick mode does not encode the catalogue and the members with the `matryoshka` adapter: on two
+# CPU cores that would take several minutes per list. It reads the float16 copies committed
+# in `artifacts/vectors/` (or this machine's cache, on a second run). Each copy read is
+# checked first: 32 of its texts are encoded live and must point the same way (cosine at
+# least .999). Full mode encodes everything. If a prompt or an adapter changes, the copies
+# no longer match and are not used; then this check fails, and `artifacts/vectors/README.md`
+# says how to regenerate them.
+
+# %%
+if cfg.mode == "quick":
+    claims.check_committed(
+        "quick mode encoded no list: each came from artifacts/vectors/ (checked) "
+        "or this machine's cache",
+        encoders.encoded_nothing,
+        "the committed vectors are the reference split's",
+        pinned=False,
+    )
+encoders.embedding_log()
 
 # %% [markdown]
 # ## Which claims hold on this data

@@ -336,7 +336,12 @@ def embed_cached(
     if path.is_file():
         vectors = np.load(path)
         if vectors.shape == shape:
+            _log(path.name, len(texts), "cache")
             return vectors
+    committed = read_committed(path.name, backbone, texts, embed_kwargs)
+    if committed is not None:
+        _write_atomic(path, lambda f: np.save(f, committed))
+        return committed
     store = folder / f"{stem}-bytext-{model_key.hexdigest()[:24]}.npz"
     keys = np.array([hashlib.blake2b(t.encode(), digest_size=16).hexdigest() for t in texts],
                     dtype="S32")
@@ -353,7 +358,104 @@ def embed_cached(
             f, keys=np.concatenate([known_keys, new_keys]),
             vectors=np.concatenate([known, vectors[missing[first]]])))
     _write_atomic(path, lambda f: np.save(f, vectors))
+    _log(path.name, len(texts), "encoded" if len(missing) else "cache")
     return vectors
+
+
+COMMITTED_VECTORS_ENV = "LLMREC_COMMITTED_VECTORS"  # "1" / "0" overrides the quick-mode rule
+COMMITTED_CHECK_TEXTS = 32  # texts re-encoded live to check each committed file
+COMMITTED_MIN_COSINE = 0.999  # float16 storage alone keeps about 1 - 1e-7
+_embedding_log: list[dict] = []
+
+
+def committed_vectors_dir() -> Path:
+    """``artifacts/vectors/``: float16 copies of the embedding cache's whole-list entries that
+    the quick chapters need, so a clean clone need not spend half an hour on two CPU cores
+    encoding the catalogue with each committed adapter (``artifacts/vectors/README.md``)."""
+    return config.artifacts_dir("vectors")
+
+
+def committed_vectors_on() -> bool:
+    """Whether :func:`embed_cached` may read committed vectors: in quick mode, unless
+    ``LLMREC_COMMITTED_VECTORS=0``; ``=1`` allows them in full mode too.
+
+    Returns:
+        True or False (ValueError for another value of the variable).
+    """
+    forced = os.environ.get(COMMITTED_VECTORS_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ValueError(f"{COMMITTED_VECTORS_ENV}={forced!r}: set it to 1 (read "
+                         "artifacts/vectors/) or 0 (always encode)")
+    return config.get_mode() == "quick"
+
+
+def read_committed(name: str, backbone, texts: Sequence[str], embed_kwargs: dict):
+    """The committed vectors for the cache entry ``name``, checked against the model.
+
+    :data:`COMMITTED_CHECK_TEXTS` sampled texts are encoded live; if one of them points
+    elsewhere than its committed row (cosine under :data:`COMMITTED_MIN_COSINE`), the file
+    is refused with an error that says how to regenerate it. The key already hashes the
+    weights and texts, so this guards against a damaged or hand-edited file. Every read is
+    recorded (:func:`embedding_log`).
+
+    Args:
+        name: the whole-list cache file's name (``stem-key.npy``).
+        backbone: the loaded backbone (adapters included).
+        texts: the texts, in the file's row order.
+        embed_kwargs: the arguments of :func:`embed_texts`.
+
+    Returns:
+        float32 vectors, or None when there is no such file or committed vectors are off.
+    """
+    file = committed_vectors_dir() / name
+    if not committed_vectors_on() or not file.is_file():
+        return None
+    vectors = np.load(file).astype(np.float32)
+    if vectors.shape != (len(texts), backbone.hidden_size):
+        raise ValueError(f"{file} holds {vectors.shape}, not ({len(texts)}, "
+                         f"{backbone.hidden_size}): regenerate it (artifacts/vectors/README.md)")
+    if embed_kwargs.get("normalize", True):
+        vectors = _normalise(vectors)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(texts), min(COMMITTED_CHECK_TEXTS, len(texts)), replace=False))
+    live = embed_texts(backbone, [texts[i] for i in rows], **{**embed_kwargs, "progress": False})
+    cosine = np.sum(_normalise(live) * _normalise(vectors[rows]), axis=1)
+    if cosine.min() < COMMITTED_MIN_COSINE:
+        raise ValueError(
+            f"{file} disagrees with this model (a live re-encoding of {len(rows)} texts has "
+            f"cosine {cosine.min():.4f} with its rows): regenerate it as "
+            f"artifacts/vectors/README.md says, or set {COMMITTED_VECTORS_ENV}=0 to encode")
+    _log(name, len(texts), "committed", checked=len(rows), min_cosine=float(cosine.min()))
+    return vectors
+
+
+def encoded_nothing() -> tuple[bool, str]:
+    """Whether this process encoded no list so far (every :func:`embed_cached` call was served
+    by this machine's cache or by ``artifacts/vectors/``), and a count by source: the check a
+    quick chapter makes that its committed vectors are current.
+
+    Returns:
+        (holds, detail), as :meth:`llmrec_lib.config.Claims.check_committed` takes them.
+    """
+    log = embedding_log()
+    counts = ", ".join(f"{n} from {s}" for s, n in log["source"].value_counts().items())
+    return bool(len(log)) and not (log["source"] == "encoded").any(), counts or "no lists"
+
+
+def _log(file: str, rows: int, source: str, checked: int = 0, min_cosine: float = np.nan):
+    _embedding_log.append({"file": file, "rows": rows, "source": source, "checked": checked,
+                           "min cosine": min_cosine})
+
+
+def embedding_log() -> pd.DataFrame:
+    """Where each list :func:`embed_cached` returned in this process came from, one row per
+    call: the cache file's name, its rows, and its source: ``"cache"`` (this machine's cache),
+    ``"committed"`` (``artifacts/vectors/``, with the texts re-encoded live to check it and
+    their lowest cosine) or ``"encoded"`` (at least one text encoded now)."""
+    return pd.DataFrame(_embedding_log,
+                        columns=["file", "rows", "source", "checked", "min cosine"])
 
 
 def _read_text_store(store: Path, hidden_size: int) -> tuple[np.ndarray, np.ndarray]:

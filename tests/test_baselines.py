@@ -366,6 +366,51 @@ def test_embed_cached_reuses_vectors(tmp_path, monkeypatch):
     assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 2
 
 
+def test_embed_cached_reads_committed_vectors_and_checks_them(tmp_path, monkeypatch):
+    """Quick mode serves artifacts/vectors/ copies, after re-encoding a sample live; a file
+    that disagrees with the model is refused; full mode and LLMREC_COMMITTED_VECTORS=0 encode."""
+    pytest.importorskip("transformers")
+    from llmrec_lib import backbones
+
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    monkeypatch.setattr(E, "committed_vectors_dir", lambda: committed)
+    monkeypatch.setenv("LLMREC_MODE", "quick")
+    monkeypatch.setenv("LLMREC_CACHE_DIR", str(tmp_path / "made"))
+    bb = backbones.load_backbone("tiny-llama", device="cpu")
+    texts = [f"a film about {w}" for w in ("trains", "ghosts", "chess", "bees", "rain")]
+    made = E.embed_cached(bb, texts, max_length=16, progress=False)
+    (entry,) = (tmp_path / "made" / "embeddings").glob("*-????????????????????????.npy")
+    np.save(committed / entry.name, made.astype(np.float16))
+
+    def fresh():  # a clean clone's empty cache
+        monkeypatch.setenv("LLMREC_CACHE_DIR", str(tmp_path / f"clone{len(E._embedding_log)}"))
+        return E.embed_cached(bb, texts, max_length=16, progress=False)
+
+    got = fresh()
+    row = E.embedding_log().iloc[-1]
+    assert (row["source"], row["checked"]) == ("committed", len(texts))
+    assert row["min cosine"] > 0.9999
+    np.testing.assert_allclose(got, made, atol=2e-3)
+    monkeypatch.setenv("LLMREC_MODE", "full")  # full mode encodes
+    fresh()
+    assert E.embedding_log().iloc[-1]["source"] == "encoded"
+    monkeypatch.setenv("LLMREC_MODE", "quick")
+    monkeypatch.setenv(E.COMMITTED_VECTORS_ENV, "0")
+    fresh()
+    assert E.embedding_log().iloc[-1]["source"] == "encoded"
+    monkeypatch.setenv(E.COMMITTED_VECTORS_ENV, "maybe")
+    with pytest.raises(ValueError, match="set it to 1"):
+        fresh()
+    monkeypatch.delenv(E.COMMITTED_VECTORS_ENV)
+    np.save(committed / entry.name, made[::-1].astype(np.float16))  # rows out of order
+    with pytest.raises(ValueError, match="disagrees with this model"):
+        fresh()
+    np.save(committed / entry.name, made[:3].astype(np.float16))
+    with pytest.raises(ValueError, match="regenerate it"):
+        fresh()
+
+
 def test_embed_cached_encodes_only_the_texts_it_has_not_seen(tmp_path, monkeypatch):
     pytest.importorskip("transformers")
     from llmrec_lib import backbones

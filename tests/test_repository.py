@@ -252,3 +252,22 @@ def test_the_artifacts_folder_is_spelled_once():
     ]
     assert not spelled, f"use config.artifacts_dir() instead of spelling the path in {spelled}"
     assert config.artifacts_dir("recgpt") == config.PROJECT_ROOT / "artifacts" / "recgpt"
+
+
+def test_committed_vectors_match_their_manifest():
+    """artifacts/vectors/ holds exactly the files its manifest lists, float16, of the listed
+    shape and SHA-256 (tools/commit_vectors.py writes both; encoders.read_committed reads)."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    folder = config.artifacts_dir("vectors")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(p.name for p in folder.glob("*.npy")) == sorted(manifest)
+    for name, entry in manifest.items():
+        path = folder / name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], name
+        vectors = np.load(path, mmap_mode="r")
+        assert vectors.dtype == np.float16 and list(vectors.shape) == entry["shape"], name
+        assert entry["chapter"] in {"03", "05"}, name
