@@ -371,7 +371,11 @@ _embedding_log: list[dict] = []
 def committed_vectors_dir() -> Path:
     """``artifacts/vectors/``: float16 copies of the embedding cache's whole-list entries that
     the quick chapters need, so a clean clone need not spend half an hour on two CPU cores
-    encoding the catalogue with each committed adapter (``artifacts/vectors/README.md``)."""
+    encoding the catalogue with each committed adapter (``artifacts/vectors/README.md``).
+
+    Returns:
+        The folder's path (it need not exist).
+    """
     return config.artifacts_dir("vectors")
 
 
@@ -453,7 +457,11 @@ def embedding_log() -> pd.DataFrame:
     """Where each list :func:`embed_cached` returned in this process came from, one row per
     call: the cache file's name, its rows, and its source: ``"cache"`` (this machine's cache),
     ``"committed"`` (``artifacts/vectors/``, with the texts re-encoded live to check it and
-    their lowest cosine) or ``"encoded"`` (at least one text encoded now)."""
+    their lowest cosine) or ``"encoded"`` (at least one text encoded now).
+
+    Returns:
+        A DataFrame: file, rows, source, checked, min cosine.
+    """
     return pd.DataFrame(_embedding_log,
                         columns=["file", "rows", "source", "checked", "min cosine"])
 
