@@ -313,20 +313,54 @@ def _bf16_probe(n: int = 256, repeats: int = 3) -> bool:
 REFERENCE_GFLOPS = 50.0
 
 
+def matmul_peak_gflops(dtype=None, n: int = 2048, repeats: int = 10) -> float:
+    """Measured GFLOP/s of an n x n matmul on this machine (the denominator of MFU).
+
+    The fastest of ``repeats`` timed matmuls: a peak is the best the machine does, and the
+    minimum is not dragged down by another process waking up during one of them (a mean is,
+    which on a shared machine could make an MFU come out above 1).
+
+    Args:
+        dtype: the matmul's dtype; None: the one the book's models run in here, bf16 where
+            :func:`bf16_is_fast` says autocast is on, float32 otherwise.
+        n: the matrices' side. 2048, because smaller products do not reach the peak in
+            float32: on an AVX2 machine a 1024-square product ran at 132 GFLOP/s and a 2048
+            one at 160, and batch encoding beat the first (an MFU above 1).
+        repeats: timed repetitions.
+
+    Returns:
+        The best GFLOP/s measured.
+    """
+    import time
+
+    import torch
+
+    if dtype is None:
+        dtype = torch.bfloat16 if bf16_is_fast("cpu") else torch.float32
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 @functools.lru_cache(maxsize=None)
 def matmul_gflops() -> float:
-    """This machine's float32 matmul speed on the CPU, in GFLOP/s
-    (:func:`llmrec_lib.train.matmul_peak_gflops` on 2048-square products, the best of 3).
-    Cached per process, so a chapter measures it once (about two seconds on two cores).
+    """This machine's float32 matmul speed on the CPU, in GFLOP/s (:func:`matmul_peak_gflops`
+    on 2048-square products, the best of 3). Cached per process, so a chapter measures it
+    once (about two seconds on two cores).
 
     Returns:
         GFLOP/s.
     """
     import torch
 
-    from . import train  # train imports config: import at call time
-
-    return train.matmul_peak_gflops(torch.float32, n=2048, repeats=3)
+    return matmul_peak_gflops(torch.float32, n=2048, repeats=3)
 
 
 def time_budget(seconds: float, reference_gflops: float = REFERENCE_GFLOPS) -> float:

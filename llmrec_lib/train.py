@@ -768,36 +768,9 @@ def transformer_flops(n_params: int, n_tokens: int, n_layers: int, hidden: int, 
     return forward * (3.0 if trainable_weights else 2.0)
 
 
-def matmul_peak_gflops(dtype: torch.dtype | None = None, n: int = 2048, repeats: int = 10) -> float:
-    """Measured GFLOP/s of an n x n matmul on this machine (the denominator of MFU).
-
-    The fastest of ``repeats`` timed matmuls: a peak is the best the machine does, and the
-    minimum is not dragged down by another process waking up during one of them (a mean is,
-    which on a shared machine could make an MFU come out above 1).
-
-    Args:
-        dtype: the matmul's dtype; None: the one the book's models run in here, bf16 where
-            :func:`llmrec_lib.config.bf16_is_fast` says autocast is on, float32 otherwise.
-        n: the matrices' side. 2048, because smaller products do not reach the peak in
-            float32: on an AVX2 machine a 1024-square product ran at 132 GFLOP/s and a 2048
-            one at 160, and batch encoding beat the first (an MFU above 1).
-        repeats: timed repetitions.
-
-    Returns:
-        The best GFLOP/s measured.
-    """
-    if dtype is None:
-        dtype = torch.bfloat16 if config.bf16_is_fast("cpu") else torch.float32
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+# The denominator of MFU lives in config (its time budgets use it too); the name stays here,
+# beside the MFU it serves.
+matmul_peak_gflops = config.matmul_peak_gflops
 
 
 def utilisation(trainer: Trainer, peak_gflops: float) -> dict:

@@ -176,10 +176,8 @@ def test_time_budget_grows_on_a_slower_cpu_and_never_shrinks(monkeypatch):
 
 def test_matmul_gflops_is_measured_once_per_process(monkeypatch):
     """The chapters call it per claim; the probe runs once."""
-    from llmrec_lib import train
-
     calls = []
-    monkeypatch.setattr(train, "matmul_peak_gflops", lambda *a, **k: calls.append(a) or 50.0)
+    monkeypatch.setattr(config, "matmul_peak_gflops", lambda *a, **k: calls.append(a) or 50.0)
     config.matmul_gflops.cache_clear()
     try:
         assert config.matmul_gflops() == config.matmul_gflops() == 50.0
