@@ -435,15 +435,19 @@ def read_committed(name: str, backbone, texts: Sequence[str], embed_kwargs: dict
     return vectors
 
 
-def encoded_nothing() -> tuple[bool, str]:
+def encoded_nothing(prefix: str = "") -> tuple[bool, str]:
     """Whether this process encoded no list so far (every :func:`embed_cached` call was served
     by this machine's cache or by ``artifacts/vectors/``), and a count by source: the check a
     quick chapter makes that its committed vectors are current.
+
+    Args:
+        prefix: count only the lists whose cache file starts with it (``"smollm2"``); "" all.
 
     Returns:
         (holds, detail), as :meth:`llmrec_lib.config.Claims.check_committed` takes them.
     """
     log = embedding_log()
+    log = log[log["file"].str.startswith(prefix)]
     counts = ", ".join(f"{n} from {s}" for s, n in log["source"].value_counts().items())
     return bool(len(log)) and not (log["source"] == "encoded").any(), counts or "no lists"
 
