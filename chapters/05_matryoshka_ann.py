@@ -930,14 +930,7 @@ records.save("05", out)  # checked against llmrec_lib/results.py::RECORDS
 # says how to regenerate them.
 
 # %%
-if cfg.mode == "quick":
-    claims.check_committed(
-        "quick mode encoded no list: each came from artifacts/vectors/ (checked) "
-        "or this machine's cache",
-        encoders.encoded_nothing,
-        "the committed vectors are the reference split's",
-        pinned=False,
-    )
+encoders.check_encoded_nothing(claims, cfg.mode)
 encoders.embedding_log()
 
 # %% [markdown]

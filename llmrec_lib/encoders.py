@@ -452,6 +452,30 @@ def encoded_nothing(prefix: str = "") -> tuple[bool, str]:
     return bool(len(log)) and not (log["source"] == "encoded").any(), counts or "no lists"
 
 
+ENCODED_NOTHING = ("quick mode encoded no list: each came from artifacts/vectors/ (checked) "
+                   "or this machine's cache")
+
+
+def check_encoded_nothing(claims, mode: str, prefix: str = "", claim: str = ENCODED_NOTHING):
+    """A quick chapter's closing mechanic: it encoded no list (:func:`encoded_nothing`), so its
+    committed vectors are current. Checked in quick mode where the committed artifacts fit the
+    data (:meth:`llmrec_lib.config.Claims.check_committed`); full mode encodes by design.
+
+    Args:
+        claims: the chapter's :class:`llmrec_lib.config.Claims`.
+        mode: the run mode.
+        prefix: count only the lists whose cache file starts with it ("" all).
+        claim: the claim's text.
+
+    Returns:
+        What ``check_committed`` returns; None in full mode.
+    """
+    if mode != "quick":
+        return None
+    return claims.check_committed(claim, lambda: encoded_nothing(prefix),
+                                  "the committed vectors are the reference data's", pinned=False)
+
+
 def _log(file: str, rows: int, source: str, checked: int = 0, min_cosine: float = np.nan):
     _embedding_log.append({"file": file, "rows": rows, "source": source, "checked": checked,
                            "min cosine": min_cosine})

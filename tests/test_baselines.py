@@ -519,3 +519,17 @@ def test_tidy_and_wide_tables(wsplit, items):
     matplotlib.use("Agg")
     fig = B.bar_chart(tidy, ["recall@10"], stages=("valid",))
     assert len(fig.axes) == 1
+
+
+def test_check_encoded_nothing_fails_when_a_list_was_encoded(monkeypatch):
+    """The chapters' closing mechanic: full mode is not checked; quick mode fails on an encode."""
+    from llmrec_lib import config
+
+    monkeypatch.setattr(E, "_embedding_log", [])
+    claims = config.Claims(reference=True)
+    assert E.check_encoded_nothing(claims, "full") is None and not claims.items
+    E._log("smollm2-135m-items-x.npy", 3, "committed")
+    E._log("minilm-l6-items-y.npy", 3, "encoded")
+    assert E.check_encoded_nothing(claims, "quick", "smollm2")
+    with pytest.raises(AssertionError, match="encoded no list"):
+        E.check_encoded_nothing(claims, "quick")
