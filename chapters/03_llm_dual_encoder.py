@@ -595,7 +595,7 @@ else:
 # Now the same model twice: with its LoRA adapter at zero (zero-shot: SmolLM2's first 8 layers
 # as they come) and with the trained adapter. Both encode the whole catalogue from item prompts
 # and each test user from their prompt; the evaluation protocol is chapter 02's. On other
-# data the "fine-tuned" model is the live run of section 3: 24 steps of 16 pairs, all of
+# data the "fine-tuned" model is the live run of section 3: 12 steps of 16 pairs, all of
 # them inside the 30-step learning-rate warm-up, so it stays close to zero-shot SmolLM2.
 # Read the claims below as measurements of that short run, not of the recipe.
 

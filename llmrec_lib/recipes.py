@@ -173,7 +173,7 @@ class RunLength(config.ModeSettings):
     sequence_steps: int
 
     MODES = {
-        "quick": dict(steps=24, ablation_steps=24, sequence_steps=12),
+        "quick": dict(steps=12, ablation_steps=12, sequence_steps=12),
         "full": dict(steps=1600, ablation_steps=400, sequence_steps=800),
     }
 

@@ -103,7 +103,7 @@ def test_run_length_is_the_one_per_mode_pattern(monkeypatch):
     full = recipes.RunLength.for_mode("full")
     assert (full.steps, full.ablation_steps, full.sequence_steps) == (1600, 400, 800)
     quick = recipes.RunLength.for_mode("quick")
-    assert (quick.steps, quick.ablation_steps, quick.sequence_steps) == (24, 24, 12)
+    assert (quick.steps, quick.ablation_steps, quick.sequence_steps) == (12, 12, 12)
     with pytest.raises(dataclasses.FrozenInstanceError):
         full.steps = 1
     monkeypatch.setenv("LLMREC_MODE", "full")
