@@ -17,6 +17,8 @@ one list, and the rule that picks their knobs on validation (chapter 03).
 * :class:`ColdOnly` restricts a retriever to the items nobody rated in training. As the second
   source of a :class:`MultiSource` it gives never-rated items slots of their own, which a
   count-based prior (or an ID model) can never give them.
+* :class:`Cached` scores a source once per batch of users, so a grid of blends over the same
+  two sources does not score them again for every value.
 * :func:`choose_on_validation` evaluates a grid in a declared order of preference and keeps
   the first value within ``tol`` of the best, so the tie rule is fixed before anyone looks.
 
@@ -31,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly", "StoredSource", "stored_cut_check", "at_point",
+__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly", "Cached", "StoredSource", "stored_cut_check", "at_point",
            "choose_on_validation", "slot_pattern", "tune_fusion",
            "popularity_percentiles", "tune_prior", "tune_history", "tune_share"]
 
@@ -148,6 +150,48 @@ class WholeHistory:
     def score(self, user_ids) -> np.ndarray:
         """(len(user_ids), n_items) cosine of the blended query with every item."""
         return self.user_vectors(user_ids) @ self.item_vectors.T
+
+
+class Cached:
+    """A system whose scores are computed once per batch of users, then read back.
+
+    Tuning a blend evaluates the same two sources once per grid value, on the same users in
+    the same batches: chapter 03 scores item-kNN and the LLM arm about fifty times over.
+    Wrapped in ``Cached`` each source is scored once per batch, and every later call returns
+    a copy of the stored rows (callers may write -inf into what they get). The key is the
+    exact array of user ids, so a different batch is never served a stored one. At most
+    ``max_batches`` batches are kept (the oldest is dropped first): a stage of 602 users is 3
+    batches of :func:`llmrec_lib.evaluate.evaluate`'s default 256, 23 MB of float32 scores.
+    """
+
+    def __init__(self, system: Any, max_batches: int = 16):
+        if max_batches < 1:
+            raise ValueError(f"max_batches must be >= 1, got {max_batches}")
+        self.system, self.max_batches = system, int(max_batches)
+        self.name = getattr(system, "name", "system")
+        self._store: dict[bytes, np.ndarray] = {}
+        self.computed = 0  # batches actually scored by the wrapped system
+
+    @property
+    def can_score_items(self):
+        """The wrapped system's ``can_score_items``, passed on."""
+        return getattr(self.system, "can_score_items", None)
+
+    @property
+    def histories(self):
+        """The wrapped system's ``histories`` (seen items), passed on for :class:`MultiSource`."""
+        return getattr(self.system, "histories", None)
+
+    def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items) float32: the wrapped system's scores, a fresh copy."""
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        key = user_ids.tobytes()
+        if key not in self._store:
+            if len(self._store) >= self.max_batches:
+                self._store.pop(next(iter(self._store)))
+            self._store[key] = _scores(self.system, user_ids)
+            self.computed += 1
+        return self._store[key].copy()
 
 
 def slot_pattern(n: int, share: float) -> np.ndarray:
@@ -498,7 +542,8 @@ def tune_share(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[f
     Returns:
         (the chosen share, a table of every value's metric).
     """
-    return _choose_system(lambda share: MultiSource(first_valid, second_valid, share, seen=valid_data),
+    first, second = Cached(first_valid), Cached(second_valid)  # scored once, not per share
+    return _choose_system(lambda share: MultiSource(first, second, share, seen=valid_data),
                           grid, valid_data, metric, tol)
 
 
@@ -521,8 +566,9 @@ def tune_fusion(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[
     Returns:
         (the chosen weight, a table of every value's metric).
     """
+    first, second = Cached(first_valid), Cached(second_valid)  # scored once, not per weight
     return _choose_system(
-        lambda w: RankFusion(first_valid, second_valid, w, k=k, depth=depth, seen=valid_data),
+        lambda w: RankFusion(first, second, w, k=k, depth=depth, seen=valid_data),
         grid, valid_data, metric, tol)
 
 

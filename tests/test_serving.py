@@ -301,3 +301,48 @@ def test_stored_cut_check_sees_what_a_shorter_list_loses():
     assert whole == {"same users": 1.0, "mean diff": 0.0}
     cut = serving.stored_cut_check(llm, first, 1.0, data, fused, depth=1)
     assert cut == {"same users": 0.0, "mean diff": -1.0}  # its 2nd place no longer votes
+
+
+class Counting(Fixed):
+    """A :class:`Fixed` system that counts how often it is asked to score."""
+
+    calls = 0
+
+    def score(self, user_ids):
+        self.calls += 1
+        return super().score(user_ids)
+
+
+def test_cached_scores_each_batch_once_and_hands_out_copies():
+    inner = Counting([[3.0, 2.0, 1.0], [0.0, 1.0, 2.0]], seen={0: [1]}, name="inner")
+    cached = serving.Cached(inner, max_batches=2)
+    first = cached.score([0, 1])
+    first[0, 0] = -np.inf  # a caller writing into its copy changes nothing stored
+    again = cached.score(np.array([0, 1]))
+    assert inner.calls == 1 and cached.computed == 1 and again[0, 0] == 3.0
+    assert cached.score([1, 0]).tolist() == [[0.0, 1.0, 2.0], [3.0, 2.0, 1.0]]  # new key
+    assert inner.calls == 2
+    cached.score([1])  # a third batch drops the oldest ([0, 1])
+    cached.score([0, 1])
+    assert inner.calls == 4
+    assert cached.name == "inner" and cached.histories[0].tolist() == [1]
+    with pytest.raises(ValueError, match="max_batches"):
+        serving.Cached(inner, max_batches=0)
+
+
+def test_tuning_a_blend_scores_each_source_once_per_batch():
+    import pandas as pd
+
+    from llmrec_lib import evaluate
+
+    first = Counting([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]], seen={0: [0], 1: []})
+    second = Counting([[0.0, 0.0, 0.0, 9.0], [0.0, 0.0, 9.0, 0.0]])
+    valid = evaluate.EvalData.from_frames(
+        targets=pd.DataFrame({"user_id": [0, 1], "item_id": [13, 12]}),
+        history=pd.DataFrame({"user_id": [0], "item_id": [10]}),
+        train=pd.DataFrame({"item_id": [10, 11]}),
+        item_ids=[10, 11, 12, 13],
+    )
+    serving.tune_fusion(first, second, valid, [0.0, 1.0, 2.0], k=1.0, metric="recall@1")
+    serving.tune_share(first, second, valid, [0.0, 0.5, 1.0], metric="recall@1")
+    assert (first.calls, second.calls) == (2, 2)  # once per tuning, not once per value
