@@ -244,14 +244,16 @@ class MultiSource:
         a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
         for row, cols in enumerate(_banned(self.first, self.rated, user_ids)):
             a[row, cols] = b[row, cols] = -np.inf
+        from llmrec_lib.evaluate import top_k
+
         depth = min(self.depth, a.shape[1])
-        top_a = np.argsort(-a, axis=1, kind="stable")[:, :depth]
-        top_b = np.argsort(-b, axis=1, kind="stable")[:, :depth]
-        pattern = slot_pattern(2 * depth, self.share)
+        # each source's best ``depth`` columns, ties to the lower column (a stable sort's
+        # order), -1 where the score is -inf: a partition per row instead of a full sort
+        top_a, top_b = top_k(a, depth).tolist(), top_k(b, depth).tolist()
+        pattern = slot_pattern(2 * depth, self.share).tolist()
         out = np.full(a.shape, -np.inf, dtype=np.float32)
         for row in range(len(user_ids)):
-            lists = [[c for c in top_a[row] if np.isfinite(a[row, c])],
-                     [c for c in top_b[row] if np.isfinite(b[row, c])]]
+            lists = [[c for c in top_a[row] if c >= 0], [c for c in top_b[row] if c >= 0]]
             ptr, placed, merged = [0, 0], set(), []
             for use_b in pattern:
                 src = int(use_b)
