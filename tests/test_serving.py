@@ -346,3 +346,14 @@ def test_tuning_a_blend_scores_each_source_once_per_batch():
     serving.tune_fusion(first, second, valid, [0.0, 1.0, 2.0], k=1.0, metric="recall@1")
     serving.tune_share(first, second, valid, [0.0, 0.5, 1.0], metric="recall@1")
     assert (first.calls, second.calls) == (2, 2)  # once per tuning, not once per value
+
+
+def test_multisource_breaks_ties_by_the_lower_column_and_never_places_minus_inf():
+    first = Fixed([[1.0, 2.0, 2.0, -np.inf, 2.0]], seen={0: []})
+    second = Fixed([[-np.inf, 5.0, -np.inf, 5.0, -np.inf]])
+    scores = serving.MultiSource(first, second, 0.5, depth=3).score([0])[0]
+    order = np.argsort(-scores, kind="stable")[: int(np.isfinite(scores).sum())]
+    # slots alternate first, second, ...: first's tied 2s in column order (1, 2, 4), second's
+    # tied 5s (1 placed already, then 3), then first fills the slots second cannot
+    assert order.tolist() == [1, 3, 2, 4]
+    assert scores[0] == -np.inf  # beyond first's top 3 and -inf in second: never placed
