@@ -27,7 +27,7 @@
 # and 4, the longer-trained model and section 5's arms on chapter 03's base are committed
 # adapters trained on the reference split, which would score users whose test movies they
 # trained on: on other data they are not evaluated. Section 6's synthetic world does not
-# depend on your data, so its result is the reference run's; it costs about four minutes, so
+# depend on your data, so its result is the reference run's; it costs about three minutes, so
 # on other data it runs only when you set `synthetic_everywhere = True`. The closing table,
 # "Which claims hold on this data", lists every claim that was not run as "not tested".
 
