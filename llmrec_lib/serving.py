@@ -307,6 +307,9 @@ class RankFusion:
             raise ValueError(f"depth must be >= 1 or None, got {depth}")
         self.first, self.second, self.weight, self.k = first, second, float(weight), float(k)
         self.depth, self.rated = depth, _rated(seen)
+        # None, or batch -> both sources' votes: tune_fusion gives every weight of its grid one
+        # shared dict (same sources, stage, k and depth), since only the weight changes the sum
+        self.votes_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] | None = None
         self.name = name or (f"{getattr(first, 'name', 'first')} + "
                              f"{getattr(second, 'name', 'second')} (rank fusion, {weight:g})")
 
@@ -318,14 +321,19 @@ class RankFusion:
     def score(self, user_ids) -> np.ndarray:
         """(len(user_ids), n_items) fused scores; seen items -inf."""
         user_ids = np.asarray(user_ids)
-        a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
-        if a.shape != b.shape:
-            raise ValueError(f"the sources score {a.shape} and {b.shape}: same users and items needed")
-        for row, cols in enumerate(_banned(self.first, self.rated, user_ids)):
-            a[row, cols] = b[row, cols] = -np.inf
-        fused = self._votes(a) + self.weight * self._votes(b)
-        fused[~np.isfinite(a)] = -np.inf
-        return fused.astype(np.float32)
+        cache = {} if self.votes_cache is None else self.votes_cache
+        key = user_ids.astype(np.int64).tobytes()
+        if key not in cache:
+            a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
+            if a.shape != b.shape:
+                raise ValueError(f"the sources score {a.shape} and {b.shape}: same users and items needed")
+            for row, cols in enumerate(_banned(self.first, self.rated, user_ids)):
+                a[row, cols] = b[row, cols] = -np.inf
+            votes_a = self._votes(a)
+            votes_a[~np.isfinite(a)] = -np.inf  # seen or unscoreable: never recommended
+            cache[key] = (votes_a, self._votes(b))
+        votes_a, votes_b = cache[key]
+        return (votes_a + self.weight * votes_b).astype(np.float32)
 
     def _votes(self, scores: np.ndarray) -> np.ndarray:
         """1 / (k + rank) for each item a source ranks within ``depth``, else 0."""
@@ -569,9 +577,14 @@ def tune_fusion(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[
         (the chosen weight, a table of every value's metric).
     """
     first, second = Cached(first_valid), Cached(second_valid)  # scored once, not per weight
-    return _choose_system(
-        lambda w: RankFusion(first, second, w, k=k, depth=depth, seen=valid_data),
-        grid, valid_data, metric, tol)
+    shared: dict = {}  # every weight's fusion reads the same votes (RankFusion.votes_cache)
+
+    def fusion(w: float) -> RankFusion:
+        system = RankFusion(first, second, w, k=k, depth=depth, seen=valid_data)
+        system.votes_cache = shared
+        return system
+
+    return _choose_system(fusion, grid, valid_data, metric, tol)
 
 
 def _choose_system(make: Callable[[Any], Any], grid: Sequence[Any], valid_data, metric: str,

@@ -357,3 +357,18 @@ def test_multisource_breaks_ties_by_the_lower_column_and_never_places_minus_inf(
     # tied 5s (1 placed already, then 3), then first fills the slots second cannot
     assert order.tolist() == [1, 3, 2, 4]
     assert scores[0] == -np.inf  # beyond first's top 3 and -inf in second: never placed
+
+
+def test_fusions_that_share_votes_score_as_fusions_that_do_not():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4, (3, 12)).astype(np.float32)  # tied ranks
+    b = rng.standard_normal((3, 12)).astype(np.float32)
+    b[0, :5] = -np.inf
+    first, second = Fixed(a, seen={0: [1], 1: [], 2: [3, 4]}), Fixed(b)
+    shared: dict = {}
+    for w in (0.0, 0.5, 2.0):
+        alone = serving.RankFusion(first, second, w, k=1.0, depth=8)
+        sharing = serving.RankFusion(first, second, w, k=1.0, depth=8)
+        sharing.votes_cache = shared
+        np.testing.assert_array_equal(sharing.score([0, 1, 2]), alone.score([0, 1, 2]))
+    assert len(shared) == 1  # one batch, its votes computed once for all three weights
