@@ -73,7 +73,29 @@ def _banned(first: Any, extra: dict, user_ids: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-class PopularityPrior:
+def _batch_key(user_ids: np.ndarray) -> bytes:
+    """A batch of users as a dict key: the exact int64 ids, in order."""
+    return np.asarray(user_ids, dtype=np.int64).tobytes()
+
+
+class _Wrapper:
+    """A system around ``self.system``: the wrapped system's ``can_score_items`` and
+    ``histories`` (seen items, for :class:`MultiSource`) are passed on."""
+
+    system: Any
+
+    @property
+    def can_score_items(self):
+        """The wrapped system's ``can_score_items`` (which items it can score at all), passed on."""
+        return getattr(self.system, "can_score_items", None)
+
+    @property
+    def histories(self):
+        """The wrapped system's ``histories`` (seen items), passed on for :class:`MultiSource`."""
+        return getattr(self.system, "histories", None)
+
+
+class PopularityPrior(_Wrapper):
     """``score(u, i) = system(u, i) + beta * log(1 + count_i)``.
 
     ``counts`` (n_items,) are training counts in catalogue order
@@ -88,16 +110,6 @@ class PopularityPrior:
         self.system, self.beta = system, float(beta)
         self.prior = (self.beta * np.log1p(counts)).astype(np.float32)
         self.name = name or f"{getattr(system, 'name', 'system')} + {beta:g}·log(1+count)"
-
-    @property
-    def can_score_items(self):
-        """The wrapped system's ``can_score_items`` (which items it can score at all), passed on."""
-        return getattr(self.system, "can_score_items", None)
-
-    @property
-    def histories(self):
-        """The wrapped system's ``histories`` (seen items), passed on for :class:`MultiSource`."""
-        return getattr(self.system, "histories", None)
 
     def score(self, user_ids) -> np.ndarray:
         """(len(user_ids), n_items) the wrapped system's scores plus the popularity bonus."""
@@ -152,7 +164,7 @@ class WholeHistory:
         return self.user_vectors(user_ids) @ self.item_vectors.T
 
 
-class Cached:
+class Cached(_Wrapper):
     """A system whose scores are computed once per batch of users, then read back.
 
     Tuning a blend evaluates the same two sources once per grid value, on the same users in
@@ -172,20 +184,10 @@ class Cached:
         self._store: dict[bytes, np.ndarray] = {}
         self.computed = 0  # batches actually scored by the wrapped system
 
-    @property
-    def can_score_items(self):
-        """The wrapped system's ``can_score_items``, passed on."""
-        return getattr(self.system, "can_score_items", None)
-
-    @property
-    def histories(self):
-        """The wrapped system's ``histories`` (seen items), passed on for :class:`MultiSource`."""
-        return getattr(self.system, "histories", None)
-
     def score(self, user_ids) -> np.ndarray:
         """(len(user_ids), n_items) float32: the wrapped system's scores, a fresh copy."""
         user_ids = np.asarray(user_ids, dtype=np.int64)
-        key = user_ids.tobytes()
+        key = _batch_key(user_ids)
         if key not in self._store:
             if len(self._store) >= self.max_batches:
                 self._store.pop(next(iter(self._store)))
@@ -295,10 +297,14 @@ class RankFusion:
     :class:`llmrec_lib.evaluate.EvalData`) is given, every movie the user rated before the
     stage are removed from both rankings and score -inf, so they push no other item's rank
     down. ``weight`` 0 is the first source's own order.
+    ``votes_cache``: a dict shared by fusions of the same sources, stage, ``k`` and ``depth``
+    that differ only in ``weight`` (what :func:`tune_fusion` builds), so each batch's votes are
+    computed once; None computes them at every call.
     """
 
     def __init__(self, first: Any, second: Any, weight: float, k: float = 60.0,
-                 depth: int | None = None, name: str | None = None, seen: Any = None):
+                 depth: int | None = None, name: str | None = None, seen: Any = None,
+                 votes_cache: dict | None = None):
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
         if k <= 0:
@@ -309,7 +315,7 @@ class RankFusion:
         self.depth, self.rated = depth, _rated(seen)
         # None, or batch -> both sources' votes: tune_fusion gives every weight of its grid one
         # shared dict (same sources, stage, k and depth), since only the weight changes the sum
-        self.votes_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] | None = None
+        self.votes_cache = votes_cache
         self.name = name or (f"{getattr(first, 'name', 'first')} + "
                              f"{getattr(second, 'name', 'second')} (rank fusion, {weight:g})")
 
@@ -322,7 +328,7 @@ class RankFusion:
         """(len(user_ids), n_items) fused scores; seen items -inf."""
         user_ids = np.asarray(user_ids)
         cache = {} if self.votes_cache is None else self.votes_cache
-        key = user_ids.astype(np.int64).tobytes()
+        key = _batch_key(user_ids)
         if key not in cache:
             a, b = _scores(self.first, user_ids), _scores(self.second, user_ids)
             if a.shape != b.shape:
@@ -578,13 +584,9 @@ def tune_fusion(first_valid: Any, second_valid: Any, valid_data, grid: Sequence[
     """
     first, second = Cached(first_valid), Cached(second_valid)  # scored once, not per weight
     shared: dict = {}  # every weight's fusion reads the same votes (RankFusion.votes_cache)
-
-    def fusion(w: float) -> RankFusion:
-        system = RankFusion(first, second, w, k=k, depth=depth, seen=valid_data)
-        system.votes_cache = shared
-        return system
-
-    return _choose_system(fusion, grid, valid_data, metric, tol)
+    return _choose_system(
+        lambda w: RankFusion(first, second, w, k=k, depth=depth, seen=valid_data, votes_cache=shared),
+        grid, valid_data, metric, tol)
 
 
 def _choose_system(make: Callable[[Any], Any], grid: Sequence[Any], valid_data, metric: str,

@@ -19,6 +19,21 @@ class Fixed:
         return self.scores[np.asarray(user_ids)]
 
 
+def two_user_valid():
+    """Validation data of two users over items 10-13: user 0 wants 13 and has seen 10, user 1
+    wants 12."""
+    import pandas as pd
+
+    from llmrec_lib import evaluate
+
+    return evaluate.EvalData.from_frames(
+        targets=pd.DataFrame({"user_id": [0, 1], "item_id": [13, 12]}),
+        history=pd.DataFrame({"user_id": [0], "item_id": [10]}),
+        train=pd.DataFrame({"item_id": [10, 11]}),
+        item_ids=[10, 11, 12, 13],
+    )
+
+
 def test_popularity_prior_adds_beta_log1p_count():
     base = Fixed([[0.5, 0.1, 0.3]])
     sys = serving.PopularityPrior(base, [0, 10, 3], beta=0.2)
@@ -159,18 +174,9 @@ def test_rank_fusion_adds_reciprocal_ranks_and_lets_ties_share_a_rank():
 
 
 def test_tune_fusion_chooses_the_weight_that_validation_rewards():
-    import pandas as pd
-
-    from llmrec_lib import evaluate
-
     first = Fixed([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]], seen={0: [0], 1: []})
     second = Fixed([[0.0, 0.0, 0.0, 9.0], [0.0, 0.0, 9.0, 0.0]])
-    valid = evaluate.EvalData.from_frames(
-        targets=pd.DataFrame({"user_id": [0, 1], "item_id": [13, 12]}),
-        history=pd.DataFrame({"user_id": [0], "item_id": [10]}),
-        train=pd.DataFrame({"item_id": [10, 11]}),
-        item_ids=[10, 11, 12, 13],
-    )
+    valid = two_user_valid()
     w, table = serving.tune_fusion(first, second, valid, [0.0, 1.0, 2.0], k=1.0,
                                    metric="recall@1")
     assert table["metric"].tolist()[0] == 0.0  # the first source alone misses both
@@ -331,18 +337,9 @@ def test_cached_scores_each_batch_once_and_hands_out_copies():
 
 
 def test_tuning_a_blend_scores_each_source_once_per_batch():
-    import pandas as pd
-
-    from llmrec_lib import evaluate
-
     first = Counting([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]], seen={0: [0], 1: []})
     second = Counting([[0.0, 0.0, 0.0, 9.0], [0.0, 0.0, 9.0, 0.0]])
-    valid = evaluate.EvalData.from_frames(
-        targets=pd.DataFrame({"user_id": [0, 1], "item_id": [13, 12]}),
-        history=pd.DataFrame({"user_id": [0], "item_id": [10]}),
-        train=pd.DataFrame({"item_id": [10, 11]}),
-        item_ids=[10, 11, 12, 13],
-    )
+    valid = two_user_valid()
     serving.tune_fusion(first, second, valid, [0.0, 1.0, 2.0], k=1.0, metric="recall@1")
     serving.tune_share(first, second, valid, [0.0, 0.5, 1.0], metric="recall@1")
     assert (first.calls, second.calls) == (2, 2)  # once per tuning, not once per value
