@@ -450,3 +450,20 @@ def test_explain_model_explains_what_the_model_retrieves(setup):
     assert table.meta["judges"]["grounded"] == pytest.approx(judged["grounded"].mean())
     assert table.meta["judges"]["well_formed"] == pytest.approx(judged["ok"].mean())
     assert table.stale_rows(ml.movies).empty
+
+
+def test_fit_all_in_workers_gives_the_sequential_weights(setup):
+    train = setup[1].train
+    alone = {s: fitted(setup, epochs=1, seed=s).fit(train, progress=False) for s in (0, 1, 2)}
+    both = towers.fit_all({s: fitted(setup, epochs=1, seed=s) for s in (0, 1, 2)}, train, workers=2)
+    assert list(both) == [0, 1, 2]
+    for s, m in alone.items():
+        np.testing.assert_array_equal(both[s].item_vectors(), m.item_vectors())
+        untimed = [[{k: v for k, v in h.items() if k != "seconds"} for h in x.train_log] for x in (both[s], m)]
+        assert untimed[0] == untimed[1] and both[s].fit_seconds > 0
+        assert not both[s].net.training and len(both[s].pairs) == len(m.pairs)
+    users = setup[1].users("test")
+    hist = setup[1].history("test")
+    np.testing.assert_array_equal(both[1].user_vectors(users, hist), alone[1].user_vectors(users, hist))
+    with pytest.raises(ValueError, match="at least 1"):
+        towers.fit_all({0: fitted(setup)}, train, workers=0)

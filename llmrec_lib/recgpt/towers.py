@@ -59,6 +59,7 @@ __all__ = [
     "training_pairs",
     "ThreeTowerNet",
     "ThreeTowerModel",
+    "fit_all",
     "FusedSystem",
     "recent_tags",
     "tower_losses",
@@ -848,6 +849,17 @@ class ThreeTowerModel:
         self.train_log = list(state["train_log"])
         return int(state["epochs_done"])
 
+    def _adopt(self, payload: dict) -> None:
+        """Take the result of a fit run elsewhere (:func:`fit_all`'s workers): the weights and
+        everything ``fit`` records."""
+        net = self._new_net(len(payload["pairs"].user_ids))
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in payload["state"].items()})
+        net.eval()
+        for attr, value in payload.items():
+            if attr != "state":
+                setattr(self, attr, value)
+        self.net = net
+
     def _check_fitted(self) -> None:
         if self.net is None:
             raise RuntimeError("the model is not trained: call fit(split.train) first")
@@ -906,6 +918,59 @@ class ThreeTowerModel:
         h_u = self.user_vectors(users, hist)
         h_t, has = self.user_tag_vectors(users, user_tags or {})
         return FusedSystem(users, h_u, h_t, has, self.item_vectors(), b, name or self.name)
+
+
+def fit_all(models: Mapping, train: pd.DataFrame, workers: int | None = None) -> dict:
+    """Fit several :class:`ThreeTowerModel` at once, each in its own forked process.
+
+    A tower model trains on one thread (``TowerConfig.num_threads``), so on a machine with
+    two cores a second model can train beside it. Every model is fitted exactly as
+    ``model.fit(train, progress=False)`` would: same seed, same batches, same single
+    thread, so the weights are bit-identical to a sequential fit (a test checks it). Where
+    ``fork`` is unavailable, or one worker is asked for, the models are fitted one by one here.
+
+    Args:
+        models: key -> an unfitted model (each is fitted in place and returned).
+        train: the training ratings (``split.train``).
+        workers: processes at once (default: CPU cores / threads per model, at most the
+            number of models).
+
+    Returns:
+        The same mapping, key -> fitted model.
+    """
+    import multiprocessing as mp
+
+    if workers is not None and int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers!r}")
+    models = dict(models)
+    cores = os.cpu_count() or 1
+    threads = max([int(m.cfg.num_threads or cores) for m in models.values()], default=1)
+    workers = min(int(workers or max(1, cores // threads)), len(models))
+    if workers <= 1 or "fork" not in mp.get_all_start_methods():
+        return {k: m.fit(train, progress=False) for k, m in models.items()}
+    from concurrent.futures import ProcessPoolExecutor
+
+    keys = list(models)
+    _FORK_JOBS["models"], _FORK_JOBS["train"] = [models[k] for k in keys], train
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            fitted = list(pool.map(_fit_in_child, range(len(keys))))
+    finally:
+        _FORK_JOBS.clear()
+    for k, payload in zip(keys, fitted):
+        models[k]._adopt(payload)
+    return models
+
+
+_FORK_JOBS: dict = {}  # fit_all's models, inherited by its forked workers
+
+
+def _fit_in_child(i: int) -> dict:
+    """A forked worker of :func:`fit_all`: fit model ``i`` and send back what fit() set."""
+    m = _FORK_JOBS["models"][i].fit(_FORK_JOBS["train"], progress=False)
+    state = {k: v.detach().numpy().copy() for k, v in m.net.state_dict().items()}
+    keep = ("pairs", "user_row", "train_log", "resumed_from", "stopped_early", "fit_seconds")
+    return {"state": state} | {a: getattr(m, a) for a in keep}
 
 
 class FusedSystem:
