@@ -298,9 +298,12 @@ claims.check(  # measured 0.05
 
 
 # %%
+tag_lookup = item_tags.to_dict()  # a dict: the rule runs once per training pair
+
+
 def rule_tagger(items):
     """The user's tags at t from their likes before t: chapter 07's counting rule."""
-    return recgpt.recent_tags(items, item_tags, n=recgpt.N_TAGS)
+    return recgpt.recent_tags(items, tag_lookup, n=recgpt.N_TAGS)
 
 
 def make_model(alpha, seed_, name=None, **over):

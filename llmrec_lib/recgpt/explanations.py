@@ -457,9 +457,10 @@ def run_explain(mode: str = "full", alpha: float = 0.5, b: float = 0.8, seed: in
     item_tags = recgpt.item_tags(ml.movies, text.training_tags(ml.tags, split.train))
     if model is None:
         cfg = dataclasses.replace(settings["config"], tag_source="history", alpha=float(alpha), seed=int(seed))
+        lookup = item_tags.to_dict()  # the rule runs once per training pair: dict reads are fast
         model = build(ml, split, item_tags, backbones.load_backbone("minilm-l6"), cfg, recgpt.tag_category,
                       item_category=recgpt.item_category,
-                      history_tagger=lambda items: recgpt.recent_tags(items, item_tags, n=recgpt.N_TAGS))
+                      history_tagger=lambda items: recgpt.recent_tags(items, lookup, n=recgpt.N_TAGS))
         model.fit(split.train, progress=progress)
     cfg = model.cfg
     command = f"python -m llmrec_lib.recgpt.explanations explain --mode {mode} --alpha {cfg.alpha:g} --b {b:g} --seed {cfg.seed}"

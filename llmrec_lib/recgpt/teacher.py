@@ -11,7 +11,7 @@ and a population prior, tuned on validation (how much room the rule leaves).
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -199,7 +199,7 @@ def _by_category(phrase_score: dict, cat_score: dict, n: int, max_per_category: 
     return out
 
 
-def recent_tags(items: Sequence[int], itags: pd.Series, *, n: int = 6, last: int = 50,
+def recent_tags(items: Sequence[int], itags: pd.Series | Mapping, *, n: int = 6, last: int = 50,
                 max_per_category: int = 2) -> list[str]:
     """A rule-based tag predictor (no LLM): the categories of the user's ``last`` liked
     items, most frequent first (newer items break ties), each as its most frequent phrase
@@ -208,7 +208,8 @@ def recent_tags(items: Sequence[int], itags: pd.Series, *, n: int = 6, last: int
 
     Args:
         items: the user's liked item ids, oldest first.
-        itags: item_id -> the item's tag phrases.
+        itags: item_id -> the item's tag phrases (a dict is several times faster to read
+            than a Series, for callers that tag many histories).
         n: how many tags to return.
         last: how many of the latest liked items to read.
         max_per_category: at most this many phrases of one category.

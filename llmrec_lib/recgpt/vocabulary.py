@@ -20,6 +20,7 @@ package.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pandas as pd
@@ -142,6 +143,13 @@ def tag_category(tag: str) -> str:
     """
     if not isinstance(tag, str):
         raise TypeError(f"tag must be a string, got {type(tag).__name__}")
+    return _tag_category(tag)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _tag_category(tag: str) -> str:
+    """:func:`tag_category` without the type check, memoised: the tag rules call it for
+    every phrase of every liked item, and a catalogue has a few thousand phrases."""
     last = None
     for m in _KEYWORDS_RE.finditer(tag.casefold()):
         last = m
