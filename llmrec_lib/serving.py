@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly", "Cached", "StoredSource", "stored_cut_check", "at_point",
+__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly", "Targeted", "long_tail_share", "Cached", "StoredSource", "stored_cut_check", "at_point",
            "choose_on_validation", "slot_pattern", "tune_fusion",
            "popularity_percentiles", "tune_prior", "tune_history", "tune_share"]
 
@@ -422,6 +422,54 @@ def stored_cut_check(llm: Any, first: Any, weight: float, data: Any, fused: Any,
     read = cut.per_user.set_index("user_id").loc[full.index, "recall@50"]
     return {"same users": round(float(np.isclose(full, read).mean()), 4),
             "mean diff": round(float((read - full).mean()), 5)}
+
+
+class Targeted(_Wrapper):
+    """``targeted``'s scores for the users in ``user_ids``, ``system``'s for everyone else.
+
+    The way to give a source to some users only: for example cold-item slots
+    (:class:`MultiSource` with :class:`ColdOnly`) to the users whose history reaches into the
+    long tail (:func:`long_tail_share`), the standard list to the rest. Both systems must
+    score the same catalogue for the same stage.
+    """
+
+    def __init__(self, system: Any, targeted: Any, user_ids, name: str | None = None):
+        self.system, self.targeted = system, targeted
+        self.users = np.unique(np.asarray(user_ids, dtype=np.int64))
+        self.name = name or f"{getattr(system, 'name', 'system')}, targeted for {len(self.users)} users"
+
+    def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items): the targeted system's rows for the chosen users."""
+        user_ids = np.asarray(user_ids)
+        out = _scores(self.system, user_ids)
+        chosen = np.isin(user_ids, self.users)
+        if chosen.any():
+            rows = _scores(self.targeted, user_ids[chosen])
+            if rows.shape[1] != out.shape[1]:
+                raise ValueError(f"the targeted system scores {rows.shape[1]} items, the other {out.shape[1]}")
+            out[chosen] = rows
+        return out
+
+
+def long_tail_share(history: pd.DataFrame, counts: pd.Series, max_count: int = 3) -> pd.Series:
+    """Per user, the share of the movies in their history that at most ``max_count`` training
+    ratings mention: how far into the long tail the user reads.
+
+    Args:
+        history: the ratings a stage may read (``split.history(stage)``), all of them.
+        counts: training ratings per item id (:func:`llmrec_lib.text.popularity_counts`); an
+            id it lacks counts 0.
+        max_count: the most training ratings a long-tail movie has.
+
+    Returns:
+        user id -> share in [0, 1], for every user in ``history``.
+    """
+    if not {"user_id", "item_id"} <= set(history.columns):
+        raise ValueError("history needs user_id and item_id columns: pass split.history(stage)")
+    if max_count < 0:
+        raise ValueError(f"max_count must be >= 0, got {max_count}")
+    n = history["item_id"].map(counts).fillna(0)
+    return (n <= max_count).groupby(history["user_id"]).mean().rename("long-tail share")
 
 
 class ColdOnly:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from llmrec_lib import serving
@@ -369,3 +370,23 @@ def test_fusions_that_share_votes_score_as_fusions_that_do_not():
         sharing.votes_cache = shared
         np.testing.assert_array_equal(sharing.score([0, 1, 2]), alone.score([0, 1, 2]))
     assert len(shared) == 1  # one batch, its votes computed once for all three weights
+
+
+def test_targeted_serves_the_second_system_to_the_chosen_users_only():
+    a = Fixed([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])  # row = user id
+    b = Fixed(-a.scores)
+    t = serving.Targeted(a, b, [2, 0, 99])
+    np.testing.assert_array_equal(t.score(np.array([1, 2])), [[4.0, 5.0, 6.0], [-7.0, -8.0, -9.0]])
+    np.testing.assert_array_equal(t.score(np.array([0])), [[-1.0, -2.0, -3.0]])
+    with pytest.raises(ValueError, match="scores 2 items"):
+        serving.Targeted(a, Fixed([[0.0, 0.0]]), [0]).score(np.array([0]))
+
+
+def test_long_tail_share_counts_the_rarely_rated_movies_of_each_history():
+    history = pd.DataFrame({"user_id": [1, 1, 1, 1, 2, 2], "item_id": [5, 6, 7, 8, 5, 5]})
+    counts = pd.Series({5: 100, 6: 3, 7: 0})  # 8 is missing: never rated, so 0
+    share = serving.long_tail_share(history, counts, max_count=3)
+    assert share.to_dict() == {1: 0.75, 2: 0.0}
+    assert serving.long_tail_share(history, counts, max_count=2).loc[1] == 0.5
+    with pytest.raises(ValueError, match="split.history"):
+        serving.long_tail_share(history.rename(columns={"item_id": "movie"}), counts)
