@@ -827,9 +827,7 @@ def _pairs_seen(trainer) -> int:
 
 
 def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return config.usable_cpus()
 
 
 def main(argv=None) -> int:

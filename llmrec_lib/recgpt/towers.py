@@ -38,6 +38,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -926,8 +927,9 @@ def fit_all(models: Mapping, train: pd.DataFrame, workers: int | None = None) ->
     A tower model trains on one thread (``TowerConfig.num_threads``), so on a machine with
     two cores a second model can train beside it. Every model is fitted exactly as
     ``model.fit(train, progress=False)`` would: same seed, same batches, same single
-    thread, so the weights are bit-identical to a sequential fit (a test checks it). Where
-    ``fork`` is unavailable, or one worker is asked for, the models are fitted one by one here.
+    thread, so the weights are bit-identical to a sequential fit (a test checks it). Off
+    Linux (``fork`` is unsafe on macOS and absent on Windows), or when one worker is asked
+    for, the models are fitted one by one here.
 
     Args:
         models: key -> an unfitted model (each is fitted in place and returned).
@@ -943,10 +945,10 @@ def fit_all(models: Mapping, train: pd.DataFrame, workers: int | None = None) ->
     if workers is not None and int(workers) < 1:
         raise ValueError(f"workers must be at least 1, got {workers!r}")
     models = dict(models)
-    cores = os.cpu_count() or 1
+    cores = config.usable_cpus()
     threads = max([int(m.cfg.num_threads or cores) for m in models.values()], default=1)
     workers = min(int(workers or max(1, cores // threads)), len(models))
-    if workers <= 1 or "fork" not in mp.get_all_start_methods():
+    if workers <= 1 or not sys.platform.startswith("linux"):  # fork is unsafe on macOS
         return {k: m.fit(train, progress=False) for k, m in models.items()}
     from concurrent.futures import ProcessPoolExecutor
 
