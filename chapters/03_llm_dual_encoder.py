@@ -1806,8 +1806,8 @@ both = both[(both["cold vs MiniLM lo"] > 0) & (both["all targets"] >= knn50 - 0.
 TARGET_CLAIMS = {  # claim -> (holds, detail); pinned to the reference data
     "the 40% of test members furthest into the long tail include over 70% of the "
     "members with a cold target": (held > 0.7, f"{held:.1%}"),
-    "slots for the top 40% (40% of theirs) beat uniform 20% slots on all and cold targets, "
-    "on validation and on test": (
+    "slots for the top 40% (40% of theirs) beat uniform 20% slots on all and "
+    "cold targets, on validation and on test": (
         all(
             (a["all targets"] > u["all targets"])
             and (a["cold targets"] > u["cold targets"])
