@@ -395,8 +395,8 @@ claims.check(
 # Now the other values of $a$, each with three seeds: validation will choose by the mean over
 # seeds, and the spread between seeds is the noise any choice has to beat. Each model takes
 # seconds: the towers are small MLPs over embedding tables. A model trains on one thread, so
-# `towers.py::fit_all` trains one per core in forked processes; the weights are exactly those
-# of one-by-one training (a test checks it).
+# `llmrec_lib/recgpt/towers.py::fit_all` trains one per core in forked processes; the weights
+# are exactly those of one-by-one training (a test checks it).
 
 # %%
 t_fit = time.perf_counter()
