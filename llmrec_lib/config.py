@@ -251,7 +251,6 @@ BF16_ENV = "LLMREC_BF16"  # "1" / "0" overrides the CPU check of :func:`bf16_is_
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-@functools.lru_cache(maxsize=None)
 def usable_cpus() -> int:
     """The CPU cores this process may run on (its affinity mask where the OS has one; a
     container's host can have many more).
@@ -262,6 +261,7 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+@functools.lru_cache(maxsize=None)
 def bf16_is_fast(device: str = "cpu") -> bool:
     """Whether bf16 autocast speeds this device up, rather than slowing it down.
 
