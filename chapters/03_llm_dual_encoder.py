@@ -1889,10 +1889,8 @@ orders.round(4)
 # The order is not what holds the slots back. On validation the LLM's own order finds far more
 # cold targets than MiniLM's in its top 50, and validation keeps it; on test the three orders
 # are close, and whichever fills the slots, every point that clears MiniLM gives up the same
-# all-target recall. What limits the trade is how many warm hits a slot costs, and that
-# depends on the slots, not on the order within them. What could still move it is a model that
-# learns to rank new items, for example the LLM fine-tuned with some movies held out of
-# training as stand-ins for new ones; the book does not build it.
+# all-target recall. What limits the trade is how many warm hits a slot costs, and section
+# 9's list cannot spare them: it starts level with item-kNN. A list that starts ahead can.
 
 # %%
 alone_valid = orders.xs("validation").xs(0.4, level="their share")["order alone"]
@@ -1920,6 +1918,82 @@ ORDER_CLAIMS = {  # claim -> (holds, detail); pinned to the reference data
     ),
 }
 for claim, (holds, detail) in ORDER_CLAIMS.items():
+    claims.check(claim, holds, detail=detail)
+
+# %% [markdown]
+# ### Cold slots in the two-source list
+#
+# Section 10's rank fusion of item-kNN and the LLM beats item-kNN on all targets by about 0.02
+# Recall@50, and that lead can pay for cold slots. The grid is the one above (the same
+# members, the same shares, the LLM's cold order), but the slots now go into the fused list.
+# The point is chosen on validation by the chapter's goal, restated there: the most cold
+# Recall@50 among the points whose all-target Recall@50 stays within 0.01 of item-kNN's;
+# within 0.002 of the most, the point with fewer cold slots.
+
+# %%
+fused_valid = serving.RankFusion(knn_valid, llm_valid, w_rrf, seen=valid_data)
+in_fused = {}
+for stage, two, arm, data in (
+    ("validation", serving.Cached(fused_valid), serving.Cached(llm_valid), valid_data),
+    ("test", serving.Cached(fused), best_system, test_data),
+):
+    cold_source = serving.ColdOnly(arm, counts)
+    for top in TOP_MEMBERS:
+        for sh in TARGET_SHARES:
+            cold_slots = serving.MultiSource(two, cold_source, sh, seen=data)
+            r = evaluate.evaluate(
+                serving.Targeted(two, cold_slots, aimed_at[(stage, top)]),
+                data,
+                ks=(50,),
+            )
+            row = {
+                "all targets": r.mean("recall@50"),
+                "cold targets": r.segment("cold").mean("recall@50"),
+            }
+            if stage == "test":
+                vs = r.segment("cold").compare(minilm.segment("cold"), "recall@50")
+                row["cold vs MiniLM lo"] = vs.lo
+                vs = r.compare(res[KNN], "recall@50")
+                row["all vs item-kNN lo"], row["all vs item-kNN hi"] = vs.lo, vs.hi
+            in_fused[(stage, top, sh)] = row
+in_fused = pd.DataFrame(in_fused).T.rename_axis(["stage", "top members", "their share"])
+knn_valid50 = evaluate.evaluate(knn_valid, valid_data, ks=(50,)).mean("recall@50")
+fair = in_fused.xs("validation")
+fair = fair[fair["all targets"] >= knn_valid50 - 0.01]
+by_slots = sorted(fair.index, key=lambda p: p[0] * p[1])  # fewer cold slots first
+cold_point, _ = serving.choose_on_validation(
+    by_slots, lambda p: fair.loc[p, "cold targets"], tol=0.002
+)
+at_point = in_fused.loc[("test", *cold_point)]
+print(f"item-kNN, validation Recall@50: {knn_valid50:.4f}")
+print(f"chosen on validation: top {cold_point[0]:.0%} of members, {cold_point[1]:.0%}")
+in_fused.round(4)
+
+# %% [markdown]
+# At the point validation chose, the two-source list with cold slots meets both of this
+# chapter's goals on test: its all-target Recall@50 stays level with item-kNN (the paired
+# interval holds 0), and on cold targets it beats zero-shot MiniLM with the paired interval
+# above 0, if only just. Neither source could do it alone: item-kNN cannot rank a movie
+# nobody rated, and the LLM alone cannot spare the slots. This is the production shape the
+# LinkedIn paper implies: the LLM as one source among several, here both a second opinion on
+# known movies and the only voice for new ones.
+
+# %%
+lo_knn, hi_knn = at_point[["all vs item-kNN lo", "all vs item-kNN hi"]]
+FUSED_COLD_CLAIMS = {  # claim -> (holds, detail); pinned to the reference data
+    "at validation's point, the fused list with cold slots stays within 0.01 of "
+    "item-kNN on test Recall@50, paired interval not below 0": (
+        at_point["all targets"] >= knn50 - 0.01 and hi_knn >= 0,
+        f"{at_point['all targets']:.4f} vs {knn50:.4f}, interval "
+        f"[{lo_knn:+.4f}, {hi_knn:+.4f}]",
+    ),
+    "at the same point it beats zero-shot MiniLM on cold targets (paired, above 0)": (
+        at_point["cold vs MiniLM lo"] > 0,
+        f"{at_point['cold targets']:.4f} vs {minilm_cold50:.4f}, "
+        f"lower end {at_point['cold vs MiniLM lo']:+.4f}",
+    ),
+}
+for claim, (holds, detail) in FUSED_COLD_CLAIMS.items():
     claims.check(claim, holds, detail=detail)
 
 # %%
@@ -2055,6 +2129,11 @@ out = {
         for (stage, top, sh), row in targeted.iterrows()
     },
     "cold_order": cold_order,
+    "fused_cold_point": list(cold_point),
+    "fused_cold_slots_recall@50": {
+        f"{stage} top {top} share {sh}": row.dropna().to_dict()
+        for (stage, top, sh), row in in_fused.iterrows()
+    },
     "cold_orders_recall@50": {
         f"{stage} {order} share {sh}": row.dropna().to_dict()
         for (stage, order, sh), row in orders.iterrows()
@@ -2165,7 +2244,9 @@ claims.report()  # the data, the guarantee that all held here, every row
 #    the long tail, cold slots find far more cold targets for the same price, but no point
 #    both beats MiniLM on cold targets and stays level with item-kNN on all of them.
 #    Ordering the cold slots by MiniLM, or by both models' votes, does not change that:
-#    the cost of a slot, not the order within it, holds the trade back.
+#    the cost of a slot, not the order within it, holds the trade back. The two-source
+#    list of point 8 can pay that cost: with cold slots for the long-tail members it stays
+#    level with item-kNN on all targets and beats MiniLM on cold ones.
 #
 # The checks tested each of these against this run and the committed adapters (the list is
 # under the learning goals; on other data, the closing table says which hold there). Not asserted, on purpose: the MFU's value, the shape of the
