@@ -1971,15 +1971,22 @@ in_fused.round(4)
 
 # %% [markdown]
 # At the point validation chose, the two-source list with cold slots meets both of this
-# chapter's goals on test: its all-target Recall@50 stays level with item-kNN (the paired
-# interval holds 0), and on cold targets it beats zero-shot MiniLM with the paired interval
-# above 0, if only just. Neither source could do it alone: item-kNN cannot rank a movie
-# nobody rated, and the LLM alone cannot spare the slots. This is the production shape the
-# LinkedIn paper implies: the LLM as one source among several, here both a second opinion on
-# known movies and the only voice for new ones.
+# chapter's goals on test: its all-target Recall@50 stays level with item-kNN (the
+# paired interval holds 0), and on cold targets it beats zero-shot MiniLM with the
+# paired interval above 0, if only just. The choice was close as well: on validation 60%
+# of their slots beat 40% by a few thousandths of cold Recall@50, just outside the tie
+# tolerance, and at 40% the cold interval on test reaches below 0. Neither source could
+# do it alone: item-kNN cannot rank a movie nobody rated, and the LLM alone cannot spare
+# the slots. This is the production shape the LinkedIn paper implies: the LLM as one
+# source among several, here both a second opinion on known movies and the only voice
+# for new ones.
 
 # %%
 lo_knn, hi_knn = at_point[["all vs item-kNN lo", "all vs item-kNN hi"]]
+close_call = (  # validation, cold Recall@50: 60% minus 40% of the top 40%'s slots
+    in_fused.loc[("validation", 0.4, 0.6), "cold targets"]
+    - in_fused.loc[("validation", 0.4, 0.4), "cold targets"]
+)
 FUSED_COLD_CLAIMS = {  # claim -> (holds, detail); pinned to the reference data
     "at validation's point, the fused list with cold slots stays within 0.01 of "
     "item-kNN on test Recall@50, paired interval not below 0": (
@@ -1991,6 +1998,13 @@ FUSED_COLD_CLAIMS = {  # claim -> (holds, detail); pinned to the reference data
         at_point["cold vs MiniLM lo"] > 0,
         f"{at_point['cold targets']:.4f} vs {minilm_cold50:.4f}, "
         f"lower end {at_point['cold vs MiniLM lo']:+.4f}",
+    ),
+    "the choice is close: on validation 60% of the top 40%'s slots beat 40% by under "
+    "0.005 cold Recall@50, and at 40% the test cold interval reaches below 0": (
+        close_call < 0.005
+        and in_fused.loc[("test", 0.4, 0.4), "cold vs MiniLM lo"] < 0,
+        f"{close_call:+.4f}; at 40% the lower end is "
+        f"{in_fused.loc[('test', 0.4, 0.4), 'cold vs MiniLM lo']:+.4f}",
     ),
 }
 for claim, (holds, detail) in FUSED_COLD_CLAIMS.items():
