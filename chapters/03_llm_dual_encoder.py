@@ -1678,10 +1678,11 @@ else:
 # shown for every share, for teaching only, beside zero-shot MiniLM's cold Recall@50.
 
 # %%
+llm_valid_once = serving.Cached(llm_valid)  # every cold grid below scores it
 COLD_SHARES = [0.0, 0.02, 0.04, 0.06, 0.1, 0.2]  # order = preference; 0.02 = 1 of 50
 frontier = {}
 for stage, arm, data in (
-    ("validation", serving.Cached(llm_valid), valid_data),
+    ("validation", llm_valid_once, valid_data),
     ("test", best_system, test_data),
 ):
     cold_source = serving.ColdOnly(arm, counts)
@@ -1758,10 +1759,27 @@ for claim, (holds, detail) in COLD_CLAIMS.items():
 
 # %%
 TOP_MEMBERS, TARGET_SHARES = (0.4, 0.2), (0.2, 0.4, 0.6)
+
+
+def cold_slot_row(base, cold_source, share, members, data, stage):
+    """``base``'s list with ``share`` of the slots of ``members`` from ``cold_source``:
+    all-target and cold Recall@50 and, on test, the lower end of cold against MiniLM."""
+    cold_slots = serving.MultiSource(base, cold_source, share, seen=data)
+    r = evaluate.evaluate(serving.Targeted(base, cold_slots, members), data, ks=(50,))
+    row = {
+        "all targets": r.mean("recall@50"),
+        "cold targets": r.segment("cold").mean("recall@50"),
+    }
+    if stage == "test":  # MiniLM's stored list is a test-stage one
+        vs = r.segment("cold").compare(minilm.segment("cold"), "recall@50")
+        row["cold vs MiniLM lo"] = vs.lo
+    return row, r
+
+
 pop_by_id = pd.Series(counts, index=setting.ml.item_ids)  # the counts above, by id
 targeted, aimed_at = {}, {}
 for stage, key, arm, data in (
-    ("validation", "valid", serving.Cached(llm_valid), valid_data),
+    ("validation", "valid", llm_valid_once, valid_data),
     ("test", "test", best_system, test_data),
 ):
     tail = serving.long_tail_share(setting.split.history(key), pop_by_id)
@@ -1772,18 +1790,9 @@ for stage, key, arm, data in (
             tail >= np.quantile(tail, 1 - top)
         ]
         for sh in TARGET_SHARES:
-            cold_slots = serving.MultiSource(arm, cold_source, sh, seen=data)
-            r = evaluate.evaluate(
-                serving.Targeted(arm, cold_slots, chosen), data, ks=(50,)
+            targeted[(stage, top, sh)], _ = cold_slot_row(
+                arm, cold_source, sh, chosen, data, stage
             )
-            row = {
-                "all targets": r.mean("recall@50"),
-                "cold targets": r.segment("cold").mean("recall@50"),
-            }
-            if stage == "test":  # MiniLM's stored list is a test-stage one
-                vs = r.segment("cold").compare(minilm.segment("cold"), "recall@50")
-                row["cold vs MiniLM lo"] = vs.lo
-            targeted[(stage, top, sh)] = row
 targeted = pd.DataFrame(targeted).T.rename_axis(["stage", "top members", "their share"])
 targeted.round(4)
 
@@ -1854,7 +1863,7 @@ minilm_mean = encoders.ItemMeanRetrieval(
 ).fit()
 orders = {}
 for stage, key, arm, data in (
-    ("validation", "valid", serving.Cached(llm_valid), valid_data),
+    ("validation", "valid", llm_valid_once, valid_data),
     ("test", "test", best_system, test_data),
 ):
     by_llm = serving.ColdOnly(arm, counts)
@@ -1866,21 +1875,8 @@ for stage, key, arm, data in (
     ):
         alone = evaluate.evaluate(source, data, ks=(50,)).segment("cold")
         for sh in TARGET_SHARES:
-            cold_slots = serving.MultiSource(arm, source, sh, seen=data)
-            r = evaluate.evaluate(
-                serving.Targeted(arm, cold_slots, aimed_at[(stage, 0.4)]),
-                data,
-                ks=(50,),
-            )
-            row = {
-                "order alone": alone.mean("recall@50"),
-                "all targets": r.mean("recall@50"),
-                "cold targets": r.segment("cold").mean("recall@50"),
-            }
-            if stage == "test":
-                vs = r.segment("cold").compare(minilm.segment("cold"), "recall@50")
-                row["cold vs MiniLM lo"] = vs.lo
-            orders[(stage, order, sh)] = row
+            row, _ = cold_slot_row(arm, source, sh, aimed_at[(stage, 0.4)], data, stage)
+            orders[(stage, order, sh)] = {"order alone": alone.mean("recall@50"), **row}
 orders = pd.DataFrame(orders).T.rename_axis(["stage", "cold order", "their share"])
 at_ref = orders.xs(0.4, level="their share").loc["validation", "cold targets"]
 cold_order, _ = serving.choose_on_validation(list(at_ref.index), at_ref.get, tol=0.005)
@@ -1939,25 +1935,16 @@ for claim, (holds, detail) in ORDER_CLAIMS.items():
 fused_valid = serving.RankFusion(knn_valid, llm_valid, w_rrf, seen=valid_data)
 in_fused = {}
 for stage, two, arm, data in (
-    ("validation", serving.Cached(fused_valid), serving.Cached(llm_valid), valid_data),
+    ("validation", serving.Cached(fused_valid), llm_valid_once, valid_data),
     ("test", serving.Cached(fused), best_system, test_data),
 ):
     cold_source = serving.ColdOnly(arm, counts)
     for top in TOP_MEMBERS:
         for sh in TARGET_SHARES:
-            cold_slots = serving.MultiSource(two, cold_source, sh, seen=data)
-            r = evaluate.evaluate(
-                serving.Targeted(two, cold_slots, aimed_at[(stage, top)]),
-                data,
-                ks=(50,),
+            row, r = cold_slot_row(
+                two, cold_source, sh, aimed_at[(stage, top)], data, stage
             )
-            row = {
-                "all targets": r.mean("recall@50"),
-                "cold targets": r.segment("cold").mean("recall@50"),
-            }
             if stage == "test":
-                vs = r.segment("cold").compare(minilm.segment("cold"), "recall@50")
-                row["cold vs MiniLM lo"] = vs.lo
                 vs = r.compare(res[KNN], "recall@50")
                 row["all vs item-kNN lo"], row["all vs item-kNN hi"] = vs.lo, vs.hi
             in_fused[(stage, top, sh)] = row
