@@ -73,9 +73,10 @@ def test_run_full_on_tiny_llama(setting, tmp_path):
         T.load_tags("train", tmp_path / "out" / "tags.jsonl")
 
 
-@pytest.mark.parametrize("variant, folder", [(v, "") for v in sorted(T.VARIANTS)] + [("v3", T.CONSTRAINED), ("v3", T.RANKED)])
+@pytest.mark.parametrize("variant, folder", [(v, "") for v in sorted(T.VARIANTS)]
+                         + [("v3", T.CONSTRAINED), ("v3", T.RANKED), ("v4", T.CONSTRAINED)])
 def test_committed_tags_match_the_code(setting, variant, folder):
-    """The committed answers (and v3's constrained and ranked ones) came from prompts this code writes."""
+    """The committed answers (and the constrained and ranked ones) came from prompts this code writes."""
     import json
 
     var = T.VARIANTS[variant]
@@ -115,6 +116,18 @@ def test_v3_prompt_and_targets():
     assert T.backfill_order([1, 2, 5], ITAGS, rates) == ["Drama", "Comedy"]
     with pytest.raises(ValueError, match="variant"):
         T.run_full(variant="v9")
+
+
+def test_v4_is_v3_with_more_data():
+    import dataclasses
+
+    v3, v4 = T.VARIANTS["v3"], T.VARIANTS["v4"]
+    same = {"per_user", "steps", "gen_batch", "name", "out"}
+    assert {f.name: getattr(v3, f.name) for f in dataclasses.fields(v3) if f.name not in same} == \
+        {f.name: getattr(v4, f.name) for f in dataclasses.fields(v4) if f.name not in same}
+    assert v4.per_user == 3 * v3.per_user and T.default_sft_config().steps == 150
+    # the same epochs: 150 steps of 8 over 744 prompts, 420 over 2,099 (1.61 and 1.60)
+    assert abs(v4.steps / 2099 - 150 / 744) < 0.002
 
 
 def test_one_tag_per_category_refuses_a_named_category_only():

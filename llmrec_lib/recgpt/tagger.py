@@ -31,7 +31,9 @@ cause and keeps every fix visible:
 A third variant, ``v3`` (:data:`VARIANTS`), changes two things and nothing else: the prompt
 also summarises the last :data:`RECENT_LAST` likes (recency, which the counts over 50 hide),
 and the targets' backfill follows chapter 07's tuned rule (:data:`TUNED_RULE`: recency and a
-population prior) instead of the history's counts.
+population prior) instead of the history's counts. A fourth, ``v4``, is v3 with more data:
+six training cut points per user instead of two (2,099 training prompts against 744), trained
+for the same 1.6 epochs (420 steps instead of 150).
 
 Run (resumable; everything cached under ``.cache/recgpt-tagger``, ``-v3`` for v3)::
 
@@ -39,6 +41,8 @@ Run (resumable; everything cached under ``.cache/recgpt-tagger``, ``-v3`` for v3
     python -m llmrec_lib.recgpt.tagger full --variant v3 --reuse-interests  # tagger-v3/
     python -m llmrec_lib.recgpt.tagger retag --variant v3 --valid-users 100  # tagger-v3/constrained/
     python -m llmrec_lib.recgpt.tagger rank --variant v3 --valid-users 100   # tagger-v3/ranked/
+    python -m llmrec_lib.recgpt.tagger full --variant v4 --reuse-interests --valid-users 100
+    python -m llmrec_lib.recgpt.tagger retag --variant v4 --valid-users 100  # tagger-v4/constrained/
 """
 
 from __future__ import annotations
@@ -99,16 +103,24 @@ class Variant:
     """One LLM_IT recipe: where it is written, what its prompt summarises, how targets backfill.
 
     Attributes:
-        name: "v2" or "v3".
+        name: "v2", "v3" or "v4".
         out: its folder under ``artifacts/recgpt``.
         recent_last: a second summary line over the last this-many likes (None: none).
         backfill: "history" (the history's counts) or "tuned" (:data:`TUNED_RULE`).
+        per_user: training cut points drawn per user (:func:`cut_points`).
+        steps: SFT steps (None: :func:`default_sft_config`'s 150).
+        gen_batch: prompts decoded together, by LLM_UI and LLM_IT alike. It is not part of
+            the answers' cache key, yet under bf16 it changes some greedy answers (padding
+            changes the sums' rounding): 72 of 96 interests agreed between 8 and 32.
     """
 
     name: str
     out: str
     recent_last: int | None
     backfill: str
+    per_user: int = 2
+    steps: int | None = None
+    gen_batch: int = 8
 
 
 #: the name GenerationConfig.constraint carries (v2: the answers after the tie fix in
@@ -179,7 +191,14 @@ class OneTagPerCategory:
 
 generation.register_constraint(CONSTRAINT, OneTagPerCategory)
 
-VARIANTS = {"v2": Variant("v2", OUT, None, "history"), "v3": Variant("v3", "tagger-v3", RECENT_LAST, "tuned")}
+VARIANTS = {
+    "v2": Variant("v2", OUT, None, "history"),
+    "v3": Variant("v3", "tagger-v3", RECENT_LAST, "tuned"),
+    # v3 with three times the training cut points (6 per user: 2,099 training examples against
+    # 744), trained for the same 1.6 epochs (420 steps of 8 against 150): more data; it decodes
+    # 32 prompts at a time, 2.5x faster on 2 cores than 8 (0.55 s against 1.37 s per interest)
+    "v4": Variant("v4", "tagger-v4", RECENT_LAST, "tuned", per_user=6, steps=420, gen_batch=32),
+}
 
 PROMPT = (
     "A movie fan's latest ratings, grouped by date, oldest first. Each film is written as "
@@ -399,17 +418,18 @@ def cut_points(setting: recgpt.Setting, *, per_user: int = 2, min_before: int = 
     return pd.DataFrame(rows)
 
 
-def generation_config(constrained: bool = False):
+def generation_config(constrained: bool = False, batch_size: int = 8):
     """Greedy decoding of the tags, at most :data:`MAX_NEW_TOKENS` new tokens: enough for six
     numbered tags, short enough that a rambling answer is cut, not waited for.
 
     Args:
         constrained: decode under :class:`OneTagPerCategory` (no category named twice).
+        batch_size: prompts decoded together (:attr:`Variant.gen_batch`).
 
     Returns:
         The :class:`generation.GenerationConfig`.
     """
-    return generation.GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, batch_size=8,
+    return generation.GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, batch_size=batch_size,
                                        constraint=CONSTRAINT if constrained else None)
 
 
@@ -456,7 +476,7 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
         stages: the stages whose users get tags ("test", "valid").
         n_users: stage -> the size of a seeded user sample (default: every user).
         seed: the seed of cut points, sampling and training.
-        steps: SFT steps (default: :func:`default_sft_config`'s).
+        steps: SFT steps (default: the variant's, else :func:`default_sft_config`'s).
         out: where to write the run.
         work: the cache of generations and SFT checkpoints, what makes a rerun resume.
         backbone: the base model's name.
@@ -466,7 +486,7 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
         example_users: draw the cut points from these users only (default: every user).
         sft_overrides: SFTConfig fields to override (e.g. in the tiny-llama test).
         progress: show progress bars.
-        variant: "v2" or "v3" (:data:`VARIANTS`).
+        variant: a key of :data:`VARIANTS` ("v2", "v3", "v4").
         interests: stage -> {user: interests} already mined by LLM_UI (e.g. v2's committed
             ones, :func:`load_tags` with ``field="interests"``); users not in it are mined.
 
@@ -486,14 +506,15 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
     setting = setting if setting is not None else recgpt.build_setting()
 
     adapter_dir = out / "adapter"
-    ui_generator, tag_generator = _generators(backbone, ui_adapter, adapter_dir, work)
+    ui_generator, tag_generator = _generators(backbone, ui_adapter, adapter_dir, work, batch_size=var.gen_batch)
     t = time.perf_counter()
     cuts = _examples(setting, ui_generator, seed, example_users, progress, var)
     tr, va = recgpt.split_examples(cuts, seed=seed)
     timings["examples"] = time.perf_counter() - t
     print(f"{len(tr)} training and {len(va)} validation examples", flush=True)
 
-    cfg = recgpt.adjust_sft_config(default_sft_config(seed), steps, sft_overrides)
+    cfg = recgpt.adjust_sft_config(default_sft_config(seed), steps if steps is not None else var.steps,
+                                   sft_overrides)
     val_pairs = list(zip(va["prompt"], va["answer"]))
     fitted = sft.fit(backbone, list(zip(tr["prompt"], tr["answer"])), val_pairs, cfg, work, adapter_dir,
                      command=command, progress=progress)
@@ -509,7 +530,7 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
         "val_loss_base": base_val, "val_loss_tuned": tuned_val, "horizon": HORIZON, "summary_last": SUMMARY_LAST,
         "variant": dataclasses.asdict(var), "tuned_rule": TUNED_RULE if var.backfill == "tuned" else None,
         "interests_reused": {st: len(d) for st, d in (interests or {}).items()},
-        "generation_config": dataclasses.asdict(generation_config()), "history_budget": recgpt.HISTORY_BUDGET,
+        "generation_config": dataclasses.asdict(generation_config(batch_size=var.gen_batch)), "history_budget": recgpt.HISTORY_BUDGET,
         "timings_s": timings, "wall_s": time.perf_counter() - t_all,
         "hardware": recgpt.hardware(),
         "examples_sha": recgpt.short_sha("".join(cuts["prompt"] + cuts["answer"])),
@@ -536,18 +557,23 @@ def _trained_run(variant: str, source: Path | None) -> tuple[Variant, Path]:
     return var, source
 
 
-def _generators(backbone: str, ui_adapter: str | None, adapter_dir: Path, work: Path, constrained: bool = False):
+def _generators(backbone: str, ui_adapter: str | None, adapter_dir: Path, work: Path, constrained: bool = False,
+                batch_size: int = 8):
     """Factories of the two cached generators a run loads in turn: chapter 06's LLM_UI
-    (``ui_adapter``) and the LLM_IT adapter at ``adapter_dir`` (read when called, after SFT)."""
+    (``ui_adapter``) and the LLM_IT adapter at ``adapter_dir`` (read when called, after SFT),
+    each decoding ``batch_size`` prompts at a time."""
+    import dataclasses
+
+    ui_config = dataclasses.replace(recgpt.generation_config(), batch_size=batch_size)
 
     def ui_generator():
         return generation.CachedGenerator(
-            generation.LocalGenerator(backbone, ui_adapter or None, config=recgpt.generation_config()),
+            generation.LocalGenerator(backbone, ui_adapter or None, config=ui_config),
             cache_dir=work / "generations")
 
     def tag_generator():
         return generation.CachedGenerator(
-            generation.LocalGenerator(backbone, str(adapter_dir), config=generation_config(constrained)),
+            generation.LocalGenerator(backbone, str(adapter_dir), config=generation_config(constrained, batch_size)),
             cache_dir=work / "generations")
 
     return ui_generator, tag_generator
@@ -588,12 +614,12 @@ def retag(variant: str = "v3", *, stages: Sequence[str] = ("test", "valid"), n_u
     setting = setting if setting is not None else recgpt.build_setting()
     known = {st: load_tags(st, source / "tags.jsonl", field="interests") for st in stages}
     ui_adapter = str(recgpt.artifacts_dir() / recgpt.ADAPTER)
-    gens = _generators(backbone, ui_adapter, source / "adapter", work, constrained=True)
+    gens = _generators(backbone, ui_adapter, source / "adapter", work, constrained=True, batch_size=var.gen_batch)
     t_all, timings = time.perf_counter(), {}
     rows = _tag_stages(setting, stages, n_users, seed, gens, progress, var, known, out, timings)
     meta = {"command": command, "variant": variant, "adapter": str(config.relative_to_root(source / "adapter")),
             "users": {s: sum(r["stage"] == s for r in rows) for s in stages},
-            "generation_config": dataclasses.asdict(generation_config(True)), "timings_s": timings,
+            "generation_config": dataclasses.asdict(generation_config(True, var.gen_batch)), "timings_s": timings,
             "wall_s": time.perf_counter() - t_all, "hardware": recgpt.hardware()}
     (out / "meta.json").write_text(json.dumps(meta, indent=1, default=float))
     return meta
@@ -751,7 +777,7 @@ def _examples(setting: recgpt.Setting, ui_generator, seed: int, example_users, p
     """Step 1 of :func:`run_full`: the training cut points (:func:`cut_points`), the student's
     interests at each (``ui_generator()``: chapter 06's LLM_UI, cached), and each cut point's
     prompt (:func:`tag_prompt`) and target answer (:func:`next_tags`), as ``var`` writes them."""
-    cuts = cut_points(setting, seed=seed, users=example_users)
+    cuts = cut_points(setting, per_user=var.per_user, seed=seed, users=example_users)
     ui = ui_generator()
     cuts["interests"] = _interests(ui, cuts["history_text"].tolist(), progress)
     del ui
@@ -852,7 +878,7 @@ def served_tags(stage: str = "test", *, field: str = "tags") -> dict[int, list[s
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: ``python -m llmrec_lib.recgpt.tagger full [--valid-users N]
-    [--steps S] [--seed S] [--variant v2|v3] [--reuse-interests]`` runs :func:`run_full`;
+    [--steps S] [--seed S] [--variant v2|v3|v4] [--reuse-interests]`` runs :func:`run_full`;
     ``retag [--variant v3] [--valid-users N] [--seed S]`` runs :func:`retag`, and ``rank``
     with the same options runs :func:`rank`.
 
