@@ -1075,9 +1075,105 @@ if committed:
 # the rule is not in how the answer is read from the model: it is in the model's first
 # choice, which 744 training prompts and 150 LoRA steps on a 135M model have not taught
 # it to set better than a count does. More training data (more cut points per user) is
-# the next lever; it costs about 16 minutes of interest mining per 784 cut points and 35
-# minutes of SFT per 150 steps on 2 cores. Section 7 chooses between the two readings on
+# the next lever, measured below. Section 7 chooses between the two readings on
 # validation, where the ranking scores a little lower.
+
+# %% [markdown]
+# ### A fourth LLM_IT, given more data
+#
+# The ranking put the gap in the model's first choice, and 744 training prompts are few to
+# learn it from. `tagger.py`'s `v4` recipe is v3 with more data and nothing else in the
+# model: six training cut points per user instead of two (2,099 training prompts against
+# 744, from the same 399 users), trained for the same 1.6 epochs (420 LoRA steps of 8
+# instead of 150). Prompts, targets, the test users' interests (v2's, reused) and the 100
+# validation users are v3's. It decodes 32 prompts at a time instead of 8, 2.5 times faster
+# on 2 cores; under bf16 that changes some greedy answers by rounding (72 of 96 interests
+# agreed between the two batch sizes in a check), not by design. It is decoded both ways,
+# greedy and constrained. The question was set before the run: does constrained v4 beat
+# the rule at matched history, intervals apart? It ran once in full mode (commands below);
+# both modes read its committed answers.
+
+# %%
+V4, V4_FIXED = "LLM_IT v4", "LLM_IT v4 + one per category"
+V4_ONCE = "LLM_IT v4, constrained decoding"
+V4_ONCE_FIXED = "LLM_IT v4, constrained + one per category"
+v4_vs = None
+if committed:
+    v4_dir = art / "tagger-v4"
+    v4meta = json.loads((v4_dir / "meta.json").read_text())
+    v4_once_meta = json.loads((v4_dir / tagger.CONSTRAINED / "meta.json").read_text())
+    for m_ in (v4meta, v4_once_meta):
+        print(m_["command"], f"| {m_['wall_s'] / 60:.0f} min, 2 cores")
+    print(
+        f"{v4meta['n_train_examples']} training prompts; held-out answer loss:",
+        f"base {v4meta['val_loss_base']:.2f},",
+        f"fine-tuned {v4meta['val_loss_tuned']:.2f}",
+    )
+    v4 = tagger.load_tags("test", v4_dir / "tags.jsonl")
+    v4_once = tagger.load_tags("test", v4_dir / tagger.CONSTRAINED / "tags.jsonl")
+    judge_with_post_step(V4, V4_FIXED, v4)
+    judge_with_post_step(V4_ONCE, V4_ONCE_FIXED, v4_once)
+    v4_vs = paired_against(
+        [V4, V4_ONCE],
+        RULES + [("minus v3, greedy", V3), ("minus v3, constrained", V3_ONCE)],
+    )
+    v4_r = v4_vs.reset_index().set_index(["index", "system"])
+    v4_k = hr_at_ks({RULE50: rule, V3_ONCE: once, V4_ONCE: v4_once})
+    print(v4_k.round(3).to_string())
+None if v4_vs is None else v4_vs.round(4)
+
+# %%
+V4_TIE = ("minus the rule", V4_ONCE)
+if committed:
+    few4 = share_short(
+        n_categories,
+        ((V4, v4), (V4_ONCE, v4_once)),
+        "answers naming fewer than 6 categories",
+    )
+    print(few4.round(3).to_string())
+V4_CLAIMS = {  # claim -> (row of v4_vs, holds); full mode, 602 test users
+    "more data lifts greedy decoding: v4 beats v3, both greedy (paired, above 0)": (
+        ("minus v3, greedy", V4),
+        lambda r: r["lo"] > 0,
+    ),
+    "constrained, v4 and v3 do not differ measurably (interval spans 0)": (
+        ("minus v3, constrained", V4_ONCE),
+        lambda r: r["lo"] < 0 < r["hi"],
+    ),
+    "constrained v4 still ties the rule at matched history (interval spans 0)": (
+        V4_TIE,
+        lambda r: r["lo"] < 0 < r["hi"],
+    ),
+    "constrained v4 no longer loses measurably to the tuned rule (spans 0)": (
+        ("minus the tuned rule", V4_ONCE),
+        lambda r: r["lo"] < 0 < r["hi"],
+    ),
+}
+check_rows(V4_CLAIMS, lambda: v4_r)
+check_committed(
+    "constrained v4's first tag is still behind the rule's (HR@1), nearer than v3's",
+    lambda: (
+        v4_k.loc[1, V3_ONCE] < v4_k.loc[1, V4_ONCE] < v4_k.loc[1, RULE50],
+        v4_k.loc[1].round(3).to_dict(),
+    ),
+)
+if committed:
+    v4_mde = abtest.mde_from_interval(v4_r.loc[V4_TIE, "lo"], v4_r.loc[V4_TIE, "hi"])
+    print(f"minimum detectable HR@6 difference against the rule: {v4_mde:.3f}")
+
+# %% [markdown]
+# What the numbers say (committed full-mode run, all 602 test users). More data helps the
+# model: greedy v4 beats greedy v3 by about 0.031 of HR@6, interval above zero. Most of that
+# gain is what constrained decoding had already bought v3, though: constrained v4 is only
+# about 0.008 above constrained v3, a difference the interval cannot tell from zero.
+# **The target is still missed.** Constrained v4 is about 0.012 above the rule at matched
+# history, interval from about -0.006 to +0.030: a tie, and the largest lead any LLM_IT here
+# has had. It is no longer measurably below the tuned rule (about -0.011, interval across
+# zero). The first tag moved most (HR@1 0.176, v3 0.168, the rule 0.181), which is where
+# the ranking said the gap was: three times the data closed more than half of v3's
+# distance to the rule at K = 1. So the lever works; whether more of it, or a larger model,
+# takes the LLM past the rule intervals apart is open. Section 7 decides on validation
+# whether chapter 08 serves v4.
 
 # %% [markdown]
 # The second LLM_IT's targets and its post-processing step are
@@ -1159,6 +1255,8 @@ RUNS = {  # oldest first: the tie rule keeps the older run
     V3: "tagger-v3",
     V3_ONCE: f"tagger-v3/{tagger.CONSTRAINED}",
     V3_RANK: f"tagger-v3/{tagger.RANKED}",
+    V4: "tagger-v4",
+    V4_ONCE: f"tagger-v4/{tagger.CONSTRAINED}",
 }
 if committed:
     val_tags = {
@@ -1189,6 +1287,13 @@ check_committed(
     ),
     pinned=False,
 )
+
+# %% [markdown]
+# The fourth LLM_IT does not change the choice: on the 100 validation users v4 scores about
+# 0.639 constrained and 0.638 greedy, below constrained v3's 0.646, so chapter 08 keeps
+# serving constrained v3. On test v4 is a little higher (+0.008 constrained, an interval
+# across zero, section 5): the two stages disagree within their noise, and validation
+# decides, by the rule this section set before v4 existed.
 
 # %% [markdown]
 # ```{admonition} The paper reports / we measure
@@ -1230,6 +1335,10 @@ out = {
         f"{rank_meta['command']}"
         if committed
         else skipped,
+        "LLM_IT v4": f"artifacts/recgpt/tagger-v4: {v4meta['command']}; "
+        f"constrained: {v4_once_meta['command']}"
+        if committed
+        else skipped,
         "live": f"{n_live} users",
     },
     "baselines": pd.concat(base.values()).to_dict(orient="records"),
@@ -1259,6 +1368,13 @@ out = {
             "hr_at_k": rank_k.to_dict(),
             "same_first_category": same_first,
             "unread": rank_meta["unread"],
+        },
+        "v4": None
+        if v4_vs is None
+        else {
+            "paired": v4_vs.reset_index(names="against").to_dict(orient="records"),
+            "hr_at_k": v4_k.to_dict(),
+            "validation_hr@6": val_hr.to_dict(),
         },
     },
     "staleness": {
@@ -1302,8 +1418,10 @@ claims.report()  # the data, the guarantee that all held here, every row
 #    third LLM_IT given that signal closes part of the gap, not all of it. Decoding that
 #    cannot name a category twice brings it level with the plain rule, still below the
 #    tuned one, and reading the model's ranking of categories instead of decoding it
-#    changes nothing measurable: the gap is the model's first choice, and the LLM beating
-#    the rule remains open.
+#    changes nothing measurable: the gap is the model's first choice. Three times the
+#    training data (v4) lifts greedy decoding measurably and moves the first choice toward
+#    the rule's; constrained, it leads the plain rule by about 0.012, still a tie, and the
+#    LLM beating the rule remains open.
 # 5. Staleness is measurable; on MovieLens categories two weeks cost nothing we can detect.
 #
 # ## Exercises
