@@ -131,7 +131,7 @@ class GenerationConfig:
         out on purpose, so a cache filled in batches of 8 serves a run in batches of 32; in exact
         arithmetic it changes nothing, but under bf16 padding changes the sums' rounding and
         with it some greedy answers (72 of 96 SmolLM2 interests agreed between 8 and 32,
-        measured in session 28). ``seed``/``top_p`` do not matter to greedy decoding."""
+        on a 2-core bf16 CPU). ``seed``/``top_p`` do not matter to greedy decoding."""
         out = asdict(self)
         out.pop("batch_size")
         out.pop("system_prompt")  # already inside the messages the key hashes
