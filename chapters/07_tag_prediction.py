@@ -891,12 +891,13 @@ def n_categories(tags):
     return len({recgpt.tag_category(t) for t in tags} - {recgpt.UNMAPPED})
 
 
+def few_categories(sources):
+    """Per (name, tags) source, the share of answers naming fewer than 6 categories."""
+    return share_short(n_categories, sources, "answers naming fewer than 6 categories")
+
+
 if committed:
-    few = share_short(
-        n_categories,
-        ((V3, v3), (V3_ONCE, once)),
-        "answers naming fewer than 6 categories",
-    )
+    few = few_categories(((V3, v3), (V3_ONCE, once)))
     print(few.round(3).to_string())
     once_r = once_vs.reset_index().set_index(["index", "system"])
 
@@ -1125,11 +1126,7 @@ None if v4_vs is None else v4_vs.round(4)
 # %%
 V4_TIE = ("minus the rule", V4_ONCE)
 if committed:
-    few4 = share_short(
-        n_categories,
-        ((V4, v4), (V4_ONCE, v4_once)),
-        "answers naming fewer than 6 categories",
-    )
+    few4 = few_categories(((V4, v4), (V4_ONCE, v4_once)))
     print(few4.round(3).to_string())
 V4_CLAIMS = {  # claim -> (row of v4_vs, holds); full mode, 602 test users
     "more data lifts greedy decoding: v4 beats v3, both greedy (paired, above 0)": (
