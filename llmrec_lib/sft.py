@@ -231,11 +231,18 @@ class SFTTrainer:
         return {k: v.to(self.backbone.device) for k, v in out.items()}
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over the answer tokens of the batch."""
-        with _config.autocast(str(self.backbone.device), enabled=self.cfg.use_autocast):
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits = logits[:, :-1].float()
+        """Mean cross-entropy over the answer tokens of the batch.
+
+        Only the positions from the batch's earliest answer on get logits
+        (``logits_to_keep``): the prompt's positions carry no label, and projecting them onto
+        the vocabulary was a large share of a step. The loss is the same number.
+        """
         labels = batch["labels"][:, 1:]
+        first = int((labels != IGNORE).int().argmax(dim=1).min())  # earliest scored position
+        with _config.autocast(str(self.backbone.device), enabled=self.cfg.use_autocast):
+            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                logits_to_keep=labels.size(1) + 1 - first).logits
+        logits, labels = logits[:, :-1].float(), labels[:, first:]
         return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
                                                  ignore_index=IGNORE)
 

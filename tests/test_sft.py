@@ -58,6 +58,19 @@ def test_batches_are_a_function_of_seed_and_step():
     assert not (sft.batch_indices(10, 3, 0, 0) == sft.batch_indices(10, 3, 1, 0)).all()
 
 
+def test_loss_from_the_answer_span_equals_the_loss_over_every_position(tmp_path):
+    # prompts of different lengths, so the batch's earliest answer is not every row's
+    ex = [("Say cat.", "cat"), ("Say a much longer thing, please, in full.", "a long answer")]
+    t = sft.SFTTrainer(fresh(), ex, cfg(batch_size=2), tmp_path, progress=False)
+    b = sft.collate(t.encoded, t.backbone.pad_token_id)
+    logits = t.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    whole = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
+                                              b["labels"][:, 1:].reshape(-1), ignore_index=sft.IGNORE)
+    torch.testing.assert_close(t.loss(b), whole, rtol=1e-5, atol=1e-6)
+    b["labels"][0, -1] = 7  # a wrong label in the span changes the loss: it is read
+    assert not torch.isclose(t.loss(b), whole)
+
+
 def test_training_lowers_the_answer_loss(tmp_path):
     bb = fresh()
     before = sft.answer_loss(bb, bb.tokenizer, EXAMPLES, use_autocast=False)
