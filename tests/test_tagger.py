@@ -88,7 +88,7 @@ def test_committed_tags_match_the_code(setting, variant, folder):
         assert some, stage
         for r in some:
             u = r["user_id"]
-            summary, recent = T._summaries(inputs["liked"][u], setting.itags, var)
+            summary, recent = T._summaries(inputs["liked"][u], setting.itags, var, T._base_rates(setting))
             p = T.tag_prompt(inputs["history_text"][u], summary, r["interests"], **recent)
             assert R.short_sha(p) == r["prompt_sha"], (stage, u)
 
@@ -116,6 +116,24 @@ def test_v3_prompt_and_targets():
     assert T.backfill_order([1, 2, 5], ITAGS, rates) == ["Drama", "Comedy"]
     with pytest.raises(ValueError, match="variant"):
         T.run_full(variant="v9")
+
+
+def test_v5_is_v4_with_the_tuned_rules_order_in_its_prompt():
+    import dataclasses
+
+    v4, v5 = T.VARIANTS["v4"], T.VARIANTS["v5"]
+    assert dataclasses.replace(v5, name="v4", out="tagger-v4", weighted_line=False, max_len=512) == v4
+    rates = pd.Series({"Drama": 0.6, "Comedy": 0.4})
+    summary, kw = T._summaries([1, 2, 5], ITAGS, v5, rates)
+    assert kw["weighted"] == "drama, comedy"  # backfill_order's order (see the v3 test)
+    p = T.tag_prompt("Toy Story '95 (animation)", summary, ["90s drama"], **kw)
+    assert "common kinds less): drama, comedy.\nTheir interests" in p
+    # v4's prompt is v5's without that line, byte for byte
+    _, kw4 = T._summaries([1, 2, 5], ITAGS, v4, rates)
+    line = p[p.index("Kinds they lean to"):p.index("Their interests")]
+    assert T.tag_prompt("Toy Story '95 (animation)", summary, ["90s drama"], **kw4) == p.replace(line, "")
+    with pytest.raises(ValueError, match="base rates"):
+        T._summaries([1, 2, 5], ITAGS, v5)
 
 
 def test_v4_is_v3_with_more_data():

@@ -43,6 +43,8 @@ Run (resumable; everything cached under ``.cache/recgpt-tagger``, ``-v3`` for v3
     python -m llmrec_lib.recgpt.tagger rank --variant v3 --valid-users 100   # tagger-v3/ranked/
     python -m llmrec_lib.recgpt.tagger full --variant v4 --reuse-interests --valid-users 100
     python -m llmrec_lib.recgpt.tagger retag --variant v4 --valid-users 100  # tagger-v4/constrained/
+    python -m llmrec_lib.recgpt.tagger full --variant v5 --reuse-interests --valid-users 100
+    python -m llmrec_lib.recgpt.tagger retag --variant v5 --valid-users 100  # tagger-v5/constrained/
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class Variant:
     """One LLM_IT recipe: where it is written, what its prompt summarises, how targets backfill.
 
     Attributes:
-        name: "v2", "v3" or "v4".
+        name: "v2" to "v5".
         out: its folder under ``artifacts/recgpt``.
         recent_last: a second summary line over the last this-many likes (None: none).
         backfill: "history" (the history's counts) or "tuned" (:data:`TUNED_RULE`).
@@ -112,6 +114,11 @@ class Variant:
         gen_batch: prompts decoded together, by LLM_UI and LLM_IT alike. It is not part of
             the answers' cache key, yet under bf16 it changes some greedy answers (padding
             changes the sums' rounding): 72 of 96 interests agreed between 8 and 32.
+        weighted_line: a third summary line, the categories in the order of chapter 07's
+            tuned rule (:func:`backfill_order`: recent likes weigh more, categories everyone
+            likes less), :data:`WEIGHTED_SHOWN` of them.
+        max_len: the longest training example, in tokens (v5's extra line takes 49 of its
+            2,206 examples past 512, the longest to 534).
     """
 
     name: str
@@ -121,6 +128,8 @@ class Variant:
     per_user: int = 2
     steps: int | None = None
     gen_batch: int = 8
+    weighted_line: bool = False
+    max_len: int = 512
 
 
 #: the name GenerationConfig.constraint carries (v2: the answers after the tie fix in
@@ -198,12 +207,18 @@ VARIANTS = {
     # 744), trained for the same 1.6 epochs (420 steps of 8 against 150): more data; it decodes
     # 32 prompts at a time, 2.5x faster on 2 cores than 8 (0.55 s against 1.37 s per interest)
     "v4": Variant("v4", "tagger-v4", RECENT_LAST, "tuned", per_user=6, steps=420, gen_batch=32),
+    # v4 with the tuned rule's order as a third summary line: the same history, read the way
+    # the rule that beats the counting rule reads it (recency, and the population's prior)
+    "v5": Variant("v5", "tagger-v5", RECENT_LAST, "tuned", per_user=6, steps=420, gen_batch=32,
+                  weighted_line=True, max_len=576),
 }
+#: how many categories v5's weighted line names (the six asked for and two more)
+WEIGHTED_SHOWN = 8
 
 PROMPT = (
     "A movie fan's latest ratings, grouped by date, oldest first. Each film is written as "
     "title 'year (kinds of film).\n{history}\n\n"
-    "{recent}Kinds of film among their last {last} likes, most liked first: {summary}.\n"
+    "{recent}Kinds of film among their last {last} likes, most liked first: {summary}.\n{weighted}"
     "Their interests: {interests}.\n\n"
     "Suggest {n} tags for movies this fan will like next: one tag per kind of film, the most "
     "likely kind first. Each tag is a modifier and a kind of film, like \"90s sci-fi\". One per "
@@ -314,7 +329,7 @@ def next_tags(next_items: Sequence[int], history_items: Sequence[int], itags: pd
 
 
 def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int = recgpt.N_TAGS,
-               recent: str | None = None, recent_last: int = RECENT_LAST) -> str:
+               recent: str | None = None, recent_last: int = RECENT_LAST, weighted: str | None = None) -> str:
     """The prompt: compressed titles, the category summary, the (student's) interests.
 
     Args:
@@ -325,14 +340,17 @@ def tag_prompt(history_text: str, summary: str, interests: Sequence[str], n: int
         recent: v3's summary of the last ``recent_last`` likes, a line before the other
             (None: no such line, as v2).
         recent_last: how many likes ``recent`` counts, as the prompt states it.
+        weighted: v5's categories in the tuned rule's order, a line after the summary (None:
+            no such line, as v2-v4).
 
     Returns:
         The prompt text.
     """
     shown = recgpt.interests_shown(history_text, interests)
     line = "" if recent is None else f"Kinds of film among their last {recent_last} likes: {recent}.\n"
+    lean = "" if weighted is None else f"Kinds they lean to (recent likes count more, common kinds less): {weighted}.\n"
     return PROMPT.format(history=history_text, last=SUMMARY_LAST, summary=summary, interests=shown, n=n,
-                         recent=line)
+                         recent=line, weighted=lean)
 
 
 def backfill_order(history_items: Sequence[int], itags: pd.Series, base_rates: pd.Series) -> list[str]:
@@ -486,7 +504,7 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
         example_users: draw the cut points from these users only (default: every user).
         sft_overrides: SFTConfig fields to override (e.g. in the tiny-llama test).
         progress: show progress bars.
-        variant: a key of :data:`VARIANTS` ("v2", "v3", "v4").
+        variant: a key of :data:`VARIANTS` ("v2" to "v5").
         interests: stage -> {user: interests} already mined by LLM_UI (e.g. v2's committed
             ones, :func:`load_tags` with ``field="interests"``); users not in it are mined.
 
@@ -514,7 +532,7 @@ def run_full(*, stages: Sequence[str] = ("test", "valid"), n_users: dict | None 
     print(f"{len(tr)} training and {len(va)} validation examples", flush=True)
 
     cfg = recgpt.adjust_sft_config(default_sft_config(seed), steps if steps is not None else var.steps,
-                                   sft_overrides)
+                                   {"max_len": var.max_len, **(sft_overrides or {})})
     val_pairs = list(zip(va["prompt"], va["answer"]))
     fitted = sft.fit(backbone, list(zip(tr["prompt"], tr["answer"])), val_pairs, cfg, work, adapter_dir,
                      command=command, progress=progress)
@@ -752,7 +770,8 @@ def _stage_prompts(setting: recgpt.Setting, stage: str, users: Sequence[int], va
     """The tag prompt (:func:`tag_prompt`) of each of ``users`` at ``stage``, as ``var`` writes
     it, showing ``interests`` (user -> LLM_UI's interests)."""
     inputs = setting.stage_inputs(stage)
-    sums = {u: _summaries(inputs["liked"][u], setting.itags, var) for u in users}
+    rates = _base_rates(setting) if var.weighted_line else None
+    sums = {u: _summaries(inputs["liked"][u], setting.itags, var, rates) for u in users}
     return [tag_prompt(inputs["history_text"][u], sums[u][0], interests[int(u)], **sums[u][1]) for u in users]
 
 
@@ -762,14 +781,20 @@ def _base_rates(setting: recgpt.Setting) -> pd.Series:
     return recgpt.category_base_rates(pos, setting.ml.movies)
 
 
-def _summaries(liked: Sequence[int], itags: pd.Series, var: Variant) -> tuple[str, dict]:
+def _summaries(liked: Sequence[int], itags: pd.Series, var: Variant,
+               rates: pd.Series | None = None) -> tuple[str, dict]:
     """The summary line(s) a variant's prompt shows: over :data:`SUMMARY_LAST` likes, and the
-    :func:`tag_prompt` keywords for the one over the last ``var.recent_last`` (none when the
-    variant has no such line)."""
+    :func:`tag_prompt` keywords for the one over the last ``var.recent_last`` and for the
+    weighted one (none when the variant has no such line; the weighted one needs the
+    population's category ``rates``, :func:`_base_rates`)."""
     if var.recent_last is None:
         return category_summary(liked, itags), {}
-    recent = category_summary(liked, itags, var.recent_last)
-    return category_summary(liked, itags), {"recent": recent, "recent_last": var.recent_last}
+    kw = {"recent": category_summary(liked, itags, var.recent_last), "recent_last": var.recent_last}
+    if var.weighted_line:
+        if rates is None:
+            raise ValueError(f"{var.name}'s weighted line needs the category base rates (_base_rates)")
+        kw["weighted"] = ", ".join(c.lower() for c in backfill_order(liked, itags, rates)[:WEIGHTED_SHOWN])
+    return category_summary(liked, itags), kw
 
 
 def _examples(setting: recgpt.Setting, ui_generator, seed: int, example_users, progress: bool,
@@ -781,12 +806,12 @@ def _examples(setting: recgpt.Setting, ui_generator, seed: int, example_users, p
     ui = ui_generator()
     cuts["interests"] = _interests(ui, cuts["history_text"].tolist(), progress)
     del ui
-    sums = [_summaries(lb, setting.itags, var) for lb in cuts["liked_before"]]
+    rates = _base_rates(setting) if var.backfill == "tuned" or var.weighted_line else None
+    sums = [_summaries(lb, setting.itags, var, rates) for lb in cuts["liked_before"]]
     cuts["summary"] = [a for a, _ in sums]
     cuts["prompt"] = [tag_prompt(h, a, i, **b) for h, (a, b), i in zip(cuts["history_text"], sums, cuts["interests"])]
-    rates = _base_rates(setting) if var.backfill == "tuned" else None
     cuts["answer"] = [recgpt.format_answer(next_tags(
-        nx, lb, setting.itags, order=None if rates is None else backfill_order(lb, setting.itags, rates)))
+        nx, lb, setting.itags, order=backfill_order(lb, setting.itags, rates) if var.backfill == "tuned" else None))
         for nx, lb in zip(cuts["next_items"], cuts["liked_before"])]
     return cuts
 
@@ -878,7 +903,7 @@ def served_tags(stage: str = "test", *, field: str = "tags") -> dict[int, list[s
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: ``python -m llmrec_lib.recgpt.tagger full [--valid-users N]
-    [--steps S] [--seed S] [--variant v2|v3|v4] [--reuse-interests]`` runs :func:`run_full`;
+    [--steps S] [--seed S] [--variant v2|v3|v4|v5] [--reuse-interests]`` runs :func:`run_full`;
     ``retag [--variant v3] [--valid-users N] [--seed S]`` runs :func:`retag`, and ``rank``
     with the same options runs :func:`rank`.
 
