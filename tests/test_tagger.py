@@ -74,7 +74,8 @@ def test_run_full_on_tiny_llama(setting, tmp_path):
 
 
 @pytest.mark.parametrize("variant, folder", [(v, "") for v in sorted(T.VARIANTS)]
-                         + [("v3", T.CONSTRAINED), ("v3", T.RANKED), ("v4", T.CONSTRAINED)])
+                         + [("v3", T.CONSTRAINED), ("v3", T.RANKED), ("v4", T.CONSTRAINED),
+                            ("v5", T.CONSTRAINED)])
 def test_committed_tags_match_the_code(setting, variant, folder):
     """The committed answers (and the constrained and ranked ones) came from prompts this code writes."""
     import json
