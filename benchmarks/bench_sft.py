@@ -42,7 +42,7 @@ def main() -> None:
     interests = tagger.load_tags("test", field="interests")
     answers = tagger.load_tags("test", run, field="text")
     users = sorted(set(interests) & set(answers))[:8]
-    prompts = tagger._stage_prompts(setting, "test", users, var, interests)
+    prompts = tagger.stage_prompts(setting, "test", users, var, interests)
     examples = [(p, answers[u]) for p, u in zip(prompts, users)]
     bb = backbones.load_backbone("smollm2-135m", device="cpu")
     cfg = sft.SFTConfig(steps=1, warmup=0, batch_size=8, max_len=var.max_len, use_autocast=config.bf16_is_fast("cpu"))

@@ -77,12 +77,14 @@ __all__ = [
     "TUNED_RULE",
     "Variant",
     "VARIANTS",
+    "WEIGHTED_SHOWN",
     "backfill_order",
     "MAX_NEW_TOKENS",
     "category_counts",
     "category_summary",
     "next_tags",
     "tag_prompt",
+    "stage_prompts",
     "cut_points",
     "one_per_category",
     "generation_config",
@@ -747,7 +749,7 @@ def rank(variant: str = "v3", *, stages: Sequence[str] = ("test", "valid"), n_us
         t = time.perf_counter()
         users = recgpt.eval_users(setting, (n_users or {}).get(stage), seed, stage=stage)
         known = load_tags(stage, source / "tags.jsonl", field="interests")
-        prompts = _stage_prompts(setting, stage, users, var, known)
+        prompts = stage_prompts(setting, stage, users, var, known)
         openings, logps = reader.next_token_logprobs(prompts, tokens, after_modifier, progress=progress)
         for u, p, head, row in zip(users, prompts, openings, logps):
             tags, per_cat = ranked_answer(head, row) if head is not None else ([], {})
@@ -765,10 +767,21 @@ def rank(variant: str = "v3", *, stages: Sequence[str] = ("test", "valid"), n_us
     return meta
 
 
-def _stage_prompts(setting: recgpt.Setting, stage: str, users: Sequence[int], var: Variant,
-                   interests: dict) -> list[str]:
+def stage_prompts(setting: recgpt.Setting, stage: str, users: Sequence[int], var: Variant,
+                  interests: dict) -> list[str]:
     """The tag prompt (:func:`tag_prompt`) of each of ``users`` at ``stage``, as ``var`` writes
-    it, showing ``interests`` (user -> LLM_UI's interests)."""
+    it, showing ``interests`` (user -> LLM_UI's interests).
+
+    Args:
+        setting: the data, split and facts (:func:`recgpt.build_setting`).
+        stage: "test" or "valid".
+        users: the users to write prompts for.
+        var: the :class:`Variant` whose prompt is written.
+        interests: user -> the interests the prompt shows.
+
+    Returns:
+        One prompt per user, in the order of ``users``.
+    """
     inputs = setting.stage_inputs(stage)
     rates = _base_rates(setting) if var.weighted_line else None
     sums = {u: _summaries(inputs["liked"][u], setting.itags, var, rates) for u in users}
@@ -848,7 +861,7 @@ def _tag_stage(setting: recgpt.Setting, stage: str, users: Sequence[int], ui_gen
         ui = ui_generator()
         ints |= dict(zip((int(u) for u in todo), _interests(ui, [inputs["history_text"][u] for u in todo], progress)))
         del ui
-    prompts = _stage_prompts(setting, stage, users, var, ints)
+    prompts = stage_prompts(setting, stage, users, var, ints)
     tagger = tag_generator()
     texts = tagger.generate(prompts, progress=progress)
     del tagger
