@@ -1175,8 +1175,8 @@ if committed:
 # %% [markdown]
 # ### A fifth LLM_IT, told how the tuned rule reads the history
 #
-# The tuned rule beats the counting rule (section 4: recent likes weigh more, and a
-# category everyone likes counts for less), yet the model is shown only counts: the 50-like
+# The tuned rule beats the counting rule (above: recent likes weigh more, and a category
+# everyone likes counts for less), yet the model is shown only counts: the 50-like
 # summary and the 10-like one. Recency it could work out from the two lines; the
 # population's shares it cannot, because no prompt states them. `tagger.py`'s `v5` recipe
 # is v4 with one more prompt line and nothing else: the categories in the tuned rule's
