@@ -1098,22 +1098,37 @@ if committed:
 V4, V4_FIXED = "LLM_IT v4", "LLM_IT v4 + one per category"
 V4_ONCE = "LLM_IT v4, constrained decoding"
 V4_ONCE_FIXED = "LLM_IT v4, constrained + one per category"
-v4_vs = None
-if committed:
-    v4_dir = art / "tagger-v4"
-    v4meta = json.loads((v4_dir / "meta.json").read_text())
-    v4_once_meta = json.loads((v4_dir / tagger.CONSTRAINED / "meta.json").read_text())
-    for m_ in (v4meta, v4_once_meta):
+
+
+def read_run(folder, names):
+    """A committed run in `artifacts/recgpt/<folder>`, decoded greedy and constrained:
+    print its commands and held-out loss, judge both answers with and without the
+    post-step (`names`: greedy, its post-step, constrained, its post-step), and return
+    both metas and both answers."""
+    run_dir = art / folder
+    metas = [
+        json.loads((d / "meta.json").read_text())
+        for d in (run_dir, run_dir / tagger.CONSTRAINED)
+    ]
+    for m_ in metas:
         print(m_["command"], f"| {m_['wall_s'] / 60:.0f} min, 2 cores")
     print(
-        f"{v4meta['n_train_examples']} training prompts; held-out answer loss:",
-        f"base {v4meta['val_loss_base']:.2f},",
-        f"fine-tuned {v4meta['val_loss_tuned']:.2f}",
+        f"{metas[0]['n_train_examples']} training prompts; held-out answer loss:",
+        f"base {metas[0]['val_loss_base']:.2f},",
+        f"fine-tuned {metas[0]['val_loss_tuned']:.2f}",
     )
-    v4 = tagger.load_tags("test", v4_dir / "tags.jsonl")
-    v4_once = tagger.load_tags("test", v4_dir / tagger.CONSTRAINED / "tags.jsonl")
-    judge_with_post_step(V4, V4_FIXED, v4)
-    judge_with_post_step(V4_ONCE, V4_ONCE_FIXED, v4_once)
+    greedy = tagger.load_tags("test", run_dir / "tags.jsonl")
+    constrained = tagger.load_tags("test", run_dir / tagger.CONSTRAINED / "tags.jsonl")
+    judge_with_post_step(names[0], names[1], greedy)
+    judge_with_post_step(names[2], names[3], constrained)
+    return *metas, greedy, constrained
+
+
+v4_vs = None
+if committed:
+    v4meta, v4_once_meta, v4, v4_once = read_run(
+        "tagger-v4", (V4, V4_FIXED, V4_ONCE, V4_ONCE_FIXED)
+    )
     v4_vs = paired_against(
         [V4, V4_ONCE],
         RULES + [("minus v3, greedy", V3), ("minus v3, constrained", V3_ONCE)],
@@ -1199,20 +1214,9 @@ V5_ONCE = "LLM_IT v5, constrained decoding"
 V5_ONCE_FIXED = "LLM_IT v5, constrained + one per category"
 v5_vs = None
 if committed:
-    v5_dir = art / "tagger-v5"
-    v5meta = json.loads((v5_dir / "meta.json").read_text())
-    v5_once_meta = json.loads((v5_dir / tagger.CONSTRAINED / "meta.json").read_text())
-    for m_ in (v5meta, v5_once_meta):
-        print(m_["command"], f"| {m_['wall_s'] / 60:.0f} min, 2 cores")
-    print(
-        f"{v5meta['n_train_examples']} training prompts; held-out answer loss:",
-        f"base {v5meta['val_loss_base']:.2f},",
-        f"fine-tuned {v5meta['val_loss_tuned']:.2f}",
+    v5meta, v5_once_meta, v5, v5_once = read_run(
+        "tagger-v5", (V5, V5_FIXED, V5_ONCE, V5_ONCE_FIXED)
     )
-    v5 = tagger.load_tags("test", v5_dir / "tags.jsonl")
-    v5_once = tagger.load_tags("test", v5_dir / tagger.CONSTRAINED / "tags.jsonl")
-    judge_with_post_step(V5, V5_FIXED, v5)
-    judge_with_post_step(V5_ONCE, V5_ONCE_FIXED, v5_once)
     v5_vs = paired_against(
         [V5, V5_ONCE],
         RULES + [("minus v4, greedy", V4), ("minus v4, constrained", V4_ONCE)],
