@@ -558,6 +558,48 @@ class LocalGenerator(Generator):
                     heads[i], out[i] = got
         return heads, out
 
+    def prompt_states(self, prompts: Sequence, *, progress: bool = True):
+        """The model's last hidden state (after its final norm) at each prompt's last token:
+        where the answer's first token is predicted, so the model's whole reading of the
+        prompt before it writes anything. A trained head can rank options from it.
+
+        Prompts are rendered as :meth:`generate` renders them, run longest first in batches of
+        this generator's batch size, left-padded, with positions counted from each row's first
+        real token (as generation counts them), so a padded row reads as it would alone.
+
+        Args:
+            prompts: the prompts (strings or chat message lists), as for :meth:`generate`.
+            progress: show a tqdm bar over the batches.
+
+        Returns:
+            A float32 array (len(prompts), hidden size), rows in the order of ``prompts``.
+        """
+        import numpy as np
+        import torch
+        from tqdm.auto import tqdm
+
+        messages = [to_messages(p, self.config.system_prompt) for p in _as_prompt_list(prompts)]
+        texts = [self.render(m) for m in messages]
+        if not texts:
+            raise ValueError("prompt_states needs at least one prompt")
+        order = self._longest_first(texts, 0)
+        size = self.config.batch_size
+        body = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        body = body.base_model  # the transformer without its LM head: last_hidden_state is normed
+        device = self.backbone.device
+        out = np.zeros((len(texts), body.config.hidden_size), dtype=np.float32)
+        batches = [order[a : a + size] for a in range(0, len(order), size)]
+        for idx in tqdm(batches, desc=f"states {self.backbone.name}", unit="batch", disable=not progress,
+                        leave=False):
+            enc = self._left_padded([texts[i] for i in idx])
+            mask = enc["attention_mask"]
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.inference_mode(), _config.autocast(str(device), enabled=self.use_autocast):
+                h = body(input_ids=enc["input_ids"].to(device), attention_mask=mask.to(device),
+                         position_ids=positions.to(device)).last_hidden_state
+            out[idx] = h[:, -1, :].float().cpu().numpy()
+        return out
+
     def _greedy_with_logits(self, texts: list[str], cfg: GenerationConfig):
         """Greedy new tokens (B, new) of one left-padded batch, and the raw logits of each step."""
         import torch

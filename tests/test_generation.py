@@ -169,6 +169,24 @@ def test_next_token_logprobs_reads_the_greedy_answer_at_the_asked_step(tiny):
     assert never == [None] and np.isnan(nan).all()
 
 
+def test_prompt_states_are_what_the_lm_head_reads_for_the_first_answer_token(tiny):
+    gen = G.LocalGenerator(tiny, config=cfg(batch_size=2), use_autocast=False)
+    tok = tiny.tokenizer
+    states = gen.prompt_states(PROMPTS, progress=False)
+    assert states.shape == (len(PROMPTS), tiny.model.config.hidden_size) and states.dtype == np.float32
+    head = tiny.model.get_output_embeddings()
+    for i, p in enumerate(PROMPTS):  # by hand: one plain, unpadded forward per prompt
+        x = tok(gen.render(G.to_messages(p)), add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            want = tiny.model(input_ids=torch.tensor([x])).logits[0, -1].float()
+            got = head(torch.from_numpy(states[i])).float()
+        # batched beside a longer prompt (left-padded), the row still reads as it does alone
+        assert torch.allclose(got, want, atol=1e-4), (i, (got - want).abs().max())
+    assert np.allclose(gen.prompt_states(PROMPTS[::-1], progress=False), states[::-1], atol=1e-5)
+    with pytest.raises(ValueError, match="at least one prompt"):
+        gen.prompt_states([], progress=False)
+
+
 def test_local_sampling_is_seeded_per_prompt(tiny):
     gen = G.LocalGenerator(tiny, config=cfg(temperature=1.0, top_p=0.9, seed=7), use_autocast=False)
     batch = gen.generate(PROMPTS + PROMPTS[:1], progress=False)
