@@ -105,6 +105,7 @@ from llmrec_lib.recgpt.tags import (
 )
 from llmrec_lib.recgpt.teacher import (
     category_base_rates,
+    category_scores,
     phrase_base_rates,
     popular_tags,
     recent_tags,
@@ -170,6 +171,7 @@ __all__ = [
     "recent_tags",
     "weighted_tags",
     "category_base_rates",
+    "category_scores",
     "INTEREST_PROMPT",
     "TAG_PROMPT",
     "interest_prompt",

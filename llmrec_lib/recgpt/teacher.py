@@ -230,6 +230,59 @@ def recent_tags(items: Sequence[int], itags: pd.Series | Mapping, *, n: int = 6,
     return _by_category(phrase_score, cat_score, n, max_per_category)
 
 
+def category_scores(items: Sequence[int], itags: pd.Series, base_rates: pd.Series, *, last: int | None = 50,
+                    half_life: float | None = None, shrink: float = 0.0) -> dict[str, float]:
+    """The score :func:`weighted_tags` ranks categories by, for every category it would name:
+    the decayed count of the ``last`` liked items in it, plus ``shrink`` x the history's total
+    weight (at least 1) x its population share. Chapter 07's count head reads these numbers.
+
+    Args:
+        items: the user's liked item ids, oldest first.
+        itags: item_id -> the item's tag phrases (the first names its category).
+        base_rates: category -> population share (:func:`category_base_rates`).
+        last: how many of the latest liked items to read; None reads all.
+        half_life: the age, in liked items, at which an item's weight halves; None: no decay.
+        shrink: the prior's weight, relative to the history's total weight (>= 0).
+
+    Returns:
+        category -> score (categories with no liked item and no prior are absent).
+    """
+    return _weighted(items, itags, base_rates, last, half_life, shrink)[0]
+
+
+def _weighted(items, itags, base_rates, last, half_life, shrink):
+    """(category score, category tie-break, phrase weight) of :func:`weighted_tags`."""
+    if last is not None and last < 1:
+        raise ValueError(f"last must be >= 1 or None, got {last}")
+    if half_life is not None and not half_life > 0:
+        raise ValueError(f"half_life must be > 0 or None, got {half_life}")
+    if not shrink >= 0:
+        raise ValueError(f"shrink must be >= 0, got {shrink}")
+    items = [int(i) for i in items]
+    items = items[-last:] if last is not None else items
+    cat_w: dict[str, float] = {}
+    phrase_w: dict[str, float] = {}
+    tie: dict[str, float] = {}  # newer breaks ties: the sum of positions, as the rule
+    for rank, i in enumerate(items):
+        phrases = itags.get(i, ())
+        if not len(phrases):
+            continue
+        age = len(items) - 1 - rank
+        w = 1.0 if half_life is None else 0.5 ** (age / half_life)
+        c = tag_category(phrases[0])
+        cat_w[c] = cat_w.get(c, 0.0) + w
+        tie[c] = tie.get(c, 0.0) + rank
+        for p in phrases:
+            if tag_category(p) == c:
+                phrase_w[p] = phrase_w.get(p, 0.0) + w
+    total = sum(cat_w.values())
+    score = dict(cat_w)
+    if shrink > 0:
+        for c, share in base_rates.items():
+            score[c] = score.get(c, 0.0) + shrink * max(total, 1.0) * float(share)
+    return score, tie, phrase_w
+
+
 def weighted_tags(items: Sequence[int], itags: pd.Series, base_rates: pd.Series, *, n: int = 6,
                   last: int | None = 50, half_life: float | None = None, shrink: float = 0.0) -> list[str]:
     """The counting rule with two knobs, one tag per category: the rule anything that reads
@@ -257,34 +310,9 @@ def weighted_tags(items: Sequence[int], itags: pd.Series, base_rates: pd.Series,
         Up to ``n`` phrases, one per category, best first: the category's most weighted
         phrase in the history, or the category's name when only the prior put it there.
     """
-    if n < 1 or (last is not None and last < 1):
-        raise ValueError(f"n and last must be >= 1 (last may be None), got n={n}, last={last}")
-    if half_life is not None and not half_life > 0:
-        raise ValueError(f"half_life must be > 0 or None, got {half_life}")
-    if not shrink >= 0:
-        raise ValueError(f"shrink must be >= 0, got {shrink}")
-    items = [int(i) for i in items]
-    items = items[-last:] if last is not None else items
-    cat_w: dict[str, float] = {}
-    phrase_w: dict[str, float] = {}
-    tie: dict[str, float] = {}  # newer breaks ties: the sum of positions, as the rule
-    for rank, i in enumerate(items):
-        phrases = itags.get(i, ())
-        if not len(phrases):
-            continue
-        age = len(items) - 1 - rank
-        w = 1.0 if half_life is None else 0.5 ** (age / half_life)
-        c = tag_category(phrases[0])
-        cat_w[c] = cat_w.get(c, 0.0) + w
-        tie[c] = tie.get(c, 0.0) + rank
-        for p in phrases:
-            if tag_category(p) == c:
-                phrase_w[p] = phrase_w.get(p, 0.0) + w
-    total = sum(cat_w.values())
-    score = dict(cat_w)
-    if shrink > 0:
-        for c, share in base_rates.items():
-            score[c] = score.get(c, 0.0) + shrink * max(total, 1.0) * float(share)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    score, tie, phrase_w = _weighted(items, itags, base_rates, last, half_life, shrink)
     cats = sorted(score, key=lambda c: (-score[c], -tie.get(c, -1.0), c))[:n]
     out = []
     for c in cats:
