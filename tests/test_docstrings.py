@@ -54,6 +54,7 @@ COVERED = [
     "recgpt.prompts",
     "recgpt.selftrain",
     "recgpt.tagger",
+    "recgpt.head",
     "recgpt.tags",
     "recgpt.teacher",
     "recgpt.towers",

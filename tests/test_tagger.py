@@ -244,3 +244,50 @@ def test_rank_keeps_the_variants_prompts_and_counts_unread_answers(setting, tmp_
     assert meta["unread"] == sum(not r["ok"] for r in new) and all(r["tags"] == [] for r in new if not r["ok"])
     with pytest.raises(FileNotFoundError, match="full --variant v3"):
         T.rank("v3", source=tmp_path / "missing", setting=setting)
+
+
+def test_states_read_the_runs_own_prompts_and_resume(setting, tmp_path):
+    kw = dict(n_users={"test": 3, "valid": 2}, backbone="tiny-llama", setting=setting, work=tmp_path / "work",
+              ui_adapter="", progress=False,
+              example_users=np.sort(setting.split.train["user_id"].unique())[:4].tolist())
+    T.run_full(command="test", out=tmp_path / "out", steps=2, variant="v5",
+               sft_overrides={"batch_size": 2, "max_len": 2048, "save_every": 1}, **kw)
+    meta = T.states("v5", source=tmp_path / "out", command="test", **kw)
+    got = T.load_states("v5", source=tmp_path / "out")
+    import json
+
+    rows = [json.loads(x) for x in (tmp_path / "out" / "tags.jsonl").read_text().splitlines()]
+    for stage in ("test", "valid"):  # the very prompts the run answered, user by user
+        mine = [r for r in rows if r["stage"] == stage]
+        assert got[f"{stage}_users"].tolist() == [r["user_id"] for r in mine]
+        assert got[f"{stage}_prompt_sha"].tolist() == [r["prompt_sha"] for r in mine]
+    cuts = T.cut_points(setting, per_user=T.VARIANTS["v5"].per_user, users=kw["example_users"])
+    assert got["examples_users"].tolist() == cuts["user_id"].tolist()
+    assert got["examples_cuts"].tolist() == cuts["cut"].tolist()
+    assert got["examples_states"].dtype == np.float32 and np.isfinite(got["examples_states"]).all()
+    assert meta["rows"] == {"examples": len(cuts), "test": 3, "valid": 2}
+    base = T.states("v5", tuned=False, source=tmp_path / "out", **kw)
+    assert base["read_through"] == "base"
+    assert not np.array_equal(T.load_states("v5", "base", tmp_path / "out")["test_states"], got["test_states"])
+    T.states("v5", source=tmp_path / "out", **kw)  # resumes from the cached parts: the same states
+    assert np.array_equal(T.load_states("v5", source=tmp_path / "out")["test_states"], got["test_states"])
+    with pytest.raises(FileNotFoundError, match="states --variant v5 --base"):
+        T.load_states("v5", "base", tmp_path / "missing")
+
+
+@pytest.mark.parametrize("which", ["tuned", "base"])
+def test_committed_states_read_the_committed_prompts(setting, which):
+    """Chapter 07's ranking heads read states of v5's own prompts: its test and validation
+    answers' prompts, and its training cut points."""
+    import json
+
+    got = T.load_states("v5", which)
+    rows = [json.loads(x) for x in (R.artifacts_dir() / "tagger-v5" / "tags.jsonl").read_text().splitlines()]
+    for stage in ("test", "valid"):
+        mine = [r for r in rows if r["stage"] == stage]
+        assert got[f"{stage}_users"].tolist() == [r["user_id"] for r in mine]
+        assert got[f"{stage}_prompt_sha"].tolist() == [r["prompt_sha"] for r in mine]
+        assert got[f"{stage}_states"].shape == (len(mine), 576)
+    cuts = T.cut_points(setting, per_user=T.VARIANTS["v5"].per_user, seed=0)
+    assert got["examples_users"].tolist() == cuts["user_id"].tolist()
+    assert got["examples_cuts"].tolist() == cuts["cut"].tolist()

@@ -45,6 +45,8 @@ Run (resumable; everything cached under ``.cache/recgpt-tagger``, ``-v3`` for v3
     python -m llmrec_lib.recgpt.tagger retag --variant v4 --valid-users 100  # tagger-v4/constrained/
     python -m llmrec_lib.recgpt.tagger full --variant v5 --reuse-interests --valid-users 100
     python -m llmrec_lib.recgpt.tagger retag --variant v5 --valid-users 100  # tagger-v5/constrained/
+    python -m llmrec_lib.recgpt.tagger states --variant v5 --valid-users 100  # tagger-v5/head/
+    python -m llmrec_lib.recgpt.tagger states --variant v5 --base --valid-users 100
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ __all__ = [
     "after_modifier",
     "ranked_answer",
     "rank",
+    "HEAD",
+    "states",
+    "load_states",
     "SERVED",
     "served_tags",
     "HORIZON",
@@ -139,6 +144,7 @@ class Variant:
 CONSTRAINT = "one-tag-per-category/v2"
 CONSTRAINED = "constrained"  # retag's folder inside a variant's
 RANKED = "ranked"  # rank's folder inside a variant's
+HEAD = "head"  # states' folder inside a variant's (chapter 07's ranking head)
 #: The run whose answers chapter 08 serves, under ``artifacts/recgpt``: the variant and
 #: decoding with the best validation HR@6 in chapter 07 (section 7; tested there).
 SERVED = f"tagger-v3/{CONSTRAINED}"
@@ -767,6 +773,117 @@ def rank(variant: str = "v3", *, stages: Sequence[str] = ("test", "valid"), n_us
     return meta
 
 
+def states(variant: str = "v5", *, tuned: bool = True, stages: Sequence[str] = ("test", "valid"),
+           n_users: dict | None = None, seed: int = 0, source: Path | None = None, backbone: str = "smollm2-135m",
+           command: str = "", setting: recgpt.Setting | None = None, progress: bool = True,
+           example_users=None, ui_adapter: str | None = None, work: Path | None = None) -> dict:
+    """What chapter 07's ranking head reads (:mod:`recgpt.head`): the model's last hidden
+    state at the end of each tag prompt (:meth:`generation.LocalGenerator.prompt_states`), for
+    the variant's training cut points (the prompts it was fine-tuned on, rebuilt with
+    :func:`cut_points` and the cached LLM_UI interests) and for the users of each stage (their
+    committed interests). ``tuned``: read through the variant's adapter; else the base model.
+
+    Writes ``states-tuned.npz`` (or ``states-base.npz``) and its meta into the run's
+    :data:`HEAD` folder: float16 states, each row's user (and cut) and prompt hash. Each part
+    is kept under ``.cache`` as soon as it is read, so an interrupted run resumes.
+
+    Args:
+        variant: a key of :data:`VARIANTS` whose :func:`run_full` is committed.
+        tuned: read through the fine-tuned adapter (False: the base model, zero-shot).
+        stages: the stages whose users are read.
+        n_users: stage -> the size of the seeded user sample (as the variant's run had it).
+        seed: the seed of the cut points and of that sample.
+        source: the variant's run folder (default ``artifacts/recgpt/`` + its folder).
+        backbone: the base model's name.
+        command: the command line, recorded in the meta.
+        setting: the data, split and facts (default :func:`recgpt.build_setting`).
+        progress: show progress bars.
+        example_users: the users the run's cut points were drawn from (as :func:`run_full`).
+        ui_adapter: chapter 06's LLM_UI adapter (default ``artifacts/recgpt/adapter``).
+        work: the cache (default: the variant's, which holds its LLM_UI interests).
+
+    Returns:
+        The meta (what ``states-*.json`` holds).
+    """
+    import time
+
+    from llmrec_lib import config
+
+    var, source = _trained_run(variant, source)
+    setting = setting if setting is not None else recgpt.build_setting()
+    work = Path(work) if work is not None else config.cache_dir(f"recgpt-{var.out}")
+    ui_adapter = str(recgpt.artifacts_dir() / recgpt.ADAPTER) if ui_adapter is None else ui_adapter
+    which = "tuned" if tuned else "base"
+    t_all, parts = time.perf_counter(), {}
+    ui_generator, _ = _generators(backbone, ui_adapter, source / "adapter", work, batch_size=var.gen_batch)
+    cuts = _examples(setting, ui_generator, seed, example_users, progress, var)
+    parts["examples"] = (cuts["user_id"].to_numpy(), cuts["cut"].to_numpy(), list(cuts["prompt"]))
+    for stage in stages:
+        users = recgpt.eval_users(setting, (n_users or {}).get(stage), seed, stage=stage)
+        known = load_tags(stage, source / "tags.jsonl", field="interests")
+        parts[stage] = (np.asarray(users), np.zeros(len(users), dtype=np.int64),
+                        stage_prompts(setting, stage, users, var, known))
+    reader = generation.LocalGenerator(backbone, str(source / "adapter") if tuned else None,
+                                       config=generation_config(batch_size=16))
+    arrays, timings = _read_states(reader, parts, work / f"states-{which}", progress)
+    out = source / HEAD
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / f"states-{which}.npz", **arrays)
+    meta = {"command": command, "variant": variant, "read_through": which,
+            "adapter": str(config.relative_to_root(source / "adapter")) if tuned else None,
+            "rows": {k: len(v[0]) for k, v in parts.items()}, "timings_s": timings,
+            "wall_s": time.perf_counter() - t_all, "hardware": recgpt.hardware()}
+    (out / f"states-{which}.json").write_text(json.dumps(meta, indent=1, default=float))
+    return meta
+
+
+def _read_states(reader, parts: dict, work: Path, progress: bool) -> tuple[dict, dict]:
+    """:func:`states`' reading: each part's prompt states (float16), users, cuts and prompt
+    hashes, each part cached in ``work`` under its prompts' hash, so a rerun skips it."""
+    import time
+
+    work.mkdir(parents=True, exist_ok=True)
+    arrays, timings = {}, {}
+    for name, (users, cuts, prompts) in parts.items():
+        t = time.perf_counter()
+        sha = recgpt.short_sha("\n".join(prompts))
+        cached = work / f"{name}-{sha}.npy"
+        if cached.is_file():
+            x = np.load(cached)
+        else:
+            x = reader.prompt_states(prompts, progress=progress).astype(np.float16)
+            np.save(cached, x)
+        arrays |= {f"{name}_states": x, f"{name}_users": np.asarray(users, dtype=np.int64),
+                   f"{name}_cuts": np.asarray(cuts, dtype=np.int64),
+                   f"{name}_prompt_sha": np.asarray([recgpt.short_sha(p) for p in prompts])}
+        timings[name] = time.perf_counter() - t
+        print(f"{name}: {len(prompts)} prompts, {timings[name]:.0f} s", flush=True)
+    return arrays, timings
+
+
+def load_states(variant: str = "v5", which: str = "tuned", source: Path | None = None) -> dict[str, np.ndarray]:
+    """The states :func:`states` wrote for a variant (``which``: "tuned" or "base"), as
+    float32 arrays under ``{part}_states`` with ``{part}_users``, ``{part}_cuts`` and
+    ``{part}_prompt_sha`` (parts: "examples" and the stages).
+
+    Args:
+        variant: a key of :data:`VARIANTS`.
+        which: "tuned" (read through the adapter) or "base".
+        source: the variant's run folder (default ``artifacts/recgpt/`` + its folder).
+
+    Returns:
+        name -> array.
+    """
+    var = _variant(variant)
+    path = (Path(source) if source is not None else recgpt.artifacts_dir() / var.out) / HEAD / f"states-{which}.npz"
+    if not path.is_file():
+        flag = "" if which == "tuned" else " --base"
+        raise FileNotFoundError(f"{path} is missing: run `python -m llmrec_lib.recgpt.tagger states --variant "
+                                f"{variant}{flag} --valid-users 100` first")
+    with np.load(path) as z:
+        return {k: z[k].astype(np.float32) if k.endswith("_states") else z[k] for k in z.files}
+
+
 def stage_prompts(setting: recgpt.Setting, stage: str, users: Sequence[int], var: Variant,
                   interests: dict) -> list[str]:
     """The tag prompt (:func:`tag_prompt`) of each of ``users`` at ``stage``, as ``var`` writes
@@ -917,8 +1034,9 @@ def served_tags(stage: str = "test", *, field: str = "tags") -> dict[int, list[s
 def main(argv: list[str] | None = None) -> int:
     """The command line: ``python -m llmrec_lib.recgpt.tagger full [--valid-users N]
     [--steps S] [--seed S] [--variant v2|v3|v4|v5] [--reuse-interests]`` runs :func:`run_full`;
-    ``retag [--variant v3] [--valid-users N] [--seed S]`` runs :func:`retag`, and ``rank``
-    with the same options runs :func:`rank`.
+    ``retag [--variant v3] [--valid-users N] [--seed S]`` runs :func:`retag`, ``rank``
+    with the same options runs :func:`rank`, and ``states`` (the same, ``--base`` to read the
+    base model) runs :func:`states`.
 
     Args:
         argv: the arguments (default: ``sys.argv[1:]``).
@@ -932,16 +1050,23 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m llmrec_lib.recgpt.tagger",
                                  description="The second LLM_IT: SFT and tags for validation and test users")
-    ap.add_argument("what", choices=["full", "retag", "rank"],
-                    help="full: train and tag; retag: tag again, constrained; rank: read tags off first-line scores")
+    ap.add_argument("what", choices=["full", "retag", "rank", "states"],
+                    help="full: train and tag; retag: tag again, constrained; rank: read tags off first-line scores; "
+                         "states: the prompt states chapter 07's ranking head reads")
     ap.add_argument("--valid-users", type=int, default=0, help="validation users to tag (0: all)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", choices=sorted(VARIANTS), default="v2")
     ap.add_argument("--reuse-interests", action="store_true",
                     help="show the interests committed with v2 (artifacts/recgpt/tagger) instead of mining them again")
+    ap.add_argument("--base", action="store_true", help="states: read the base model, not the variant's adapter")
     args = ap.parse_args(argv)
     command = config.command_line("llmrec_lib.recgpt.tagger", argv)
+    if args.what == "states":
+        meta = states(args.variant, tuned=not args.base, n_users={"valid": args.valid_users or None}, seed=args.seed,
+                      command=command)
+        print({k: meta[k] for k in ("rows", "wall_s")})
+        return 0
     if args.what in ("retag", "rank"):
         again = retag if args.what == "retag" else rank
         meta = again(args.variant, n_users={"valid": args.valid_users or None}, seed=args.seed, command=command)
