@@ -1304,9 +1304,181 @@ if committed:
 # (0.400 against 0.386). The model takes the hint for its first tag and writes the rest of
 # its list from what its training taught it. Its targets are noisy: a few films liked next,
 # not a ranking. So 2,099 of them have not taught a 135M model to order categories as well
-# as a formula with two knobs, even with the formula's own order in its prompt. Three levers
-# are not run here: a larger model; every training like as a cut point instead of six per
-# user; a head trained on the ranking itself instead of on generated text.
+# as a formula with two knobs, even with the formula's own order in its prompt. Two levers
+# are not run here: a larger model, and every training like as a cut point instead of six
+# per user. A third, a head trained on the ranking itself instead of on generated text, is
+# next.
+
+# %% [markdown]
+# ### A head trained on the ranking
+#
+# Every LLM_IT so far writes its ranking as text, and learns it from text: a next-token loss
+# on six tags per training prompt. HR@K asks only which categories come first. So read the
+# model once per prompt instead, at the point where it would write its answer's first
+# token (`generation.LocalGenerator.prompt_states`: the last hidden state, 576 numbers),
+# and train a softmax layer on top for the ranking itself: to predict each category's
+# share of the next 8 likes, the window the tags' targets describe
+# (`llmrec_lib/recgpt/head.py`). The layer learns from the 2,099 training cut points v5
+# was fine-tuned on, and nothing else; its L2 penalty is chosen on the 100 validation
+# users by cross-entropy against their validation windows, the strongest penalty within
+# 0.002 nats of the best (grid and rule fixed before any state was read).
+#
+# Three heads, fit the same way on the same rows, tell apart what each part adds:
+#
+# - on **v5's states**, the fine-tuned LLM reading the prompt;
+# - on the **base SmolLM2's states**, the same prompt read zero-shot;
+# - on the **prompt's counts** alone (`head.count_features`): each category's share in the
+#   three summary lines (50 likes, 10 likes, the tuned rule's scores) and the history's
+#   length, with no LLM at all.
+#
+# The questions, set before the states were read: does the head on v5's states beat the
+# rule at matched history (HR@6, paired, interval above 0), and does it beat the head on
+# the counts, which sees the same numbers without the titles and interests? In fairness:
+# the counts head was run first, as a check of the code, and its test numbers were seen
+# before the LLM's states existed. The states come from one forward pass per prompt
+# (commands below; about 12 minutes per model on 2 cores), committed; the heads are fit
+# here, in both modes, in seconds.
+
+# %%
+from llmrec_lib.recgpt import head
+
+cut_seed = v5meta["seed"] if committed else 0  # v5's cut points: its training prompts
+cuts = tagger.cut_points(
+    setting, per_user=tagger.VARIANTS["v5"].per_user, seed=cut_seed
+)
+train_cuts, _ = recgpt.split_examples(cuts, seed=cut_seed)  # held-out users left out
+is_train = cuts["user_id"].isin(train_cuts["user_id"]).to_numpy()
+y_train = head.category_shares(train_cuts["next_items"], setting.itags)
+head_users = recgpt.eval_users(setting, 100, cut_seed, stage="valid")  # as v5 ran
+y_valid = head.category_shares(
+    [valid_in["future"][u] for u in head_users], setting.itags
+)
+
+
+def counts_of(liked_lists):
+    """The numbers a v5 prompt's summary lines show, one row per list of likes."""
+    return head.count_features(
+        liked_lists, setting.itags, shares, tuned=tagger.TUNED_RULE
+    )
+
+
+HEAD_V5, HEAD_BASE = "head on v5's states", "head on base SmolLM2's states"
+HEAD_COUNTS = "head on the prompt's counts"
+features = {  # head -> training, validation and test rows
+    HEAD_COUNTS: (
+        counts_of(train_cuts["liked_before"]),
+        counts_of([valid_in["liked"][u] for u in head_users]),
+        counts_of([inputs["liked"][u] for u in all_users]),
+    )
+}
+for name, which in ((HEAD_V5, "tuned"), (HEAD_BASE, "base")) if committed else ():
+    st = tagger.load_states("v5", which)
+    st_meta = json.loads(
+        (art / "tagger-v5" / tagger.HEAD / f"states-{which}.json").read_text()
+    )
+    print(st_meta["command"], f"| {st_meta['wall_s'] / 60:.0f} min, 2 cores")
+    assert st["examples_cuts"].tolist() == cuts["cut"].tolist(), "states of other cuts"
+    assert st["valid_users"].tolist() == head_users, "states of other users"
+    assert st["test_users"].tolist() == all_users, "states of other users"
+    features[name] = (
+        st["examples_states"][is_train],
+        st["valid_states"],
+        st["test_states"],
+    )
+penalty, heads = {}, {}
+for name, (x_tr, x_va, x_te) in features.items():
+    heads[name], grid_ = head.choose(x_tr, y_train, x_va, y_valid)
+    penalty[name] = grid_.set_index("l2")["cross_entropy"]
+    room[name] = hr6_of(dict(zip(all_users, heads[name].tags(x_te))), inputs)
+penalty = pd.DataFrame(penalty).rename_axis("L2 penalty")
+print("chosen:", {n: h.l2 for n, h in heads.items()})
+penalty.round(4)  # validation cross-entropy (nats), 100 users
+
+# %%
+HEADS = [n for n in (HEAD_V5, HEAD_BASE, HEAD_COUNTS) if n in heads]
+room["popular"] = judged6["popular"]  # the stretch: everyone's six categories
+head_refs = RULES + [("minus the popular list", "popular")]
+head_refs += [("minus the counts head", HEAD_COUNTS)]
+if committed:
+    head_refs += [("minus constrained v5", V5_ONCE), ("minus the base head", HEAD_BASE)]
+ref_of = dict(head_refs)
+head_vs = paired_against(HEADS, head_refs)
+head_vs = head_vs[[ref_of[a] != n for a, n in zip(head_vs.index, head_vs["system"])]]
+head_r = head_vs.reset_index().set_index(["index", "system"])
+head_k = hr_at_ks(
+    {RULE50: rule, TUNED_RULE: tuned_tags(inputs, KNOB)}
+    | {n: dict(zip(all_users, heads[n].tags(features[n][2]))) for n in HEADS}
+)
+print(head_k.round(3).to_string())
+head_vs.round(4)
+
+# %%
+HEAD_TARGET = ("minus the rule", HEAD_V5)
+HEAD_CLAIMS = {  # claim -> (row of head_vs, holds); full mode, 602 test users
+    "the head on v5's states beats the rule at matched history on HR@6 "
+    "(paired, above 0)": (HEAD_TARGET, lambda r: r["lo"] > 0),
+    "it beats v5's own constrained tags, the same model decoded (paired, above 0)": (
+        ("minus constrained v5", HEAD_V5),
+        lambda r: r["lo"] > 0,
+    ),
+    "it does not differ measurably from the tuned rule (interval spans 0)": (
+        ("minus the tuned rule", HEAD_V5),
+        lambda r: r["lo"] < 0 < r["hi"],
+    ),
+    "it does not differ measurably from the head on the prompt's counts (spans 0)": (
+        ("minus the counts head", HEAD_V5),
+        lambda r: r["lo"] < 0 < r["hi"],
+    ),
+    "nor from the same head on the base model's states: fine-tuning adds nothing "
+    "measurable to it (spans 0)": (
+        ("minus the base head", HEAD_V5),
+        lambda r: r["lo"] < 0 < r["hi"],
+    ),
+    "the head on the base model's states beats the rule too (paired, above 0)": (
+        ("minus the rule", HEAD_BASE),
+        lambda r: r["lo"] > 0,
+    ),
+    "the head on v5's states beats the popular list (paired, above 0)": (
+        ("minus the popular list", HEAD_V5),
+        lambda r: r["lo"] > 0,
+    ),
+}
+check_rows(HEAD_CLAIMS, lambda: head_r)
+claims.check(  # live on any data: the counts head needs no LLM
+    "a head on the prompt's counts alone beats the rule on HR@6 (paired, above 0)",
+    head_r.loc[("minus the rule", HEAD_COUNTS), "lo"] > 0,
+    detail=ci(head_r, ("minus the rule", HEAD_COUNTS), "diff"),
+)
+if committed:
+    vs_counts = head_r.loc[("minus the counts head", HEAD_V5)]
+    head_mde = abtest.mde_from_interval(vs_counts["lo"], vs_counts["hi"])
+    print(
+        f"minimum detectable HR@6 difference, LLM head vs counts head: {head_mde:.3f}"
+    )
+
+# %% [markdown]
+# What the numbers say (all 602 test users; the states are the committed full-mode ones
+# and the heads are fit here, so both modes print the same numbers). **The head on v5's
+# states beats the rule at matched history**: HR@6 0.633 against 0.604, +0.029 with the
+# paired interval from +0.009 to +0.051, and the popular list by +0.042 (interval from
+# +0.025 to +0.061). It also beats the same model's own constrained tags by +0.020 (from
+# +0.002 to +0.037): the model's reading of the prompt held more than its writing showed.
+# It ties the tuned rule (+0.006, an interval across zero); its HR@K sits on the tuned
+# rule's at K = 1 and 2 and a little above it from K = 3 on.
+#
+# The credit is not the LLM's, though. The same head on the base model's states, never
+# fine-tuned, does as well (+0.028 over the rule; the fine-tuned states add +0.001, from
+# -0.010 to +0.012), and so does the head on the prompt's counts alone, with no LLM at all
+# (HR@6 0.636; the head on v5's states is 0.003 below it, an interval across zero, with
+# the minimum detectable effect printed above). What beat the rule is the objective: a
+# layer trained to rank the categories, on the same 2,099 examples, learns the recency and
+# the population prior that the tuned rule writes by hand. The titles and interests the
+# LLM reads add nothing measurable to the numbers the prompt already states. On 18
+# categories and 2,099 examples, the LLM's states are as good an input for the ranking
+# as the counts, not a better one; whether a larger model or more examples change that is
+# not tested here. In section 7 the head's tags score 0.647 on the 100 validation users,
+# within 0.002 of constrained v3, so chapter 08 keeps serving constrained v3 by the rule
+# that section set.
 
 # %% [markdown]
 # The second LLM_IT's targets and its post-processing step are
@@ -1405,11 +1577,16 @@ if committed:
         },
         name=f"validation HR@6, {len(val_users)} users",
     )
-    served = next(n for n in RUNS if val_hr[n] > val_hr.max() - 0.002)
+    # the ranking head is the newest candidate; its tags are bare category names
+    head_valid = dict(zip(head_users, heads[HEAD_V5].tags(features[HEAD_V5][1])))
+    val_hr[HEAD_V5] = hr6_of({u: head_valid[u] for u in val_users}, valid_in)[
+        HR6
+    ].mean()
+    served = next(n for n in val_hr.index if val_hr[n] > val_hr.max() - 0.002)
     print(val_hr.round(4).to_string(), f"\nserved: {served}")
 check_committed(
     "validation picks the run the library serves (tagger.SERVED)",
-    lambda: (RUNS[served] == tagger.SERVED, f"{served}: {val_hr[served]:.4f}"),
+    lambda: (RUNS.get(served) == tagger.SERVED, f"{served}: {val_hr[served]:.4f}"),
 )
 for stage_ in ("test", "valid") if committed else ():
     got = tagger.served_tags(stage_)
@@ -1430,6 +1607,9 @@ check_committed(
 # test both are a little higher (HR@6 0.616 and 0.613 constrained, against v3's 0.608;
 # v4's lead is an interval across zero, section 5): the two stages disagree within their
 # noise, and validation decides, by the rule this section set before v4 existed.
+# The ranking head on v5's states, the newest candidate, scores 0.647: 0.0016 above
+# constrained v3, inside the tolerance, so the older run stays (its lead on test is real
+# against the rule but not against the tuned rule, section 5).
 
 # %% [markdown]
 # ```{admonition} The paper reports / we measure
@@ -1479,6 +1659,15 @@ out = {
         f"constrained: {v5_once_meta['command']}"
         if committed
         else skipped,
+        "ranking heads": "fit here on the states of artifacts/recgpt/tagger-v5/head: "
+        + "; ".join(
+            json.loads(
+                (art / "tagger-v5" / tagger.HEAD / f"states-{w}.json").read_text()
+            )["command"]
+            for w in ("tuned", "base")
+        )
+        if committed
+        else "counts head only, fit here",
         "live": f"{n_live} users",
     },
     "baselines": pd.concat(base.values()).to_dict(orient="records"),
@@ -1522,6 +1711,12 @@ out = {
             "hr_at_k": v5_k.to_dict(),
         },
         "validation_hr@6": val_hr.to_dict() if committed else None,
+        "head": {
+            "penalty_chosen": {n: h.l2 for n, h in heads.items()},
+            "validation_cross_entropy": penalty.to_dict(),
+            "paired": head_vs.reset_index(names="against").to_dict(orient="records"),
+            "hr_at_k": head_k.to_dict(),
+        },
     },
     "staleness": {
         "weeks": stale_weeks,
@@ -1568,7 +1763,10 @@ claims.report()  # the data, the guarantee that all held here, every row
 #    training data (v4) lifts greedy decoding measurably and moves the first choice toward
 #    the rule's; constrained, it leads the plain rule by about 0.012, still a tie. Writing
 #    the tuned rule's order into the prompt (v5) moves the model's first tag toward it, but
-#    not its hit rate: still a tie with the rule, and the LLM beating the rule remains open.
+#    not its hit rate: still a tie with the rule. A softmax head trained on the ranking,
+#    reading v5's last hidden state, beats the rule (+0.029, interval above 0) and the
+#    popular list, but so do the same head on the base model and a head on the prompt's
+#    counts alone: the training objective beat the rule, not the LLM's reading.
 # 5. Staleness is measurable; on MovieLens categories two weeks cost nothing we can detect.
 #
 # ## Exercises
@@ -1588,3 +1786,9 @@ claims.report()  # the data, the guarantee that all held here, every row
 #    how a learned tag-to-category model would avoid it.
 # 4. **Older interests.** Set `stale_weeks = 26`. *Check:* fewer users remain in `paired`,
 #    and the share whose tags changed rises (measured: 63 users, 95%).
+# 5. **Both inputs.** Fit one head on v5's states and the prompt's counts side by side
+#    (`np.hstack` of the two feature sets of section 5's last subsection, each row of one
+#    beside the same row of the other) with `head.choose`, as there. *Check:* validation
+#    chooses a penalty of 0.3; test HR@6 is 0.634, +0.030 over the rule (interval above
+#    0) and 0.002 below the counts head alone (interval across 0). Say what this adds to
+#    the verdict on the LLM's states.
