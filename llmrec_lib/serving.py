@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["PopularityPrior", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly", "Targeted", "long_tail_share", "Cached", "StoredSource", "stored_cut_check", "at_point",
+__all__ = ["PopularityPrior", "ColdBonus", "WholeHistory", "MultiSource", "RankFusion", "ColdOnly", "Targeted", "long_tail_share", "Cached", "StoredSource", "stored_cut_check", "at_point",
            "choose_on_validation", "slot_pattern", "tune_fusion",
            "popularity_percentiles", "tune_prior", "tune_history", "tune_share"]
 
@@ -117,6 +117,34 @@ class PopularityPrior(_Wrapper):
         if s.shape[1] != len(self.prior):
             raise ValueError(f"system scores {s.shape[1]} items, counts cover {len(self.prior)}")
         return s + self.prior[None, :]
+
+
+class ColdBonus(_Wrapper):
+    """``score(u, i) = system(u, i) + gamma`` for every item nobody rated in training.
+
+    The score-level answer to cold start, against :class:`ColdOnly` slots: one model at one
+    operating point, where a never-rated movie competes with every rated one for each slot,
+    so it reaches the list of a member whose scores favour it and of no one else. Wrapped
+    around a :class:`PopularityPrior`, ``gamma`` is the prior a never-rated movie gets in
+    place of ``beta * log(1) = 0``.
+    """
+
+    def __init__(self, system: Any, counts: Sequence[float], gamma: float, name: str | None = None):
+        counts = _counts(counts)
+        if not (counts == 0).any():
+            raise ValueError("no catalogue item has a count of 0: there is nothing cold to lift")
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.system, self.gamma = system, float(gamma)
+        self.bonus = np.where(counts == 0, self.gamma, 0.0).astype(np.float32)
+        self.name = name or f"{getattr(system, 'name', 'system')} + {gamma:g} if never rated"
+
+    def score(self, user_ids) -> np.ndarray:
+        """(len(user_ids), n_items) the wrapped system's scores, never-rated items lifted."""
+        s = _scores(self.system, np.asarray(user_ids))
+        if s.shape[1] != len(self.bonus):
+            raise ValueError(f"system scores {s.shape[1]} items, counts cover {len(self.bonus)}")
+        return s + self.bonus[None, :]
 
 
 class WholeHistory:

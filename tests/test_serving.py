@@ -144,6 +144,25 @@ def test_cold_only_keeps_the_systems_order_on_never_rated_items():
         serving.ColdOnly(base, [0, 1, 2]).score([0])
 
 
+def test_cold_bonus_lifts_never_rated_items_only_and_keeps_their_order():
+    base = Fixed([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.1, 0.6]], seen={0: [2]})
+    counts = [4, 0, 0, 1]
+    lifted = serving.ColdBonus(base, counts, 0.5).score([0, 1])
+    plain = base.score([0, 1])
+    assert np.allclose(lifted[:, [0, 3]], plain[:, [0, 3]])  # rated items untouched
+    assert np.allclose(lifted[:, [1, 2]], plain[:, [1, 2]] + 0.5)
+    # user 0: item 2 (cold) now passes item 0; user 1's cold favourite leads by more
+    assert np.argmax(lifted[0]) == 2 and np.argmax(plain[0]) == 0
+    assert serving.ColdBonus(base, counts, 0.0).score([0]).tolist() == base.score([0]).tolist()
+    assert serving.ColdBonus(base, counts, 0.5).histories is base.histories
+    with pytest.raises(ValueError, match="nothing cold"):
+        serving.ColdBonus(base, [1, 2, 3, 4], 0.1)
+    with pytest.raises(ValueError, match="gamma"):
+        serving.ColdBonus(base, counts, -0.1)
+    with pytest.raises(ValueError, match="counts cover"):
+        serving.ColdBonus(base, [0, 1, 2], 0.1).score([0])
+
+
 def test_cold_slots_land_where_the_share_says_and_skip_seen_items():
     n = 10
     counts = np.array([5] * 6 + [0] * 4)  # items 6..9 are cold
