@@ -1457,6 +1457,12 @@ if committed:
     )
 
 # %% [markdown]
+# The fit is `llmrec_lib/recgpt/head.py::fit` (and `head.choose` around it); its source:
+
+# %% tags=["hide-output"]
+show.source(head.fit)
+
+# %% [markdown]
 # How much does the verdict hang on the penalty? For teaching only (validation chose it
 # above), the head on v5's states refit at every penalty of the grid, each against the rule
 # on test:
@@ -1468,9 +1474,8 @@ def head_at_every_penalty(name):
     x_tr, _, x_te = features[name]
     out = {}
     for l2 in head.L2_GRID:
-        tags = heads[name].tags(x_te) if l2 == heads[name].l2 else None
-        if tags is None:
-            tags = head.fit(x_tr, y_train, l2).tags(x_te)
+        fitted = heads[name] if l2 == heads[name].l2 else head.fit(x_tr, y_train, l2)
+        tags = fitted.tags(x_te)
         judged = {
             RULE50: room[RULE50],
             name: hr6_of(dict(zip(all_users, tags)), inputs),
