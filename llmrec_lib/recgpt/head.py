@@ -61,7 +61,7 @@ def count_features(liked_lists: Sequence[Sequence[int]], itags: pd.Series, base_
                    summary_last: int = 50, recent_last: int = 10, tuned: dict | None = None) -> np.ndarray:
     """The numbers a v5 prompt's summary lines show, as features: per category, its share of
     the last ``summary_last`` likes, of the last ``recent_last``, and of the tuned rule's
-    scores (:func:`recgpt.category_scores` at ``tuned``), plus the log of the history's length.
+    scores (:func:`recgpt.category_scores` at ``tuned``), plus log(1 + the number of likes).
 
     Args:
         liked_lists: each row's liked item ids, oldest first.
