@@ -758,6 +758,21 @@ def paired_against(names, refs):
     return t
 
 
+def above_0(r):
+    """The paired interval of row `r` lies above 0."""
+    return r["lo"] > 0
+
+
+def below_0(r):
+    """The paired interval of row `r` lies below 0."""
+    return r["hi"] < 0
+
+
+def spans_0(r):
+    """The paired interval of row `r` holds 0: no measurable difference."""
+    return r["lo"] < 0 < r["hi"]
+
+
 def check_rows(rows, table):
     """Check each claim of `rows` (claim -> (row key, holds)) on the paired table that
     `table()` returns: a committed run's, so it is read only where that run fits."""
@@ -813,19 +828,19 @@ if committed:
 V3_CLAIMS = {  # claim -> (row of v3_vs, holds); measured in full mode, 602 test users
     "the third LLM_IT beats the second on HR@6 (paired, above 0)": (
         ("minus v2", V3),
-        lambda r: r["lo"] > 0,
+        above_0,
     ),
     "alone it still loses to the rule at matched history (interval below 0)": (
         ("minus the rule", V3),
-        lambda r: r["hi"] < 0,
+        below_0,
     ),
     "with the post-step it ties the rule (interval spans 0)": (
         ("minus the rule", V3_FIXED),
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "with the post-step it still loses to the tuned rule (interval below 0)": (
         ("minus the tuned rule", V3_FIXED),
-        lambda r: r["hi"] < 0,
+        below_0,
     ),
 }
 check_rows(V3_CLAIMS, lambda: v3r)
@@ -942,15 +957,15 @@ TIE = ("minus the rule", V3_ONCE)
 ONCE_CLAIMS = {  # claim -> (row of once_vs, holds); full mode, 602 test users
     "constrained decoding beats greedy decoding of the same model (paired, above 0)": (
         ("minus v3, greedy", V3_ONCE),
-        lambda r: r["lo"] > 0,
+        above_0,
     ),
     "constrained, the model ties the rule at matched history (interval spans 0)": (
         TIE,
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "constrained, it still loses to the tuned rule (interval below 0)": (
         ("minus the tuned rule", V3_ONCE),
-        lambda r: r["hi"] < 0,
+        below_0,
     ),
 }
 check_rows(ONCE_CLAIMS, lambda: once_r)
@@ -1026,15 +1041,15 @@ RANK_TIE = ("minus the rule", V3_RANK)
 RANK_CLAIMS = {  # claim -> (row of rank_vs, holds); full mode, 602 test users
     "ranked at the first tag, the model still ties the rule (interval spans 0)": (
         RANK_TIE,
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "ranked and constrained decoding do not differ measurably (interval spans 0)": (
         ("minus v3, constrained", V3_RANK),
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "ranked, it still loses to the tuned rule (interval below 0)": (
         ("minus the tuned rule", V3_RANK),
-        lambda r: r["hi"] < 0,
+        below_0,
     ),
 }
 check_rows(RANK_CLAIMS, lambda: rank_r)
@@ -1146,19 +1161,19 @@ if committed:
 V4_CLAIMS = {  # claim -> (row of v4_vs, holds); full mode, 602 test users
     "more data lifts greedy decoding: v4 beats v3, both greedy (paired, above 0)": (
         ("minus v3, greedy", V4),
-        lambda r: r["lo"] > 0,
+        above_0,
     ),
     "constrained, v4 and v3 do not differ measurably (interval spans 0)": (
         ("minus v3, constrained", V4_ONCE),
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "constrained v4 still ties the rule at matched history (interval spans 0)": (
         V4_TIE,
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "constrained v4 no longer loses measurably to the tuned rule (spans 0)": (
         ("minus the tuned rule", V4_ONCE),
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
 }
 check_rows(V4_CLAIMS, lambda: v4_r)
@@ -1265,15 +1280,15 @@ V5_CLAIMS = {  # claim -> (row of v5_vs, holds); full mode, 602 test users
     "the weighted line does not move constrained HR@6: v5 and v4 do not differ "
     "measurably (interval spans 0)": (
         ("minus v4, constrained", V5_ONCE),
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "constrained v5 still ties the rule at matched history (interval spans 0)": (
         V5_TIE,
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "constrained v5 does not differ measurably from the tuned rule (spans 0)": (
         ("minus the tuned rule", V5_ONCE),
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
 }
 check_rows(V5_CLAIMS, lambda: v5_r)
@@ -1416,31 +1431,31 @@ head_vs.round(4)
 HEAD_TARGET = ("minus the rule", HEAD_V5)
 HEAD_CLAIMS = {  # claim -> (row of head_vs, holds); full mode, 602 test users
     "the head on v5's states beats the rule at matched history on HR@6 "
-    "(paired, above 0)": (HEAD_TARGET, lambda r: r["lo"] > 0),
+    "(paired, above 0)": (HEAD_TARGET, above_0),
     "it beats v5's own constrained tags, the same model decoded (paired, above 0)": (
         ("minus constrained v5", HEAD_V5),
-        lambda r: r["lo"] > 0,
+        above_0,
     ),
     "it does not differ measurably from the tuned rule (interval spans 0)": (
         ("minus the tuned rule", HEAD_V5),
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "it does not differ measurably from the head on the prompt's counts (spans 0)": (
         ("minus the counts head", HEAD_V5),
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "nor from the same head on the base model's states: fine-tuning adds nothing "
     "measurable to it (spans 0)": (
         ("minus the base head", HEAD_V5),
-        lambda r: r["lo"] < 0 < r["hi"],
+        spans_0,
     ),
     "the head on the base model's states beats the rule too (paired, above 0)": (
         ("minus the rule", HEAD_BASE),
-        lambda r: r["lo"] > 0,
+        above_0,
     ),
     "the head on v5's states beats the popular list (paired, above 0)": (
         ("minus the popular list", HEAD_V5),
-        lambda r: r["lo"] > 0,
+        above_0,
     ),
 }
 check_rows(HEAD_CLAIMS, lambda: head_r)

@@ -94,6 +94,13 @@ class _Wrapper:
         """The wrapped system's ``histories`` (seen items), passed on for :class:`MultiSource`."""
         return getattr(self.system, "histories", None)
 
+    def _shifted(self, user_ids, per_item: np.ndarray) -> np.ndarray:
+        """The wrapped system's scores plus ``per_item`` (one number per catalogue item)."""
+        s = _scores(self.system, np.asarray(user_ids))
+        if s.shape[1] != len(per_item):
+            raise ValueError(f"system scores {s.shape[1]} items, counts cover {len(per_item)}")
+        return s + per_item[None, :]
+
 
 class PopularityPrior(_Wrapper):
     """``score(u, i) = system(u, i) + beta * log(1 + count_i)``.
@@ -113,10 +120,7 @@ class PopularityPrior(_Wrapper):
 
     def score(self, user_ids) -> np.ndarray:
         """(len(user_ids), n_items) the wrapped system's scores plus the popularity bonus."""
-        s = _scores(self.system, np.asarray(user_ids))
-        if s.shape[1] != len(self.prior):
-            raise ValueError(f"system scores {s.shape[1]} items, counts cover {len(self.prior)}")
-        return s + self.prior[None, :]
+        return self._shifted(user_ids, self.prior)
 
 
 class ColdBonus(_Wrapper):
@@ -141,10 +145,7 @@ class ColdBonus(_Wrapper):
 
     def score(self, user_ids) -> np.ndarray:
         """(len(user_ids), n_items) the wrapped system's scores, never-rated items lifted."""
-        s = _scores(self.system, np.asarray(user_ids))
-        if s.shape[1] != len(self.bonus):
-            raise ValueError(f"system scores {s.shape[1]} items, counts cover {len(self.bonus)}")
-        return s + self.bonus[None, :]
+        return self._shifted(user_ids, self.bonus)
 
 
 class WholeHistory:
