@@ -839,14 +839,15 @@ def states(variant: str = "v5", *, tuned: bool = True, stages: Sequence[str] = (
 
 def _read_states(reader, parts: dict, work: Path, progress: bool) -> tuple[dict, dict]:
     """:func:`states`' reading: each part's prompt states (float16), users, cuts and prompt
-    hashes, each part cached in ``work`` under its prompts' hash, so a rerun skips it."""
+    hashes, each part cached in ``work`` under the hash of the reader's identity (model and
+    adapter weights) and its prompts, so a rerun skips it and a retrained adapter does not."""
     import time
 
     work.mkdir(parents=True, exist_ok=True)
     arrays, timings = {}, {}
     for name, (users, cuts, prompts) in parts.items():
         t = time.perf_counter()
-        sha = recgpt.short_sha("\n".join(prompts))
+        sha = recgpt.short_sha("\n".join([reader.identity, *prompts]))
         cached = work / f"{name}-{sha}.npy"
         if cached.is_file():
             x = np.load(cached)
