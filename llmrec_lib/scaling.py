@@ -538,11 +538,12 @@ def arm_costs(n_items: int, *, llm_user_flops: float, llm_long_user_flops: float
         "LLM dual encoder, 2 hard negatives (400 steps)": llm,
         "LLM, mixed negatives + log-Q": replace(llm, user_flops=llm_long_user_flops),
         "LLM, whole history + prior": best,
-        # both two-source lists run both sources in full; merging (slots, or reciprocal
-        # ranks) costs a sort, not multiply-adds
+        # the two-source lists run both sources in full; merging (slots, or reciprocal
+        # ranks) costs a sort, not multiply-adds, and cold slots reuse the LLM's scores
         **{name: ArmCost(best_flops + knn.user_flops, llm_score, per_item_vector + knn.index_bytes,
                          "one forward of its text (the LLM source); ratings for item-kNN")
-           for name in ("item-kNN + LLM multi-source", "item-kNN + LLM rank fusion")},
+           for name in ("item-kNN + LLM multi-source", "item-kNN + LLM rank fusion",
+                        "item-kNN + LLM rank fusion + cold slots")},
         **{f"three towers, {who}{tags} tags": tower
            for who in ("", "no user ID, ") for tags in ("LLM", "rule")},
     }

@@ -219,10 +219,11 @@ def test_arm_costs_are_the_chapter_09_arithmetic():
     assert multi.user_flops == best.user_flops + costs["item-kNN"].user_flops
     assert multi.index_bytes == 4 * 576 * 1000 + 20 * 5000
     assert costs["item-kNN + LLM rank fusion"] == multi  # the same two sources, merged otherwise
+    assert costs["item-kNN + LLM rank fusion + cold slots"] == multi  # cold slots: the LLM's scores
     long_best = scaling.arm_costs(1000, llm_user_flops=user, llm_long_user_flops=long_user,
                                   llm_item_flops=item, llm_dim=576, median_history=40, knn_nnz=5000,
                                   sasrec=sasrec, towers=towers, llm_best_long=True)
     assert long_best["LLM, whole history + prior"].user_flops == long_user + 40 * 576
     tower = costs["three towers, no user ID, rule tags"]
     assert tower.user_flops == 50 * 64 + 2 * (384 * 128 + 128 * 64) and tower.index_bytes == 4 * 64 * 1000
-    assert len(costs) == 14
+    assert len(costs) == 15
