@@ -807,7 +807,7 @@ seg_wide = seg_table.pivot(index="arm", columns="segment", values="mean").loc[
 seg_wide.round(4)
 
 # %%
-fig, ax = plt.subplots(figsize=(11, 3.8))
+fig, ax = plt.subplots(figsize=(11, 5.2))
 width = 0.8 / len(results)
 for i, arm in enumerate(results):
     part = seg_table[seg_table["arm"] == arm].set_index("segment").loc[list(segments)]
@@ -831,7 +831,8 @@ ax.set_title(
     if claims.reference  # what the reference data shows; on other data, read the bars
     else "Each arm's mean by segment"
 )
-ax.legend(fontsize=7, ncol=2)
+# below the axes: 14 arms would cover the bars
+ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
 fig.tight_layout()
 
 # %% [markdown]
