@@ -638,6 +638,36 @@ def data_status(path: str | os.PathLike | None = None) -> str:
     )
 
 
+class Verdict:
+    """What :meth:`Claims.check` returns: whether the claim held, as a bool would say it.
+
+    ``bool(v)``, ``v == True`` and ``repr(v)`` behave as the bool ``v.held``. A chapter cell
+    whose last line is a check shows nothing under it (``_ipython_display_``): the claim's
+    row is already in the chapter's claims table, and a stray ``True`` under a cell tells a
+    reader nothing.
+    """
+
+    __slots__ = ("held",)
+
+    def __init__(self, held: bool) -> None:
+        self.held = bool(held)
+
+    def __bool__(self) -> bool:
+        return self.held
+
+    def __eq__(self, other) -> bool:
+        return self.held == (other.held if isinstance(other, Verdict) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.held)
+
+    def __repr__(self) -> str:
+        return repr(self.held)
+
+    def _ipython_display_(self) -> None:
+        """Show nothing as a cell's value (the claims table shows every claim)."""
+
+
 @dataclass
 class Claim:
     """One claim of a chapter: its text, whether it held (None: not tested on this data), whether
@@ -670,9 +700,9 @@ class Claims:
         self.reference = reference_data(path) if reference is None else bool(reference)
         self.items: list[Claim] = []
 
-    def check(self, claim: str, holds, *, pinned: bool = True, detail: str = "") -> bool:
+    def check(self, claim: str, holds, *, pinned: bool = True, detail: str = "") -> Verdict:
         """Record one claim; raise if it fails where it must hold (see the class); returns whether
-        it held.
+        it held, as a :class:`Verdict` (a bool that a notebook cell does not print).
         """
         ok = bool(holds)
         self.items.append(Claim(claim, ok, bool(pinned), str(detail)))
@@ -680,7 +710,7 @@ class Claims:
             kind = "on the reference release" if pinned else "(a mechanic: asserted on any data)"
             extra = f" ({detail})" if detail else ""
             raise AssertionError(f"claim fails {kind}: {claim}{extra}")
-        return ok
+        return Verdict(ok)
 
     @property
     def artifacts_fit(self) -> bool:

@@ -85,14 +85,17 @@ def test_other_data_is_not_the_reference(copy, tmp_path, monkeypatch):
 
 def test_claims_on_the_reference_are_asserted():
     claims = config.Claims("00", reference=True)
-    assert claims.check("610 users", True)
+    verdict = claims.check("610 users", True)
+    assert verdict and verdict == True and repr(verdict) == "True"  # noqa: E712
+    assert verdict._ipython_display_() is None  # a cell ending in a check prints nothing
     with pytest.raises(AssertionError, match="on the reference release: 9742 movies"):
         claims.check("9742 movies", False, detail="found 9000")
 
 
 def test_claims_elsewhere_are_reported_but_mechanics_stay_asserted():
     claims = config.Claims("00", reference=False)
-    assert claims.check("610 users", False, detail="365 here") is False
+    verdict = claims.check("610 users", False, detail="365 here")
+    assert not verdict and verdict == False and repr(verdict) == "False"  # noqa: E712
     assert claims.check("splits are disjoint", True, pinned=False)
     with pytest.raises(AssertionError, match="a mechanic"):
         claims.check("no future leak", False, pinned=False)
