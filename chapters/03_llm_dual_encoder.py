@@ -1761,11 +1761,17 @@ for claim, (holds, detail) in COLD_CLAIMS.items():
 TOP_MEMBERS, TARGET_SHARES = (0.4, 0.2), (0.2, 0.4, 0.6)
 
 
-def cold_slot_row(base, cold_source, share, members, data, stage):
-    """``base``'s list with ``share`` of the slots of ``members`` from ``cold_source``:
-    all-target and cold Recall@50 and, on test, the lower end of cold against MiniLM."""
+def cold_slot_system(base, cold_source, share, members, data):
+    """``base``'s list, ``share`` of the slots of ``members`` from ``cold_source``."""
     cold_slots = serving.MultiSource(base, cold_source, share, seen=data)
-    r = evaluate.evaluate(serving.Targeted(base, cold_slots, members), data, ks=(50,))
+    return serving.Targeted(base, cold_slots, members)
+
+
+def cold_slot_row(base, cold_source, share, members, data, stage):
+    """:func:`cold_slot_system`'s all-target and cold Recall@50 and, on test, the lower
+    end of cold against MiniLM."""
+    system = cold_slot_system(base, cold_source, share, members, data)
+    r = evaluate.evaluate(system, data, ks=(50,))
     row = {
         "all targets": r.mean("recall@50"),
         "cold targets": r.segment("cold").mean("recall@50"),
@@ -2088,11 +2094,14 @@ for claim, (holds, detail) in FUSED_COLD_CLAIMS.items():
 # %%
 top_c, share_c = cold_point
 FUSED_COLD = f"{FUSED} + cold slots (top {top_c:.0%} of members, {share_c:.0%})"
-cold_slots = serving.MultiSource(
-    fused, serving.ColdOnly(best_system, counts), share_c, seen=test_data
-)
 res[FUSED_COLD] = evaluate.evaluate(
-    serving.Targeted(fused, cold_slots, aimed_at[("test", top_c)]),
+    cold_slot_system(
+        fused,
+        serving.ColdOnly(best_system, counts),
+        share_c,
+        aimed_at[("test", top_c)],
+        test_data,
+    ),
     test_data,
     ks=(10, 50, 100),
     name=FUSED_COLD,
