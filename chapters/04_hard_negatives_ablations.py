@@ -968,8 +968,8 @@ if syn:
 #   show an effect in either direction, so the chapter reports it and tests nothing on it,
 #   beyond the fact that both arms learned the interests.
 # - **Recall@10 of the held-out clicks can move, and it does once the arms train long
-#   enough.** The committed full-mode run (300 steps per arm) measures +0.045 [+0.016, +0.071]
-#   for two hard negatives: they help, by almost 40% of the k = 0 arm's 0.120. Quick mode's
+#   enough.** The committed full-mode run (300 steps per arm) measures +0.044 [+0.016, +0.071]
+#   for two hard negatives: they help, by almost 40% of the k = 0 arm's 0.119. Quick mode's
 #   16 steps measure no detectable effect (about +0.010 [-0.012, +0.034]; the MDE, about
 #   0.032, is smaller than the full-mode effect): after 16 steps the switch has had no time to
 #   matter. The cell above prints this run's verdict from its own interval, and the assert
@@ -981,7 +981,7 @@ if syn:
 # the slate mixes items from the user's interests with random ones, so the skipped items
 # differ from the clicked ones in a way the model can learn. On MovieLens it is a movie the
 # user chose to watch and then rated low, a weaker and noisier signal. One more observation,
-# not tested here: the k = 0 arm's Recall@10 is lower after 300 steps (0.120) than after 16
+# not tested here: the k = 0 arm's Recall@10 is lower after 300 steps (0.119) than after 16
 # (about 0.14), so trained longer on in-batch negatives alone it drifts away from what users
 # click, and the hard negatives hold it back. Exercise 2 makes the world harder.
 
@@ -1091,7 +1091,7 @@ claims.report()  # the data, the guarantee that all held here, every row
 #    Served at its own validation-chosen point, the raw-count arm comes within .011 of
 #    item-kNN (interval reaching 0), missing chapter 03's match bar of .010 by .001.
 # 6. In the synthetic world, where a hard negative is a skipped impression as in LinkedIn's
-#    logs, two hard negatives raise Recall@10 after 300 steps (+0.045 [+0.016, +0.071]) and
+#    logs, two hard negatives raise Recall@10 after 300 steps (+0.044 [+0.016, +0.071]) and
 #    show no detectable effect after 30; interest precision sits at its ceiling and cannot
 #    tell the arms apart.
 # 7. A "no difference" is only as strong as its MDE: every one in this chapter comes with it.
