@@ -2416,3 +2416,13 @@ claims.report()  # the data, the guarantee that all held here, every row
 #    WEIGHTS_RRF, k=10)` (section 10). *Check:* validation picks w = 1 again and its best
 #    validation Recall@50 is about 0.334, against 0.336 at k = 60; then say why a smaller $k$
 #    lets each source's head dominate, and why the book keeps the paper's 60 untuned.
+# 6. **Whom to give the cold slots.** Aim them at the members with the longest histories
+#    instead: `n = setting.split.history("test").groupby("user_id").size()`, then
+#    `n = n.reindex(test_data.user_ids).to_numpy()`, take the top 40% with
+#    `chosen = test_data.user_ids[n >= np.quantile(n, 0.6)]`, and call
+#    `cold_slot_row(best_system, serving.ColdOnly(best_system, counts), 0.6, chosen,
+#    test_data, "test")` (section 10's 60% of their slots).
+#    *Check:* cold Recall@50 is about 0.040, against 0.072 with the long-tail members, and
+#    all-target Recall@50 is about 0.215, against 0.218. Then explain why: the long
+#    histories have many test targets, several of them cold, and cold Recall averages each
+#    member's share of their own cold targets.
